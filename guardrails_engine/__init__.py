@@ -1,0 +1,37 @@
+"""guardrails-engine: check LLM output as it streams, release only what is safe.
+
+>>> import guardrails_engine as ge
+>>> policy = ge.load_policy("policies/support-chat.yaml")   # doctest: +SKIP
+>>> policy.validate_sync("mail me at jdoe@example.com").text  # doctest: +SKIP
+'mail me at <EMAIL_ADDRESS>'
+"""
+
+from ._config import policy_json_schema
+from ._errors import GuardrailsError, PolicyError, StreamStateError
+from ._model import Action, Decision, Finding, Result
+from ._policy import Policy, load_policy
+from ._stream import Stream, SyncStream
+
+__all__ = [
+    "Action",
+    "Decision",
+    "Finding",
+    "GuardrailsError",
+    "Policy",
+    "PolicyError",
+    "Result",
+    "Stream",
+    "StreamStateError",
+    "SyncStream",
+    "load_policy",
+    "policy_json_schema",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__"):
+        try:
+            _obj.__module__ = __name__
+        except (AttributeError, TypeError):  # pragma: no cover
+            pass
+del _name, _obj

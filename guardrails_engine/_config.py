@@ -1,0 +1,182 @@
+"""The policy file format (version 1) as pydantic models.
+
+These models live at the configuration edge only: they validate what a policy
+file says and are then compiled into check objects (see ``_policy.py``).
+Everything that can be checked without heavy imports is checked here; entity
+names and JSON Schemas are checked when the policy is compiled.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import regex
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "CheckSpec",
+    "ContentSpec",
+    "LengthSpec",
+    "PiiSpec",
+    "PolicySpec",
+    "SchemaSpec",
+    "StreamSpec",
+]
+
+OnError = Literal["block", "pass"]
+CheckId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Unique within the policy; letters, digits, '_', '.', '-'.",
+    ),
+]
+
+#: The score presidio gives a bare phone number; entities found by their pattern
+#: alone (no context words) reach at least this.
+DEFAULT_MIN_SCORE = 0.4
+
+
+def _compiles(pattern: str) -> str:
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as exc:
+        raise ValueError(f"regular expression does not compile: {exc}") from exc
+    if compiled.search("") is not None:
+        raise ValueError("regular expression matches the empty string")
+    return pattern
+
+
+def _not_blank(term: str) -> str:
+    if not term.strip():
+        raise ValueError("term is blank")
+    return term
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StreamSpec(_Spec):
+    """Streaming settings."""
+
+    max_holdback_chars: int = Field(
+        1024,
+        ge=16,
+        le=1_000_000,
+        description="Cap on what pattern checks hold back; past it, held text is decided as is.",
+    )
+
+
+class _CheckBase(_Spec):
+    id: CheckId
+    on_error: OnError | None = Field(
+        None, description="A check that raises: block (fail-closed) or pass. Default: the policy's."
+    )
+
+
+class PiiSpec(_CheckBase):
+    """Personal data found by presidio-analyzer's recognizers."""
+
+    type: Literal["pii"]
+    entities: list[Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]] = Field(
+        min_length=1, description="Presidio entity names, e.g. EMAIL_ADDRESS, CREDIT_CARD."
+    )
+    min_score: float = Field(
+        DEFAULT_MIN_SCORE, ge=0.0, le=1.0, description="Findings scored below this are ignored."
+    )
+    action: Literal["repair", "block", "flag"] = "repair"
+    repair: Literal["mask", "redact"] = Field(
+        "mask", description='mask -> "<EMAIL_ADDRESS>"; redact -> removed.'
+    )
+
+    @field_validator("entities")
+    @classmethod
+    def _unique_entities(cls, v: list[str]) -> list[str]:
+        dup = sorted({e for e in v if v.count(e) > 1})
+        if dup:
+            raise ValueError(f"entity listed twice: {', '.join(dup)}")
+        return v
+
+
+class ContentSpec(_CheckBase):
+    """Forbidden phrases and regular expressions."""
+
+    type: Literal["content"]
+    patterns: list[Annotated[str, AfterValidator(_compiles)]] = Field(
+        default_factory=list, description="Regular expressions (the `regex` package's syntax)."
+    )
+    terms: list[Annotated[str, AfterValidator(_not_blank)]] = Field(
+        default_factory=list, description="Phrases matched case-insensitively as whole words."
+    )
+    action: Literal["repair", "block", "flag"] = "block"
+    replacement: str = Field("[removed]", description="What a repaired match becomes.")
+
+    @model_validator(mode="after")
+    def _something_to_find(self) -> ContentSpec:
+        if not self.patterns and not self.terms:
+            raise ValueError("a content check needs `patterns` or `terms`")
+        return self
+
+
+class SchemaSpec(_CheckBase):
+    """The whole output must be JSON valid against a JSON Schema."""
+
+    type: Literal["schema"]
+    schema_: dict[str, Any] | bool | None = Field(
+        None, alias="schema", description="An inline JSON Schema."
+    )
+    schema_file: str | None = Field(
+        None, description="A JSON or YAML file with the schema, relative to the policy file."
+    )
+    action: Literal["block", "flag"] = "block"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SchemaSpec:
+        if (self.schema_ is None) == (self.schema_file is None):
+            raise ValueError("give exactly one of `schema` and `schema_file`")
+        return self
+
+
+class LengthSpec(_CheckBase):
+    """Limits on the length of the output."""
+
+    type: Literal["length"]
+    max_chars: int | None = Field(None, ge=1, le=100_000_000)
+    max_words: int | None = Field(None, ge=1, le=10_000_000)
+    action: Literal["repair", "block", "flag"] = Field(
+        "repair", description="repair truncates at the limit, on a word boundary."
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> LengthSpec:
+        if self.max_chars is None and self.max_words is None:
+            raise ValueError("a length check needs `max_chars` or `max_words`")
+        return self
+
+
+CheckSpec = Annotated[PiiSpec | ContentSpec | SchemaSpec | LengthSpec, Field(discriminator="type")]
+
+
+class PolicySpec(_Spec):
+    """A guardrails policy, version 1."""
+
+    version: Literal[1] = Field(description="The policy format version; only 1 exists.")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    on_error: OnError = Field(
+        "block", description="A check that raises: block (default, fail-closed) or pass."
+    )
+    block_message: str = Field("", description="Shown instead of blocked output.")
+    stream: StreamSpec = Field(default_factory=lambda: StreamSpec())
+    checks: list[CheckSpec] = Field(min_length=1, description="Check ids must be unique.")
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The policy format as a JSON Schema, for editors and linters."""
+    schema = PolicySpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "guardrails-engine policy, version 1"
+    return schema

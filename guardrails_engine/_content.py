@@ -1,0 +1,48 @@
+"""The ``content`` check: forbidden phrases and regular expressions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import regex
+
+from ._check import PatternCheck
+from ._config import ContentSpec
+from ._model import Action, Finding
+from ._scan import PatternSet, ScanMatch
+
+__all__ = ["ContentCheck", "term_pattern"]
+
+
+def term_pattern(term: str) -> regex.Pattern[str]:
+    """A phrase as a whole-word, case-insensitive pattern; any run of spaces matches a space."""
+    words = [regex.escape(w) for w in term.split()]
+    return regex.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", regex.IGNORECASE)
+
+
+class ContentCheck(PatternCheck):
+    """Finds the policy's terms and patterns; replaces, blocks or flags them."""
+
+    type = "content"
+
+    def __init__(self, spec: ContentSpec, on_error: str) -> None:
+        self.id = spec.id
+        self.action = Action(spec.action)
+        self.on_error = spec.on_error or on_error
+        self.replacement = spec.replacement
+        labels: list[str] = []
+        compiled: list[regex.Pattern[str]] = []
+        for term in spec.terms:
+            compiled.append(term_pattern(term))
+            labels.append(f"term {term!r}")
+        for i, pattern in enumerate(spec.patterns):
+            compiled.append(regex.compile(pattern))
+            labels.append(f"patterns[{i}]")
+        self.labels = tuple(labels)
+        self.patterns = PatternSet(compiled)
+
+    def interpret(self, matches: Sequence[ScanMatch]) -> list[Finding]:
+        return [
+            self.finding(self.labels[m.index], m.start, m.end, self.replacement)
+            for m in matches
+        ]

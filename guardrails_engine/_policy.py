@@ -1,0 +1,189 @@
+"""Policies: loaded once, compiled into checks, shared by every run."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
+from ._content import ContentCheck
+from ._errors import PolicyError
+from ._length import LengthCheck
+from ._loader import Located, parse_policy
+from ._model import Result
+from ._pii import PiiCheck
+from ._pipeline import Run
+from ._presidio import NER_ENTITIES, catalog
+from ._schema import SchemaCheck, SchemaError, check_schema, load_schema
+
+if TYPE_CHECKING:
+    from ._check import Check
+    from ._stream import Stream, SyncStream
+
+__all__ = ["Policy", "load_policy"]
+
+#: Texts at least this long are validated in a worker thread by the async API.
+THREAD_THRESHOLD = 16_384
+_limiter: anyio.CapacityLimiter | None = None
+
+
+def _thread_limiter() -> anyio.CapacityLimiter:
+    global _limiter
+    if _limiter is None:
+        _limiter = anyio.CapacityLimiter(4)
+    return _limiter
+
+
+class Policy:
+    """A compiled policy: immutable, safe to share between concurrent runs.
+
+    Build one with :func:`load_policy` or :meth:`Policy.from_yaml`.
+    """
+
+    __slots__ = ("_checks", "_hash", "_spec", "_source")
+
+    def __init__(self, spec: PolicySpec, checks: tuple[Check, ...], *, source: str, digest: str) -> None:
+        self._spec = spec
+        self._checks = checks
+        self._source = source
+        self._hash = digest
+
+    # -- construction ----------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "<string>", base_dir: str | Path | None = None) -> Policy:
+        """Compile a policy from YAML text.
+
+        ``source`` names the text in error messages; ``base_dir`` resolves
+        ``schema_file`` paths (default: the current directory).
+
+        :raises PolicyError: naming the source, line and field of the problem.
+        """
+        spec, located = parse_policy(text, source)
+        checks = tuple(_compile(spec, located, Path(base_dir) if base_dir is not None else None))
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        return cls(spec, checks, source=source, digest=digest)
+
+    # -- attributes --------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    @property
+    def description(self) -> str:
+        return self._spec.description
+
+    @property
+    def spec(self) -> PolicySpec:
+        """The validated policy document (frozen)."""
+        return self._spec
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def content_hash(self) -> str:
+        """A short hash of the policy text, to tell versions apart in logs."""
+        return self._hash
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return self._checks
+
+    @property
+    def block_message(self) -> str:
+        return self._spec.block_message
+
+    @property
+    def max_holdback_chars(self) -> int:
+        return self._spec.stream.max_holdback_chars
+
+    def __repr__(self) -> str:
+        return f"<Policy {self.name!r} from {self._source} ({len(self._checks)} checks)>"
+
+    # -- checking ----------------------------------------------------------------
+    def validate_sync(self, text: str) -> Result:
+        """Check a whole text.  A block is a result, not an exception."""
+        run = Run(self)
+        run.feed(text)
+        run.finish()
+        return run.result()
+
+    async def validate(self, text: str) -> Result:
+        """Check a whole text without blocking the event loop.
+
+        Long texts are checked in a worker thread (at most four at a time).
+        """
+        if len(text) < THREAD_THRESHOLD:
+            return self.validate_sync(text)
+        return await anyio.to_thread.run_sync(self.validate_sync, text, limiter=_thread_limiter())
+
+    def stream(self, source: AsyncIterable[str] | Iterable[str]) -> Stream:
+        """Wrap a token stream: iterate the result to get released text.
+
+        ``source`` may be an async or a sync iterable of ``str``.
+        """
+        from ._stream import Stream
+
+        return Stream(self, source)
+
+    def stream_sync(self, source: Iterable[str]) -> SyncStream:
+        """The synchronous twin of :meth:`stream`."""
+        from ._stream import SyncStream
+
+        return SyncStream(self, source)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load and compile a policy file.
+
+    :raises PolicyError: if the file cannot be read or is not a valid policy.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read the policy: {exc.__class__.__name__}: {exc}", source=str(p)) from exc
+    return Policy.from_yaml(text, source=str(p), base_dir=p.parent)
+
+
+def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[Check]:
+    checks: list[Check] = []
+    known: frozenset[str] | None = None
+    for i, c in enumerate(spec.checks):
+        where: list[Any] = ["checks", i]
+        if isinstance(c, PiiSpec):
+            if known is None:
+                known = catalog().entities
+            for j, entity in enumerate(c.entities):
+                if entity in known:
+                    continue
+                if entity in NER_ENTITIES:
+                    raise located.error(
+                        [*where, "entities", j],
+                        f"entity {entity} needs a named-entity model; this version finds pattern entities only",
+                    )
+                raise located.error([*where, "entities", j], f"unknown entity {entity!r}; known: {', '.join(sorted(known))}")
+            checks.append(PiiCheck(c, spec.on_error))
+        elif isinstance(c, ContentSpec):
+            checks.append(ContentCheck(c, spec.on_error))
+        elif isinstance(c, SchemaSpec):
+            field = "schema" if c.schema_ is not None else "schema_file"
+            try:
+                schema = load_schema(c, base_dir)
+            except (OSError, ValueError) as exc:
+                raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
+            try:
+                check_schema(schema)
+            except SchemaError as exc:
+                path = "/".join(str(p) for p in exc.absolute_schema_path) or "(root)"
+                raise located.error([*where, field], f"not a valid JSON Schema at {path}: {exc.message}") from exc
+            checks.append(SchemaCheck(c, spec.on_error, schema))
+        elif isinstance(c, LengthSpec):
+            checks.append(LengthCheck(c, spec.on_error))
+    return checks

@@ -1,0 +1,178 @@
+"""presidio-analyzer's pattern recognizers, adapted to incremental scanning.
+
+presidio runs each recognizer over a whole text.  We keep its knowledge (the
+regular expressions, their scores, the checksums in ``validate_result`` and
+``invalidate_result``) and drive the expressions with our own scanner, so that
+a stream is scanned once and its results do not depend on chunking.
+
+Two recognizers need more than their patterns:
+
+* ``IbanRecognizer`` trims a match to the longest group that passes the
+  checksum; the same logic is applied here.
+* ``PhoneRecognizer`` uses python-phonenumbers instead of a regular
+  expression.  A *candidate* expression (a run of digits and phone
+  punctuation) is scanned instead, and each candidate is handed to
+  ``phonenumbers.PhoneNumberMatcher`` for the same regions and leniency
+  presidio uses.
+
+presidio's ``EmailRecognizer.validate_result`` calls ``tldextract.extract``,
+which downloads the public suffix list; the e-mail validation here uses a
+``TLDExtract`` instance limited to the snapshot bundled with tldextract.
+
+presidio (and spaCy, which it imports) are imported on first use, never at
+import time of this package.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import regex
+
+if TYPE_CHECKING:
+    from ._scan import ScanMatch
+
+__all__ = ["NER_ENTITIES", "Detector", "catalog"]
+
+#: Entities that presidio finds with an NER model (spaCy), not with patterns.
+NER_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION", "GPE", "NORP"})
+
+MAX_SCORE = 1.0
+
+# A run of digits with the punctuation phone numbers are written with; the
+# (?<![\w+]) keeps it from starting inside a word or a longer number.
+_PHONE_CANDIDATE = r"(?<![\w+])(?:\+\s?|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(+]))*\d(?!\d)"
+
+Interpret = Callable[["ScanMatch"], list[tuple[int, int, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """One regular expression and how to turn its matches into scored spans."""
+
+    entity: str
+    name: str
+    pattern: regex.Pattern[str]
+    interpret: Interpret
+
+
+class Catalog:
+    """The pattern entities presidio ships, and a detector list for each."""
+
+    def __init__(self) -> None:
+        import phonenumbers
+        import presidio_analyzer.predefined_recognizers as predefined
+        import tldextract
+        from presidio_analyzer import PatternRecognizer
+
+        self._tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+        self._phonenumbers = phonenumbers
+        self._recognizers: dict[str, list[Any]] = {}
+        for name in predefined.__all__:
+            cls = getattr(predefined, name)
+            if not (isinstance(cls, type) and issubclass(cls, PatternRecognizer)):
+                continue
+            try:
+                recognizer = cls()
+            except Exception:  # pragma: no cover - a recognizer that needs arguments
+                continue
+            entity = recognizer.supported_entities[0]
+            self._recognizers.setdefault(entity, []).append(recognizer)
+        phone = predefined.PhoneRecognizer()
+        self._phone_regions: tuple[str, ...] = tuple(phone.supported_regions)
+        self._phone_leniency = int(phone.leniency)
+        self._phone_score = float(phone.SCORE)
+        self._iban_cls = predefined.IbanRecognizer
+        self._email_cls = predefined.EmailRecognizer
+
+    @property
+    def entities(self) -> frozenset[str]:
+        return frozenset(self._recognizers) | {"PHONE_NUMBER"}
+
+    @functools.cache  # noqa: B019 - one catalog per process, kept for its lifetime
+    def detectors(self, entity: str) -> tuple[Detector, ...]:
+        """The detectors for one entity.
+
+        :raises KeyError: if presidio has no pattern recognizer for it.
+        """
+        if entity == "PHONE_NUMBER":
+            return (
+                Detector(
+                    entity,
+                    "phone candidate",
+                    regex.compile(_PHONE_CANDIDATE),
+                    self._interpret_phone,
+                ),
+            )
+        out: list[Detector] = []
+        for recognizer in self._recognizers[entity]:
+            flags = int(recognizer.global_regex_flags)
+            for pat in recognizer.patterns:
+                compiled = regex.compile(pat.regex, flags)
+                out.append(
+                    Detector(entity, pat.name, compiled, self._interpreter(recognizer, pat.score))
+                )
+        return tuple(out)
+
+    def _interpreter(self, recognizer: Any, score: float) -> Interpret:
+        validate: Callable[[str], bool | None] = recognizer.validate_result
+        invalidate: Callable[[str], bool | None] = recognizer.invalidate_result
+        if isinstance(recognizer, self._email_cls):
+            tld = self._tld
+
+            def validate(text: str) -> bool | None:
+                return tld(text).fqdn != ""
+
+        def scored(text: str) -> float:
+            s = score
+            valid = validate(text)
+            if valid is not None:
+                s = MAX_SCORE if valid else 0.0
+            if invalidate(text):
+                s = 0.0
+            return s
+
+        if isinstance(recognizer, self._iban_cls):
+
+            def interpret_iban(m: ScanMatch) -> list[tuple[int, int, float]]:
+                start = m.start
+                for group in range(len(m.match.groups()), 0, -1):
+                    gend = m.match.span(group)[1]
+                    end = gend + m.base if gend > 0 else m.end
+                    text = m.match.string[start - m.base : end - m.base]
+                    if not text:
+                        continue
+                    s = scored(text)
+                    if s > 0:
+                        return [(start, end, s)]
+                return []
+
+            return interpret_iban
+
+        def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
+            s = scored(m.match.group())
+            return [(m.start, m.end, s)] if s > 0 else []
+
+        return interpret
+
+    def _interpret_phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
+        text = m.match.group()
+        pn = self._phonenumbers
+        spans: dict[tuple[int, int], None] = {}
+        for region in self._phone_regions:
+            for found in pn.PhoneNumberMatcher(text, region, leniency=self._phone_leniency):
+                spans[(m.start + found.start, m.start + found.end)] = None
+        return [(s, e, self._phone_score) for s, e in spans]
+
+
+@functools.cache
+def catalog() -> Catalog:
+    """The process-wide catalog (imports presidio on first call)."""
+    return Catalog()
+
+
+def known_entities() -> Sequence[str]:
+    return sorted(catalog().entities)

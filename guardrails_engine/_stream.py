@@ -1,0 +1,232 @@
+"""Stream drivers: pull chunks from a source, feed a run, hand out released text.
+
+Both drivers share :class:`_Driver`; they differ only in how they pull from
+and close the source.  The source is closed as soon as the outcome is
+decided, when the consumer stops early, and when it raises.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._errors import StreamStateError
+from ._model import Result
+from ._pipeline import Ending, Run
+
+if TYPE_CHECKING:
+    from ._policy import Policy
+
+__all__ = ["Stream", "SyncStream"]
+
+
+class _Driver:
+    __slots__ = ("_done", "_pieces", "_run")
+
+    def __init__(self, policy: Policy) -> None:
+        self._run = Run(policy)
+        self._pieces: deque[str] = deque()
+        self._done = False
+
+    @property
+    def result(self) -> Result | None:
+        """The final result once the stream has ended (``None`` before)."""
+        return self._run.result() if self._done else None
+
+    @property
+    def run(self) -> Run:
+        return self._run
+
+    def _take(self, chunk: object) -> bool:
+        """Feed one chunk; return True when the source should be closed."""
+        if not isinstance(chunk, str):
+            self._run.abort(Ending.SOURCE_ERROR)
+            self._done = True
+            raise TypeError(f"a stream source must yield str, got {type(chunk).__name__}")
+        piece = self._run.feed(chunk)
+        if piece:
+            self._pieces.append(piece)
+        if self._run.decided:
+            self._end()
+            return True
+        return False
+
+    def _exhausted(self) -> None:
+        piece = self._run.finish()
+        if piece:
+            self._pieces.append(piece)
+        self._end()
+
+    def _end(self) -> None:
+        self._done = True
+        if self._run.ending is Ending.BLOCKED:
+            message = self._run.result().text
+            if message:
+                self._pieces.append(message)
+
+    def _failed(self, ending: Ending) -> None:
+        self._run.abort(ending)
+        self._pieces.clear()
+        self._done = True
+
+
+class Stream(_Driver):
+    """Released text of an async or sync token source, as an async iterator.
+
+    Use ``async with`` or call :meth:`aclose` to stop early; the source is
+    closed then, and when the outcome is decided.
+    """
+
+    __slots__ = ("_closed", "_iter", "_source")
+
+    def __init__(self, policy: Policy, source: AsyncIterable[str] | Iterable[str]) -> None:
+        super().__init__(policy)
+        self._source = source
+        self._iter: AsyncIterator[str] | Iterator[str] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> str:
+        while not self._pieces:
+            if self._done:
+                raise StopAsyncIteration
+            await self._pull()
+        return self._pieces.popleft()
+
+    async def _pull(self) -> None:
+        if self._closed:
+            raise StreamStateError("the stream was closed")
+        it = self._iter
+        if it is None:
+            src = self._source
+            it = self._iter = aiter(src) if isinstance(src, AsyncIterable) else iter(src)
+        try:
+            if isinstance(it, AsyncIterator):
+                chunk: Any = await it.__anext__()
+            else:
+                chunk = next(it)
+        except (StopAsyncIteration, StopIteration):
+            self._exhausted()
+            return
+        except anyio.get_cancelled_exc_class():
+            self._failed(Ending.CANCELLED)
+            await self._close_source()
+            raise
+        except BaseException:
+            self._failed(Ending.SOURCE_ERROR)
+            await self._close_source()
+            raise
+        try:
+            decided = self._take(chunk)
+        except TypeError:
+            await self._close_source()
+            raise
+        if decided:
+            await self._close_source()
+
+    async def _close_source(self) -> None:
+        it = self._iter
+        if it is None or self._closed:
+            self._closed = True
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            close = getattr(it, "aclose", None)
+            if close is not None:
+                await close()
+            else:
+                sync_close = getattr(it, "close", None)
+                if sync_close is not None:
+                    sync_close()
+
+    async def aclose(self) -> None:
+        """Stop: close the source; the result's decision is block unless the run had ended."""
+        if not self._done:
+            self._failed(Ending.CANCELLED)
+        await self._close_source()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class SyncStream(_Driver):
+    """Released text of a sync token source, as an iterator; same guarantees as :class:`Stream`."""
+
+    __slots__ = ("_closed", "_iter", "_source")
+
+    def __init__(self, policy: Policy, source: Iterable[str]) -> None:
+        super().__init__(policy)
+        self._source = source
+        self._iter: Iterator[str] | None = None
+        self._closed = False
+
+    def __iter__(self) -> SyncStream:
+        return self
+
+    def __next__(self) -> str:
+        while not self._pieces:
+            if self._done:
+                raise StopIteration
+            self._pull()
+        return self._pieces.popleft()
+
+    def _pull(self) -> None:
+        if self._closed:
+            raise StreamStateError("the stream was closed")
+        if self._iter is None:
+            self._iter = iter(self._source)
+        try:
+            chunk: Any = next(self._iter)
+        except StopIteration:
+            self._exhausted()
+            return
+        except BaseException:
+            self._failed(Ending.SOURCE_ERROR)
+            self._close_source()
+            raise
+        try:
+            decided = self._take(chunk)
+        except TypeError:
+            self._close_source()
+            raise
+        if decided:
+            self._close_source()
+
+    def _close_source(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self._iter, "close", None)
+        if close is not None:
+            close()
+
+    def close(self) -> None:
+        """Stop: close the source."""
+        if not self._done:
+            self._failed(Ending.CANCELLED)
+        self._close_source()
+
+    def __enter__(self) -> SyncStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
