@@ -30,7 +30,7 @@ class Session(Protocol):
     scans: bool
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Finding]:
-        """Text was appended: ``buf`` is the text from ``base`` to the end, ``chunk`` the new part."""
+        """Text was appended: ``buf`` is the text from ``base`` on, ``chunk`` the new part."""
 
     def finish(self, buf: str, base: int) -> Sequence[Finding]:
         """The text is complete; return the remaining findings."""

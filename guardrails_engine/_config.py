@@ -170,7 +170,7 @@ class PolicySpec(_Spec):
         "block", description="A check that raises: block (default, fail-closed) or pass."
     )
     block_message: str = Field("", description="Shown instead of blocked output.")
-    stream: StreamSpec = Field(default_factory=lambda: StreamSpec())
+    stream: StreamSpec = Field(default_factory=lambda: StreamSpec.model_validate({}))
     checks: list[CheckSpec] = Field(min_length=1, description="Check ids must be unique.")
 
 

@@ -43,6 +43,5 @@ class ContentCheck(PatternCheck):
 
     def interpret(self, matches: Sequence[ScanMatch]) -> list[Finding]:
         return [
-            self.finding(self.labels[m.index], m.start, m.end, self.replacement)
-            for m in matches
+            self.finding(self.labels[m.index], m.start, m.end, self.replacement) for m in matches
         ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import regex
 import yaml
+import yaml.scanner
 from pydantic import ValidationError
 
 from ._config import PolicySpec
@@ -68,8 +70,10 @@ class Located:
             checks = self.data.get("checks") if isinstance(self.data, dict) else None
             if isinstance(checks, list) and 0 <= loc[1] < len(checks):
                 item = checks[loc[1]]
-                if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    return item["id"]
+                if isinstance(item, dict):
+                    cid = item.get("id")
+                    if isinstance(cid, str):
+                        return cid
         return None
 
     def error(self, loc: Sequence[int | str], message: str) -> PolicyError:
@@ -117,14 +121,50 @@ def _describe(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
+# ``key: a plain value with: a colon`` is not YAML (": " ends a plain scalar),
+# but people write it in descriptions.  Such a line is read as the text it
+# plainly is; the line numbers stay the same.
+_PLAIN_VALUE_LINE = regex.compile(
+    r"^(?P<key>\s*(?:-\s+)?[A-Za-z_][\w.-]*:[ \t]+)"
+    r"(?P<value>[^\s'\"\[{|>&*!#%@`].*?)"
+    r"(?P<comment>[ \t]+#.*)?$"
+)
+
+
+def _quote_plain_line(text: str, line: int) -> str | None:
+    lines = text.split("\n")
+    if not 0 <= line < len(lines):
+        return None
+    m = _PLAIN_VALUE_LINE.match(lines[line])
+    if m is None or ": " not in m["value"]:
+        return None
+    value = m["value"].replace("'", "''")
+    lines[line] = f"{m['key']}'{value}'{m['comment'] or ''}"
+    return "\n".join(lines)
+
+
+def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    for _ in range(100):
+        try:
+            return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+        except yaml.scanner.ScannerError as exc:
+            mark = exc.problem_mark
+            fixed = None
+            if exc.problem == "mapping values are not allowed here" and mark is not None:
+                fixed = _quote_plain_line(text, mark.line)
+            if fixed is None:
+                raise
+            text = fixed
+    raise yaml.YAMLError("too many plain values with colons")
+
+
 def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Located]:
     """Parse and validate a policy document.
 
     :raises PolicyError: naming the source, the line and the field.
     """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = int(mark.line) + 1 if mark is not None else None
@@ -153,7 +193,8 @@ def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Locat
     for i, check in enumerate(spec.checks):
         if check.id in seen:
             raise located.error(
-                ["checks", i, "id"], f"duplicate check id '{check.id}' (first at checks[{seen[check.id]}])"
+                ["checks", i, "id"],
+                f"duplicate check id '{check.id}' (first at checks[{seen[check.id]}])",
             )
         seen[check.id] = i
     return spec, located

@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["Action", "Decision", "Finding", "Result"]
 
 
-class Decision(str, enum.Enum):
+class Decision(enum.StrEnum):
     """What happened to a text: passed as is, repaired, or blocked."""
 
     PASS = "pass"
@@ -20,7 +20,7 @@ class Decision(str, enum.Enum):
         return self.value
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """What a check asks for when it finds something."""
 
     REPAIR = "repair"

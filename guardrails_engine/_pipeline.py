@@ -37,7 +37,7 @@ _NEVER = 1 << 62
 _TRIM_AT = 1024
 
 
-class Ending(str, enum.Enum):
+class Ending(enum.StrEnum):
     """How a run ended."""
 
     COMPLETED = "completed"
@@ -65,9 +65,7 @@ def _dedup(findings: Sequence[Finding]) -> list[Finding]:
         kept: list[Finding] = []
         for f in group:
             contained = any(
-                k.start <= f.start
-                and f.end <= k.end
-                and (f.score or 0.0) <= (k.score or 0.0)
+                k.start <= f.start and f.end <= k.end and (f.score or 0.0) <= (k.score or 0.0)
                 for k in kept
                 if k.end >= f.start
             )
@@ -214,10 +212,24 @@ class Run:
         kind = type(exc).__name__
         if fail_open:
             return [
-                Finding(cid, ctype, Action.FLAG, f"{cid}: check failed ({kind}); skipped, on_error is pass", start, self._end)
+                Finding(
+                    cid,
+                    ctype,
+                    Action.FLAG,
+                    f"{cid}: check failed ({kind}); skipped, on_error is pass",
+                    start,
+                    self._end,
+                )
             ]
         return [
-            Finding(cid, ctype, Action.BLOCK, f"{cid}: check failed ({kind}), blocked", start, max(self._end, start + 1))
+            Finding(
+                cid,
+                ctype,
+                Action.BLOCK,
+                f"{cid}: check failed ({kind}), blocked",
+                start,
+                max(self._end, start + 1),
+            )
         ]
 
     def _add(self, found: Sequence[Finding]) -> None:

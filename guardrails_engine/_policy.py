@@ -45,9 +45,11 @@ class Policy:
     Build one with :func:`load_policy` or :meth:`Policy.from_yaml`.
     """
 
-    __slots__ = ("_checks", "_hash", "_spec", "_source")
+    __slots__ = ("_checks", "_hash", "_source", "_spec")
 
-    def __init__(self, spec: PolicySpec, checks: tuple[Check, ...], *, source: str, digest: str) -> None:
+    def __init__(
+        self, spec: PolicySpec, checks: tuple[Check, ...], *, source: str, digest: str
+    ) -> None:
         self._spec = spec
         self._checks = checks
         self._source = source
@@ -55,7 +57,9 @@ class Policy:
 
     # -- construction ----------------------------------------------------------
     @classmethod
-    def from_yaml(cls, text: str, *, source: str = "<string>", base_dir: str | Path | None = None) -> Policy:
+    def from_yaml(
+        cls, text: str, *, source: str = "<string>", base_dir: str | Path | None = None
+    ) -> Policy:
         """Compile a policy from YAML text.
 
         ``source`` names the text in error messages; ``base_dir`` resolves
@@ -148,7 +152,9 @@ def load_policy(path: str | Path) -> Policy:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"cannot read the policy: {exc.__class__.__name__}: {exc}", source=str(p)) from exc
+        raise PolicyError(
+            f"cannot read the policy: {exc.__class__.__name__}: {exc}", source=str(p)
+        ) from exc
     return Policy.from_yaml(text, source=str(p), base_dir=p.parent)
 
 
@@ -166,9 +172,13 @@ def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[
                 if entity in NER_ENTITIES:
                     raise located.error(
                         [*where, "entities", j],
-                        f"entity {entity} needs a named-entity model; this version finds pattern entities only",
+                        f"entity {entity} needs a named-entity model; "
+                        "this version finds pattern entities only",
                     )
-                raise located.error([*where, "entities", j], f"unknown entity {entity!r}; known: {', '.join(sorted(known))}")
+                names = ", ".join(sorted(known))
+                raise located.error(
+                    [*where, "entities", j], f"unknown entity {entity!r}; known: {names}"
+                )
             checks.append(PiiCheck(c, spec.on_error))
         elif isinstance(c, ContentSpec):
             checks.append(ContentCheck(c, spec.on_error))
@@ -182,7 +192,9 @@ def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[
                 check_schema(schema)
             except SchemaError as exc:
                 path = "/".join(str(p) for p in exc.absolute_schema_path) or "(root)"
-                raise located.error([*where, field], f"not a valid JSON Schema at {path}: {exc.message}") from exc
+                raise located.error(
+                    [*where, field], f"not a valid JSON Schema at {path}: {exc.message}"
+                ) from exc
             checks.append(SchemaCheck(c, spec.on_error, schema))
         elif isinstance(c, LengthSpec):
             checks.append(LengthCheck(c, spec.on_error))

@@ -76,14 +76,14 @@ class Catalog:
             if not (isinstance(cls, type) and issubclass(cls, PatternRecognizer)):
                 continue
             try:
-                recognizer = cls()
+                recognizer = cls()  # type: ignore[call-arg]
             except Exception:  # pragma: no cover - a recognizer that needs arguments
                 continue
             entity = recognizer.supported_entities[0]
             self._recognizers.setdefault(entity, []).append(recognizer)
         phone = predefined.PhoneRecognizer()
         self._phone_regions: tuple[str, ...] = tuple(phone.supported_regions)
-        self._phone_leniency = int(phone.leniency)
+        self._phone_leniency = int(phone.leniency or 0)
         self._phone_score = float(phone.SCORE)
         self._iban_cls = predefined.IbanRecognizer
         self._email_cls = predefined.EmailRecognizer

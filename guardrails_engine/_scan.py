@@ -150,9 +150,7 @@ class PatternSet:
                 alone.append(i)
             else:
                 by_flags.setdefault(p.flags, []).append(i)
-        groups = [
-            _Group(ids, [self.patterns[i] for i in ids]) for ids in by_flags.values()
-        ]
+        groups = [_Group(ids, [self.patterns[i] for i in ids]) for ids in by_flags.values()]
         groups += [_Group([i], [self.patterns[i]]) for i in alone]
         self._groups = tuple(groups)
 
@@ -298,4 +296,3 @@ class ScanState:
     def hold(self) -> int:
         """No match still to come starts before this absolute offset."""
         return min((st.hold for st in self._states), default=1 << 62)
-

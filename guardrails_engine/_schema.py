@@ -85,7 +85,7 @@ def describe(error: ValidationError) -> str:
     """A reason for a schema violation that names the path and keyword, not the value."""
     where = json_path(error.absolute_path)
     keyword = str(error.validator)
-    expected = error.validator_value
+    expected: Any = error.validator_value
     instance = error.instance
     if keyword == "type":
         return f"{where}: expected {_short(expected)}, got {_json_type(instance)}"
@@ -133,7 +133,11 @@ class SchemaCheck:
         try:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
-            return [self._finding(len(text), f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")]
+            return [
+                self._finding(
+                    len(text), f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+                )
+            ]
         error = best_match(self.validator.iter_errors(document))
         if error is None:
             return []

@@ -1,0 +1,135 @@
+"""The ``guardrails-engine`` command.
+
+Exit status: 0 pass or repair, 1 block, 2 a bad policy, input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TextIO
+
+from ._config import policy_json_schema
+from ._errors import PolicyError
+from ._model import Decision, Result
+from ._policy import Policy, load_policy
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_BLOCK, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardrails-engine",
+        description="Check LLM output against a guardrails policy.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser(
+        "check",
+        help="check a text; the output text goes to stdout, the decision to stderr",
+        description="Exit 0 for pass or repair, 1 for block, 2 for a bad policy or usage.",
+    )
+    check.add_argument("--policy", required=True, help="policy file (YAML)")
+    check.add_argument("file", nargs="?", default="-", help="text to check (default: stdin)")
+    check.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream: read the input as it arrives and write text as soon as it is released",
+    )
+    check.add_argument("--json", action="store_true", help="write the whole result as JSON")
+    lint = sub.add_parser("lint", help="check policy files; exit 2 if any is invalid")
+    lint.add_argument("policies", nargs="+")
+    sub.add_parser("schema", help="print the policy format as a JSON Schema")
+    return parser
+
+
+def _summary(result: Result) -> str:
+    parts = [f"decision: {result.decision.value}"]
+    parts.extend(result.reasons)
+    return "; ".join(parts)
+
+
+def _read_chunks(stream: TextIO | None, path: str) -> Iterator[str]:
+    """Yield text as it arrives (stdin) or in blocks (a file), decoded as UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    if path == "-":
+        fd = sys.stdin.fileno()
+        while True:
+            data = os.read(fd, 4096)
+            if not data:
+                break
+            text = decoder.decode(data)
+            if text:
+                yield text
+    else:
+        with open(path, "rb") as f:
+            while data := f.read(65536):
+                text = decoder.decode(data)
+                if text:
+                    yield text
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
+
+
+def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    policy: Policy = load_policy(args.policy)
+    if args.stream:
+        stream = policy.stream_sync(_read_chunks(None, args.file))
+        for piece in stream:
+            if not args.json:
+                out.write(piece)
+                out.flush()
+        result = stream.result
+        assert result is not None
+    else:
+        text = "".join(_read_chunks(None, args.file))
+        result = policy.validate_sync(text)
+        if not args.json:
+            out.write(result.text)
+    if args.json:
+        out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    out.flush()
+    err.write(_summary(result) + "\n")
+    return EXIT_BLOCK if result.decision is Decision.BLOCK else EXIT_OK
+
+
+def _lint(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+    status = EXIT_OK
+    for path in paths:
+        try:
+            policy = load_policy(path)
+        except PolicyError as exc:
+            err.write(f"{exc}\n")
+            status = EXIT_USAGE
+        else:
+            out.write(f"{path}: ok ({policy.name}, {len(policy.checks)} checks)\n")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    try:
+        if args.command == "check":
+            return _check(args, out, err)
+        if args.command == "lint":
+            return _lint(args.policies, out, err)
+        out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
+        return EXIT_OK
+    except PolicyError as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    except (OSError, UnicodeDecodeError) as exc:
+        err.write(f"guardrails-engine: cannot read the input: {exc}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
