@@ -1,0 +1,117 @@
+"""The incremental scanner finds exactly what a whole-text scan finds, for any chunking."""
+
+from __future__ import annotations
+
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guardrails_engine._scan import PatternSet, streamable
+
+# Patterns chosen for the ways a match can depend on text not seen yet: greedy
+# repetition, alternation priority, lookahead, \b, \B, $ and \Z at the end of the
+# buffer, back-references (never combined into an alternation), classes with \b.
+PATTERNS = [
+    r"\d+",
+    r"\bab\b",
+    r"a.*z|a",
+    r"a|a.*z",
+    r"\bfoo(?!bar)",
+    r"b{2,3}",
+    r"(?<!\w)cat(?!\w)",
+    r"\d{3}-\d{2}",
+    r"[a-z]+@[a-z]+\.[a-z]{2,}",
+    r"x$",
+    r"c?a?",
+    r"(\w)\1",
+    r"o\B",
+    r"z$",
+    r"\d\Z",
+    r"[\b]?a\b",
+    r"[]a]+",
+    r"(?m)^a.$",
+    r"\w+\s+\w+",
+    r"(?:ab|abc)(?!\w)",
+]
+FLAGS = [0, regex.IGNORECASE, regex.MULTILINE | regex.DOTALL]
+ALPHABET = "abcfoorxz@.1234- \nBt"
+
+
+def whole_text_matches(patterns: list[regex.Pattern[str]], text: str) -> list[tuple[int, int, int]]:
+    """finditer semantics with empty matches skipped, on the patterns as written."""
+    out = []
+    for i, p in enumerate(patterns):
+        pos = 0
+        while pos < len(text):
+            m = p.search(text, pos)
+            if m is None:
+                break
+            if m.end() > m.start():
+                out.append((i, m.start(), m.end()))
+                pos = m.end()
+            else:
+                pos = m.start() + 1
+    return sorted(out)
+
+
+def cut(text: str, sizes: list[int]) -> list[str]:
+    chunks, i, k = [], 0, 0
+    while i < len(text):
+        n = sizes[k % len(sizes)] if sizes else 3
+        chunks.append(text[i : i + n])
+        i += n
+        k += 1
+    return chunks
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=5, unique=True),
+    st.sampled_from(FLAGS),
+    st.text(alphabet=ALPHABET, max_size=40),
+    st.lists(st.integers(1, 6), max_size=40),
+)
+def test_stream_scan_equals_whole_scan(
+    patterns: list[str], flags: int, text: str, sizes: list[int]
+) -> None:
+    compiled = [regex.compile(p, flags) for p in patterns]
+    expected = whole_text_matches(compiled, text)
+    state = PatternSet(compiled).state()
+    got: list[tuple[int, int, int]] = []
+    seen = ""
+    for chunk in cut(text, sizes):
+        seen += chunk
+        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
+        # The hold is sound: nothing still to come starts before it.
+        pending = set(expected) - set(got)
+        assert all(start >= state.hold for _, start, _ in pending)
+        # And every match that was reported is a real one.
+        assert set(got) <= set(expected)
+    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
+    assert sorted(got) == expected
+
+
+@given(st.sampled_from(PATTERNS), st.sampled_from(FLAGS), st.text(alphabet=ALPHABET, max_size=30))
+def test_streamable_rewrite_keeps_meaning(pattern: str, flags: int, text: str) -> None:
+    original = regex.compile(pattern, flags)
+    rewritten = streamable(pattern, flags)
+    assert [m.span() for m in original.finditer(text)] == [
+        m.span() for m in rewritten.finditer(text)
+    ]
+
+
+def test_hold_is_at_the_start_of_a_match_in_progress() -> None:
+    state = PatternSet([regex.compile(r"\b\d{3}-\d{2}-\d{4}\b")]).state()
+    assert state.feed("call 123-4", 0) == []
+    assert state.hold == 5
+    found = state.feed("call 123-45-6789 now", 0)
+    assert [(m.start, m.end) for m in found] == [(5, 16)]
+    assert state.hold == 20
+
+
+def test_buffer_may_start_after_offset_zero() -> None:
+    state = PatternSet([regex.compile(r"\d+")]).state()
+    assert state.feed("ab 12", 0) == []
+    # The caller dropped the first three characters; offsets stay absolute.
+    found = state.feed("12 x", 3)
+    assert [(m.start, m.end) for m in found] == [(3, 5)]
