@@ -186,19 +186,11 @@ class Run:
             self._pending = []
 
     def result(self) -> Result:
-        """The result; for an aborted run, what was decided so far (nothing unchecked)."""
+        """The result of a run that ended; a run aborted or still open counts as a block."""
         if self._result is not None:
             return self._result
         findings = self._final_findings(None)
-        block = any(f.action is Action.BLOCK for f in findings)
-        if self._ending in (Ending.SOURCE_ERROR, Ending.CANCELLED) or block:
-            decision = Decision.BLOCK
-            text = self._policy.block_message
-        else:
-            repaired = any(f.action is Action.REPAIR for f in findings)
-            decision = Decision.REPAIR if repaired else Decision.PASS
-            text = "".join(self._out)
-        return Result(decision, text, tuple(findings))
+        return Result(Decision.BLOCK, self._policy.block_message, tuple(findings))
 
     # -- internals -----------------------------------------------------------
     def _fail(self, i: int, check: object, session: Session, exc: Exception) -> list[Finding]:

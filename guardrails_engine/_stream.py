@@ -34,8 +34,14 @@ class _Driver:
 
     @property
     def result(self) -> Result | None:
-        """The final result once the stream has ended (``None`` before)."""
-        return self._run.result() if self._done else None
+        """The final result once the stream has ended.
+
+        ``None`` while it runs, and for a stream that did not end (its source
+        raised, or it was closed early): such a stream has no final answer.
+        """
+        if not self._done or self._run.ending in (Ending.SOURCE_ERROR, Ending.CANCELLED):
+            return None
+        return self._run.result()
 
     @property
     def run(self) -> Run:
