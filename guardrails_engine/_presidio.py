@@ -35,16 +35,18 @@ import regex
 if TYPE_CHECKING:
     from ._scan import ScanMatch
 
-__all__ = ["NER_ENTITIES", "Detector", "catalog"]
+__all__ = ["NER_ENTITIES", "Detector", "catalog", "plain_interpreter"]
 
 #: Entities that presidio finds with an NER model (spaCy), not with patterns.
-NER_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION", "GPE", "NORP"})
+NER_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
 
 MAX_SCORE = 1.0
 
 # A run of digits with the punctuation phone numbers are written with; the
 # (?<![\w+]) keeps it from starting inside a word or a longer number.
 _PHONE_CANDIDATE = r"(?<![\w+])(?:\+\s?|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(+]))*\d(?!\d)"
+
+_DOTTED_QUAD = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 Interpret = Callable[["ScanMatch"], list[tuple[int, int, float]]]
 
@@ -57,6 +59,17 @@ class Detector:
     name: str
     pattern: regex.Pattern[str]
     interpret: Interpret
+    #: Words that raise the score when they come just before a value (casefolded).
+    context: tuple[str, ...] = ()
+
+
+def plain_interpreter(score: float) -> Interpret:
+    """Every match is a span with this score."""
+
+    def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
+        return [(m.start, m.end, score)]
+
+    return interpret
 
 
 class Catalog:
@@ -85,6 +98,7 @@ class Catalog:
         self._phone_regions: tuple[str, ...] = tuple(phone.supported_regions)
         self._phone_leniency = int(phone.leniency or 0)
         self._phone_score = float(phone.SCORE)
+        self._phone_context = tuple(w.casefold() for w in phone.context)
         self._iban_cls = predefined.IbanRecognizer
         self._email_cls = predefined.EmailRecognizer
 
@@ -105,6 +119,7 @@ class Catalog:
                     "phone candidate",
                     regex.compile(_PHONE_CANDIDATE),
                     self._interpret_phone,
+                    self._phone_context,
                 ),
             )
         out: list[Detector] = []
@@ -112,8 +127,15 @@ class Catalog:
             flags = int(recognizer.global_regex_flags)
             for pat in recognizer.patterns:
                 compiled = regex.compile(pat.regex, flags)
+                context = tuple(w.casefold() for w in recognizer.context or ())
                 out.append(
-                    Detector(entity, pat.name, compiled, self._interpreter(recognizer, pat.score))
+                    Detector(
+                        entity,
+                        pat.name,
+                        compiled,
+                        self._interpreter(recognizer, pat.score),
+                        context,
+                    )
                 )
         return tuple(out)
 
@@ -160,6 +182,8 @@ class Catalog:
 
     def _interpret_phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()
+        if _DOTTED_QUAD.fullmatch(text):
+            return []  # an IPv4 address, which phonenumbers would read as a number
         pn = self._phonenumbers
         spans: dict[tuple[int, int], None] = {}
         for region in self._phone_regions:

@@ -17,9 +17,9 @@ import yaml
 from jsonschema import validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
-from ._check import Session
+from ._check import Hit, RunContext, Session
 from ._config import SchemaSpec
-from ._model import Action, Finding, done
+from ._model import Action, done
 
 __all__ = ["SchemaCheck", "json_path", "load_schema"]
 
@@ -60,11 +60,31 @@ def check_schema(schema: Any) -> None:
     validators.validator_for(schema).check_schema(schema)
 
 
-def json_path(path: Sequence[Any]) -> str:
+def schema_strings(schema: Any) -> frozenset[str]:
+    """Every string in a schema, keys included: the names a reason may show."""
+    out: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            out.update(k for k in node if isinstance(k, str))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            out.add(node)
+    return frozenset(out)
+
+
+def json_path(path: Sequence[Any], known: frozenset[str] | None = None) -> str:
+    """``$.items[3].price``.  A key the schema does not name is shown as ``[*]``:
+    keys come from the document and may be personal data."""
     out = "$"
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif known is not None and part not in known:
+            out += "[*]"
         elif isinstance(part, str) and part.isidentifier():
             out += f".{part}"
         else:
@@ -81,9 +101,9 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def describe(error: ValidationError) -> str:
+def describe(error: ValidationError, known: frozenset[str] | None = None) -> str:
     """A reason for a schema violation that names the path and keyword, not the value."""
-    where = json_path(error.absolute_path)
+    where = json_path(error.absolute_path, known)
     keyword = str(error.validator)
     expected: Any = error.validator_value
     instance = error.instance
@@ -106,11 +126,13 @@ def describe(error: ValidationError) -> str:
 
 class SchemaCheck:
     type = "schema"
+    blocking = False
 
     def __init__(self, spec: SchemaSpec, on_error: str, schema: Any) -> None:
         self.id = spec.id
         self.action = Action(spec.action)
         self.on_error = spec.on_error or on_error
+        self.known = schema_strings(schema)
         cls = validators.validator_for(schema)
         self.validator: jsonschema.protocols.Validator = cls(
             schema, format_checker=cls.FORMAT_CHECKER
@@ -119,29 +141,28 @@ class SchemaCheck:
     def session(self) -> Session:
         return _SchemaSession(self)
 
-    def _finding(self, end: int, what: str) -> Finding:
-        return Finding(
-            check_id=self.id,
-            check_type=self.type,
-            action=self.action,
-            reason=f"{self.id}: {what}, {done(self.action)}",
-            start=0,
-            end=end,
-        )
+    def _hit(self, end: int, what: str) -> Hit:
+        return Hit(self, 0, end, what, kind="whole")
 
-    def judge(self, text: str) -> list[Finding]:
+    def render(self, hit: Hit, context: RunContext) -> str:
+        raise TypeError("a schema check does not repair")
+
+    def outcome(self, hit: Hit) -> str:
+        return done(self.action)
+
+    def judge(self, text: str) -> list[Hit]:
         try:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
             return [
-                self._finding(
+                self._hit(
                     len(text), f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
                 )
             ]
         error = best_match(self.validator.iter_errors(document))
         if error is None:
             return []
-        return [self._finding(len(text), describe(error))]
+        return [self._hit(len(text), describe(error, self.known))]
 
 
 class _SchemaSession:
@@ -155,17 +176,17 @@ class _SchemaSession:
         self._parts: list[str] = []
         self.hold = 0
 
-    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Finding]:
+    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         self._parts.append(chunk)
         return ()
 
-    def finish(self, buf: str, base: int) -> Sequence[Finding]:
+    def finish(self, buf: str, base: int) -> Sequence[Hit]:
         text = "".join(self._parts)
         self._parts = [text]
         self.hold = 1 << 62
         return self._check.judge(text)
 
-    def force(self, buf: str, base: int, upto: int) -> Sequence[Finding]:
+    def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         return ()
 
 
