@@ -156,7 +156,11 @@ class PiiCheck(PatternCheck):
 
     # -- repairs ----------------------------------------------------------------
     def style(self, entity: str | None) -> str:
-        return self.styles.get(entity or "", self.default_style)
+        """The repair style that applies to an entity."""
+        style = self.styles.get(entity or "", self.default_style)
+        if style == "partial" and entity not in PARTIAL_ENTITIES:
+            return "mask"
+        return style
 
     def outcome(self, hit: Hit) -> str:
         if self.action is Action.REPAIR:
@@ -169,7 +173,7 @@ class PiiCheck(PatternCheck):
         style = self.style(entity)
         if style == "redact":
             return ""
-        if style == "partial" and entity in PARTIAL_ENTITIES:
+        if style == "partial":
             return _partial(value)
         if style == "hash" and self.hash_key is not None:
             digest = hmac.new(

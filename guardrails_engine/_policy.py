@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from anyio.lowlevel import RunVar
 
 from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
 from ._content import ContentCheck
@@ -23,6 +22,7 @@ from ._pii import PiiCheck
 from ._pipeline import Run
 from ._presidio import NER_ENTITIES, catalog
 from ._schema import SchemaCheck, SchemaError, check_schema, load_schema
+from ._threads import thread_limiter
 
 if TYPE_CHECKING:
     from ._check import Check
@@ -32,19 +32,6 @@ __all__ = ["Policy", "load_policy"]
 
 #: Texts at least this long are validated in a worker thread by the async API.
 THREAD_THRESHOLD = 16_384
-#: Worker threads for blocking work (long validates, NER), per event loop.
-WORKER_THREADS = 4
-_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("guardrails_engine_limiter")
-
-
-def thread_limiter() -> anyio.CapacityLimiter:
-    """The limiter of the running event loop (a limiter belongs to one loop)."""
-    try:
-        return _LIMITER.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(WORKER_THREADS)
-        _LIMITER.set(limiter)
-        return limiter
 
 
 class Policy:
@@ -112,6 +99,11 @@ class Policy:
         return self._spec.block_message
 
     @property
+    def blocking(self) -> bool:
+        """Whether runs of this policy do blocking work (NER), done in worker threads."""
+        return any(c.blocking for c in self._checks)
+
+    @property
     def max_holdback_chars(self) -> int:
         return self._spec.stream.max_holdback_chars
 
@@ -129,9 +121,10 @@ class Policy:
     async def validate(self, text: str) -> Result:
         """Check a whole text without blocking the event loop.
 
-        Long texts are checked in a worker thread (at most four at a time).
+        Long texts, and any text when the policy uses NER, are checked in a
+        worker thread (at most four at a time per event loop).
         """
-        if len(text) < THREAD_THRESHOLD:
+        if len(text) < THREAD_THRESHOLD and not self.blocking:
             return self.validate_sync(text)
         return await anyio.to_thread.run_sync(self.validate_sync, text, limiter=thread_limiter())
 

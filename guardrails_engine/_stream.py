@@ -13,10 +13,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 
 from ._errors import StreamStateError
 from ._model import Result
 from ._pipeline import Ending, Run
+from ._threads import thread_limiter
 
 if TYPE_CHECKING:
     from ._policy import Policy
@@ -87,10 +89,12 @@ class Stream(_Driver):
     closed then, and when the outcome is decided.
     """
 
-    __slots__ = ("_closed", "_iter", "_source")
+    __slots__ = ("_blocking", "_closed", "_iter", "_source")
 
     def __init__(self, policy: Policy, source: AsyncIterable[str] | Iterable[str]) -> None:
         super().__init__(policy)
+        # NER runs in worker threads, so the event loop stays responsive.
+        self._blocking = policy.blocking
         self._source = source
         self._iter: AsyncIterator[str] | Iterator[str] | None = None
         self._closed = False
@@ -118,7 +122,10 @@ class Stream(_Driver):
             else:
                 chunk = next(it)
         except (StopAsyncIteration, StopIteration):
-            self._exhausted()
+            if self._blocking:
+                await anyio.to_thread.run_sync(self._exhausted, limiter=thread_limiter())
+            else:
+                self._exhausted()
             return
         except anyio.get_cancelled_exc_class():
             self._failed(Ending.CANCELLED)
@@ -129,7 +136,12 @@ class Stream(_Driver):
             await self._close_source()
             raise
         try:
-            decided = self._take(chunk)
+            if self._blocking:
+                decided = await anyio.to_thread.run_sync(
+                    self._take, chunk, limiter=thread_limiter()
+                )
+            else:
+                decided = self._take(chunk)
         except TypeError:
             await self._close_source()
             raise
