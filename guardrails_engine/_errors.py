@@ -4,7 +4,7 @@ The hierarchy::
 
     GuardrailsError            anything this library raises on purpose
     ├── PolicyError            a policy that cannot be loaded (also a ValueError)
-    └── StreamStateError       a stream used in a way its state does not allow
+    └── StreamStateError       a stream iterated after the consumer closed it early
 
 A block is not an exception: it is a :class:`~guardrails_engine.Result` whose
 ``decision`` is ``Decision.BLOCK``.  Errors raised by a caller's token source
@@ -55,4 +55,4 @@ class PolicyError(GuardrailsError, ValueError):
 
 
 class StreamStateError(GuardrailsError, RuntimeError):
-    """A stream was used after it was closed, or iterated twice."""
+    """A stream was iterated after the consumer closed it before it ended."""

@@ -22,6 +22,12 @@ __all__ = ["WORD_LOOKBACK", "LengthCheck"]
 WORD_LOOKBACK = 32
 _NEVER = 1 << 62
 _WORD = regex.compile(r"\S+")
+_SPACE = regex.compile(r"\s")
+
+
+def _is_space(ch: str) -> bool:
+    """Whitespace as ``_WORD`` sees it (``str.isspace`` differs on some controls)."""
+    return _SPACE.match(ch) is not None
 
 
 class LengthCheck:
@@ -89,12 +95,12 @@ class _LengthSession:
             return
         window = "".join(self._tail)  # text[_lo : m + 1]
         at = m - self._lo  # index of the limit in window
-        if window[at].isspace():
+        if _is_space(window[at]):
             cut = at
         else:
-            space = max((i for i in range(at) if window[i].isspace()), default=-1)
+            space = max((i for i in range(at) if _is_space(window[i])), default=-1)
             cut = at if space < 0 else space
-        while cut > 0 and window[cut - 1].isspace():
+        while cut > 0 and _is_space(window[cut - 1]):
             cut -= 1
         self._char_cut = (self._lo + cut, m + 1)
 
@@ -114,7 +120,7 @@ class _LengthSession:
             if self._words == k:
                 self._word_end = start + we
         if chunk:
-            self._in_word = not chunk[-1].isspace()
+            self._in_word = not _is_space(chunk[-1])
 
     def _word_hold(self) -> int:
         if self._check.max_words is None or self._word_cut is not None:

@@ -28,7 +28,9 @@ class Located:
         """The deepest node along ``loc`` and the path elements that exist."""
         node = self.root
         path: list[int | str] = []
-        for part in loc:
+        for i, part in enumerate(loc):
+            if isinstance(part, str) and (_is_branch(part) or self._is_tag(node, path, loc, i)):
+                continue  # pydantic's name for a union branch or discriminator tag
             if isinstance(node, yaml.MappingNode) and isinstance(part, str):
                 for key, value in node.value:
                     if isinstance(key, yaml.ScalarNode) and key.value == part:
@@ -36,11 +38,9 @@ class Located:
                         path.append(part)
                         break
                 else:
-                    # A discriminator tag (``pii``) or a missing key: stay here;
-                    # a missing key is still named in the field.
-                    if not _is_tag(part):
-                        path.append(part)
-                        break
+                    # A missing key: stay here, but name it in the field.
+                    path.append(part)
+                    break
             elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
                 if 0 <= part < len(node.value):
                     node = node.value[part]
@@ -48,6 +48,20 @@ class Located:
                 else:
                     break
         return node, path
+
+    @staticmethod
+    def _is_tag(
+        node: yaml.Node | None, path: list[int | str], loc: Sequence[int | str], i: int
+    ) -> bool:
+        """pydantic puts the check type right after ``checks[i]``; a check can also
+        have a key of that name (``schema``), which a location ending there means."""
+        part = loc[i]
+        if not (len(path) == 2 and path[0] == "checks" and part in _TAGS):
+            return False
+        if i + 1 < len(loc):
+            return True
+        keys = [k.value for k, _ in node.value] if isinstance(node, yaml.MappingNode) else []
+        return part not in keys
 
     def line_of(self, loc: Sequence[int | str], *, key: bool = False) -> int | None:
         node, path = self._walk(loc)
@@ -89,8 +103,41 @@ class Located:
 _TAGS = frozenset({"pii", "content", "schema", "length"})
 
 
-def _is_tag(part: str) -> bool:
-    return part in _TAGS or part.startswith("function-")
+_FIELD_NAME = regex.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _is_branch(part: str) -> bool:
+    """A union branch in pydantic's error location (``constrained-float``, ``dict[str,...]``)."""
+    return (
+        not _FIELD_NAME.fullmatch(part)
+        or part in ("str", "int", "float", "bool", "dict", "list")
+        or part.endswith("Spec")
+    )
+
+
+def _duplicate_key(node: yaml.Node | None) -> yaml.Node | None:
+    """The first key that a mapping in the document repeats."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in n.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        return key
+                    seen.add(key.value)
+                stack.append(value)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return None
+
+
+def _pick(errors: list[Any]) -> list[Any]:
+    """Drop errors about union branches the value plainly is not (a mapping where a
+    number is wanted), unless nothing else is left."""
+    relevant = [e for e in errors if not str(e["type"]).endswith(("_type", "_parsing"))]
+    return relevant or errors
 
 
 def format_path(path: Sequence[int | str]) -> str:
@@ -171,6 +218,14 @@ def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Locat
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError(f"invalid YAML: {problem}", source=source, line=line) from exc
     located = Located(data, root, source)
+    duplicate = _duplicate_key(root)
+    if duplicate is not None:
+        raise PolicyError(
+            f"key {duplicate.value!r} appears twice in the same mapping",
+            source=source,
+            line=int(duplicate.start_mark.line) + 1,
+            field=str(duplicate.value),
+        )
     if data is None:
         raise PolicyError("the policy is empty", source=source, line=1)
     if not isinstance(data, dict):
@@ -180,7 +235,7 @@ def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Locat
     try:
         spec = PolicySpec.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
+        errors = _pick(exc.errors())
         first = errors[0]
         loc = [p for p in first["loc"] if isinstance(p, (int, str))]
         if first["type"] in ("union_tag_invalid", "union_tag_not_found"):

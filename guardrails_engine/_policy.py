@@ -231,7 +231,7 @@ def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[
             try:
                 check_schema(schema)
             except SchemaError as exc:
-                path = "/".join(str(p) for p in exc.absolute_schema_path) or "(root)"
+                path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
                 raise located.error(
                     [*where, field], f"not a valid JSON Schema at {path}: {exc.message}"
                 ) from exc

@@ -8,9 +8,9 @@ decided, when the consumer stops early, and when it raises.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -25,14 +25,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Stream", "SyncStream"]
 
+T = TypeVar("T")
+
 
 class _Driver:
-    __slots__ = ("_done", "_pieces", "_run")
+    __slots__ = ("_closed_early", "_done", "_pieces", "_run")
 
     def __init__(self, policy: Policy) -> None:
         self._run = Run(policy)
         self._pieces: deque[str] = deque()
         self._done = False
+        self._closed_early = False  # closed by the consumer before it ended
 
     @property
     def result(self) -> Result | None:
@@ -52,8 +55,7 @@ class _Driver:
     def _take(self, chunk: object) -> bool:
         """Feed one chunk; return True when the source should be closed."""
         if not isinstance(chunk, str):
-            self._run.abort(Ending.SOURCE_ERROR)
-            self._done = True
+            self._failed(Ending.SOURCE_ERROR)
             raise TypeError(f"a stream source must yield str, got {type(chunk).__name__}")
         piece = self._run.feed(chunk)
         if piece:
@@ -104,49 +106,44 @@ class Stream(_Driver):
 
     async def __anext__(self) -> str:
         while not self._pieces:
+            if self._closed_early:
+                raise StreamStateError("the stream was closed before it ended")
             if self._done:
                 raise StopAsyncIteration
             await self._pull()
         return self._pieces.popleft()
 
     async def _pull(self) -> None:
-        if self._closed:
-            raise StreamStateError("the stream was closed")
         it = self._iter
         if it is None:
             src = self._source
             it = self._iter = aiter(src) if isinstance(src, AsyncIterable) else iter(src)
         try:
-            if isinstance(it, AsyncIterator):
-                chunk: Any = await it.__anext__()
-            else:
-                chunk = next(it)
-        except (StopAsyncIteration, StopIteration):
-            if self._blocking:
-                await anyio.to_thread.run_sync(self._exhausted, limiter=thread_limiter())
-            else:
-                self._exhausted()
-            return
+            try:
+                if isinstance(it, AsyncIterator):
+                    chunk: Any = await it.__anext__()
+                else:
+                    chunk = next(it)
+            except (StopAsyncIteration, StopIteration):
+                await self._work(self._exhausted)
+                return
+            if await self._work(self._take, chunk):
+                await self._close_source()
         except anyio.get_cancelled_exc_class():
             self._failed(Ending.CANCELLED)
             await self._close_source()
             raise
         except BaseException:
-            self._failed(Ending.SOURCE_ERROR)
+            if not self._done:
+                self._failed(Ending.SOURCE_ERROR)
             await self._close_source()
             raise
-        try:
-            if self._blocking:
-                decided = await anyio.to_thread.run_sync(
-                    self._take, chunk, limiter=thread_limiter()
-                )
-            else:
-                decided = self._take(chunk)
-        except TypeError:
-            await self._close_source()
-            raise
-        if decided:
-            await self._close_source()
+
+    async def _work(self, func: Callable[..., T], *args: object) -> T:
+        """Run blocking work (NER) in a worker thread, the rest inline."""
+        if self._blocking:
+            return await anyio.to_thread.run_sync(func, *args, limiter=thread_limiter())
+        return func(*args)
 
     async def _close_source(self) -> None:
         it = self._iter
@@ -167,6 +164,7 @@ class Stream(_Driver):
         """Stop: close the source; the result's decision is block unless the run had ended."""
         if not self._done:
             self._failed(Ending.CANCELLED)
+            self._closed_early = True
         await self._close_source()
 
     async def __aenter__(self) -> Stream:
@@ -197,14 +195,14 @@ class SyncStream(_Driver):
 
     def __next__(self) -> str:
         while not self._pieces:
+            if self._closed_early:
+                raise StreamStateError("the stream was closed before it ended")
             if self._done:
                 raise StopIteration
             self._pull()
         return self._pieces.popleft()
 
     def _pull(self) -> None:
-        if self._closed:
-            raise StreamStateError("the stream was closed")
         if self._iter is None:
             self._iter = iter(self._source)
         try:
@@ -236,6 +234,7 @@ class SyncStream(_Driver):
         """Stop: close the source."""
         if not self._done:
             self._failed(Ending.CANCELLED)
+            self._closed_early = True
         self._close_source()
 
     def __enter__(self) -> SyncStream:

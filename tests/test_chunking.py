@@ -133,11 +133,12 @@ def assert_same(p: ge.Policy, text: str, chunks: list[str]) -> None:
 
 def assert_only_safe(text: str, findings: tuple[ge.Finding, ...], released: str, upto: int) -> None:
     """``released`` is a prefix of the text before ``upto`` with the repairs applied."""
-    spans = sorted(
-        (f.start, f.end, f.replacement)
-        for f in findings
-        if f.action is ge.Action.REPAIR and f.start < upto
+    # Merged spans take the replacement of the finding that starts first, then the longest.
+    ordered = sorted(
+        (f for f in findings if f.action is ge.Action.REPAIR and f.start < upto),
+        key=lambda f: (f.start, -f.end),
     )
+    spans = [(f.start, f.end, f.replacement) for f in ordered]
     out, pos, cut = [], 0, upto
     merged: list[list[object]] = []
     for s, e, r in spans:

@@ -77,7 +77,9 @@ CASES = {
         None,
         "{path}:1: checks: required field is missing",
     ),
-    "checks-null": Case(_head("checks:\n"), 3, "checks", None, "{path}:3: checks: `checks` is empty"),
+    "checks-null": Case(
+        _head("checks:\n"), 3, "checks", None, "{path}:3: checks: `checks` is empty"
+    ),
     "checks-empty-list": Case(
         _head("checks: []\n"),
         3,
@@ -100,8 +102,10 @@ CASES = {
         "{path}:3: on_error: Input should be 'block' or 'pass'",
     ),
     "max-holdback-chars-1": Case(
-        _head("stream:\n  max_holdback_chars: 1\nchecks:\n  - id: l\n    type: length\n"
-              "    max_chars: 10\n"),
+        _head(
+            "stream:\n  max_holdback_chars: 1\nchecks:\n  - id: l\n    type: length\n"
+            "    max_chars: 10\n"
+        ),
         4,
         "stream.max_holdback_chars",
         None,
@@ -140,8 +144,10 @@ CASES = {
         "String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.-]*$'",
     ),
     "duplicate-ids": Case(
-        _head("checks:\n  - id: c1\n    type: content\n    terms: [foo]\n"
-              "  - id: c1\n    type: length\n    max_chars: 5\n"),
+        _head(
+            "checks:\n  - id: c1\n    type: content\n    terms: [foo]\n"
+            "  - id: c1\n    type: length\n    max_chars: 5\n"
+        ),
         7,
         "checks[1].id",
         "c1",
@@ -162,7 +168,9 @@ CASES = {
         "{path}:7: checks[0].action (check 'c1'): Input should be 'repair', 'block' or 'flag'",
     ),
     "schema-action-repair": Case(
-        _head("checks:\n  - id: j\n    type: schema\n    schema_file: s.json\n    action: repair\n"),
+        _head(
+            "checks:\n  - id: j\n    type: schema\n    schema_file: s.json\n    action: repair\n"
+        ),
         7,
         "checks[0].action",
         "j",
@@ -190,8 +198,10 @@ CASES = {
         "{path}:6: checks[0].terms[0] (check 'c'): term is blank",
     ),
     "regex-does-not-compile": Case(
-        _head("checks:\n  - id: c1\n    type: content\n    patterns:\n      - 'ok'\n"
-              "      - '(unclosed'\n"),
+        _head(
+            "checks:\n  - id: c1\n    type: content\n    patterns:\n      - 'ok'\n"
+            "      - '(unclosed'\n"
+        ),
         8,
         "checks[0].patterns[1]",
         "c1",
@@ -227,28 +237,44 @@ CASES = {
         "{path}:6: checks[0].max_chars (check 'l'): "
         "Input should be a valid integer, got a number with a fractional part",
     ),
-    "min-score-3": Case(
-        _head("checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS]\n"
-              "    min_score: 3\n"),
-        7,
-        "checks[0].min_score",
-        "p",
-        "{path}:7: checks[0].min_score (check 'p'): Input should be less than or equal to 1",
+    "min-score-3": pytest.param(
+        Case(
+            _head(
+                "checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS]\n"
+                "    min_score: 3\n"
+            ),
+            7,
+            "checks[0].min_score",
+            "p",
+            "{path}:7: checks[0].min_score (check 'p'): Input should be less than or equal to 1",
+        ),
+    ),
+    "min-score-per-entity-3": pytest.param(
+        Case(
+            _head(
+                "checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS]\n"
+                "    min_score: {EMAIL_ADDRESS: 3}\n"
+            ),
+            7,
+            "checks[0].min_score.EMAIL_ADDRESS",
+            "p",
+            "{path}:7: checks[0].min_score.EMAIL_ADDRESS (check 'p'): "
+            "Input should be less than or equal to 1",
+        ),
     ),
     "entities-empty": Case(
         _head("checks:\n  - id: p\n    type: pii\n    entities: []\n"),
-        6,
-        "checks[0].entities",
+        4,
+        "checks[0]",
         "p",
-        "{path}:6: checks[0].entities (check 'p'): "
-        "List should have at least 1 item after validation, not 0",
+        "{path}:4: checks[0] (check 'p'): a pii check needs `entities`, `recognizers` or `deny`",
     ),
     "entities-missing": Case(
         _head("checks:\n  - id: p\n    type: pii\n"),
         4,
-        "checks[0].entities",
+        "checks[0]",
         "p",
-        "{path}:4: checks[0].entities (check 'p'): required field is missing",
+        "{path}:4: checks[0] (check 'p'): a pii check needs `entities`, `recognizers` or `deny`",
     ),
     "entity-listed-twice": Case(
         _head("checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS, EMAIL_ADDRESS]\n"),
@@ -262,36 +288,45 @@ CASES = {
         6,
         "checks[0].entities[0]",
         "p",
-        "{path}:6: checks[0].entities[0] (check 'p'): String should match pattern '^[A-Z][A-Z0-9_]*$'",
-    ),
-    "ner-entity": Case(
-        _head("checks:\n  - id: p\n    type: pii\n    entities: [PERSON]\n"),
-        6,
-        "checks[0].entities[0]",
-        "p",
         "{path}:6: checks[0].entities[0] (check 'p'): "
-        "entity PERSON needs a named-entity model; this version finds pattern entities only",
+        "String should match pattern '^[A-Z][A-Z0-9_]*$'",
     ),
     "second-check-is-named": Case(
-        _head("checks:\n  - id: a\n    type: length\n    max_chars: 4\n"
-              "  - id: b\n    type: pii\n    entities: [EMAIL_ADDRESS]\n    min_score: 3\n"),
-        10,
-        "checks[1].min_score",
+        _head(
+            "checks:\n  - id: a\n    type: length\n    max_chars: 4\n"
+            "  - id: b\n    type: length\n    max_chars: 0\n"
+        ),
+        9,
+        "checks[1].max_chars",
         "b",
-        "{path}:10: checks[1].min_score (check 'b'): Input should be less than or equal to 1",
+        "{path}:9: checks[1].max_chars (check 'b'): Input should be greater than or equal to 1",
     ),
     "more-problems-are-counted": Case(
-        _head("checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS]\n"
-              "    min_score: 3\n    action: explode\n    repair: x\n"),
+        _head(
+            "checks:\n  - id: l\n    type: length\n    max_chars: 0\n    max_words: 0\n"
+            "    action: explode\n"
+        ),
+        6,
+        "checks[0].max_chars",
+        "l",
+        "{path}:6: checks[0].max_chars (check 'l'): "
+        "Input should be greater than or equal to 1 (and 2 more problems)",
+    ),
+    "pii-bad-action": Case(
+        _head(
+            "checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS]\n"
+            "    action: explode\n"
+        ),
         7,
-        "checks[0].min_score",
+        "checks[0].action",
         "p",
-        "{path}:7: checks[0].min_score (check 'p'): "
-        "Input should be less than or equal to 1 (and 2 more problems)",
+        "{path}:7: checks[0].action (check 'p'): Input should be 'repair', 'block' or 'flag'",
     ),
     "schema-both-sources": Case(
-        _head("checks:\n  - id: j\n    type: schema\n    schema: {type: object}\n"
-              "    schema_file: s.json\n"),
+        _head(
+            "checks:\n  - id: j\n    type: schema\n    schema: {type: object}\n"
+            "    schema_file: s.json\n"
+        ),
         6,
         "checks[0].schema",
         "j",
@@ -306,8 +341,10 @@ CASES = {
     ),
     # A plain value with ': ' on line 3 is read as text; later lines keep their numbers.
     "line-numbers-after-plain-colon-value": Case(
-        _head("description: rules: a list\nchecks:\n  - id: c1\n    type: content\n"
-              "    terms: [foo]\n    colour: red\n"),
+        _head(
+            "description: rules: a list\nchecks:\n  - id: c1\n    type: content\n"
+            "    terms: [foo]\n    colour: red\n"
+        ),
         8,
         "checks[0].colour",
         "c1",
@@ -316,33 +353,26 @@ CASES = {
     # -- an inline `schema:` key must not confuse the field locator ------------
     "inline-schema-bad-action": pytest.param(
         Case(
-            _head("checks:\n  - id: j\n    type: schema\n    schema: {type: object}\n"
-                  "    action: repair\n"),
+            _head(
+                "checks:\n  - id: j\n    type: schema\n    schema: {type: object}\n"
+                "    action: repair\n"
+            ),
             7,
             "checks[0].action",
             "j",
             "{path}:7: checks[0].action (check 'j'): Input should be 'block' or 'flag'",
         ),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: with an inline `schema:` the locator walks into the schema value "
-            "(the `schema` discriminator tag in pydantic's loc matches the key): field "
-            "'checks[0].schema.action', line of `schema:`",
-        ),
     ),
     "inline-schema-unknown-key": pytest.param(
         Case(
-            _head("checks:\n  - id: j\n    type: schema\n    schema:\n      type: object\n"
-                  "    colour: red\n"),
+            _head(
+                "checks:\n  - id: j\n    type: schema\n    schema:\n      type: object\n"
+                "    colour: red\n"
+            ),
             8,
             "checks[0].colour",
             "j",
             "{path}:8: checks[0].colour (check 'j'): unknown key",
-        ),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: with an inline `schema:` an unknown key is reported as "
-            "'checks[0].schema.colour' on the schema's line",
         ),
     ),
 }
@@ -370,7 +400,8 @@ def test_policy_error_names_file_line_and_field(tmp_path: Path, case: Case) -> N
 
 def test_unknown_entity_names_it_and_lists_the_known_ones(tmp_path: Path) -> None:
     path = _write(
-        tmp_path, _head("checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS, FOO_BAR]\n")
+        tmp_path,
+        _head("checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS, FOO_BAR]\n"),
     )
     with pytest.raises(ge.PolicyError) as info:
         ge.load_policy(path)
@@ -388,36 +419,63 @@ def test_unknown_entity_names_it_and_lists_the_known_ones(tmp_path: Path) -> Non
     assert known == sorted(known)
     assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "URL"} <= set(known)
     assert "FOO_BAR" not in known
-    assert "PERSON" not in known  # an NER entity is not offered as a pattern entity
 
 
-def test_invalid_inline_json_schema(tmp_path: Path) -> None:
-    path = _write(tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema: {type: objekt}\n"))
+def test_min_score_out_of_range(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        _head(
+            "checks:\n  - id: p\n    type: pii\n    entities: [EMAIL_ADDRESS]\n    min_score: 3\n"
+        ),
+    )
     with pytest.raises(ge.PolicyError) as info:
         ge.load_policy(path)
     exc = info.value
-    assert (exc.source, exc.line, exc.field, exc.check_id) == (str(path), 6, "checks[0].schema", "j")
+    assert (exc.source, exc.line, exc.field, exc.check_id) == (
+        str(path),
+        7,
+        "checks[0].min_score",
+        "p",
+    )
+    assert str(exc).startswith(
+        f"{path}:7: checks[0].min_score (check 'p'): Input should be less than or equal to 1"
+    )
+
+
+def test_invalid_inline_json_schema(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema: {type: objekt}\n")
+    )
+    with pytest.raises(ge.PolicyError) as info:
+        ge.load_policy(path)
+    exc = info.value
+    assert (exc.source, exc.line, exc.field, exc.check_id) == (
+        str(path),
+        6,
+        "checks[0].schema",
+        "j",
+    )
     message = str(exc)
-    assert message.startswith(f"{path}:6: checks[0].schema (check 'j'): not a valid JSON Schema at ")
+    assert message.startswith(
+        f"{path}:6: checks[0].schema (check 'j'): not a valid JSON Schema at "
+    )
     assert message.endswith(": 'objekt' is not valid under any of the given schemas")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the location given for an invalid JSON Schema is the path in the "
-    "metaschema (error.absolute_schema_path, e.g. 'allOf/1/properties/properties/...'), "
-    "not the place in the user's schema (error.absolute_path)",
-)
 def test_invalid_json_schema_names_the_place_in_the_users_schema(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        _head("checks:\n  - id: j\n    type: schema\n    schema:\n      type: object\n"
-              "      properties:\n        a: {minLength: -1}\n"),
+        _head(
+            "checks:\n  - id: j\n    type: schema\n    schema:\n      type: object\n"
+            "      properties:\n        a: {minLength: -1}\n"
+        ),
     )
     with pytest.raises(ge.PolicyError) as info:
         ge.load_policy(path)
     message = str(info.value)
-    assert message.startswith(f"{path}:6: checks[0].schema (check 'j'): not a valid JSON Schema at ")
+    assert message.startswith(
+        f"{path}:6: checks[0].schema (check 'j'): not a valid JSON Schema at "
+    )
     assert message.endswith(": -1 is less than the minimum of 0")
     where = message.split(" not a valid JSON Schema at ", 1)[1]
     assert "minLength" in where
@@ -427,7 +485,9 @@ def test_invalid_json_schema_names_the_place_in_the_users_schema(tmp_path: Path)
 
 def test_invalid_json_schema_in_schema_file(tmp_path: Path) -> None:
     (tmp_path / "answer.json").write_text('{"type": 5}', encoding="utf-8")
-    path = _write(tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema_file: answer.json\n"))
+    path = _write(
+        tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema_file: answer.json\n")
+    )
     with pytest.raises(ge.PolicyError) as info:
         ge.load_policy(path)
     exc = info.value
@@ -439,7 +499,9 @@ def test_invalid_json_schema_in_schema_file(tmp_path: Path) -> None:
 
 
 def test_missing_schema_file(tmp_path: Path) -> None:
-    path = _write(tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema_file: nope.json\n"))
+    path = _write(
+        tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema_file: nope.json\n")
+    )
     with pytest.raises(ge.PolicyError) as info:
         ge.load_policy(path)
     exc = info.value
@@ -459,7 +521,9 @@ def test_missing_schema_file(tmp_path: Path) -> None:
 
 def test_schema_file_that_is_neither_json_nor_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{: nope [", encoding="utf-8")
-    path = _write(tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema_file: bad.json\n"))
+    path = _write(
+        tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema_file: bad.json\n")
+    )
     with pytest.raises(ge.PolicyError) as info:
         ge.load_policy(path)
     assert str(info.value) == (
@@ -472,7 +536,9 @@ def test_schema_file_relative_to_the_policy_loads(tmp_path: Path) -> None:
     (tmp_path / "answer.json").write_text(
         '{"type": "object", "required": ["answer"]}', encoding="utf-8"
     )
-    path = _write(tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema_file: answer.json\n"))
+    path = _write(
+        tmp_path, _head("checks:\n  - id: j\n    type: schema\n    schema_file: answer.json\n")
+    )
     policy = ge.load_policy(path)
     assert policy.validate_sync('{"answer": 1}').decision is ge.Decision.PASS
     assert policy.validate_sync('{"other": 1}').decision is ge.Decision.BLOCK
@@ -511,16 +577,13 @@ def test_from_yaml_names_the_given_source() -> None:
     assert str(info.value).startswith("inline-policy:6: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a key given twice in a mapping is accepted and the last one silently wins "
-    "(PyYAML's default); a second `checks:` drops every check of the first",
-)
 def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        _head("checks:\n  - id: secrets\n    type: content\n    terms: [password]\n"
-              "checks:\n  - id: l\n    type: length\n    max_chars: 100\n"),
+        _head(
+            "checks:\n  - id: secrets\n    type: content\n    terms: [password]\n"
+            "checks:\n  - id: l\n    type: length\n    max_chars: 100\n"
+        ),
     )
     with pytest.raises(ge.PolicyError) as info:
         ge.load_policy(path)
