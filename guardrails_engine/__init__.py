@@ -8,13 +8,18 @@
 
 from ._config import policy_json_schema
 from ._errors import GuardrailsError, PolicyError, StreamStateError
+from ._eval import Case, CaseError, EvalReport, evaluate, load_cases
 from ._model import Action, Decision, Finding, Result
 from ._policy import Policy, load_policy
 from ._stream import Stream, SyncStream
+from ._trace import Trace
 
 __all__ = [
     "Action",
+    "Case",
+    "CaseError",
     "Decision",
+    "EvalReport",
     "Finding",
     "GuardrailsError",
     "Policy",
@@ -23,6 +28,9 @@ __all__ = [
     "Stream",
     "StreamStateError",
     "SyncStream",
+    "Trace",
+    "evaluate",
+    "load_cases",
     "load_policy",
     "policy_json_schema",
 ]

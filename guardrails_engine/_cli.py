@@ -1,6 +1,7 @@
 """The ``guardrails-engine`` command.
 
-Exit status: 0 pass or repair, 1 block, 2 a bad policy, input or usage.
+Exit status: 0 pass or repair (``eval``: every case passed), 1 block (``eval``:
+a case failed), 2 a bad policy, input or usage.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TextIO
 
 from ._config import policy_json_schema
 from ._errors import PolicyError
+from ._eval import CaseError, evaluate, load_cases
 from ._model import Decision, Result
 from ._policy import Policy, load_policy
 
@@ -45,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     lint = sub.add_parser("lint", help="check policy files; exit 2 if any is invalid")
     lint.add_argument("policies", nargs="+")
     sub.add_parser("schema", help="print the policy format as a JSON Schema")
+    ev = sub.add_parser(
+        "eval",
+        help="replay cases whole and streamed; exit 0 only if every case passes",
+        description="Exit 0 if every case passes, 1 if any fails, 2 for bad input.",
+    )
+    ev.add_argument("--policy", required=True, help="policy file (YAML)")
+    ev.add_argument("cases", nargs="+", help="case files (.jsonl, or .yaml with a list of cases)")
+    ev.add_argument("--format", choices=("text", "json", "junit"), default="text")
+    ev.add_argument("--output", help="write the report to this file instead of stdout")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the random chunkings")
     return parser
 
 
@@ -112,6 +124,43 @@ def _lint(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
     return status
 
 
+class _Progress:
+    """A one-line progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, err: TextIO) -> None:
+        self._err = err
+        self._on = err.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._on:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        self._err.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            self._err.write("\n")
+        self._err.flush()
+
+
+def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    policy = load_policy(args.policy)
+    cases = [c for path in args.cases for c in load_cases(path)]
+    report = evaluate(policy, cases, seed=args.seed, progress=_Progress(err))
+    if args.format == "json":
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+    elif args.format == "junit":
+        text = report.to_junit()
+    else:
+        text = report.to_text()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        err.write(f"{len(report.results)} cases, {len(report.failed)} failed\n")
+    else:
+        out.write(text)
+    return EXIT_OK if report.passed else EXIT_BLOCK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
@@ -121,9 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args, out, err)
         if args.command == "lint":
             return _lint(args.policies, out, err)
+        if args.command == "eval":
+            return _eval(args, out, err)
         out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
         return EXIT_OK
-    except PolicyError as exc:
+    except (PolicyError, CaseError) as exc:
         err.write(f"guardrails-engine: {exc}\n")
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as exc:

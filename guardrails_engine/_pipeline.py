@@ -129,8 +129,15 @@ class Run:
         "_result",
         "_scanning",
         "_sessions",
+        "chars_out",
         "check_seconds",
+        "chunks_in",
+        "chunks_out",
+        "ended_at",
+        "first_in_at",
+        "first_out_at",
         "holdbacks",
+        "started_at",
     )
 
     def __init__(self, policy: Policy) -> None:
@@ -157,6 +164,14 @@ class Run:
         self._result: Result | None = None
         self.check_seconds = [0.0] * len(self._sessions)
         self.holdbacks: list[int] = []
+        # Statistics for traces.
+        self.started_at = time.perf_counter()
+        self.ended_at: float | None = None
+        self.first_in_at: float | None = None
+        self.first_out_at: float | None = None
+        self.chunks_in = 0
+        self.chunks_out = 0
+        self.chars_out = 0
 
     # -- public ------------------------------------------------------------
     @property
@@ -180,6 +195,9 @@ class Run:
         """Take the next chunk; return the text that became safe (possibly "")."""
         if self._ending is not None or not chunk:
             return ""
+        if self.first_in_at is None:
+            self.first_in_at = time.perf_counter()
+        self.chunks_in += 1
         self._pending.append(chunk)
         self._end += len(chunk)
         if self._scanning:
@@ -221,6 +239,10 @@ class Run:
         if self._ending is None:
             self._ending = ending
             self._pending = []
+            self.ended_at = time.perf_counter()
+
+    def findings_so_far(self) -> list[Finding]:
+        return self._findings(self._hits)
 
     def result(self) -> Result:
         """The result of a run that ended; a run aborted or still open counts as a block."""
@@ -394,6 +416,10 @@ class Run:
         piece = "".join(parts)
         if piece:
             self._out.append(piece)
+            self.chunks_out += 1
+            self.chars_out += len(piece)
+            if self.first_out_at is None:
+                self.first_out_at = time.perf_counter()
         return piece
 
     def _trim(self) -> None:
@@ -445,6 +471,7 @@ class Run:
     def _conclude(self, ending: Ending, hits: Sequence[Hit]) -> None:
         self._ending = ending
         self._pending = []
+        self.ended_at = time.perf_counter()
         findings = self._findings(hits)
         if any(f.action is Action.BLOCK for f in findings):
             result = Result(Decision.BLOCK, self._policy.block_message, tuple(findings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import AsyncIterable, Iterable
@@ -23,6 +24,7 @@ from ._pipeline import Run
 from ._presidio import NER_ENTITIES, catalog
 from ._schema import SchemaCheck, SchemaError, check_schema, load_schema
 from ._threads import thread_limiter
+from ._trace import TraceCallback, record
 
 if TYPE_CHECKING:
     from ._check import Check
@@ -40,32 +42,45 @@ class Policy:
     Build one with :func:`load_policy` or :meth:`Policy.from_yaml`.
     """
 
-    __slots__ = ("_checks", "_hash", "_source", "_spec")
+    __slots__ = ("_checks", "_hash", "_on_trace", "_source", "_spec")
 
     def __init__(
-        self, spec: PolicySpec, checks: tuple[Check, ...], *, source: str, digest: str
+        self,
+        spec: PolicySpec,
+        checks: tuple[Check, ...],
+        *,
+        source: str,
+        digest: str,
+        on_trace: TraceCallback | None = None,
     ) -> None:
         self._spec = spec
         self._checks = checks
         self._source = source
         self._hash = digest
+        self._on_trace = on_trace
 
     # -- construction ----------------------------------------------------------
     @classmethod
     def from_yaml(
-        cls, text: str, *, source: str = "<string>", base_dir: str | Path | None = None
+        cls,
+        text: str,
+        *,
+        source: str = "<string>",
+        base_dir: str | Path | None = None,
+        on_trace: TraceCallback | None = None,
     ) -> Policy:
         """Compile a policy from YAML text.
 
         ``source`` names the text in error messages; ``base_dir`` resolves
-        ``schema_file`` paths (default: the current directory).
+        ``schema_file`` paths (default: the current directory); ``on_trace``
+        receives the :class:`Trace` of every run of the policy.
 
         :raises PolicyError: naming the source, line and field of the problem.
         """
         spec, located = parse_policy(text, source)
         checks = tuple(_compile(spec, located, Path(base_dir) if base_dir is not None else None))
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-        return cls(spec, checks, source=source, digest=digest)
+        return cls(spec, checks, source=source, digest=digest, on_trace=on_trace)
 
     # -- attributes --------------------------------------------------------------
     @property
@@ -95,6 +110,11 @@ class Policy:
         return self._checks
 
     @property
+    def on_trace(self) -> TraceCallback | None:
+        """The callback that receives every run's trace, if any."""
+        return self._on_trace
+
+    @property
     def block_message(self) -> str:
         return self._spec.block_message
 
@@ -111,41 +131,68 @@ class Policy:
         return f"<Policy {self.name!r} from {self._source} ({len(self._checks)} checks)>"
 
     # -- checking ----------------------------------------------------------------
-    def validate_sync(self, text: str) -> Result:
-        """Check a whole text.  A block is a result, not an exception."""
+    def validate_sync(
+        self, text: str, *, trace_id: str | None = None, on_trace: TraceCallback | None = None
+    ) -> Result:
+        """Check a whole text.  A block is a result, not an exception.
+
+        ``trace_id`` names the run in its trace; ``on_trace`` receives the trace.
+        """
         run = Run(self)
-        run.feed(text)
-        run.finish()
+        try:
+            run.feed(text)
+            run.finish()
+        except BaseException as exc:
+            record(self, run, kind="validate", trace_id=trace_id, callback=on_trace, error=exc)
+            raise
+        record(self, run, kind="validate", trace_id=trace_id, callback=on_trace)
         return run.result()
 
-    async def validate(self, text: str) -> Result:
+    async def validate(
+        self, text: str, *, trace_id: str | None = None, on_trace: TraceCallback | None = None
+    ) -> Result:
         """Check a whole text without blocking the event loop.
 
         Long texts, and any text when the policy uses NER, are checked in a
         worker thread (at most four at a time per event loop).
         """
         if len(text) < THREAD_THRESHOLD and not self.blocking:
-            return self.validate_sync(text)
-        return await anyio.to_thread.run_sync(self.validate_sync, text, limiter=thread_limiter())
+            return self.validate_sync(text, trace_id=trace_id, on_trace=on_trace)
+        check = functools.partial(self.validate_sync, trace_id=trace_id, on_trace=on_trace)
+        return await anyio.to_thread.run_sync(check, text, limiter=thread_limiter())
 
-    def stream(self, source: AsyncIterable[str] | Iterable[str]) -> Stream:
+    def stream(
+        self,
+        source: AsyncIterable[str] | Iterable[str],
+        *,
+        trace_id: str | None = None,
+        on_trace: TraceCallback | None = None,
+    ) -> Stream:
         """Wrap a token stream: iterate the result to get released text.
 
         ``source`` may be an async or a sync iterable of ``str``.
         """
         from ._stream import Stream
 
-        return Stream(self, source)
+        return Stream(self, source, trace_id=trace_id, on_trace=on_trace)
 
-    def stream_sync(self, source: Iterable[str]) -> SyncStream:
+    def stream_sync(
+        self,
+        source: Iterable[str],
+        *,
+        trace_id: str | None = None,
+        on_trace: TraceCallback | None = None,
+    ) -> SyncStream:
         """The synchronous twin of :meth:`stream`."""
         from ._stream import SyncStream
 
-        return SyncStream(self, source)
+        return SyncStream(self, source, trace_id=trace_id, on_trace=on_trace)
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, *, on_trace: TraceCallback | None = None) -> Policy:
     """Load and compile a policy file.
+
+    ``on_trace`` receives the :class:`Trace` of every run of the policy.
 
     :raises PolicyError: if the file cannot be read or is not a valid policy.
     """
@@ -156,7 +203,7 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(
             f"cannot read the policy: {exc.__class__.__name__}: {exc}", source=str(p)
         ) from exc
-    return Policy.from_yaml(text, source=str(p), base_dir=p.parent)
+    return Policy.from_yaml(text, source=str(p), base_dir=p.parent, on_trace=on_trace)
 
 
 def _compile_pii(c: PiiSpec, spec: PolicySpec, located: Located, where: list[Any]) -> PiiCheck:

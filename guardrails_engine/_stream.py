@@ -13,12 +13,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ._errors import StreamStateError
 from ._model import Result
 from ._pipeline import Ending, Run
 from ._threads import thread_limiter
+from ._trace import TraceCallback, record
 
 if TYPE_CHECKING:
     from ._policy import Policy
@@ -27,15 +29,44 @@ __all__ = ["Stream", "SyncStream"]
 
 T = TypeVar("T")
 
+#: A stream over a sync source lets other tasks run every this many chunks.
+_YIELD_EVERY = 16
+
 
 class _Driver:
-    __slots__ = ("_closed_early", "_done", "_pieces", "_run")
+    __slots__ = (
+        "_closed_early",
+        "_done",
+        "_on_trace",
+        "_pieces",
+        "_policy",
+        "_run",
+        "_trace_id",
+        "_traced",
+    )
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(
+        self, policy: Policy, trace_id: str | None, on_trace: TraceCallback | None
+    ) -> None:
+        self._policy = policy
         self._run = Run(policy)
         self._pieces: deque[str] = deque()
         self._done = False
         self._closed_early = False  # closed by the consumer before it ended
+        self._trace_id = trace_id
+        self._on_trace = on_trace
+        self._traced = False
+
+    def _trace(self) -> None:
+        if not self._traced:
+            self._traced = True
+            record(
+                self._policy,
+                self._run,
+                kind="stream",
+                trace_id=self._trace_id,
+                callback=self._on_trace,
+            )
 
     @property
     def result(self) -> Result | None:
@@ -77,11 +108,13 @@ class _Driver:
             message = self._run.result().text
             if message:
                 self._pieces.append(message)
+        self._trace()
 
     def _failed(self, ending: Ending) -> None:
         self._run.abort(ending)
         self._pieces.clear()
         self._done = True
+        self._trace()
 
 
 class Stream(_Driver):
@@ -91,12 +124,20 @@ class Stream(_Driver):
     closed then, and when the outcome is decided.
     """
 
-    __slots__ = ("_blocking", "_closed", "_iter", "_source")
+    __slots__ = ("_blocking", "_closed", "_iter", "_pulls", "_source")
 
-    def __init__(self, policy: Policy, source: AsyncIterable[str] | Iterable[str]) -> None:
-        super().__init__(policy)
+    def __init__(
+        self,
+        policy: Policy,
+        source: AsyncIterable[str] | Iterable[str],
+        *,
+        trace_id: str | None = None,
+        on_trace: TraceCallback | None = None,
+    ) -> None:
+        super().__init__(policy, trace_id, on_trace)
         # NER runs in worker threads, so the event loop stays responsive.
         self._blocking = policy.blocking
+        self._pulls = 0
         self._source = source
         self._iter: AsyncIterator[str] | Iterator[str] | None = None
         self._closed = False
@@ -123,6 +164,13 @@ class Stream(_Driver):
                 if isinstance(it, AsyncIterator):
                     chunk: Any = await it.__anext__()
                 else:
+                    # A sync source never yields to the event loop: do it for it,
+                    # so other tasks run and cancellation is delivered.
+                    self._pulls += 1
+                    if self._pulls % _YIELD_EVERY == 0:
+                        await anyio.lowlevel.checkpoint()
+                    else:
+                        await anyio.lowlevel.checkpoint_if_cancelled()
                     chunk = next(it)
             except (StopAsyncIteration, StopIteration):
                 await self._work(self._exhausted)
@@ -184,8 +232,15 @@ class SyncStream(_Driver):
 
     __slots__ = ("_closed", "_iter", "_source")
 
-    def __init__(self, policy: Policy, source: Iterable[str]) -> None:
-        super().__init__(policy)
+    def __init__(
+        self,
+        policy: Policy,
+        source: Iterable[str],
+        *,
+        trace_id: str | None = None,
+        on_trace: TraceCallback | None = None,
+    ) -> None:
+        super().__init__(policy, trace_id, on_trace)
         self._source = source
         self._iter: Iterator[str] | None = None
         self._closed = False

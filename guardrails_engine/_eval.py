@@ -1,0 +1,413 @@
+"""Evaluation: replay a suite of cases whole and streamed, and report.
+
+A case is an ``input`` and what to ``expect``: a ``decision``, optionally the
+exact output ``text`` and the findings by check id and entity type.  Every case
+runs whole and streamed under several chunkings (character by character,
+random small chunks, word by word; seedable); it passes only if every run
+meets the expectation.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+from typing import Any, Literal
+from xml.sax.saxutils import escape, quoteattr
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._errors import GuardrailsError
+from ._model import Action, Decision, Result
+
+__all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases"]
+
+CHUNKINGS = ("whole", "chars", "random", "words")
+
+
+class CaseError(GuardrailsError, ValueError):
+    """A case file that cannot be read: names the file, the line and the field."""
+
+    def __init__(self, message: str, *, source: str, line: int | None, field: str | None) -> None:
+        self.source, self.line, self.field = source, line, field
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _FindingExpect(_Spec):
+    check: str = Field(min_length=1)
+    entity: str | None = None
+
+
+class _Expect(_Spec):
+    decision: Literal["pass", "repair", "block"]
+    text: str | None = None
+    findings: list[_FindingExpect] | None = None
+
+
+class _CaseSpec(_Spec):
+    id: str | None = None
+    input: str
+    expect: _Expect
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One evaluation case."""
+
+    id: str
+    input: str
+    decision: Decision
+    text: str | None = None
+    findings: tuple[tuple[str, str | None], ...] | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, default_id: str) -> Case:
+        """:raises pydantic.ValidationError: if ``data`` is not a case."""
+        spec = _CaseSpec.model_validate(data)
+        expected = spec.expect
+        return cls(
+            id=spec.id or default_id,
+            input=spec.input,
+            decision=Decision(expected.decision),
+            text=expected.text,
+            findings=None
+            if expected.findings is None
+            else tuple((f.check, f.entity) for f in expected.findings),
+        )
+
+
+def _case_error(exc: ValidationError, source: str, line: int | None) -> CaseError:
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in err["loc"])
+    msg = "unknown key" if err["type"] == "extra_forbidden" else str(err["msg"])
+    return CaseError(msg, source=source, line=line, field=path or None)
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Read cases from a JSONL file (one case a line) or a YAML file (a list of cases).
+
+    :raises CaseError: naming the file, the line and the field of a bad case.
+    """
+    p = Path(path)
+    source = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseError(f"cannot read: {exc}", source=source, line=None, field=None) from exc
+    cases: list[Case] = []
+    if p.suffix == ".jsonl":
+        for n, raw in enumerate(text.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise CaseError(
+                    f"invalid JSON: {exc.msg}", source=source, line=n, field=None
+                ) from exc
+            if not isinstance(data, dict):
+                raise CaseError("a case must be an object", source=source, line=n, field=None)
+            try:
+                cases.append(Case.from_dict(data, default_id=f"{p.name}:{n}"))
+            except ValidationError as exc:
+                raise _case_error(exc, source, n) from None
+        return cases
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise CaseError(
+            f"invalid YAML: {getattr(exc, 'problem', exc)}",
+            source=source,
+            line=None if mark is None else int(mark.line) + 1,
+            field=None,
+        ) from exc
+    nodes: list[yaml.Node] = []
+    if isinstance(data, dict) and "cases" in data and isinstance(root, yaml.MappingNode):
+        data = data["cases"]
+        root = next(v for k, v in root.value if getattr(k, "value", None) == "cases")
+    if not isinstance(data, list) or not isinstance(root, yaml.SequenceNode):
+        raise CaseError("expected a list of cases", source=source, line=1, field=None)
+    nodes = list(root.value)
+    for i, (item, node) in enumerate(zip(data, nodes, strict=True)):
+        line = int(node.start_mark.line) + 1
+        if not isinstance(item, dict):
+            raise CaseError("a case must be a mapping", source=source, line=line, field=None)
+        try:
+            cases.append(Case.from_dict(item, default_id=f"{p.name}:{line}"))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key_line = _line_of(node, [x for x in err["loc"] if isinstance(x, str | int)])
+            raise _case_error(exc, source, key_line or line) from None
+        del i
+    return cases
+
+
+def _line_of(node: yaml.Node, loc: Sequence[str | int]) -> int | None:
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for k, v in node.value:
+                if getattr(k, "value", None) == part:
+                    node = v
+                    break
+            else:
+                return int(node.start_mark.line) + 1
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+    return int(node.start_mark.line) + 1
+
+
+# -- running -----------------------------------------------------------------------
+
+
+def _chunk(text: str, chunking: str, rng: random.Random) -> list[str]:
+    if chunking == "chars":
+        return list(text)
+    if chunking == "words":
+        return [w for w in re.split(r"(\s+)", text) if w]
+    out, i = [], 0
+    while i < len(text):
+        n = rng.randint(1, 8)
+        out.append(text[i : i + n])
+        i += n
+    return out
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    chunking: str
+    decision: Decision
+    text: str
+    findings: list[tuple[str, str | None]]
+    released: str
+    holdbacks: list[int]
+
+
+@dataclass(slots=True)
+class CaseResult:
+    case: Case
+    runs: list[RunOutcome]
+    failures: list[str]
+    leaked: int = 0
+    disagreements: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _problems(case: Case, run: RunOutcome) -> list[str]:
+    out = []
+    if run.decision is not case.decision:
+        out.append(
+            f"[{run.chunking}] decision: expected {case.decision.value}, got {run.decision.value}"
+        )
+    if case.text is not None and run.text != case.text:
+        out.append(f"[{run.chunking}] text: expected {case.text!r}, got {run.text!r}")
+    if case.findings is not None:
+        want, got = Counter(case.findings), Counter(run.findings)
+        if want != got:
+            missing = sorted((want - got).elements(), key=str)
+            extra = sorted((got - want).elements(), key=str)
+            parts = []
+            if missing:
+                parts.append("missing " + ", ".join(f"{c}/{e or '-'}" for c, e in missing))
+            if extra:
+                parts.append("unexpected " + ", ".join(f"{c}/{e or '-'}" for c, e in extra))
+            out.append(f"[{run.chunking}] findings: {'; '.join(parts)}")
+    return out
+
+
+def _outcome(chunking: str, result: Result, released: str, holdbacks: list[int]) -> RunOutcome:
+    return RunOutcome(
+        chunking,
+        result.decision,
+        result.text,
+        [(f.check_id, f.entity_type) for f in result.findings],
+        released,
+        holdbacks,
+    )
+
+
+@dataclass
+class EvalReport:
+    """What an evaluation found; ``passed`` is true only if every case passed."""
+
+    policy: str
+    results: list[CaseResult]
+    seed: int
+    chunkings: tuple[str, ...]
+    per_check: dict[str, dict[str, float | int]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [r for r in self.results if not r.passed]
+
+    @property
+    def disagreements(self) -> int:
+        return sum(r.disagreements for r in self.results)
+
+    @property
+    def leaked(self) -> int:
+        return sum(r.leaked for r in self.results)
+
+    def holdback(self) -> dict[str, float]:
+        values = sorted(h for r in self.results for run in r.runs for h in run.holdbacks)
+        if not values:
+            return {"p50": 0.0, "p95": 0.0, "max": 0.0}
+        return {
+            "p50": float(median(values)),
+            "p95": float(values[min(len(values) - 1, int(0.95 * len(values)))]),
+            "max": float(values[-1]),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "passed": self.passed,
+            "cases": len(self.results),
+            "failed": len(self.failed),
+            "seed": self.seed,
+            "chunkings": list(self.chunkings),
+            "disagreements": self.disagreements,
+            "leaked_chars": self.leaked,
+            "holdback": self.holdback(),
+            "per_check": self.per_check,
+            "failures": [
+                {"id": r.case.id, "expected": r.case.decision.value, "problems": r.failures}
+                for r in self.failed
+            ],
+        }
+
+    def to_text(self) -> str:
+        lines = [
+            f"policy {self.policy}: {len(self.results)} cases, {len(self.failed)} failed "
+            f"(chunkings: {', '.join(self.chunkings)}; seed {self.seed})"
+        ]
+        for r in self.failed:
+            lines.append(f"FAIL {r.case.id}")
+            lines.extend(f"    {p}" for p in r.failures)
+        if self.per_check:
+            lines.append("per check (whole runs, cases that list findings):")
+            lines.append(
+                f"    {'check':<24} {'precision':>9} {'recall':>7} {'tp':>5} {'fp':>5} {'fn':>5}"
+            )
+            for check, s in sorted(self.per_check.items()):
+                lines.append(
+                    f"    {check:<24} {s['precision']:>9.3f} {s['recall']:>7.3f} "
+                    f"{s['tp']:>5} {s['fp']:>5} {s['fn']:>5}"
+                )
+        hb = self.holdback()
+        lines.append(f"stream/whole disagreements: {self.disagreements}")
+        lines.append(f"characters leaked (released by a stream, removed whole): {self.leaked}")
+        lines.append(
+            f"hold-back (chars): p50 {hb['p50']:.0f}, p95 {hb['p95']:.0f}, max {hb['max']:.0f}"
+        )
+        lines.append("PASSED" if self.passed else "FAILED")
+        return "\n".join(lines) + "\n"
+
+    def to_junit(self) -> str:
+        out = [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            f"<testsuite name={quoteattr('guardrails-eval ' + self.policy)} "
+            f'tests="{len(self.results)}" failures="{len(self.failed)}">',
+        ]
+        for r in self.results:
+            out.append(
+                f"  <testcase classname={quoteattr(self.policy)} name={quoteattr(r.case.id)}>"
+            )
+            if r.failures:
+                body = escape("\n".join(r.failures))
+                out.append(f"    <failure message={quoteattr(r.failures[0])}>{body}</failure>")
+            out.append("  </testcase>")
+        out.append("</testsuite>")
+        return "\n".join(out) + "\n"
+
+
+def evaluate(
+    policy: Any,
+    cases: Iterable[Case | dict[str, Any]],
+    *,
+    seed: int = 0,
+    chunkings: Sequence[str] = CHUNKINGS,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """Run every case whole and streamed; return the report.
+
+    ``policy`` is a :class:`~guardrails_engine.Policy`; ``cases`` are
+    :class:`Case`\\ s or dicts in the case format.
+    """
+    items = [
+        c if isinstance(c, Case) else Case.from_dict(c, default_id=f"case {i}")
+        for i, c in enumerate(cases)
+    ]
+    results: list[CaseResult] = []
+    counts: dict[str, Counter[str]] = {}
+    for i, case in enumerate(items):
+        rng = random.Random(f"{seed}:{case.id}")
+        whole = policy.validate_sync(case.input)
+        runs = [_outcome("whole", whole, whole.text, [])]
+        for chunking in chunkings:
+            if chunking == "whole":
+                continue
+            stream = policy.stream_sync(_chunk(case.input, chunking, rng))
+            released = "".join(stream)
+            result = stream.result
+            assert result is not None  # a list source always ends
+            runs.append(_outcome(chunking, result, released, list(stream.run.holdbacks)))
+        failures = [p for run in runs for p in _problems(case, run)]
+        cr = CaseResult(case, runs, failures)
+        cr.disagreements = sum(
+            1
+            for run in runs[1:]
+            if (run.decision, run.text, run.findings)
+            != (runs[0].decision, runs[0].text, runs[0].findings)
+        )
+        removed = [
+            case.input[f.start : f.end]
+            for f in whole.findings
+            if f.action is not Action.FLAG and f.end - f.start >= 4
+        ]
+        for run in runs[1:]:
+            cr.leaked += sum(len(v) for v in removed if v in run.released and v not in whole.text)
+        results.append(cr)
+        if case.findings is not None:
+            want, got = Counter(case.findings), Counter(runs[0].findings)
+            for (check, _), n in (want | got).items():
+                c = counts.setdefault(check, Counter())
+                key = (check, _)
+                c["tp"] += min(want[key], got[key])
+                c["fp"] += max(0, got[key] - want[key])
+                c["fn"] += max(0, want[key] - got[key])
+                del n
+        if progress is not None:
+            progress(i + 1, len(items))
+    per_check: dict[str, dict[str, float | int]] = {}
+    for check, c in counts.items():
+        tp, fp, fn = c["tp"], c["fp"], c["fn"]
+        per_check[check] = {
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "precision": tp / (tp + fp) if tp + fp else 1.0,
+            "recall": tp / (tp + fn) if tp + fn else 1.0,
+        }
+    return EvalReport(getattr(policy, "name", "?"), results, seed, tuple(chunkings), per_check)

@@ -1,0 +1,219 @@
+"""Decision traces: one record per validate and per stream.
+
+A record says what was checked, what was found (never the raw value), how
+long each check took and, for streams, how much text went in and out and how
+far the stream was held back.  It goes to up to three places:
+
+* the standard ``logging`` module: logger ``guardrails_engine``, one JSON
+  object a line at INFO level; off unless the application configures it;
+* a callback passed to ``load_policy``/``Policy.from_yaml`` (every run of the
+  policy) or to ``validate``/``stream`` (that run);
+* OpenTelemetry, when the ``otel`` extra is installed: a span per run with the
+  decision and the stats as attributes and an event per finding.
+
+Tracing never changes a result, and a failing callback never fails a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from statistics import median
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._pipeline import Run
+    from ._policy import Policy
+
+__all__ = ["Trace", "TraceCallback", "logger", "new_trace_id"]
+
+logger = logging.getLogger("guardrails_engine")
+
+TraceCallback = Callable[["Trace"], None]
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """One run of a policy, as recorded for observability (no raw PII values)."""
+
+    trace_id: str
+    kind: str  # "validate" or "stream"
+    policy: str
+    policy_hash: str
+    decision: str | None  # None for a stream that did not end
+    ending: str  # completed, blocked, truncated, source_error, cancelled, error
+    findings: tuple[dict[str, Any], ...]
+    check_ms: dict[str, float]
+    duration_ms: float
+    chunks_in: int
+    chars_in: int
+    chunks_out: int
+    chars_out: int
+    holdback_max: int
+    holdback_median: float
+    first_out_ms: float | None
+    error: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id,
+            "kind": self.kind,
+            "policy": self.policy,
+            "policy_hash": self.policy_hash,
+            "decision": self.decision,
+            "ending": self.ending,
+            "findings": list(self.findings),
+            "check_ms": self.check_ms,
+            "duration_ms": self.duration_ms,
+            "chunks_in": self.chunks_in,
+            "chars_in": self.chars_in,
+            "chunks_out": self.chunks_out,
+            "chars_out": self.chars_out,
+            "holdback_max": self.holdback_max,
+            "holdback_median": self.holdback_median,
+            "first_out_ms": self.first_out_ms,
+            "error": self.error,
+        }
+
+
+def record(
+    policy: Policy,
+    run: Run,
+    *,
+    kind: str,
+    trace_id: str | None,
+    callback: TraceCallback | None,
+    error: BaseException | None = None,
+) -> Trace | None:
+    """Build the trace of a run that ended and send it where it is wanted."""
+    callbacks = [c for c in (policy.on_trace, callback) if c is not None]
+    otel = _otel()
+    if not callbacks and otel is None and not logger.isEnabledFor(logging.INFO):
+        return None
+    trace = _build(policy, run, kind=kind, trace_id=trace_id, error=error)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(json.dumps(trace.to_dict(), separators=(",", ":")))
+    for cb in callbacks:
+        try:
+            cb(trace)
+        except Exception as exc:  # a broken callback must not break the service
+            logger.warning("guardrails_engine: trace callback raised %s", type(exc).__name__)
+    if otel is not None:
+        _export(otel, trace, run)
+    return trace
+
+
+def _build(
+    policy: Policy, run: Run, *, kind: str, trace_id: str | None, error: BaseException | None
+) -> Trace:
+    ending = run.ending.value if run.ending is not None else "error"
+    if error is not None and run.ending is None:
+        ending = "error"
+    result = run.result() if run.ending in _FINAL else None
+    findings = tuple(
+        {
+            "check_id": f.check_id,
+            "check_type": f.check_type,
+            "action": f.action.value,
+            "entity_type": f.entity_type,
+            "start": f.start,
+            "end": f.end,
+            "reason": f.reason,
+        }
+        for f in (result.findings if result is not None else run.findings_so_far())
+    )
+    holdbacks = run.holdbacks
+    end = run.ended_at or time.perf_counter()
+    first_out = (
+        (run.first_out_at - run.first_in_at) * 1000
+        if run.first_out_at is not None and run.first_in_at is not None
+        else None
+    )
+    return Trace(
+        trace_id=trace_id or new_trace_id(),
+        kind=kind,
+        policy=policy.name,
+        policy_hash=policy.content_hash,
+        decision=result.decision.value if result is not None else None,
+        ending=ending,
+        findings=findings,
+        check_ms={
+            c.id: round(s * 1000, 4) for c, s in zip(policy.checks, run.check_seconds, strict=True)
+        },
+        duration_ms=round((end - run.started_at) * 1000, 4),
+        chunks_in=run.chunks_in,
+        chars_in=run.received,
+        chunks_out=run.chunks_out,
+        chars_out=run.chars_out,
+        holdback_max=max(holdbacks, default=0),
+        holdback_median=float(median(holdbacks)) if holdbacks else 0.0,
+        first_out_ms=round(first_out, 4) if first_out is not None else None,
+        error=type(error).__name__ if error is not None else None,
+    )
+
+
+_FINAL = frozenset({"completed", "blocked", "truncated"})
+
+_OTEL: Any = None
+_OTEL_CHECKED = False
+
+
+def _otel() -> Any:
+    """The OpenTelemetry tracer, if the API is installed (else None)."""
+    global _OTEL, _OTEL_CHECKED
+    if not _OTEL_CHECKED:
+        _OTEL_CHECKED = True
+        try:
+            from opentelemetry import trace as otel_trace
+        except ImportError:
+            _OTEL = None
+        else:
+            _OTEL = otel_trace
+    if _OTEL is None:
+        return None
+    return _OTEL.get_tracer("guardrails_engine")
+
+
+def _export(tracer: Any, trace: Trace, run: Run) -> None:
+    start_ns = time.time_ns() - int(trace.duration_ms * 1_000_000)
+    attributes: dict[str, Any] = {
+        "guardrails.trace_id": trace.trace_id,
+        "guardrails.kind": trace.kind,
+        "guardrails.policy": trace.policy,
+        "guardrails.policy_hash": trace.policy_hash,
+        "guardrails.decision": trace.decision or "",
+        "guardrails.ending": trace.ending,
+        "guardrails.findings": len(trace.findings),
+        "guardrails.chunks_in": trace.chunks_in,
+        "guardrails.chars_in": trace.chars_in,
+        "guardrails.chunks_out": trace.chunks_out,
+        "guardrails.chars_out": trace.chars_out,
+        "guardrails.holdback_max": trace.holdback_max,
+        "guardrails.holdback_median": trace.holdback_median,
+        "guardrails.duration_ms": trace.duration_ms,
+    }
+    if trace.first_out_ms is not None:
+        attributes["guardrails.first_out_ms"] = trace.first_out_ms
+    for check_id, ms in trace.check_ms.items():
+        attributes[f"guardrails.check_ms.{check_id}"] = ms
+    try:
+        span = tracer.start_span(
+            f"guardrails.{trace.kind}", start_time=start_ns, attributes=attributes
+        )
+        for f in trace.findings:
+            span.add_event(
+                "guardrails.finding",
+                attributes={k: v for k, v in f.items() if v is not None},
+            )
+        span.end()
+    except Exception as exc:
+        logger.warning("guardrails_engine: OpenTelemetry export raised %s", type(exc).__name__)
