@@ -10,11 +10,10 @@ import gc
 import json
 import platform
 import random
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import guardrails_engine as ge
 
@@ -62,9 +61,9 @@ def _concat(pieces: Sequence[str], n: int) -> str:
     return " ".join(out)[:n]
 
 
-def pii_text(n: int) -> str:
-    """``n`` characters of the ``plain`` texts, concatenated (and repeated as needed)."""
-    return _concat([r["text"] for r in rows("plain")], n)
+def pii_text(n: int, variant: str = "plain") -> str:
+    """``n`` characters of the texts of one variant, concatenated (and repeated as needed)."""
+    return _concat([r["text"] for r in rows(variant)], n)
 
 
 def clean_text(n: int) -> str:
@@ -103,16 +102,23 @@ def random_chunks(text: str, lo: int, hi: int, seed: int) -> list[str]:
     return out
 
 
-def timed(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    """Median wall time of ``repeat`` calls (after one untimed warm-up), and the last value."""
-    value = fn()
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T], repeat: int, warmup: bool = True) -> tuple[float, T]:
+    """Best (minimum) wall time of ``repeat`` calls after one untimed warm-up, and the last value.
+
+    The minimum, not the median: the machine is shared, and interference only ever adds time.
+    """
+    if warmup:
+        fn()
     times: list[float] = []
-    for _ in range(repeat):
+    for _ in range(max(1, repeat)):
         gc.collect()
         t0 = time.perf_counter()
         value = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), value
+    return min(times), value
 
 
 def percentile(values: Sequence[int], q: float) -> float:
@@ -124,11 +130,35 @@ def percentile(values: Sequence[int], q: float) -> float:
     return float(ordered[k])
 
 
+def library_version() -> str:
+    """The commit of the library under test, and whether guardrails_engine/ has local edits."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "guardrails_engine"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown commit"
+    return f"commit {head}" + (" + uncommitted edits in guardrails_engine/" if dirty else "")
+
+
 def header(title: str) -> None:
     import os
 
     print(f"# {title}")
     print(
-        f"# python {platform.python_version()}, {platform.machine()}, "
-        f"{os.cpu_count()} cpus, guardrails_engine from {Path(ge.__file__).parent}"
+        f"# python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus; "
+        f"guardrails_engine {library_version()}"
     )

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 
 import _common as c
+
 import guardrails_engine as ge
 
 TARGET_P95 = 16

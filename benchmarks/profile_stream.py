@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import cProfile
 import collections
+import cProfile
 import pstats
 import random
 import sys
@@ -27,15 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import _common as c
+
 import guardrails_engine as ge
 
 
 def short(path: str) -> str:
     for marker in ("site-packages/", "guardrails_engine/", "lib/python3"):
         if marker in path:
-            return path.split(marker, 1)[1] if marker != "guardrails_engine/" else path[
-                path.index(marker) :
-            ]
+            return (
+                path.split(marker, 1)[1]
+                if marker != "guardrails_engine/"
+                else path[path.index(marker) :]
+            )
     return Path(path).name
 
 
@@ -47,16 +50,17 @@ def profile(label: str, fn: Any, top: int) -> None:
     pr.disable()
     wall = time.perf_counter() - t0
     st = pstats.Stats(pr)
-    rows = []
+    rows: list[tuple[int, float, float, str]] = []
     for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
         where = f"{short(file)}:{line}({func})" if line else func
         rows.append((nc, tt, ct, where))
     total = sum(r[1] for r in rows)
     print(f"\n### {label}: {wall * 1e3:.0f} ms under cProfile ({total * 1e3:.0f} ms own time)")
-    for key, title in ((2, "cumulative"), (1, "own (tottime)")):
+    orders = (("cumulative", lambda r: -r[2]), ("own (tottime)", lambda r: -r[1]))
+    for title, order in orders:
         print(f"top {top} by {title}:")
         print(f"  {'ncalls':>8s} {'tottime':>8s} {'cumtime':>8s}  function")
-        for nc, tt, ct, where in sorted(rows, key=lambda r: -r[key])[:top]:
+        for nc, tt, ct, where in sorted(rows, key=order)[:top]:
             print(f"  {nc:8d} {tt * 1e3:7.1f}m {ct * 1e3:7.1f}m  {where}")
 
 
@@ -111,7 +115,7 @@ def regex_breakdown(text: str, top: int) -> None:
         fn()
         wall = time.perf_counter() - t0
         in_re = sum(v[0] for v in stats.values())
-        print(f"\n### regex time, {label}: {wall * 1e3:.0f} ms in all, {in_re * 1e3:.0f} ms in search")
+        print(f"\n### regex time, {label}: {wall * 1e3:.0f} ms, {in_re * 1e3:.0f} ms in search")
         print(f"  {'ms':>7s} {'calls':>7s} {'chars scanned/char':>19s}  pattern")
         for name, (t, n, chars) in sorted(stats.items(), key=lambda kv: -kv[1][0])[:top]:
             print(f"  {t * 1e3:7.1f} {int(n):7d} {chars / len(text):19.2f}  {name}")
@@ -124,8 +128,10 @@ def unbroken(sizes: list[int]) -> None:
     hexs = "".join(rng.choice("0123456789abcdef") for _ in range(max(sizes)))
     prose = c.clean_text(max(sizes))
     print("\n### unbroken tokens (no spaces): validate and 4-char stream, pattern-pii policy")
-    print(f"  {'text':10s} {'chars':>6s} {'validate ms':>12s} {'stream4 ms':>11s} {'ratio':>7s} "
-          f"{'max hold':>9s} {'mean hold':>9s}")
+    print(
+        f"  {'text':10s} {'chars':>6s} {'validate ms':>12s} {'stream4 ms':>11s} {'ratio':>7s} "
+        f"{'max hold':>9s} {'mean hold':>9s}"
+    )
     for name, src in (("prose", prose), ("hex", hexs), ("base64", blob)):
         for n in sizes:
             text = src[:n]
@@ -138,8 +144,10 @@ def unbroken(sizes: list[int]) -> None:
             ts = time.perf_counter() - t0
             holds = list(getattr(s.run, "holdbacks", [0]))
             ok = "" if out == res.text else "  MISMATCH"
-            print(f"  {name:10s} {n:6d} {tv * 1e3:12.1f} {ts * 1e3:11.1f} {ts / tv:6.1f}x "
-                  f"{max(holds):9d} {sum(holds) / len(holds):9.0f}{ok}")
+            print(
+                f"  {name:10s} {n:6d} {tv * 1e3:12.1f} {ts * 1e3:11.1f} {ts / tv:6.1f}x "
+                f"{max(holds):9d} {sum(holds) / len(holds):9.0f}{ok}"
+            )
 
 
 def main() -> int:
