@@ -70,7 +70,7 @@ class OffsetMap:
 
     @property
     def identity(self) -> bool:
-        return len(self._canon) == 1
+        return len(self._canon) == 1 and self._orig[0] == 0
 
     def add(self, chunk: str) -> str:
         """Append an original chunk; return its canonical view."""

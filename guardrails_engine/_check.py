@@ -36,7 +36,18 @@ class Hit:
     (hash, pseudonym, partial); it never leaves the library.
     """
 
-    __slots__ = ("check", "end", "entity", "kind", "replacement", "score", "start", "value", "what")
+    __slots__ = (
+        "check",
+        "end",
+        "entity",
+        "kind",
+        "ner",
+        "replacement",
+        "score",
+        "start",
+        "value",
+        "what",
+    )
 
     def __init__(
         self,
@@ -49,8 +60,11 @@ class Hit:
         score: float | None = None,
         value: str | None = None,
         kind: HitKind = "span",
+        ner: bool = False,
     ) -> None:
         self.check = check
+        #: Found by NER; a pattern hit of the same check that overlaps it wins.
+        self.ner = ner
         self.start = start
         self.end = end
         self.what = what
@@ -70,6 +84,7 @@ class Hit:
             score=self.score,
             value=self.value,
             kind=self.kind,
+            ner=self.ner,
         )
         return hit
 

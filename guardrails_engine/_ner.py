@@ -7,8 +7,10 @@ presidio's own ``SpacyNlpEngine`` turns a spaCy document into its
 ``SpacyRecognizer`` turns those into results, so the findings are presidio's.
 
 Streaming: the text is cut into sentences on boundaries that depend only on
-the text (:func:`sentence_ends`), and each sentence is analysed on its own,
-both by ``validate`` and by a stream, so both give the same findings.
+the text (:func:`sentence_end`).  Each sentence is analysed together with the
+sentence before it, for context ("Hello <name>," opens a sentence), keeping
+the entities that start in the sentence itself; ``validate`` and a stream do
+exactly this, so both give the same findings.
 """
 
 from __future__ import annotations
@@ -23,8 +25,17 @@ import regex
 
 __all__ = ["NerModel", "default_model_name", "load_model", "sentence_end"]
 
-#: spaCy components that NER in the small English pipelines does not use.
-_EXCLUDE = ("parser", "tagger", "lemmatizer", "attribute_ruler", "senter", "morphologizer")
+#: spaCy components that NER in the small English pipelines does not use (its
+#: ``ner`` has its own embedding layer; ``tok2vec`` feeds only tagger and parser).
+_EXCLUDE = (
+    "tok2vec",
+    "parser",
+    "tagger",
+    "lemmatizer",
+    "attribute_ruler",
+    "senter",
+    "morphologizer",
+)
 
 _END = regex.compile(r"[.!?][\"')\]]*(?=\s)|\n")
 

@@ -131,10 +131,12 @@ class PiiCheck(PatternCheck):
             return True
         return any(p.fullmatch(value) for p in self.allow_patterns)
 
-    def keep(self, entity: str, start: int, end: int, score: float, value: str) -> Hit | None:
+    def keep(
+        self, entity: str, start: int, end: int, score: float, value: str, *, ner: bool = False
+    ) -> Hit | None:
         if score < self._min_score(entity) or self._allowed(value):
             return None
-        return Hit(self, start, end, entity, entity=entity, score=score, value=value)
+        return Hit(self, start, end, entity, entity=entity, score=score, value=value, ner=ner)
 
     def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
         out: list[Hit] = []
@@ -208,7 +210,7 @@ def _has_context(text: str, start: int, words: tuple[str, ...]) -> bool:
 class _PiiSession:
     """Patterns as they stream, NER a sentence at a time."""
 
-    __slots__ = ("_check", "_patterns", "_sentence", "hold")
+    __slots__ = ("_check", "_context", "_patterns", "_sentence", "hold", "needed")
 
     capped = True
     scans = True
@@ -217,19 +219,27 @@ class _PiiSession:
         self._check = check
         self._patterns = PatternSession(check) if check.detectors else None
         self._sentence = 0  # start of the sentence still open
+        self._context = 0  # start of the sentence before it
         self.hold = 0
+        self.needed = 0
 
     def _ner(self, buf: str, base: int, start: int, end: int) -> list[Hit]:
-        text = buf[start - base : end - base]
-        if not text.strip():
+        """Entities that start in the sentence ``[start, end)``, read after the one before."""
+        if not buf[start - base : end - base].strip():
+            self._context = start
             return []
         check = self._check
         assert check.ner is not None
+        lead = self._context
+        text = buf[lead - base : end - base]
         out = []
         for s, e, entity, score in check.ner.analyze(text, check.ner_entities):
-            hit = check.keep(entity, start + s, start + e, score, text[s:e])
+            if lead + s < start:
+                continue  # in the context sentence: it was decided with its own
+            hit = check.keep(entity, lead + s, lead + e, score, text[s:e], ner=True)
             if hit is not None:
                 out.append(hit)
+        self._context = start
         return out
 
     def _sentences(self, buf: str, base: int) -> list[Hit]:
@@ -243,7 +253,9 @@ class _PiiSession:
 
     def _update(self) -> None:
         p = self._patterns
+        # The sentence before the open one is kept as context for NER.
         self.hold = self._sentence if p is None else min(p.hold, self._sentence)
+        self.needed = min(self.hold, self._context)
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         out = list(self._patterns.feed(buf, base, chunk)) if self._patterns else []

@@ -104,6 +104,26 @@ def _dedup(hits: Sequence[Hit]) -> list[Hit]:
     return out
 
 
+def _unshadowed(hits: Sequence[Hit]) -> list[Hit]:
+    """Drop NER hits that a pattern hit of the same check overlaps.
+
+    spaCy reads the country code of an IBAN as a place and the name in an
+    e-mail address as a person; the pattern knows better.
+    """
+    if not any(h.ner for h in hits):
+        return list(hits)
+    patterns: dict[str, list[Hit]] = {}
+    for h in hits:
+        if not h.ner and h.kind == "span":
+            patterns.setdefault(h.check.id, []).append(h)
+    return [
+        h
+        for h in hits
+        if not h.ner
+        or not any(p.start < h.end and h.start < p.end for p in patterns.get(h.check.id, ()))
+    ]
+
+
 class Run:
     """Per-text state of a policy: feed chunks, get released text, then a result."""
 
@@ -215,6 +235,33 @@ class Run:
             if found:
                 self._add(found, session.scans)
         return self._advance(final=False)
+
+    def check(self, text: str) -> str:
+        """Check a whole text at once: the same answer as feeding it in any chunks.
+
+        Sessions that scan skip the work that only a stream needs (finding
+        where a match may still be in progress) and scan once in ``finish``.
+        """
+        if self._ending is not None or not text:
+            return self.finish()
+        self.first_in_at = time.perf_counter()
+        self.chunks_in += 1
+        self._pending.append(text)
+        self._end += len(text)
+        if self._scanning:
+            self._buf += self._map.add(text)
+        for i, (check, session) in enumerate(self._sessions):
+            if session.scans:
+                continue
+            t0 = time.perf_counter()
+            try:
+                found = session.feed(self._buf, self._base, text)
+            except Exception as exc:
+                found = self._fail(i, check, session, exc)
+            self.check_seconds[i] += time.perf_counter() - t0
+            if found:
+                self._add(found, session.scans)
+        return self.finish()
 
     def finish(self) -> str:
         """The text is complete; return the rest of the safe text."""
@@ -388,7 +435,7 @@ class Run:
         offset = self._pending_start
         now: list[Hit] = []
         if self._repairs:
-            now = [r for r in self._repairs if r.start < target]
+            now = _unshadowed([r for r in self._repairs if r.start < target])
             self._repairs = [r for r in self._repairs if r.start >= target]
             order = self._order
             now.sort(key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""))
@@ -427,8 +474,11 @@ class Run:
             return
         keep = _NEVER
         for _, s in self._sessions:
-            if s.scans and s.hold < keep:
-                keep = s.hold
+            if s.scans:
+                # A session may read before its hold (NER reads the sentence before).
+                needed = getattr(s, "needed", s.hold)
+                if needed < keep:
+                    keep = needed
         keep = min(keep, self._base + len(self._buf)) - _MARGIN
         if keep - self._base > _TRIM_AT:
             self._buf = self._buf[keep - self._base :]
@@ -438,7 +488,7 @@ class Run:
     def _findings(self, hits: Sequence[Hit]) -> list[Finding]:
         order = self._order
         kept = sorted(
-            _dedup(hits),
+            _dedup(_unshadowed(hits)),
             key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""),
         )
         out = []

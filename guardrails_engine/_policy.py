@@ -140,8 +140,7 @@ class Policy:
         """
         run = Run(self)
         try:
-            run.feed(text)
-            run.finish()
+            run.check(text)
         except BaseException as exc:
             record(self, run, kind="validate", trace_id=trace_id, callback=on_trace, error=exc)
             raise

@@ -9,25 +9,27 @@ still be in progress.
 
 How a match is known to be final.  The ``regex`` package's partial matching
 prefers a complete match to a partial one, so a complete match at the end of
-the buffer (``\\d+`` on ``"12"``) says nothing about the whole text.  Each
-pattern ``R`` therefore also gets a *probe*, ``(?:R)(?!)``: it can never
-match, so with ``partial=True`` it reports the leftmost position at which some
-path of ``R`` reads past the end of the buffer, i.e. the leftmost position
-whose outcome depends on text not yet seen.  A complete match starting before
-that position is final.
+the buffer (``\\d+`` on ``"12"``) says nothing about the whole text.  Patterns
+therefore also run as a *probe*, ``(?:R)(?!)``: it can never match, so with
+``partial=True`` it reports the leftmost position at which some path reads
+past the end of the buffer, i.e. the leftmost position whose outcome depends
+on text not yet seen.  A complete match starting before that position is final.
 
-Keeping the cost linear.  Running two searches per pattern per chunk would
-cost more than the scan itself for small chunks, so all patterns of a group
-share one alternation and its probe.  Positions before both the leftmost
-complete match of the alternation and its leftmost partial are dead for every
-pattern; only when the alternation completes somewhere do the patterns run one
-by one, each from where it stopped.  Settled text is never scanned again.
+Keeping the cost linear.  The patterns of a group share one probe; each
+chunk costs that one search, which starts where the last one stopped.  For
+patterns whose matches never contain whitespace (found by parsing them), it
+starts at the trailing run of non-whitespace, so a chunk re-reads about a
+word.  Only when the probe's position moves do the patterns search the settled
+stretch, each on its own so that the engine's literal prefilters apply.
+Settled text is never scanned again.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import regex
 
@@ -117,22 +119,145 @@ class ScanMatch:
         return s + self.base, e + self.base
 
 
+_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85"
+
+
+def _shape(pattern: str, flags: int) -> int | None:
+    """How far a match of ``pattern`` can look past what it consumes, if its
+    matches never consume whitespace; ``None`` if they may (or if unsure).
+
+    A pattern whose matches never contain whitespace can only be in progress
+    at the end of the text inside the trailing run of non-whitespace (plus its
+    lookahead reach), which bounds where partial matching must look.
+    """
+    # The standard library's parser of re syntax (private, hence the care).
+    c: Any = importlib.import_module("re._constants")
+    sre: Any = importlib.import_module("re._parser")
+
+    try:
+        tree = sre.parse(
+            pattern,
+            flags
+            & (
+                c.SRE_FLAG_IGNORECASE
+                | c.SRE_FLAG_MULTILINE
+                | c.SRE_FLAG_DOTALL
+                | c.SRE_FLAG_VERBOSE
+            ),
+        )
+    except Exception:
+        return None
+
+    def space_in(items: list[tuple[Any, Any]]) -> bool:
+        negate = bool(items) and items[0][0] is c.NEGATE
+        found = set()
+        for op, av in items:
+            if op is c.LITERAL:
+                found.add(chr(av))
+            elif op is c.RANGE:
+                found.update(ch for ch in _WHITESPACE if av[0] <= ord(ch) <= av[1])
+            elif op is c.CATEGORY:
+                if av in (c.CATEGORY_SPACE, c.CATEGORY_NOT_WORD, c.CATEGORY_NOT_DIGIT):
+                    found.update(_WHITESPACE)
+                elif av not in (c.CATEGORY_WORD, c.CATEGORY_DIGIT, c.CATEGORY_NOT_SPACE):
+                    found.update(_WHITESPACE)
+            elif op is not c.NEGATE:
+                found.update(_WHITESPACE)
+        hits = any(ch in found for ch in _WHITESPACE)
+        return not all(ch in found for ch in _WHITESPACE) if negate else hits
+
+    reach = 0
+
+    def walk(seq: Any) -> bool:
+        """True if something in ``seq`` may consume whitespace."""
+        nonlocal reach
+        for op, av in seq:
+            if op is c.LITERAL:
+                if chr(av) in _WHITESPACE:
+                    return True
+            elif op in (c.NOT_LITERAL, c.ANY, c.GROUPREF_EXISTS):
+                return True
+            elif op is c.IN:
+                if space_in(av):
+                    return True
+            elif op is c.CATEGORY:
+                if space_in([(op, av)]):
+                    return True
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+                if walk(av[2]):
+                    return True
+            elif op is c.SUBPATTERN:
+                if walk(av[3]):
+                    return True
+            elif op is c.ATOMIC_GROUP:
+                if walk(av):
+                    return True
+            elif op is c.BRANCH:
+                if any(walk(b) for b in av[1]):
+                    return True
+            elif op in (c.ASSERT, c.ASSERT_NOT):
+                direction, sub = av
+                if direction == 1:
+                    width = sub.getwidth()[1]
+                    if width >= c.MAXREPEAT:
+                        return True
+                    # An upper bound: lookarounds nested in it read further.
+                    reach += int(width) + 1
+                walk_lookaround(sub)
+            elif op is c.AT:
+                reach += 1  # \b, $ and the like read the next character
+            elif op is c.GROUPREF:
+                continue
+            else:
+                return True
+        return False
+
+    def walk_lookaround(seq: Any) -> None:
+        """Count the reach of lookarounds nested in a lookaround."""
+        nonlocal reach
+        for op, av in seq:
+            if op in (c.ASSERT, c.ASSERT_NOT):
+                width = av[1].getwidth()[1]
+                reach += (int(width) if width < c.MAXREPEAT else 1 << 20) + 1
+                walk_lookaround(av[1])
+            elif op is c.AT:
+                reach += 1
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+                walk_lookaround(av[2])
+            elif op is c.SUBPATTERN:
+                walk_lookaround(av[3])
+            elif op is c.BRANCH:
+                for b in av[1]:
+                    walk_lookaround(b)
+
+    try:
+        if walk(tree):
+            return None
+    except Exception:
+        return None
+    return reach
+
+
 class _Group:
-    """Patterns that share one alternation (same flags, no back-references)."""
+    """Patterns that share one probe (same flags, no back-references)."""
 
-    __slots__ = ("any", "indices", "patterns", "probe", "probes")
+    __slots__ = ("indices", "patterns", "probe", "reach")
 
-    def __init__(self, indices: Sequence[int], patterns: Sequence[regex.Pattern[str]]) -> None:
+    def __init__(
+        self,
+        indices: Sequence[int],
+        patterns: Sequence[regex.Pattern[str]],
+        reach: int | None,
+    ) -> None:
         self.indices = tuple(indices)
         self.patterns = tuple(patterns)
+        # Lookahead reach past a match that never contains whitespace, or None.
+        self.reach = reach
         flags = patterns[0].flags
-        self.probes = tuple(regex.compile(f"(?:{p.pattern})(?!)", p.flags) for p in patterns)
         if len(patterns) == 1:
-            self.any = patterns[0]
-            self.probe = self.probes[0]
+            self.probe = regex.compile(f"(?:{patterns[0].pattern})(?!)", flags)
         else:
             alternation = "|".join(f"(?:{p.pattern})" for p in patterns)
-            self.any = regex.compile(alternation, flags)
             self.probe = regex.compile(f"(?:{alternation})(?!)", flags)
 
 
@@ -143,15 +268,21 @@ class PatternSet:
 
     def __init__(self, patterns: Sequence[regex.Pattern[str]]) -> None:
         self.patterns = tuple(streamable(p.pattern, p.flags) for p in patterns)
-        by_flags: dict[int, list[int]] = {}
+        by_key: dict[tuple[int, int | None], list[int]] = {}
         alone: list[int] = []
-        for i, p in enumerate(self.patterns):
+        for i, (original, p) in enumerate(zip(patterns, self.patterns, strict=True)):
             if _UNCOMBINABLE.search(p.pattern):
                 alone.append(i)
             else:
-                by_flags.setdefault(p.flags, []).append(i)
-        groups = [_Group(ids, [self.patterns[i] for i in ids]) for ids in by_flags.values()]
-        groups += [_Group([i], [self.patterns[i]]) for i in alone]
+                key = (p.flags, _shape(original.pattern, original.flags))
+                by_key.setdefault(key, []).append(i)
+        groups = [
+            _Group(ids, [self.patterns[i] for i in ids], key[1]) for key, ids in by_key.items()
+        ]
+        groups += [
+            _Group([i], [self.patterns[i]], _shape(patterns[i].pattern, patterns[i].flags))
+            for i in alone
+        ]
         self._groups = tuple(groups)
 
     def state(self) -> ScanState:
@@ -169,50 +300,37 @@ class _GroupState:
 
     def feed(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
         group = self.group
-        x = max(self.dead, min(self.pos))
-        pm = group.probe.search(buf, x - base, partial=True)
+        x = self.dead
+        start = x
+        if group.reach is not None:
+            # A match that never contains whitespace can only be in progress in
+            # the trailing run of non-whitespace, unless its lookahead reaches
+            # across the whitespace before that run to the end.
+            run = base + 1 + max(buf.rfind(" "), buf.rfind("\n"), buf.rfind("\t"), buf.rfind("\r"))
+            if end - run > group.reach:
+                start = max(x, run)
+        pm = group.probe.search(buf, start - base, partial=True)
         h = end if pm is None else pm.start() + base
-        am = group.any.search(buf, x - base)
-        if am is None or am.start() + base >= h:
-            self.dead = h
-            self.hold = h
-            return
-        self.dead = am.start() + base
-        hold = end
-        for j, pattern in enumerate(group.patterns):
-            p = self._exact(j, pattern, buf, base, end, out)
-            self.pos[j] = p
-            hold = min(hold, p)
-        self.hold = hold
-
-    def _exact(
-        self,
-        j: int,
-        pattern: regex.Pattern[str],
-        buf: str,
-        base: int,
-        end: int,
-        out: list[ScanMatch],
-    ) -> int:
-        """Run pattern ``j`` from where it stopped; return its new position (its hold)."""
-        p = max(self.pos[j], self.dead)
-        probe = self.group.probes[j]
-        index = self.group.indices[j]
-        h = -1
-        while p < end:
-            if h < p:
-                pm = probe.search(buf, p - base, partial=True)
-                h = end if pm is None else pm.start() + base
-            m = pattern.search(buf, p - base)
-            if m is None or m.start() + base >= h:
-                return h
-            s, e = m.start() + base, m.end() + base
-            if e > s:
-                out.append(ScanMatch(index, m, base))
-                p = e
-            else:
-                p = s + 1
-        return end
+        if h > x:
+            # Positions before h are settled: their complete matches are final.
+            # Each pattern searches on its own, with the regex engine's literal
+            # prefilters, which a shared alternation would lose.
+            for j, pattern in enumerate(group.patterns):
+                p = max(self.pos[j], x)
+                index = group.indices[j]
+                while p < h:
+                    m = pattern.search(buf, p - base)
+                    if m is None or m.start() + base >= h:
+                        break
+                    s, e = m.start() + base, m.end() + base
+                    if e > s:
+                        out.append(ScanMatch(index, m, base))
+                        p = e
+                    else:
+                        p = s + 1
+                self.pos[j] = max(p, h)
+        self.dead = h
+        self.hold = h
 
     def finish(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
         for j, pattern in enumerate(self.group.patterns):

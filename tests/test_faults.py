@@ -382,7 +382,12 @@ def exploding_feed(monkeypatch: pytest.MonkeyPatch) -> None:
     def feed(self: Any, buf: str, base: int, chunk: str) -> Any:
         raise RuntimeError(f"cannot scan {chunk!r}")
 
+    def finish(self: Any, buf: str, base: int) -> Any:
+        raise RuntimeError(f"cannot scan {buf!r}")
+
+    # A stream feeds the session; validate scans the whole text in finish.
     monkeypatch.setattr(_check.PatternSession, "feed", feed)
+    monkeypatch.setattr(_check.PatternSession, "finish", finish)
 
 
 BLOCK_REASON = "forbidden-words: check failed (RuntimeError), blocked"
@@ -470,10 +475,10 @@ def test_check_failing_mid_stream(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_failing_checks_of_a_shipped_policy_are_named(
     support_policy: ge.Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def feed(self: Any, buf: str, base: int, chunk: str) -> Any:
+    def finish(self: Any, buf: str, base: int) -> Any:
         raise ValueError("nope")
 
-    monkeypatch.setattr(_check.PatternSession, "feed", feed)
+    monkeypatch.setattr(_check.PatternSession, "finish", finish)
     result = support_policy.validate_sync("mail me at jdoe@example.com")
     assert result.decision is ge.Decision.BLOCK
     assert result.text == BLOCK_MESSAGE

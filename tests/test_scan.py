@@ -32,9 +32,15 @@ PATTERNS = [
     r"(?m)^a.$",
     r"\w+\s+\w+",
     r"(?:ab|abc)(?!\w)",
+    # Lookahead that reaches across whitespace, and matches without whitespace
+    # whose probe may start at the trailing word.
+    r"ab(?=[^x]{2}c)",
+    r"\d+(?=\d{2}\b)",
+    r"[a-z]+(?=\s\d)",
+    r"b\w*$",
 ]
 FLAGS = [0, regex.IGNORECASE, regex.MULTILINE | regex.DOTALL]
-ALPHABET = "abcfoorxz@.1234- \nBt"
+ALPHABET = "abcfoorxz@.1234- \nBt\t"
 
 
 def whole_text_matches(patterns: list[regex.Pattern[str]], text: str) -> list[tuple[int, int, int]]:
