@@ -53,13 +53,18 @@ def streamable(pattern: str, flags: int = 0) -> regex.Pattern[str]:
     """Compile ``pattern`` with end-of-text assertions that partial matching sees.
 
     ``\\b``, ``\\B``, ``\\Z`` and ``$`` are rewritten to equivalent lookarounds;
-    everything else is kept as written.
+    everything else is kept as written.  A ``\\b`` that opens the pattern stays:
+    it is read where a match starts, never past the end of the text, and the
+    engine's prefilters depend on it.
 
     :raises regex.error: if the pattern does not compile.
     """
     regex.compile(pattern, flags)
     out: list[str] = []
     i, n = 0, len(pattern)
+    if pattern.startswith("\\b"):
+        out.append("\\b")
+        i = 2
     in_class = False
     multiline = bool(regex.compile(pattern, flags).flags & regex.MULTILINE)
     while i < n:
@@ -238,10 +243,27 @@ def _shape(pattern: str, flags: int) -> int | None:
     return reach
 
 
+_SCOPED = (
+    (regex.IGNORECASE, "i"),
+    (regex.MULTILINE, "m"),
+    (regex.DOTALL, "s"),
+    (regex.VERBOSE, "x"),
+)
+_PLAIN_FLAGS = regex.UNICODE | regex.VERSION0
+_SCOPABLE = _PLAIN_FLAGS | regex.IGNORECASE | regex.MULTILINE | regex.DOTALL | regex.VERBOSE
+
+
+def _scoped(flags: int) -> str:
+    """Scoped inline flags that give a part of an alternation its own flags: ``ims-x``."""
+    on = "".join(letter for flag, letter in _SCOPED if flags & flag)
+    off = "".join(letter for flag, letter in _SCOPED if not flags & flag)
+    return f"{on}-{off}" if off else on
+
+
 class _Group:
     """Patterns that share one probe (same flags, no back-references)."""
 
-    __slots__ = ("indices", "patterns", "probe", "reach")
+    __slots__ = ("any", "indices", "patterns", "probe", "reach")
 
     def __init__(
         self,
@@ -250,15 +272,23 @@ class _Group:
         reach: int | None,
     ) -> None:
         self.indices = tuple(indices)
+        # Complete matches are searched with the patterns as written (same
+        # meaning, and the engine's prefilters work best on them).
         self.patterns = tuple(patterns)
         # Lookahead reach past a match that never contains whitespace, or None.
         self.reach = reach
-        flags = patterns[0].flags
         if len(patterns) == 1:
-            self.probe = regex.compile(f"(?:{patterns[0].pattern})(?!)", flags)
+            p = patterns[0]
+            alternation, flags = streamable(p.pattern, p.flags).pattern, p.flags
         else:
-            alternation = "|".join(f"(?:{p.pattern})" for p in patterns)
-            self.probe = regex.compile(f"(?:{alternation})(?!)", flags)
+            alternation = "|".join(
+                f"(?{_scoped(p.flags)}:{streamable(p.pattern, p.flags).pattern})" for p in patterns
+            )
+            flags = 0
+        # Leftmost position where any pattern matches or may still match.
+        self.any = regex.compile(alternation, flags)
+        # Leftmost position where any pattern may still match (it never does).
+        self.probe = regex.compile(f"(?:{alternation})(?!)", flags)
 
 
 class PatternSet:
@@ -267,20 +297,28 @@ class PatternSet:
     __slots__ = ("_groups", "patterns")
 
     def __init__(self, patterns: Sequence[regex.Pattern[str]]) -> None:
-        self.patterns = tuple(streamable(p.pattern, p.flags) for p in patterns)
-        by_key: dict[tuple[int, int | None], list[int]] = {}
+        self.patterns = tuple(patterns)
+        by_key: dict[bool, list[int]] = {}
+        reach: dict[bool, int] = {}
         alone: list[int] = []
-        for i, (original, p) in enumerate(zip(patterns, self.patterns, strict=True)):
-            if _UNCOMBINABLE.search(p.pattern):
+        for i, p in enumerate(self.patterns):
+            shape = _shape(p.pattern, p.flags)
+            if _UNCOMBINABLE.search(p.pattern) or p.flags & ~_SCOPABLE:
                 alone.append(i)
-            else:
-                key = (p.flags, _shape(original.pattern, original.flags))
-                by_key.setdefault(key, []).append(i)
+                continue
+            # Patterns whose matches never contain whitespace share a probe that
+            # starts at the trailing word; the others share one that cannot.
+            key = shape is not None
+            by_key.setdefault(key, []).append(i)
+            reach[key] = max(reach.get(key, 0), shape or 0)
         groups = [
-            _Group(ids, [self.patterns[i] for i in ids], key[1]) for key, ids in by_key.items()
+            _Group(ids, [self.patterns[i] for i in ids], reach[key] if key else None)
+            for key, ids in by_key.items()
         ]
         groups += [
-            _Group([i], [self.patterns[i]], _shape(patterns[i].pattern, patterns[i].flags))
+            _Group(
+                [i], [self.patterns[i]], _shape(self.patterns[i].pattern, self.patterns[i].flags)
+            )
             for i in alone
         ]
         self._groups = tuple(groups)
@@ -290,17 +328,38 @@ class PatternSet:
 
 
 class _GroupState:
-    __slots__ = ("dead", "group", "hold", "pos")
+    __slots__ = ("dead", "group", "hold", "pos", "seen")
 
     def __init__(self, group: _Group) -> None:
         self.group = group
         self.pos = [0] * len(group.patterns)
         self.dead = 0
         self.hold = 0
+        self.seen = 0  # end of the text at the last feed
 
     def feed(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
         group = self.group
         x = self.dead
+        seen, self.seen = self.seen, end
+        if self.hold < seen and seen < end:
+            # A match was in progress.  Text with no whitespace rarely settles
+            # anything (a word goes on); wait for the next space.  Holding
+            # longer is always safe: findings are only found later, never lost.
+            new = buf[seen - base :]
+            if " " not in new and "\n" not in new and "\t" not in new and "\r" not in new:
+                return
+        # One search usually settles it: with partial matching, the alternation
+        # stops at the leftmost position where a pattern matches or may still
+        # match.  No match at all, or only one in progress: everything before is
+        # settled and holds nothing.
+        am = group.any.search(buf, x - base, partial=True)
+        if am is None:
+            self.dead = self.hold = end
+            return
+        if am.partial:
+            self.dead = self.hold = am.start() + base
+            return
+        # A complete match: find where the first match in progress starts.
         start = x
         if group.reach is not None:
             # A match that never contains whitespace can only be in progress in
