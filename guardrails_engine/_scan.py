@@ -341,12 +341,14 @@ class _GroupState:
         group = self.group
         x = self.dead
         seen, self.seen = self.seen, end
-        if self.hold < seen and seen < end:
-            # A match was in progress.  Text with no whitespace rarely settles
-            # anything (a word goes on); wait for the next space.  Holding
-            # longer is always safe: findings are only found later, never lost.
+        if seen < end:
+            # Text with no whitespace rarely settles anything (a word goes on):
+            # wait for the next space, so that a word costs one search, not one
+            # a chunk.  Holding longer is always safe: the hold stays where it
+            # was, and findings are only found later, never lost.
             new = buf[seen - base :]
             if " " not in new and "\n" not in new and "\t" not in new and "\r" not in new:
+                self.seen = seen
                 return
         # One search usually settles it: with partial matching, the alternation
         # stops at the leftmost position where a pattern matches or may still
@@ -427,6 +429,7 @@ class _GroupState:
                     p = s + 1
             self.pos[j] = max(p, upto)
         self.dead = max(self.dead, upto)
+        self.seen = end  # scan now, whatever the last chunk was
         self.feed(buf, base, end, out)
 
 
