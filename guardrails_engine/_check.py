@@ -40,6 +40,7 @@ class Hit:
         "check",
         "end",
         "entity",
+        "floor",
         "kind",
         "ner",
         "replacement",
@@ -73,6 +74,8 @@ class Hit:
         self.value = value
         self.kind: HitKind = kind
         self.replacement: str | None = None
+        #: For a truncation: the text from here on was held until the cut was known.
+        self.floor = start
 
     def moved(self, start: int, end: int) -> Hit:
         hit = Hit(
@@ -86,6 +89,7 @@ class Hit:
             kind=self.kind,
             ner=self.ner,
         )
+        hit.floor = self.floor
         return hit
 
     def __repr__(self) -> str:  # never shows the value

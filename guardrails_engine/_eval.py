@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import GuardrailsError
+from ._loader import duplicate_key as _duplicate_key
 from ._model import Action, Decision, Result
 
 __all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases"]
@@ -94,6 +95,19 @@ def _case_error(exc: ValidationError, source: str, line: int | None) -> CaseErro
     return CaseError(msg, source=source, line=line, field=path or None)
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def load_cases(path: str | Path) -> list[Case]:
     """Read cases from a JSONL file (one case a line) or a YAML file (a list of cases).
 
@@ -111,7 +125,14 @@ def load_cases(path: str | Path) -> list[Case]:
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
+                data = json.loads(raw, object_pairs_hook=_no_duplicates)
+            except _DuplicateKey as exc:
+                raise CaseError(
+                    f"key {exc.args[0]!r} appears twice in the same object",
+                    source=source,
+                    line=n,
+                    field=str(exc.args[0]),
+                ) from None
             except json.JSONDecodeError as exc:
                 raise CaseError(
                     f"invalid JSON: {exc.msg}", source=source, line=n, field=None
@@ -134,6 +155,14 @@ def load_cases(path: str | Path) -> list[Case]:
             line=None if mark is None else int(mark.line) + 1,
             field=None,
         ) from exc
+    duplicate = _duplicate_key(root)
+    if duplicate is not None:
+        raise CaseError(
+            f"key {duplicate.value!r} appears twice in the same mapping",
+            source=source,
+            line=int(duplicate.start_mark.line) + 1,
+            field=str(duplicate.value),
+        )
     nodes: list[yaml.Node] = []
     if isinstance(data, dict) and "cases" in data and isinstance(root, yaml.MappingNode):
         data = data["cases"]

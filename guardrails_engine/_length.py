@@ -155,7 +155,11 @@ class _LengthSession:
             start, end, what = min(cuts)
             self.done = True
             self.hold = _NEVER
-            return (Hit(self._check, start, end, what, kind="truncate"),)
+            hit = Hit(self._check, start, end, what, kind="truncate")
+            # Held since: the look-back window of a character cut, the cut itself
+            # for a word cut (see the holds above).
+            hit.floor = self._lo if what.startswith("longer") else start
+            return (hit,)
         self.hold = min(char_hold, word_hold)
         return ()
 

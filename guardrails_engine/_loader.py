@@ -115,7 +115,7 @@ def _is_branch(part: str) -> bool:
     )
 
 
-def _duplicate_key(node: yaml.Node | None) -> yaml.Node | None:
+def duplicate_key(node: yaml.Node | None) -> yaml.Node | None:
     """The first key that a mapping in the document repeats."""
     stack = [node]
     while stack:
@@ -218,7 +218,7 @@ def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Locat
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError(f"invalid YAML: {problem}", source=source, line=line) from exc
     located = Located(data, root, source)
-    duplicate = _duplicate_key(root)
+    duplicate = duplicate_key(root)
     if duplicate is not None:
         raise PolicyError(
             f"key {duplicate.value!r} appears twice in the same mapping",

@@ -363,17 +363,23 @@ class Run:
             self._conclude(Ending.BLOCKED, [h for h in self._hits if h.start <= block.start])
             return ""
         if cut is not None and (final or hold >= cut.start):
-            piece = self._release(self._straddle(cut.start), final=True)
+            # A repair that crosses the cut goes whole, and so does the
+            # whitespace before it; the finding says where the text really ends.
+            at = self._back_over_space(self._straddle(cut.start), cut.floor)
+            piece = self._release(at, final=True)
+            moved = cut.moved(at, cut.end)
             self._conclude(
-                Ending.TRUNCATED, [h for h in self._hits if h.start < cut.start or h is cut]
+                Ending.TRUNCATED,
+                [h for h in self._hits if h.start < cut.start and h is not cut] + [moved],
             )
             return piece
 
         target = hold
         if block is not None and block.start < target:
             target = block.start
-        if cut is not None and cut.start < target:
-            target = cut.start
+        if cut is not None and cut.floor < target:
+            # Until the cut is decided, hold what it may still drop.
+            target = cut.floor
         piece = self._release(target, final=final)
         if final:
             self._conclude(Ending.COMPLETED, self._hits)
@@ -424,6 +430,22 @@ class Run:
         if hit.replacement is None:
             hit.replacement = hit.check.render(hit, self._context)
         return hit.replacement
+
+    def _back_over_space(self, target: int, floor: int) -> int:
+        """Move ``target`` back over whitespace, not below ``floor``.
+
+        Nothing at or after ``floor`` was released before the cut was known (the
+        length check held it), so every chunking drops the same whitespace.
+        """
+        offset = self._pending_start
+        pending = self._pending
+        if target <= max(offset, floor) or not pending:
+            return target
+        text = pending[0] if len(pending) == 1 else "".join(pending)
+        i, low = target - offset, max(floor, offset) - offset
+        while i > low and text[i - 1].isspace():
+            i -= 1
+        return offset + i
 
     def _release(self, target: int, *, final: bool) -> str:
         if not final:

@@ -42,9 +42,14 @@ NER_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
 
 MAX_SCORE = 1.0
 
-# A run of digits with the punctuation phone numbers are written with; the
-# (?<![\w+]) keeps it from starting inside a word or a longer number.
-_PHONE_CANDIDATE = r"(?<![\w+])(?:\+\s?|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(+]))*\d(?!\d)"
+# A run of digits with the punctuation phone numbers are written with, and an
+# optional extension.  It starts and ends where a number does, not inside a
+# word, an amount ($4155550132) or a time (10:30), since phonenumbers sees only
+# the candidate, not the text around it.
+_PHONE_CANDIDATE = (
+    r"(?<![\w+$\u00a3\u20ac:])(?:\+\s?|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(+]))*\d"
+    r"(?:[ \t]*(?:ext\.?|x|extension)[ \t]*\d{1,6})?(?![\w:])"
+)
 
 _DOTTED_QUAD = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 

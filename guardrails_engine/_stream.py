@@ -57,7 +57,7 @@ class _Driver:
         self._on_trace = on_trace
         self._traced = False
 
-    def _trace(self) -> None:
+    def _trace(self, error: BaseException | None = None) -> None:
         if not self._traced:
             self._traced = True
             record(
@@ -66,6 +66,7 @@ class _Driver:
                 kind="stream",
                 trace_id=self._trace_id,
                 callback=self._on_trace,
+                error=error,
             )
 
     @property
@@ -110,11 +111,11 @@ class _Driver:
                 self._pieces.append(message)
         self._trace()
 
-    def _failed(self, ending: Ending) -> None:
+    def _failed(self, ending: Ending, error: BaseException | None = None) -> None:
         self._run.abort(ending)
         self._pieces.clear()
         self._done = True
-        self._trace()
+        self._trace(error)
 
 
 class Stream(_Driver):
@@ -181,9 +182,9 @@ class Stream(_Driver):
             self._failed(Ending.CANCELLED)
             await self._close_source()
             raise
-        except BaseException:
+        except BaseException as exc:
             if not self._done:
-                self._failed(Ending.SOURCE_ERROR)
+                self._failed(Ending.SOURCE_ERROR, exc)
             await self._close_source()
             raise
 
@@ -265,8 +266,8 @@ class SyncStream(_Driver):
         except StopIteration:
             self._exhausted()
             return
-        except BaseException:
-            self._failed(Ending.SOURCE_ERROR)
+        except BaseException as exc:
+            self._failed(Ending.SOURCE_ERROR, exc)
             self._close_source()
             raise
         try:

@@ -1,8 +1,7 @@
 """Evaluation: the suites shipped with the policies, the Python API and the ``eval`` command.
 
 The suites in ``policies/*.cases.yaml`` are what CI replays; every one must pass whole and in
-every chunking.  ``tests/data/known_failures.cases.yaml`` holds the cases the engine gets
-wrong today (each a reported bug), run here under strict xfails.
+every chunking.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import io
 import json
 import unicodedata
 import xml.etree.ElementTree as ET
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,6 @@ from guardrails_engine._cli import main
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SUITES = sorted(POLICIES_DIR.glob("*.cases.yaml"))
-KNOWN_FAILURES = DATA_DIR / "known_failures.cases.yaml"
 PREFIX = {"chat-": "support-chat", "json-": "support-json", "redact-": "strict-redact"}
 PATTERN_ENTITIES = (
     "EMAIL_ADDRESS",
@@ -536,70 +533,6 @@ def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert "\r" not in stdout.getvalue()
 
 
-# -- known failures: engine bugs, one strict xfail each -------------------------------------------
-
-BUGS = {
-    "chat-length-phone-crossing-the-cut-removed-whole": (
-        "BUG: when a repair span crosses the length cut, the text is cut at the span's start "
-        "but the whitespace before it is kept (README: trailing whitespace goes)"
-    ),
-    "redact-pass-log-lines-with-timestamps": (
-        "BUG: phone numbers are matched on the digit run alone: the date and hour of a time "
-        "stamp ('2024-03-05 10' of '2024-03-05 10:30:12') is taken for a phone number; "
-        "presidio's PhoneRecognizer, which sees the ':30', finds none"
-    ),
-    "chat-pass-timestamp-is-not-a-phone-number": (
-        "BUG: the date and hour of a time stamp ('2024-03-05 10:30') are masked as a phone "
-        "number (presidio's PhoneRecognizer finds none)"
-    ),
-    "chat-phone-extension-masked-with-the-number": (
-        "BUG: a phone number's extension ('ext. 12'), part of the number for presidio's "
-        "PhoneRecognizer, is left unmasked"
-    ),
-}
-
-
-def _known_failures() -> list[Any]:
-    params = []
-    for case in ge.load_cases(KNOWN_FAILURES):
-        reason = BUGS.get(case.id, "BUG: see tests/data/known_failures.cases.yaml")
-        params.append(
-            pytest.param(case, id=case.id, marks=pytest.mark.xfail(strict=True, reason=reason))
-        )
-    return params
-
-
-def test_known_failures_are_listed() -> None:
-    ids = [c.id for c in ge.load_cases(KNOWN_FAILURES)]
-    assert sorted(ids) == sorted(BUGS)
-    shipped = {c.id for s in SUITES for c in ge.load_cases(s)}
-    assert not shipped & set(ids)
-
-
-@pytest.mark.parametrize("case", _known_failures())
-def test_known_failure(policies: dict[str, ge.Policy], case: ge.Case) -> None:
-    policy = next(policies[name] for prefix, name in PREFIX.items() if case.id.startswith(prefix))
-    report = ge.evaluate(policy, [case])
-    assert report.passed, report.to_text()
-
-
-def test_known_failures_fail_the_same_way_in_every_chunking(policies: dict[str, ge.Policy]) -> None:
-    """The bugs are in the checks, not in streaming: every chunking agrees with the whole run."""
-    for case in ge.load_cases(KNOWN_FAILURES):
-        policy = next(policies[n] for p, n in PREFIX.items() if case.id.startswith(p))
-        report = ge.evaluate(policy, [case])
-        assert report.disagreements == 0 and report.leaked == 0, case.id
-        problems = Counter(p.split("]")[0] for p in report.results[0].failures)
-        if problems:  # (a fixed bug shows up as an XPASS of test_known_failure)
-            assert set(problems) == {f"[{c}" for c in CHUNKINGS}, case.id
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a key given twice in one case (e.g. two `input:` lines) is accepted and the "
-    "last one silently wins; policy files reject the same mistake with a PolicyError naming "
-    "the line and the field",
-)
 def test_duplicate_key_in_a_case_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text(
