@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import GuardrailsError
-from ._loader import duplicate_key as _duplicate_key
+from ._loader import repeated_key
 from ._model import Action, Decision, Result
 
 __all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases"]
@@ -155,14 +155,10 @@ def load_cases(path: str | Path) -> list[Case]:
             line=None if mark is None else int(mark.line) + 1,
             field=None,
         ) from exc
-    duplicate = _duplicate_key(root)
-    if duplicate is not None:
-        raise CaseError(
-            f"key {duplicate.value!r} appears twice in the same mapping",
-            source=source,
-            line=int(duplicate.start_mark.line) + 1,
-            field=str(duplicate.value),
-        )
+    repeated = repeated_key(root)
+    if repeated is not None:
+        message, line, field = repeated
+        raise CaseError(message, source=source, line=line, field=field)
     nodes: list[yaml.Node] = []
     if isinstance(data, dict) and "cases" in data and isinstance(root, yaml.MappingNode):
         data = data["cases"]

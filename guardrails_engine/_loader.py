@@ -115,7 +115,19 @@ def _is_branch(part: str) -> bool:
     )
 
 
-def duplicate_key(node: yaml.Node | None) -> yaml.Node | None:
+def repeated_key(node: yaml.Node | None) -> tuple[str, int, str] | None:
+    """The first key that a mapping in the document repeats: message, line, field.
+
+    PyYAML lets the last one win silently, which would drop what the first said.
+    """
+    key = _duplicate_key(node)
+    if key is None:
+        return None
+    line = int(key.start_mark.line) + 1
+    return f"key {key.value!r} appears twice in the same mapping", line, str(key.value)
+
+
+def _duplicate_key(node: yaml.Node | None) -> yaml.Node | None:
     """The first key that a mapping in the document repeats."""
     stack = [node]
     while stack:
@@ -218,14 +230,10 @@ def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Locat
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError(f"invalid YAML: {problem}", source=source, line=line) from exc
     located = Located(data, root, source)
-    duplicate = duplicate_key(root)
-    if duplicate is not None:
-        raise PolicyError(
-            f"key {duplicate.value!r} appears twice in the same mapping",
-            source=source,
-            line=int(duplicate.start_mark.line) + 1,
-            field=str(duplicate.value),
-        )
+    repeated = repeated_key(root)
+    if repeated is not None:
+        message, line, field = repeated
+        raise PolicyError(message, source=source, line=line, field=field)
     if data is None:
         raise PolicyError("the policy is empty", source=source, line=1)
     if not isinstance(data, dict):

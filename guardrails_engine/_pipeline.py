@@ -215,6 +215,11 @@ class Run:
         """Take the next chunk; return the text that became safe (possibly "")."""
         if self._ending is not None or not chunk:
             return ""
+        self._receive(chunk)
+        self._feed_sessions(chunk, scanning=True)
+        return self._advance(final=False)
+
+    def _receive(self, chunk: str) -> None:
         if self.first_in_at is None:
             self.first_in_at = time.perf_counter()
         self.chunks_in += 1
@@ -222,9 +227,11 @@ class Run:
         self._end += len(chunk)
         if self._scanning:
             self._buf += self._map.add(chunk)
+
+    def _feed_sessions(self, chunk: str, *, scanning: bool) -> None:
         buf, base = self._buf, self._base
         for i, (check, session) in enumerate(self._sessions):
-            if i in self._failed:
+            if i in self._failed or (session.scans and not scanning):
                 continue
             t0 = time.perf_counter()
             try:
@@ -234,7 +241,6 @@ class Run:
             self.check_seconds[i] += time.perf_counter() - t0
             if found:
                 self._add(found, session.scans)
-        return self._advance(final=False)
 
     def check(self, text: str) -> str:
         """Check a whole text at once: the same answer as feeding it in any chunks.
@@ -242,25 +248,9 @@ class Run:
         Sessions that scan skip the work that only a stream needs (finding
         where a match may still be in progress) and scan once in ``finish``.
         """
-        if self._ending is not None or not text:
-            return self.finish()
-        self.first_in_at = time.perf_counter()
-        self.chunks_in += 1
-        self._pending.append(text)
-        self._end += len(text)
-        if self._scanning:
-            self._buf += self._map.add(text)
-        for i, (check, session) in enumerate(self._sessions):
-            if session.scans:
-                continue
-            t0 = time.perf_counter()
-            try:
-                found = session.feed(self._buf, self._base, text)
-            except Exception as exc:
-                found = self._fail(i, check, session, exc)
-            self.check_seconds[i] += time.perf_counter() - t0
-            if found:
-                self._add(found, session.scans)
+        if self._ending is None and text:
+            self._receive(text)
+            self._feed_sessions(text, scanning=False)
         return self.finish()
 
     def finish(self) -> str:

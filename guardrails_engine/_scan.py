@@ -376,30 +376,22 @@ class _GroupState:
             # Positions before h are settled: their complete matches are final.
             # Each pattern searches on its own, with the regex engine's literal
             # prefilters, which a shared alternation would lose.
-            for j, pattern in enumerate(group.patterns):
-                p = max(self.pos[j], x)
-                index = group.indices[j]
-                while p < h:
-                    m = pattern.search(buf, p - base)
-                    if m is None or m.start() + base >= h:
-                        break
-                    s, e = m.start() + base, m.end() + base
-                    if e > s:
-                        out.append(ScanMatch(index, m, base))
-                        p = e
-                    else:
-                        p = s + 1
-                self.pos[j] = max(p, h)
+            self._collect(buf, base, x, h, out)
         self.dead = h
         self.hold = h
 
-    def finish(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
-        for j, pattern in enumerate(self.group.patterns):
-            p = max(self.pos[j], self.dead)
-            index = self.group.indices[j]
-            while p < end:
+    def _collect(self, buf: str, base: int, start: int, limit: int, out: list[ScanMatch]) -> None:
+        """Every pattern's matches that start in ``[start, limit)``, each from where it stopped.
+
+        The caller knows them to be final (no match in progress starts before ``limit``).
+        """
+        group = self.group
+        for j, pattern in enumerate(group.patterns):
+            p = max(self.pos[j], start)
+            index = group.indices[j]
+            while p < limit:
                 m = pattern.search(buf, p - base)
-                if m is None:
+                if m is None or m.start() + base >= limit:
                     break
                 s, e = m.start() + base, m.end() + base
                 if e > s:
@@ -407,27 +399,17 @@ class _GroupState:
                     p = e
                 else:
                     p = s + 1
-            self.pos[j] = end
+            self.pos[j] = max(p, limit)
+
+    def finish(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
+        self._collect(buf, base, self.dead, end, out)
         self.dead = self.hold = end
 
     def force(self, buf: str, base: int, end: int, upto: int, out: list[ScanMatch]) -> None:
         """Decide every match starting before ``upto`` on the text as it is now."""
         if self.hold >= upto:
             return
-        for j, pattern in enumerate(self.group.patterns):
-            p = max(self.pos[j], self.dead)
-            index = self.group.indices[j]
-            while p < upto:
-                m = pattern.search(buf, p - base)
-                if m is None or m.start() + base >= upto:
-                    break
-                s, e = m.start() + base, m.end() + base
-                if e > s:
-                    out.append(ScanMatch(index, m, base))
-                    p = e
-                else:
-                    p = s + 1
-            self.pos[j] = max(p, upto)
+        self._collect(buf, base, self.dead, upto, out)
         self.dead = max(self.dead, upto)
         self.seen = end  # scan now, whatever the last chunk was
         self.feed(buf, base, end, out)
