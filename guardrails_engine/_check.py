@@ -37,6 +37,7 @@ class Hit:
     """
 
     __slots__ = (
+        "action",
         "check",
         "end",
         "entity",
@@ -64,6 +65,8 @@ class Hit:
         ner: bool = False,
     ) -> None:
         self.check = check
+        #: What the pipeline does with it: the check's action unless it says otherwise.
+        self.action: Action = check.action
         #: Found by NER; a pattern hit of the same check that overlaps it wins.
         self.ner = ner
         self.start = start
@@ -90,6 +93,7 @@ class Hit:
             ner=self.ner,
         )
         hit.floor = self.floor
+        hit.action = self.action
         return hit
 
     def __repr__(self) -> str:  # never shows the value

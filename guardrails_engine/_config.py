@@ -200,7 +200,7 @@ class ContentSpec(_CheckBase):
 
 
 class SchemaSpec(_CheckBase):
-    """The whole output must be JSON valid against a JSON Schema."""
+    """The output must be JSON valid against a JSON Schema, checked as it streams."""
 
     type: Literal["schema"]
     schema_: dict[str, Any] | bool | None = Field(
@@ -209,12 +209,32 @@ class SchemaSpec(_CheckBase):
     schema_file: str | None = Field(
         None, description="A JSON or YAML file with the schema, relative to the policy file."
     )
-    action: Literal["block", "flag"] = "block"
+    model: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+        description='A pydantic model whose JSON Schema is used: "package.module:Model".',
+    )
+    action: Literal["block", "flag", "repair"] = Field(
+        "block",
+        description="block or flag a violation; repair also makes the output just the JSON "
+        "value (with extract); a violation still blocks.",
+    )
+    release: Literal["on_complete", "incremental"] = Field(
+        "on_complete",
+        description="on_complete: nothing is released until the JSON is complete and valid; "
+        "incremental: JSON text is released as far as it has been checked.",
+    )
+    extract: bool = Field(
+        True,
+        description="Check the first JSON object or array in the output and ignore text around "
+        "it (a sentence, a ```json fence).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> SchemaSpec:
-        if (self.schema_ is None) == (self.schema_file is None):
-            raise ValueError("give exactly one of `schema` and `schema_file`")
+        sources = [self.schema_ is not None, self.schema_file is not None, self.model is not None]
+        if sum(sources) != 1:
+            raise ValueError("give exactly one of `schema`, `schema_file` and `model`")
         return self
 
 

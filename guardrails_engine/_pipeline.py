@@ -309,7 +309,7 @@ class Run:
         order = self._order
         for h in found:
             self._hits.append(h)
-            action = h.check.action
+            action = h.action
             if action is Action.REPAIR:
                 if h.kind == "truncate":
                     if self._cut is None or h.start < self._cut.start:
@@ -370,6 +370,10 @@ class Run:
         if cut is not None and cut.floor < target:
             # Until the cut is decided, hold what it may still drop.
             target = cut.floor
+        for _, session in self._sessions:
+            barrier = getattr(session, "barrier", None)
+            if barrier is not None and barrier < target:
+                target = barrier  # e.g. a schema check that releases on completion
         piece = self._release(target, final=final)
         if final:
             self._conclude(Ending.COMPLETED, self._hits)
@@ -506,7 +510,7 @@ class Run:
         out = []
         for h in kept:
             check = h.check
-            action = check.action
+            action = h.action
             outcome = check.outcome(h)
             if h.kind == "span":
                 reason = f"{check.id}: {h.what} at {h.start}-{h.end}, {outcome}"

@@ -22,7 +22,7 @@ from ._ner import ModelMissing, default_model_name, load_model
 from ._pii import PiiCheck
 from ._pipeline import Run
 from ._presidio import NER_ENTITIES, catalog
-from ._schema import SchemaCheck, SchemaError, check_schema, load_schema
+from ._schema import SchemaCheck, SchemaError, check_schema, load_schema, local_registry
 from ._threads import thread_limiter
 from ._trace import TraceCallback, record
 
@@ -269,10 +269,10 @@ def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[
         elif isinstance(c, ContentSpec):
             checks.append(ContentCheck(c, spec.on_error))
         elif isinstance(c, SchemaSpec):
-            field = "schema" if c.schema_ is not None else "schema_file"
+            field = "schema" if c.schema_ is not None else "model" if c.model else "schema_file"
             try:
                 schema = load_schema(c, base_dir)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, ImportError, AttributeError, TypeError) as exc:
                 raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
             try:
                 check_schema(schema)
@@ -281,7 +281,7 @@ def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[
                 raise located.error(
                     [*where, field], f"not a valid JSON Schema at {path}: {exc.message}"
                 ) from exc
-            checks.append(SchemaCheck(c, spec.on_error, schema))
+            checks.append(SchemaCheck(c, spec.on_error, schema, local_registry(c, base_dir)))
         elif isinstance(c, LengthSpec):
             checks.append(LengthCheck(c, spec.on_error))
     return checks

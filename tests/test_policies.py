@@ -154,12 +154,12 @@ def test_support_chat_keeps_a_text_at_the_limit(support_policy: ge.Policy) -> No
     [
         (
             "Sure! Your order shipped today.",
-            "answer-json: not valid JSON (Expecting value at line 1 column 1), blocked",
+            "answer-json: no JSON document in the output, blocked",
         ),
         ('{"answer": 42}', 'answer-json: $.answer: expected "string", got integer, blocked'),
         ('{"reply": "hi"}', "answer-json: $: missing required property 'answer', blocked"),
         ('["answer"]', 'answer-json: $: expected "object", got array, blocked'),
-        ('{"answer": "cut off', None),
+        ('{"answer": "cut off', "answer-json: not valid JSON: the document is incomplete, blocked"),
     ],
 )
 def test_support_json_blocks_what_is_not_an_answer(

@@ -167,14 +167,14 @@ CASES = {
         "c1",
         "{path}:7: checks[0].action (check 'c1'): Input should be 'repair', 'block' or 'flag'",
     ),
-    "schema-action-repair": Case(
+    "schema-bad-release": Case(
         _head(
-            "checks:\n  - id: j\n    type: schema\n    schema_file: s.json\n    action: repair\n"
+            "checks:\n  - id: j\n    type: schema\n    schema_file: s.json\n    release: eventually\n"
         ),
         7,
-        "checks[0].action",
+        "checks[0].release",
         "j",
-        "{path}:7: checks[0].action (check 'j'): Input should be 'block' or 'flag'",
+        "{path}:7: checks[0].release (check 'j'): Input should be 'on_complete' or 'incremental'",
     ),
     "per-check-on-error": Case(
         _head("checks:\n  - id: l\n    type: length\n    max_chars: 3\n    on_error: maybe\n"),
@@ -330,14 +330,14 @@ CASES = {
         6,
         "checks[0].schema",
         "j",
-        "{path}:6: checks[0].schema (check 'j'): give exactly one of `schema` and `schema_file`",
+        "{path}:6: checks[0].schema (check 'j'): give exactly one of `schema`, `schema_file` and `model`",
     ),
     "schema-no-source": Case(
         _head("checks:\n  - id: j\n    type: schema\n"),
         4,
         "checks[0]",
         "j",
-        "{path}:4: checks[0] (check 'j'): give exactly one of `schema` and `schema_file`",
+        "{path}:4: checks[0] (check 'j'): give exactly one of `schema`, `schema_file` and `model`",
     ),
     # A plain value with ': ' on line 3 is read as text; later lines keep their numbers.
     "line-numbers-after-plain-colon-value": Case(
@@ -355,12 +355,12 @@ CASES = {
         Case(
             _head(
                 "checks:\n  - id: j\n    type: schema\n    schema: {type: object}\n"
-                "    action: repair\n"
+                "    action: explode\n"
             ),
             7,
             "checks[0].action",
             "j",
-            "{path}:7: checks[0].action (check 'j'): Input should be 'block' or 'flag'",
+            "{path}:7: checks[0].action (check 'j'): Input should be 'block', 'flag' or 'repair'",
         ),
     ),
     "inline-schema-unknown-key": pytest.param(

@@ -1,0 +1,650 @@
+"""JSON checked as it streams: a push parser and an incremental schema checker.
+
+The parser reads each character once, keeps a stack of open containers (no
+recursion, so 10,000 levels are fine) and the current token, never the
+document.  The checker follows the schema alongside: it reports a violation
+as soon as the part of the schema that a value touches can be decided (a
+wrong type when a value starts, a key that ``additionalProperties: false``
+forbids when the key ends, ``enum``/``pattern``/bounds when a scalar ends,
+``maxLength``/``maxItems``/``maxProperties`` as soon as they are exceeded,
+``required`` when an object closes).  It only ever reports what ``jsonschema``
+would also report: keywords it cannot decide early are left to the final
+validation of the whole document, which stays the authority.
+
+``anyOf``/``oneOf`` are followed branch by branch: a violation inside a
+branch kills the branch, and the group is violated when no branch is left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import regex
+
+__all__ = ["JsonScan", "Violation", "show"]
+
+_WS = regex.compile(r"[ \t\n\r]*")
+_PLAIN = regex.compile(r'[^"\\\x00-\x1f]*')
+_NUMBER_CHARS = frozenset("0123456789+-.eE")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+# Parser states.
+_VALUE, _KEY_OR_END, _KEY, _COLON, _AFTER, _STRING, _NUM, _LIT, _DONE, _BEFORE = range(10)
+
+
+def _span_end(pattern: regex.Pattern[str], text: str, i: int) -> int:
+    m = pattern.match(text, i)
+    return i if m is None else m.end()
+
+
+def _ws_end(text: str, i: int) -> int:
+    return _span_end(_WS, text, i)
+
+
+class Violation(Exception):
+    """The document cannot be valid: where it was seen and why."""
+
+    def __init__(self, start: int, end: int, reason: str) -> None:
+        super().__init__(reason)
+        self.start, self.end, self.reason = start, end, reason
+
+
+class _Group:
+    """An ``anyOf``/``oneOf`` being followed: which branches are still alive."""
+
+    __slots__ = ("alive", "guard", "keyword", "path")
+
+    def __init__(self, n: int, guard: _Guard | None, keyword: str, path: str) -> None:
+        self.alive = [True] * n
+        self.guard = guard
+        self.keyword = keyword
+        self.path = path
+
+
+_Guard = tuple[_Group, int]
+# A schema that applies to the current value, and the branch it belongs to.
+_Ctx = tuple[Mapping[str, Any] | bool, "_Guard | None"]
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value from the schema, as JSON, shortened (never a value from the document)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _path(parent: str, part: str | int, known: frozenset[str]) -> str:
+    if isinstance(part, int):
+        return f"{parent}[{part}]"
+    if part not in known:
+        return f"{parent}[*]"
+    return f"{parent}.{part}" if part.isidentifier() else f"{parent}[{json.dumps(part)}]"
+
+
+def _json_type(kind: str) -> tuple[str, ...]:
+    return ("number", "integer") if kind == "number" else (kind,)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """JSON equality as jsonschema sees it: 1 == 1.0, but true != 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+class _Frame:
+    __slots__ = ("count", "ctxs", "key", "kind", "path", "required", "start")
+
+    def __init__(self, kind: str, ctxs: list[_Ctx], path: str, start: int) -> None:
+        self.kind = kind
+        self.ctxs = ctxs
+        self.path = path
+        self.start = start
+        self.count = 0
+        self.key: str | None = None
+        # Required keys still missing, per context (bounded by the schema).
+        self.required: list[set[str]] = [
+            set(s.get("required", ())) if isinstance(s, Mapping) else set() for s, _ in ctxs
+        ]
+
+
+class JsonScan:
+    """Parse one JSON document pushed in chunks, checking it against a schema.
+
+    ``feed`` raises :class:`Violation` at the first sure violation (syntax or
+    schema).  ``start``/``end`` say where the document is once found (with
+    ``extract``, the first ``{`` or ``[`` opens it and text around it is
+    ignored).
+    """
+
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        resolve: Callable[[str], Any],
+        known: frozenset[str],
+        conforms: Callable[[Any, str], bool] | None,
+        extract: bool,
+    ) -> None:
+        self._root = schema
+        self._resolve = resolve
+        self._known = known
+        self._conforms = conforms
+        self._extract = extract
+        self._state = _BEFORE
+        self._stack: list[_Frame] = []
+        self._pos = 0
+        self.start: int | None = None
+        self.end: int | None = None
+        # The token being read.
+        self._tok_start = 0
+        self._tok: list[str] = []
+        self._tok_len = 0
+        self._escape = ""
+        self._is_key = False
+        self._lit = ""
+        self._ctxs: list[_Ctx] = []  # contexts of the value being read
+        self._vpath = "$"
+
+    @property
+    def token_start(self) -> int:
+        """Where the token being read starts (or the next position between tokens)."""
+        return self._tok_start if self._state in (_STRING, _NUM, _LIT) else self._pos
+
+    @property
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    # -- schema contexts --------------------------------------------------------
+    def _expand(self, schema: Any, guard: _Guard | None, path: str, out: list[_Ctx]) -> None:
+        """Add ``schema`` and what applies with it ($ref, allOf, anyOf/oneOf branches)."""
+        stack: list[tuple[Any, _Guard | None]] = [(schema, guard)]
+        seen: set[tuple[int, int]] = set()  # a $ref cycle adds nothing new
+        while stack:
+            s, g = stack.pop()
+            if s is True or s is None:
+                continue
+            if s is False or not isinstance(s, Mapping):
+                out.append((s, g))
+                continue
+            key = (id(s), id(g))
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append((s, g))
+            ref = s.get("$ref")
+            if isinstance(ref, str):
+                target = self._resolve(ref)
+                if target is not None:
+                    stack.append((target, g))
+            for sub in s.get("allOf", ()) if isinstance(s.get("allOf"), list) else ():
+                stack.append((sub, g))
+            for keyword in ("anyOf", "oneOf"):
+                branches = s.get(keyword)
+                if isinstance(branches, list) and branches:
+                    group = _Group(len(branches), g, keyword, path)
+                    for i, b in enumerate(branches):
+                        stack.append((b, (group, i)))
+
+    def _violate(self, guard: _Guard | None, start: int, end: int, reason: str) -> None:
+        while guard is not None:
+            group, i = guard
+            if not group.alive[i]:
+                return  # the branch is already dead: nothing more to say
+            group.alive[i] = False
+            if any(group.alive):
+                return
+            reason = f"{group.path}: matches none of the {group.keyword} alternatives"
+            guard = group.guard
+        raise Violation(start, end, reason)
+
+    def _alive(self, guard: _Guard | None) -> bool:
+        while guard is not None:
+            group, i = guard
+            if not group.alive[i]:
+                return False
+            guard = group.guard
+        return True
+
+    # -- values -----------------------------------------------------------------
+    def _begin(self, kind: str) -> None:
+        """A value of this JSON kind starts at ``self._tok_start``: check ``type``.
+
+        Numbers are checked when they end (integer or not is known then).
+        """
+        start = self._tok_start
+        for s, g in self._ctxs:
+            if s is False:
+                self._violate(g, start, start + 1, f"{self._vpath}: no value is allowed here")
+            elif kind != "number":
+                self._type(s, g, kind, start, start + 1)
+                if kind in ("object", "array"):
+                    self._container_values(s, g, kind, start)
+
+    def _container_values(self, s: Any, g: _Guard | None, kind: str, start: int) -> None:
+        """``enum``/``const`` on a container: decided now if no allowed value is one."""
+        assert isinstance(s, Mapping)
+        py = dict if kind == "object" else list
+        if "const" in s and not isinstance(s["const"], py):
+            self._violate(g, start, start + 1, f"{self._vpath}: expected {show(s['const'])}")
+        enum = s.get("enum")
+        if isinstance(enum, list) and not any(isinstance(e, py) for e in enum):
+            self._violate(g, start, start + 1, f"{self._vpath}: expected one of {show(enum)}")
+
+    def _type(self, s: Any, g: _Guard | None, kind: str, start: int, end: int) -> None:
+        assert isinstance(s, Mapping)
+        t = s.get("type")
+        allowed = [t] if isinstance(t, str) else t if isinstance(t, list) else None
+        if allowed is None:
+            return
+        if kind == "integer":
+            ok = "integer" in allowed or "number" in allowed
+        elif kind == "number":
+            ok = "number" in allowed
+        else:
+            ok = kind in allowed
+        if not ok:
+            self._violate(g, start, end, f"{self._vpath}: expected {show(t)}, got {kind}")
+
+    def _scalar(self, value: Any, kind: str, end: int) -> None:
+        start = self._tok_start
+        where = self._vpath
+        for s, g in self._ctxs:
+            if not isinstance(s, Mapping) or not self._alive(g):
+                continue
+            if kind == "number":
+                integral = isinstance(value, int) or float(value).is_integer()
+                self._type(s, g, "integer" if integral else "number", start, end)
+            if "enum" in s and isinstance(s["enum"], list):
+                if not any(_equal(value, e) for e in s["enum"]):
+                    self._violate(g, start, end, f"{where}: expected one of {show(s['enum'])}")
+            if "const" in s and not _equal(value, s["const"]):
+                self._violate(g, start, end, f"{where}: expected {show(s['const'])}")
+            if kind == "string":
+                self._string_keywords(s, g, value, start, end, where)
+            elif kind == "number":
+                self._number_keywords(s, g, value, start, end, where)
+
+    def _string_keywords(
+        self, s: Mapping[str, Any], g: _Guard | None, value: str, start: int, end: int, where: str
+    ) -> None:
+        n = len(value)
+        if isinstance(s.get("minLength"), int) and n < s["minLength"]:
+            self._violate(g, start, end, f"{where}: violates minLength {s['minLength']}")
+        if isinstance(s.get("pattern"), str):
+            try:
+                ok = re.search(s["pattern"], value) is not None
+            except re.error:
+                ok = True  # left to the final validation
+            if not ok:
+                self._violate(g, start, end, f"{where}: violates pattern {show(s['pattern'])}")
+        if isinstance(s.get("format"), str) and self._conforms is not None:
+            if not self._conforms(value, s["format"]):
+                self._violate(g, start, end, f"{where}: violates format {show(s['format'])}")
+
+    def _number_keywords(
+        self, s: Mapping[str, Any], g: _Guard | None, value: float, start: int, end: int, where: str
+    ) -> None:
+        for keyword in _BOUNDS:
+            bound = s.get(keyword)
+            if not isinstance(bound, int | float) or isinstance(bound, bool):
+                continue  # (draft 4's boolean exclusive* are left to the final check)
+            bad = {
+                "minimum": value < bound,
+                "maximum": value > bound,
+                "exclusiveMinimum": value <= bound,
+                "exclusiveMaximum": value >= bound,
+            }[keyword]
+            if bad:
+                self._violate(g, start, end, f"{where}: violates {keyword} {bound}")
+
+    def _string_progress(self, start: int, end: int) -> None:
+        """``maxLength`` as soon as it is exceeded."""
+        n = self._tok_len
+        for s, g in self._ctxs:
+            if isinstance(s, Mapping) and isinstance(s.get("maxLength"), int):
+                if n > s["maxLength"] and self._alive(g):
+                    self._violate(
+                        g, start, end, f"{self._vpath}: violates maxLength {s['maxLength']}"
+                    )
+
+    # -- containers -------------------------------------------------------------
+    def _open(self, kind: str) -> None:
+        self._stack.append(_Frame(kind, self._ctxs, self._vpath, self._tok_start))
+
+    def _close(self, end: int) -> None:
+        frame = self._stack.pop()
+        for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
+            if not isinstance(s, Mapping) or not self._alive(g):
+                continue
+            if frame.kind == "object":
+                # Revealed at the closing brace: the span starts there, so text
+                # before it may already be out in `release: incremental`.
+                if missing:
+                    names = ", ".join(repr(m) for m in sorted(missing))
+                    names = ("property " if len(missing) == 1 else "properties ") + names
+                    self._violate(g, end - 1, end, f"{frame.path}: missing required {names}")
+                if isinstance(s.get("minProperties"), int) and frame.count < s["minProperties"]:
+                    self._violate(
+                        g,
+                        end - 1,
+                        end,
+                        f"{frame.path}: violates minProperties {s['minProperties']}",
+                    )
+            elif isinstance(s.get("minItems"), int) and frame.count < s["minItems"]:
+                self._violate(g, end - 1, end, f"{frame.path}: violates minItems {s['minItems']}")
+        self._after_value(end)
+
+    def _member(self, frame: _Frame, key: str, start: int, end: int) -> None:
+        """A key ended: what applies to its value, and what the key itself breaks."""
+        frame.count += 1
+        path = _path(frame.path, key, self._known)
+        ctxs: list[_Ctx] = []
+        for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
+            missing.discard(key)
+            if not isinstance(s, Mapping) or not self._alive(g):
+                continue
+            mp = s.get("maxProperties")
+            if isinstance(mp, int) and frame.count > mp:
+                self._violate(g, start, end, f"{frame.path}: violates maxProperties {mp}")
+            found = s.get("properties")
+            props: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+            matched = False
+            if key in props:
+                matched = True
+                self._expand(props[key], g, path, ctxs)
+            patterns = s.get("patternProperties")
+            if isinstance(patterns, Mapping):
+                for pat, sub in patterns.items():
+                    try:
+                        hit = re.search(pat, key) is not None
+                    except re.error:
+                        hit, matched = False, True  # undecidable here: no early verdict
+                    if hit:
+                        matched = True
+                        self._expand(sub, g, path, ctxs)
+            extra = s.get("additionalProperties")
+            if not matched and extra is not None:
+                if extra is False:
+                    self._violate(
+                        g,
+                        start,
+                        end,
+                        f"{frame.path}: properties not allowed by additionalProperties",
+                    )
+                else:
+                    self._expand(extra, g, path, ctxs)
+        self._ctxs = ctxs
+        self._vpath = path
+
+    def _element(self, frame: _Frame) -> None:
+        """An array element starts: what applies to it."""
+        i = frame.count
+        frame.count += 1
+        path = f"{frame.path}[{i}]"
+        ctxs: list[_Ctx] = []
+        for s, g in frame.ctxs:
+            if not isinstance(s, Mapping) or not self._alive(g):
+                continue
+            mi = s.get("maxItems")
+            if isinstance(mi, int) and frame.count > mi:
+                at = self._tok_start  # where the element that is one too many starts
+                self._violate(g, at, at + 1, f"{frame.path}: violates maxItems {mi}")
+            prefix = s.get("prefixItems")
+            items = s.get("items")
+            if isinstance(prefix, list) and i < len(prefix):
+                self._expand(prefix[i], g, path, ctxs)
+            elif isinstance(items, list):  # draft 4-7 tuple form
+                if i < len(items):
+                    self._expand(items[i], g, path, ctxs)
+            elif items is not None and not isinstance(items, list):
+                self._expand(items, g, path, ctxs)
+        self._ctxs = ctxs
+        self._vpath = path
+
+    def _after_value(self, end: int) -> None:
+        if not self._stack:
+            self.end = end
+            self._state = _DONE
+        else:
+            self._state = _AFTER
+
+    # -- the parser ---------------------------------------------------------------
+    def _syntax(self, at: int, what: str) -> Violation:
+        return Violation(at, at + 1, f"not valid JSON: {what} at offset {at}")
+
+    def feed(self, text: str, base: int) -> None:
+        """Parse ``text``, which starts at offset ``base`` of the output.
+
+        :raises Violation: at the first sure violation.
+        """
+        i, n = 0, len(text)
+        while i < n:
+            state = self._state
+            pos = base + i
+            if state == _DONE:
+                if self._extract:
+                    self._pos = base + n
+                    return
+                j = _ws_end(text, i)
+                if j < n:
+                    raise self._syntax(base + j, "text after the document")
+                i = j
+                continue
+            if state == _BEFORE:
+                if self._extract:
+                    j = min(
+                        (k for k in (text.find("{", i), text.find("[", i)) if k >= 0), default=-1
+                    )
+                    if j < 0:
+                        i = n
+                        continue
+                    i = j
+                else:
+                    i = _ws_end(text, i)
+                    if i >= n:
+                        continue
+                self.start = base + i
+                self._ctxs = []
+                self._expand(self._root, None, "$", self._ctxs)
+                self._state = _VALUE
+                continue
+            if state == _STRING:
+                i = self._string(text, i, base)
+                continue
+            if state == _NUM:
+                j = i
+                while j < n and text[j] in _NUMBER_CHARS:
+                    j += 1
+                self._tok.append(text[i:j])
+                i = j
+                if i < n:
+                    self._end_number(base + i)
+                continue
+            if state == _LIT:
+                need = self._lit[len("".join(self._tok)) :]
+                take = text[i : i + len(need)]
+                if not need.startswith(take):
+                    raise self._syntax(pos, "unexpected character")
+                self._tok.append(take)
+                i += len(take)
+                if len(take) == len(need):
+                    value = {"true": True, "false": False, "null": None}[self._lit]
+                    kind = "null" if value is None else "boolean"
+                    self._scalar(value, kind, base + i)
+                    self._after_value(base + i)
+                continue
+            j = _ws_end(text, i)
+            if j >= n:
+                i = j
+                continue
+            i = j
+            pos = base + i
+            c = text[i]
+            frame = self._stack[-1] if self._stack else None
+            if state == _VALUE:
+                i += self._value(c, pos)
+                continue
+            if state in (_KEY_OR_END, _KEY):
+                if c == "}" and state == _KEY_OR_END:
+                    self._close(pos + 1)
+                    i += 1
+                    continue
+                if c != '"':
+                    raise self._syntax(pos, "expected a property name")
+                self._tok_start, self._tok, self._tok_len = pos, [], 0
+                self._is_key, self._state = True, _STRING
+                i += 1
+                continue
+            if state == _COLON:
+                if c != ":":
+                    raise self._syntax(pos, "expected ':'")
+                self._state = _VALUE
+                i += 1
+                continue
+            if state == _AFTER:
+                assert frame is not None
+                if c == ",":
+                    self._state = _KEY if frame.kind == "object" else _VALUE
+                    if frame.kind == "array":
+                        self._pending_element = True
+                    i += 1
+                    continue
+                if c == ("}" if frame.kind == "object" else "]"):
+                    self._close(pos + 1)
+                    i += 1
+                    continue
+                raise self._syntax(pos, "expected ',' or the end of the container")
+        self._pos = base + n
+
+    _pending_element = False
+
+    def _value(self, c: str, pos: int) -> int:
+        """A value starts with ``c``; return how many characters were consumed."""
+        frame = self._stack[-1] if self._stack else None
+        self._tok_start = pos
+        if frame is not None and frame.kind == "array":
+            if c == "]" and frame.count == 0 and not self._pending_element:
+                self._close(pos + 1)
+                return 1
+            self._pending_element = False
+            self._element(frame)
+        if c == "{":
+            self._begin("object")
+            self._open("object")
+            self._state = _KEY_OR_END
+            return 1
+        if c == "[":
+            self._begin("array")
+            self._open("array")
+            self._state = _VALUE
+            return 1
+        if c == '"':
+            self._begin("string")
+            self._tok, self._tok_len, self._is_key = [], 0, False
+            self._state = _STRING
+            return 1
+        if c == "-" or (c.isdigit() and c.isascii()):
+            self._begin("number")
+            self._tok = []
+            self._state = _NUM
+            return 0
+        if c in "tfn":
+            self._lit = {"t": "true", "f": "false", "n": "null"}[c]
+            self._begin("null" if c == "n" else "boolean")
+            self._tok = []
+            self._state = _LIT
+            return 0
+        raise self._syntax(pos, "expected a value")
+
+    def _string(self, text: str, i: int, base: int) -> int:
+        n = len(text)
+        while i < n:
+            if self._escape:
+                self._escape += text[i]
+                i += 1
+                esc = self._escape
+                if len(esc) == 2 and esc[1] != "u":
+                    if esc[1] not in _ESCAPES:
+                        raise self._syntax(base + i - 1, "invalid escape")
+                    self._tok.append(_ESCAPES[esc[1]])
+                    self._tok_len += 1
+                    self._escape = ""
+                elif len(esc) == 6:
+                    try:
+                        code = int(esc[2:], 16)
+                    except ValueError:
+                        raise self._syntax(base + i - 1, "invalid \\u escape") from None
+                    self._tok.append(chr(code))
+                    # A surrogate pair is one character: count its second half.
+                    if not 0xD800 <= code <= 0xDBFF:
+                        self._tok_len += 1
+                    self._escape = ""
+                continue
+            j = _span_end(_PLAIN, text, i)
+            if j > i:
+                self._tok.append(text[i:j])
+                self._tok_len += j - i
+                if not self._is_key:
+                    self._string_progress(self._tok_start, base + j)
+                i = j
+                if i >= n:
+                    break
+            c = text[i]
+            if c == "\\":
+                self._escape = "\\"
+                i += 1
+            elif c == '"':
+                i += 1
+                self._end_string(base + i)
+                return i
+            else:
+                raise self._syntax(base + i, "control character in a string")
+        return i
+
+    def _end_string(self, end: int) -> None:
+        value = "".join(self._tok)
+        # \uXXXX pairs decode as json does (a surrogate pair is one character).
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if self._is_key:
+            frame = self._stack[-1]
+            self._member(frame, value, self._tok_start, end)
+            self._state = _COLON
+            return
+        self._tok_len = len(value)
+        self._string_progress(self._tok_start, end)
+        self._scalar(value, "string", end)
+        self._after_value(end)
+
+    def _end_number(self, end: int) -> None:
+        token = "".join(self._tok)
+        if not _NUMBER.match(token):
+            raise self._syntax(self._tok_start, "invalid number")
+        value = json.loads(token)
+        self._scalar(value, "number", end)
+        self._after_value(end)
+
+    def finish(self, end: int) -> None:
+        """The output ended.
+
+        :raises Violation: if the document is incomplete (or never started).
+        """
+        if self._state == _NUM:
+            self._end_number(end)
+        if self._state == _DONE:
+            return
+        if self._state == _BEFORE:
+            raise Violation(end, end, "no JSON document in the output")
+        raise Violation(end, end, "not valid JSON: the document is incomplete")

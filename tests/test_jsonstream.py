@@ -1,0 +1,325 @@
+"""Structured output in the stream: early verdicts that jsonschema agrees with."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import guardrails_engine as ge
+from guardrails_engine._jsonstream import JsonScan, Violation
+from guardrails_engine._schema import covers
+
+# -- random schemas and documents ----------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.sampled_from([0.5, -1.5, 2.0]),
+    st.text(alphabet="ab\u00e9\"\\\n", max_size=4),
+)
+documents = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"]
+
+
+def schemas() -> st.SearchStrategy[Any]:
+    leaf = st.one_of(
+        st.just(True),
+        st.just({}),
+        st.builds(lambda t: {"type": t}, st.sampled_from(TYPES)),
+        st.builds(lambda t: {"type": t}, st.lists(st.sampled_from(TYPES), min_size=1, max_size=3, unique=True)),
+        st.builds(lambda e: {"enum": e}, st.lists(scalars, min_size=1, max_size=3)),
+        st.builds(lambda c: {"const": c}, scalars),
+        st.builds(lambda n: {"type": "string", "maxLength": n}, st.integers(0, 3)),
+        st.builds(lambda n: {"minLength": n}, st.integers(0, 3)),
+        st.builds(lambda p: {"pattern": p}, st.sampled_from(["^a", "b$", "[0-9]"])),
+        st.builds(lambda n: {"minimum": n}, st.integers(-2, 2)),
+        st.builds(lambda n: {"exclusiveMaximum": n}, st.integers(-2, 2)),
+    )
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.builds(
+                lambda props, req, extra: {
+                    "type": "object",
+                    "properties": props,
+                    "required": req,
+                    "additionalProperties": extra,
+                },
+                st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3),
+                st.lists(st.sampled_from(["a", "b", "c"]), max_size=2, unique=True),
+                st.one_of(st.just(True), st.just(False), inner),
+            ),
+            st.builds(lambda i: {"items": i}, inner),
+            st.builds(lambda i, n: {"type": "array", "items": i, "maxItems": n}, inner, st.integers(0, 3)),
+            st.builds(lambda p: {"prefixItems": p}, st.lists(inner, min_size=1, max_size=2)),
+            st.builds(lambda n: {"maxProperties": n, "minProperties": 1}, st.integers(0, 2)),
+            st.builds(lambda bs: {"anyOf": bs}, st.lists(inner, min_size=1, max_size=3)),
+            st.builds(lambda bs: {"oneOf": bs}, st.lists(inner, min_size=1, max_size=3)),
+            st.builds(lambda bs: {"allOf": bs}, st.lists(inner, min_size=1, max_size=2)),
+            st.builds(lambda s: {"not": s}, inner),
+        ),
+        max_leaves=6,
+    )
+
+
+def rooted_schemas() -> st.SearchStrategy[Any]:
+    """Schemas, some reached through a ``$ref`` from the root."""
+    return st.one_of(
+        schemas(), st.builds(lambda s: {"$defs": {"x": s}, "$ref": "#/$defs/x"}, schemas())
+    )
+
+
+def policy_for(schema: Any, release: str = "on_complete", extract: bool = False) -> ge.Policy:
+    body = json.dumps(schema)
+    return ge.Policy.from_yaml(
+        "version: 1\nname: t\nblock_message: '[blocked]'\nchecks:\n"
+        f"  - id: j\n    type: schema\n    release: {release}\n    extract: {str(extract).lower()}\n"
+        f"    schema: {body}\n"
+    )
+
+
+def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
+    """The streaming check's own verdict, without the final jsonschema pass."""
+    check = p.checks[0]
+    scan = JsonScan(
+        check.schema,  # type: ignore[attr-defined]
+        resolve=check.resolve,  # type: ignore[attr-defined]
+        known=check.known,  # type: ignore[attr-defined]
+        conforms=check.conforms,  # type: ignore[attr-defined]
+        extract=False,
+    )
+    offset = 0
+    try:
+        for chunk in cut(text, sizes):
+            scan.feed(chunk, offset)
+            offset += len(chunk)
+        scan.finish(offset)
+    except Violation as v:
+        return v.reason
+    return None
+
+
+def cut(text: str, sizes: list[int]) -> list[str]:
+    out, i, k = [], 0, 0
+    while i < len(text):
+        n = sizes[k % len(sizes)] if sizes else 1
+        out.append(text[i : i + n])
+        i += n
+        k += 1
+    return out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rooted_schemas(), documents, st.lists(st.integers(1, 6), min_size=1, max_size=8), st.booleans())
+def test_streamed_verdict_equals_jsonschema(
+    schema: Any, document: Any, sizes: list[int], indent: bool
+) -> None:
+    text = json.dumps(document, indent=2 if indent else None, ensure_ascii=False)
+    valid = jsonschema.Draft202012Validator(schema).is_valid(document)
+    p = policy_for(schema)
+    whole = p.validate_sync(text)
+    assert (whole.decision is ge.Decision.PASS) == valid, whole.reasons
+    # The streaming check alone: never a violation jsonschema would not report
+    # (sound), and every one it would report when it covers the schema (complete).
+    early = streaming_verdict(p, text, sizes)
+    if early is not None:
+        assert not valid, early
+    elif covers(schema):
+        assert valid
+    stream = p.stream_sync(cut(text, sizes))
+    pieces = list(stream)
+    assert stream.result == whole
+    if valid:
+        assert "".join(pieces) == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(documents, st.integers(0, 10), st.sampled_from(["on_complete", "incremental"]))
+def test_broken_documents_always_block(document: Any, drop: int, release: str) -> None:
+    """A truncated or corrupted document is a block, never invented into JSON."""
+    text = json.dumps(document)
+    broken = text[: max(0, len(text) - 1 - drop)] if len(text) > 1 else "{"
+    try:
+        json.loads(broken)
+    except json.JSONDecodeError:
+        p = policy_for(True, release)
+        assert p.validate_sync(broken).decision is ge.Decision.BLOCK
+        assert "".join(p.stream_sync(cut(broken, [3]))).endswith("[blocked]")
+
+
+# -- a corpus of documents across schemas ----------------------------------------------------
+
+SCHEMAS: list[Any] = [
+    {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "string"}}},
+    {"type": "object", "additionalProperties": False, "properties": {"id": {"type": "integer"}}},
+    {"type": "array", "items": {"type": "number", "minimum": 0}, "maxItems": 3},
+    {"type": "object", "properties": {"tags": {"type": "array", "items": {"enum": ["a", "b"]}}}},
+    {"type": "object", "properties": {"price": {"type": "number", "exclusiveMaximum": 100}}},
+    {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "integer"}]},
+    {"oneOf": [{"type": "object", "required": ["a"]}, {"type": "object", "required": ["b"]}]},
+    {"$defs": {"item": {"type": "object", "required": ["sku"]}}, "type": "array", "items": {"$ref": "#/$defs/item"}},
+    {"type": "object", "properties": {"email": {"type": "string", "pattern": "@"}}, "maxProperties": 2},
+    {"type": "object", "properties": {"n": {"const": 1}, "s": {"minLength": 2}}, "minProperties": 1},
+    {"type": "object", "properties": {"items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]}}},
+    {"allOf": [{"type": "object"}, {"required": ["x"]}], "properties": {"x": {"type": ["null", "string"]}}},
+]
+
+
+def corpus() -> list[tuple[int, Any]]:
+    rng = random.Random(11)
+    values: list[Any] = [
+        {"answer": "hi"}, {"answer": 1}, {}, {"id": 3}, {"id": 1.5}, {"id": 1, "x": 2}, [1, 2],
+        [1, -1], [0, 1, 2, 3], {"tags": ["a", "b"]}, {"tags": ["c"]}, {"price": 99.5},
+        {"price": 100}, "abc", "abcd", 7, 7.5, {"a": 1}, {"b": 1}, {"a": 1, "b": 2},
+        [{"sku": 1}], [{"no": 1}], {"email": "a@b"}, {"email": "ab"}, {"email": "a@b", "x": 1, "y": 2},
+        {"n": 1, "s": "ab"}, {"n": 2}, {"s": "a"}, {"items": ["x", True]}, {"items": [1, True]},
+        {"x": None}, {"x": 3}, {"y": 1}, None, True, [], "", {"answer": "a", "deep": [[[{}]]]},
+    ]
+    out = []
+    for i, schema in enumerate(SCHEMAS):
+        for value in rng.sample(values, 20):
+            out.append((i, value))
+    return out
+
+
+def test_corpus_verdicts_equal_jsonschema() -> None:
+    cases = corpus()
+    assert len(cases) >= 200 and len(SCHEMAS) >= 10
+    policies = [policy_for(s) for s in SCHEMAS]
+    valid_seen = invalid_seen = 0
+    for i, value in cases:
+        text = json.dumps(value)
+        valid = jsonschema.Draft202012Validator(SCHEMAS[i]).is_valid(value)
+        valid_seen += valid
+        invalid_seen += not valid
+        for chunks in (list(text), cut(text, [4]), [text]):
+            result = policies[i].stream_sync(chunks)
+            list(result)
+            assert result.result is not None
+            assert (result.result.decision is ge.Decision.PASS) == valid, (i, text)
+    assert valid_seen > 40 and invalid_seen > 40
+
+
+# -- early detection -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schema, document, reason",
+    [
+        (SCHEMAS[1], {"id": 1, "extra": "x" * 500}, "$: properties not allowed by additionalProperties"),
+        (SCHEMAS[2], [1, 2, 3, 4] + list(range(200)), "$: violates maxItems 3"),
+        (SCHEMAS[0], {"answer": 42, "rest": "x" * 500}, '$.answer: expected "string", got integer'),
+        (SCHEMAS[3], {"tags": ["c"], "rest": "x" * 500}, '$.tags[0]: expected one of ["a", "b"]'),
+        (SCHEMAS[5], "x" * 600, "$: matches none of the anyOf alternatives"),
+    ],
+)
+def test_stream_stops_at_the_token_that_reveals_the_violation(
+    schema: Any, document: Any, reason: str
+) -> None:
+    text = json.dumps(document)
+    p = policy_for(schema)
+    pulled = 0
+
+    def source():  # type: ignore[no-untyped-def]
+        nonlocal pulled
+        for chunk in cut(text, [4]):
+            pulled += len(chunk)
+            yield chunk
+
+    stream = p.stream_sync(source())
+    assert list(stream) == ["[blocked]"]
+    assert stream.result is not None
+    (finding,) = stream.result.findings
+    assert finding.reason == f"j: {reason}, blocked"
+    assert pulled <= finding.end + 4  # the violation's end plus one chunk
+    assert pulled < len(text) / 2
+
+
+def test_incremental_release_lets_validated_json_out() -> None:
+    text = json.dumps({"answer": "x" * 100, "n": 1})
+    p = policy_for(SCHEMAS[0], "incremental")
+    stream = p.stream_sync(cut(text, [5]))
+    pieces = list(stream)
+    assert "".join(pieces) == text
+    assert len(pieces) > 5  # released as it went, not at the end
+    on_complete = list(policy_for(SCHEMAS[0]).stream_sync(cut(text, [5])))
+    assert on_complete == [text]
+
+
+def test_extract_finds_the_json_in_prose_and_fences() -> None:
+    text = 'Sure! Here it is:\n```json\n{"answer": "ok"}\n```\nHope it helps.'
+    p = policy_for(SCHEMAS[0], extract=True)
+    assert p.validate_sync(text).decision is ge.Decision.PASS
+    repair = ge.Policy.from_yaml(
+        "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    action: repair\n"
+        "    schema: {type: object, required: [answer]}\n"
+    )
+    result = repair.validate_sync(text)
+    assert result.decision is ge.Decision.REPAIR
+    assert result.text == '{"answer": "ok"}'
+    assert "".join(repair.stream_sync(list(text))) == '{"answer": "ok"}'
+    missing = repair.validate_sync('Here: {"reply": "ok"}')
+    assert missing.decision is ge.Decision.BLOCK  # never invents the missing field
+
+
+def test_deep_nesting_has_no_recursion_limit() -> None:
+    depth = 10_000
+    text = "[" * depth + "]" * depth
+    p = policy_for({"type": "array"})
+    assert "".join(p.stream_sync(cut(text, [64]))) == text
+    bad = "[" * depth + "}" + "]" * (depth - 1)
+    assert p.validate_sync(bad).decision is ge.Decision.BLOCK
+
+
+def test_reasons_name_the_path_never_a_value() -> None:
+    p = policy_for(SCHEMAS[8])
+    result = p.validate_sync(json.dumps({"email": "jdoe.example.com"}))
+    assert result.reasons == ('j: $.email: violates pattern "@", blocked',)
+    assert "jdoe" not in repr(result)
+
+
+def test_schema_from_a_pydantic_model_and_local_ref_files(tmp_path: Any) -> None:
+    (tmp_path / "models_for_test.py").write_text(
+        "import pydantic\nclass Answer(pydantic.BaseModel):\n    answer: str\n", encoding="utf-8"
+    )
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        p = ge.Policy.from_yaml(
+            "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n"
+            "    model: 'models_for_test:Answer'\n"
+        )
+        assert p.validate_sync('{"answer": "x"}').decision is ge.Decision.PASS
+        assert p.validate_sync('{"answer": 1}').decision is ge.Decision.BLOCK
+    finally:
+        sys.path.remove(str(tmp_path))
+    (tmp_path / "item.json").write_text('{"type": "object", "required": ["sku"]}', encoding="utf-8")
+    (tmp_path / "list.json").write_text(
+        '{"type": "array", "items": {"$ref": "item.json"}}', encoding="utf-8"
+    )
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    schema_file: list.json\n",
+        encoding="utf-8",
+    )
+    q = ge.load_policy(tmp_path / "p.yaml")
+    assert q.validate_sync('[{"sku": 1}]').decision is ge.Decision.PASS
+    assert q.validate_sync('[{"no": 1}]').decision is ge.Decision.BLOCK
+    with pytest.raises(ge.PolicyError, match="cannot read the schema"):
+        ge.Policy.from_yaml(
+            "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    model: 'no_such_mod:X'\n"
+        )
