@@ -24,7 +24,7 @@ from typing import Any
 
 import regex
 
-__all__ = ["JsonScan", "Violation", "show"]
+__all__ = ["JsonScan", "Violation", "path_step", "show"]
 
 _WS = regex.compile(r"[ \t\n\r]*")
 _PLAIN = regex.compile(r'[^"\\\x00-\x1f]*')
@@ -78,10 +78,12 @@ def show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _path(parent: str, part: str | int, known: frozenset[str]) -> str:
+def path_step(parent: str, part: str | int, known: frozenset[str] | None) -> str:
+    """``parent`` extended by a key or index: ``$.items[3]``.  A key the schema does not
+    name (``known``) is shown as ``[*]``: keys come from the document and may be personal."""
     if isinstance(part, int):
         return f"{parent}[{part}]"
-    if part not in known:
+    if known is not None and part not in known:
         return f"{parent}[*]"
     return f"{parent}.{part}" if part.isidentifier() else f"{parent}[{json.dumps(part)}]"
 
@@ -349,7 +351,7 @@ class JsonScan:
     def _member(self, frame: _Frame, key: str, start: int, end: int) -> None:
         """A key ended: what applies to its value, and what the key itself breaks."""
         frame.count += 1
-        path = _path(frame.path, key, self._known)
+        path = path_step(frame.path, key, self._known)
         ctxs: list[_Ctx] = []
         for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
             missing.discard(key)

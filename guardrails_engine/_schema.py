@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 from ._check import Hit, RunContext, Session
 from ._config import SchemaSpec
-from ._jsonstream import JsonScan, Violation, show
+from ._jsonstream import JsonScan, Violation, path_step, show
 from ._model import Action, done
 
 __all__ = ["SchemaCheck", "json_path", "load_schema"]
@@ -166,14 +166,7 @@ def json_path(path: Sequence[Any], known: frozenset[str] | None = None) -> str:
     keys come from the document and may be personal data."""
     out = "$"
     for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif known is not None and part not in known:
-            out += "[*]"
-        elif isinstance(part, str) and part.isidentifier():
-            out += f".{part}"
-        else:
-            out += f"[{json.dumps(part)}]"
+        out = path_step(out, part if isinstance(part, int) else str(part), known)
     return out
 
 
