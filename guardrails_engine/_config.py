@@ -224,6 +224,11 @@ class SchemaSpec(_CheckBase):
         description="on_complete: nothing is released until the JSON is complete and valid; "
         "incremental: JSON text is released as far as it has been checked.",
     )
+    repairs: list[Literal["trailing_commas", "additional_properties"]] = Field(
+        default_factory=list,
+        description="Opt-in repairs, each recorded as a finding: remove trailing commas; drop "
+        "properties that additionalProperties: false forbids.",
+    )
     extract: bool = Field(
         True,
         description="Check the first JSON object or array in the output and ignore text around "

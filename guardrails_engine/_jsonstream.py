@@ -106,7 +106,19 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 class _Frame:
-    __slots__ = ("count", "ctxs", "key", "kind", "path", "required", "start")
+    __slots__ = (
+        "comma",
+        "comma_open",
+        "count",
+        "ctxs",
+        "drop",
+        "key",
+        "kind",
+        "path",
+        "pending_drop",
+        "required",
+        "start",
+    )
 
     def __init__(self, kind: str, ctxs: list[_Ctx], path: str, start: int) -> None:
         self.kind = kind
@@ -115,6 +127,10 @@ class _Frame:
         self.start = start
         self.count = 0
         self.key: str | None = None
+        self.comma = -1  # the last comma between members
+        self.comma_open = False  # a repair may still remove it
+        self.drop = -1  # start of a member being dropped (repair), or -1
+        self.pending_drop: tuple[int, int] | None = None  # a dropped first member
         # Required keys still missing, per context (bounded by the schema).
         self.required: list[set[str]] = [
             set(s.get("required", ())) if isinstance(s, Mapping) else set() for s, _ in ctxs
@@ -138,7 +154,14 @@ class JsonScan:
         known: frozenset[str],
         conforms: Callable[[Any, str], bool] | None,
         extract: bool,
+        trailing_commas: bool = False,
+        drop_additional: bool = False,
     ) -> None:
+        #: Opt-in repairs: remove a trailing comma; drop a property the schema forbids.
+        self._trailing_commas = trailing_commas
+        self._drop_additional = drop_additional
+        #: Repairs made: (start, end, what); the text in the span is removed.
+        self.repairs: list[tuple[int, int, str]] = []
         self._root = schema
         self._resolve = resolve
         self._known = known
@@ -161,8 +184,21 @@ class JsonScan:
 
     @property
     def token_start(self) -> int:
-        """Where the token being read starts (or the next position between tokens)."""
-        return self._tok_start if self._state in (_STRING, _NUM, _LIT) else self._pos
+        """Where the token being read starts (or the next position between tokens).
+
+        Never past text that a repair may still remove: a comma that may turn out
+        to be trailing, a property being dropped.
+        """
+        at = self._tok_start if self._state in (_STRING, _NUM, _LIT) else self._pos
+        for frame in self._stack:
+            for p in (frame.drop, frame.pending_drop[0] if frame.pending_drop else -1):
+                if 0 <= p < at:
+                    at = p
+        if self._stack:
+            frame = self._stack[-1]
+            if frame.comma_open and 0 <= frame.comma < at:
+                at = frame.comma
+        return at
 
     @property
     def done(self) -> bool:
@@ -353,6 +389,7 @@ class JsonScan:
         frame.count += 1
         path = path_step(frame.path, key, self._known)
         ctxs: list[_Ctx] = []
+        dropping = False
         for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
             missing.discard(key)
             if not isinstance(s, Mapping) or not self._alive(g):
@@ -377,6 +414,9 @@ class JsonScan:
                         matched = True
                         self._expand(sub, g, path, ctxs)
             extra = s.get("additionalProperties")
+            if not matched and extra is False and self._drop_additional and g is None:
+                dropping = True
+                continue
             if not matched and extra is not None:
                 if extra is False:
                     self._violate(
@@ -387,11 +427,20 @@ class JsonScan:
                     )
                 else:
                     self._expand(extra, g, path, ctxs)
+        if dropping:
+            # Removed from the output (an opt-in repair): its value is not checked,
+            # and it does not count.  With the comma before it, or, for a first
+            # member, with the comma after it.
+            frame.count -= 1
+            frame.drop = frame.comma if frame.comma >= 0 else start
+            ctxs = []
+        frame.comma_open = False
         self._ctxs = ctxs
         self._vpath = path
 
     def _element(self, frame: _Frame) -> None:
         """An array element starts: what applies to it."""
+        frame.comma_open = False
         i = frame.count
         frame.count += 1
         path = f"{frame.path}[{i}]"
@@ -419,8 +468,15 @@ class JsonScan:
         if not self._stack:
             self.end = end
             self._state = _DONE
-        else:
-            self._state = _AFTER
+            return
+        self._state = _AFTER
+        frame = self._stack[-1]
+        if frame.drop >= 0:
+            if frame.drop == frame.comma:
+                self.repairs.append((frame.drop, end, "property not allowed, dropped"))
+            else:
+                frame.pending_drop = (frame.drop, end)
+            frame.drop = -1
 
     # -- the parser ---------------------------------------------------------------
     def _syntax(self, at: int, what: str) -> Violation:
@@ -503,6 +559,12 @@ class JsonScan:
                     self._close(pos + 1)
                     i += 1
                     continue
+                if c == "}" and self._trailing_commas and frame is not None:
+                    if frame.comma >= 0:  # (else a dropped property took it)
+                        self.repairs.append((frame.comma, frame.comma + 1, "trailing comma"))
+                    self._close(pos + 1)
+                    i += 1
+                    continue
                 if c != '"':
                     raise self._syntax(pos, "expected a property name")
                 self._tok_start, self._tok, self._tok_len = pos, [], 0
@@ -517,7 +579,21 @@ class JsonScan:
                 continue
             if state == _AFTER:
                 assert frame is not None
+                if frame.pending_drop is not None:
+                    # A dropped first member goes with the comma after it, if any.
+                    start, end = frame.pending_drop
+                    frame.pending_drop = None
+                    stop = pos + 1 if c == "," else end
+                    self.repairs.append((start, stop, "property not allowed, dropped"))
+                    if c == ",":
+                        i += 1
+                        self._state = _KEY
+                        frame.comma = -1
+                        continue
                 if c == ",":
+                    frame.comma = pos
+                    # Until the next member is known to stay, a repair may take it.
+                    frame.comma_open = self._trailing_commas or self._drop_additional
                     self._state = _KEY if frame.kind == "object" else _VALUE
                     if frame.kind == "array":
                         self._pending_element = True
@@ -538,6 +614,11 @@ class JsonScan:
         self._tok_start = pos
         if frame is not None and frame.kind == "array":
             if c == "]" and frame.count == 0 and not self._pending_element:
+                self._close(pos + 1)
+                return 1
+            if c == "]" and self._pending_element and self._trailing_commas:
+                self.repairs.append((frame.comma, frame.comma + 1, "trailing comma"))
+                self._pending_element = False
                 self._close(pos + 1)
                 return 1
             self._pending_element = False

@@ -213,6 +213,8 @@ class SchemaCheck:
         self.on_error = spec.on_error or on_error
         self.incremental = spec.release == "incremental"
         self.extract = spec.extract
+        self.trailing_commas = "trailing_commas" in spec.repairs
+        self.drop_additional = "additional_properties" in spec.repairs
         self.schema = schema
         self.known = schema_strings(schema)
         self.complete = covers(schema)
@@ -277,7 +279,7 @@ _NEVER = 1 << 62
 class _SchemaSession:
     """The document parsed and checked as it arrives; jsonschema at the end."""
 
-    __slots__ = ("_check", "_done", "_end", "_parts", "_scan", "barrier", "hold")
+    __slots__ = ("_check", "_done", "_end", "_parts", "_repaired", "_scan", "barrier", "hold")
 
     capped = False
     scans = False
@@ -290,7 +292,10 @@ class _SchemaSession:
             known=check.known,
             conforms=check.conforms,
             extract=check.extract,
+            trailing_commas=check.trailing_commas,
+            drop_additional=check.drop_additional,
         )
+        self._repaired = 0  # repairs of the parser already reported
         self._parts: list[str] = []
         self._end = 0
         self._done = False  # a violation was found: nothing more to check
@@ -314,10 +319,10 @@ class _SchemaSession:
             self._done = True
             self.hold = _NEVER
             return [self._check.violation(v.start, v.end, v.reason)]
-        out: list[Hit] = []
+        out = self._new_repairs()
         scan = self._scan
         if self._repairs() and not had_start and scan.start is not None and scan.start > 0:
-            out.append(Hit(self._check, 0, scan.start, "text before the JSON"))
+            out.append(self._removal(0, scan.start, "text before the JSON"))
         if self._repairs() and (scan.start is None or scan.done):
             # Text before the JSON, or after it, is still to be removed.
             self.hold = 0 if scan.start is None else (scan.end or 0)
@@ -326,6 +331,19 @@ class _SchemaSession:
         if self._check.incremental:
             self.barrier = self.hold
         return out
+
+    def _removal(self, start: int, end: int, what: str) -> Hit:
+        hit = Hit(self._check, start, end, what)
+        hit.action = Action.REPAIR
+        return hit
+
+    def _new_repairs(self) -> list[Hit]:
+        made = self._scan.repairs
+        if len(made) == self._repaired:
+            return []
+        fresh = made[self._repaired :]
+        self._repaired = len(made)
+        return [self._removal(s, e, what) for s, e, what in fresh]
 
     def finish(self, buf: str, base: int) -> Sequence[Hit]:
         end = self._end
@@ -337,13 +355,23 @@ class _SchemaSession:
             scan.finish(end)
         except Violation as v:
             return [self._check.violation(v.start, v.end, v.reason)]
+        out = self._new_repairs()
         text = "".join(self._parts)
         self._parts = []
         doc_start = scan.start or 0
         doc_end = scan.end if scan.end is not None else end
-        out = self._check.judge(text[doc_start:doc_end], end)
-        if not out and self._repairs() and doc_end < end:
-            out.append(Hit(self._check, doc_end, end, "text after the JSON"))
+        # The authority sees the document as repaired by this check.
+        pieces, pos = [], doc_start
+        for s, e, _ in sorted(scan.repairs):  # (a trailing comma may sit in a dropped value)
+            if s > pos:
+                pieces.append(text[pos:s])
+            pos = max(pos, e)
+        pieces.append(text[pos:doc_end])
+        judged = self._check.judge("".join(pieces), end)
+        if judged:
+            return judged
+        if self._repairs() and doc_end < end:
+            out.append(self._removal(doc_end, end, "text after the JSON"))
         return out
 
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:

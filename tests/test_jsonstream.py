@@ -323,3 +323,85 @@ def test_schema_from_a_pydantic_model_and_local_ref_files(tmp_path: Any) -> None
         ge.Policy.from_yaml(
             "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    model: 'no_such_mod:X'\n"
         )
+
+
+# -- opt-in repairs ----------------------------------------------------------------------------
+
+REPAIRING = """
+version: 1
+name: t
+checks:
+  - id: j
+    type: schema
+    release: %s
+    repairs: [trailing_commas, additional_properties]
+    schema:
+      type: object
+      additionalProperties: false
+      properties:
+        a: {type: integer}
+        b: {type: array, items: {type: object, additionalProperties: false, properties: {c: {}}}}
+"""
+
+
+def strip_forbidden(doc: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        if k == "a":
+            out[k] = v
+        elif k == "b":
+            out[k] = [{kk: vv for kk, vv in item.items() if kk == "c"} for item in v]
+    return out
+
+
+items = st.dictionaries(st.sampled_from(["c", "x", "y"]), scalars, max_size=3)
+repairable = st.fixed_dictionaries(
+    {},
+    optional={
+        "a": st.integers(-3, 3),
+        "b": st.lists(items, max_size=3),
+        "x": documents,
+        "zz": scalars,
+    },
+)
+
+
+def add_trailing_commas(text: str, rng: random.Random) -> str:
+    out = []
+    for i, ch in enumerate(text):
+        if ch in "]}" and i > 0 and text[i - 1] not in "[{" and rng.random() < 0.5:
+            out.append(",")
+        out.append(ch)
+    return "".join(out)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    repairable,
+    st.integers(0, 2**32 - 1),
+    st.lists(st.integers(1, 6), min_size=1, max_size=6),
+    st.sampled_from(["on_complete", "incremental"]),
+)
+def test_repairs_drop_forbidden_properties_and_trailing_commas(
+    document: dict[str, Any], seed: int, sizes: list[int], release: str
+) -> None:
+    p = ge.Policy.from_yaml(REPAIRING % release)
+    rng = random.Random(seed)
+    text = add_trailing_commas(json.dumps(document), rng)
+    # (a trailing comma inside a forbidden value goes with the value)
+    whole = p.validate_sync(text)
+    expected = strip_forbidden(document)
+    assert whole.decision is not ge.Decision.BLOCK, whole.reasons
+    assert json.loads(whole.text) == expected
+    if whole.decision is ge.Decision.REPAIR:
+        assert all(f.action is ge.Action.REPAIR for f in whole.findings)
+        assert all(f.reason.endswith("removed") for f in whole.findings)
+    stream = p.stream_sync(cut(text, sizes))
+    assert "".join(stream) == whole.text
+    assert stream.result == whole
+
+
+def test_repairs_are_opt_in() -> None:
+    plain = policy_for(SCHEMAS[1])
+    assert plain.validate_sync('{"id": 1, "x": 2}').decision is ge.Decision.BLOCK
+    assert plain.validate_sync('{"id": 1,}').decision is ge.Decision.BLOCK
