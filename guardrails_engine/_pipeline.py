@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._canon import OffsetMap
@@ -35,7 +36,7 @@ from ._model import Action, Decision, Finding, Result
 if TYPE_CHECKING:
     from ._policy import Policy
 
-__all__ = ["Ending", "Run"]
+__all__ = ["Applied", "Ending", "Run"]
 
 _NEVER = 1 << 62
 _TRIM_AT = 1024
@@ -104,6 +105,16 @@ def _dedup(hits: Sequence[Hit]) -> list[Hit]:
     return out
 
 
+@dataclass(slots=True)
+class Applied:
+    """A repair as applied to the output: the original span and what replaced it."""
+
+    start: int
+    end: int
+    replacement: str
+    check_id: str
+
+
 def _unshadowed(hits: Sequence[Hit]) -> list[Hit]:
     """Drop NER hits that a pattern hit of the same check overlaps.
 
@@ -128,6 +139,7 @@ class Run:
     """Per-text state of a policy: feed chunks, get released text, then a result."""
 
     __slots__ = (
+        "_applied",
         "_base",
         "_block",
         "_buf",
@@ -176,6 +188,8 @@ class Run:
         self._out: list[str] = []  # released pieces
         self._hits: list[Hit] = []  # every hit, in original offsets
         self._repairs: list[Hit] = []  # repairs not yet applied, any order
+        # Repairs applied, one per merged span.
+        self._applied: list[Applied] = []
         self._block: Hit | None = None  # first block so far
         self._cut: Hit | None = None  # length truncation
         self._failed: set[int] = set()
@@ -376,11 +390,35 @@ class Run:
                 target = barrier  # e.g. a schema check that releases on completion
         piece = self._release(target, final=final)
         if final:
+            late = self._judge_repaired()
+            if late:
+                # The repaired output breaks a schema: block; what this call
+                # would have released is not.
+                self._add(late, False)
+                if piece and self._out and self._out[-1] == piece:
+                    self._out.pop()
+                block = self._block
+                assert block is not None
+                self._conclude(Ending.BLOCKED, [h for h in self._hits if h.start <= block.start])
+                return ""
             self._conclude(Ending.COMPLETED, self._hits)
         else:
             self.holdbacks.append(self._end - self._released)
             self._trim()
         return piece
+
+    def _judge_repaired(self) -> list[Hit]:
+        """Checks that judge the output as repaired (a schema check) say their last word."""
+        out: list[Hit] = []
+        for i, (check, session) in enumerate(self._sessions):
+            judge = getattr(session, "judge_repaired", None)
+            if judge is None or i in self._failed:
+                continue
+            try:
+                out.extend(judge(self._applied))
+            except Exception as exc:
+                out.extend(self._fail(i, check, session, exc))
+        return out
 
     def _force(self) -> None:
         """The hold-back cap is exceeded: decide scanned text before it as it stands."""
@@ -461,12 +499,15 @@ class Run:
         for r in now:
             if r.start < span_end:  # inside the merged span being replaced
                 span_end = max(span_end, r.end)
+                self._applied[-1].end = span_end
                 continue
             if span_end > pos:
                 pos = span_end
             parts.append(text[pos - offset : r.start - offset])
-            parts.append(self._render(r))
+            replacement = self._render(r)
+            parts.append(replacement)
             span_end = r.end
+            self._applied.append(Applied(r.start, r.end, replacement, r.check.id))
         if span_end > pos:
             pos = span_end
         if pos < target:

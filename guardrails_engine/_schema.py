@@ -11,7 +11,7 @@ import importlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pydantic
@@ -25,6 +25,9 @@ from ._check import Hit, RunContext, Session
 from ._config import SchemaSpec
 from ._jsonstream import JsonScan, Violation, path_step, show
 from ._model import Action, done
+
+if TYPE_CHECKING:
+    from ._pipeline import Applied
 
 __all__ = ["SchemaCheck", "json_path", "load_schema"]
 
@@ -279,7 +282,17 @@ _NEVER = 1 << 62
 class _SchemaSession:
     """The document parsed and checked as it arrives; jsonschema at the end."""
 
-    __slots__ = ("_check", "_done", "_end", "_parts", "_repaired", "_scan", "barrier", "hold")
+    __slots__ = (
+        "_check",
+        "_doc",
+        "_done",
+        "_end",
+        "_parts",
+        "_repaired",
+        "_scan",
+        "barrier",
+        "hold",
+    )
 
     capped = False
     scans = False
@@ -296,6 +309,7 @@ class _SchemaSession:
             drop_additional=check.drop_additional,
         )
         self._repaired = 0  # repairs of the parser already reported
+        self._doc: tuple[int, int, str] | None = None  # the document as judged: start, end, text
         self._parts: list[str] = []
         self._end = 0
         self._done = False  # a violation was found: nothing more to check
@@ -370,12 +384,30 @@ class _SchemaSession:
         judged = self._check.judge("".join(pieces), end)
         if judged:
             return judged
+        self._doc = (doc_start, doc_end, text[doc_start:doc_end])
         if self._repairs() and doc_end < end:
             out.append(self._removal(doc_end, end, "text after the JSON"))
         return out
 
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         return ()
+
+    def judge_repaired(self, applied: Sequence[Applied]) -> list[Hit]:
+        """The schema sees the document as the output shows it: when another check
+        repaired text inside it (a masked e-mail address in a string), judge again."""
+        if self._doc is None:
+            return []
+        start, end, text = self._doc
+        inside = [a for a in applied if start <= a.start and a.end <= end]
+        if all(a.check_id == self._check.id for a in inside):
+            return []  # only this check's own repairs: already judged
+        pieces, pos = [], start
+        for a in inside:
+            pieces.append(text[pos - start : a.start - start])
+            pieces.append(a.replacement)
+            pos = a.end
+        pieces.append(text[pos - start :])
+        return self._check.judge("".join(pieces), self._end)
 
 
 __all__ += ["SchemaError", "check_schema"]

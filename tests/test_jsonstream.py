@@ -405,3 +405,28 @@ def test_repairs_are_opt_in() -> None:
     plain = policy_for(SCHEMAS[1])
     assert plain.validate_sync('{"id": 1, "x": 2}').decision is ge.Decision.BLOCK
     assert plain.validate_sync('{"id": 1,}').decision is ge.Decision.BLOCK
+
+
+def test_the_schema_sees_the_repaired_document() -> None:
+    """PII masked inside a JSON string keeps the JSON valid; the schema judges what is shown."""
+    p = ge.Policy.from_yaml(
+        "version: 1\nname: t\nblock_message: '[blocked]'\nchecks:\n"
+        "  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}\n"
+        "  - id: j\n    type: schema\n"
+        "    schema: {type: object, properties: {answer: {type: string}, "
+        "contact: {type: string, format: email}}}\n"
+    )
+    text = '{"answer": "write to jdoe@example.com"}'
+    result = p.validate_sync(text)
+    assert result.decision is ge.Decision.REPAIR
+    assert json.loads(result.text) == {"answer": "write to <EMAIL_ADDRESS>"}
+    # The e-mail address satisfies `format: email`; its mask does not.
+    strict = '{"contact": "jdoe@example.com"}'
+    blocked = p.validate_sync(strict)
+    assert blocked.decision is ge.Decision.BLOCK
+    assert blocked.reasons[-1] == 'j: $.contact: violates format "email", blocked'
+    for size in (1, 3, 7):
+        stream = p.stream_sync(cut(strict, [size]))
+        assert list(stream) == ["[blocked]"]
+        assert stream.result == blocked
+        assert "".join(p.stream_sync(cut(text, [size]))) == result.text
