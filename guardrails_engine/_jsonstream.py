@@ -29,6 +29,7 @@ __all__ = ["JsonScan", "Violation", "path_step", "show"]
 _WS = regex.compile(r"[ \t\n\r]*")
 _PLAIN = regex.compile(r'[^"\\\x00-\x1f]*')
 _NUMBER_CHARS = frozenset("0123456789+-.eE")
+_SURROGATE = regex.compile("[\ud800-\udfff]")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
@@ -190,10 +191,11 @@ class JsonScan:
         to be trailing, a property being dropped.
         """
         at = self._tok_start if self._state in (_STRING, _NUM, _LIT) else self._pos
-        for frame in self._stack:
-            for p in (frame.drop, frame.pending_drop[0] if frame.pending_drop else -1):
-                if 0 <= p < at:
-                    at = p
+        if self._drop_additional:
+            for frame in self._stack:
+                for p in (frame.drop, frame.pending_drop[0] if frame.pending_drop else -1):
+                    if 0 <= p < at:
+                        at = p
         if self._stack:
             frame = self._stack[-1]
             if frame.comma_open and 0 <= frame.comma < at:
@@ -699,7 +701,7 @@ class JsonScan:
     def _end_string(self, end: int) -> None:
         value = "".join(self._tok)
         # \uXXXX pairs decode as json does (a surrogate pair is one character).
-        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        if _SURROGATE.search(value):
             value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         if self._is_key:
             frame = self._stack[-1]

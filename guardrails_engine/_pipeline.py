@@ -27,7 +27,7 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._canon import OffsetMap
 from ._check import Check, Hit, RunContext, Session
@@ -140,6 +140,7 @@ class Run:
 
     __slots__ = (
         "_applied",
+        "_barriers",
         "_base",
         "_block",
         "_buf",
@@ -176,6 +177,8 @@ class Run:
         self._policy = policy
         self._sessions: list[tuple[Check, Session]] = [(c, c.session()) for c in policy.checks]
         self._scanning = any(s.scans for _, s in self._sessions)
+        # Sessions that may hold back release beyond their hold (release on completion).
+        self._barriers: list[Any] = [s for _, s in self._sessions if hasattr(s, "barrier")]
         self._order = {c.id: i for i, c in enumerate(policy.checks)}
         self._cap = policy.max_holdback_chars
         self._map = OffsetMap()
@@ -384,10 +387,12 @@ class Run:
         if cut is not None and cut.floor < target:
             # Until the cut is decided, hold what it may still drop.
             target = cut.floor
-        for _, session in self._sessions:
-            barrier = getattr(session, "barrier", None)
-            if barrier is not None and barrier < target:
-                target = barrier  # e.g. a schema check that releases on completion
+        for session in self._barriers:
+            if session.barrier < target:
+                target = session.barrier  # e.g. a schema check that releases on completion
+        if not final and target <= self._released and not self._repairs:
+            self.holdbacks.append(self._end - self._released)
+            return ""  # nothing new is safe: the common case for a chunk mid-word
         piece = self._release(target, final=final)
         if final:
             late = self._judge_repaired()

@@ -287,6 +287,7 @@ class _SchemaSession:
         "_doc",
         "_done",
         "_end",
+        "_extracting",
         "_parts",
         "_repaired",
         "_scan",
@@ -309,6 +310,8 @@ class _SchemaSession:
             drop_additional=check.drop_additional,
         )
         self._repaired = 0  # repairs of the parser already reported
+        # With `action: repair` and `extract`, text around the JSON is removed.
+        self._extracting = check.action is Action.REPAIR and check.extract
         self._doc: tuple[int, int, str] | None = None  # the document as judged: start, end, text
         self._parts: list[str] = []
         self._end = 0
@@ -316,9 +319,6 @@ class _SchemaSession:
         self.hold = 0
         # What may be released: nothing before the end with `release: on_complete`.
         self.barrier = 0
-
-    def _repairs(self) -> bool:
-        return self._check.action is Action.REPAIR and self._check.extract
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         start = self._end
@@ -335,9 +335,9 @@ class _SchemaSession:
             return [self._check.violation(v.start, v.end, v.reason)]
         out = self._new_repairs()
         scan = self._scan
-        if self._repairs() and not had_start and scan.start is not None and scan.start > 0:
+        if self._extracting and not had_start and scan.start is not None and scan.start > 0:
             out.append(self._removal(0, scan.start, "text before the JSON"))
-        if self._repairs() and (scan.start is None or scan.done):
+        if self._extracting and (scan.start is None or scan.done):
             # Text before the JSON, or after it, is still to be removed.
             self.hold = 0 if scan.start is None else (scan.end or 0)
         else:
@@ -385,7 +385,7 @@ class _SchemaSession:
         if judged:
             return judged
         self._doc = (doc_start, doc_end, text[doc_start:doc_end])
-        if self._repairs() and doc_end < end:
+        if self._extracting and doc_end < end:
             out.append(self._removal(doc_end, end, "text after the JSON"))
         return out
 
