@@ -396,14 +396,13 @@ class Run:
         piece = self._release(target, final=final)
         if final:
             late = self._judge_repaired()
-            if late:
+            self._add(late, False)
+            block = self._block
+            if block is not None:
                 # The repaired output breaks a schema: block; what this call
                 # would have released is not.
-                self._add(late, False)
                 if piece and self._out and self._out[-1] == piece:
                     self._out.pop()
-                block = self._block
-                assert block is not None
                 self._conclude(Ending.BLOCKED, [h for h in self._hits if h.start <= block.start])
                 return ""
             self._conclude(Ending.COMPLETED, self._hits)

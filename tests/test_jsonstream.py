@@ -430,3 +430,16 @@ def test_the_schema_sees_the_repaired_document() -> None:
         assert list(stream) == ["[blocked]"]
         assert stream.result == blocked
         assert "".join(p.stream_sync(cut(text, [size]))) == result.text
+
+
+def test_a_flagging_schema_flags_the_repaired_document() -> None:
+    p = ge.Policy.from_yaml(
+        "version: 1\nname: t\nchecks:\n"
+        "  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}\n"
+        "  - id: j\n    type: schema\n    action: flag\n"
+        "    schema: {type: object, properties: {contact: {type: string, format: email}}}\n"
+    )
+    result = p.validate_sync('{"contact": "jdoe@example.com"}')
+    assert result.decision is ge.Decision.REPAIR
+    assert result.text == '{"contact": "<EMAIL_ADDRESS>"}'
+    assert result.reasons[-1] == 'j: $.contact: violates format "email", flagged'
