@@ -260,6 +260,54 @@ def _scoped(flags: int) -> str:
     return f"{on}-{off}" if off else on
 
 
+# A leading assertion that reads only word/non-word and punctuation: the same
+# whatever the flags (no letters, no '.', '^' or '$').
+_LEAD = regex.compile(
+    r"\\b|\(\?<[!=](?:\\[wds]|\[\^?(?:\\[wds]|[^\]\\a-zA-Z.^$])*\]|[^()\\a-zA-Z.^$\[])*\)"
+)
+
+
+def _alternation(parts: Sequence[tuple[str, int]]) -> str:
+    """One alternation of patterns with their own flags, the shared leading assertions
+    (``\\b``, a lookbehind such as ``(?<![\\w:])``) hoisted: the engine then rejects
+    most positions once, not once per pattern.  Only which positions match, or may
+    still match, is asked of it, so the order of the alternatives does not matter.
+    """
+    by_lead: dict[str, list[str]] = {}
+    for pattern, flags in parts:
+        m = _LEAD.match(pattern)
+        lead = m.group() if m is not None else ""
+        rest = pattern[len(lead) :]
+        if lead and "|" in _top_level(rest):
+            lead, rest = "", pattern  # the assertion binds to the first branch only
+        by_lead.setdefault(lead, []).append(f"(?{_scoped(flags)}:{rest})")
+    return "|".join(
+        f"{lead}(?:{'|'.join(alts)})" if lead else "|".join(alts) for lead, alts in by_lead.items()
+    )
+
+
+def _top_level(pattern: str) -> str:
+    """The characters of ``pattern`` outside groups, classes and escapes."""
+    out, depth, i, in_class = [], 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif depth == 0:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
 class _Group:
     """Patterns that share one probe (same flags, no back-references)."""
 
@@ -281,8 +329,8 @@ class _Group:
             p = patterns[0]
             alternation, flags = streamable(p.pattern, p.flags).pattern, p.flags
         else:
-            alternation = "|".join(
-                f"(?{_scoped(p.flags)}:{streamable(p.pattern, p.flags).pattern})" for p in patterns
+            alternation = _alternation(
+                [(streamable(p.pattern, p.flags).pattern, p.flags) for p in patterns]
             )
             flags = 0
         # Leftmost position where any pattern matches or may still match.
