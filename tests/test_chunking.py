@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import pytest
+from _chunks import cut
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,16 +93,6 @@ piece = st.one_of(
 texts = st.lists(st.tuples(piece, st.sampled_from(SEPARATORS)), max_size=30).map(
     lambda parts: "".join(a + b for a, b in parts)
 )
-
-
-def chunkings(text: str, sizes: list[int]) -> list[str]:
-    out, i, k = [], 0, 0
-    while i < len(text):
-        n = sizes[k % len(sizes)] if sizes else 1
-        out.append(text[i : i + n])
-        i += n
-        k += 1
-    return out
 
 
 def stream(p: ge.Policy, chunks: list[str]) -> tuple[list[str], ge.Result]:
@@ -188,7 +179,7 @@ def test_chunking_does_not_change_the_answer(
     max_words: int,
 ) -> None:
     p = policy(terms, patterns, length, max_chars, max_words)
-    assert_same(p, text, chunkings(text, sizes))
+    assert_same(p, text, cut(text, sizes))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -220,7 +211,7 @@ def test_corpus_agreement(support_chat: ge.Policy, chunking: str) -> None:
         elif chunking == "words":
             chunks = [w for w in __import__("re").split(r"(\s+)", text) if w]
         else:
-            chunks = chunkings(text, [rng.randint(1, 8) for _ in range(len(text))])
+            chunks = cut(text, [rng.randint(1, 8) for _ in range(len(text))])
         whole = support_chat.validate_sync(text)
         pieces, streamed = stream(support_chat, chunks)
         if (streamed.findings, "".join(pieces)) != (whole.findings, whole.text):
@@ -240,7 +231,7 @@ def test_plain_recall_and_no_leaks(support_chat: ge.Policy) -> None:
         if row["variant"] != "plain":
             continue
         text = str(row["text"])
-        pieces, result = stream(support_chat, chunkings(text, [rng.randint(1, 8) for _ in text]))
+        pieces, result = stream(support_chat, cut(text, [rng.randint(1, 8) for _ in text]))
         released = "".join(pieces)
         for e in row["entities"]:  # type: ignore[attr-defined]
             if e["type"] not in PATTERN_ENTITIES:

@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from _chunks import cut
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -111,16 +112,6 @@ def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
     except Violation as v:
         return v.reason
     return None
-
-
-def cut(text: str, sizes: list[int]) -> list[str]:
-    out, i, k = [], 0, 0
-    while i < len(text):
-        n = sizes[k % len(sizes)] if sizes else 1
-        out.append(text[i : i + n])
-        i += n
-        k += 1
-    return out
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

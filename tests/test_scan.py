@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import regex
+from _chunks import cut
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,16 +59,6 @@ def whole_text_matches(patterns: list[regex.Pattern[str]], text: str) -> list[tu
             else:
                 pos = m.start() + 1
     return sorted(out)
-
-
-def cut(text: str, sizes: list[int]) -> list[str]:
-    chunks, i, k = [], 0, 0
-    while i < len(text):
-        n = sizes[k % len(sizes)] if sizes else 3
-        chunks.append(text[i : i + n])
-        i += n
-        k += 1
-    return chunks
 
 
 @settings(max_examples=1500, deadline=None)
