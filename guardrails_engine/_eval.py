@@ -159,14 +159,12 @@ def load_cases(path: str | Path) -> list[Case]:
     if repeated is not None:
         message, line, field = repeated
         raise CaseError(message, source=source, line=line, field=field)
-    nodes: list[yaml.Node] = []
     if isinstance(data, dict) and "cases" in data and isinstance(root, yaml.MappingNode):
         data = data["cases"]
         root = next(v for k, v in root.value if getattr(k, "value", None) == "cases")
     if not isinstance(data, list) or not isinstance(root, yaml.SequenceNode):
         raise CaseError("expected a list of cases", source=source, line=1, field=None)
-    nodes = list(root.value)
-    for i, (item, node) in enumerate(zip(data, nodes, strict=True)):
+    for item, node in zip(data, root.value, strict=True):
         line = int(node.start_mark.line) + 1
         if not isinstance(item, dict):
             raise CaseError("a case must be a mapping", source=source, line=line, field=None)
@@ -176,7 +174,6 @@ def load_cases(path: str | Path) -> list[Case]:
             err = exc.errors()[0]
             key_line = _line_of(node, [x for x in err["loc"] if isinstance(x, str | int)])
             raise _case_error(exc, source, key_line or line) from None
-        del i
     return cases
 
 
@@ -416,13 +413,11 @@ def evaluate(
         results.append(cr)
         if case.findings is not None:
             want, got = Counter(case.findings), Counter(runs[0].findings)
-            for (check, _), n in (want | got).items():
-                c = counts.setdefault(check, Counter())
-                key = (check, _)
+            for key in want | got:
+                c = counts.setdefault(key[0], Counter())
                 c["tp"] += min(want[key], got[key])
                 c["fp"] += max(0, got[key] - want[key])
                 c["fn"] += max(0, want[key] - got[key])
-                del n
         if progress is not None:
             progress(i + 1, len(items))
     per_check: dict[str, dict[str, float | int]] = {}

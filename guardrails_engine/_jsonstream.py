@@ -113,7 +113,6 @@ class _Frame:
         "count",
         "ctxs",
         "drop",
-        "key",
         "kind",
         "path",
         "pending_drop",
@@ -127,7 +126,6 @@ class _Frame:
         self.path = path
         self.start = start
         self.count = 0
-        self.key: str | None = None
         self.comma = -1  # the last comma between members
         self.comma_open = False  # a repair may still remove it
         self.drop = -1  # start of a member being dropped (repair), or -1
@@ -180,6 +178,7 @@ class JsonScan:
         self._escape = ""
         self._is_key = False
         self._lit = ""
+        self._pending_element = False  # a comma in an array: an element must follow
         self._ctxs: list[_Ctx] = []  # contexts of the value being read
         self._vpath = "$"
 
@@ -607,8 +606,6 @@ class JsonScan:
                     continue
                 raise self._syntax(pos, "expected ',' or the end of the container")
         self._pos = base + n
-
-    _pending_element = False
 
     def _value(self, c: str, pos: int) -> int:
         """A value starts with ``c``; return how many characters were consumed."""

@@ -26,7 +26,7 @@ import time of this package.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -201,7 +201,3 @@ class Catalog:
 def catalog() -> Catalog:
     """The process-wide catalog (imports presidio on first call)."""
     return Catalog()
-
-
-def known_entities() -> Sequence[str]:
-    return sorted(catalog().entities)

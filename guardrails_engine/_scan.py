@@ -467,13 +467,11 @@ class ScanState:
     """Per-stream scanning state over a :class:`PatternSet`.
 
     The caller owns the text.  ``buf`` is the text from absolute offset
-    ``base`` to ``end``; it must reach back at least ``margin`` characters
-    before :attr:`needed` (lookbehind and ``\\b`` read earlier characters).
+    ``base`` to ``end``; it must reach back a little before :attr:`hold`
+    (lookbehind and ``\\b`` read earlier characters; the pipeline keeps 256).
     """
 
     __slots__ = ("_states",)
-
-    margin = 256
 
     def __init__(self, patterns: PatternSet) -> None:
         self._states = tuple(_GroupState(g) for g in patterns._groups)
