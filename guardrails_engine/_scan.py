@@ -26,12 +26,12 @@ Settled text is never scanned again.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import regex
+
+from ._analysis import Facts, facts
 
 __all__ = ["PatternSet", "ScanMatch", "ScanState", "streamable"]
 
@@ -124,125 +124,6 @@ class ScanMatch:
         return s + self.base, e + self.base
 
 
-_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85"
-
-
-def _shape(pattern: str, flags: int) -> int | None:
-    """How far a match of ``pattern`` can look past what it consumes, if its
-    matches never consume whitespace; ``None`` if they may (or if unsure).
-
-    A pattern whose matches never contain whitespace can only be in progress
-    at the end of the text inside the trailing run of non-whitespace (plus its
-    lookahead reach), which bounds where partial matching must look.
-    """
-    # The standard library's parser of re syntax (private, hence the care).
-    c: Any = importlib.import_module("re._constants")
-    sre: Any = importlib.import_module("re._parser")
-
-    try:
-        tree = sre.parse(
-            pattern,
-            flags
-            & (
-                c.SRE_FLAG_IGNORECASE
-                | c.SRE_FLAG_MULTILINE
-                | c.SRE_FLAG_DOTALL
-                | c.SRE_FLAG_VERBOSE
-            ),
-        )
-    except Exception:
-        return None
-
-    def space_in(items: list[tuple[Any, Any]]) -> bool:
-        negate = bool(items) and items[0][0] is c.NEGATE
-        found = set()
-        for op, av in items:
-            if op is c.LITERAL:
-                found.add(chr(av))
-            elif op is c.RANGE:
-                found.update(ch for ch in _WHITESPACE if av[0] <= ord(ch) <= av[1])
-            elif op is c.CATEGORY:
-                if av in (c.CATEGORY_SPACE, c.CATEGORY_NOT_WORD, c.CATEGORY_NOT_DIGIT):
-                    found.update(_WHITESPACE)
-                elif av not in (c.CATEGORY_WORD, c.CATEGORY_DIGIT, c.CATEGORY_NOT_SPACE):
-                    found.update(_WHITESPACE)
-            elif op is not c.NEGATE:
-                found.update(_WHITESPACE)
-        hits = any(ch in found for ch in _WHITESPACE)
-        return not all(ch in found for ch in _WHITESPACE) if negate else hits
-
-    reach = 0
-
-    def walk(seq: Any) -> bool:
-        """True if something in ``seq`` may consume whitespace."""
-        nonlocal reach
-        for op, av in seq:
-            if op is c.LITERAL:
-                if chr(av) in _WHITESPACE:
-                    return True
-            elif op in (c.NOT_LITERAL, c.ANY, c.GROUPREF_EXISTS):
-                return True
-            elif op is c.IN:
-                if space_in(av):
-                    return True
-            elif op is c.CATEGORY:
-                if space_in([(op, av)]):
-                    return True
-            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
-                if walk(av[2]):
-                    return True
-            elif op is c.SUBPATTERN:
-                if walk(av[3]):
-                    return True
-            elif op is c.ATOMIC_GROUP:
-                if walk(av):
-                    return True
-            elif op is c.BRANCH:
-                if any(walk(b) for b in av[1]):
-                    return True
-            elif op in (c.ASSERT, c.ASSERT_NOT):
-                direction, sub = av
-                if direction == 1:
-                    width = sub.getwidth()[1]
-                    if width >= c.MAXREPEAT:
-                        return True
-                    # An upper bound: lookarounds nested in it read further.
-                    reach += int(width) + 1
-                walk_lookaround(sub)
-            elif op is c.AT:
-                reach += 1  # \b, $ and the like read the next character
-            elif op is c.GROUPREF:
-                continue
-            else:
-                return True
-        return False
-
-    def walk_lookaround(seq: Any) -> None:
-        """Count the reach of lookarounds nested in a lookaround."""
-        nonlocal reach
-        for op, av in seq:
-            if op in (c.ASSERT, c.ASSERT_NOT):
-                width = av[1].getwidth()[1]
-                reach += (int(width) if width < c.MAXREPEAT else 1 << 20) + 1
-                walk_lookaround(av[1])
-            elif op is c.AT:
-                reach += 1
-            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
-                walk_lookaround(av[2])
-            elif op is c.SUBPATTERN:
-                walk_lookaround(av[3])
-            elif op is c.BRANCH:
-                for b in av[1]:
-                    walk_lookaround(b)
-
-    try:
-        if walk(tree):
-            return None
-    except Exception:
-        return None
-    return reach
-
-
 _SCOPED = (
     (regex.IGNORECASE, "i"),
     (regex.MULTILINE, "m"),
@@ -308,23 +189,61 @@ def _top_level(pattern: str) -> str:
     return "".join(out)
 
 
-class _Group:
-    """Patterns that share one probe (same flags, no back-references)."""
+def _lead(pattern: str) -> str:
+    """The leading assertion of ``pattern`` that binds to all of it, or ""."""
+    m = _LEAD.match(pattern)
+    if m is None:
+        return ""
+    rest = pattern[m.end() :]
+    return "" if "|" in _top_level(rest) else m.group()
 
-    __slots__ = ("any", "indices", "patterns", "probe", "reach")
+
+def _classes(
+    patterns: Sequence[regex.Pattern[str]], parts: Sequence[str | None], *, lead: bool
+) -> regex.Pattern[str] | None:
+    """One pattern matching where any of ``parts`` (one class per pattern) does,
+    each under its pattern's flags (and after its leading assertion); None if a
+    part is unknown."""
+    if any(part is None for part in parts):
+        return None
+    if len(patterns) == 1:
+        p = patterns[0]
+        return regex.compile(f"{_lead(p.pattern) if lead else ''}(?:{parts[0]})", p.flags)
+    alts = [
+        f"(?{_scoped(p.flags)}:{_lead(p.pattern) if lead else ''}(?:{part}))"
+        for p, part in zip(patterns, parts, strict=True)
+    ]
+    return regex.compile("|".join(alts))
+
+
+class _Group:
+    """Patterns scanned together (same flags, no back-references)."""
+
+    __slots__ = ("first", "indices", "patterns", "probe", "probes", "reach", "trigger")
 
     def __init__(
         self,
         indices: Sequence[int],
         patterns: Sequence[regex.Pattern[str]],
-        reach: int | None,
+        known: Sequence[Facts],
     ) -> None:
         self.indices = tuple(indices)
         # Complete matches are searched with the patterns as written (same
         # meaning, and the engine's prefilters work best on them).
         self.patterns = tuple(patterns)
         # Lookahead reach past a match that never contains whitespace, or None.
-        self.reach = reach
+        reaches = [f.reach for f in known]
+        self.reach = None if None in reaches else max(r for r in reaches if r is not None)
+        # Where a match, complete or in progress, may start: its leading
+        # assertion holds and its first character is one it can start with.
+        self.first = _classes(patterns, [f.first for f in known], lead=True)
+        # Every match consumes one of these: without one, nothing matches.
+        self.trigger = _classes(patterns, [f.required for f in known], lead=False)
+        # How many candidate starts a feed asks the probe about before it
+        # asks once for all the rest.  A probe of a large alternation costs
+        # microseconds; a group of whitespace-free patterns with many members
+        # holds from its first candidate in the trailing word instead.
+        self.probes = 4 if self.reach is None or len(patterns) <= 2 else 0
         if len(patterns) == 1:
             p = patterns[0]
             alternation, flags = streamable(p.pattern, p.flags).pattern, p.flags
@@ -333,8 +252,6 @@ class _Group:
                 [(streamable(p.pattern, p.flags).pattern, p.flags) for p in patterns]
             )
             flags = 0
-        # Leftmost position where any pattern matches or may still match.
-        self.any = regex.compile(alternation, flags)
         # Leftmost position where any pattern may still match (it never does).
         self.probe = regex.compile(f"(?:{alternation})(?!)", flags)
 
@@ -346,87 +263,108 @@ class PatternSet:
 
     def __init__(self, patterns: Sequence[regex.Pattern[str]]) -> None:
         self.patterns = tuple(patterns)
+        known = [facts(p.pattern, p.flags) for p in self.patterns]
         by_key: dict[bool, list[int]] = {}
-        reach: dict[bool, int] = {}
         alone: list[int] = []
         for i, p in enumerate(self.patterns):
-            shape = _shape(p.pattern, p.flags)
             if _UNCOMBINABLE.search(p.pattern) or p.flags & ~_SCOPABLE:
                 alone.append(i)
                 continue
-            # Patterns whose matches never contain whitespace share a probe that
-            # starts at the trailing word; the others share one that cannot.
-            key = shape is not None
-            by_key.setdefault(key, []).append(i)
-            reach[key] = max(reach.get(key, 0), shape or 0)
+            # Patterns whose matches never contain whitespace are in progress
+            # only in the trailing word; the others may span words.
+            by_key.setdefault(known[i].reach is not None, []).append(i)
         groups = [
-            _Group(ids, [self.patterns[i] for i in ids], reach[key] if key else None)
-            for key, ids in by_key.items()
+            _Group(ids, [self.patterns[i] for i in ids], [known[i] for i in ids])
+            for ids in by_key.values()
         ]
-        groups += [
-            _Group(
-                [i], [self.patterns[i]], _shape(self.patterns[i].pattern, self.patterns[i].flags)
-            )
-            for i in alone
-        ]
+        groups += [_Group([i], [self.patterns[i]], [known[i]]) for i in alone]
         self._groups = tuple(groups)
 
     def state(self) -> ScanState:
         return ScanState(self)
 
 
+def _run_start(buf: str, lo: int, hi: int) -> int:
+    """Index after the last space, tab or line break in ``buf[lo:hi]``, or ``lo``."""
+    k = max(
+        buf.rfind(" ", lo, hi), buf.rfind("\n", lo, hi), buf.rfind("\t", lo, hi), buf.rfind("\r", lo, hi)
+    )
+    return lo if k < 0 else k + 1
+
+
 class _GroupState:
-    __slots__ = ("dead", "group", "hold", "pos", "seen")
+    __slots__ = ("dead", "eager", "group", "hold", "pos")
 
     def __init__(self, group: _Group) -> None:
         self.group = group
         self.pos = [0] * len(group.patterns)
         self.dead = 0
         self.hold = 0
-        self.seen = 0  # end of the text at the last feed
+        self.eager = False  # scan at the next feed, whatever it brings
 
     def feed(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
         group = self.group
         x = self.dead
-        seen, self.seen = self.seen, end
-        if seen < end:
-            # Text with no whitespace rarely settles anything (a word goes on):
-            # wait for the next space, so that a word costs one search, not one
-            # a chunk.  Holding longer is always safe: the hold stays where it
-            # was, and findings are only found later, never lost.
-            new = buf[seen - base :]
-            if " " not in new and "\n" not in new and "\t" not in new and "\r" not in new:
-                self.seen = seen
-                return
-        # One search usually settles it: with partial matching, the alternation
-        # stops at the leftmost position where a pattern matches or may still
-        # match.  No match at all, or only one in progress: everything before is
-        # settled and holds nothing.
-        am = group.any.search(buf, x - base, partial=True)
-        if am is None:
-            self.dead = self.hold = end
-            return
-        if am.partial:
-            self.dead = self.hold = am.start() + base
-            return
-        # A complete match: find where the first match in progress starts.
-        start = x
-        if group.reach is not None:
-            # A match that never contains whitespace can only be in progress in
-            # the trailing run of non-whitespace, unless its lookahead reaches
-            # across the whitespace before that run to the end.
-            run = base + 1 + max(buf.rfind(" "), buf.rfind("\n"), buf.rfind("\t"), buf.rfind("\r"))
-            if end - run > group.reach:
-                start = max(x, run)
-        pm = group.probe.search(buf, start - base, partial=True)
-        h = end if pm is None else pm.start() + base
-        if h > x:
+        self.eager = False
+        start = x if group.reach is None else self._word_hold(buf, base, end, x)
+        if group.first is not None:
+            h = self._candidate_hold(buf, base, end, start)
+        else:
+            # Unknown first characters: one partial search of the shared probe.
+            pm = group.probe.search(buf, start - base, partial=True)
+            h = end if pm is None else pm.start() + base
+        if h > x and (group.trigger is None or group.trigger.search(buf, x - base) is not None):
             # Positions before h are settled: their complete matches are final.
             # Each pattern searches on its own, with the regex engine's literal
-            # prefilters, which a shared alternation would lose.
+            # prefilters, which a shared alternation would lose.  Without a
+            # character that every match consumes there is nothing to find.
             self._collect(buf, base, x, h, out)
         self.dead = h
         self.hold = h
+
+    def _word_hold(self, buf: str, base: int, end: int, x: int) -> int:
+        """Where whitespace-free matches may be in progress: in the trailing
+        word, or in the word before when the trailing one is shorter than
+        their lookahead reach."""
+        group = self.group
+        reach = group.reach
+        assert reach is not None
+        lo = x - base
+        run = _run_start(buf, lo, len(buf))
+        # A match in progress consumes no whitespace and reads at most
+        # ``reach`` past what it consumes: it starts in the trailing word,
+        # unless it consumed ``u`` or later in the word before.
+        u = end - reach - base
+        if lo <= u < run - 1:
+            run = u + 1 if buf[u] in " \n\t\r" else _run_start(buf, lo, u)
+            self.eager = True  # the next chunk settles the word before
+        return max(run + base, x)
+
+    def _candidate_hold(self, buf: str, base: int, end: int, start: int) -> int:
+        """The first position from ``start`` on where a match may be in progress:
+        a candidate start (leading assertion and first character) that the probe
+        says may still match.  A large group of whitespace-free patterns does not
+        ask: its first candidate holds."""
+        group = self.group
+        first = group.first
+        assert first is not None
+        p = start - base
+        probes = group.probes
+        while True:
+            m = first.search(buf, p)
+            if m is None:
+                return end
+            c = m.start()
+            if probes == 0:
+                if group.probes == 0:
+                    return c + base
+                # Many candidates: one search for all the rest.
+                pm = group.probe.search(buf, c, partial=True)
+                return end if pm is None else pm.start() + base
+            probes -= 1
+            if group.probe.match(buf, c, partial=True) is not None:
+                return c + base
+            p = c + 1
 
     def _collect(self, buf: str, base: int, start: int, limit: int, out: list[ScanMatch]) -> None:
         """Every pattern's matches that start in ``[start, limit)``, each from where it stopped.
@@ -459,7 +397,6 @@ class _GroupState:
             return
         self._collect(buf, base, self.dead, upto, out)
         self.dead = max(self.dead, upto)
-        self.seen = end  # scan now, whatever the last chunk was
         self.feed(buf, base, end, out)
 
 
@@ -471,17 +408,35 @@ class ScanState:
     (lookbehind and ``\\b`` read earlier characters; the pipeline keeps 256).
     """
 
-    __slots__ = ("_states",)
+    __slots__ = ("_seen", "_states", "hold")
 
     def __init__(self, patterns: PatternSet) -> None:
         self._states = tuple(_GroupState(g) for g in patterns._groups)
+        self._seen = 0  # end of the text at the last scan
+        #: No match still to come starts before this absolute offset.
+        self.hold = 0 if self._states else 1 << 62
 
     def feed(self, buf: str, base: int) -> list[ScanMatch]:
         """Scan after text was appended; return the matches that became final."""
         end = base + len(buf)
         out: list[ScanMatch] = []
-        for st in self._states:
-            st.feed(buf, base, end, out)
+        seen = self._seen
+        if seen >= end:
+            return out
+        # Text with no whitespace rarely settles anything (a word goes on):
+        # wait for the next space, so that a word costs one scan, not one a
+        # chunk.  Holding longer is always safe: the hold stays where it was,
+        # and matches are only found later, never lost.
+        new = buf[seen - base :] if seen > base else buf
+        if " " in new or "\n" in new or "\t" in new or "\r" in new:
+            self._seen = end
+            for st in self._states:
+                st.feed(buf, base, end, out)
+        else:
+            for st in self._states:
+                if st.eager:
+                    st.feed(buf, base, end, out)
+        self.hold = min(st.hold for st in self._states)
         return out
 
     def finish(self, buf: str, base: int) -> list[ScanMatch]:
@@ -490,6 +445,8 @@ class ScanState:
         out: list[ScanMatch] = []
         for st in self._states:
             st.finish(buf, base, end, out)
+        self._seen = end
+        self.hold = min((st.hold for st in self._states), default=1 << 62)
         return out
 
     def force(self, buf: str, base: int, upto: int) -> list[ScanMatch]:
@@ -498,9 +455,6 @@ class ScanState:
         out: list[ScanMatch] = []
         for st in self._states:
             st.force(buf, base, end, upto, out)
+        self._seen = end
+        self.hold = min((st.hold for st in self._states), default=1 << 62)
         return out
-
-    @property
-    def hold(self) -> int:
-        """No match still to come starts before this absolute offset."""
-        return min((st.hold for st in self._states), default=1 << 62)
