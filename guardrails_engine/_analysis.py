@@ -24,7 +24,7 @@ from typing import Any
 
 import regex
 
-__all__ = ["Facts", "WHITESPACE", "facts"]
+__all__ = ["WHITESPACE", "Facts", "facts"]
 
 WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85"
 
@@ -147,7 +147,9 @@ class _Tree:
             elif op is c.RANGE:
                 lo, hi = av
                 parts.append(f"{_char(lo)}-{_char(hi)}")
-                share += sum(_char_share(x, self.ignorecase) for x in range(lo, min(hi, lo + 512) + 1))
+                share += sum(
+                    _char_share(x, self.ignorecase) for x in range(lo, min(hi, lo + 512) + 1)
+                )
             elif op is c.CATEGORY:
                 text, s = self.category(av)
                 parts.append(text)
@@ -392,7 +394,11 @@ def facts(pattern: str, flags: int) -> Facts:
         reach = _reach(c, sre, tree)
     except Exception:
         reach = None
-    if any(s in pattern for s in _FOREIGN) or flags & ~_PLAIN or tree.state.flags & c.SRE_FLAG_ASCII:
+    if (
+        any(s in pattern for s in _FOREIGN)
+        or flags & ~_PLAIN
+        or tree.state.flags & c.SRE_FLAG_ASCII
+    ):
         return Facts(reach, None, None, 1.0)
     walker = _Tree(c, bool(flags & regex.IGNORECASE))
     first: str | None

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._canon import OffsetMap
 from ._check import Check, Hit, RunContext, Session
+from ._holdback import Holdbacks
 from ._model import Action, Decision, Finding, Result
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ class Run:
         "_ending",
         "_failed",
         "_hits",
+        "_live",
         "_map",
         "_order",
         "_out",
@@ -176,6 +178,8 @@ class Run:
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
         self._sessions: list[tuple[Check, Session]] = [(c, c.session()) for c in policy.checks]
+        # The sessions still running (not failed), with their index.
+        self._live = [(i, c, s) for i, (c, s) in enumerate(self._sessions)]
         self._scanning = any(s.scans for _, s in self._sessions)
         # Sessions that may hold back release beyond their hold (release on completion).
         self._barriers: list[Any] = [s for _, s in self._sessions if hasattr(s, "barrier")]
@@ -200,7 +204,7 @@ class Run:
         self._ending: Ending | None = None
         self._result: Result | None = None
         self.check_seconds = [0.0] * len(self._sessions)
-        self.holdbacks: list[int] = []
+        self.holdbacks = Holdbacks()
         # Statistics for traces.
         self.started_at = time.perf_counter()
         self.ended_at: float | None = None
@@ -233,7 +237,19 @@ class Run:
         if self._ending is not None or not chunk:
             return ""
         self._receive(chunk)
-        self._feed_sessions(chunk, scanning=True)
+        # The hot path of a stream: _feed_sessions, inlined.
+        buf, base = self._buf, self._base
+        clock = time.perf_counter
+        seconds = self.check_seconds
+        for i, check, session in self._live:
+            t0 = clock()
+            try:
+                found = session.feed(buf, base, chunk)
+            except Exception as exc:
+                found = self._fail(i, check, session, exc)
+            seconds[i] += clock() - t0
+            if found:
+                self._add(found, session.scans)
         return self._advance(final=False)
 
     def _receive(self, chunk: str) -> None:
@@ -247,8 +263,8 @@ class Run:
 
     def _feed_sessions(self, chunk: str, *, scanning: bool) -> None:
         buf, base = self._buf, self._base
-        for i, (check, session) in enumerate(self._sessions):
-            if i in self._failed or (session.scans and not scanning):
+        for i, check, session in self._live:
+            if session.scans and not scanning:
                 continue
             t0 = time.perf_counter()
             try:
@@ -275,9 +291,7 @@ class Run:
         if self._ending is not None:
             return ""
         buf, base = self._buf, self._base
-        for i, (check, session) in enumerate(self._sessions):
-            if i in self._failed:
-                continue
+        for i, check, session in self._live:
             t0 = time.perf_counter()
             try:
                 found = session.finish(buf, base)
@@ -309,6 +323,7 @@ class Run:
     def _fail(self, i: int, check: Check, session: Session, exc: Exception) -> list[Hit]:
         """A check raised: on_error decides.  The reason names the check, never the text."""
         self._failed.add(i)
+        self._live = [entry for entry in self._live if entry[0] != i]
         start = self._to_orig(session.hold) if session.scans else min(session.hold, self._end)
         start = min(start, self._end)
         session.hold = _NEVER
@@ -391,7 +406,7 @@ class Run:
             if session.barrier < target:
                 target = session.barrier  # e.g. a schema check that releases on completion
         if not final and target <= self._released and not self._repairs:
-            self.holdbacks.append(self._end - self._released)
+            self.holdbacks.add(self._end - self._released)
             return ""  # nothing new is safe: the common case for a chunk mid-word
         piece = self._release(target, final=final)
         if final:
@@ -407,7 +422,7 @@ class Run:
                 return ""
             self._conclude(Ending.COMPLETED, self._hits)
         else:
-            self.holdbacks.append(self._end - self._released)
+            self.holdbacks.add(self._end - self._released)
             self._trim()
         return piece
 
@@ -484,13 +499,30 @@ class Run:
         return offset + i
 
     def _release(self, target: int, *, final: bool) -> str:
+        start = self._released
+        pending = self._pending
+        offset = self._pending_start
+        if not self._repairs:
+            # Nothing to replace: the common case, a plain slice.
+            if target <= start:
+                return ""
+            text = pending[0] if len(pending) == 1 else "".join(pending)
+            piece = text[start - offset : target - offset]
+            rest = text[target - offset :]
+            self._pending = [rest] if rest else []
+            self._pending_start = self._released = target
+            if piece:
+                self._out.append(piece)
+                self.chunks_out += 1
+                self.chars_out += len(piece)
+                if self.first_out_at is None:
+                    self.first_out_at = time.perf_counter()
+            return piece
         if not final:
             target = self._straddle(target)
-        start = self._released
         if target <= start:
             return ""
-        text = "".join(self._pending) if len(self._pending) != 1 else self._pending[0]
-        offset = self._pending_start
+        text = "".join(pending) if len(pending) != 1 else pending[0]
         now: list[Hit] = []
         if self._repairs:
             now = _unshadowed([r for r in self._repairs if r.start < target])
@@ -531,7 +563,7 @@ class Run:
         return piece
 
     def _trim(self) -> None:
-        if not self._scanning:
+        if not self._scanning or len(self._buf) <= _TRIM_AT + _MARGIN:
             return
         keep = _NEVER
         for _, s in self._sessions:

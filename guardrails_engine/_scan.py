@@ -216,10 +216,63 @@ def _classes(
     return regex.compile("|".join(alts))
 
 
+def _probe(patterns: Sequence[regex.Pattern[str]]) -> regex.Pattern[str]:
+    """``(?:R1|R2|...)(?!)``: never matches; with partial matching, it finds the
+    leftmost position where one of the patterns may still match."""
+    if len(patterns) == 1:
+        p = patterns[0]
+        return regex.compile(f"(?:{streamable(p.pattern, p.flags).pattern})(?!)", p.flags)
+    alternation = _alternation(
+        [(streamable(p.pattern, p.flags).pattern, p.flags) for p in patterns]
+    )
+    return regex.compile(f"(?:{alternation})(?!)")
+
+
+class _Finder:
+    """Finds where a match of some patterns may be in progress."""
+
+    __slots__ = ("first", "probe", "probes")
+
+    def __init__(
+        self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
+    ) -> None:
+        # Where a match, complete or in progress, may start: its leading
+        # assertion holds and its first character is one it can start with.
+        self.first = _classes(patterns, [f.first for f in known], lead=True)
+        self.probe = _probe(patterns)
+        # How many candidates to ask the probe about, one by one, before one
+        # search for all the rest.  0: do not ask, the first candidate holds
+        # (a probe of a large alternation costs microseconds).
+        self.probes = probes
+
+    def find(self, buf: str, p: int, stop: int) -> int:
+        """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
+        first = self.first
+        if first is None:
+            pm = self.probe.search(buf, p, partial=True)
+            return stop if pm is None else min(pm.start(), stop)
+        budget = self.probes
+        m = first.search(buf, p)
+        while m is not None:
+            c = m.start()
+            if c >= stop:
+                break
+            if budget == 0:
+                if self.probes == 0:
+                    return c
+                pm = self.probe.search(buf, c, partial=True)
+                return stop if pm is None else min(pm.start(), stop)
+            budget -= 1
+            if self.probe.match(buf, c, partial=True) is not None:
+                return c
+            m = first.search(buf, c + 1)
+        return stop
+
+
 class _Group:
     """Patterns scanned together (same flags, no back-references)."""
 
-    __slots__ = ("first", "indices", "patterns", "probe", "probes", "reach", "trigger")
+    __slots__ = ("far", "far_reach", "finder", "indices", "patterns", "reach", "trigger")
 
     def __init__(
         self,
@@ -234,26 +287,21 @@ class _Group:
         # Lookahead reach past a match that never contains whitespace, or None.
         reaches = [f.reach for f in known]
         self.reach = None if None in reaches else max(r for r in reaches if r is not None)
-        # Where a match, complete or in progress, may start: its leading
-        # assertion holds and its first character is one it can start with.
-        self.first = _classes(patterns, [f.first for f in known], lead=True)
         # Every match consumes one of these: without one, nothing matches.
         self.trigger = _classes(patterns, [f.required for f in known], lead=False)
-        # How many candidate starts a feed asks the probe about before it
-        # asks once for all the rest.  A probe of a large alternation costs
-        # microseconds; a group of whitespace-free patterns with many members
-        # holds from its first candidate in the trailing word instead.
-        self.probes = 4 if self.reach is None or len(patterns) <= 2 else 0
-        if len(patterns) == 1:
-            p = patterns[0]
-            alternation, flags = streamable(p.pattern, p.flags).pattern, p.flags
-        else:
-            alternation = _alternation(
-                [(streamable(p.pattern, p.flags).pattern, p.flags) for p in patterns]
+        small = 4 if self.reach is None or len(patterns) <= 2 else 0
+        self.finder = _Finder(patterns, known, small)
+        # Whitespace-free patterns that read two or more characters past their
+        # match (``(?!\.\d)``): in the word before the trailing one, only they
+        # may still be in progress.
+        far = [i for i, f in enumerate(known) if f.reach is not None and f.reach > 1]
+        self.far: _Finder | None = None
+        self.far_reach = 0
+        if self.reach is not None and far:
+            self.far = _Finder(
+                [patterns[i] for i in far], [known[i] for i in far], 4 if len(far) <= 2 else 0
             )
-            flags = 0
-        # Leftmost position where any pattern may still match (it never does).
-        self.probe = regex.compile(f"(?:{alternation})(?!)", flags)
+            self.far_reach = max(known[i].reach or 0 for i in far)
 
 
 class PatternSet:
@@ -287,7 +335,10 @@ class PatternSet:
 def _run_start(buf: str, lo: int, hi: int) -> int:
     """Index after the last space, tab or line break in ``buf[lo:hi]``, or ``lo``."""
     k = max(
-        buf.rfind(" ", lo, hi), buf.rfind("\n", lo, hi), buf.rfind("\t", lo, hi), buf.rfind("\r", lo, hi)
+        buf.rfind(" ", lo, hi),
+        buf.rfind("\n", lo, hi),
+        buf.rfind("\t", lo, hi),
+        buf.rfind("\r", lo, hi),
     )
     return lo if k < 0 else k + 1
 
@@ -305,15 +356,34 @@ class _GroupState:
     def feed(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
         group = self.group
         x = self.dead
+        lo = x - base
+        stop = end - base
         self.eager = False
-        start = x if group.reach is None else self._word_hold(buf, base, end, x)
-        if group.first is not None:
-            h = self._candidate_hold(buf, base, end, start)
+        if group.reach is None:
+            h = group.finder.find(buf, lo, stop)
         else:
-            # Unknown first characters: one partial search of the shared probe.
-            pm = group.probe.search(buf, start - base, partial=True)
-            h = end if pm is None else pm.start() + base
-        if h > x and (group.trigger is None or group.trigger.search(buf, x - base) is not None):
+            # A match in progress consumes no whitespace: it starts in the
+            # trailing word ...
+            run = _run_start(buf, lo, stop)
+            h = group.finder.find(buf, run, stop)
+            far = group.far
+            if far is not None:
+                # ... or, for a pattern that reads further than one character
+                # past its match, in the word before, if it consumed ``u`` or later.
+                u = stop - group.far_reach
+                if u < run - 1:
+                    if u < lo:
+                        before = lo
+                    elif buf[u] in " \n\t\r":
+                        before = u + 1
+                    else:
+                        before = _run_start(buf, lo, u)
+                    h2 = far.find(buf, before, run)
+                    if h2 < h:
+                        h = h2
+                        self.eager = True  # the next chunk settles it
+        h += base
+        if h > x and (group.trigger is None or group.trigger.search(buf, lo) is not None):
             # Positions before h are settled: their complete matches are final.
             # Each pattern searches on its own, with the regex engine's literal
             # prefilters, which a shared alternation would lose.  Without a
@@ -321,50 +391,6 @@ class _GroupState:
             self._collect(buf, base, x, h, out)
         self.dead = h
         self.hold = h
-
-    def _word_hold(self, buf: str, base: int, end: int, x: int) -> int:
-        """Where whitespace-free matches may be in progress: in the trailing
-        word, or in the word before when the trailing one is shorter than
-        their lookahead reach."""
-        group = self.group
-        reach = group.reach
-        assert reach is not None
-        lo = x - base
-        run = _run_start(buf, lo, len(buf))
-        # A match in progress consumes no whitespace and reads at most
-        # ``reach`` past what it consumes: it starts in the trailing word,
-        # unless it consumed ``u`` or later in the word before.
-        u = end - reach - base
-        if lo <= u < run - 1:
-            run = u + 1 if buf[u] in " \n\t\r" else _run_start(buf, lo, u)
-            self.eager = True  # the next chunk settles the word before
-        return max(run + base, x)
-
-    def _candidate_hold(self, buf: str, base: int, end: int, start: int) -> int:
-        """The first position from ``start`` on where a match may be in progress:
-        a candidate start (leading assertion and first character) that the probe
-        says may still match.  A large group of whitespace-free patterns does not
-        ask: its first candidate holds."""
-        group = self.group
-        first = group.first
-        assert first is not None
-        p = start - base
-        probes = group.probes
-        while True:
-            m = first.search(buf, p)
-            if m is None:
-                return end
-            c = m.start()
-            if probes == 0:
-                if group.probes == 0:
-                    return c + base
-                # Many candidates: one search for all the rest.
-                pm = group.probe.search(buf, c, partial=True)
-                return end if pm is None else pm.start() + base
-            probes -= 1
-            if group.probe.match(buf, c, partial=True) is not None:
-                return c + base
-            p = c + 1
 
     def _collect(self, buf: str, base: int, start: int, limit: int, out: list[ScanMatch]) -> None:
         """Every pattern's matches that start in ``[start, limit)``, each from where it stopped.

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from statistics import median
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -154,8 +153,8 @@ def _build(
         chars_in=run.received,
         chunks_out=run.chunks_out,
         chars_out=run.chars_out,
-        holdback_max=max(holdbacks, default=0),
-        holdback_median=float(median(holdbacks)) if holdbacks else 0.0,
+        holdback_max=holdbacks.max,
+        holdback_median=holdbacks.median(),
         first_out_ms=round(first_out, 4) if first_out is not None else None,
         error=type(error).__name__ if error is not None else None,
     )
