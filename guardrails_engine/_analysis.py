@@ -13,12 +13,14 @@ for sure is reported as unknown, and unknown only costs speed):
 
 Classes are rendered in the ``regex`` syntax with every character spelled as
 ``\\UXXXXXXXX``, so no flag (verbose mode included) changes their meaning;
-``IGNORECASE`` is kept as a scoped flag by the caller.
+``IGNORECASE`` is kept as a scoped flag by the caller.  :func:`union` merges
+classes into one pattern.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,11 +78,12 @@ class Facts:
     #: How far past the end of what a match consumes it may read, if matches
     #: never consume whitespace; ``None`` if they may (or if unsure).
     reach: int | None
-    #: A class of every character a match can start with; ``None`` if unknown
-    #: or if the pattern can match the empty string.
-    first: str | None
-    #: A class of characters of which every match consumes at least one.
-    required: str | None
+    #: Classes (``[...]``, ``[^...]``) holding every character a match can start
+    #: with; ``None`` if unknown or if the pattern can match the empty string.
+    first: tuple[str, ...] | None
+    #: Classes of characters (or literal strings) of which every match
+    #: consumes at least one.
+    required: tuple[str, ...] | None
     #: Estimated share of prose characters in ``required``.
     rarity: float
 
@@ -100,7 +103,7 @@ def _char_share(code: int, ignorecase: bool) -> float:
     if ch == " ":
         return 0.17
     if ch in ".,":
-        return 0.01
+        return 0.02
     if ch.isdigit():
         return 0.001
     if ch.isascii():
@@ -219,9 +222,24 @@ class _Tree:
 
     # -- required characters ---------------------------------------------------
     def required(self, seq: Any) -> tuple[list[str], float] | None:
-        """The rarest set of classes that every match of ``seq`` consumes from."""
+        """The rarest set of classes (or literal strings) that every match of
+        ``seq`` consumes one of."""
         c = self.c
         best: tuple[list[str], float] | None = None
+        # Consecutive literal characters: a string every match contains.
+        run: list[int] = []
+        for op, av in [*seq, (None, None)]:
+            if op is c.LITERAL:
+                run.append(av)
+                continue
+            if len(run) >= 2:
+                text = "".join(_char(code) for code in run)
+                share = min(_char_share(code, self.ignorecase) for code in run) ** 2 / len(run)
+                if best is None or share < best[1]:
+                    best = [text], share
+            run = []
+            if op is None:
+                break
         for op, av in seq:
             found: tuple[list[str], float] | None = None
             try:
@@ -401,10 +419,10 @@ def facts(pattern: str, flags: int) -> Facts:
     ):
         return Facts(reach, None, None, 1.0)
     walker = _Tree(c, bool(flags & regex.IGNORECASE))
-    first: str | None
+    first: tuple[str, ...] | None
     try:
         classes, empty = walker.first(tree)
-        first = None if empty or not classes else "|".join(classes)
+        first = None if empty or not classes else tuple(classes)
     except (_Unknown, Exception):
         first = None
     try:
@@ -413,4 +431,24 @@ def facts(pattern: str, flags: int) -> Facts:
         req = None
     if req is None:
         return Facts(reach, first, None, 1.0)
-    return Facts(reach, first, "|".join(req[0]), req[1])
+    return Facts(reach, first, tuple(req[0]), req[1])
+
+
+def union(classes: Iterable[tuple[str, bool]]) -> str:
+    """One pattern matching any of ``classes``: (class or literal string, ignorecase) pairs.
+
+    Plain classes merge into one class (one for those under ``IGNORECASE``);
+    negated ones and strings stay alternatives.
+    """
+    plain: dict[bool, list[str]] = {False: [], True: []}
+    alts: list[str] = []
+    for cls, ignorecase in classes:
+        if not cls.startswith("[") or cls.startswith("[^"):
+            alts.append(f"(?i:{cls})" if ignorecase else f"(?-i:{cls})")
+        else:
+            plain[ignorecase].append(cls[1:-1])
+    if plain[False]:
+        alts.insert(0, "(?-i:[" + "".join(dict.fromkeys(plain[False])) + "])")
+    if plain[True]:
+        alts.insert(0, "(?i:[" + "".join(dict.fromkeys(plain[True])) + "])")
+    return "|".join(alts)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from ._model import Action
-from ._scan import PatternSet, ScanMatch, ScanState
+from ._scan import PatternSet, ScanMatch, ScanState, ScanView
 
 __all__ = ["Check", "Hit", "PatternCheck", "PatternSession", "RunContext", "Session"]
 
@@ -147,9 +147,10 @@ class PatternSession:
     capped = True
     scans = True
 
-    def __init__(self, check: PatternCheck) -> None:
+    def __init__(self, check: PatternCheck, scan: ScanView | None = None) -> None:
         self._check = check
-        self._state: ScanState = check.patterns.state()
+        # Its own scanner, or its view of one the run shares between checks.
+        self._state: ScanState | ScanView = scan if scan is not None else check.patterns.state()
         self.hold = 0
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
@@ -178,8 +179,8 @@ class PatternCheck:
     patterns: PatternSet
     blocking = False
 
-    def session(self) -> Session:
-        return PatternSession(self)
+    def session(self, scan: ScanView | None = None) -> Session:
+        return PatternSession(self, scan)
 
     def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
         raise NotImplementedError

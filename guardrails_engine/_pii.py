@@ -22,7 +22,7 @@ from ._content import term_pattern
 from ._model import Action, done
 from ._ner import NerModel, sentence_end
 from ._presidio import Detector, catalog, plain_interpreter
-from ._scan import PatternSet, ScanMatch
+from ._scan import PatternSet, ScanMatch, ScanView
 
 __all__ = ["PARTIAL_ENTITIES", "PiiCheck"]
 
@@ -117,9 +117,9 @@ class PiiCheck(PatternCheck):
         self.cap = cap
 
     # -- sessions ---------------------------------------------------------------
-    def session(self) -> Session:
+    def session(self, scan: ScanView | None = None) -> Session:
         if not self.blocking:
-            return PatternSession(self)
+            return PatternSession(self, scan)
         return _PiiSession(self)
 
     # -- hits -------------------------------------------------------------------

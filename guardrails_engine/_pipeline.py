@@ -33,6 +33,7 @@ from ._canon import OffsetMap
 from ._check import Check, Hit, RunContext, Session
 from ._holdback import Holdbacks
 from ._model import Action, Decision, Finding, Result
+from ._scan import ScanView, SharedScan
 
 if TYPE_CHECKING:
     from ._policy import Policy
@@ -136,6 +137,21 @@ def _unshadowed(hits: Sequence[Hit]) -> list[Hit]:
     ]
 
 
+def _sessions(policy: Policy) -> list[tuple[Check, Session]]:
+    """A session per check; checks that only scan patterns share one scanner."""
+    shared = policy.shared_patterns
+    views: dict[int, ScanView] = {}
+    if shared is not None:
+        patterns, indices, sizes = shared
+        scan = SharedScan(patterns, sizes)
+        views = {i: scan.view(k) for k, i in enumerate(indices)}
+    out: list[tuple[Check, Session]] = []
+    for i, c in enumerate(policy.checks):
+        view = views.get(i)
+        out.append((c, c.session() if view is None else c.session(view)))  # type: ignore[call-arg]
+    return out
+
+
 class Run:
     """Per-text state of a policy: feed chunks, get released text, then a result."""
 
@@ -177,7 +193,7 @@ class Run:
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
-        self._sessions: list[tuple[Check, Session]] = [(c, c.session()) for c in policy.checks]
+        self._sessions: list[tuple[Check, Session]] = _sessions(policy)
         # The sessions still running (not failed), with their index.
         self._live = [(i, c, s) for i, (c, s) in enumerate(self._sessions)]
         self._scanning = any(s.scans for _, s in self._sessions)

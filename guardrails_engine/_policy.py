@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
+from ._check import PatternCheck
 from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
 from ._content import ContentCheck
 from ._errors import PolicyError
@@ -22,6 +23,7 @@ from ._ner import ModelMissing, default_model_name, load_model
 from ._pii import PiiCheck
 from ._pipeline import Run
 from ._presidio import NER_ENTITIES, catalog
+from ._scan import PatternSet
 from ._schema import SchemaCheck, SchemaError, check_schema, load_schema, local_registry
 from ._threads import thread_limiter
 from ._trace import TraceCallback, record
@@ -42,7 +44,7 @@ class Policy:
     Build one with :func:`load_policy` or :meth:`Policy.from_yaml`.
     """
 
-    __slots__ = ("_checks", "_hash", "_on_trace", "_source", "_spec")
+    __slots__ = ("_checks", "_hash", "_on_trace", "_scan", "_source", "_spec")
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class Policy:
     ) -> None:
         self._spec = spec
         self._checks = checks
+        self._scan = _shared_patterns(checks)
         self._source = source
         self._hash = digest
         self._on_trace = on_trace
@@ -108,6 +111,12 @@ class Policy:
     @property
     def checks(self) -> tuple[Check, ...]:
         return self._checks
+
+    @property
+    def shared_patterns(self) -> tuple[PatternSet, tuple[int, ...], tuple[int, ...]] | None:
+        """Patterns that the checks scanning plain patterns share in a run: the
+        set, the indices of those checks, and how many patterns each has."""
+        return self._scan
 
     @property
     def on_trace(self) -> TraceCallback | None:
@@ -249,6 +258,23 @@ def _compile_pii(c: PiiSpec, spec: PolicySpec, located: Located, where: list[Any
         hash_key=key,
         cap=spec.stream.max_holdback_chars,
     )
+
+
+def _shared_patterns(
+    checks: Sequence[Check],
+) -> tuple[PatternSet, tuple[int, ...], tuple[int, ...]] | None:
+    """One pattern set over the checks that only scan patterns (pii without NER,
+    content), if there are two or more: a run then scans once per chunk."""
+    sharing = [
+        (i, c)
+        for i, c in enumerate(checks)
+        if isinstance(c, PatternCheck) and not c.blocking and c.patterns.patterns
+    ]
+    if len(sharing) < 2:
+        return None
+    parts = [c.patterns.patterns for _, c in sharing]
+    merged = PatternSet([p for part in parts for p in part])
+    return merged, tuple(i for i, _ in sharing), tuple(len(part) for part in parts)
 
 
 def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[Check]:

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import regex
 
-from ._analysis import Facts, facts
+from ._analysis import Facts, facts, union
 
-__all__ = ["PatternSet", "ScanMatch", "ScanState", "streamable"]
+__all__ = ["PatternSet", "ScanMatch", "ScanState", "ScanView", "SharedScan", "streamable"]
 
 # Back-references and conditionals refer to group numbers, which an
 # alternation renumbers; inline global flags would leak into the other patterns.
@@ -199,20 +199,29 @@ def _lead(pattern: str) -> str:
 
 
 def _classes(
-    patterns: Sequence[regex.Pattern[str]], parts: Sequence[str | None], *, lead: bool
+    patterns: Sequence[regex.Pattern[str]],
+    parts: Sequence[tuple[str, ...] | None],
+    *,
+    lead: bool,
 ) -> regex.Pattern[str] | None:
-    """One pattern matching where any of ``parts`` (one class per pattern) does,
-    each under its pattern's flags (and after its leading assertion); None if a
-    part is unknown."""
+    """One pattern matching where a character of ``parts`` (classes, per pattern)
+    is, under its pattern's flags, and with ``lead`` after its pattern's leading
+    assertion; None if a part is unknown.  Patterns with the same assertion and
+    flags share one class: the engine searches one class quickly, an alternation
+    of many slowly."""
     if any(part is None for part in parts):
         return None
-    if len(patterns) == 1:
-        p = patterns[0]
-        return regex.compile(f"{_lead(p.pattern) if lead else ''}(?:{parts[0]})", p.flags)
-    alts = [
-        f"(?{_scoped(p.flags)}:{_lead(p.pattern) if lead else ''}(?:{part}))"
-        for p, part in zip(patterns, parts, strict=True)
-    ]
+    # (leading assertion, flags) -> (class, under IGNORECASE) pairs
+    by: dict[tuple[str, int], list[tuple[str, bool]]] = {}
+    for p, part in zip(patterns, parts, strict=True):
+        assert part is not None
+        key = (_lead(p.pattern), p.flags) if lead else ("", 0)
+        ignorecase = bool(p.flags & regex.IGNORECASE)
+        by.setdefault(key, []).extend((c, ignorecase) for c in part)
+    alts = []
+    for (assertion, flags), classes in by.items():
+        body = union(classes)
+        alts.append(f"(?{_scoped(flags)}:{assertion}(?:{body}))" if lead else body)
     return regex.compile("|".join(alts))
 
 
@@ -236,9 +245,10 @@ class _Finder:
     def __init__(
         self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
     ) -> None:
-        # Where a match, complete or in progress, may start: its leading
-        # assertion holds and its first character is one it can start with.
-        self.first = _classes(patterns, [f.first for f in known], lead=True)
+        # Where a match, complete or in progress, may start: its first
+        # character is one it can start with (and, when candidates are probed
+        # one by one, its leading assertion holds: fewer of them).
+        self.first = _classes(patterns, [f.first for f in known], lead=probes > 0)
         self.probe = _probe(patterns)
         # How many candidates to ask the probe about, one by one, before one
         # search for all the rest.  0: do not ask, the first candidate holds
@@ -247,6 +257,8 @@ class _Finder:
 
     def find(self, buf: str, p: int, stop: int) -> int:
         """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
+        if p >= stop:
+            return stop
         first = self.first
         if first is None:
             pm = self.probe.search(buf, p, partial=True)
@@ -332,15 +344,13 @@ class PatternSet:
         return ScanState(self)
 
 
+_LAST_SPACE = regex.compile(r"[ \n\t\r]", regex.REVERSE)
+
+
 def _run_start(buf: str, lo: int, hi: int) -> int:
     """Index after the last space, tab or line break in ``buf[lo:hi]``, or ``lo``."""
-    k = max(
-        buf.rfind(" ", lo, hi),
-        buf.rfind("\n", lo, hi),
-        buf.rfind("\t", lo, hi),
-        buf.rfind("\r", lo, hi),
-    )
-    return lo if k < 0 else k + 1
+    m = _LAST_SPACE.search(buf, lo, hi)
+    return lo if m is None else m.end()
 
 
 class _GroupState:
@@ -484,3 +494,91 @@ class ScanState:
         self._seen = end
         self.hold = min((st.hold for st in self._states), default=1 << 62)
         return out
+
+
+class SharedScan:
+    """One scanning state over the patterns of several checks of one run.
+
+    Each check reads its own matches through a :class:`ScanView`; the first
+    view asked about a text scans it for all of them, so a chunk costs one scan
+    of a few large groups instead of one per check.  The hold is shared: the
+    smallest over all the patterns, which only ever holds a check longer.
+    """
+
+    __slots__ = ("_last", "_offsets", "_owner", "_pending", "_state")
+
+    def __init__(self, patterns: PatternSet, sizes: Sequence[int]) -> None:
+        self._state = patterns.state()
+        offsets, owner, at = [], [], 0
+        for k, n in enumerate(sizes):
+            offsets.append(at)
+            owner += [k] * n
+            at += n
+        self._offsets = tuple(offsets)
+        self._owner = tuple(owner)
+        self._pending: list[list[ScanMatch]] = [[] for _ in sizes]
+        self._last: tuple[int, int, int] = (-1, -1, -1)
+
+    def view(self, k: int) -> ScanView:
+        """What check ``k`` (in the order of ``sizes``) sees."""
+        return ScanView(self, k)
+
+    def _spread(self, found: list[ScanMatch]) -> None:
+        owner, offsets, pending = self._owner, self._offsets, self._pending
+        for m in found:
+            k = owner[m.index]
+            pending[k].append(ScanMatch(m.index - offsets[k], m.match, m.base))
+
+    def _take(self, k: int) -> list[ScanMatch]:
+        out = self._pending[k]
+        if out:
+            self._pending[k] = []
+        return out
+
+    def feed(self, k: int, buf: str, base: int) -> list[ScanMatch]:
+        key = (0, base + len(buf), 0)
+        if key != self._last:
+            self._last = key
+            self._spread(self._state.feed(buf, base))
+        return self._take(k)
+
+    def finish(self, k: int, buf: str, base: int) -> list[ScanMatch]:
+        key = (1, base + len(buf), 0)
+        if key != self._last:
+            self._last = key
+            self._spread(self._state.finish(buf, base))
+        return self._take(k)
+
+    def force(self, k: int, buf: str, base: int, upto: int) -> list[ScanMatch]:
+        key = (2, base + len(buf), upto)
+        if key != self._last:
+            self._last = key
+            self._spread(self._state.force(buf, base, upto))
+        return self._take(k)
+
+    @property
+    def hold(self) -> int:
+        return self._state.hold
+
+
+class ScanView:
+    """One check's view of a :class:`SharedScan`; used like a :class:`ScanState`."""
+
+    __slots__ = ("_k", "_shared")
+
+    def __init__(self, shared: SharedScan, k: int) -> None:
+        self._shared = shared
+        self._k = k
+
+    def feed(self, buf: str, base: int) -> list[ScanMatch]:
+        return self._shared.feed(self._k, buf, base)
+
+    def finish(self, buf: str, base: int) -> list[ScanMatch]:
+        return self._shared.finish(self._k, buf, base)
+
+    def force(self, buf: str, base: int, upto: int) -> list[ScanMatch]:
+        return self._shared.force(self._k, buf, base, upto)
+
+    @property
+    def hold(self) -> int:
+        return self._shared._state.hold
