@@ -146,12 +146,19 @@ class PatternSession:
 
     capped = True
     scans = True
+    #: Text without whitespace changes nothing (the scanner waits for a word
+    #: to end) unless the session is :attr:`eager`: the run need not feed it.
+    lazy = True
 
     def __init__(self, check: PatternCheck, scan: ScanView | None = None) -> None:
         self._check = check
         # Its own scanner, or its view of one the run shares between checks.
         self._state: ScanState | ScanView = scan if scan is not None else check.patterns.state()
         self.hold = 0
+
+    @property
+    def eager(self) -> bool:
+        return self._state.eager
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         matches = self._state.feed(buf, base)

@@ -194,8 +194,11 @@ class Run:
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
         self._sessions: list[tuple[Check, Session]] = _sessions(policy)
-        # The sessions still running (not failed), with their index.
-        self._live = [(i, c, s) for i, (c, s) in enumerate(self._sessions)]
+        # The sessions still running (not failed), with their index, and
+        # whether text without whitespace may skip them.
+        self._live = [
+            (i, c, s, bool(getattr(s, "lazy", False))) for i, (c, s) in enumerate(self._sessions)
+        ]
         self._scanning = any(s.scans for _, s in self._sessions)
         # Sessions that may hold back release beyond their hold (release on completion).
         self._barriers: list[Any] = [s for _, s in self._sessions if hasattr(s, "barrier")]
@@ -257,7 +260,17 @@ class Run:
         buf, base = self._buf, self._base
         clock = time.perf_counter
         seconds = self.check_seconds
-        for i, check, session in self._live:
+        # ASCII without whitespace: its canonical view has none either.
+        quiet = (
+            chunk.isascii()
+            and " " not in chunk
+            and "\n" not in chunk
+            and "\t" not in chunk
+            and "\r" not in chunk
+        )
+        for i, check, session, lazy in self._live:
+            if quiet and lazy and not session.eager:  # type: ignore[attr-defined]
+                continue
             t0 = clock()
             try:
                 found = session.feed(buf, base, chunk)
@@ -279,7 +292,7 @@ class Run:
 
     def _feed_sessions(self, chunk: str, *, scanning: bool) -> None:
         buf, base = self._buf, self._base
-        for i, check, session in self._live:
+        for i, check, session, _ in self._live:
             if session.scans and not scanning:
                 continue
             t0 = time.perf_counter()
@@ -307,7 +320,7 @@ class Run:
         if self._ending is not None:
             return ""
         buf, base = self._buf, self._base
-        for i, check, session in self._live:
+        for i, check, session, _ in self._live:
             t0 = time.perf_counter()
             try:
                 found = session.finish(buf, base)

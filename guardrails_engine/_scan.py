@@ -240,7 +240,7 @@ def _probe(patterns: Sequence[regex.Pattern[str]]) -> regex.Pattern[str]:
 class _Finder:
     """Finds where a match of some patterns may be in progress."""
 
-    __slots__ = ("first", "probe", "probes")
+    __slots__ = ("ascii_first", "first", "probe", "probes")
 
     def __init__(
         self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
@@ -254,11 +254,19 @@ class _Finder:
         # search for all the rest.  0: do not ask, the first candidate holds
         # (a probe of a large alternation costs microseconds).
         self.probes = probes
+        # Without probes the first candidate holds: the ASCII characters of
+        # the class, to answer the common case without a search.
+        first = self.first
+        self.ascii_first = frozenset(
+            chr(c) for c in range(128) if probes == 0 and first and first.match(chr(c))
+        )
 
     def find(self, buf: str, p: int, stop: int) -> int:
         """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
         if p >= stop:
             return stop
+        if buf[p] in self.ascii_first:
+            return p
         first = self.first
         if first is None:
             pm = self.probe.search(buf, p, partial=True)
@@ -444,13 +452,15 @@ class ScanState:
     (lookbehind and ``\\b`` read earlier characters; the pipeline keeps 256).
     """
 
-    __slots__ = ("_seen", "_states", "hold")
+    __slots__ = ("_seen", "_states", "eager", "hold")
 
     def __init__(self, patterns: PatternSet) -> None:
         self._states = tuple(_GroupState(g) for g in patterns._groups)
         self._seen = 0  # end of the text at the last scan
         #: No match still to come starts before this absolute offset.
         self.hold = 0 if self._states else 1 << 62
+        #: The next feed scans even if it brings no whitespace.
+        self.eager = False
 
     def feed(self, buf: str, base: int) -> list[ScanMatch]:
         """Scan after text was appended; return the matches that became final."""
@@ -468,11 +478,14 @@ class ScanState:
             self._seen = end
             for st in self._states:
                 st.feed(buf, base, end, out)
-        else:
+        elif self.eager:
             for st in self._states:
                 if st.eager:
                     st.feed(buf, base, end, out)
+        else:
+            return out
         self.hold = min(st.hold for st in self._states)
+        self.eager = any(st.eager for st in self._states)
         return out
 
     def finish(self, buf: str, base: int) -> list[ScanMatch]:
@@ -535,13 +548,6 @@ class SharedScan:
             self._pending[k] = []
         return out
 
-    def feed(self, k: int, buf: str, base: int) -> list[ScanMatch]:
-        key = (0, base + len(buf), 0)
-        if key != self._last:
-            self._last = key
-            self._spread(self._state.feed(buf, base))
-        return self._take(k)
-
     def finish(self, k: int, buf: str, base: int) -> list[ScanMatch]:
         key = (1, base + len(buf), 0)
         if key != self._last:
@@ -571,7 +577,12 @@ class ScanView:
         self._k = k
 
     def feed(self, buf: str, base: int) -> list[ScanMatch]:
-        return self._shared.feed(self._k, buf, base)
+        shared = self._shared
+        key = (0, base + len(buf), 0)
+        if key != shared._last:
+            shared._last = key
+            shared._spread(shared._state.feed(buf, base))
+        return shared._take(self._k)
 
     def finish(self, buf: str, base: int) -> list[ScanMatch]:
         return self._shared.finish(self._k, buf, base)
@@ -582,3 +593,7 @@ class ScanView:
     @property
     def hold(self) -> int:
         return self._shared._state.hold
+
+    @property
+    def eager(self) -> bool:
+        return self._shared._state.eager
