@@ -92,6 +92,11 @@ def _char(code: int) -> str:
     return f"\\U{code:08x}"
 
 
+def share(code: int) -> float:
+    """Rough share of prose characters that are ``chr(code)``, in any case."""
+    return _char_share(code, True)
+
+
 def _char_share(code: int, ignorecase: bool) -> float:
     ch = chr(code)
     low = ch.lower()

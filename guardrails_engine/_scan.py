@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import regex
 
 from ._analysis import Facts, facts, union
+from ._analysis import share as _share
 
 __all__ = ["PatternSet", "ScanMatch", "ScanState", "ScanView", "SharedScan", "streamable"]
 
@@ -225,6 +226,28 @@ def _classes(
     return regex.compile("|".join(alts))
 
 
+_ESCAPED = regex.compile(r"\\U[0-9a-f]{8}")
+
+
+def _ascii_gate(
+    pattern: regex.Pattern[str], required: tuple[str, ...] | None
+) -> frozenset[str] | None:
+    """The ASCII characters of which every match of ``pattern`` in ASCII text
+    consumes one, from its required classes or strings; None if unknown."""
+    if required is None:
+        return None
+    ignorecase = pattern.flags & regex.IGNORECASE
+    gate: set[str] = set()
+    for item in required:
+        if not item.startswith("["):
+            # A string: each of its characters is in every match; take the rarest.
+            chars = _ESCAPED.findall(item)
+            item = "[" + min(chars, key=lambda c: _share(int(c[2:], 16))) + "]"
+        rx = regex.compile(union([(item, bool(ignorecase))]))
+        gate.update(chr(c) for c in range(128) if rx.match(chr(c)))
+    return frozenset(gate)
+
+
 def _probe(patterns: Sequence[regex.Pattern[str]]) -> regex.Pattern[str]:
     """``(?:R1|R2|...)(?!)``: never matches; with partial matching, it finds the
     leftmost position where one of the patterns may still match."""
@@ -292,7 +315,17 @@ class _Finder:
 class _Group:
     """Patterns scanned together (same flags, no back-references)."""
 
-    __slots__ = ("far", "far_reach", "finder", "indices", "patterns", "reach", "trigger")
+    __slots__ = (
+        "far",
+        "far_reach",
+        "finder",
+        "gates",
+        "indices",
+        "patterns",
+        "reach",
+        "trigger",
+        "ungated",
+    )
 
     def __init__(
         self,
@@ -309,6 +342,11 @@ class _Group:
         self.reach = None if None in reaches else max(r for r in reaches if r is not None)
         # Every match consumes one of these: without one, nothing matches.
         self.trigger = _classes(patterns, [f.required for f in known], lead=False)
+        # The same per pattern, for text that is all ASCII: the ASCII characters
+        # of which every match of the pattern there holds one.
+        gates = [_ascii_gate(p, f.required) for p, f in zip(patterns, known, strict=True)]
+        self.gates = tuple((j, g) for j, g in enumerate(gates) if g is not None)
+        self.ungated = [j for j, g in enumerate(gates) if g is None]
         small = 4 if self.reach is None or len(patterns) <= 2 else 0
         self.finder = _Finder(patterns, known, small)
         # Whitespace-free patterns that read two or more characters past their
@@ -401,22 +439,44 @@ class _GroupState:
                         h = h2
                         self.eager = True  # the next chunk settles it
         h += base
-        if h > x and (group.trigger is None or group.trigger.search(buf, lo) is not None):
+        if h > x:
             # Positions before h are settled: their complete matches are final.
             # Each pattern searches on its own, with the regex engine's literal
             # prefilters, which a shared alternation would lose.  Without a
             # character that every match consumes there is nothing to find.
-            self._collect(buf, base, x, h, out)
+            trigger = group.trigger
+            if trigger is None or trigger.search(buf, lo) is not None:
+                region = buf[lo:stop]
+                if region.isascii():
+                    # Only the patterns whose own required characters are there.
+                    present = set(region)
+                    todo = [j for j, gate in group.gates if not present.isdisjoint(gate)]
+                    if group.ungated:
+                        todo += group.ungated
+                    self._collect(buf, base, x, h, out, todo)
+                else:
+                    self._collect(buf, base, x, h, out)
         self.dead = h
         self.hold = h
 
-    def _collect(self, buf: str, base: int, start: int, limit: int, out: list[ScanMatch]) -> None:
-        """Every pattern's matches that start in ``[start, limit)``, each from where it stopped.
+    def _collect(
+        self,
+        buf: str,
+        base: int,
+        start: int,
+        limit: int,
+        out: list[ScanMatch],
+        which: Sequence[int] | None = None,
+    ) -> None:
+        """Matches that start in ``[start, limit)`` of every pattern (or of those
+        in ``which``), each pattern from where it stopped.
 
         The caller knows them to be final (no match in progress starts before ``limit``).
         """
         group = self.group
-        for j, pattern in enumerate(group.patterns):
+        patterns = group.patterns
+        for j in range(len(patterns)) if which is None else which:
+            pattern = patterns[j]
             p = max(self.pos[j], start)
             index = group.indices[j]
             while p < limit:
