@@ -27,10 +27,11 @@ def _bucket(value: int) -> int:
 class Holdbacks:
     """Counts of hold-back sizes, one per chunk."""
 
-    __slots__ = ("_counts", "count", "max")
+    __slots__ = ("count", "counts", "max")
 
     def __init__(self, values: Iterable[int] = ()) -> None:
-        self._counts: dict[int, int] = {}
+        #: How many times each value (or bucket, from :data:`EXACT` on) was seen.
+        self.counts: dict[int, int] = {}
         self.count = 0
         self.max = 0
         for v in values:
@@ -38,15 +39,15 @@ class Holdbacks:
 
     def add(self, value: int) -> None:
         key = value if value < EXACT else _bucket(value)
-        counts = self._counts
+        counts = self.counts
         counts[key] = counts.get(key, 0) + 1
         self.count += 1
         if value > self.max:
             self.max = value
 
     def merge(self, other: Holdbacks) -> None:
-        for k, n in other._counts.items():
-            self._counts[k] = self._counts.get(k, 0) + n
+        for k, n in other.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + n
         self.count += other.count
         self.max = max(self.max, other.max)
 
@@ -55,8 +56,8 @@ class Holdbacks:
 
     def __iter__(self) -> Iterator[int]:
         """Every value, ascending (large values as their buckets)."""
-        for k in sorted(self._counts):
-            for _ in range(self._counts[k]):
+        for k in sorted(self.counts):
+            for _ in range(self.counts[k]):
                 yield k
 
     def quantile(self, q: float) -> int:
@@ -76,8 +77,8 @@ class Holdbacks:
 
     def _at(self, rank: int) -> int:
         seen = 0
-        for k in sorted(self._counts):
-            seen += self._counts[k]
+        for k in sorted(self.counts):
+            seen += self.counts[k]
             if seen > rank:
                 return k
         return self.max  # pragma: no cover - ranks are below count

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._canon import OffsetMap
 from ._check import Check, Hit, RunContext, Session
-from ._holdback import Holdbacks
+from ._holdback import EXACT, Holdbacks
 from ._model import Action, Decision, Finding, Result
 from ._scan import ScanView, SharedScan
 
@@ -255,8 +255,14 @@ class Run:
         """Take the next chunk; return the text that became safe (possibly "")."""
         if self._ending is not None or not chunk:
             return ""
-        self._receive(chunk)
-        # The hot path of a stream: _feed_sessions, inlined.
+        # The hot path of a stream: _receive and _feed_sessions, inlined.
+        if self.first_in_at is None:
+            self.first_in_at = time.perf_counter()
+        self.chunks_in += 1
+        self._pending.append(chunk)
+        self._end += len(chunk)
+        if self._scanning:
+            self._buf += self._map.add(chunk)
         buf, base = self._buf, self._base
         clock = time.perf_counter
         seconds = self.check_seconds
@@ -279,7 +285,29 @@ class Run:
             seconds[i] += clock() - t0
             if found:
                 self._add(found, session.scans)
-        return self._advance(final=False)
+        if self._block is not None or self._cut is not None or self._barriers:
+            return self._advance(final=False)
+        # Nothing decided yet and no barrier: _advance, the common case.
+        end = self._end
+        hold = self._hold()
+        if end - hold > self._cap:
+            return self._advance(final=False)
+        released = self._released
+        if hold > released or self._repairs:
+            piece = self._release(hold, final=False)
+            self._trim()
+        else:
+            piece = ""
+        lag = end - self._released
+        counts = self.holdbacks
+        if lag < EXACT:
+            counts.counts[lag] = counts.counts.get(lag, 0) + 1
+            counts.count += 1
+            if lag > counts.max:
+                counts.max = lag
+        else:
+            counts.add(lag)
+        return piece
 
     def _receive(self, chunk: str) -> None:
         if self.first_in_at is None:
