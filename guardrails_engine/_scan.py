@@ -190,13 +190,47 @@ def _top_level(pattern: str) -> str:
     return "".join(out)
 
 
+def _group_end(pattern: str) -> int:
+    """Index after the group that opens ``pattern``, or -1."""
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            j = i + 1
+            if pattern[j : j + 1] == "^":
+                j += 1
+            if pattern[j : j + 1] == "]":
+                j += 1
+            i = j
+            continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return -1
+
+
 def _lead(pattern: str) -> str:
-    """The leading assertion of ``pattern`` that binds to all of it, or ""."""
-    m = _LEAD.match(pattern)
-    if m is None:
+    """The leading assertion of ``pattern`` (``\\b`` or a lookbehind) that binds to
+    all of it, or ""; read under the pattern's own flags."""
+    if pattern.startswith("\\b"):
+        end = 2
+    elif pattern.startswith(("(?<!", "(?<=")):
+        end = _group_end(pattern)
+        if end < 0:
+            return ""
+    else:
         return ""
-    rest = pattern[m.end() :]
-    return "" if "|" in _top_level(rest) else m.group()
+    return "" if "|" in _top_level(pattern[end:]) else pattern[:end]
 
 
 def _classes(

@@ -48,6 +48,7 @@ PATTERNS = [
     r"\bsk-[a-z0-9]{2,}\b",
     r"[a-z]+@[a-z]+",
     r"(?<!\w)do\s+not(?!\w)",
+    r"(?<![\w+\u00e9:])(?:\+\s?)?\d(?:[\d.]|[ ](?=\d))*\d",
 ]
 FLAGS = [0, regex.IGNORECASE, regex.MULTILINE | regex.DOTALL, regex.VERBOSE]
 ALPHABET = "abcfoorxz@.1234- \nBt\t:dnsk"
