@@ -175,6 +175,8 @@ class JsonScan:
         self._tok_start = 0
         self._tok: list[str] = []
         self._tok_len = 0
+        # maxLength limits of the string being read, with their guards.
+        self._maxlens: list[tuple[int, _Guard | None]] = []
         self._escape = ""
         self._is_key = False
         self._lit = ""
@@ -351,12 +353,9 @@ class JsonScan:
     def _string_progress(self, start: int, end: int) -> None:
         """``maxLength`` as soon as it is exceeded."""
         n = self._tok_len
-        for s, g in self._ctxs:
-            if isinstance(s, Mapping) and isinstance(s.get("maxLength"), int):
-                if n > s["maxLength"] and self._alive(g):
-                    self._violate(
-                        g, start, end, f"{self._vpath}: violates maxLength {s['maxLength']}"
-                    )
+        for limit, g in self._maxlens:
+            if n > limit and self._alive(g):
+                self._violate(g, start, end, f"{self._vpath}: violates maxLength {limit}")
 
     # -- containers -------------------------------------------------------------
     def _open(self, kind: str) -> None:
@@ -635,6 +634,11 @@ class JsonScan:
         if c == '"':
             self._begin("string")
             self._tok, self._tok_len, self._is_key = [], 0, False
+            self._maxlens = [
+                (s["maxLength"], g)
+                for s, g in self._ctxs
+                if isinstance(s, Mapping) and isinstance(s.get("maxLength"), int)
+            ]
             self._state = _STRING
             return 1
         if c == "-" or (c.isdigit() and c.isascii()):
@@ -678,7 +682,7 @@ class JsonScan:
             if j > i:
                 self._tok.append(text[i:j])
                 self._tok_len += j - i
-                if not self._is_key:
+                if self._maxlens and not self._is_key:
                     self._string_progress(self._tok_start, base + j)
                 i = j
                 if i >= n:

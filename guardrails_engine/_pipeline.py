@@ -285,13 +285,16 @@ class Run:
             seconds[i] += clock() - t0
             if found:
                 self._add(found, session.scans)
-        if self._block is not None or self._cut is not None or self._barriers:
+        if self._block is not None or self._cut is not None:
             return self._advance(final=False)
-        # Nothing decided yet and no barrier: _advance, the common case.
+        # Nothing decided yet: _advance, the common case.
         end = self._end
         hold = self._hold()
         if end - hold > self._cap:
             return self._advance(final=False)
+        for barrier in self._barriers:
+            if barrier.barrier < hold:
+                hold = barrier.barrier  # e.g. a schema check that releases on completion
         released = self._released
         if hold > released or self._repairs:
             piece = self._release(hold, final=False)

@@ -333,8 +333,8 @@ class _SchemaSession:
             self._done = True
             self.hold = _NEVER
             return [self._check.violation(v.start, v.end, v.reason)]
-        out = self._new_repairs()
         scan = self._scan
+        out = self._new_repairs() if len(scan.repairs) != self._repaired else []
         if self._extracting and not had_start and scan.start is not None and scan.start > 0:
             out.append(self._removal(0, scan.start, "text before the JSON"))
         if self._extracting and (scan.start is None or scan.done):
