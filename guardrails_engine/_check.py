@@ -146,9 +146,6 @@ class PatternSession:
 
     capped = True
     scans = True
-    #: Text without whitespace changes nothing (the scanner waits for a word
-    #: to end) unless the session is :attr:`eager`: the run need not feed it.
-    lazy = True
 
     def __init__(self, check: PatternCheck, scan: ScanView | None = None) -> None:
         self._check = check
@@ -158,6 +155,11 @@ class PatternSession:
 
     @property
     def eager(self) -> bool:
+        """Whether the next chunk must be fed even if it has no whitespace.
+
+        Otherwise such a chunk changes nothing (the scanner waits for a word to
+        end), and the run does not feed it.
+        """
         return self._state.eager
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._canon import OffsetMap
-from ._check import Check, Hit, RunContext, Session
+from ._check import Check, Hit, PatternCheck, PatternSession, RunContext, Session
 from ._holdback import EXACT, Holdbacks
 from ._model import Action, Decision, Finding, Result
 from ._scan import ScanView, SharedScan
@@ -148,7 +148,10 @@ def _sessions(policy: Policy) -> list[tuple[Check, Session]]:
     out: list[tuple[Check, Session]] = []
     for i, c in enumerate(policy.checks):
         view = views.get(i)
-        out.append((c, c.session() if view is None else c.session(view)))  # type: ignore[call-arg]
+        if view is not None and isinstance(c, PatternCheck):
+            out.append((c, c.session(view)))
+        else:
+            out.append((c, c.session()))
     return out
 
 
@@ -197,7 +200,8 @@ class Run:
         # The sessions still running (not failed), with their index, and
         # whether text without whitespace may skip them.
         self._live = [
-            (i, c, s, bool(getattr(s, "lazy", False))) for i, (c, s) in enumerate(self._sessions)
+            (i, c, s, s if isinstance(s, PatternSession) else None)
+            for i, (c, s) in enumerate(self._sessions)
         ]
         self._scanning = any(s.scans for _, s in self._sessions)
         # Sessions that may hold back release beyond their hold (release on completion).
@@ -275,7 +279,7 @@ class Run:
             and "\r" not in chunk
         )
         for i, check, session, lazy in self._live:
-            if quiet and lazy and not session.eager:  # type: ignore[attr-defined]
+            if quiet and lazy is not None and not lazy.eager:
                 continue
             t0 = clock()
             try:

@@ -7,7 +7,7 @@ from _chunks import cut
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails_engine._scan import PatternSet, streamable
+from guardrails_engine._scan import PatternSet, SharedScan, streamable
 
 # Patterns chosen for the ways a match can depend on text not seen yet: greedy
 # repetition, alternation priority, lookahead, \b, \B, $ and \Z at the end of the
@@ -122,3 +122,33 @@ def test_buffer_may_start_after_offset_zero() -> None:
     # The caller dropped the first three characters; offsets stay absolute.
     found = state.feed("12 x", 3)
     assert [(m.start, m.end) for m in found] == [(3, 5)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(PATTERNS), min_size=2, max_size=8, unique=True),
+    st.integers(1, 3),
+    st.sampled_from(FLAGS),
+    st.text(alphabet=ALPHABET, max_size=40),
+    st.lists(st.integers(1, 6), max_size=40),
+)
+def test_shared_scan_gives_each_check_its_own_matches(
+    patterns: list[str], checks: int, flags: int, text: str, sizes: list[int]
+) -> None:
+    # The patterns of several checks scanned as one set: each check sees
+    # exactly what scanning its own patterns over the whole text finds.
+    compiled = [regex.compile(p, flags) for p in patterns]
+    parts = [compiled[k::checks] for k in range(checks) if compiled[k::checks]]
+    shared = SharedScan(PatternSet([p for part in parts for p in part]), [len(p) for p in parts])
+    views = [shared.view(k) for k in range(len(parts))]
+    got: list[list[tuple[int, int, int]]] = [[] for _ in parts]
+    seen = ""
+    for chunk in cut(text, sizes):
+        seen += chunk
+        for k, view in enumerate(views):
+            got[k] += [(m.index, m.start, m.end) for m in view.feed(seen, 0)]
+            pending = set(whole_text_matches(parts[k], text)) - set(got[k])
+            assert all(start >= view.hold for _, start, _ in pending)
+    for k, view in enumerate(views):
+        got[k] += [(m.index, m.start, m.end) for m in view.finish(seen, 0)]
+        assert sorted(got[k]) == whole_text_matches(parts[k], text)

@@ -1,0 +1,90 @@
+"""What the scanner learns from a pattern before reading text (``_analysis.py``)."""
+
+from __future__ import annotations
+
+import pytest
+import regex
+from hypothesis import given
+from hypothesis import strategies as st
+
+from guardrails_engine._analysis import facts, union
+
+
+def classes_match(classes: tuple[str, ...] | None, text: str, flags: int = 0) -> list[str]:
+    assert classes is not None
+    rx = regex.compile(union([(c, bool(flags & regex.IGNORECASE)) for c in classes]))
+    return [ch for ch in text if rx.fullmatch(ch)]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reach"),
+    [
+        (r"\b\d{3}-\d{4}\b", 1),  # the leading \b reads nothing past the match
+        (r"\d+", 0),
+        (r"[a-f\d]+(?![\w:]|\.\d)", 2),  # the lookahead reads two characters
+        (r"ab(?=c)", 1),
+        (r"x$", 2),  # $ also reads a final newline
+        (r"\w+\s\w+", None),  # consumes whitespace
+        (r"a.b", None),  # '.' may be a space
+        (r"[^x]+", None),
+    ],
+)
+def test_reach(pattern: str, reach: int | None) -> None:
+    assert facts(pattern, 0).reach == reach
+
+
+def test_first_characters() -> None:
+    f = facts(r"(?<![\w:])(?:\+\s?|\(\s?)?\d[\d ]*\d", 0)
+    assert classes_match(f.first, "+(1a ") == ["+", "(", "1"]
+    assert facts(r"c?a?", 0).first is None  # may match the empty string
+    assert facts(r"(?i:a)b", 0).first is None  # inline flags: unknown
+    assert facts(r"[[:alpha:]]x", 0).first is None  # regex-only syntax: unknown
+
+
+def test_required_characters_are_rare_ones() -> None:
+    email = facts(r"\b[\w.]+@\w+\.\w+\b", 0)
+    assert classes_match(email.required, "a@.1") == ["@"]
+    # A literal string that every match contains beats any single letter.
+    term = facts(r"(?<!\w)do\s+not\s+share(?!\w)", regex.IGNORECASE)
+    assert term.required is not None and len(term.required) == 1
+    assert regex.compile(union([(term.required[0], True)])).search("please SHARE it")
+    # Digits rather than the dots of an IPv4 address.
+    ip = facts(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b", 0)
+    assert classes_match(ip.required, "1.") == ["1"]
+    # Every branch of an alternation must supply one (here, a string).
+    branch = facts(r"a@|b:", 0)
+    assert branch.required is not None
+    rx = regex.compile(union([(c, False) for c in branch.required]))
+    assert rx.search("xa@") and rx.search("b:y") and not rx.search("ab@:")
+
+
+PATTERNS = [
+    r"\b\d{3}-\d{2}-\d{4}\b",
+    r"[a-z]+@[a-z]+\.[a-z]{2,}",
+    r"(?<!\w)do\s+not(?!\w)",
+    r"(?:ab|cd)+e?",
+    r"[0-9a-f]{1,2}:[0-9a-f]{1,2}",
+    r"x[^y]z|q",
+    r"\+?\d[\d ]*\d",
+]
+
+
+@given(
+    st.sampled_from(PATTERNS),
+    st.sampled_from([0, regex.IGNORECASE]),
+    st.text(alphabet="abcdefqxyz0123:@.-+ DONT", max_size=60),
+)
+def test_every_match_starts_with_a_first_character_and_holds_a_required_one(
+    pattern: str, flags: int, text: str
+) -> None:
+    f = facts(pattern, flags)
+    ignorecase = bool(flags & regex.IGNORECASE)
+    for m in regex.compile(pattern, flags).finditer(text):
+        if not m.group():
+            continue
+        if f.first is not None:
+            first = regex.compile(union([(c, ignorecase) for c in f.first]))
+            assert first.fullmatch(m.group()[0])
+        if f.required is not None:
+            required = regex.compile(union([(c, ignorecase) for c in f.required]))
+            assert required.search(m.group())
