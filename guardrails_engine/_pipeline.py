@@ -171,6 +171,8 @@ class Run:
         "_ending",
         "_failed",
         "_hits",
+        "_hold_seen",
+        "_lazy_only",
         "_live",
         "_map",
         "_order",
@@ -203,6 +205,8 @@ class Run:
             (i, c, s, s if isinstance(s, PatternSession) else None)
             for i, (c, s) in enumerate(self._sessions)
         ]
+        self._lazy_only = all(entry[3] is not None for entry in self._live)
+        self._hold_seen = 0  # the hold at the last advance (original offsets)
         self._scanning = any(s.scans for _, s in self._sessions)
         # Sessions that may hold back release beyond their hold (release on completion).
         self._barriers: list[Any] = [s for _, s in self._sessions if hasattr(s, "barrier")]
@@ -278,6 +282,21 @@ class Run:
             and "\t" not in chunk
             and "\r" not in chunk
         )
+        if quiet and self._lazy_only and self._block is None and self._cut is None:
+            # Only pattern sessions, and none would scan: no hold moves, so
+            # nothing new is safe unless the hold-back cap is passed.
+            for entry in self._live:
+                if entry[3] is not None and entry[3].eager:
+                    break
+            else:
+                lag = self._end - self._released
+                if self._end - self._hold_seen <= self._cap and lag < EXACT:
+                    counts = self.holdbacks
+                    counts.counts[lag] = counts.counts.get(lag, 0) + 1
+                    counts.count += 1
+                    if lag > counts.max:
+                        counts.max = lag
+                    return ""
         for i, check, session, lazy in self._live:
             if quiet and lazy is not None and not lazy.eager:
                 continue
@@ -293,7 +312,7 @@ class Run:
             return self._advance(final=False)
         # Nothing decided yet: _advance, the common case.
         end = self._end
-        hold = self._hold()
+        hold = self._hold_seen = self._hold()
         if end - hold > self._cap:
             return self._advance(final=False)
         for barrier in self._barriers:
@@ -388,6 +407,7 @@ class Run:
         """A check raised: on_error decides.  The reason names the check, never the text."""
         self._failed.add(i)
         self._live = [entry for entry in self._live if entry[0] != i]
+        self._lazy_only = all(entry[3] is not None for entry in self._live)
         start = self._to_orig(session.hold) if session.scans else min(session.hold, self._end)
         start = min(start, self._end)
         session.hold = _NEVER
@@ -441,6 +461,7 @@ class Run:
         if not final and self._end - hold > self._cap:
             self._force()
             hold = self._hold()
+        self._hold_seen = hold
 
         block, cut = self._block, self._cut
         if cut is not None and block is not None and block.start >= cut.start:

@@ -270,6 +270,14 @@ class SyncStream(_Driver):
             self._failed(Ending.SOURCE_ERROR, exc)
             self._close_source()
             raise
+        if type(chunk) is str:  # _take, inlined for the common case
+            piece = self._run.feed(chunk)
+            if piece:
+                self._pieces.append(piece)
+            if self._run.decided:
+                self._end()
+                self._close_source()
+            return
         try:
             decided = self._take(chunk)
         except TypeError:
