@@ -399,7 +399,7 @@ class _Group:
 class PatternSet:
     """Compiled patterns, shared by every stream; immutable once built."""
 
-    __slots__ = ("_groups", "patterns")
+    __slots__ = ("_groups", "_trigger", "patterns")
 
     def __init__(self, patterns: Sequence[regex.Pattern[str]]) -> None:
         self.patterns = tuple(patterns)
@@ -419,6 +419,7 @@ class PatternSet:
         ]
         groups += [_Group([i], [self.patterns[i]], [known[i]]) for i in alone]
         self._groups = tuple(groups)
+        self._trigger = _classes(self.patterns, [f.required for f in known], lead=False)
 
     def state(self) -> ScanState:
         return ScanState(self)
@@ -443,7 +444,11 @@ class _GroupState:
         self.hold = 0
         self.eager = False  # scan at the next feed, whatever it brings
 
-    def feed(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
+    def feed(
+        self, buf: str, base: int, end: int, out: list[ScanMatch], maybe: bool = True
+    ) -> None:
+        """Scan what arrived.  ``maybe``: False if the caller knows that no
+        required character of any pattern is in the text from the hold on."""
         group = self.group
         x = self.dead
         lo = x - base
@@ -473,7 +478,7 @@ class _GroupState:
                         h = h2
                         self.eager = True  # the next chunk settles it
         h += base
-        if h > x:
+        if h > x and maybe:
             # Positions before h are settled: their complete matches are final.
             # Each pattern searches on its own, with the regex engine's literal
             # prefilters, which a shared alternation would lose.  Without a
@@ -546,10 +551,13 @@ class ScanState:
     (lookbehind and ``\\b`` read earlier characters; the pipeline keeps 256).
     """
 
-    __slots__ = ("_seen", "_states", "eager", "hold")
+    __slots__ = ("_seen", "_states", "_trigger", "eager", "hold")
 
     def __init__(self, patterns: PatternSet) -> None:
         self._states = tuple(_GroupState(g) for g in patterns._groups)
+        # Any group's required characters: one search tells every group that
+        # it has nothing to find (the common case), or not.
+        self._trigger = patterns._trigger if len(self._states) > 1 else None
         self._seen = 0  # end of the text at the last scan
         #: No match still to come starts before this absolute offset.
         self.hold = 0 if self._states else 1 << 62
@@ -568,18 +576,29 @@ class ScanState:
         # chunk.  Holding longer is always safe: the hold stays where it was,
         # and matches are only found later, never lost.
         new = buf[seen - base :] if seen > base else buf
+        states = self._states
         if " " in new or "\n" in new or "\t" in new or "\r" in new:
             self._seen = end
-            for st in self._states:
-                st.feed(buf, base, end, out)
+            maybe = True
+            trigger = self._trigger
+            if trigger is not None:
+                lo = min(st.dead for st in states) - base
+                maybe = trigger.search(buf, lo) is not None
+            for st in states:
+                st.feed(buf, base, end, out, maybe)
         elif self.eager:
-            for st in self._states:
+            for st in states:
                 if st.eager:
                     st.feed(buf, base, end, out)
         else:
             return out
-        self.hold = min(st.hold for st in self._states)
-        self.eager = any(st.eager for st in self._states)
+        hold, eager = 1 << 62, False
+        for st in states:
+            if st.hold < hold:
+                hold = st.hold
+            if st.eager:
+                eager = True
+        self.hold, self.eager = hold, eager
         return out
 
     def finish(self, buf: str, base: int) -> list[ScanMatch]:
