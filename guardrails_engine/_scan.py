@@ -11,17 +11,27 @@ How a match is known to be final.  The ``regex`` package's partial matching
 prefers a complete match to a partial one, so a complete match at the end of
 the buffer (``\\d+`` on ``"12"``) says nothing about the whole text.  Patterns
 therefore also run as a *probe*, ``(?:R)(?!)``: it can never match, so with
-``partial=True`` it reports the leftmost position at which some path reads
-past the end of the buffer, i.e. the leftmost position whose outcome depends
-on text not yet seen.  A complete match starting before that position is final.
+``partial=True`` it reports a position whose outcome depends on text not yet
+seen.  A complete match starting before the hold is final.
 
-Keeping the cost linear.  The patterns of a group share one probe; each
-chunk costs that one search, which starts where the last one stopped.  For
-patterns whose matches never contain whitespace (found by parsing them), it
-starts at the trailing run of non-whitespace, so a chunk re-reads about a
-word.  Only when the probe's position moves do the patterns search the settled
-stretch, each on its own so that the engine's literal prefilters apply.
-Settled text is never scanned again.
+Keeping the cost low.  What is known of each pattern before any text
+(``_analysis.py``) decides where a probe is needed at all:
+
+- a match can only start at a *candidate*: its leading assertion holds and its
+  first character is one it can start with; the candidates of a group are
+  found with one class search, and only they are probed (or, for a large group,
+  the first one simply holds);
+- a pattern whose matches never contain whitespace can only be in progress in
+  the trailing word (or, if it reads further than one character past its
+  match, in the word before);
+- a match must consume one of its *required* characters (``@`` for an e-mail
+  address): without one in the unsettled text, its pattern is not searched.
+
+Text without whitespace rarely settles anything, so a scan waits for the next
+space.  Complete matches of the settled stretch are found by each pattern on
+its own, with the engine's literal prefilters.  Settled text is never scanned
+again.  A run shares one scanner between the checks that only scan patterns
+(:class:`SharedScan`).
 """
 
 from __future__ import annotations
