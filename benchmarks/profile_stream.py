@@ -79,21 +79,41 @@ class Timed:
         s[2] += len(buf) - pos
         return m
 
+    def match(self, buf: str, pos: int = 0, *a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        m = self.pat.match(buf, pos, *a, **k)
+        s = self.stats[self.name + " (match)"]
+        s[0] += time.perf_counter() - t0
+        s[1] += 1
+        s[2] += len(buf) - pos if m is None else m.end() - pos
+        return m
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pat, name)
 
 
 def instrument(policy: ge.Policy, stats: dict[str, list[float]]) -> bool:
+    """Wrap every compiled pattern of the policy's scanners (private objects, in memory)."""
     try:
-        for check in policy.checks:
-            ps = getattr(check, "patterns", None)
+        sets = [(check.id, getattr(check, "patterns", None)) for check in policy.checks]
+        shared = policy.shared_patterns
+        if shared is not None:
+            sets.append(("shared", shared[0]))
+        for name, ps in sets:
             if ps is None:
                 continue
+            if ps._trigger is not None:
+                ps._trigger = Timed(ps._trigger, f"{name} required chars (all groups)", stats)
             for gi, g in enumerate(ps._groups):
-                tag = f"{check.id}.group{gi}[{len(g.patterns)} patterns]"
-                g.probe = Timed(g.probe, f"{tag} alternation probe (partial)", stats)
-                g.any = Timed(g.any, f"{tag} alternation", stats)
-                g.probes = tuple(Timed(q, f"{tag} per-pattern probes", stats) for q in g.probes)
+                tag = f"{name}.group{gi}[{len(g.patterns)} patterns]"
+                for finder, what in ((g.finder, "candidates"), (g.far, "far candidates")):
+                    if finder is None:
+                        continue
+                    if finder.first is not None:
+                        finder.first = Timed(finder.first, f"{tag} {what} (class)", stats)
+                    finder.probe = Timed(finder.probe, f"{tag} {what} probe (partial)", stats)
+                if g.trigger is not None:
+                    g.trigger = Timed(g.trigger, f"{tag} required chars", stats)
                 g.patterns = tuple(Timed(q, f"{tag} per-pattern search", stats) for q in g.patterns)
     except (AttributeError, TypeError) as exc:
         print(f"(scanner internals changed, per-regex breakdown skipped: {exc})")

@@ -371,6 +371,7 @@ class _Group:
         "indices",
         "patterns",
         "reach",
+        "starts",
         "trigger",
         "ungated",
     )
@@ -397,6 +398,8 @@ class _Group:
         self.ungated = [j for j, g in enumerate(gates) if g is None]
         small = 4 if self.reach is None or len(patterns) <= 2 else 0
         self.finder = _Finder(patterns, known, small)
+        # Every position where a non-empty match can start (None if unknown).
+        self.starts = _classes(patterns, [f.first for f in known], lead=True)
         # Whitespace-free patterns that read two or more characters past their
         # match (``(?!\.\d)``): in the word before the trailing one, only they
         # may still be in progress.
@@ -438,6 +441,10 @@ class PatternSet:
     def state(self) -> ScanState:
         return ScanState(self)
 
+
+# How far before the end of the buffer a stretch to collect must end for
+# matching at candidate starts to beat one search per pattern.
+_FAR = 128
 
 _LAST_SPACE = regex.compile(r"[ \n\t\r]", regex.REVERSE)
 
@@ -528,6 +535,12 @@ class _GroupState:
         """
         group = self.group
         patterns = group.patterns
+        if group.starts is not None and len(buf) - (limit - base) > _FAR:
+            # Far from the end (the hold-back cap forced a decision): a search
+            # would read on to the end of the buffer, every chunk.  Try the
+            # candidate starts before the limit instead.
+            self._collect_at_starts(buf, base, start, limit, out, which)
+            return
         for j in range(len(patterns)) if which is None else which:
             pattern = patterns[j]
             p = max(self.pos[j], start)
@@ -543,6 +556,41 @@ class _GroupState:
                 else:
                     p = s + 1
             self.pos[j] = max(p, limit)
+
+    def _collect_at_starts(
+        self,
+        buf: str,
+        base: int,
+        start: int,
+        limit: int,
+        out: list[ScanMatch],
+        which: Sequence[int] | None,
+    ) -> None:
+        """:meth:`_collect` by matching at each candidate start: a non-empty match
+        can only start where its leading assertion holds on one of its first
+        characters, so this finds what ``finditer`` finds."""
+        group = self.group
+        starts = group.starts
+        assert starts is not None
+        lo, lim = start - base, limit - base
+        found: list[int] = []
+        m = starts.search(buf, lo, lim)
+        while m is not None:
+            found.append(m.start())
+            m = starts.search(buf, m.start() + 1, lim)
+        patterns = group.patterns
+        for j in range(len(patterns)) if which is None else which:
+            pattern = patterns[j]
+            index = group.indices[j]
+            q = max(self.pos[j], start) - base
+            for c in found:
+                if c < q:
+                    continue
+                mm = pattern.match(buf, c)
+                if mm is not None and mm.end() > c:
+                    out.append(ScanMatch(index, mm, base))
+                    q = mm.end()
+            self.pos[j] = max(q + base, limit)
 
     def finish(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:
         self._collect(buf, base, self.dead, end, out)

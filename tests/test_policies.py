@@ -317,3 +317,21 @@ def test_strict_redact_caps_the_holdback(strict_redact: ge.Policy) -> None:
     assert gaps[-1] < len(text) - 1  # text was released before the end
     assert released == len(text)
     assert stream.result is not None and stream.result.decision is ge.Decision.PASS
+
+
+def test_past_the_cap_pii_is_still_found(strict_redact: ge.Policy) -> None:
+    # Long unbroken tokens push the stream past max_holdback_chars, where text
+    # is decided as it stands (matches are then tried at candidate starts, far
+    # from the end of the buffer).  PII between and inside them is still found.
+    token = "9f3a" * 150  # 600 characters, no space
+    text = (
+        f"{token}-212-45-6789 {token} mail bob@example.com {token}:10.0.0.1 "
+        f"{token} card 4111 1111 1111 1111 end"
+    )
+    pieces, streamed = _stream(strict_redact, text, 7)
+    out = "".join(pieces)
+    for value in ("212-45-6789", "bob@example.com", "4111 1111 1111 1111"):
+        assert value not in out
+    found = {f.entity_type for f in streamed.findings}
+    assert {"US_SSN", "EMAIL_ADDRESS", "CREDIT_CARD"} <= found
+    assert out.endswith(" end")

@@ -7,6 +7,7 @@ from _chunks import cut
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guardrails_engine import _scan
 from guardrails_engine._scan import PatternSet, SharedScan, streamable
 
 # Patterns chosen for the ways a match can depend on text not seen yet: greedy
@@ -152,3 +153,24 @@ def test_shared_scan_gives_each_check_its_own_matches(
     for k, view in enumerate(views):
         got[k] += [(m.index, m.start, m.end) for m in view.finish(seen, 0)]
         assert sorted(got[k]) == whole_text_matches(parts[k], text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=8, unique=True),
+    st.sampled_from(FLAGS),
+    st.text(alphabet=ALPHABET, max_size=40),
+    st.lists(st.integers(1, 6), max_size=40),
+)
+def test_matching_at_candidate_starts_finds_what_a_search_finds(
+    patterns: list[str], flags: int, text: str, sizes: list[int]
+) -> None:
+    # Far from the end of the buffer (when the hold-back cap forces a
+    # decision) matches are tried at candidate starts instead of searched for:
+    # forced here everywhere, the result must not change.
+    old = _scan._FAR
+    _scan._FAR = -1
+    try:
+        test_stream_scan_equals_whole_scan.hypothesis.inner_test(patterns, flags, text, sizes)  # type: ignore[attr-defined]
+    finally:
+        _scan._FAR = old
