@@ -365,6 +365,7 @@ class _Group:
 
     __slots__ = (
         "far",
+        "far_gate",
         "far_reach",
         "finder",
         "gates",
@@ -406,11 +407,16 @@ class _Group:
         far = [i for i, f in enumerate(known) if f.reach is not None and f.reach > 1]
         self.far: _Finder | None = None
         self.far_reach = 0
+        # The ASCII characters one of which such a match holds (None: unknown).
+        self.far_gate: frozenset[str] | None = None
         if self.reach is not None and far:
             self.far = _Finder(
                 [patterns[i] for i in far], [known[i] for i in far], 4 if len(far) <= 2 else 0
             )
             self.far_reach = max(known[i].reach or 0 for i in far)
+            far_gates = [gates[i] for i in far]
+            if all(g is not None for g in far_gates):
+                self.far_gate = frozenset().union(*(g for g in far_gates if g is not None))
 
 
 class PatternSet:
@@ -494,7 +500,12 @@ class _GroupState:
                         before = u + 1
                     else:
                         before = _run_start(buf, lo, u)
-                    h2 = far.find(buf, before, run)
+                    word = buf[before:run]
+                    gate = group.far_gate
+                    if gate is not None and word.isascii() and gate.isdisjoint(word):
+                        h2 = run  # no character that such a match must hold
+                    else:
+                        h2 = far.find(buf, before, run)
                     if h2 < h:
                         h = h2
                         self.eager = True  # the next chunk settles it
