@@ -704,7 +704,7 @@ class SharedScan:
     smallest over all the patterns, which only ever holds a check longer.
     """
 
-    __slots__ = ("_last", "_offsets", "_owner", "_pending", "_state")
+    __slots__ = ("_fed", "_last", "_offsets", "_owner", "_pending", "_state")
 
     def __init__(self, patterns: PatternSet, sizes: Sequence[int]) -> None:
         self._state = patterns.state()
@@ -716,7 +716,8 @@ class SharedScan:
         self._offsets = tuple(offsets)
         self._owner = tuple(owner)
         self._pending: list[list[ScanMatch]] = [[] for _ in sizes]
-        self._last: tuple[int, int, int] = (-1, -1, -1)
+        self._last: tuple[int, int, int] = (-1, -1, -1)  # the last finish or force
+        self._fed = -1  # the end of the text at the last feed
 
     def view(self, k: int) -> ScanView:
         """What check ``k`` (in the order of ``sizes``) sees."""
@@ -764,11 +765,17 @@ class ScanView:
 
     def feed(self, buf: str, base: int) -> list[ScanMatch]:
         shared = self._shared
-        key = (0, base + len(buf), 0)
-        if key != shared._last:
-            shared._last = key
-            shared._spread(shared._state.feed(buf, base))
-        return shared._take(self._k)
+        end = base + len(buf)
+        if shared._fed != end:
+            shared._fed = end
+            found = shared._state.feed(buf, base)
+            if found:
+                shared._spread(found)
+        pending = shared._pending
+        out = pending[self._k]
+        if out:
+            pending[self._k] = []
+        return out
 
     def finish(self, buf: str, base: int) -> list[ScanMatch]:
         return self._shared.finish(self._k, buf, base)
