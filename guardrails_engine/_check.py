@@ -154,6 +154,12 @@ class PatternSession:
         self.hold = 0
 
     @property
+    def scanner(self) -> ScanState:
+        """The scanning state behind this session (shared with other checks or not)."""
+        state = self._state
+        return state if isinstance(state, ScanState) else state.state
+
+    @property
     def eager(self) -> bool:
         """Whether the next chunk must be fed even if it has no whitespace.
 

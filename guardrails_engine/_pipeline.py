@@ -183,6 +183,7 @@ class Run:
         "_released",
         "_repairs",
         "_result",
+        "_scanners",
         "_scanning",
         "_sessions",
         "chars_out",
@@ -206,6 +207,10 @@ class Run:
             for i, (c, s) in enumerate(self._sessions)
         ]
         self._lazy_only = all(entry[3] is not None for entry in self._live)
+        # The scanners behind the pattern sessions (one if they share it).
+        self._scanners = list(
+            {id(p.scanner): p.scanner for *_, p in self._live if p is not None}.values()
+        )
         self._hold_seen = 0  # the hold at the last advance (original offsets)
         self._scanning = any(s.scans for _, s in self._sessions)
         # Sessions that may hold back release beyond their hold (release on completion).
@@ -285,8 +290,8 @@ class Run:
         if quiet and self._lazy_only and self._block is None and self._cut is None:
             # Only pattern sessions, and none would scan: no hold moves, so
             # nothing new is safe unless the hold-back cap is passed.
-            for entry in self._live:
-                if entry[3] is not None and entry[3].eager:
+            for scanner in self._scanners:
+                if scanner.eager:
                     break
             else:
                 lag = self._end - self._released

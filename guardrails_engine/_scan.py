@@ -790,3 +790,8 @@ class ScanView:
     @property
     def eager(self) -> bool:
         return self._shared._state.eager
+
+    @property
+    def state(self) -> ScanState:
+        """The shared scanning state."""
+        return self._shared._state
