@@ -39,13 +39,9 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _VALUE, _KEY_OR_END, _KEY, _COLON, _AFTER, _STRING, _NUM, _LIT, _DONE, _BEFORE = range(10)
 
 
-def _span_end(pattern: regex.Pattern[str], text: str, i: int) -> int:
-    m = pattern.match(text, i)
-    return i if m is None else m.end()
-
-
 def _ws_end(text: str, i: int) -> int:
-    return _span_end(_WS, text, i)
+    m = _WS.match(text, i)
+    return i if m is None else m.end()
 
 
 class Violation(Exception):
@@ -132,7 +128,8 @@ class _Frame:
         self.pending_drop: tuple[int, int] | None = None  # a dropped first member
         # Required keys still missing, per context (bounded by the schema).
         self.required: list[set[str]] = [
-            set(s.get("required", ())) if isinstance(s, Mapping) else set() for s, _ in ctxs
+            set(s.get("required", ())) if type(s) is dict or isinstance(s, Mapping) else set()
+            for s, _ in ctxs
         ]
 
 
@@ -183,6 +180,9 @@ class JsonScan:
         self._pending_element = False  # a comma in an array: an element must follow
         self._ctxs: list[_Ctx] = []  # contexts of the value being read
         self._vpath = "$"
+        # Expansions without anyOf/oneOf, by schema: the same for any guard.
+        # (The schema is kept with its entry: an id is only unique while alive.)
+        self._flat: dict[int, tuple[Any, tuple[Any, ...]]] = {}
 
     @property
     def token_start(self) -> int:
@@ -210,13 +210,19 @@ class JsonScan:
     # -- schema contexts --------------------------------------------------------
     def _expand(self, schema: Any, guard: _Guard | None, path: str, out: list[_Ctx]) -> None:
         """Add ``schema`` and what applies with it ($ref, allOf, anyOf/oneOf branches)."""
+        flat = self._flat.get(id(schema))
+        if flat is not None and flat[0] is schema:
+            out.extend((s, guard) for s in flat[1])
+            return
+        first = len(out)
+        branched = False
         stack: list[tuple[Any, _Guard | None]] = [(schema, guard)]
         seen: set[tuple[int, int]] = set()  # a $ref cycle adds nothing new
         while stack:
             s, g = stack.pop()
             if s is True or s is None:
                 continue
-            if s is False or not isinstance(s, Mapping):
+            if s is False or not (type(s) is dict or isinstance(s, Mapping)):
                 out.append((s, g))
                 continue
             key = (id(s), id(g))
@@ -234,9 +240,12 @@ class JsonScan:
             for keyword in ("anyOf", "oneOf"):
                 branches = s.get(keyword)
                 if isinstance(branches, list) and branches:
+                    branched = True
                     group = _Group(len(branches), g, keyword, path)
                     for i, b in enumerate(branches):
                         stack.append((b, (group, i)))
+        if not branched:
+            self._flat[id(schema)] = (schema, tuple(s for s, _ in out[first:]))
 
     def _violate(self, guard: _Guard | None, start: int, end: int, reason: str) -> None:
         while guard is not None:
@@ -275,7 +284,7 @@ class JsonScan:
 
     def _container_values(self, s: Any, g: _Guard | None, kind: str, start: int) -> None:
         """``enum``/``const`` on a container: decided now if no allowed value is one."""
-        assert isinstance(s, Mapping)
+        assert type(s) is dict or isinstance(s, Mapping)
         py = dict if kind == "object" else list
         if "const" in s and not isinstance(s["const"], py):
             self._violate(g, start, start + 1, f"{self._vpath}: expected {show(s['const'])}")
@@ -284,7 +293,7 @@ class JsonScan:
             self._violate(g, start, start + 1, f"{self._vpath}: expected one of {show(enum)}")
 
     def _type(self, s: Any, g: _Guard | None, kind: str, start: int, end: int) -> None:
-        assert isinstance(s, Mapping)
+        assert type(s) is dict or isinstance(s, Mapping)
         t = s.get("type")
         allowed = [t] if isinstance(t, str) else t if isinstance(t, list) else None
         if allowed is None:
@@ -302,7 +311,7 @@ class JsonScan:
         start = self._tok_start
         where = self._vpath
         for s, g in self._ctxs:
-            if not isinstance(s, Mapping) or not self._alive(g):
+            if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
                 continue
             if kind == "number":
                 integral = isinstance(value, int) or float(value).is_integer()
@@ -364,7 +373,7 @@ class JsonScan:
     def _close(self, end: int) -> None:
         frame = self._stack.pop()
         for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
-            if not isinstance(s, Mapping) or not self._alive(g):
+            if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
                 continue
             if frame.kind == "object":
                 # Revealed at the closing brace: the span starts there, so text
@@ -392,7 +401,7 @@ class JsonScan:
         dropping = False
         for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
             missing.discard(key)
-            if not isinstance(s, Mapping) or not self._alive(g):
+            if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
                 continue
             mp = s.get("maxProperties")
             if isinstance(mp, int) and frame.count > mp:
@@ -446,7 +455,7 @@ class JsonScan:
         path = f"{frame.path}[{i}]"
         ctxs: list[_Ctx] = []
         for s, g in frame.ctxs:
-            if not isinstance(s, Mapping) or not self._alive(g):
+            if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
                 continue
             mi = s.get("maxItems")
             if isinstance(mi, int) and frame.count > mi:
@@ -637,7 +646,8 @@ class JsonScan:
             self._maxlens = [
                 (s["maxLength"], g)
                 for s, g in self._ctxs
-                if isinstance(s, Mapping) and isinstance(s.get("maxLength"), int)
+                if (type(s) is dict or isinstance(s, Mapping))
+                and isinstance(s.get("maxLength"), int)
             ]
             self._state = _STRING
             return 1
@@ -678,7 +688,8 @@ class JsonScan:
                         self._tok_len += 1
                     self._escape = ""
                 continue
-            j = _span_end(_PLAIN, text, i)
+            pm = _PLAIN.match(text, i)
+            j = i if pm is None else pm.end()
             if j > i:
                 self._tok.append(text[i:j])
                 self._tok_len += j - i

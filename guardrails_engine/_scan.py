@@ -471,9 +471,7 @@ class _GroupState:
         self.hold = 0
         self.eager = False  # scan at the next feed, whatever it brings
 
-    def feed(
-        self, buf: str, base: int, end: int, out: list[ScanMatch], maybe: bool = True
-    ) -> None:
+    def feed(self, buf: str, base: int, end: int, out: list[ScanMatch], maybe: bool = True) -> None:
         """Scan what arrived.  ``maybe``: False if the caller knows that no
         required character of any pattern is in the text from the hold on."""
         group = self.group
