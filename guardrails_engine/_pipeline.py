@@ -95,14 +95,16 @@ def _dedup(hits: Sequence[Hit]) -> list[Hit]:
             continue
         group.sort(key=lambda h: (h.start, -h.end, -(h.score or 0.0)))
         kept: list[Hit] = []
+        # Kept hits that reach the current start: only they can contain it (in
+        # start order, the others end before it), so this stays linear.
+        active: list[Hit] = []
         for h in group:
-            contained = any(
-                k.start <= h.start and h.end <= k.end and (h.score or 0.0) <= (k.score or 0.0)
-                for k in kept
-                if k.end >= h.start
-            )
+            if active:
+                active = [k for k in active if k.end >= h.start]
+            contained = any(h.end <= k.end and (h.score or 0.0) <= (k.score or 0.0) for k in active)
             if not contained:
                 kept.append(h)
+                active.append(h)
         out.extend(kept)
     return out
 
