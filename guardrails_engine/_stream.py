@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -125,7 +125,7 @@ class Stream(_Driver):
     closed then, and when the outcome is decided.
     """
 
-    __slots__ = ("_blocking", "_closed", "_iter", "_pulls", "_source")
+    __slots__ = ("_async", "_blocking", "_closed", "_iter", "_pulls", "_source")
 
     def __init__(
         self,
@@ -138,6 +138,7 @@ class Stream(_Driver):
         super().__init__(policy, trace_id, on_trace)
         # NER runs in worker threads, so the event loop stays responsive.
         self._blocking = policy.blocking
+        self._async = False  # the source is an async iterable
         self._pulls = 0
         self._source = source
         self._iter: AsyncIterator[str] | Iterator[str] | None = None
@@ -160,10 +161,11 @@ class Stream(_Driver):
         if it is None:
             src = self._source
             it = self._iter = aiter(src) if isinstance(src, AsyncIterable) else iter(src)
+            self._async = isinstance(it, AsyncIterator)
         try:
             try:
-                if isinstance(it, AsyncIterator):
-                    chunk: Any = await it.__anext__()
+                if self._async:
+                    chunk: Any = await cast(AsyncIterator[str], it).__anext__()
                 else:
                     # A sync source never yields to the event loop: do it for it,
                     # so other tasks run and cancellation is delivered.
@@ -172,11 +174,15 @@ class Stream(_Driver):
                         await anyio.lowlevel.checkpoint()
                     else:
                         await anyio.lowlevel.checkpoint_if_cancelled()
-                    chunk = next(it)
+                    chunk = next(cast(Iterator[str], it))
             except (StopAsyncIteration, StopIteration):
                 await self._work(self._exhausted)
                 return
-            if await self._work(self._take, chunk):
+            if self._blocking:
+                decided = await self._work(self._take, chunk)
+            else:
+                decided = self._take(chunk)  # no blocking work: inline
+            if decided:
                 await self._close_source()
         except anyio.get_cancelled_exc_class():
             self._failed(Ending.CANCELLED)
