@@ -135,6 +135,9 @@ class _LengthSession:
             return ()
         start = self._end
         self._end += len(chunk)
+        if self._end <= self._lo and self._check.max_words is None:
+            return ()  # characters only, and far from the limit: nothing changes
+
         self._chars(chunk, start)
         self._count_words(chunk, start)
         return self._settle(final=False)
