@@ -24,6 +24,7 @@ depend only on the text, so a whole text and every chunking of it agree.
 from __future__ import annotations
 
 import enum
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,6 +175,7 @@ class Run:
         "_failed",
         "_hits",
         "_hold_seen",
+        "_json",
         "_lazy_only",
         "_live",
         "_map",
@@ -218,6 +220,8 @@ class Run:
         # Sessions that may hold back release beyond their hold (release on completion).
         self._barriers: list[Any] = [s for _, s in self._sessions if hasattr(s, "barrier")]
         self._order = {c.id: i for i, c in enumerate(policy.checks)}
+        # A schema check means JSON output: replacements are written JSON-escaped.
+        self._json = any(c.type == "schema" for c in policy.checks)
         self._cap = policy.max_holdback_chars
         self._map = OffsetMap()
         self._buf = ""  # canonical scan buffer, from canonical offset _base
@@ -380,6 +384,8 @@ class Run:
         """The text is complete; return the rest of the safe text."""
         if self._ending is not None:
             return ""
+        if self._scanning:
+            self._buf += self._map.flush()  # an escape the text ended in the middle of
         buf, base = self._buf, self._base
         for i, check, session, _ in self._live:
             t0 = time.perf_counter()
@@ -571,7 +577,12 @@ class Run:
 
     def _render(self, hit: Hit) -> str:
         if hit.replacement is None:
-            hit.replacement = hit.check.render(hit, self._context)
+            text = hit.check.render(hit, self._context)
+            if self._json and hit.check.type != "schema":
+                # The output is JSON: a replacement inside a string value must
+                # not end it (a quote) or start an escape (a backslash).
+                text = json.dumps(text, ensure_ascii=False)[1:-1]
+            hit.replacement = text
         return hit.replacement
 
     def _back_over_space(self, target: int, floor: int) -> int:

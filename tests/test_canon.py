@@ -14,18 +14,62 @@ from guardrails_engine._canon import OffsetMap, canonical
 ALPHABET = "ab1 .@\u200b\u200c\u2060\u00ad\ufeff\u00a0\u202f\u3000\ufb01\u2460\uff11"
 
 
-def reference(text: str) -> tuple[str, list[int]]:
-    """The canonical text and, for each of its characters, the original index."""
-    out, where = [], []
-    for i, ch in enumerate(text):
-        cat = unicodedata.category(ch)
-        rep = "" if cat == "Cf" else " " if cat in ("Zs", "Zl", "Zp") else unicodedata.normalize("NFKC", ch)
+# JSON string escapes, whole, cut short, and invalid; a backslash escaping a backslash.
+ESCAPES = [
+    "\\n",
+    "\\t",
+    '\\"',
+    "\\\\",
+    "\\/",
+    "\\u0040",
+    "\\u200b",
+    "\\u00a0",
+    "\\uFB01",
+    "\\ud83d",
+    "\\u12",
+    "\\q",
+    "\\",
+    "u",
+    "0",
+]
+PIECES = list(ALPHABET) + ESCAPES
+SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def canon_char(ch: str) -> str:
+    cat = unicodedata.category(ch)
+    if cat == "Cf":
+        return ""
+    if cat in ("Zs", "Zl", "Zp"):
+        return " "
+    return unicodedata.normalize("NFKC", ch)
+
+
+def reference(text: str) -> tuple[str, list[int], list[int]]:
+    """The canonical text and, for each of its characters, the original span."""
+    out, starts, ends = [], [], []
+    i = 0
+    while i < len(text):
+        ch, n = text[i], 1
+        if ch == "\\" and text[i + 1 : i + 2] in SIMPLE and text[i + 1 : i + 2]:
+            ch, n = SIMPLE[text[i + 1]], 2
+        elif ch == "\\" and text[i + 1 : i + 2] == "u":
+            digits = text[i + 2 : i + 6]
+            if len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits):
+                code = int(digits, 16)
+                ch, n = ("\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)), 6
+        rep = canon_char(ch)
         out.append(rep)
-        where.extend([i] * len(rep))
-    return "".join(out), where
+        starts.extend([i] * len(rep))
+        ends.extend([i + n] * len(rep))
+        i += n
+    return "".join(out), starts, ends
 
 
-@given(st.text(alphabet=ALPHABET, max_size=30), st.lists(st.integers(1, 5), min_size=1, max_size=10))
+@given(
+    st.lists(st.sampled_from(PIECES), max_size=20).map("".join),
+    st.lists(st.integers(1, 5), min_size=1, max_size=10),
+)
 def test_map_matches_reference_for_any_chunking(text: str, sizes: list[int]) -> None:
     m = OffsetMap()
     canon, i, k = "", 0, 0
@@ -34,11 +78,13 @@ def test_map_matches_reference_for_any_chunking(text: str, sizes: list[int]) -> 
         canon += m.add(text[i : i + n])
         i += n
         k += 1
-    expected, where = reference(text)
+    canon += m.flush()
+    expected, starts, ends = reference(text)
     assert canon == expected == canonical(text)
-    assert m.identity == (where == list(range(len(where))) and len(expected) == len(text))
+    plain = starts == list(range(len(starts))) and ends == [s + 1 for s in starts]
+    assert m.identity == (plain and len(expected) == len(text))
     for s in range(len(canon)):
         for e in range(s + 1, len(canon) + 1):
-            assert m.span(s, e) == (where[s], where[e - 1] + 1)
+            assert m.span(s, e) == (starts[s], ends[e - 1])
     # The end of the canonical text maps to the end of the original.
     assert m.to_orig(len(canon)) == len(text)

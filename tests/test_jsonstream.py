@@ -434,3 +434,73 @@ def test_a_flagging_schema_flags_the_repaired_document() -> None:
     assert result.decision is ge.Decision.REPAIR
     assert result.text == '{"contact": "<EMAIL_ADDRESS>"}'
     assert result.reasons[-1] == 'j: $.contact: violates format "email", flagged'
+
+
+# -- other checks inside JSON strings ------------------------------------------------------
+
+JSON_PII = ge.Policy.from_yaml(
+    """
+version: 1
+name: json-pii
+checks:
+  - id: pii
+    type: pii
+    entities: [EMAIL_ADDRESS, CREDIT_CARD, PHONE_NUMBER, US_SSN]
+    action: repair
+  - id: words
+    type: content
+    terms: ["secret plan"]
+    action: repair
+    replacement: 'the "plan" \\ (redacted)'
+  - id: answer
+    type: schema
+    schema: {type: object, required: [answer], properties: {answer: {type: string}}}
+    action: block
+"""
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "card:\n4111 1111 1111 1111",
+                "mail\tbob@example.com",
+                "call\n+1 415 555 0100",
+                'say "hi" to 212-45-6789',
+                "the secret plan\nis set",
+                "plain words\\ here",
+            ]
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.integers(1, 9), max_size=30),
+)
+def test_pii_after_json_escapes_is_masked_and_the_json_stays_valid(
+    parts: list[str], sizes: list[int]
+) -> None:
+    # json.dumps writes \n, \t, \" and \\ escapes: a card number after "\n"
+    # must still be found (it starts a word in the decoded string), a mask must
+    # cover no part of an escape, and a replacement with a quote or a
+    # backslash must not end the string.
+    text = json.dumps({"answer": " / ".join(parts)})
+    result = JSON_PII.validate_sync(text)
+    plain = all(p == "plain words\\ here" for p in parts)
+    assert result.decision is (ge.Decision.PASS if plain else ge.Decision.REPAIR)
+    answer = json.loads(result.text)["answer"]
+    for value in ("4111 1111 1111 1111", "bob@example.com", "415 555 0100", "212-45-6789"):
+        assert value not in answer
+    if any("secret plan" in p for p in parts):
+        assert 'the "plan" \\ (redacted)' in answer
+    pieces = list(JSON_PII.stream_sync(cut(text, sizes)))
+    assert "".join(pieces) == result.text
+
+
+def test_an_address_written_with_an_escape_is_an_address() -> None:
+    text = '{"answer": "write to bob\\u0040example.com today"}'
+    result = JSON_PII.validate_sync(text)
+    assert json.loads(result.text) == {"answer": "write to <EMAIL_ADDRESS> today"}
+    (finding,) = result.findings
+    assert text[finding.start : finding.end] == "bob\\u0040example.com"
