@@ -285,13 +285,14 @@ class Run:
         buf, base = self._buf, self._base
         clock = time.perf_counter
         seconds = self.check_seconds
-        # ASCII without whitespace: its canonical view has none either.
+        # ASCII without whitespace or an escape: its canonical view has no whitespace.
         quiet = (
             chunk.isascii()
             and " " not in chunk
             and "\n" not in chunk
             and "\t" not in chunk
             and "\r" not in chunk
+            and "\\" not in chunk
         )
         if quiet and self._lazy_only and self._block is None and self._cut is None:
             # Only pattern sessions, and none would scan: no hold moves, so
