@@ -406,6 +406,8 @@ class JsonScan:
             mp = s.get("maxProperties")
             if isinstance(mp, int) and frame.count > mp:
                 self._violate(g, start, end, f"{frame.path}: violates maxProperties {mp}")
+            if "propertyNames" in s:
+                self._name(s["propertyNames"], g, key, start, end, frame.path)
             found = s.get("properties")
             props: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
             matched = False
@@ -446,6 +448,34 @@ class JsonScan:
         frame.comma_open = False
         self._ctxs = ctxs
         self._vpath = path
+
+    def _name(
+        self, schema: Any, guard: _Guard | None, key: str, start: int, end: int, path: str
+    ) -> None:
+        """``propertyNames``: the key, a string, against ``schema`` (the reason
+        names the object, never the key)."""
+        where = f"{path} (property name)"
+        ctxs: list[_Ctx] = []
+        self._expand(schema, guard, path, ctxs)
+        for s, g in ctxs:
+            if s is False:
+                self._violate(g, start, end, f"{path}: no property is allowed (propertyNames)")
+                continue
+            if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
+                continue
+            t = s.get("type")
+            allowed = [t] if isinstance(t, str) else t if isinstance(t, list) else None
+            if allowed is not None and "string" not in allowed:
+                self._violate(g, start, end, f"{where}: expected {show(t)}, got string")
+            if "enum" in s and isinstance(s["enum"], list):
+                if not any(_equal(key, e) for e in s["enum"]):
+                    self._violate(g, start, end, f"{where}: expected one of {show(s['enum'])}")
+            if "const" in s and not _equal(key, s["const"]):
+                self._violate(g, start, end, f"{where}: expected {show(s['const'])}")
+            limit = s.get("maxLength")
+            if isinstance(limit, int) and len(key) > limit:
+                self._violate(g, start, end, f"{where}: violates maxLength {limit}")
+            self._string_keywords(s, g, key, start, end, where)
 
     def _element(self, frame: _Frame) -> None:
         """An array element starts: what applies to it."""

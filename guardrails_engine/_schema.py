@@ -111,7 +111,7 @@ _STREAMED = frozenset(
         "minProperties", "maxLength", "minLength", "pattern", "minimum", "maximum",
         "exclusiveMinimum", "exclusiveMaximum", "allOf", "anyOf", "$ref", "$defs",
         "definitions", "format", "title", "description", "default", "examples", "$schema",
-        "$id", "$comment", "deprecated", "readOnly", "writeOnly",
+        "$id", "$comment", "deprecated", "readOnly", "writeOnly", "propertyNames",
     }
 )  # fmt: skip
 
@@ -139,7 +139,7 @@ def covers(schema: Any) -> bool:
         for key in ("allOf", "anyOf", "prefixItems"):
             if isinstance(s.get(key), list):
                 stack.extend(s[key])
-        for key in ("additionalProperties", "items"):
+        for key in ("additionalProperties", "items", "propertyNames"):
             sub = s.get(key)
             if isinstance(sub, list):
                 stack.extend(sub)

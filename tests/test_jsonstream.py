@@ -68,6 +68,7 @@ def schemas() -> st.SearchStrategy[Any]:
             st.builds(lambda i, n: {"type": "array", "items": i, "maxItems": n}, inner, st.integers(0, 3)),
             st.builds(lambda p: {"prefixItems": p}, st.lists(inner, min_size=1, max_size=2)),
             st.builds(lambda n: {"maxProperties": n, "minProperties": 1}, st.integers(0, 2)),
+            st.builds(lambda names: {"propertyNames": names}, inner),
             st.builds(lambda bs: {"anyOf": bs}, st.lists(inner, min_size=1, max_size=3)),
             st.builds(lambda bs: {"oneOf": bs}, st.lists(inner, min_size=1, max_size=3)),
             st.builds(lambda bs: {"allOf": bs}, st.lists(inner, min_size=1, max_size=2)),
@@ -504,3 +505,29 @@ def test_an_address_written_with_an_escape_is_an_address() -> None:
     assert json.loads(result.text) == {"answer": "write to <EMAIL_ADDRESS> today"}
     (finding,) = result.findings
     assert text[finding.start : finding.end] == "bob\\u0040example.com"
+
+
+def test_property_names_are_checked_when_the_key_ends() -> None:
+    p = policy_for(
+        {"type": "object", "propertyNames": {"pattern": "^[a-z_]+$", "maxLength": 12}},
+        release="incremental",
+    )
+    text = '{"name": 1, "Secret-Token-4111": 2, "rest": "x"}'
+    pulled: list[str] = []
+
+    def source() -> Any:
+        for i in range(0, len(text), 3):
+            pulled.append(text[i : i + 3])
+            yield text[i : i + 3]
+
+    stream = p.stream_sync(source())
+    out = "".join(stream)
+    assert stream.result is not None and stream.result.decision is ge.Decision.BLOCK
+    (reason,) = stream.result.reasons
+    assert reason == "j: $ (property name): violates maxLength 12, blocked"
+    assert "Secret" not in reason
+    # Stopped within a chunk of the end of the offending key.
+    key_end = text.index('"Secret-Token-4111"') + len('"Secret-Token-4111"')
+    assert len("".join(pulled)) <= key_end + 3
+    # Incremental release: what was validated before the key went out, the key never.
+    assert out == '{"name": 1, [blocked]'
