@@ -379,7 +379,49 @@ class Run:
         if self._ending is None and text:
             self._receive(text)
             self._feed_sessions(text, scanning=False)
+            if self._decided_early():
+                return self._advance(final=True)
         return self.finish()
+
+    def _decided_early(self) -> bool:
+        """A length limit (or a block by a check that does not scan) decides the
+        outcome well before the end of the text: scan only as far as a stream
+        would have read, not the whole text.
+
+        The scanning sessions are fed ever longer prefixes, as a stream in big
+        chunks would feed them, until every match that starts before the
+        decision is final; the answer is the stream's, hence the whole text's.
+        """
+        decided = [h.start for h in (self._cut, self._block) if h is not None]
+        if not decided or not self._scanning:
+            return False
+        at = min(decided)
+        self._buf += self._map.flush()
+        full, base = self._buf, self._base
+        # Every hit that starts at or before ``at`` must be known: the
+        # canonical offsets before ``upto`` are those of the text up to ``at``.
+        upto = self._canonical(at + 1)
+        size = upto + 256
+        if size >= len(full):
+            return False
+        while True:
+            prefix = full[:size]
+            for i, check, session, _ in self._live:
+                if not session.scans:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    found = session.feed(prefix, base, "")
+                except Exception as exc:
+                    found = self._fail(i, check, session, exc)
+                self.check_seconds[i] += time.perf_counter() - t0
+                if found:
+                    self._add(found, True)
+            if min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER) >= upto:
+                return True  # every hit that starts up to the decision is known
+            if size >= len(full):
+                return False  # a match in progress runs to the end: scan it all
+            size = min(2 * size, len(full))
 
     def finish(self) -> str:
         """The text is complete; return the rest of the safe text."""
@@ -541,17 +583,7 @@ class Run:
     def _force(self) -> None:
         """The hold-back cap is exceeded: decide scanned text before it as it stands."""
         upto_orig = self._end - self._cap
-        # The canonical offset of the cap: the map is monotonic, so search it.
-        upto = upto_orig
-        if not self._map.identity:
-            lo, hi = self._base, self._base + len(self._buf)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if self._map.to_orig(mid) < upto_orig:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            upto = lo
+        upto = self._canonical(upto_orig)
         for i, (check, session) in enumerate(self._sessions):
             if not session.capped or i in self._failed:
                 continue
@@ -564,6 +596,20 @@ class Run:
                 found = self._fail(i, check, session, exc)
             if found:
                 self._add(found, session.scans)
+
+    def _canonical(self, orig: int) -> int:
+        """The first canonical offset at or after original offset ``orig``."""
+        if self._map.identity:
+            return orig
+        # The map is monotonic: search it.
+        lo, hi = self._base, self._base + len(self._buf)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._map.to_orig(mid) < orig:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def _straddle(self, target: int) -> int:
         """Move ``target`` back to the start of any repair cluster that crosses it."""

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import guardrails_engine as ge
+from guardrails_engine._pipeline import Run
 
 DATA = Path(__file__).parent / "data" / "pii_dev.jsonl"
 
@@ -247,3 +248,43 @@ def test_plain_recall_and_no_leaks(support_chat: ge.Policy) -> None:
     assert total > 150
     assert found / total >= 0.97
     assert leaks == []
+
+
+long_texts = st.lists(st.tuples(piece, st.sampled_from(SEPARATORS)), min_size=40, max_size=120).map(
+    lambda parts: "".join(a + b for a, b in parts)
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    long_texts,
+    actions,
+    actions,
+    actions,
+    st.sampled_from([30, 120, 300]),
+    st.sampled_from([6, 25, 60]),
+)
+def test_validate_stops_scanning_at_a_decided_limit(
+    text: str, terms: str, patterns: str, length: str, max_chars: int, max_words: int
+) -> None:
+    # validate reads only as far as a stream would once a length limit decides
+    # the answer; the answer is the same as scanning the whole text.
+    p = policy(terms, patterns, length, max_chars, max_words)
+    early = p.validate_sync(text)
+    whole = _WholeRun(p)
+    whole.check(text)
+    assert early == whole.result()
+    assert_same(p, text, cut(text, [7, 3, 11]))
+
+
+class _WholeRun(Run):
+    """A run whose check always scans the whole text."""
+
+    __slots__ = ()
+
+    def _decided_early(self) -> bool:
+        return False
