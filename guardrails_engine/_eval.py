@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
 from typing import Any, Literal
 from xml.sax.saxutils import escape, quoteattr
 
@@ -24,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import GuardrailsError
+from ._holdback import Holdbacks
 from ._loader import repeated_key
 from ._model import Action, Decision, Result
 
@@ -292,13 +292,11 @@ class EvalReport:
         return sum(r.leaked for r in self.results)
 
     def holdback(self) -> dict[str, float]:
-        values = sorted(h for r in self.results for run in r.runs for h in run.holdbacks)
-        if not values:
-            return {"p50": 0.0, "p95": 0.0, "max": 0.0}
+        counts = Holdbacks(h for r in self.results for run in r.runs for h in run.holdbacks)
         return {
-            "p50": float(median(values)),
-            "p95": float(values[min(len(values) - 1, int(0.95 * len(values)))]),
-            "max": float(values[-1]),
+            "p50": counts.median(),
+            "p95": float(counts.quantile(0.95)),
+            "max": float(counts.max),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,12 +45,6 @@ class Holdbacks:
         if value > self.max:
             self.max = value
 
-    def merge(self, other: Holdbacks) -> None:
-        for k, n in other.counts.items():
-            self.counts[k] = self.counts.get(k, 0) + n
-        self.count += other.count
-        self.max = max(self.max, other.max)
-
     def __len__(self) -> int:
         return self.count
 

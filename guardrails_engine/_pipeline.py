@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._canon import OffsetMap
 from ._check import Check, Hit, PatternCheck, PatternSession, RunContext, Session
-from ._holdback import EXACT, Holdbacks
+from ._holdback import Holdbacks
 from ._model import Action, Decision, Finding, Result
 from ._scan import ScanView, SharedScan
 
@@ -274,17 +274,7 @@ class Run:
         """Take the next chunk; return the text that became safe (possibly "")."""
         if self._ending is not None or not chunk:
             return ""
-        # The hot path of a stream: _receive and _feed_sessions, inlined.
-        if self.first_in_at is None:
-            self.first_in_at = time.perf_counter()
-        self.chunks_in += 1
-        self._pending.append(chunk)
-        self._end += len(chunk)
-        if self._scanning:
-            self._buf += self._map.add(chunk)
-        buf, base = self._buf, self._base
-        clock = time.perf_counter
-        seconds = self.check_seconds
+        self._receive(chunk)
         # ASCII without whitespace or an escape: its canonical view has no whitespace.
         quiet = (
             chunk.isascii()
@@ -297,29 +287,11 @@ class Run:
         if quiet and self._lazy_only and self._block is None and self._cut is None:
             # Only pattern sessions, and none would scan: no hold moves, so
             # nothing new is safe unless the hold-back cap is passed.
-            for scanner in self._scanners:
-                if scanner.eager:
-                    break
-            else:
-                lag = self._end - self._released
-                if self._end - self._hold_seen <= self._cap and lag < EXACT:
-                    counts = self.holdbacks
-                    counts.counts[lag] = counts.counts.get(lag, 0) + 1
-                    counts.count += 1
-                    if lag > counts.max:
-                        counts.max = lag
+            if not any(scanner.eager for scanner in self._scanners):
+                if self._end - self._hold_seen <= self._cap:
+                    self.holdbacks.add(self._end - self._released)
                     return ""
-        for i, check, session, lazy in self._live:
-            if quiet and lazy is not None and not lazy.eager:
-                continue
-            t0 = clock()
-            try:
-                found = session.feed(buf, base, chunk)
-            except Exception as exc:
-                found = self._fail(i, check, session, exc)
-            seconds[i] += clock() - t0
-            if found:
-                self._add(found, session.scans)
+        self._feed_sessions(self._buf, chunk, quiet=quiet)
         if self._block is not None or self._cut is not None:
             return self._advance(final=False)
         # Nothing decided yet: _advance, the common case.
@@ -336,15 +308,7 @@ class Run:
             self._trim()
         else:
             piece = ""
-        lag = end - self._released
-        counts = self.holdbacks
-        if lag < EXACT:
-            counts.counts[lag] = counts.counts.get(lag, 0) + 1
-            counts.count += 1
-            if lag > counts.max:
-                counts.max = lag
-        else:
-            counts.add(lag)
+        self.holdbacks.add(end - self._released)
         return piece
 
     def _receive(self, chunk: str) -> None:
@@ -356,17 +320,25 @@ class Run:
         if self._scanning:
             self._buf += self._map.add(chunk)
 
-    def _feed_sessions(self, chunk: str, *, scanning: bool) -> None:
-        buf, base = self._buf, self._base
-        for i, check, session, _ in self._live:
-            if session.scans and not scanning:
+    def _feed_sessions(
+        self, buf: str, chunk: str, *, scans: bool | None = None, quiet: bool = False
+    ) -> None:
+        """Feed the sessions (only those that scan, or only those that do not,
+        with ``scans``); with ``quiet``, skip pattern sessions that would not scan."""
+        base = self._base
+        clock = time.perf_counter
+        seconds = self.check_seconds
+        for i, check, session, lazy in self._live:
+            if scans is not None and session.scans != scans:
                 continue
-            t0 = time.perf_counter()
+            if quiet and lazy is not None and not lazy.eager:
+                continue
+            t0 = clock()
             try:
                 found = session.feed(buf, base, chunk)
             except Exception as exc:
                 found = self._fail(i, check, session, exc)
-            self.check_seconds[i] += time.perf_counter() - t0
+            seconds[i] += clock() - t0
             if found:
                 self._add(found, session.scans)
 
@@ -378,7 +350,7 @@ class Run:
         """
         if self._ending is None and text:
             self._receive(text)
-            self._feed_sessions(text, scanning=False)
+            self._feed_sessions(self._buf, text, scans=False)
             if self._decided_early():
                 return self._advance(final=True)
         return self.finish()
@@ -397,7 +369,7 @@ class Run:
             return False
         at = min(decided)
         self._buf += self._map.flush()
-        full, base = self._buf, self._base
+        full = self._buf
         # Every hit that starts at or before ``at`` must be known: the
         # canonical offsets before ``upto`` are those of the text up to ``at``.
         upto = self._canonical(at + 1)
@@ -405,18 +377,7 @@ class Run:
         if size >= len(full):
             return False
         while True:
-            prefix = full[:size]
-            for i, check, session, _ in self._live:
-                if not session.scans:
-                    continue
-                t0 = time.perf_counter()
-                try:
-                    found = session.feed(prefix, base, "")
-                except Exception as exc:
-                    found = self._fail(i, check, session, exc)
-                self.check_seconds[i] += time.perf_counter() - t0
-                if found:
-                    self._add(found, True)
+            self._feed_sessions(full[:size], "", scans=True)
             if min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER) >= upto:
                 return True  # every hit that starts up to the decision is known
             if size >= len(full):
@@ -661,24 +622,16 @@ class Run:
             rest = text[target - offset :]
             self._pending = [rest] if rest else []
             self._pending_start = self._released = target
-            if piece:
-                self._out.append(piece)
-                self.chunks_out += 1
-                self.chars_out += len(piece)
-                if self.first_out_at is None:
-                    self.first_out_at = time.perf_counter()
-            return piece
+            return self._emit(piece)
         if not final:
             target = self._straddle(target)
         if target <= start:
             return ""
         text = "".join(pending) if len(pending) != 1 else pending[0]
-        now: list[Hit] = []
-        if self._repairs:
-            now = _unshadowed([r for r in self._repairs if r.start < target])
-            self._repairs = [r for r in self._repairs if r.start >= target]
-            order = self._order
-            now.sort(key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""))
+        now = _unshadowed([r for r in self._repairs if r.start < target])
+        self._repairs = [r for r in self._repairs if r.start >= target]
+        order = self._order
+        now.sort(key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""))
         parts: list[str] = []
         pos = start
         span_end = -1
@@ -703,7 +656,10 @@ class Run:
         self._pending = [rest] if rest else []
         self._pending_start = new_start
         self._released = new_start
-        piece = "".join(parts)
+        return self._emit("".join(parts))
+
+    def _emit(self, piece: str) -> str:
+        """Record a released piece (for the result and the trace) and return it."""
         if piece:
             self._out.append(piece)
             self.chunks_out += 1

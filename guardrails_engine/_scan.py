@@ -166,7 +166,12 @@ class _Group:
         small = 4 if self.reach is None or len(patterns) <= 2 else 0
         self.finder = _Finder(patterns, known, small)
         # Every position where a non-empty match can start (None if unknown).
-        self.starts = classes(patterns, [f.first for f in known], lead=True)
+        finder = self.finder
+        self.starts = (
+            finder.first  # already with the leading assertions
+            if finder.probes > 0
+            else classes(patterns, [f.first for f in known], lead=True)
+        )
         # Whitespace-free patterns that read two or more characters past their
         # match (``(?!\.\d)``): in the word before the trailing one, only they
         # may still be in progress.

@@ -31,12 +31,6 @@ def test_large_values_are_bucketed_and_memory_stays_small() -> None:
     assert abs(h.median() - 25_000_000) / 25_000_000 < 0.01
 
 
-def test_merge() -> None:
-    a, b = Holdbacks([1, 2, 3]), Holdbacks([10_000, 4])
-    a.merge(b)
-    assert len(a) == 5 and a.max == 10_000 and a.median() == 3.0
-
-
 def test_a_long_stream_keeps_a_bounded_record() -> None:
     # A schema check releasing on completion holds everything: the hold-back
     # grows every chunk, and the record must not grow with it.
