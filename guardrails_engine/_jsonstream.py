@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from fractions import Fraction
 from typing import Any
 
 import regex
@@ -112,8 +113,10 @@ class _Frame:
         "kind",
         "path",
         "pending_drop",
+        "present",
         "required",
         "start",
+        "watch",
     )
 
     def __init__(self, kind: str, ctxs: list[_Ctx], path: str, start: int) -> None:
@@ -131,6 +134,40 @@ class _Frame:
             set(s.get("required", ())) if type(s) is dict or isinstance(s, Mapping) else set()
             for s, _ in ctxs
         ]
+        # Keys that ``dependentRequired`` names, and those of them present so far.
+        self.watch: set[str] = set()
+        self.present: set[str] = set()
+        if kind == "object":
+            for s, _ in ctxs:
+                for name, needed in _dependent_required(s).items():
+                    self.watch.add(name)
+                    self.watch.update(needed)
+
+
+def _dependent_required(s: Any) -> Mapping[str, list[str]]:
+    """A schema's ``dependentRequired``, if it is well formed (else nothing)."""
+    if not (type(s) is dict or isinstance(s, Mapping)):
+        return {}
+    deps = s.get("dependentRequired")
+    if not isinstance(deps, Mapping):
+        return {}
+    return {
+        k: v for k, v in deps.items() if isinstance(v, list) and all(isinstance(x, str) for x in v)
+    }
+
+
+def _not_multiple(value: float, step: float) -> bool | None:
+    """jsonschema's ``multipleOf``: whether ``value`` fails it (None: cannot say here)."""
+    try:
+        if isinstance(step, float):
+            quotient = value / step
+            try:
+                return int(quotient) != quotient
+            except OverflowError:
+                return (Fraction(value) / Fraction(step)).denominator != 1
+        return bool(value % step)
+    except (ArithmeticError, ValueError):
+        return None  # left to the final validation
 
 
 class JsonScan:
@@ -152,7 +189,12 @@ class JsonScan:
         extract: bool,
         trailing_commas: bool = False,
         drop_additional: bool = False,
+        keywords: frozenset[str] | None = None,
     ) -> None:
+        #: The keywords of the schema's draft (None: all); a keyword that its
+        #: draft does not know is never checked early.
+        self._multiple = keywords is None or "multipleOf" in keywords
+        self._dependent = keywords is None or "dependentRequired" in keywords
         #: Opt-in repairs: remove a trailing comma; drop a property the schema forbids.
         self._trailing_commas = trailing_commas
         self._drop_additional = drop_additional
@@ -358,6 +400,15 @@ class JsonScan:
             }[keyword]
             if bad:
                 self._violate(g, start, end, f"{where}: violates {keyword} {bound}")
+        step = s.get("multipleOf")
+        if (
+            self._multiple
+            and isinstance(step, int | float)
+            and not isinstance(step, bool)
+            and step > 0
+            and _not_multiple(value, step)
+        ):
+            self._violate(g, start, end, f"{where}: violates multipleOf {step}")
 
     def _string_progress(self, start: int, end: int) -> None:
         """``maxLength`` as soon as it is exceeded."""
@@ -382,6 +433,8 @@ class JsonScan:
                     names = ", ".join(repr(m) for m in sorted(missing))
                     names = ("property " if len(missing) == 1 else "properties ") + names
                     self._violate(g, end - 1, end, f"{frame.path}: missing required {names}")
+                if self._dependent and frame.watch:
+                    self._dependencies(s, g, frame, end)
                 if isinstance(s.get("minProperties"), int) and frame.count < s["minProperties"]:
                     self._violate(
                         g,
@@ -392,6 +445,21 @@ class JsonScan:
             elif isinstance(s.get("minItems"), int) and frame.count < s["minItems"]:
                 self._violate(g, end - 1, end, f"{frame.path}: violates minItems {s['minItems']}")
         self._after_value(end)
+
+    def _dependencies(self, s: Any, g: _Guard | None, frame: _Frame, end: int) -> None:
+        """``dependentRequired``, when the object closes."""
+        for name, needed in _dependent_required(s).items():
+            if name not in frame.present:
+                continue
+            for other in needed:
+                if other not in frame.present:
+                    self._violate(
+                        g,
+                        end - 1,
+                        end,
+                        f"{frame.path}: property {other!r} is required by {name!r}"
+                        " (dependentRequired)",
+                    )
 
     def _member(self, frame: _Frame, key: str, start: int, end: int) -> None:
         """A key ended: what applies to its value, and what the key itself breaks."""
@@ -445,6 +513,8 @@ class JsonScan:
             frame.count -= 1
             frame.drop = frame.comma if frame.comma >= 0 else start
             ctxs = []
+        elif key in frame.watch:
+            frame.present.add(key)
         frame.comma_open = False
         self._ctxs = ctxs
         self._vpath = path

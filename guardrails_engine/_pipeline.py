@@ -276,8 +276,10 @@ class Run:
             return ""
         self._receive(chunk)
         # ASCII without whitespace or an escape: its canonical view has no whitespace.
+        # (Only pattern sessions care.)
         quiet = (
-            chunk.isascii()
+            bool(self._scanners)
+            and chunk.isascii()
             and " " not in chunk
             and "\n" not in chunk
             and "\t" not in chunk

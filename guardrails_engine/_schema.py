@@ -112,6 +112,7 @@ _STREAMED = frozenset(
         "exclusiveMinimum", "exclusiveMaximum", "allOf", "anyOf", "$ref", "$defs",
         "definitions", "format", "title", "description", "default", "examples", "$schema",
         "$id", "$comment", "deprecated", "readOnly", "writeOnly", "propertyNames",
+        "multipleOf", "dependentRequired",
     }
 )  # fmt: skip
 
@@ -222,6 +223,8 @@ class SchemaCheck:
         self.known = schema_strings(schema)
         self.complete = covers(schema)
         cls = validators.validator_for(schema)
+        # The keywords of the schema's draft.
+        self.keywords = frozenset(cls.VALIDATORS)
         kwargs: dict[str, Any] = {"format_checker": cls.FORMAT_CHECKER}
         if registry is not None:
             kwargs["registry"] = registry
@@ -308,6 +311,7 @@ class _SchemaSession:
             extract=check.extract,
             trailing_commas=check.trailing_commas,
             drop_additional=check.drop_additional,
+            keywords=check.keywords,
         )
         self._repaired = 0  # repairs of the parser already reported
         # With `action: repair` and `extract`, text around the JSON is removed.

@@ -49,6 +49,7 @@ def schemas() -> st.SearchStrategy[Any]:
         st.builds(lambda p: {"pattern": p}, st.sampled_from(["^a", "b$", "[0-9]"])),
         st.builds(lambda n: {"minimum": n}, st.integers(-2, 2)),
         st.builds(lambda n: {"exclusiveMaximum": n}, st.integers(-2, 2)),
+        st.builds(lambda n: {"multipleOf": n}, st.sampled_from([2, 3, 0.5, 1.5])),
     )
     return st.recursive(
         leaf,
@@ -69,6 +70,14 @@ def schemas() -> st.SearchStrategy[Any]:
             st.builds(lambda p: {"prefixItems": p}, st.lists(inner, min_size=1, max_size=2)),
             st.builds(lambda n: {"maxProperties": n, "minProperties": 1}, st.integers(0, 2)),
             st.builds(lambda names: {"propertyNames": names}, inner),
+            st.builds(
+                lambda deps: {"dependentRequired": deps},
+                st.dictionaries(
+                    st.sampled_from(["a", "b", "c"]),
+                    st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=2, unique=True),
+                    max_size=2,
+                ),
+            ),
             st.builds(lambda bs: {"anyOf": bs}, st.lists(inner, min_size=1, max_size=3)),
             st.builds(lambda bs: {"oneOf": bs}, st.lists(inner, min_size=1, max_size=3)),
             st.builds(lambda bs: {"allOf": bs}, st.lists(inner, min_size=1, max_size=2)),
@@ -217,6 +226,16 @@ def test_corpus_verdicts_equal_jsonschema() -> None:
         (SCHEMAS[0], {"answer": 42, "rest": "x" * 500}, '$.answer: expected "string", got integer'),
         (SCHEMAS[3], {"tags": ["c"], "rest": "x" * 500}, '$.tags[0]: expected one of ["a", "b"]'),
         (SCHEMAS[5], "x" * 600, "$: matches none of the anyOf alternatives"),
+        (
+            {"type": "object", "properties": {"qty": {"type": "integer", "multipleOf": 5}}},
+            {"qty": 7, "rest": "x" * 500},
+            "$.qty: violates multipleOf 5",
+        ),
+        (
+            {"type": "array", "items": {"multipleOf": 0.01}},
+            [1.25, 0.005] + [1] * 200,
+            "$[1]: violates multipleOf 0.01",
+        ),
     ],
 )
 def test_stream_stops_at_the_token_that_reveals_the_violation(
@@ -531,3 +550,39 @@ def test_property_names_are_checked_when_the_key_ends() -> None:
     assert len("".join(pulled)) <= key_end + 3
     # Incremental release: what was validated before the key went out, the key never.
     assert out == '{"name": 1, [blocked]'
+
+
+def test_dependent_required_is_checked_when_the_object_closes() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"order": {"type": "object", "dependentRequired": {"card": ["billing"]}}},
+    }
+    p = policy_for(schema, release="incremental")
+    bad = '{"order": {"card": "x", "note": "y"}, "rest": "' + "z" * 300 + '"}'
+    stream = p.stream_sync(cut(bad, [4]))
+    out = "".join(stream)
+    assert stream.result is not None and stream.result.decision is ge.Decision.BLOCK
+    assert stream.result.reasons == (
+        "j: $.order: property 'billing' is required by 'card' (dependentRequired), blocked",
+    )
+    # Decided at the brace that closes the order, long before the end; the
+    # brace itself never goes out.
+    assert out.startswith('{"order": {"card": "x", "note": ') and out.endswith("[blocked]")
+    assert "}" not in out and "z" not in out
+    good = '{"order": {"card": "x", "billing": "y"}, "rest": "z"}'
+    assert p.validate_sync(good).decision is ge.Decision.PASS
+    assert p.validate_sync('{"order": {"billing": "y"}}').decision is ge.Decision.PASS
+
+
+def test_keywords_of_another_draft_are_not_checked_early() -> None:
+    # Draft 7 has no dependentRequired: jsonschema ignores it, and so does the stream.
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "dependentRequired": {"card": ["billing"]},
+    }
+    text = '{"card": "x"}'
+    assert jsonschema.validators.validator_for(schema)(schema).is_valid(json.loads(text))
+    p = policy_for(schema)
+    assert p.validate_sync(text).decision is ge.Decision.PASS
+    assert "".join(p.stream_sync(cut(text, [2]))) == text
