@@ -1,0 +1,124 @@
+"""What the two missed cost targets leave for the work that matters (diagnostic, not a target).
+
+Both targets compare a 4-character stream with one whole-text pass.  A stream
+also pays for things the whole-text pass never does: the driver and the
+pipeline per chunk (measured here as a stream through a policy whose only check
+is a length limit it never reaches: no scanning, no parsing), and, for JSON,
+the final ``jsonschema`` pass that the structured-output issue requires.  What
+is left under the target is the budget for the incremental work itself: the
+scans at word ends (prose), the push parser with its schema checks (JSON).
+
+1. Prose, pattern-pii policy, PII-free text (issue 2 target: stream <= 2x validate).
+   The stream must also do validate's detection work (phonenumbers on the digit
+   runs), so: budget = 2x - validate - pipeline floor.
+2. JSON, ~1 MB order list, schema check (issue 4 target: stream <= 3x one
+   jsonschema validation).  Budget = 3x - final jsonschema pass - pipeline floor,
+   against the push parser alone with an empty schema (private ``JsonScan``).
+
+    .venv/bin/python benchmarks/floors.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import _common as c
+import json_stream
+import jsonschema
+
+import guardrails_engine as ge
+from guardrails_engine._jsonstream import JsonScan
+
+LENGTH_ONLY = ge.Policy.from_yaml(
+    "version: 1\nname: pipeline-floor\nchecks:\n"
+    "  - {id: l, type: length, max_chars: 100000000, action: block}\n"
+)
+
+
+def stream(policy: ge.Policy, chunks: list[str]) -> str:
+    return "".join(policy.stream_sync(iter(chunks)))
+
+
+def parse_only(chunks: list[str], schema: object) -> None:
+    scan = JsonScan(
+        schema, resolve=lambda ref: None, known=frozenset(), conforms=None, extract=False
+    )
+    at = 0
+    for chunk in chunks:
+        scan.feed(chunk, at)
+        at += len(chunk)
+    scan.finish(at)
+
+
+def row(label: str, seconds: float, base: float, per: int, note: str = "") -> None:
+    print(
+        f"  {label:44s} {seconds * 1e3:8.1f} ms  {seconds / base:5.2f}x  "
+        f"{seconds / per * 1e6:5.2f} us/chunk  {note}"
+    )
+
+
+def prose(repeat: int) -> None:
+    print("## 1. prose: 32,000 chars of PII-free text in 4-char chunks, pattern-pii policy")
+    text = c.clean_text(32_000)
+    chunks = c.chunks(text, 4)
+    word_ends = sum(1 for ch in chunks if any(x.isspace() for x in ch))
+    policy = c.load(c.PATTERN_PII)
+    whole, _ = c.timed(lambda: policy.validate_sync(text), repeat)
+    floor, _ = c.timed(lambda: stream(LENGTH_ONLY, chunks), repeat)
+    full, out = c.timed(lambda: stream(policy, chunks), repeat)
+    assert out == text
+    n = len(chunks)
+    row("validate_sync (the baseline)", whole, whole, n)
+    row("stream, length-only policy (pipeline floor)", floor, whole, n, "no checking at all")
+    row("stream, pattern-pii", full, whole, n)
+    budget = 2 * whole - whole - floor
+    spent = full - whole - floor
+    print(
+        f"  at <= 2x, scanning may cost {budget * 1e3:.1f} ms = "
+        f"{budget / word_ends * 1e6:.2f} us per chunk with whitespace ({word_ends:,}); "
+        f"it costs {spent * 1e3:.1f} ms = {spent / word_ends * 1e6:.2f} us "
+        f"({spent / budget:.1f}x the budget)"
+    )
+
+
+def structured(size: int, repeat: int) -> None:
+    print(f"\n## 2. JSON: {size / 1e6:.1f} MB order list in 4-char chunks, one schema check")
+    text = json_stream.document(size)
+    chunks = c.chunks(text, 4)
+    doc = json.loads(text)
+    validator = jsonschema.Draft202012Validator(json_stream.SCHEMA)
+    policy = json_stream.policy()
+    base, _ = c.timed(lambda: validator.validate(doc), repeat)
+    floor, _ = c.timed(lambda: stream(LENGTH_ONLY, chunks), repeat)
+    bare, _ = c.timed(lambda: parse_only(chunks, {}), repeat)
+    checked, _ = c.timed(lambda: parse_only(chunks, json_stream.SCHEMA), repeat)
+    full, out = c.timed(lambda: stream(policy, chunks), 1)
+    assert out == text
+    n = len(chunks)
+    row("jsonschema, one validation (the baseline)", base, base, n)
+    row("stream, length-only policy (pipeline floor)", floor, base, n, "no parsing at all")
+    row("final jsonschema pass (required)", base, base, n, "= the baseline")
+    row("push parser alone, empty schema", bare, base, n)
+    row("push parser with the schema's checks", checked, base, n)
+    row("stream, schema check (all of the above)", full, base, n)
+    budget = 3 * base - base - floor
+    print(
+        f"  at <= 3x, parsing and checking may cost {budget * 1e3:.1f} ms = "
+        f"{budget / n * 1e6:.2f} us per chunk; the parser alone, checking nothing, costs "
+        f"{bare / n * 1e6:.2f} us ({bare / budget:.1f}x the budget)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    repeat = 1 if args.quick else 3
+    c.header("floors: what the stream pays before it checks anything")
+    prose(repeat)
+    structured(200_000 if args.quick else 1_000_000, repeat)
+
+
+if __name__ == "__main__":
+    main()
