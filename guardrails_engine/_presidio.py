@@ -51,6 +51,9 @@ _PHONE_CANDIDATE = (
     r"(?:[ \t]*(?:ext\.?|x|extension)[ \t]*\d{1,6})?(?![\w:])"
 )
 
+# A pattern that begins and ends with a quote character (presidio's quoted URLs).
+_QUOTED = regex.compile(r"""(?s)(?:\(\?[a-zA-Z]+\))?\[["\\']+\].*\[["\\']+\]""")
+
 _DOTTED_QUAD = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 Interpret = Callable[["ScanMatch"], list[tuple[int, int, float]]]
@@ -138,13 +141,19 @@ class Catalog:
                         entity,
                         pat.name,
                         compiled,
-                        self._interpreter(recognizer, pat.score),
+                        self._interpreter(
+                            recognizer, pat.score, bool(_QUOTED.fullmatch(pat.regex))
+                        ),
                         context,
                     )
                 )
         return tuple(out)
 
-    def _interpreter(self, recognizer: Any, score: float) -> Interpret:
+    def _interpreter(self, recognizer: Any, score: float, quoted: bool = False) -> Interpret:
+        """How presidio scores a match of one of the recognizer's patterns.
+
+        ``quoted``: the pattern begins and ends with a quote that is not part of the value.
+        """
         validate: Callable[[str], bool | None] = recognizer.validate_result
         invalidate: Callable[[str], bool | None] = recognizer.invalidate_result
         if isinstance(recognizer, self._email_cls):
@@ -179,11 +188,22 @@ class Catalog:
 
             return interpret_iban
 
-        def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
-            s = scored(m.match.group())
-            return [(m.start, m.end, s)] if s > 0 else []
+        if not quoted:
 
-        return interpret
+            def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
+                s = scored(m.match.group())
+                return [(m.start, m.end, s)] if s > 0 else []
+
+            return interpret
+
+        def interpret_quoted(m: ScanMatch) -> list[tuple[int, int, float]]:
+            # presidio's quoted URL patterns take in the quotes around the value:
+            # the value is what is between them (the quotes may delimit a JSON
+            # string, which a repair must leave whole).
+            s = scored(m.match.group())
+            return [(m.start + 1, m.end - 1, s)] if s > 0 else []
+
+        return interpret_quoted
 
     def _interpret_phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()

@@ -465,7 +465,7 @@ name: json-pii
 checks:
   - id: pii
     type: pii
-    entities: [EMAIL_ADDRESS, CREDIT_CARD, PHONE_NUMBER, US_SSN]
+    entities: [EMAIL_ADDRESS, CREDIT_CARD, PHONE_NUMBER, US_SSN, URL]
     action: repair
   - id: words
     type: content
@@ -491,6 +491,8 @@ checks:
                 'say "hi" to 212-45-6789',
                 "the secret plan\nis set",
                 "plain words\\ here",
+                "https://example.com/docs",
+                'read "www.example.org/x" first',
             ]
         ),
         min_size=1,
@@ -510,19 +512,48 @@ def test_pii_after_json_escapes_is_masked_and_the_json_stays_valid(
     plain = all(p == "plain words\\ here" for p in parts)
     assert result.decision is (ge.Decision.PASS if plain else ge.Decision.REPAIR)
     answer = json.loads(result.text)["answer"]
-    for value in ("4111 1111 1111 1111", "bob@example.com", "415 555 0100", "212-45-6789"):
+    for value in (
+        "4111 1111 1111 1111",
+        "bob@example.com",
+        "415 555 0100",
+        "212-45-6789",
+        "example.com",
+        "example.org",
+    ):
         assert value not in answer
+    if any(p.startswith("read") for p in parts):
+        assert 'read "<URL>" first' in answer  # the quotes are not part of the address
     if any("secret plan" in p for p in parts):
         assert 'the "plan" \\ (redacted)' in answer
     pieces = list(JSON_PII.stream_sync(cut(text, sizes)))
     assert "".join(pieces) == result.text
 
 
+def test_a_quoted_url_is_masked_inside_its_quotes() -> None:
+    # presidio's "Quoted URL" patterns take the quotes in; they may be the
+    # quotes of a JSON string, which the mask must leave whole.
+    text = '{"answer": "https://example.com/a?b=1", "more": "see \\"http://example.org\\""}'
+    result = JSON_PII.validate_sync(text)
+    assert result.decision is ge.Decision.REPAIR, result.reasons
+    assert json.loads(result.text) == {"answer": "<URL>", "more": 'see "<URL>"'}
+    assert [text[f.start : f.end] for f in result.findings] == [
+        "https://example.com/a?b=1",
+        "http://example.org",
+    ]
+    assert "".join(JSON_PII.stream_sync(cut(text, [3]))) == result.text
+    prose = ge.Policy.from_yaml(
+        "version: 1\nname: p\nchecks:\n  - {id: pii, type: pii, entities: [URL], action: repair}\n"
+    )
+    assert prose.validate_sync("he said 'https://example.com/x' twice").text == (
+        "he said '<URL>' twice"
+    )
+
+
 def test_an_address_written_with_an_escape_is_an_address() -> None:
     text = '{"answer": "write to bob\\u0040example.com today"}'
     result = JSON_PII.validate_sync(text)
     assert json.loads(result.text) == {"answer": "write to <EMAIL_ADDRESS> today"}
-    (finding,) = result.findings
+    (finding,) = [f for f in result.findings if f.entity_type == "EMAIL_ADDRESS"]
     assert text[finding.start : finding.end] == "bob\\u0040example.com"
 
 
