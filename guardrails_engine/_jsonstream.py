@@ -220,6 +220,8 @@ class JsonScan:
         self._is_key = False
         self._lit = ""
         self._pending_element = False  # a comma in an array: an element must follow
+        #: Where the numbers read so far are, if asked for (a dict as an ordered set).
+        self.numbers: dict[tuple[int, int], None] | None = None
         self._ctxs: list[_Ctx] = []  # contexts of the value being read
         self._vpath = "$"
         # Expansions without anyOf/oneOf, by schema: the same for any guard.
@@ -829,6 +831,8 @@ class JsonScan:
         token = "".join(self._tok)
         if not _NUMBER.match(token):
             raise self._syntax(self._tok_start, "invalid number")
+        if self.numbers is not None:
+            self.numbers[(self._tok_start, end)] = None
         value = json.loads(token)
         self._scalar(value, "number", end)
         self._after_value(end)

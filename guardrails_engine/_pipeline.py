@@ -179,6 +179,7 @@ class Run:
         "_lazy_only",
         "_live",
         "_map",
+        "_numbers",
         "_order",
         "_out",
         "_pending",
@@ -222,6 +223,12 @@ class Run:
         self._order = {c.id: i for i, c in enumerate(policy.checks)}
         # A schema check means JSON output: replacements are written JSON-escaped.
         self._json = any(c.type == "schema" for c in policy.checks)
+        # Schema sessions that say where the numbers are, if another check may repair.
+        self._numbers: list[Any] = []
+        if self._json and any(c.type != "schema" for c in policy.checks):
+            self._numbers = [s for _, s in self._sessions if hasattr(s, "is_number")]
+            for s in self._numbers:
+                s.record_numbers()
         self._cap = policy.max_holdback_chars
         self._map = OffsetMap()
         self._buf = ""  # canonical scan buffer, from canonical offset _base
@@ -590,8 +597,12 @@ class Run:
             text = hit.check.render(hit, self._context)
             if self._json and hit.check.type != "schema":
                 # The output is JSON: a replacement inside a string value must
-                # not end it (a quote) or start an escape (a backslash).
-                text = json.dumps(text, ensure_ascii=False)[1:-1]
+                # not end it (a quote) or start an escape (a backslash); one
+                # for a whole number (a card written as 4111111111111111) is
+                # a string of its own.
+                text = json.dumps(text, ensure_ascii=False)
+                if not any(s.is_number(hit.start, hit.end) for s in self._numbers):
+                    text = text[1:-1]
             hit.replacement = text
         return hit.replacement
 
@@ -671,6 +682,8 @@ class Run:
         return piece
 
     def _trim(self) -> None:
+        for s in self._numbers:
+            s.forget(self._released)
         if not self._scanning or len(self._buf) <= _TRIM_AT + _MARGIN:
             return
         keep = _NEVER

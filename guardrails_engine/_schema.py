@@ -396,6 +396,26 @@ class _SchemaSession:
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         return ()
 
+    # -- where the numbers are: a repair there writes a JSON string ---------------
+    def record_numbers(self) -> None:
+        """Keep the spans of the numbers in the document (until :meth:`forget`)."""
+        self._scan.numbers = {}
+
+    def is_number(self, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` is a whole number of the document (a JSON value
+        outside any string), as far as it has been read."""
+        numbers = self._scan.numbers
+        return numbers is not None and (start, end) in numbers
+
+    def forget(self, before: int) -> None:
+        """Numbers that end at or before ``before`` will not be asked about again."""
+        numbers = self._scan.numbers
+        while numbers:
+            span = next(iter(numbers))
+            if span[1] > before:
+                break
+            del numbers[span]
+
     def judge_repaired(self, applied: Sequence[Applied]) -> list[Hit]:
         """The schema sees the document as the output shows it: when another check
         repaired text inside it (a masked e-mail address in a string), judge again."""

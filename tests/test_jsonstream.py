@@ -617,3 +617,50 @@ def test_keywords_of_another_draft_are_not_checked_early() -> None:
     p = policy_for(schema)
     assert p.validate_sync(text).decision is ge.Decision.PASS
     assert "".join(p.stream_sync(cut(text, [2]))) == text
+
+
+NUMBERS = """
+version: 1
+name: json-numbers
+checks:
+  - id: pii
+    type: pii
+    entities: [PHONE_NUMBER, CREDIT_CARD, US_SSN]
+    action: repair
+    repair: {repair}
+  - id: j
+    type: schema
+    schema: {schema}
+"""
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(1, 7), max_size=20))
+def test_pii_written_as_a_json_number_becomes_a_string(sizes: list[int]) -> None:
+    # A mask in place of a bare number would break the JSON (and so block):
+    # there it is written as a JSON string; inside a string it stays bare.
+    p = ge.Policy.from_yaml(NUMBERS.format(repair="mask", schema="{type: object}"))
+    text = (
+        '{"phone": 4155550100, "card": 4111111111111111, "n": 12,'
+        ' "note": "call 4155550100", "list": [2125550199, 7]}'
+    )
+    result = p.validate_sync(text)
+    assert result.decision is ge.Decision.REPAIR, result.reasons
+    assert json.loads(result.text) == {
+        "phone": "<PHONE_NUMBER>",
+        "card": "<CREDIT_CARD>",
+        "n": 12,
+        "note": "call <PHONE_NUMBER>",
+        "list": ["<PHONE_NUMBER>", 7],
+    }
+    assert "".join(p.stream_sync(cut(text, sizes))) == result.text
+
+
+def test_a_number_that_must_stay_a_number_blocks_once_masked() -> None:
+    typed = "{type: object, properties: {phone: {type: integer}}}"
+    p = ge.Policy.from_yaml(NUMBERS.format(repair="redact", schema=typed))
+    result = p.validate_sync('{"phone": 4155550100}')
+    assert result.decision is ge.Decision.BLOCK
+    assert result.reasons[-1] == 'j: $.phone: expected "integer", got string, blocked'
+    untyped = ge.Policy.from_yaml(NUMBERS.format(repair="redact", schema="{type: object}"))
+    assert untyped.validate_sync('{"phone": 4155550100}').text == '{"phone": ""}'
