@@ -601,66 +601,69 @@ class JsonScan:
         i, n = 0, len(text)
         while i < n:
             state = self._state
-            pos = base + i
-            if state == _DONE:
-                if self._extract:
-                    self._pos = base + n
-                    return
-                j = _ws_end(text, i)
-                if j < n:
-                    raise self._syntax(base + j, "text after the document")
-                i = j
-                continue
-            if state == _BEFORE:
-                if self._extract:
-                    j = min(
-                        (k for k in (text.find("{", i), text.find("[", i)) if k >= 0), default=-1
-                    )
-                    if j < 0:
-                        i = n
-                        continue
-                    i = j
-                else:
-                    i = _ws_end(text, i)
-                    if i >= n:
-                        continue
-                self.start = base + i
-                self._ctxs = []
-                self._expand(self._root, None, "$", self._ctxs)
-                self._state = _VALUE
-                continue
             if state == _STRING:
                 i = self._string(text, i, base)
                 continue
-            if state == _NUM:
-                j = i
-                while j < n and text[j] in _NUMBER_CHARS:
-                    j += 1
-                self._tok.append(text[i:j])
-                i = j
-                if i < n:
-                    self._end_number(base + i)
+            if state > _STRING:  # a number, a literal, before or after the document
+                pos = base + i
+                if state == _NUM:
+                    j = i
+                    while j < n and text[j] in _NUMBER_CHARS:
+                        j += 1
+                    self._tok.append(text[i:j])
+                    i = j
+                    if i < n:
+                        self._end_number(base + i)
+                    continue
+                if state == _LIT:
+                    need = self._lit[len("".join(self._tok)) :]
+                    take = text[i : i + len(need)]
+                    if not need.startswith(take):
+                        raise self._syntax(pos, "unexpected character")
+                    self._tok.append(take)
+                    i += len(take)
+                    if len(take) == len(need):
+                        value = {"true": True, "false": False, "null": None}[self._lit]
+                        kind = "null" if value is None else "boolean"
+                        self._scalar(value, kind, base + i)
+                        self._after_value(base + i)
+                    continue
+                if state == _DONE:
+                    if self._extract:
+                        self._pos = base + n
+                        return
+                    j = _ws_end(text, i)
+                    if j < n:
+                        raise self._syntax(base + j, "text after the document")
+                    i = j
+                    continue
+                if state == _BEFORE:
+                    if self._extract:
+                        j = min(
+                            (k for k in (text.find("{", i), text.find("[", i)) if k >= 0),
+                            default=-1,
+                        )
+                        if j < 0:
+                            i = n
+                            continue
+                        i = j
+                    else:
+                        i = _ws_end(text, i)
+                        if i >= n:
+                            continue
+                    self.start = base + i
+                    self._ctxs = []
+                    self._expand(self._root, None, "$", self._ctxs)
+                    self._state = _VALUE
+                    continue
                 continue
-            if state == _LIT:
-                need = self._lit[len("".join(self._tok)) :]
-                take = text[i : i + len(need)]
-                if not need.startswith(take):
-                    raise self._syntax(pos, "unexpected character")
-                self._tok.append(take)
-                i += len(take)
-                if len(take) == len(need):
-                    value = {"true": True, "false": False, "null": None}[self._lit]
-                    kind = "null" if value is None else "boolean"
-                    self._scalar(value, kind, base + i)
-                    self._after_value(base + i)
-                continue
-            j = _ws_end(text, i)
-            if j >= n:
-                i = j
-                continue
-            i = j
-            pos = base + i
             c = text[i]
+            if c in " \t\n\r":
+                i = _ws_end(text, i)
+                if i >= n:
+                    continue
+                c = text[i]
+            pos = base + i
             frame = self._stack[-1] if self._stack else None
             if state == _VALUE:
                 i += self._value(c, pos)
