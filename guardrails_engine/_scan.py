@@ -424,8 +424,11 @@ class ScanState:
             maybe = True
             trigger = self._trigger
             if trigger is not None:
-                lo = min(st.dead for st in states) - base
-                maybe = trigger.search(buf, lo) is not None
+                lo = end
+                for st in states:
+                    if st.dead < lo:
+                        lo = st.dead
+                maybe = trigger.search(buf, lo - base) is not None
             for st in states:
                 st.feed(buf, base, end, out, maybe)
         elif self.eager:
