@@ -54,6 +54,9 @@ _PHONE_CANDIDATE = (
 # A pattern that begins and ends with a quote character (presidio's quoted URLs).
 _QUOTED = regex.compile(r"""(?s)(?:\(\?[a-zA-Z]+\))?\[["\\']+\].*\[["\\']+\]""")
 
+# Digits, and letters (phonenumbers reads "1-800-FLOWERS" as digits): over-counting is safe.
+_DIGIT = regex.compile(r"\w")
+
 _DOTTED_QUAD = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 Interpret = Callable[["ScanMatch"], list[tuple[int, int, float]]]
@@ -105,6 +108,7 @@ class Catalog:
         phone = predefined.PhoneRecognizer()
         self._phone_regions: tuple[str, ...] = tuple(phone.supported_regions)
         self._phone_leniency = int(phone.leniency or 0)
+        self._phone_fewest = _fewest_digits(phonenumbers, self._phone_regions, self._phone_leniency)
         self._phone_score = float(phone.SCORE)
         self._phone_context = tuple(w.casefold() for w in phone.context)
         self._iban_cls = predefined.IbanRecognizer
@@ -211,10 +215,48 @@ class Catalog:
             return []  # an IPv4 address, which phonenumbers would read as a number
         pn = self._phonenumbers
         spans: dict[tuple[int, int], None] = {}
+        digits = len(_DIGIT.findall(text))
+        fewest = self._phone_fewest
         for region in self._phone_regions:
+            if digits < fewest.get(region, 0):
+                continue  # too short to be valid there (the common case: "17 days")
             for found in pn.PhoneNumberMatcher(text, region, leniency=self._phone_leniency):
                 spans[(m.start + found.start, m.start + found.end)] = None
         return [(s, e, self._phone_score) for s, e in spans]
+
+
+def _fewest_digits(pn: Any, regions: tuple[str, ...], leniency: int) -> dict[str, int]:
+    """For each region, the fewest digits a candidate needs for ``PhoneNumberMatcher``
+    to find a valid number in it (empty: no bound).
+
+    A number read in a region is valid only if its national number has one of
+    the possible lengths of the regions that share its country code.  With a
+    country code written out (``+``, or the region's international prefix of two
+    digits or more) it takes at least one digit more than the shortest national
+    number anywhere.  The candidate holds every digit of the number (and may
+    hold more: an extension), so fewer digits than both bounds cannot be valid.
+    """
+    if leniency < 1:  # POSSIBLE also accepts local-only lengths: no bound
+        return {}
+    util = pn.phonenumberutil
+
+    def shortest(metadata: Any) -> int:
+        lengths = [n for n in metadata.general_desc.possible_length if n > 0]
+        return min(lengths) if lengths else 0
+
+    everywhere = [shortest(pn.PhoneMetadata.metadata_for_region(r)) for r in util.SUPPORTED_REGIONS]
+    everywhere += [
+        shortest(pn.PhoneMetadata.metadata_for_nongeo_region(cc))
+        for cc in util.COUNTRY_CODES_FOR_NON_GEO_REGIONS
+    ]
+    with_code = 1 + min(everywhere)
+    out: dict[str, int] = {}
+    for region in regions:
+        code = pn.country_code_for_region(region)
+        sharing = util.COUNTRY_CODE_TO_REGION_CODE.get(code, (region,))
+        national = min(shortest(pn.PhoneMetadata.metadata_for_region(r)) for r in sharing)
+        out[region] = min(national, with_code)
+    return out
 
 
 @functools.cache

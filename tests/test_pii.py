@@ -329,3 +329,45 @@ def test_no_raw_value_in_reasons(ner: ge.Policy, patterns: ge.Policy) -> None:
             for e in row["entities"]:  # type: ignore[attr-defined]
                 assert e["value"] not in blob
                 assert text[e["start"] : e["end"]] not in blob
+
+
+# -- phone candidates too short for a region are not handed to phonenumbers there ----------
+
+_PHONE_PIECES = st.sampled_from(
+    ["1", "2", "4", "7", "9", "0", "00", "44", "49", "+", "(", ")", "-", ".", " ", "/", " ext ", "x", "55"]
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PHONE_PIECES, min_size=1, max_size=9))
+def test_short_phone_candidates_skip_regions_without_losing_a_number(pieces: list[str]) -> None:
+    import phonenumbers
+    import regex
+
+    from guardrails_engine._presidio import _PHONE_CANDIDATE, catalog
+    from guardrails_engine._scan import ScanMatch
+
+    cat = catalog()
+    text = "call " + "".join(pieces) + " now"
+    for m in regex.finditer(_PHONE_CANDIDATE, text):
+        ours = cat._interpret_phone(ScanMatch(0, m, 0))
+        # presidio's way: every supported region, every candidate.
+        spans = {
+            (m.start() + f.start, m.start() + f.end): None
+            for region in cat._phone_regions
+            for f in phonenumbers.PhoneNumberMatcher(
+                m.group(), region, leniency=cat._phone_leniency
+            )
+        }
+        assert [(s, e) for s, e, _ in ours] == list(spans), m.group()
+
+
+def test_phone_region_bounds_come_from_the_metadata() -> None:
+    from guardrails_engine._presidio import catalog
+
+    fewest = catalog()._phone_fewest
+    # Germany has national numbers of four digits; every region needs at least
+    # five digits once a country code is written out.
+    assert fewest["DE"] == 4
+    assert all(2 <= n <= 5 for n in fewest.values())
+    assert set(fewest) == set(catalog()._phone_regions)
