@@ -637,25 +637,24 @@ class JsonScan:
                         raise self._syntax(base + j, "text after the document")
                     i = j
                     continue
-                if state == _BEFORE:
-                    if self._extract:
-                        j = min(
-                            (k for k in (text.find("{", i), text.find("[", i)) if k >= 0),
-                            default=-1,
-                        )
-                        if j < 0:
-                            i = n
-                            continue
-                        i = j
-                    else:
-                        i = _ws_end(text, i)
-                        if i >= n:
-                            continue
-                    self.start = base + i
-                    self._ctxs = []
-                    self._expand(self._root, None, "$", self._ctxs)
-                    self._state = _VALUE
-                    continue
+                # Before the document.
+                if self._extract:
+                    j = min(
+                        (k for k in (text.find("{", i), text.find("[", i)) if k >= 0),
+                        default=-1,
+                    )
+                    if j < 0:
+                        i = n
+                        continue
+                    i = j
+                else:
+                    i = _ws_end(text, i)
+                    if i >= n:
+                        continue
+                self.start = base + i
+                self._ctxs = []
+                self._expand(self._root, None, "$", self._ctxs)
+                self._state = _VALUE
                 continue
             c = text[i]
             if c in " \t\n\r":

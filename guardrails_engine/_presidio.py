@@ -54,8 +54,8 @@ _PHONE_CANDIDATE = (
 # A pattern that begins and ends with a quote character (presidio's quoted URLs).
 _QUOTED = regex.compile(r"""(?s)(?:\(\?[a-zA-Z]+\))?\[["\\']+\].*\[["\\']+\]""")
 
-# Digits, and letters (phonenumbers reads "1-800-FLOWERS" as digits): over-counting is safe.
-_DIGIT = regex.compile(r"\w")
+# What phonenumbers may read as a digit: digits, and letters ("1-800-FLOWERS").
+_DIALABLE = regex.compile(r"\w")
 
 _DOTTED_QUAD = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
@@ -215,7 +215,7 @@ class Catalog:
             return []  # an IPv4 address, which phonenumbers would read as a number
         pn = self._phonenumbers
         spans: dict[tuple[int, int], None] = {}
-        digits = len(_DIGIT.findall(text))
+        digits = len(_DIALABLE.findall(text))  # (too many is safe)
         fewest = self._phone_fewest
         for region in self._phone_regions:
             if digits < fewest.get(region, 0):
