@@ -664,3 +664,35 @@ def test_a_number_that_must_stay_a_number_blocks_once_masked() -> None:
     assert result.reasons[-1] == 'j: $.phone: expected "integer", got string, blocked'
     untyped = ge.Policy.from_yaml(NUMBERS.format(repair="redact", schema="{type: object}"))
     assert untyped.validate_sync('{"phone": 4155550100}').text == '{"phone": ""}'
+
+
+_PII_VALUES = st.sampled_from(
+    [4155550100, 4111111111111111, 2125550199, "call 4155550100", "4111 1111 1111 1111", 17, 4242]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.recursive(
+        _PII_VALUES,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.dictionaries(st.sampled_from(["a", "b", "phone"]), inner, max_size=3),
+        ),
+        max_leaves=6,
+    ),
+    st.booleans(),
+    st.lists(st.integers(1, 9), max_size=30),
+)
+def test_pii_anywhere_in_json_is_repaired_and_the_json_stays_valid(
+    document: Any, indent: bool, sizes: list[int]
+) -> None:
+    p = ge.Policy.from_yaml(NUMBERS.format(repair="mask", schema="true"))
+    text = json.dumps({"d": document}, indent=2 if indent else None)
+    result = p.validate_sync(text)
+    assert result.decision is not ge.Decision.BLOCK, result.reasons
+    out = json.loads(result.text)  # still JSON
+    flat = json.dumps(out)
+    for value in ("4155550100", "4111111111111111", "2125550199", "4111 1111 1111 1111"):
+        assert value not in flat
+    assert "".join(p.stream_sync(cut(text, sizes))) == result.text
