@@ -34,6 +34,7 @@ from ._canon import OffsetMap
 from ._check import Check, Hit, PatternCheck, PatternSession, RunContext, Session
 from ._holdback import Holdbacks
 from ._model import Action, Decision, Finding, Result
+from ._pieces import BLOCK, join_tail
 from ._scan import ScanView, SharedScan
 
 if TYPE_CHECKING:
@@ -182,7 +183,9 @@ class Run:
         "_numbers",
         "_order",
         "_out",
+        "_out_limit",
         "_pending",
+        "_pending_limit",
         "_pending_start",
         "_policy",
         "_released",
@@ -235,9 +238,11 @@ class Run:
         self._base = 0
         self._end = 0  # original characters received
         self._pending: list[str] = []  # unreleased original text, from _pending_start
+        self._pending_limit = BLOCK  # (see _pieces)
         self._pending_start = 0
         self._released = 0  # original offset released so far
         self._out: list[str] = []  # released pieces
+        self._out_limit = BLOCK  # (see _pieces)
         self._hits: list[Hit] = []  # every hit, in original offsets
         self._repairs: list[Hit] = []  # repairs not yet applied, any order
         # Repairs applied, one per merged span.
@@ -324,7 +329,10 @@ class Run:
         if self.first_in_at is None:
             self.first_in_at = time.perf_counter()
         self.chunks_in += 1
-        self._pending.append(chunk)
+        pending = self._pending
+        if len(pending) >= self._pending_limit:
+            self._pending_limit = join_tail(pending, self._pending_limit)
+        pending.append(chunk)
         self._end += len(chunk)
         if self._scanning:
             self._buf += self._map.add(chunk)
@@ -415,7 +423,7 @@ class Run:
         """The source failed or the consumer stopped: release nothing more."""
         if self._ending is None:
             self._ending = ending
-            self._pending = []
+            self._pending, self._pending_limit = [], BLOCK
             self.ended_at = time.perf_counter()
 
     def findings_so_far(self) -> list[Finding]:
@@ -633,7 +641,7 @@ class Run:
             text = pending[0] if len(pending) == 1 else "".join(pending)
             piece = text[start - offset : target - offset]
             rest = text[target - offset :]
-            self._pending = [rest] if rest else []
+            self._pending, self._pending_limit = ([rest] if rest else []), BLOCK
             self._pending_start = self._released = target
             return self._emit(piece)
         if not final:
@@ -666,7 +674,7 @@ class Run:
             parts.append(text[pos - offset : target - offset])
         new_start = max(target, pos)
         rest = text[new_start - offset :]
-        self._pending = [rest] if rest else []
+        self._pending, self._pending_limit = ([rest] if rest else []), BLOCK
         self._pending_start = new_start
         self._released = new_start
         return self._emit("".join(parts))
@@ -674,7 +682,10 @@ class Run:
     def _emit(self, piece: str) -> str:
         """Record a released piece (for the result and the trace) and return it."""
         if piece:
-            self._out.append(piece)
+            out = self._out
+            if len(out) >= self._out_limit:
+                self._out_limit = join_tail(out, self._out_limit)
+            out.append(piece)
             self.chunks_out += 1
             self.chars_out += len(piece)
             if self.first_out_at is None:
@@ -734,7 +745,7 @@ class Run:
 
     def _conclude(self, ending: Ending, hits: Sequence[Hit]) -> None:
         self._ending = ending
-        self._pending = []
+        self._pending, self._pending_limit = [], BLOCK
         self.ended_at = time.perf_counter()
         findings = self._findings(hits)
         if any(f.action is Action.BLOCK for f in findings):

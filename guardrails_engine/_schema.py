@@ -25,6 +25,7 @@ from ._check import Hit, RunContext, Session
 from ._config import SchemaSpec
 from ._jsonstream import JsonScan, Violation, path_step, show
 from ._model import Action, done
+from ._pieces import BLOCK, join_tail
 
 if TYPE_CHECKING:
     from ._pipeline import Applied
@@ -291,6 +292,7 @@ class _SchemaSession:
         "_done",
         "_end",
         "_extracting",
+        "_limit",
         "_parts",
         "_repaired",
         "_scan",
@@ -317,7 +319,8 @@ class _SchemaSession:
         # With `action: repair` and `extract`, text around the JSON is removed.
         self._extracting = check.action is Action.REPAIR and check.extract
         self._doc: tuple[int, int, str] | None = None  # the document as judged: start, end, text
-        self._parts: list[str] = []
+        self._parts: list[str] = []  # the output so far
+        self._limit = BLOCK  # (see _pieces)
         self._end = 0
         self._done = False  # a violation was found: nothing more to check
         self.hold = 0
@@ -326,7 +329,10 @@ class _SchemaSession:
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         start = self._end
-        self._parts.append(chunk)
+        parts = self._parts
+        if len(parts) >= self._limit:
+            self._limit = join_tail(parts, self._limit)
+        parts.append(chunk)
         self._end += len(chunk)
         if self._done:
             return ()
@@ -375,7 +381,7 @@ class _SchemaSession:
             return [self._check.violation(v.start, v.end, v.reason)]
         out = self._new_repairs()
         text = "".join(self._parts)
-        self._parts = []
+        self._parts, self._limit = [], BLOCK
         doc_start = scan.start or 0
         doc_end = scan.end if scan.end is not None else end
         # The authority sees the document as repaired by this check.
