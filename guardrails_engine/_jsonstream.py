@@ -25,6 +25,8 @@ from typing import Any
 
 import regex
 
+from ._pieces import BLOCK, join_tail
+
 __all__ = ["JsonScan", "Violation", "path_step", "show"]
 
 _WS = regex.compile(r"[ \t\n\r]*")
@@ -213,6 +215,7 @@ class JsonScan:
         # The token being read.
         self._tok_start = 0
         self._tok: list[str] = []
+        self._tok_limit = BLOCK  # (see _pieces)
         self._tok_len = 0
         # maxLength limits of the string being read, with their guards.
         self._maxlens: list[tuple[int, _Guard | None]] = []
@@ -681,6 +684,7 @@ class JsonScan:
                 if c != '"':
                     raise self._syntax(pos, "expected a property name")
                 self._tok_start, self._tok, self._tok_len = pos, [], 0
+                self._tok_limit = BLOCK
                 self._is_key, self._state = True, _STRING
                 i += 1
                 continue
@@ -747,6 +751,7 @@ class JsonScan:
         if c == '"':
             self._begin("string")
             self._tok, self._tok_len, self._is_key = [], 0, False
+            self._tok_limit = BLOCK
             self._maxlens = [
                 (s["maxLength"], g)
                 for s, g in self._ctxs
@@ -795,7 +800,10 @@ class JsonScan:
             pm = _PLAIN.match(text, i)
             j = i if pm is None else pm.end()
             if j > i:
-                self._tok.append(text[i:j])
+                tok = self._tok
+                if len(tok) >= self._tok_limit:  # a long string: see _pieces
+                    self._tok_limit = join_tail(tok, self._tok_limit)
+                tok.append(text[i:j])
                 self._tok_len += j - i
                 if self._maxlens and not self._is_key:
                     self._string_progress(self._tok_start, base + j)

@@ -51,3 +51,26 @@ def test_long_prose_char_by_char_equals_validate(support_policy: ge.Policy) -> N
     stream = support_policy.stream_sync(iter(text))
     assert "".join(stream) == whole.text
     assert stream.result == whole
+
+
+def test_one_long_json_string_in_small_chunks_holds_about_its_size() -> None:
+    # The token being read is kept whole (for maxLength, pattern, the value):
+    # in blocks, not a string per chunk.
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: m\nchecks:\n  - id: j\n    type: schema\n    extract: false\n"
+        "    release: incremental\n"
+        "    schema: {type: object, properties: {s: {type: string, maxLength: 1000000}}}\n"
+    )
+    text = json.dumps({"s": "word " * 20000})  # one string of 100,000 characters
+    assert "".join(policy.stream_sync(iter(["{}"]))) == "{}"
+    tracemalloc.start()
+    try:
+        at = 0
+        for piece in policy.stream_sync(text[i : i + 4] for i in range(0, len(text), 4)):
+            assert text.startswith(piece, at)
+            at += len(piece)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert at == len(text)
+    assert peak < 8 * len(text), peak / len(text)
