@@ -120,6 +120,7 @@ def load_cases(path: str | Path) -> list[Case]:
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseError(f"cannot read: {exc}", source=source, line=None, field=None) from exc
     cases: list[Case] = []
+    seen: dict[str, int] = {}  # case id -> its line
     if p.suffix == ".jsonl":
         for n, raw in enumerate(text.splitlines(), start=1):
             if not raw.strip():
@@ -143,6 +144,7 @@ def load_cases(path: str | Path) -> list[Case]:
                 cases.append(Case.from_dict(data, default_id=f"{p.name}:{n}"))
             except ValidationError as exc:
                 raise _case_error(exc, source, n) from None
+            _unique(cases[-1], n, seen, source)
         return cases
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -174,7 +176,20 @@ def load_cases(path: str | Path) -> list[Case]:
             err = exc.errors()[0]
             key_line = _line_of(node, [x for x in err["loc"] if isinstance(x, str | int)])
             raise _case_error(exc, source, key_line or line) from None
+        _unique(cases[-1], _line_of(node, ["id"]) or line, seen, source)
     return cases
+
+
+def _unique(case: Case, line: int, seen: dict[str, int], source: str) -> None:
+    """Case ids name results and failures: two cases may not share one."""
+    first = seen.setdefault(case.id, line)
+    if first != line:
+        raise CaseError(
+            f"case id {case.id!r} is used twice (first at line {first})",
+            source=source,
+            line=line,
+            field="id",
+        )
 
 
 def _line_of(node: yaml.Node, loc: Sequence[str | int]) -> int | None:

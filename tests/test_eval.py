@@ -447,6 +447,23 @@ MALFORMED = [
         "required",
     ),
     (
+        "same-id.yaml",
+        "- id: a\n  input: hi\n  expect: {decision: pass}\n"
+        "- id: b\n  input: x\n  expect: {decision: pass}\n"
+        "- input: y\n  id: a\n  expect: {decision: pass}\n",
+        8,
+        "id",
+        "case id 'a' is used twice (first at line 1)",
+    ),
+    (
+        "same-id.jsonl",
+        '{"id": "a", "input": "hi", "expect": {"decision": "pass"}}\n'
+        '{"id": "a", "input": "x", "expect": {"decision": "pass"}}\n',
+        2,
+        "id",
+        "case id 'a' is used twice (first at line 1)",
+    ),
+    (
         "bad-decision.jsonl",
         '{"id": "a", "input": "hi", "expect": {"decision": "pass"}}\n'
         '{"id": "b", "input": "x", "expect": {"decision": "maybe"}}\n',
