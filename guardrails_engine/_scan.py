@@ -125,6 +125,18 @@ class _Finder:
             m = first.search(buf, c + 1)
         return stop
 
+    def find_in_word(self, buf: str, p: int, stop: int) -> int:
+        """:meth:`find` in a whitespace-free stretch ``[p, stop)``.  In a long
+        one (an unbroken token) a probe can cost milliseconds a candidate, and
+        an address may be in progress from its first character anyway: there
+        the first candidate holds, unasked."""
+        if stop - p <= _LONG_WORD:
+            return self.find(buf, p, stop)
+        if self.first is None:
+            return p
+        m = self.first.search(buf, p, stop)
+        return stop if m is None else m.start()
+
 
 class _Group:
     """Patterns scanned together (same flags, no back-references)."""
@@ -223,6 +235,9 @@ class PatternSet:
 # matching at candidate starts to beat one search per pattern.
 _FAR = 128
 
+# A whitespace-free stretch longer than this is held from its first candidate.
+_LONG_WORD = 256
+
 _LAST_SPACE = regex.compile(r"[ \n\t\r]", regex.REVERSE)
 
 
@@ -256,7 +271,7 @@ class _GroupState:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...
             run = _run_start(buf, lo, stop)
-            h = group.finder.find(buf, run, stop)
+            h = group.finder.find_in_word(buf, run, stop)
             far = group.far
             if far is not None:
                 # ... or, for a pattern that reads further than one character
@@ -274,7 +289,7 @@ class _GroupState:
                     if gate is not None and word.isascii() and gate.isdisjoint(word):
                         h2 = run  # no character that such a match must hold
                     else:
-                        h2 = far.find(buf, before, run)
+                        h2 = far.find_in_word(buf, before, run)
                     if h2 < h:
                         h = h2
                         self.eager = True  # the next chunk settles it

@@ -174,3 +174,46 @@ def test_matching_at_candidate_starts_finds_what_a_search_finds(
         test_stream_scan_equals_whole_scan.hypothesis.inner_test(patterns, flags, text, sizes)  # type: ignore[attr-defined]
     finally:
         _scan._FAR = old
+
+
+class _Counting:
+    """A compiled probe that counts the start positions it is asked to try."""
+
+    def __init__(self, pattern: regex.Pattern[str]) -> None:
+        self.pattern, self.starts = pattern, 0
+
+    def match(self, text: str, pos: int = 0, **kwargs: object) -> object:
+        self.starts += 1
+        return self.pattern.match(text, pos, **kwargs)  # type: ignore[call-overload]
+
+    def search(self, text: str, pos: int = 0, **kwargs: object) -> object:
+        self.starts += len(text) - pos
+        return self.pattern.search(text, pos, **kwargs)  # type: ignore[call-overload]
+
+
+def test_a_long_unbroken_token_is_not_probed_over_and_over() -> None:
+    # presidio's URL patterns, probed at the candidates of a long token such as
+    # "www.awww.awww.a...", cost milliseconds a probe: past a few hundred
+    # characters the token is held from its first candidate instead.
+    import guardrails_engine as ge
+
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: u\nchecks:\n  - {id: pii, type: pii, entities: [URL], action: repair}\n"
+    )
+    text = ("www.a" * 1000)[:4000] + " and then some words."
+    whole = policy.validate_sync(text)
+    probes = [
+        _Counting(g.finder.probe)
+        for g in policy.checks[0].patterns._groups  # type: ignore[attr-defined]
+    ]
+    for g, counting in zip(policy.checks[0].patterns._groups, probes, strict=True):  # type: ignore[attr-defined]
+        g.finder.probe = counting
+    try:
+        stream = policy.stream_sync(text[i : i + 4] for i in range(0, len(text), 4))
+        assert "".join(stream) == whole.text
+        assert stream.result == whole
+    finally:
+        for g, counting in zip(policy.checks[0].patterns._groups, probes, strict=True):  # type: ignore[attr-defined]
+            g.finder.probe = counting.pattern
+    # The probes try a handful of start positions, not one per character of the token.
+    assert sum(c.starts for c in probes) < 100, [c.starts for c in probes]
