@@ -248,7 +248,7 @@ def _run_start(buf: str, lo: int, hi: int) -> int:
 
 
 class _GroupState:
-    __slots__ = ("dead", "eager", "group", "hold", "pos")
+    __slots__ = ("dead", "eager", "group", "hold", "long_at", "long_until", "pos")
 
     def __init__(self, group: _Group) -> None:
         self.group = group
@@ -256,6 +256,11 @@ class _GroupState:
         self.dead = 0
         self.hold = 0
         self.eager = False  # scan at the next feed, whatever it brings
+        # A match in progress over a long stretch (a run of spaced digits) is
+        # probed again only once the text after it has grown by a quarter:
+        # where it starts, and the end of the text at which to look again.
+        self.long_at = -1
+        self.long_until = 0
 
     def feed(self, buf: str, base: int, end: int, out: list[ScanMatch], maybe: bool = True) -> None:
         """Scan what arrived.  ``maybe``: False if the caller knows that no
@@ -266,7 +271,13 @@ class _GroupState:
         stop = end - base
         self.eager = False
         if group.reach is None:
-            h = group.finder.find(buf, lo, stop)
+            if x == self.long_at and end < self.long_until:
+                h = lo  # still in progress there, as far as it is worth asking
+            else:
+                h = group.finder.find(buf, lo, stop)
+                if stop - h > _LONG_WORD:
+                    self.long_at = h + base
+                    self.long_until = end + (stop - h) // 4
         else:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...

@@ -217,3 +217,52 @@ def test_a_long_unbroken_token_is_not_probed_over_and_over() -> None:
             g.finder.probe = counting.pattern
     # The probes try a handful of start positions, not one per character of the token.
     assert sum(c.starts for c in probes) < 100, [c.starts for c in probes]
+
+
+def test_a_long_match_in_progress_is_not_probed_at_every_word() -> None:
+    # "12 12 12 ..." is one phone candidate, in progress across every word: it
+    # is probed again only once the text after it has grown by a quarter.
+    import guardrails_engine as ge
+
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: p\nchecks:\n"
+        "  - {id: pii, type: pii, entities: [PHONE_NUMBER], action: repair}\n"
+    )
+    text = "call " + "12 " * 300 + "now"  # 900 characters in progress, under the cap
+    whole = policy.validate_sync(text)
+    groups = policy.checks[0].patterns._groups  # type: ignore[attr-defined]
+    probes = [_Counting(g.finder.probe) for g in groups]
+    for g, counting in zip(groups, probes, strict=True):
+        g.finder.probe = counting
+    try:
+        for size in (1, 4, 7):
+            stream = policy.stream_sync(text[i : i + size] for i in range(0, len(text), size))
+            assert "".join(stream) == whole.text
+            assert stream.result == whole
+    finally:
+        for g, counting in zip(groups, probes, strict=True):
+            g.finder.probe = counting.pattern
+    # A probe per word end (600) for each chunking, had the rule not held.
+    assert sum(c.starts for c in probes) < 3 * 200, [c.starts for c in probes]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(["12 ", "a ", "1 2 ", "BEGIN ", "END ", "x ", "b"]), max_size=6),
+    st.integers(90, 180),  # (in progress under the cap, 1,024 characters)
+    st.lists(st.integers(1, 16), min_size=1, max_size=10),
+)
+def test_long_matches_in_progress_give_the_whole_text_answer(
+    around: list[str], words: int, sizes: list[int]
+) -> None:
+    import guardrails_engine as ge
+
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: c\nchecks:\n  - id: c\n    type: content\n    action: repair\n"
+        "    patterns: ['(?s)BEGIN.*?END', '\\d+(?: \\d+)+ x', 'a(?: a)+b']\n"
+    )
+    text = "".join(around[:3]) + "12 " * words + "a " * words + "".join(around[3:])
+    whole = policy.validate_sync(text)
+    stream = policy.stream_sync(cut(text, sizes))
+    assert "".join(stream) == whole.text
+    assert stream.result == whole
