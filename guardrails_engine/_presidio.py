@@ -192,22 +192,16 @@ class Catalog:
 
             return interpret_iban
 
-        if not quoted:
+        # presidio's quoted URL patterns take in the quotes around the value:
+        # the value is what is between them (the quotes may delimit a JSON
+        # string, which a repair must leave whole).
+        trim = 1 if quoted else 0
 
-            def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
-                s = scored(m.match.group())
-                return [(m.start, m.end, s)] if s > 0 else []
-
-            return interpret
-
-        def interpret_quoted(m: ScanMatch) -> list[tuple[int, int, float]]:
-            # presidio's quoted URL patterns take in the quotes around the value:
-            # the value is what is between them (the quotes may delimit a JSON
-            # string, which a repair must leave whole).
+        def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
             s = scored(m.match.group())
-            return [(m.start + 1, m.end - 1, s)] if s > 0 else []
+            return [(m.start + trim, m.end - trim, s)] if s > 0 else []
 
-        return interpret_quoted
+        return interpret
 
     def _interpret_phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()

@@ -129,13 +129,13 @@ class _Finder:
             m = first.search(buf, c + 1)
         return stop
 
-    def first_at(self, buf: str, p: int, stop: int) -> int:
-        """The first candidate in ``[p, stop)`` (``p`` if not known), or ``stop``.
-
-        What :meth:`find` gives way to in a long whitespace-free stretch (an
-        unbroken token): a probe can cost milliseconds a candidate there, and
-        an address may be in progress from its first character anyway.
-        """
+    def find_in_word(self, buf: str, p: int, stop: int) -> int:
+        """:meth:`find` in a whitespace-free stretch ``[p, stop)``.  In a long
+        one (an unbroken token) a probe can cost milliseconds a candidate, and
+        an address may be in progress from its first character anyway: there
+        the first candidate holds (``p`` if candidates are not known), unasked."""
+        if stop - p <= _LONG_WORD:
+            return self.find(buf, p, stop)
         if self.first is None:
             return p
         m = self.first.search(buf, p, stop)
@@ -286,11 +286,7 @@ class _GroupState:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...
             run = _run_start(buf, lo, stop)
-            finder = group.finder
-            if stop - run <= _LONG_WORD:
-                h = finder.find(buf, run, stop)
-            else:
-                h = finder.first_at(buf, run, stop)
+            h = group.finder.find_in_word(buf, run, stop)
             far = group.far
             if far is not None:
                 # ... or, for a pattern that reads further than one character
@@ -307,10 +303,8 @@ class _GroupState:
                     gate = group.far_gate
                     if gate is not None and word.isascii() and gate.isdisjoint(word):
                         h2 = run  # no character that such a match must hold
-                    elif run - before <= _LONG_WORD:
-                        h2 = far.find(buf, before, run)
                     else:
-                        h2 = far.first_at(buf, before, run)
+                        h2 = far.find_in_word(buf, before, run)
                     if h2 < h:
                         h = h2
                         self.eager = True  # the next chunk settles it

@@ -246,20 +246,11 @@ async def test_one_policy_shared_by_concurrent_runs(support_policy: ge.Policy) -
 
 def test_one_policy_shared_by_threads(support_policy: ge.Policy) -> None:
     # A threaded server calls the sync API of one policy from many threads at once.
-    from concurrent.futures import ThreadPoolExecutor
+    from _threads import from_threads
 
     texts = [t for t in TEXTS if t] * 4
     expected = [support_policy.validate_sync(t) for t in texts]
-
-    def work(i: int) -> tuple[ge.Result, str, ge.Result | None]:
-        text = texts[i]
-        size = 1 + i % 7
-        stream = support_policy.stream_sync(text[k : k + size] for k in range(0, len(text), size))
-        joined = "".join(stream)
-        return support_policy.validate_sync(text), joined, stream.result
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        done = list(pool.map(work, range(len(texts))))
+    done = from_threads(support_policy, texts)
     for (validated, joined, result), want in zip(done, expected, strict=True):
         assert validated == want
         assert result == want

@@ -20,23 +20,29 @@ def _policy(release: str) -> ge.Policy:
     )
 
 
-@pytest.mark.parametrize("release", ["incremental", "on_complete"])
-def test_a_long_json_stream_in_small_chunks_holds_about_its_size(release: str) -> None:
-    text = json.dumps({"orders": [ORDER] * 1200})  # about 110,000 characters
-    policy = _policy(release)
+def _peak(policy: ge.Policy, text: str) -> tuple[int, ge.Result | None]:
+    """Stream ``text`` in 4-character chunks, checking each piece as it comes
+    (not keeping it); the peak of Python allocations and the stream's result."""
     assert "".join(policy.stream_sync(iter(["{}"]))) == "{}"  # warm up
     tracemalloc.start()
     try:
         stream = policy.stream_sync(text[i : i + 4] for i in range(0, len(text), 4))
         at = 0
-        for piece in stream:  # checked as it comes, not kept
+        for piece in stream:
             assert text.startswith(piece, at)
             at += len(piece)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert at == len(text)
-    assert stream.result is not None and stream.result.text == text
+    return peak, stream.result
+
+
+@pytest.mark.parametrize("release", ["incremental", "on_complete"])
+def test_a_long_json_stream_in_small_chunks_holds_about_its_size(release: str) -> None:
+    text = json.dumps({"orders": [ORDER] * 1200})  # about 110,000 characters
+    peak, result = _peak(_policy(release), text)
+    assert result is not None and result.text == text
     # The parsed document for the final validation is about 5x the text, the
     # text itself is held once or twice; a string per 4-character chunk would
     # be another 13x each time it is kept.
@@ -62,15 +68,5 @@ def test_one_long_json_string_in_small_chunks_holds_about_its_size() -> None:
         "    schema: {type: object, properties: {s: {type: string, maxLength: 1000000}}}\n"
     )
     text = json.dumps({"s": "word " * 20000})  # one string of 100,000 characters
-    assert "".join(policy.stream_sync(iter(["{}"]))) == "{}"
-    tracemalloc.start()
-    try:
-        at = 0
-        for piece in policy.stream_sync(text[i : i + 4] for i in range(0, len(text), 4)):
-            assert text.startswith(piece, at)
-            at += len(piece)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert at == len(text)
+    peak, _ = _peak(policy, text)
     assert peak < 8 * len(text), peak / len(text)

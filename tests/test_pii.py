@@ -375,7 +375,7 @@ def test_phone_region_bounds_come_from_the_metadata() -> None:
 
 def test_ner_from_many_threads_gives_the_single_threaded_answer(ner: ge.Policy) -> None:
     # A threaded server: spaCy is called from several threads at once.
-    from concurrent.futures import ThreadPoolExecutor
+    from _threads import from_threads
 
     texts = [
         "Hello Maria Garcia, your parcel left Berlin today. Mail bob@example.com.",
@@ -386,14 +386,7 @@ def test_ner_from_many_threads_gives_the_single_threaded_answer(ner: ge.Policy) 
     want = [ner.validate_sync(t) for t in texts]
     assert any(f.entity_type == "PERSON" for w in want for f in w.findings)
 
-    def work(i: int) -> tuple[ge.Result, str, ge.Result | None]:
-        text, n = texts[i], 1 + i % 5
-        stream = ner.stream_sync(text[k : k + n] for k in range(0, len(text), n))
-        joined = "".join(stream)
-        return ner.validate_sync(text), joined, stream.result
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        got = list(pool.map(work, range(len(texts))))
+    got = from_threads(ner, texts)
     for (validated, joined, result), expected in zip(got, want, strict=True):
         assert validated == expected
         assert result == expected
