@@ -7,7 +7,7 @@ import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardrails_engine._analysis import facts, union
+from guardrails_engine._analysis import backtracking, facts, union
 
 
 def classes_match(classes: tuple[str, ...] | None, text: str, flags: int = 0) -> list[str]:
@@ -88,3 +88,101 @@ def test_every_match_starts_with_a_first_character_and_holds_a_required_one(
         if f.required is not None:
             required = regex.compile(union([(c, ignorecase) for c in f.required]))
             assert required.search(m.group())
+
+
+# -- catastrophic backtracking -------------------------------------------------
+
+CATASTROPHIC = [
+    r"(a|aa)+b",
+    r"(a+)+$",
+    r"(\w+\s?)+$",
+    r"^(([a-z])+.)+[A-Z]([a-z])+$",
+    r"(x+x+)+y",
+    r"(.*a){20}",
+    r"(a*)*b",
+    r"(a|a)+!",
+    r"(?:ab|a|b)+c",
+    r"(?:[a-z]?[a-z])+!",
+    r"(\d+|\d+\.\d+)+x",
+    r"((a+){1,2})+",
+    r"(?=(a+)+b)",  # inside a lookaround too
+    r"(?x) ( a + ) + $",  # verbose mode
+    r"(.*,){3}",  # n^3
+]
+
+LINEAR = [
+    r"\bsk-[A-Za-z0-9]{20,}\b",
+    r"(ab|a)+",  # the branches are told apart by their next character
+    r"([-.]\w+)*",  # each repetition starts with what the part before cannot match
+    r"(\d{1,3}\.)+",
+    r"(?:\s?\w)+",
+    r"\w+@\w+\.\w+",
+    r"(?:https?|ftp)://\S+",
+    r"(?:[a-z]?[a-z]){2}",  # repeated twice only
+    r"(\w+\s){3}",
+]
+
+
+@pytest.mark.parametrize("pattern", CATASTROPHIC)
+def test_catastrophic_patterns_are_found(pattern: str) -> None:
+    assert backtracking(pattern) is not None
+
+
+@pytest.mark.parametrize("pattern", LINEAR)
+def test_linear_patterns_pass(pattern: str) -> None:
+    assert backtracking(pattern) is None
+
+
+def test_the_reasons_say_why() -> None:
+    assert "nested quantifiers" in (backtracking(r"(a+)+$") or "")
+    assert "alternatives" in (backtracking(r"(?:ab|a|b)+c") or "")
+    assert "n^20" in (backtracking(r"(.*a){20}") or "")
+
+
+def test_every_presidio_pattern_passes() -> None:
+    """The patterns the catalog compiles from presidio's recognizers, and the
+    phone candidate, are not refused (they are not loaded through a policy)."""
+    from guardrails_engine._presidio import catalog
+
+    cat = catalog()
+    seen = 0
+    for entity in sorted(cat.entities):
+        for detector in cat.detectors(entity):
+            seen += 1
+            why = backtracking(detector.pattern.pattern, detector.pattern.flags)
+            assert why is None, (entity, detector.name, why)
+    assert seen > 100
+
+
+def test_a_policy_with_such_a_pattern_does_not_load() -> None:
+    import guardrails_engine as ge
+
+    for field, spec in [
+        ("checks[0].patterns[1]", "type: content\n    patterns: ['ok', '(a|aa)+b']"),
+        (
+            "checks[0].recognizers[0].patterns[0].regex",
+            "type: pii\n    recognizers: [{entity: X, patterns: [{regex: '(x+x+)+y'}]}]",
+        ),
+        (
+            "checks[0].allow[0].regex",
+            "type: pii\n    entities: [EMAIL_ADDRESS]\n    allow: [{regex: '(\\w+\\s?)+$'}]",
+        ),
+    ]:
+        with pytest.raises(ge.PolicyError) as err:
+            ge.Policy.from_yaml(f"version: 1\nname: x\nchecks:\n  - id: c\n    {spec}\n")
+        message = str(err.value)
+        assert field in message and "backtrack catastrophically" in message, message
+
+
+def test_shipped_policies_load() -> None:
+    from pathlib import Path
+
+    import guardrails_engine as ge
+
+    root = Path(__file__).parent.parent
+    files = sorted((root / "policies").glob("*.yaml")) + sorted(
+        (root / "benchmarks" / "policies").glob("*.yaml")
+    )
+    for path in files:
+        if not path.name.endswith(".cases.yaml"):
+            ge.load_policy(path)
