@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -27,7 +27,7 @@ import regex
 
 from ._pieces import BLOCK, join_tail
 
-__all__ = ["JsonScan", "Violation", "path_step", "show"]
+__all__ = ["PATH_ENDS", "JsonScan", "Violation", "path_step", "render_path", "show"]
 
 _WS = regex.compile(r"[ \t\n\r]*")
 _PLAIN = regex.compile(r'[^"\\\x00-\x1f]*')
@@ -55,12 +55,32 @@ class Violation(Exception):
         self.start, self.end, self.reason = start, end, reason
 
 
+#: A JSON path, built only when a reason is written: ``(parent, key or index)``, the
+#: document itself is ``None``.  Each level costs one pair, never a copy of its parent.
+_Path = tuple[Any, str | int] | None
+
+
+class _NameOf:
+    """Where a property name is checked: the object, shown with ``(property name)``."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: _Path) -> None:
+        self.path = path
+
+
+_Where = _Path | _NameOf
+
+#: A reason shows at most this many path segments at each end of a longer path.
+PATH_ENDS = 10
+
+
 class _Group:
     """An ``anyOf``/``oneOf`` being followed: which branches are still alive."""
 
     __slots__ = ("alive", "guard", "keyword", "path")
 
-    def __init__(self, n: int, guard: _Guard | None, keyword: str, path: str) -> None:
+    def __init__(self, n: int, guard: _Guard | None, keyword: str, path: _Path) -> None:
         self.alive = [True] * n
         self.guard = guard
         self.keyword = keyword
@@ -86,6 +106,30 @@ def path_step(parent: str, part: str | int, known: frozenset[str] | None) -> str
     if known is not None and part not in known:
         return f"{parent}[*]"
     return f"{parent}.{part}" if part.isidentifier() else f"{parent}[{json.dumps(part)}]"
+
+
+def render_path(steps: Sequence[str | int], known: frozenset[str] | None) -> str:
+    """``$.items[3].price``, with the middle of a path longer than ``2 * PATH_ENDS``
+    segments left out: ``$.a.b...(39,990 more)...x``."""
+    if len(steps) <= 2 * PATH_ENDS:
+        out = "$"
+        for step in steps:
+            out = path_step(out, step, known)
+        return out
+    head = render_path(steps[:PATH_ENDS], known)
+    tail = "$"
+    for step in steps[-PATH_ENDS:]:
+        tail = path_step(tail, step, known)
+    return f"{head}...({len(steps) - 2 * PATH_ENDS:,} more)...{tail[1:].removeprefix('.')}"
+
+
+def _steps(path: _Path) -> list[str | int]:
+    steps: list[str | int] = []
+    while path is not None:
+        path, step = path
+        steps.append(step)
+    steps.reverse()
+    return steps
 
 
 def _json_type(kind: str) -> tuple[str, ...]:
@@ -121,7 +165,7 @@ class _Frame:
         "watch",
     )
 
-    def __init__(self, kind: str, ctxs: list[_Ctx], path: str, start: int) -> None:
+    def __init__(self, kind: str, ctxs: list[_Ctx], path: _Path, start: int) -> None:
         self.kind = kind
         self.ctxs = ctxs
         self.path = path
@@ -185,13 +229,14 @@ class JsonScan:
         self,
         schema: Any,
         *,
-        resolve: Callable[[str], Any],
+        resolve: Callable[[Any], Any],
         known: frozenset[str],
         conforms: Callable[[Any, str], bool] | None,
         extract: bool,
         trailing_commas: bool = False,
         drop_additional: bool = False,
         keywords: frozenset[str] | None = None,
+        legacy_refs: bool = False,
     ) -> None:
         #: The keywords of the schema's draft (None: all); a keyword that its
         #: draft does not know is never checked early.
@@ -203,6 +248,8 @@ class JsonScan:
         #: Repairs made: (start, end, what); the text in the span is removed.
         self.repairs: list[tuple[int, int, str]] = []
         self._root = schema
+        #: Draft 7 and before: a schema with a `$ref` is just that reference.
+        self._legacy_refs = legacy_refs
         self._resolve = resolve
         self._known = known
         self._conforms = conforms
@@ -226,7 +273,7 @@ class JsonScan:
         #: Where the numbers read so far are, if asked for (a dict as an ordered set).
         self.numbers: dict[tuple[int, int], None] | None = None
         self._ctxs: list[_Ctx] = []  # contexts of the value being read
-        self._vpath = "$"
+        self._vpath: _Path = None
         # Expansions without anyOf/oneOf, by schema: the same for any guard.
         # (The schema is kept with its entry: an id is only unique while alive.)
         self._flat: dict[int, tuple[Any, tuple[Any, ...]]] = {}
@@ -255,7 +302,7 @@ class JsonScan:
         return self._state == _DONE
 
     # -- schema contexts --------------------------------------------------------
-    def _expand(self, schema: Any, guard: _Guard | None, path: str, out: list[_Ctx]) -> None:
+    def _expand(self, schema: Any, guard: _Guard | None, path: _Path, out: list[_Ctx]) -> None:
         """Add ``schema`` and what applies with it ($ref, allOf, anyOf/oneOf branches)."""
         flat = self._flat.get(id(schema))
         if flat is not None and flat[0] is schema:
@@ -276,12 +323,14 @@ class JsonScan:
             if key in seen:
                 continue
             seen.add(key)
-            out.append((s, g))
             ref = s.get("$ref")
             if isinstance(ref, str):
-                target = self._resolve(ref)
+                target = self._resolve(s)
                 if target is not None:
                     stack.append((target, g))
+                if self._legacy_refs:
+                    continue  # draft 7 and before ignore every keyword beside a `$ref`
+            out.append((s, g))
             for sub in s.get("allOf", ()) if isinstance(s.get("allOf"), list) else ():
                 stack.append((sub, g))
             for keyword in ("anyOf", "oneOf"):
@@ -294,7 +343,17 @@ class JsonScan:
         if not branched:
             self._flat[id(schema)] = (schema, tuple(s for s, _ in out[first:]))
 
-    def _violate(self, guard: _Guard | None, start: int, end: int, reason: str) -> None:
+    def where(self, where: _Where) -> str:
+        """A path as a reason shows it."""
+        if isinstance(where, _NameOf):
+            return f"{render_path(_steps(where.path), self._known)} (property name)"
+        return render_path(_steps(where), self._known)
+
+    def _violate(
+        self, guard: _Guard | None, start: int, end: int, where: _Where, what: str
+    ) -> None:
+        """A violation: of the whole document, or of an ``anyOf``/``oneOf`` branch
+        (the reason is written only if the document fails)."""
         while guard is not None:
             group, i = guard
             if not group.alive[i]:
@@ -302,9 +361,9 @@ class JsonScan:
             group.alive[i] = False
             if any(group.alive):
                 return
-            reason = f"{group.path}: matches none of the {group.keyword} alternatives"
+            where, what = group.path, f"matches none of the {group.keyword} alternatives"
             guard = group.guard
-        raise Violation(start, end, reason)
+        raise Violation(start, end, f"{self.where(where)}: {what}")
 
     def _alive(self, guard: _Guard | None) -> bool:
         while guard is not None:
@@ -323,7 +382,7 @@ class JsonScan:
         start = self._tok_start
         for s, g in self._ctxs:
             if s is False:
-                self._violate(g, start, start + 1, f"{self._vpath}: no value is allowed here")
+                self._violate(g, start, start + 1, self._vpath, "no value is allowed here")
             elif kind != "number":
                 self._type(s, g, kind, start, start + 1)
                 if kind in ("object", "array"):
@@ -334,10 +393,10 @@ class JsonScan:
         assert type(s) is dict or isinstance(s, Mapping)
         py = dict if kind == "object" else list
         if "const" in s and not isinstance(s["const"], py):
-            self._violate(g, start, start + 1, f"{self._vpath}: expected {show(s['const'])}")
+            self._violate(g, start, start + 1, self._vpath, f"expected {show(s['const'])}")
         enum = s.get("enum")
         if isinstance(enum, list) and not any(isinstance(e, py) for e in enum):
-            self._violate(g, start, start + 1, f"{self._vpath}: expected one of {show(enum)}")
+            self._violate(g, start, start + 1, self._vpath, f"expected one of {show(enum)}")
 
     def _type(self, s: Any, g: _Guard | None, kind: str, start: int, end: int) -> None:
         assert type(s) is dict or isinstance(s, Mapping)
@@ -352,7 +411,7 @@ class JsonScan:
         else:
             ok = kind in allowed
         if not ok:
-            self._violate(g, start, end, f"{self._vpath}: expected {show(t)}, got {kind}")
+            self._violate(g, start, end, self._vpath, f"expected {show(t)}, got {kind}")
 
     def _scalar(self, value: Any, kind: str, end: int) -> None:
         start = self._tok_start
@@ -365,33 +424,45 @@ class JsonScan:
                 self._type(s, g, "integer" if integral else "number", start, end)
             if "enum" in s and isinstance(s["enum"], list):
                 if not any(_equal(value, e) for e in s["enum"]):
-                    self._violate(g, start, end, f"{where}: expected one of {show(s['enum'])}")
+                    self._violate(g, start, end, where, f"expected one of {show(s['enum'])}")
             if "const" in s and not _equal(value, s["const"]):
-                self._violate(g, start, end, f"{where}: expected {show(s['const'])}")
+                self._violate(g, start, end, where, f"expected {show(s['const'])}")
             if kind == "string":
                 self._string_keywords(s, g, value, start, end, where)
             elif kind == "number":
                 self._number_keywords(s, g, value, start, end, where)
 
     def _string_keywords(
-        self, s: Mapping[str, Any], g: _Guard | None, value: str, start: int, end: int, where: str
+        self,
+        s: Mapping[str, Any],
+        g: _Guard | None,
+        value: str,
+        start: int,
+        end: int,
+        where: _Where,
     ) -> None:
         n = len(value)
         if isinstance(s.get("minLength"), int) and n < s["minLength"]:
-            self._violate(g, start, end, f"{where}: violates minLength {s['minLength']}")
+            self._violate(g, start, end, where, f"violates minLength {s['minLength']}")
         if isinstance(s.get("pattern"), str):
             try:
                 ok = re.search(s["pattern"], value) is not None
             except re.error:
                 ok = True  # left to the final validation
             if not ok:
-                self._violate(g, start, end, f"{where}: violates pattern {show(s['pattern'])}")
+                self._violate(g, start, end, where, f"violates pattern {show(s['pattern'])}")
         if isinstance(s.get("format"), str) and self._conforms is not None:
             if not self._conforms(value, s["format"]):
-                self._violate(g, start, end, f"{where}: violates format {show(s['format'])}")
+                self._violate(g, start, end, where, f"violates format {show(s['format'])}")
 
     def _number_keywords(
-        self, s: Mapping[str, Any], g: _Guard | None, value: float, start: int, end: int, where: str
+        self,
+        s: Mapping[str, Any],
+        g: _Guard | None,
+        value: float,
+        start: int,
+        end: int,
+        where: _Where,
     ) -> None:
         for keyword in _BOUNDS:
             bound = s.get(keyword)
@@ -404,7 +475,7 @@ class JsonScan:
                 "exclusiveMaximum": value >= bound,
             }[keyword]
             if bad:
-                self._violate(g, start, end, f"{where}: violates {keyword} {bound}")
+                self._violate(g, start, end, where, f"violates {keyword} {bound}")
         step = s.get("multipleOf")
         if (
             self._multiple
@@ -413,14 +484,14 @@ class JsonScan:
             and step > 0
             and _not_multiple(value, step)
         ):
-            self._violate(g, start, end, f"{where}: violates multipleOf {step}")
+            self._violate(g, start, end, where, f"violates multipleOf {step}")
 
     def _string_progress(self, start: int, end: int) -> None:
         """``maxLength`` as soon as it is exceeded."""
         n = self._tok_len
         for limit, g in self._maxlens:
             if n > limit and self._alive(g):
-                self._violate(g, start, end, f"{self._vpath}: violates maxLength {limit}")
+                self._violate(g, start, end, self._vpath, f"violates maxLength {limit}")
 
     # -- containers -------------------------------------------------------------
     def _open(self, kind: str) -> None:
@@ -437,7 +508,7 @@ class JsonScan:
                 if missing:
                     names = ", ".join(repr(m) for m in sorted(missing))
                     names = ("property " if len(missing) == 1 else "properties ") + names
-                    self._violate(g, end - 1, end, f"{frame.path}: missing required {names}")
+                    self._violate(g, end - 1, end, frame.path, f"missing required {names}")
                 if self._dependent and frame.watch:
                     self._dependencies(s, g, frame, end)
                 if isinstance(s.get("minProperties"), int) and frame.count < s["minProperties"]:
@@ -445,10 +516,11 @@ class JsonScan:
                         g,
                         end - 1,
                         end,
-                        f"{frame.path}: violates minProperties {s['minProperties']}",
+                        frame.path,
+                        f"violates minProperties {s['minProperties']}",
                     )
             elif isinstance(s.get("minItems"), int) and frame.count < s["minItems"]:
-                self._violate(g, end - 1, end, f"{frame.path}: violates minItems {s['minItems']}")
+                self._violate(g, end - 1, end, frame.path, f"violates minItems {s['minItems']}")
         self._after_value(end)
 
     def _dependencies(self, s: Any, g: _Guard | None, frame: _Frame, end: int) -> None:
@@ -462,14 +534,14 @@ class JsonScan:
                         g,
                         end - 1,
                         end,
-                        f"{frame.path}: property {other!r} is required by {name!r}"
-                        " (dependentRequired)",
+                        frame.path,
+                        f"property {other!r} is required by {name!r} (dependentRequired)",
                     )
 
     def _member(self, frame: _Frame, key: str, start: int, end: int) -> None:
         """A key ended: what applies to its value, and what the key itself breaks."""
         frame.count += 1
-        path = path_step(frame.path, key, self._known)
+        path: _Path = (frame.path, key)
         ctxs: list[_Ctx] = []
         dropping = False
         for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
@@ -478,7 +550,7 @@ class JsonScan:
                 continue
             mp = s.get("maxProperties")
             if isinstance(mp, int) and frame.count > mp:
-                self._violate(g, start, end, f"{frame.path}: violates maxProperties {mp}")
+                self._violate(g, start, end, frame.path, f"violates maxProperties {mp}")
             if "propertyNames" in s:
                 self._name(s["propertyNames"], g, key, start, end, frame.path)
             found = s.get("properties")
@@ -507,7 +579,8 @@ class JsonScan:
                         g,
                         start,
                         end,
-                        f"{frame.path}: properties not allowed by additionalProperties",
+                        frame.path,
+                        "properties not allowed by additionalProperties",
                     )
                 else:
                     self._expand(extra, g, path, ctxs)
@@ -525,31 +598,31 @@ class JsonScan:
         self._vpath = path
 
     def _name(
-        self, schema: Any, guard: _Guard | None, key: str, start: int, end: int, path: str
+        self, schema: Any, guard: _Guard | None, key: str, start: int, end: int, path: _Path
     ) -> None:
         """``propertyNames``: the key, a string, against ``schema`` (the reason
         names the object, never the key)."""
-        where = f"{path} (property name)"
+        where = _NameOf(path)
         ctxs: list[_Ctx] = []
         self._expand(schema, guard, path, ctxs)
         for s, g in ctxs:
             if s is False:
-                self._violate(g, start, end, f"{path}: no property is allowed (propertyNames)")
+                self._violate(g, start, end, path, "no property is allowed (propertyNames)")
                 continue
             if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
                 continue
             t = s.get("type")
             allowed = [t] if isinstance(t, str) else t if isinstance(t, list) else None
             if allowed is not None and "string" not in allowed:
-                self._violate(g, start, end, f"{where}: expected {show(t)}, got string")
+                self._violate(g, start, end, where, f"expected {show(t)}, got string")
             if "enum" in s and isinstance(s["enum"], list):
                 if not any(_equal(key, e) for e in s["enum"]):
-                    self._violate(g, start, end, f"{where}: expected one of {show(s['enum'])}")
+                    self._violate(g, start, end, where, f"expected one of {show(s['enum'])}")
             if "const" in s and not _equal(key, s["const"]):
-                self._violate(g, start, end, f"{where}: expected {show(s['const'])}")
+                self._violate(g, start, end, where, f"expected {show(s['const'])}")
             limit = s.get("maxLength")
             if isinstance(limit, int) and len(key) > limit:
-                self._violate(g, start, end, f"{where}: violates maxLength {limit}")
+                self._violate(g, start, end, where, f"violates maxLength {limit}")
             self._string_keywords(s, g, key, start, end, where)
 
     def _element(self, frame: _Frame) -> None:
@@ -557,7 +630,7 @@ class JsonScan:
         frame.comma_open = False
         i = frame.count
         frame.count += 1
-        path = f"{frame.path}[{i}]"
+        path: _Path = (frame.path, i)
         ctxs: list[_Ctx] = []
         for s, g in frame.ctxs:
             if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
@@ -565,7 +638,7 @@ class JsonScan:
             mi = s.get("maxItems")
             if isinstance(mi, int) and frame.count > mi:
                 at = self._tok_start  # where the element that is one too many starts
-                self._violate(g, at, at + 1, f"{frame.path}: violates maxItems {mi}")
+                self._violate(g, at, at + 1, frame.path, f"violates maxItems {mi}")
             prefix = s.get("prefixItems")
             items = s.get("items")
             if isinstance(prefix, list) and i < len(prefix):
@@ -656,7 +729,7 @@ class JsonScan:
                         continue
                 self.start = base + i
                 self._ctxs = []
-                self._expand(self._root, None, "$", self._ctxs)
+                self._expand(self._root, None, None, self._ctxs)
                 self._state = _VALUE
                 continue
             c = text[i]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -24,7 +26,7 @@ from ._pii import PiiCheck
 from ._pipeline import Run
 from ._presidio import NER_ENTITIES, catalog
 from ._scan import PatternSet
-from ._schema import SchemaCheck, SchemaError, check_schema, load_schema, local_registry
+from ._schema import TRUST_ENV, SchemaCheck, SchemaError, SchemaLoadError, load_schema
 from ._threads import thread_limiter
 from ._trace import TraceCallback, record
 
@@ -44,7 +46,7 @@ class Policy:
     Build one with :func:`load_policy` or :meth:`Policy.from_yaml`.
     """
 
-    __slots__ = ("_checks", "_hash", "_on_trace", "_scan", "_source", "_spec")
+    __slots__ = ("_checks", "_hash", "_on_trace", "_origin", "_scan", "_source", "_spec")
 
     def __init__(
         self,
@@ -54,8 +56,10 @@ class Policy:
         source: str,
         digest: str,
         on_trace: TraceCallback | None = None,
+        origin: _Origin | None = None,
     ) -> None:
         self._spec = spec
+        self._origin = origin
         self._checks = checks
         self._scan = _shared_patterns(checks)
         self._source = source
@@ -71,19 +75,30 @@ class Policy:
         source: str = "<string>",
         base_dir: str | Path | None = None,
         on_trace: TraceCallback | None = None,
+        trusted_modules: Iterable[str] = (),
     ) -> Policy:
         """Compile a policy from YAML text.
 
-        ``source`` names the text in error messages; ``base_dir`` resolves
-        ``schema_file`` paths (default: the current directory); ``on_trace``
-        receives the :class:`Trace` of every run of the policy.
+        ``source`` names the text in error messages; ``base_dir`` is the policy's
+        folder: ``schema_file`` and the files ``$ref``s name are read only inside
+        it (default: the current directory); ``on_trace`` receives the
+        :class:`Trace` of every run of the policy; ``trusted_modules`` are the
+        modules (and their submodules) a ``model:`` may import, with those listed
+        in the environment variable ``GUARDRAILS_TRUSTED_MODULES`` (comma-separated).
 
         :raises PolicyError: naming the source, line and field of the problem.
         """
-        spec, located = parse_policy(text, source)
-        checks = tuple(_compile(spec, located, Path(base_dir) if base_dir is not None else None))
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-        return cls(spec, checks, source=source, digest=digest, on_trace=on_trace)
+        folder = Path(base_dir) if base_dir is not None else Path.cwd()
+        origin = _Origin(text, source, str(folder.absolute()), _trusted(trusted_modules))
+        spec, checks, digest = _build(origin)
+        return cls(spec, checks, source=source, digest=digest, on_trace=on_trace, origin=origin)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A policy pickles as its source (text, folder, trusted modules) and is
+        compiled again when unpickled, once per process for the same source."""
+        if self._origin is None:
+            raise TypeError("only a policy made by load_policy or Policy.from_yaml pickles")
+        return (_unpickle, (self._origin, self._on_trace))
 
     # -- attributes --------------------------------------------------------------
     @property
@@ -197,10 +212,17 @@ class Policy:
         return SyncStream(self, source, trace_id=trace_id, on_trace=on_trace)
 
 
-def load_policy(path: str | Path, *, on_trace: TraceCallback | None = None) -> Policy:
+def load_policy(
+    path: str | Path,
+    *,
+    on_trace: TraceCallback | None = None,
+    trusted_modules: Iterable[str] = (),
+) -> Policy:
     """Load and compile a policy file.
 
-    ``on_trace`` receives the :class:`Trace` of every run of the policy.
+    ``on_trace`` receives the :class:`Trace` of every run of the policy;
+    ``trusted_modules``: see :meth:`Policy.from_yaml`.  Schema files are read
+    only inside the policy's folder.
 
     :raises PolicyError: if the file cannot be read or is not a valid policy.
     """
@@ -211,7 +233,55 @@ def load_policy(path: str | Path, *, on_trace: TraceCallback | None = None) -> P
         raise PolicyError(
             f"cannot read the policy: {exc.__class__.__name__}: {exc}", source=str(p)
         ) from exc
-    return Policy.from_yaml(text, source=str(p), base_dir=p.parent, on_trace=on_trace)
+    return Policy.from_yaml(
+        text, source=str(p), base_dir=p.parent, on_trace=on_trace, trusted_modules=trusted_modules
+    )
+
+
+class _Origin(NamedTuple):
+    """What a policy is compiled from: all a pickle carries."""
+
+    text: str
+    source: str
+    base_dir: str
+    trusted_modules: tuple[str, ...]
+
+
+def _trusted(given: Iterable[str]) -> tuple[str, ...]:
+    """The modules ``model:`` may import: those given and those of the environment."""
+    if isinstance(given, str):
+        given = [given]
+    env = os.environ.get(TRUST_ENV, "")
+    names = [*given, *(n.strip() for n in env.split(","))]
+    return tuple(sorted({n for n in names if n}))
+
+
+def _build(origin: _Origin) -> tuple[PolicySpec, tuple[Check, ...], str]:
+    spec, located = parse_policy(origin.text, origin.source)
+    checks = tuple(_compile(spec, located, Path(origin.base_dir), origin.trusted_modules))
+    digest = hashlib.sha256(origin.text.encode("utf-8")).hexdigest()[:16]
+    return spec, checks, digest
+
+
+#: Policies compiled by unpickling, by source: a process compiles each once.
+_COMPILED: OrderedDict[_Origin, tuple[PolicySpec, tuple[Check, ...], str]] = OrderedDict()
+_COMPILED_MAX = 64
+_COMPILING = threading.Lock()
+
+
+def _unpickle(origin: _Origin, on_trace: TraceCallback | None) -> Policy:
+    with _COMPILING:
+        built = _COMPILED.get(origin)
+        if built is None:
+            built = _COMPILED[origin] = _build(origin)
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
+        else:
+            _COMPILED.move_to_end(origin)
+    spec, checks, digest = built
+    return Policy(
+        spec, checks, source=origin.source, digest=digest, on_trace=on_trace, origin=origin
+    )
 
 
 def _compile_pii(c: PiiSpec, spec: PolicySpec, located: Located, where: list[Any]) -> PiiCheck:
@@ -277,7 +347,9 @@ def _shared_patterns(
     return merged, tuple(i for i, _ in sharing), tuple(len(part) for part in parts)
 
 
-def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[Check]:
+def _compile(
+    spec: PolicySpec, located: Located, base_dir: Path, trusted: tuple[str, ...]
+) -> list[Check]:
     checks: list[Check] = []
     known: frozenset[str] | None = None
     for i, c in enumerate(spec.checks):
@@ -297,17 +369,30 @@ def _compile(spec: PolicySpec, located: Located, base_dir: Path | None) -> list[
         elif isinstance(c, SchemaSpec):
             field = "schema" if c.schema_ is not None else "model" if c.model else "schema_file"
             try:
-                schema = load_schema(c, base_dir)
-            except (OSError, ValueError, ImportError, AttributeError, TypeError) as exc:
-                raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
-            try:
-                check_schema(schema)
+                loaded = load_schema(c, base_dir, trusted)
             except SchemaError as exc:
                 path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
                 raise located.error(
-                    [*where, field], f"not a valid JSON Schema at {path}: {exc.message}"
-                ) from exc
-            checks.append(SchemaCheck(c, spec.on_error, schema, local_registry(c, base_dir)))
+                    [*where, field], f"not a valid JSON Schema at {path}: {_schema_error(c, exc)}"
+                ) from None
+            except SchemaLoadError as exc:
+                raise located.error([*where, field], f"cannot read the schema: {exc}") from None
+            except OSError as exc:
+                # The path and the error, never what the file holds.
+                what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
+                raise located.error([*where, field], f"cannot read the schema: {what}") from None
+            except (ValueError, ImportError, AttributeError, TypeError) as exc:
+                raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
+            checks.append(SchemaCheck(c, spec.on_error, loaded))
         elif isinstance(c, LengthSpec):
             checks.append(LengthCheck(c, spec.on_error))
     return checks
+
+
+def _schema_error(spec: SchemaSpec, exc: SchemaError) -> str:
+    """jsonschema's message, which quotes the schema: fine for an inline schema (it
+    is in the policy), but a file's strings and containers are not repeated."""
+    if spec.schema_ is not None or not isinstance(exc.instance, str | dict | list):
+        return exc.message
+    kind = {str: "a string", dict: "an object", list: "an array"}[type(exc.instance)]
+    return f"{kind} is not valid here ({exc.validator})"

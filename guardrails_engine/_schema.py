@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Sequence
+import os
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import jsonschema
 import pydantic
@@ -19,18 +23,30 @@ import yaml
 from jsonschema import validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012, specification_with
 
 from ._check import Hit, RunContext, Session
 from ._config import SchemaSpec
-from ._jsonstream import JsonScan, Violation, path_step, show
+from ._jsonstream import JsonScan, Violation, render_path, show
 from ._model import Action, done
 from ._pieces import BLOCK, join_tail
 
 if TYPE_CHECKING:
     from ._pipeline import Applied
 
-__all__ = ["SchemaCheck", "json_path", "load_schema"]
+__all__ = [
+    "MAX_SCHEMA_FILE_BYTES",
+    "TRUST_ENV",
+    "LoadedSchema",
+    "SchemaCheck",
+    "SchemaLoadError",
+    "json_path",
+    "load_schema",
+]
+
+#: The environment variable that adds trusted modules (comma-separated) for ``model:``.
+TRUST_ENV = "GUARDRAILS_TRUSTED_MODULES"
 
 _JSON_TYPES = {
     dict: "object",
@@ -43,60 +59,215 @@ _JSON_TYPES = {
 }
 
 
-def load_schema(spec: SchemaSpec, base_dir: Path | None) -> Any:
-    """The schema a spec names: inline, read from its file, or a pydantic model's.
+#: The largest schema file read (a ``schema_file`` or a file a ``$ref`` names), in bytes.
+MAX_SCHEMA_FILE_BYTES = 1 << 20
 
-    :raises OSError: if the file cannot be read.
-    :raises ValueError: if it is neither JSON nor YAML, or the model is not a pydantic model.
-    :raises ImportError: if the model's module cannot be imported.
+#: Keywords that name another schema by URI.
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+class SchemaLoadError(ValueError):
+    """A schema cannot be had: the message names paths and refs, never a file's content."""
+
+
+class _Refused(Exception):
+    """Raised by the registry's retrieve function: a URI that is never read."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSchema:
+    """A schema with everything its ``$ref``s name, read once at load.
+
+    ``registry`` holds the local files the schema refers to and never retrieves
+    anything else; ``targets`` maps each schema object holding a ``$ref`` (by
+    ``id``) to the schema it names, resolved against its own base URI.
     """
-    if spec.model is not None:
-        module_name, _, attr = spec.model.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        if not (isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)):
-            raise ValueError(f"{spec.model} is not a pydantic model")
-        return obj.model_json_schema()
-    if spec.schema_file is None:
-        return spec.schema_
-    path = Path(spec.schema_file)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    text = path.read_text(encoding="utf-8")
+
+    schema: Any
+    registry: Registry[Any]
+    targets: Mapping[int, Any]
+
+
+def _allowed(module: str, trusted: Sequence[str]) -> bool:
+    return any(module == t or module.startswith(t + ".") for t in trusted)
+
+
+def _model_schema(name: str, trusted: Sequence[str]) -> Any:
+    module_name, _, attr = name.partition(":")
+    if not _allowed(module_name, trusted):
+        raise SchemaLoadError(
+            f"module {module_name!r} is not trusted: a policy imports only the modules its "
+            f"owner allows (trusted_modules=[{module_name!r}] or {TRUST_ENV})"
+        )
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)):
+        raise SchemaLoadError(f"{name} is not a pydantic model")
+    return obj.model_json_schema()
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: a schema file cannot make a small file a huge tree."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases are not allowed in a schema file")
+        return super().compose_node(parent, index)
+
+
+def read_confined(path: Path, folder: Path) -> Any:
+    """The JSON or YAML document in ``path``, which must be a regular file inside
+    ``folder`` (after resolving symlinks), at most :data:`MAX_SCHEMA_FILE_BYTES`.
+
+    :raises OSError: if it cannot be read.
+    :raises SchemaLoadError: if it is outside the folder, not a regular file, too
+        large, or neither JSON nor YAML (the message names the path only).
+    """
+    st = os.stat(path)
+    real = path.resolve()
+    if not real.is_relative_to(folder):
+        raise SchemaLoadError(f"{path} is outside the policy's folder {folder}")
+    if not stat.S_ISREG(st.st_mode):
+        raise SchemaLoadError(f"{path} is not a regular file")
+    if st.st_size > MAX_SCHEMA_FILE_BYTES:
+        raise SchemaLoadError(f"{path} is larger than {MAX_SCHEMA_FILE_BYTES:,} bytes")
+    # Non-blocking and not through a symlink: what was checked is what is read.
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise SchemaLoadError(f"{path} is not a regular file")
+        data = f.read(MAX_SCHEMA_FILE_BYTES + 1)
+    if len(data) > MAX_SCHEMA_FILE_BYTES:
+        raise SchemaLoadError(f"{path} is larger than {MAX_SCHEMA_FILE_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SchemaLoadError(f"{path} is not UTF-8 text") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    try:
+        return yaml.load(text, Loader=_NoAliases)
+    except (yaml.YAMLError, RecursionError):
+        raise SchemaLoadError(f"{path} is neither JSON nor YAML") from None
+
+
+def _local_path(uri: str, folder: Path, here: Path) -> Path:
+    """The file a ``$ref``'s URI names (relative ones from ``here``).
+
+    :raises _Refused: if it is not a local file.
+    """
+    split = urlsplit(uri)
+    if (split.scheme not in ("", "file")) or split.netloc not in ("", "localhost"):
+        raise _Refused(f"$ref {uri!r} is not local: remote references are never fetched")
+    path = Path(unquote(split.path))
+    return path if path.is_absolute() else here / path
+
+
+def load_schema(
+    spec: SchemaSpec, base_dir: Path | None, trusted_modules: Sequence[str] = ()
+) -> LoadedSchema:
+    """The schema a spec names (inline, read from its file, or a pydantic model's),
+    with the local files its ``$ref``s name, all read now and never again.
+
+    Files are read only inside ``base_dir`` (the policy's folder; default: the
+    current directory), remote references are refused, and a model is imported
+    only from ``trusted_modules``.
+
+    :raises OSError: if a file cannot be read.
+    :raises SchemaLoadError: for anything else that stops the schema loading.
+    :raises ImportError: if a trusted model's module cannot be imported.
+    """
+    folder = (base_dir if base_dir is not None else Path.cwd()).resolve()
+    here = folder
+    if spec.model is not None:
+        schema = _model_schema(spec.model, trusted_modules)
+    elif spec.schema_file is not None:
+        path = Path(spec.schema_file)
+        if not path.is_absolute():
+            path = (base_dir if base_dir is not None else Path.cwd()) / path
+        schema = read_confined(path, folder)
+        here = path.parent
+    else:
+        schema = spec.schema_
+    check_schema(schema)
+    return _resolve_refs(schema, folder, here)
+
+
+def _resolve_refs(schema: Any, folder: Path, here: Path) -> LoadedSchema:
+    """Follow every ``$ref`` now: read the local files named, refuse the rest."""
+    default = specification_with(
+        schema.get("$schema", "") if isinstance(schema, dict) else "", default=DRAFT202012
+    )
+    fetched: dict[str, Any] = {}
+
+    def retrieve(uri: str) -> Resource[Any]:
         try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path} is neither JSON nor YAML") from exc
+            contents = read_confined(_local_path(uri, folder, here), folder)
+        except (OSError, SchemaLoadError) as exc:
+            raise _Refused(f"$ref {uri!r}: {_os_reason(exc)}") from None
+        fetched[uri] = contents
+        return Resource.from_contents(contents, default_specification=default)
+
+    registry: Registry[Any] = Registry(retrieve=retrieve)  # type: ignore[call-arg]
+    root = default.create_resource(schema)
+    targets: dict[int, Any] = {}
+    seen: set[int] = set()
+    stack: list[tuple[Resource[Any], Any]] = [(root, registry.resolver_with_root(root))]
+    while stack:
+        resource, resolver = stack.pop()
+        contents = resource.contents
+        if id(contents) in seen:
+            continue
+        seen.add(id(contents))
+        if isinstance(contents, dict):
+            for keyword in _REF_KEYWORDS:
+                ref = contents.get(keyword)
+                if not isinstance(ref, str):
+                    continue
+                try:
+                    resolved = resolver.lookup(ref)
+                except Unresolvable as exc:
+                    refused = _refusal(exc)
+                    if refused is not None:
+                        raise SchemaLoadError(refused) from None
+                    if keyword != "$ref":
+                        continue  # a dynamic reference is resolved when validating
+                    raise SchemaLoadError(f"$ref {ref!r} cannot be resolved") from None
+                if keyword == "$ref":
+                    targets[id(contents)] = resolved.contents
+                target = Resource.from_contents(resolved.contents, default_specification=default)
+                stack.append((target, resolved.resolver))
+        for sub in resource.subresources():
+            stack.append((sub, resolver.in_subresource(sub)))
+    resources = [
+        (uri, Resource.from_contents(c, default_specification=default))
+        for uri, c in fetched.items()
+    ]
+    final: Registry[Any] = Registry(retrieve=_refuse).with_resources(resources)  # type: ignore[call-arg]
+    return LoadedSchema(schema, final, targets)
 
 
-def local_registry(spec: SchemaSpec, base_dir: Path | None) -> Any:
-    """A registry that resolves each ``$ref`` to a local file next to the schema file (never the
-    network), or None for inline and model schemas."""
-    if spec.schema_file is None:
-        return None
-    path = Path(spec.schema_file)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    folder = path.parent
+def _refuse(uri: str) -> Resource[Any]:
+    raise _Refused(f"$ref {uri!r} was not read when the policy loaded")
 
-    def retrieve(uri: str) -> Resource:
-        if "://" in uri and not uri.startswith("file://"):
-            raise ValueError(f"only local schema files are read, not {uri}")
-        target = Path(uri.removeprefix("file://"))
-        if not target.is_absolute():
-            target = folder / target
-        text = target.read_text(encoding="utf-8")
-        try:
-            contents = json.loads(text)
-        except json.JSONDecodeError:
-            contents = yaml.safe_load(text)
-        return Resource.from_contents(contents, default_specification=DRAFT202012)
 
-    return Registry(retrieve=retrieve)  # type: ignore[call-arg]
+def _refusal(exc: BaseException) -> str | None:
+    """The reason a retrieval was refused, if that is why ``exc`` was raised."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _Refused):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, SchemaLoadError):
+        return f"{exc.strerror or exc.__class__.__name__}: {exc.filename}"
+    return str(exc)
 
 
 def check_schema(schema: Any) -> None:
@@ -118,13 +289,15 @@ _STREAMED = frozenset(
 )  # fmt: skip
 
 
-def covers(schema: Any) -> bool:
+def covers(schema: Any, legacy_refs: bool = False) -> bool:
     """Whether the streaming check decides everything ``schema`` says (local refs only)."""
     stack = [schema]
     while stack:
         s = stack.pop()
         if isinstance(s, bool):
             continue
+        if legacy_refs and isinstance(s, dict) and "$ref" in s:
+            s = {"$ref": s["$ref"]}  # (draft 7 and before ignore the rest)
         if not isinstance(s, dict) or not set(s) <= _STREAMED:
             return False
         if isinstance(s.get("$ref"), str) and not s["$ref"].startswith("#"):
@@ -169,10 +342,7 @@ def schema_strings(schema: Any) -> frozenset[str]:
 def json_path(path: Sequence[Any], known: frozenset[str] | None = None) -> str:
     """``$.items[3].price``.  A key the schema does not name is shown as ``[*]``:
     keys come from the document and may be personal data."""
-    out = "$"
-    for part in path:
-        out = path_step(out, part if isinstance(part, int) else str(part), known)
-    return out
+    return render_path([p if isinstance(p, int) else str(p) for p in path], known)
 
 
 def _json_type(value: Any) -> str:
@@ -206,13 +376,7 @@ class SchemaCheck:
     type = "schema"
     blocking = False
 
-    def __init__(
-        self,
-        spec: SchemaSpec,
-        on_error: str,
-        schema: Any,
-        registry: Any = None,
-    ) -> None:
+    def __init__(self, spec: SchemaSpec, on_error: str, loaded: LoadedSchema) -> None:
         self.id = spec.id
         self.action = Action(spec.action)
         self.on_error = spec.on_error or on_error
@@ -220,28 +384,28 @@ class SchemaCheck:
         self.extract = spec.extract
         self.trailing_commas = "trailing_commas" in spec.repairs
         self.drop_additional = "additional_properties" in spec.repairs
-        self.schema = schema
+        schema = self.schema = loaded.schema
+        self.targets = loaded.targets
         self.known = schema_strings(schema)
-        self.complete = covers(schema)
         cls = validators.validator_for(schema)
+        # Drafts before 2019-09 ignore every keyword beside a `$ref`.
+        self.legacy_refs = cls in _LEGACY_VALIDATORS
+        self.complete = covers(schema, self.legacy_refs)
         # The keywords of the schema's draft.
         self.keywords = frozenset(cls.VALIDATORS)
-        kwargs: dict[str, Any] = {"format_checker": cls.FORMAT_CHECKER}
-        if registry is not None:
-            kwargs["registry"] = registry
-        self.validator: jsonschema.protocols.Validator = cls(schema, **kwargs)
-        checker = cls.FORMAT_CHECKER
-        self.conforms: Callable[[Any, str], bool] = checker.conforms
-        self._resolver = self.validator._resolver if hasattr(self.validator, "_resolver") else None
+        # `format: assert` (default): a guardrail wants formats checked, though
+        # 2019-09 and later make them annotations; `annotate` follows the spec.
+        checker = cls.FORMAT_CHECKER if getattr(spec, "format", "assert") == "assert" else None
+        self.validator: jsonschema.protocols.Validator = cls(
+            schema, format_checker=checker, registry=loaded.registry
+        )
+        self.conforms: Callable[[Any, str], bool] | None = (
+            checker.conforms if checker is not None else None
+        )
 
-    def resolve(self, ref: str) -> Any:
-        """The schema a ``$ref`` names, or None if it cannot be had here."""
-        try:
-            if self._resolver is not None:
-                return self._resolver.lookup(ref).contents
-        except Exception:
-            return None
-        return None
+    def resolve(self, node: Any) -> Any:
+        """The schema that the ``$ref`` of ``node`` names, or None (left to the final pass)."""
+        return self.targets.get(id(node))
 
     def session(self) -> Session:
         return _SchemaSession(self)
@@ -282,6 +446,13 @@ class SchemaCheck:
 
 _NEVER = 1 << 62
 
+_LEGACY_VALIDATORS = (
+    validators.Draft3Validator,
+    validators.Draft4Validator,
+    validators.Draft6Validator,
+    validators.Draft7Validator,
+)
+
 
 class _SchemaSession:
     """The document parsed and checked as it arrives; jsonschema at the end."""
@@ -314,6 +485,7 @@ class _SchemaSession:
             trailing_commas=check.trailing_commas,
             drop_additional=check.drop_additional,
             keywords=check.keywords,
+            legacy_refs=check.legacy_refs,
         )
         self._repaired = 0  # repairs of the parser already reported
         # With `action: repair` and `extract`, text around the JSON is removed.

@@ -313,7 +313,8 @@ def test_schema_from_a_pydantic_model_and_local_ref_files(tmp_path: Any) -> None
     try:
         p = ge.Policy.from_yaml(
             "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n"
-            "    model: 'models_for_test:Answer'\n"
+            "    model: 'models_for_test:Answer'\n",
+            trusted_modules=["models_for_test"],
         )
         assert p.validate_sync('{"answer": "x"}').decision is ge.Decision.PASS
         assert p.validate_sync('{"answer": 1}').decision is ge.Decision.BLOCK
@@ -330,9 +331,10 @@ def test_schema_from_a_pydantic_model_and_local_ref_files(tmp_path: Any) -> None
     q = ge.load_policy(tmp_path / "p.yaml")
     assert q.validate_sync('[{"sku": 1}]').decision is ge.Decision.PASS
     assert q.validate_sync('[{"no": 1}]').decision is ge.Decision.BLOCK
-    with pytest.raises(ge.PolicyError, match="cannot read the schema"):
+    with pytest.raises(ge.PolicyError, match="cannot read the schema: No module named"):
         ge.Policy.from_yaml(
-            "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    model: 'no_such_mod:X'\n"
+            "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    model: 'no_such_mod:X'\n",
+            trusted_modules=["no_such_mod"],
         )
 
 
