@@ -394,23 +394,24 @@ _PLAIN = regex.IGNORECASE | regex.MULTILINE | regex.DOTALL | regex.VERBOSE | reg
 _PLAIN |= regex.VERSION0
 
 
+def _parser() -> tuple[Any, Any]:
+    """The standard library's private regular expression parser's constants and parser."""
+    return importlib.import_module("re._constants"), importlib.import_module("re._parser")
+
+
+def _parse(sre: Any, c: Any, pattern: str, flags: int) -> Any:
+    """The parse tree of ``pattern`` under the flags the standard library reads alike."""
+    keep = c.SRE_FLAG_IGNORECASE | c.SRE_FLAG_MULTILINE | c.SRE_FLAG_DOTALL | c.SRE_FLAG_VERBOSE
+    return sre.parse(pattern, flags & keep)
+
+
 def facts(pattern: str, flags: int) -> Facts:
     """Everything :mod:`_analysis` can tell about ``pattern`` compiled with ``flags``
     (the flags of the compiled ``regex`` pattern, inline ones included)."""
-    c: Any = importlib.import_module("re._constants")
-    sre: Any = importlib.import_module("re._parser")
+    c, sre = _parser()
     unknown = Facts(None, None, None, 1.0)
     try:
-        tree = sre.parse(
-            pattern,
-            flags
-            & (
-                c.SRE_FLAG_IGNORECASE
-                | c.SRE_FLAG_MULTILINE
-                | c.SRE_FLAG_DOTALL
-                | c.SRE_FLAG_VERBOSE
-            ),
-        )
+        tree = _parse(sre, c, pattern, flags)
     except Exception:
         return unknown
     try:
@@ -741,19 +742,9 @@ def backtracking(pattern: str, flags: int = 0) -> str | None:
     """Why ``pattern`` may backtrack catastrophically (nested or overlapping
     unbounded quantifiers), or None if no such construct was found (or the
     pattern uses syntax the standard library's parser does not read)."""
-    c: Any = importlib.import_module("re._constants")
-    sre: Any = importlib.import_module("re._parser")
+    c, sre = _parser()
     try:
-        tree = sre.parse(
-            pattern,
-            flags
-            & (
-                c.SRE_FLAG_IGNORECASE
-                | c.SRE_FLAG_MULTILINE
-                | c.SRE_FLAG_DOTALL
-                | c.SRE_FLAG_VERBOSE
-            ),
-        )
+        tree = _parse(sre, c, pattern, flags)
     except Exception:
         return None
     ignorecase = bool((flags | tree.state.flags) & c.SRE_FLAG_IGNORECASE)
