@@ -6,6 +6,8 @@
 'mail me at <EMAIL_ADDRESS>'
 """
 
+from importlib import metadata as _metadata
+
 from ._config import policy_json_schema
 from ._errors import GuardrailsError, PolicyError, StreamStateError
 from ._eval import Case, CaseError, EvalReport, evaluate, load_cases
@@ -13,6 +15,11 @@ from ._model import Action, Decision, Finding, Result
 from ._policy import Policy, load_policy
 from ._stream import Stream, SyncStream
 from ._trace import Trace
+
+try:
+    __version__: str = _metadata.version("guardrails-engine")
+except _metadata.PackageNotFoundError:  # pragma: no cover - a checkout that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Action",
@@ -42,4 +49,4 @@ for _name in __all__:
             _obj.__module__ = __name__
         except (AttributeError, TypeError):  # pragma: no cover
             pass
-del _name, _obj
+del _name, _obj, _metadata

@@ -14,9 +14,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
+import yaml
+
+from . import __version__
 from ._config import policy_json_schema
 from ._errors import PolicyError
 from ._eval import CaseError, evaluate, load_cases
+from ._loader import load_yaml
 from ._model import Decision, Result
 from ._policy import Policy, load_policy
 
@@ -30,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="guardrails-engine",
         description="Check LLM output against a guardrails policy.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser(
         "check",
@@ -44,9 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         help="stream: read the input as it arrives and write text as soon as it is released",
     )
     check.add_argument("--json", action="store_true", help="write the whole result as JSON")
-    lint = sub.add_parser("lint", help="check policy files; exit 2 if any is invalid")
+    lint = sub.add_parser(
+        "lint",
+        help="check policy files; exit 2 if any is invalid",
+        description="Every problem of every file is listed (file:line: field: problem). "
+        "Evaluation case files (*.cases.yaml, *.jsonl, or a YAML list of cases) are read as "
+        "case files and skipped as policies.",
+    )
     lint.add_argument("policies", nargs="+")
     sub.add_parser("schema", help="print the policy format as a JSON Schema")
+    sub.add_parser("entities", help="list the entity names a pii check knows")
     ev = sub.add_parser(
         "eval",
         help="replay cases whole and streamed; exit 0 only if every case passes",
@@ -93,35 +105,82 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     policy: Policy = load_policy(args.policy)
     if args.stream:
         stream = policy.stream_sync(_read_chunks(None, args.file))
+        last = ""
         for piece in stream:
-            if not args.json:
+            if not args.json and piece:
                 out.write(piece)
                 out.flush()
+                last = piece
         result = stream.result
         assert result is not None
     else:
         text = "".join(_read_chunks(None, args.file))
         result = policy.validate_sync(text)
+        last = result.text
         if not args.json:
             out.write(result.text)
     if args.json:
         out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    elif result.decision is Decision.BLOCK and last and not last.endswith("\n"):
+        out.write("\n")  # the block message ends its line, so stderr does not run into it
     out.flush()
     err.write(_summary(result) + "\n")
     return EXIT_BLOCK if result.decision is Decision.BLOCK else EXIT_OK
+
+
+_CASE_SUFFIXES = (".cases.yaml", ".cases.yml", ".cases.jsonl", ".jsonl")
+
+
+def _is_case_file(path: str) -> bool:
+    """A file of evaluation cases: by its name, or a YAML list of mappings with
+    ``input`` and ``expect`` (or a mapping with ``cases``)."""
+    if path.endswith(_CASE_SUFFIXES):
+        return True
+    try:
+        with open(path, encoding="utf-8") as f:
+            _, data = load_yaml(f.read())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # the policy loader says what is wrong with it
+    if isinstance(data, dict) and set(data) == {"cases"}:
+        data = data["cases"]
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and all(isinstance(c, dict) and {"input", "expect"} <= set(c) for c in data)
+    )
 
 
 def _lint(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
     status = EXIT_OK
     for path in paths:
         try:
+            if _is_case_file(path):
+                n = len(load_cases(path))
+                out.write(
+                    f"{path}: skipped, an evaluation case file ({n} case{'s' * (n != 1)}; "
+                    "run it with `guardrails-engine eval`)\n"
+                )
+                continue
             policy = load_policy(path)
-        except PolicyError as exc:
+        except (PolicyError, CaseError) as exc:
             err.write(f"{exc}\n")
+            status = EXIT_USAGE
+        except Exception as exc:  # lint reports every file and never prints a traceback
+            err.write(f"{path}: cannot be checked: {exc.__class__.__name__} (please report it)\n")
             status = EXIT_USAGE
         else:
             out.write(f"{path}: ok ({policy.name}, {len(policy.checks)} checks)\n")
     return status
+
+
+def _entities(out: TextIO) -> int:
+    from ._presidio import NER_ENTITIES, catalog
+
+    pattern = catalog().entities
+    for name in sorted(pattern | NER_ENTITIES):
+        kind = "NER (spaCy)" if name in NER_ENTITIES else "pattern"
+        out.write(f"{name}\t{kind}\n")
+    return EXIT_OK
 
 
 class _Progress:
@@ -172,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lint(args.policies, out, err)
         if args.command == "eval":
             return _eval(args, out, err)
+        if args.command == "entities":
+            return _entities(out)
         out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
         return EXIT_OK
     except (PolicyError, CaseError) as exc:

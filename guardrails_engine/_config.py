@@ -13,10 +13,9 @@ from typing import Annotated, Any, Literal
 import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ._analysis import backtracking
-
 __all__ = [
     "CheckSpec",
+    "ContentPatternSpec",
     "ContentSpec",
     "LengthSpec",
     "PiiSpec",
@@ -49,9 +48,6 @@ def _compiles(pattern: str) -> str:
     if compiled.search("") is not None:
         raise ValueError("regular expression matches the empty string")
     return pattern
-    why = backtracking(pattern, compiled.flags)
-    if why is not None:
-        raise ValueError(f"regular expression {pattern!r} may backtrack catastrophically: {why}")
 
 
 def _not_blank(term: str) -> str:
@@ -184,15 +180,29 @@ class PiiSpec(_CheckBase):
         return self
 
 
+class ContentPatternSpec(_Spec):
+    """A named regular expression of a content check: reasons say its name."""
+
+    name: CheckId = Field(description="Named in reasons instead of `patterns[i]`.")
+    regex: Annotated[str, AfterValidator(_compiles)]
+
+
 class ContentSpec(_CheckBase):
     """Forbidden phrases and regular expressions."""
 
     type: Literal["content"]
-    patterns: list[Annotated[str, AfterValidator(_compiles)]] = Field(
-        default_factory=list, description="Regular expressions (the `regex` package's syntax)."
+    patterns: list[Annotated[str, AfterValidator(_compiles)] | ContentPatternSpec] = Field(
+        default_factory=list,
+        description="Regular expressions (the `regex` package's syntax), each a string or "
+        "{name: api-key, regex: ...}; reasons say the name, else `patterns[i]`.",
     )
     terms: list[Annotated[str, AfterValidator(_not_blank)]] = Field(
         default_factory=list, description="Phrases matched case-insensitively as whole words."
+    )
+    show_terms: bool = Field(
+        False,
+        description="Reasons quote the term that matched (`term 'blue falcon'`); by default "
+        "they say `terms[i]`, since a term can itself be sensitive.",
     )
     action: Literal["repair", "block", "flag"] = "block"
     replacement: str = Field("[removed]", description="What a repaired match becomes.")
@@ -201,6 +211,10 @@ class ContentSpec(_CheckBase):
     def _something_to_find(self) -> ContentSpec:
         if not self.patterns and not self.terms:
             raise ValueError("a content check needs `patterns` or `terms`")
+        names = [p.name for p in self.patterns if isinstance(p, ContentPatternSpec)]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"pattern name used twice: {', '.join(dup)}")
         return self
 
 

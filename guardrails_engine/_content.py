@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import regex
 
 from ._check import Hit, PatternCheck, RunContext
-from ._config import ContentSpec
+from ._config import ContentPatternSpec, ContentSpec
 from ._model import Action
 from ._scan import PatternSet, ScanMatch
 
@@ -32,12 +32,17 @@ class ContentCheck(PatternCheck):
         self.replacement = spec.replacement
         labels: list[str] = []
         compiled: list[regex.Pattern[str]] = []
-        for term in spec.terms:
+        for i, term in enumerate(spec.terms):
             compiled.append(term_pattern(term))
-            labels.append(f"term {term!r}")
+            # A term can itself be sensitive (a project's code name): quoted only on request.
+            labels.append(f"term {term!r}" if spec.show_terms else f"terms[{i}]")
         for i, pattern in enumerate(spec.patterns):
-            compiled.append(regex.compile(pattern))
-            labels.append(f"patterns[{i}]")
+            if isinstance(pattern, ContentPatternSpec):
+                compiled.append(regex.compile(pattern.regex))
+                labels.append(pattern.name)
+            else:
+                compiled.append(regex.compile(pattern))
+                labels.append(f"patterns[{i}]")
         self.labels = tuple(labels)
         self.patterns = PatternSet(compiled)
 

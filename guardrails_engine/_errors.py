@@ -13,6 +13,8 @@ reach the caller unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = ["GuardrailsError", "PolicyError", "StreamStateError"]
 
 
@@ -26,6 +28,11 @@ class PolicyError(GuardrailsError, ValueError):
     ``source`` is the file (or ``"<string>"``), ``line`` the 1-based line in it
     (``None`` when the problem is not tied to a line) and ``field`` the dotted
     path of the offending field, e.g. ``checks[1].entities``.
+
+    A policy with several problems raises one error that lists them all:
+    ``problems`` holds one :class:`PolicyError` per problem (``(self,)`` when
+    there is only one), ``str(exc)`` has one line per problem, and ``line``,
+    ``field``, ``check_id`` and ``message`` are those of the first.
     """
 
     def __init__(
@@ -42,16 +49,42 @@ class PolicyError(GuardrailsError, ValueError):
         self.line = line
         self.field = field
         self.check_id = check_id
-        where = source if line is None else f"{source}:{line}"
+        self.problems: tuple[PolicyError, ...] = (self,)
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
         what = ""
-        if field:
-            what = f"{field}"
-            if check_id:
-                what += f" (check '{check_id}')"
+        if self.field:
+            what = f"{self.field}"
+            if self.check_id:
+                what += f" (check '{self.check_id}')"
             what += ": "
-        elif check_id:
-            what = f"check '{check_id}': "
-        super().__init__(f"{where}: {what}{message}")
+        elif self.check_id:
+            what = f"check '{self.check_id}': "
+        return f"{where}: {what}{self.message}"
+
+    @classmethod
+    def of(cls, problems: Sequence[PolicyError]) -> PolicyError:
+        """One error that reports every problem in ``problems`` (at least one)."""
+        if not problems:
+            raise ValueError("PolicyError.of needs at least one problem")
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        error = cls(
+            first.message,
+            source=first.source,
+            line=first.line,
+            field=first.field,
+            check_id=first.check_id,
+        )
+        error.problems = tuple(problems)
+        error.args = ("\n".join(p._describe() for p in problems),)
+        return error
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self._describe()
 
 
 class StreamStateError(GuardrailsError, RuntimeError):

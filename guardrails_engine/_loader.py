@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import typing
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import regex
 import yaml
-import yaml.scanner
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from ._config import PolicySpec
+from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
 from ._errors import PolicyError
 
-__all__ = ["Located", "parse_policy"]
+__all__ = ["Located", "YamlRefused", "did_you_mean", "load_yaml", "nearest", "parse_policy"]
 
 
 class Located:
@@ -120,36 +121,300 @@ def repeated_key(node: yaml.Node | None) -> tuple[str, int, str] | None:
 
     PyYAML lets the last one win silently, which would drop what the first said.
     """
-    key = _duplicate_key(node)
-    if key is None:
-        return None
-    line = int(key.start_mark.line) + 1
-    return f"key {key.value!r} appears twice in the same mapping", line, str(key.value)
+    keys = repeated_keys(node)
+    return keys[0] if keys else None
 
 
-def _duplicate_key(node: yaml.Node | None) -> yaml.Node | None:
-    """The first key that a mapping in the document repeats."""
+def repeated_keys(node: yaml.Node | None) -> list[tuple[str, int, str]]:
+    """Every key that a mapping in the document repeats: message, line, field.
+
+    Each node is visited once, however many aliases point at it.
+    """
+    out: list[tuple[str, int, str]] = []
     stack = [node]
+    visited: set[int] = set()
     while stack:
         n = stack.pop()
+        if n is None or id(n) in visited:
+            continue
+        visited.add(id(n))
         if isinstance(n, yaml.MappingNode):
             seen: set[str] = set()
             for key, value in n.value:
                 if isinstance(key, yaml.ScalarNode):
                     if key.value in seen:
-                        return key
+                        line = int(key.start_mark.line) + 1
+                        message = f"key {key.value!r} appears twice in the same mapping"
+                        out.append((message, line, str(key.value)))
                     seen.add(key.value)
                 stack.append(value)
         elif isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
+            stack.extend(reversed(n.value))
+    out.sort(key=lambda k: k[1])
+    return out
+
+
+# -- reading YAML, bounded ---------------------------------------------------------
+
+#: Nesting deeper than this is refused (a policy needs a handful of levels; an
+#: inline JSON Schema a few dozen).
+MAX_DEPTH = 64
+#: Aliases (``*name``) in one document.
+MAX_ALIASES = 1_000
+#: Nodes in the document with every alias expanded: what the checks of the
+#: policy, pydantic and jsonschema will walk.
+MAX_NODES = 1_000_000
+#: Characters of scalars with every alias expanded.
+MAX_CHARS = 50_000_000
+
+
+class YamlRefused(yaml.MarkedYAMLError):
+    """A document that is valid YAML but too large or too deep to read."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing deep nesting and too many aliases while
+    composing (before PyYAML's own recursion reaches Python's limit)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise YamlRefused(f"more than {MAX_ALIASES:,} aliases", mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise YamlRefused(f"nested more than {MAX_DEPTH} levels deep", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it past the bounds (an alias bomb)
+    or into itself.  Each node is measured once (iteratively, with a memo)."""
+    size: dict[int, tuple[int, int, int]] = {}  # id -> nodes, chars, depth (expanded)
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            nodes, chars, depth = 1, len(node.value) if isinstance(node.value, str) else 0, 0
+            for child in children:
+                n, c, d = size[id(child)]
+                nodes, chars, depth = nodes + n, chars + c, max(depth, d)
+            size[key] = (nodes, chars, depth + 1)
+            if nodes > MAX_NODES:
+                raise YamlRefused(
+                    f"aliases expand the document past {MAX_NODES:,} values", node.start_mark
+                )
+            if chars > MAX_CHARS:
+                raise YamlRefused(
+                    f"aliases expand the document past {MAX_CHARS:,} characters", node.start_mark
+                )
+            if depth + 1 > MAX_DEPTH:
+                raise YamlRefused(
+                    f"aliases nest the document more than {MAX_DEPTH} levels deep",
+                    node.start_mark,
+                )
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise YamlRefused("an alias refers to a value that contains it", node.start_mark)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in size)
     return None
 
 
-def _pick(errors: list[Any]) -> list[Any]:
-    """Drop errors about union branches the value plainly is not (a mapping where a
-    number is wanted), unless nothing else is left."""
-    relevant = [e for e in errors if not str(e["type"]).endswith(("_type", "_parsing"))]
-    return relevant or errors
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+# ``key: a plain value with: a colon`` is not YAML (": " ends a plain scalar).
+_PLAIN_VALUE_LINE = regex.compile(
+    r"^\s*(?:-\s+)?(?P<key>[A-Za-z_][\w.-]*):[ \t]+"
+    r"(?P<value>[^\s'\"\[{|>&*!#%@`].*?)"
+    r"(?P<comment>[ \t]+#.*)?$"
+)
+
+
+def _colon_in_plain_value(text: str, exc: yaml.MarkedYAMLError) -> tuple[str, str] | None:
+    """When a scanner error is a plain value containing ': ': the key and a message."""
+    mark = exc.problem_mark
+    if exc.problem != "mapping values are not allowed here" or mark is None:
+        return None
+    lines = text.split("\n")
+    if not 0 <= mark.line < len(lines):
+        return None
+    m = _PLAIN_VALUE_LINE.match(lines[mark.line])
+    if m is None or ": " not in m["value"]:
+        return None
+    key = m["key"]
+    return key, (
+        f"a plain YAML value cannot contain ': '; quote the value of `{key}` "
+        f"({key}: '...' or {key}: \"...\")"
+    )
+
+
+def load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree and its data, within the bounds above.
+
+    :raises yaml.YAMLError: invalid YAML, or a document past the bounds
+        (:class:`YamlRefused`), with the mark of the place.
+    """
+    loader = _BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _expansion(root)
+        return root, loader.construct_document(root)
+    except RecursionError:
+        raise YamlRefused("nested too deeply to read", None) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(text: str, exc: yaml.YAMLError, source: str) -> PolicyError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        colon = _colon_in_plain_value(text, exc)
+        mark = exc.problem_mark
+        line = int(mark.line) + 1 if mark is not None else None
+        if colon is not None:
+            key, message = colon
+            return PolicyError(message, source=source, line=line, field=key)
+        if isinstance(exc, YamlRefused):
+            return PolicyError(f"refused: {exc.problem}", source=source, line=line)
+        return PolicyError(f"invalid YAML: {exc.problem or exc}", source=source, line=line)
+    return PolicyError(f"invalid YAML: {exc}", source=source)
+
+
+# -- suggestions ---------------------------------------------------------------------
+
+
+def nearest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """The known names closest to a misspelt ``name`` (case-insensitive), best first:
+    difflib's close matches, then names that contain it (``EMAIL`` -> ``EMAIL_ADDRESS``)."""
+    folded: dict[str, str] = {}
+    for k in sorted(known):
+        folded.setdefault(k.casefold(), k)
+    q = name.casefold()
+    close = difflib.get_close_matches(q, list(folded), n=n, cutoff=0.6)
+    if len(q) >= 3:
+        close += [k for k in folded if q in k and k not in close and k != q]
+    return [folded[c] for c in close[:n]]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean X?"`` (or ``X or Y``), or ``""`` when nothing is close."""
+    names = nearest(name, known)
+    if not names:
+        return ""
+    quoted = [f"{n!r}" for n in names]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"; did you mean {listed}?"
+
+
+_CHECK_MODELS: dict[str, type[BaseModel]] = {
+    "pii": PiiSpec,
+    "content": ContentSpec,
+    "schema": SchemaSpec,
+    "length": LengthSpec,
+}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through lists, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        for m in _models_in(arg):
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
+    """The keys the policy format allows in the mapping that holds ``loc``'s last key."""
+    models: list[type[BaseModel]] = [PolicySpec]
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        by_name = [m for m in models if m.__name__ == part]
+        if part in _CHECK_MODELS and PiiSpec in models:
+            models = [_CHECK_MODELS[part]]
+        elif by_name:
+            models = by_name
+        else:
+            fields = [
+                f for m in models for name, f in m.model_fields.items() if part in (name, f.alias)
+            ]
+            if not fields:
+                return []
+            models = _models_in(fields[0].annotation)
+    return sorted({k for m in models for k in _keys_of(m)})
+
+
+def _literal_values(err: Any) -> list[str]:
+    expected = str(err.get("ctx", {}).get("expected", ""))
+    return regex.findall(r"'([^']*)'", expected)
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+def _is_type_error(err: Any) -> bool:
+    return str(err["type"]).endswith(("_type", "_parsing"))
+
+
+def _relevant(errors: list[Any], located: Located) -> list[tuple[Any, list[int | str]]]:
+    """One error per field: an error about a union branch the value plainly is not
+    (a mapping where a number is wanted) is dropped when another error is about the
+    same field or a field inside it; pydantic's branch names are left out."""
+    fielded = []
+    for err in errors:
+        loc = [p for p in err["loc"] if isinstance(p, (int, str))]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append("type")
+        fielded.append((err, loc, located.field_of(loc)))
+    out: list[tuple[Any, list[int | str]]] = []
+    seen: set[str] = set()
+    for err, loc, field in fielded:
+        if field in seen:
+            continue
+        if _is_type_error(err) and any(
+            not _is_type_error(other) and (f == field or f.startswith((field + ".", field + "[")))
+            for other, _, f in fielded
+        ):
+            continue
+        seen.add(field)
+        out.append((err, loc))
+    return out
 
 
 def format_path(path: Sequence[int | str]) -> str:
@@ -162,102 +427,117 @@ def format_path(path: Sequence[int | str]) -> str:
     return out
 
 
-def _describe(err: Any) -> str:
+def _describe(err: Any, loc: Sequence[int | str]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        key = str(loc[-1]) if loc else ""
+        return "unknown key" + did_you_mean(key, _allowed_keys(err["loc"]))
     if kind == "missing":
         return "required field is missing"
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag")
         expected = err.get("ctx", {}).get("expected_tags", "")
-        return f"unknown check type {tag!r} (expected one of {expected})"
+        hint = did_you_mean(str(tag), _CHECK_MODELS)
+        return f"unknown check type {tag!r} (expected one of {expected}){hint}"
     if kind == "union_tag_not_found":
         return "a check needs a `type` (pii, content, schema or length)"
     if kind == "literal_error" and err["loc"] and err["loc"][-1] == "version":
         return f"unsupported policy version {err.get('input')!r} (this library reads version 1)"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error" and isinstance(err.get("input"), str):
+        msg += did_you_mean(err["input"], _literal_values(err))
+    return msg
 
 
-# ``key: a plain value with: a colon`` is not YAML (": " ends a plain scalar),
-# but people write it in descriptions.  Such a line is read as the text it
-# plainly is; the line numbers stay the same.
-_PLAIN_VALUE_LINE = regex.compile(
-    r"^(?P<key>\s*(?:-\s+)?[A-Za-z_][\w.-]*:[ \t]+)"
-    r"(?P<value>[^\s'\"\[{|>&*!#%@`].*?)"
-    r"(?P<comment>[ \t]+#.*)?$"
-)
+def _unknown_entities(data: dict[str, Any], located: Located) -> list[PolicyError]:
+    """An entity that neither presidio nor the NER recognizer knows, with the nearest
+    known names.  Read from the document, so that it is reported with the other problems."""
+    checks = data.get("checks")
+    if not isinstance(checks, list):
+        return []
+    out: list[PolicyError] = []
+    known: frozenset[str] | None = None
+    for i, check in enumerate(checks):
+        if not (isinstance(check, dict) and check.get("type") == "pii"):
+            continue
+        entities = check.get("entities")
+        if not isinstance(entities, list):
+            continue
+        for j, entity in enumerate(entities):
+            if not (isinstance(entity, str) and _ENTITY.fullmatch(entity)):
+                continue  # the format's own rule says what is wrong with it
+            if known is None:
+                from ._presidio import NER_ENTITIES, catalog
+
+                known = catalog().entities | NER_ENTITIES
+            if entity not in known:
+                hint = did_you_mean(entity, known) or (
+                    " (`guardrails-engine entities` lists the known ones)"
+                )
+                out.append(
+                    located.error(["checks", i, "entities", j], f"unknown entity {entity!r}{hint}")
+                )
+    return out
 
 
-def _quote_plain_line(text: str, line: int) -> str | None:
-    lines = text.split("\n")
-    if not 0 <= line < len(lines):
-        return None
-    m = _PLAIN_VALUE_LINE.match(lines[line])
-    if m is None or ": " not in m["value"]:
-        return None
-    value = m["value"].replace("'", "''")
-    lines[line] = f"{m['key']}'{value}'{m['comment'] or ''}"
-    return "\n".join(lines)
+_ENTITY = regex.compile(r"[A-Z][A-Z0-9_]*")
 
 
-def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
-    for _ in range(100):
-        try:
-            return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
-        except yaml.scanner.ScannerError as exc:
-            mark = exc.problem_mark
-            fixed = None
-            if exc.problem == "mapping values are not allowed here" and mark is not None:
-                fixed = _quote_plain_line(text, mark.line)
-            if fixed is None:
-                raise
-            text = fixed
-    raise yaml.YAMLError("too many plain values with colons")
+def _duplicate_ids(data: dict[str, Any], located: Located) -> list[PolicyError]:
+    """Check ids name findings: two checks may not share one."""
+    checks = data.get("checks")
+    out: list[PolicyError] = []
+    seen: dict[str, int] = {}
+    for i, check in enumerate(checks if isinstance(checks, list) else []):
+        cid = check.get("id") if isinstance(check, dict) else None
+        if not isinstance(cid, str):
+            continue
+        first = seen.setdefault(cid, i)
+        if first != i:
+            message = f"duplicate check id '{cid}' (first at checks[{first}])"
+            out.append(located.error(["checks", i, "id"], message))
+    return out
 
 
 def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Located]:
     """Parse and validate a policy document.
 
-    :raises PolicyError: naming the source, the line and the field.
+    :raises PolicyError: naming the source, the line and the field of every problem
+        found (several problems: one error, one line each, see ``PolicyError.problems``).
     """
     try:
-        root, data = _load_yaml(text)
+        root, data = load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = int(mark.line) + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError(f"invalid YAML: {problem}", source=source, line=line) from exc
+        raise _yaml_error(text, exc, source) from None
     located = Located(data, root, source)
-    repeated = repeated_key(root)
-    if repeated is not None:
-        message, line, field = repeated
-        raise PolicyError(message, source=source, line=line, field=field)
+    problems = [
+        PolicyError(message, source=source, line=line, field=field)
+        for message, line, field in repeated_keys(root)
+    ]
     if data is None:
-        raise PolicyError("the policy is empty", source=source, line=1)
-    if not isinstance(data, dict):
-        raise PolicyError("a policy must be a mapping of keys to values", source=source, line=1)
+        problems.append(PolicyError("the policy is empty", source=source, line=1))
+    elif not isinstance(data, dict):
+        problems.append(
+            PolicyError("a policy must be a mapping of keys to values", source=source, line=1)
+        )
+    if problems and not isinstance(data, dict):
+        raise PolicyError.of(problems)
+    assert isinstance(data, dict)
     if "checks" in data and data["checks"] is None:
-        raise located.error(["checks"], "`checks` is empty")
+        problems.append(located.error(["checks"], "`checks` is empty"))
+        raise PolicyError.of(problems)
+    spec: PolicySpec | None = None
     try:
         spec = PolicySpec.model_validate(data)
     except ValidationError as exc:
-        errors = _pick(exc.errors())
-        first = errors[0]
-        loc = [p for p in first["loc"] if isinstance(p, (int, str))]
-        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            loc.append("type")
-        message = _describe(first)
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-        raise located.error(loc, message) from None
-    seen: dict[str, int] = {}
-    for i, check in enumerate(spec.checks):
-        if check.id in seen:
-            raise located.error(
-                ["checks", i, "id"],
-                f"duplicate check id '{check.id}' (first at checks[{seen[check.id]}])",
-            )
-        seen[check.id] = i
+        for err, loc in _relevant(exc.errors(), located):
+            problems.append(located.error(loc, _describe(err, loc)))
+    except RecursionError:
+        problems.append(PolicyError("nested too deeply to read", source=source))
+    problems.extend(_unknown_entities(data, located))
+    problems.extend(_duplicate_ids(data, located))
+    if problems:
+        problems.sort(key=lambda p: p.line or 0)
+        raise PolicyError.of(problems)
+    assert spec is not None
     return spec, located

@@ -65,6 +65,7 @@ class Finding:
             "end": self.end,
             "entity_type": self.entity_type,
             "score": self.score,
+            "replacement": self.replacement,
         }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 import guardrails_engine as ge
 from guardrails_engine._cli import main
@@ -70,8 +71,8 @@ def test_check_block(capsys: pytest.CaptureFixture[str], tmp_path: Path, chat: s
     text = f"Here is the key: {SECRET} enjoy.\n"
     status, out, err = _run(capsys, "check", "--policy", chat, _file(tmp_path, text))
     assert status == 1
-    assert out == BLOCK_MESSAGE
-    assert err == "decision: block; secrets: patterns[0] at 17-44, blocked\n"
+    assert out == BLOCK_MESSAGE + "\n"  # its own line: stderr does not run into it
+    assert err == "decision: block; secrets: api-key at 17-44, blocked\n"
     assert SECRET not in out + err
 
 
@@ -81,11 +82,11 @@ def test_check_block_streamed(
     text = f"Here is the key: {SECRET} enjoy.\n"
     status, out, err = _run(capsys, "check", "--stream", "--policy", chat, _file(tmp_path, text))
     assert status == 1
-    # What was released before the key may have gone out; then the block message.
-    assert out.endswith(BLOCK_MESSAGE)
-    assert "Here is the key: ".startswith(out.removesuffix(BLOCK_MESSAGE))
+    # What was released before the key may have gone out; then the block message, on its line.
+    assert out.endswith(BLOCK_MESSAGE + "\n")
+    assert "Here is the key: ".startswith(out.removesuffix(BLOCK_MESSAGE + "\n"))
     assert "sk-" not in out
-    assert err == "decision: block; secrets: patterns[0] at 17-44, blocked\n"
+    assert err == "decision: block; secrets: api-key at 17-44, blocked\n"
 
 
 def test_check_reads_stdin(
@@ -258,15 +259,129 @@ def test_lint_reports_every_bad_file(
     )
 
 
+def test_lint_policies_glob_skips_the_case_files(
+    capsys: pytest.CaptureFixture[str], policies_dir: Path
+) -> None:
+    # `lint policies/*.yaml`: the case files beside the policies are recognised and skipped.
+    paths = sorted(str(p) for p in policies_dir.glob("*.yaml"))
+    status, out, err = _run(capsys, "lint", *paths)
+    assert status == 0
+    assert err == ""
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert set(lines) == set(paths)
+    for path in paths:
+        if path.endswith(".cases.yaml"):
+            n = len(ge.load_cases(path))
+            assert lines[path] == (
+                f"skipped, an evaluation case file ({n} cases; "
+                "run it with `guardrails-engine eval`)"
+            )
+        else:
+            assert lines[path].startswith("ok (")
+
+
+def test_lint_recognises_a_case_file_by_its_content(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cases = _file(tmp_path, "- input: hi\n  expect: {decision: pass}\n", "regressions.yaml")
+    broken = _file(tmp_path, '{"input": "hi"}\n', "more.jsonl")
+    status, out, err = _run(capsys, "lint", cases, broken)
+    assert status == 2  # a case file that cannot be read is still a problem
+    assert out == (
+        f"{cases}: skipped, an evaluation case file (1 case; "
+        "run it with `guardrails-engine eval`)\n"
+    )
+    assert err == f"{broken}:1: expect: Field required\n"
+
+
+def test_lint_lists_every_problem_with_its_place(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = _file(
+        tmp_path,
+        "version: 1\nname: t\ncolour: red\nchecks:\n  - id: p\n    type: pii\n"
+        "    entities: [EMAIL]\n    action: blokc\n",
+        "bad.yaml",
+    )
+    status, out, err = _run(capsys, "lint", bad)
+    assert status == 2
+    assert out == ""
+    assert err == (
+        f"{bad}:3: colour: unknown key\n"
+        f"{bad}:7: checks[0].entities[0] (check 'p'): unknown entity 'EMAIL'; "
+        "did you mean 'EMAIL_ADDRESS'?\n"
+        f"{bad}:8: checks[0].action (check 'p'): Input should be 'repair', 'block' or 'flag'; "
+        "did you mean 'block'?\n"
+    )
+
+
+def test_lint_never_prints_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, chat: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = _file(
+        tmp_path,
+        "version: 1\nname: t\ndescription: " + "[" * 1000 + "]" * 1000 + "\n",
+        "deep.yaml",
+    )
+    status, out, err = _run(capsys, "lint", deep, chat)
+    assert status == 2
+    assert out == f"{chat}: ok (support-chat, 3 checks)\n"
+    assert err == f"{deep}:3: refused: nested more than 64 levels deep\n"
+
+    # Even a failure nobody planned for is one line naming the file, and the next file is read.
+    def explode(path: object) -> object:
+        raise RuntimeError("a secret in the message")
+
+    monkeypatch.setattr("guardrails_engine._cli.load_policy", explode)
+    status, out, err = _run(capsys, "lint", chat)
+    assert status == 2
+    assert err == f"{chat}: cannot be checked: RuntimeError (please report it)\n"
+    assert "Traceback" not in err and "secret" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    out, _ = capsys.readouterr()
+    assert out == f"guardrails-engine {ge.__version__}\n"
+    from importlib.metadata import version
+
+    assert ge.__version__ == version("guardrails-engine")
+
+
+def test_entities_lists_what_a_pii_check_knows(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "entities")
+    assert status == 0
+    rows = dict(line.split("\t") for line in out.splitlines())
+    assert rows["EMAIL_ADDRESS"] == "pattern"
+    assert rows["PHONE_NUMBER"] == "pattern"
+    assert rows["PERSON"] == "NER (spaCy)"
+    assert list(rows) == sorted(rows)
+    # Each pattern entity listed is accepted by a policy (NER ones would load spaCy).
+    pattern_only = ", ".join(n for n, k in rows.items() if k == "pattern")
+    policy = ge.Policy.from_yaml(
+        f"version: 1\nname: t\nchecks:\n  - id: p\n    type: pii\n    entities: [{pattern_only}]\n"
+    )
+    assert len(policy.spec.checks[0].entities) == len(rows) - 4  # type: ignore[union-attr]
+
+
+def test_check_json_includes_the_replacement(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, chat: str
+) -> None:
+    text = "Mail jdoe@example.com now"
+    status, out, _ = _run(capsys, "check", "--json", "--policy", chat, _file(tmp_path, text))
+    assert status == 0
+    (finding,) = json.loads(out)["findings"]
+    assert finding["replacement"] == "<EMAIL_ADDRESS>"
+    assert finding["check_id"] == "pii"
+
+
 # -- schema ------------------------------------------------------------------------------
 
 
 def _policy_data(path: Path) -> object:
-    # support-json.yaml has a plain value with ': ' in it, which strict YAML rejects;
-    # read the files the way the library does.
-    from guardrails_engine._loader import _load_yaml
-
-    return _load_yaml(path.read_text(encoding="utf-8"))[1]
+    return yaml.safe_load(path.read_text(encoding="utf-8"))  # the shipped policies are strict
 
 
 def test_schema_validates_the_shipped_policies(
@@ -374,6 +489,6 @@ def test_block_from_stdin_in_a_subprocess(chat: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     out = proc.stdout.decode("utf-8")
-    assert out.endswith(BLOCK_MESSAGE)
+    assert out.endswith(BLOCK_MESSAGE + "\n")
     assert "sk-" not in out
-    assert proc.stderr.decode("utf-8") == "decision: block; secrets: patterns[0] at 9-36, blocked\n"
+    assert proc.stderr.decode("utf-8") == "decision: block; secrets: api-key at 9-36, blocked\n"

@@ -193,15 +193,26 @@ def test_support_json_repairs_an_answer_and_keeps_it_json(support_json: ge.Polic
     assert [f.entity_type for f in result.findings] == ["EMAIL_ADDRESS"]
 
 
-def test_support_json_honours_min_score(support_json: ge.Policy, support_policy: ge.Policy) -> None:
-    # A bare phone number (no context word such as "call") scores 0.4: below support-json's
-    # min_score 0.5, at support-chat's default.
-    text = '{"answer": "it is +1 415 555 0132"}'
-    assert support_json.validate_sync(text).decision is ge.Decision.PASS
-    assert support_policy.validate_sync(text).text == '{"answer": "it is <PHONE_NUMBER>"}'
-    # With a context word the same number scores higher and support-json masks it too.
-    with_context = '{"answer": "call +1 415 555 0132"}'
-    assert support_json.validate_sync(with_context).text == '{"answer": "call <PHONE_NUMBER>"}'
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_policies_leave_no_bare_phone_number(policies_dir: Path, name: str) -> None:
+    # Safe to copy: a phone number without a context word (presidio scores it 0.4) is not
+    # let through by any shipped policy that looks for phone numbers.
+    policy = ge.load_policy(policies_dir / name)
+    if not any("PHONE_NUMBER" in getattr(c, "entities", ()) for c in policy.spec.checks):
+        pytest.skip("no phone numbers in this policy")
+    for text in ('{"answer": "it is +1 415 555 0132"}', '{"answer": "ref 415-555-0132"}'):
+        result = policy.validate_sync(text)
+        assert result.decision is not ge.Decision.PASS, text
+        assert "555" not in result.text
+        assert "PHONE_NUMBER" in [f.entity_type for f in result.findings]
+
+
+def test_support_json_masks_a_phone_number_with_or_without_context(
+    support_json: ge.Policy,
+) -> None:
+    for word in ("it is", "call"):
+        text = f'{{"answer": "{word} +1 415 555 0132"}}'
+        assert support_json.validate_sync(text).text == f'{{"answer": "{word} <PHONE_NUMBER>"}}'
 
 
 def test_support_json_blocks_a_key_inside_the_answer(support_json: ge.Policy) -> None:
@@ -270,9 +281,10 @@ def test_strict_redact_replaces_profanity(strict_redact: ge.Policy) -> None:
     result = strict_redact.validate_sync(text)
     assert result.decision is ge.Decision.REPAIR
     assert result.text == "***, that is ***. Damnation and scrap are fine."
+    # Terms are named by their place in the list, not quoted (a term can be sensitive).
     assert result.reasons == (
-        "profanity: term 'damn' at 0-4, replaced",
-        "profanity: term 'crap' at 14-18, replaced",
+        "profanity: terms[0] at 0-4, replaced",
+        "profanity: terms[1] at 14-18, replaced",
     )
 
 
