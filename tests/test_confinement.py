@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+from _child import run_limited
 
 import guardrails_engine as ge
-
-from _child import run_limited
 
 SECRET = "s3cr3t-c0ntent-xyz"
 
