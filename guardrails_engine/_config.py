@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._analysis import backtracking
+
 __all__ = [
     "CheckSpec",
     "ContentPatternSpec",
@@ -47,6 +49,9 @@ def _compiles(pattern: str) -> str:
         raise ValueError(f"regular expression does not compile: {exc}") from exc
     if compiled.search("") is not None:
         raise ValueError("regular expression matches the empty string")
+    why = backtracking(pattern, compiled.flags)
+    if why is not None:
+        raise ValueError(f"regular expression {pattern!r} may backtrack catastrophically: {why}")
     return pattern
 
 
