@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import GuardrailsError
 from ._holdback import Holdbacks
-from ._loader import repeated_key
+from ._loader import YamlRefused, load_yaml, repeated_key
 from ._model import Action, Decision, Result
 
 __all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases"]
@@ -147,12 +147,12 @@ def load_cases(path: str | Path) -> list[Case]:
             _unique(cases[-1], n, seen, source)
         return cases
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = load_yaml(text)  # bounded: aliases, size and depth
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise CaseError(
-            f"invalid YAML: {getattr(exc, 'problem', exc)}",
+            f"{'refused' if isinstance(exc, YamlRefused) else 'invalid YAML'}: "
+            f"{getattr(exc, 'problem', exc)}",
             source=source,
             line=None if mark is None else int(mark.line) + 1,
             field=None,
