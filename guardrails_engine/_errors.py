@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["GuardrailsError", "PolicyError", "StreamStateError"]
+__all__ = ["GuardrailsError", "PolicyError", "StreamStateError", "check_source", "check_text"]
 
 
 class GuardrailsError(Exception):
@@ -89,3 +89,31 @@ class PolicyError(GuardrailsError, ValueError):
 
 class StreamStateError(GuardrailsError, RuntimeError):
     """A stream was iterated after the consumer closed it before it ended."""
+
+
+def check_text(value: object, call: str) -> None:
+    """A text to check must be a ``str``: anything else is a :class:`TypeError` that
+    says what was passed (its type, never its content)."""
+    if isinstance(value, str):
+        return
+    if value is None:
+        raise TypeError(
+            f"{call}() takes the text to check as a str, got None (an SDK's content=None, "
+            "e.g. a tool call or a refusal, has no text: skip the check, or pass '')"
+        )
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"{call}() takes the text to check as a str, got {type(value).__name__} "
+            f"({len(value)} bytes): decode it first"
+        )
+    raise TypeError(f"{call}() takes the text to check as a str, got {type(value).__name__}")
+
+
+def check_source(value: object, call: str) -> None:
+    """A stream's source must be an iterable (sync or async) of ``str``."""
+    if isinstance(value, (bytes, bytearray, memoryview)) or not (
+        hasattr(value, "__iter__") or hasattr(value, "__aiter__")
+    ):
+        raise TypeError(
+            f"{call}() takes an iterable (sync or async) of str chunks, got {type(value).__name__}"
+        )

@@ -17,7 +17,7 @@ import anyio.to_thread
 from ._check import PatternCheck
 from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
 from ._content import ContentCheck
-from ._errors import PolicyError
+from ._errors import PolicyError, check_source, check_text
 from ._length import LengthCheck
 from ._loader import Located, parse_policy
 from ._model import Result
@@ -162,6 +162,7 @@ class Policy:
 
         ``trace_id`` names the run in its trace; ``on_trace`` receives the trace.
         """
+        check_text(text, "validate_sync")
         run = Run(self)
         try:
             run.check(text)
@@ -179,6 +180,7 @@ class Policy:
         Long texts, and any text when the policy uses NER, are checked in a
         worker thread (at most four at a time per event loop).
         """
+        check_text(text, "validate")
         if len(text) < THREAD_THRESHOLD and not self.blocking:
             return self.validate_sync(text, trace_id=trace_id, on_trace=on_trace)
         check = functools.partial(self.validate_sync, trace_id=trace_id, on_trace=on_trace)
@@ -195,6 +197,7 @@ class Policy:
 
         ``source`` may be an async or a sync iterable of ``str``.
         """
+        check_source(source, "stream")
         from ._stream import Stream
 
         return Stream(self, source, trace_id=trace_id, on_trace=on_trace)
@@ -207,6 +210,7 @@ class Policy:
         on_trace: TraceCallback | None = None,
     ) -> SyncStream:
         """The synchronous twin of :meth:`stream`."""
+        check_source(source, "stream_sync")
         from ._stream import SyncStream
 
         return SyncStream(self, source, trace_id=trace_id, on_trace=on_trace)
