@@ -232,6 +232,7 @@ class RunOutcome:
     findings: list[tuple[str, str | None]]
     released: str
     holdbacks: list[int]
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -266,7 +267,18 @@ def _problems(case: Case, run: RunOutcome) -> list[str]:
             if extra:
                 parts.append("unexpected " + ", ".join(f"{c}/{e or '-'}" for c, e in extra))
             out.append(f"[{run.chunking}] findings: {'; '.join(parts)}")
+    if out:  # what the checks said, to compare with the expectation
+        out.append(f"[{run.chunking}] reasons: {'; '.join(run.reasons) or '(none)'}")
     return out
+
+
+def _expected(case: Case) -> str:
+    """The expectation of a case, in one line: decision and findings."""
+    text = f"expected: {case.decision.value}"
+    if case.findings is not None:
+        listed = ", ".join(f"{c}/{e or '-'}" for c, e in case.findings) or "(none)"
+        text += f"; findings {listed}"
+    return text
 
 
 def _outcome(chunking: str, result: Result, released: str, holdbacks: list[int]) -> RunOutcome:
@@ -277,6 +289,7 @@ def _outcome(chunking: str, result: Result, released: str, holdbacks: list[int])
         [(f.check_id, f.entity_type) for f in result.findings],
         released,
         holdbacks,
+        result.reasons,
     )
 
 
@@ -327,7 +340,15 @@ class EvalReport:
             "holdback": self.holdback(),
             "per_check": self.per_check,
             "failures": [
-                {"id": r.case.id, "expected": r.case.decision.value, "problems": r.failures}
+                {
+                    "id": r.case.id,
+                    "expected": r.case.decision.value,
+                    "expected_findings": None
+                    if r.case.findings is None
+                    else [{"check": c, "entity": e} for c, e in r.case.findings],
+                    "reasons": list(r.runs[0].reasons),
+                    "problems": r.failures,
+                }
                 for r in self.failed
             ],
         }
@@ -338,7 +359,7 @@ class EvalReport:
             f"(chunkings: {', '.join(self.chunkings)}; seed {self.seed})"
         ]
         for r in self.failed:
-            lines.append(f"FAIL {r.case.id}")
+            lines.append(f"FAIL {r.case.id} ({_expected(r.case)})")
             lines.extend(f"    {p}" for p in r.failures)
         if self.per_check:
             lines.append("per check (whole runs, cases that list findings):")
@@ -370,7 +391,7 @@ class EvalReport:
                 f"  <testcase classname={quoteattr(self.policy)} name={quoteattr(r.case.id)}>"
             )
             if r.failures:
-                body = escape("\n".join(r.failures))
+                body = escape("\n".join([_expected(r.case), *r.failures]))
                 out.append(f"    <failure message={quoteattr(r.failures[0])}>{body}</failure>")
             out.append("  </testcase>")
         out.append("</testsuite>")

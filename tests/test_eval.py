@@ -280,10 +280,14 @@ def test_broken_policy_fails_eval_and_names_cases(
     assert lines[0].startswith(
         f"policy support-chat: {len(ge.load_cases(suite))} cases, {len(expected)} failed"
     )
-    failed = [line.removeprefix("FAIL ") for line in lines if line.startswith("FAIL ")]
+    failed = [line.split()[1] for line in lines if line.startswith("FAIL ")]
     assert sorted(failed) == sorted(expected)
+    cases = {c.id: c for c in ge.load_cases(suite)}
     for cid in expected:
-        start = lines.index(f"FAIL {cid}") + 1
+        # The FAIL line says what was expected: the decision and the findings.
+        listed = ", ".join(f"{c}/{e or '-'}" for c, e in cases[cid].findings or ())
+        header = f"FAIL {cid} (expected: {cases[cid].decision.value}; findings {listed})"
+        start = lines.index(header) + 1
         block = []
         for line in lines[start:]:
             if not line.startswith("    ["):
@@ -296,6 +300,9 @@ def test_broken_policy_fails_eval_and_names_cases(
             assert any(
                 p.startswith(f"[{chunking}] text: expected '") and "', got '" in p for p in block
             ), block
+            # and what the checks said instead (the card is not found: other findings or none)
+            said = [p for p in block if p.startswith(f"[{chunking}] reasons: ")]
+            assert len(said) == 1 and "CREDIT_CARD" not in said[0], block
     assert "[whole] decision: expected repair, got pass" in out
     assert lines[-1] == "FAILED"
 
@@ -334,6 +341,14 @@ def test_broken_policy_json_report(capsys: pytest.CaptureFixture[str], tmp_path:
     problems = failures["chat-card-plain-visa"]["problems"]
     assert "[whole] decision: expected repair, got pass" in problems
     assert "[chars] findings: missing pii/CREDIT_CARD" in problems
+    assert "[whole] reasons: (none)" in problems
+    assert failures["chat-card-plain-visa"]["expected_findings"] == [
+        {"check": "pii", "entity": "CREDIT_CARD"}
+    ]
+    assert failures["chat-card-plain-visa"]["reasons"] == []
+    several = failures["chat-several-entities"]
+    assert several["reasons"] and all(" at " in r for r in several["reasons"])
+    assert f"[whole] reasons: {'; '.join(several['reasons'])}" in several["problems"]
 
 
 def test_broken_policy_junit_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -558,3 +573,35 @@ def test_duplicate_key_in_a_case_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ge.CaseError) as info:
         ge.load_cases(path)
     assert (info.value.line, info.value.field) == (3, "input")
+
+
+def test_a_failure_shows_the_expectation_and_what_the_checks_said() -> None:
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: t\nchecks:\n  - id: words\n    type: content\n"
+        "    terms: [heron]\n    action: block\n"
+    )
+    cases = [
+        {"id": "calm", "input": "a heron flies", "expect": {"decision": "pass", "findings": []}},
+        {"id": "wanted", "input": "no birds", "expect": {"decision": "block"}},
+    ]
+    report = ge.evaluate(policy, cases, chunkings=["whole", "chars"])
+    text = report.to_text().splitlines()
+    start = text.index("FAIL calm (expected: pass; findings (none))")
+    assert text[start + 1 : start + 7] == [
+        "    [whole] decision: expected pass, got block",
+        "    [whole] findings: unexpected words/-",
+        "    [whole] reasons: words: terms[0] at 2-7, blocked",
+        "    [chars] decision: expected pass, got block",
+        "    [chars] findings: unexpected words/-",
+        "    [chars] reasons: words: terms[0] at 2-7, blocked",
+    ]
+    start = text.index("FAIL wanted (expected: block)")
+    assert text[start + 1 : start + 3] == [
+        "    [whole] decision: expected block, got pass",
+        "    [whole] reasons: (none)",
+    ]
+    junit = ET.fromstring(report.to_junit())
+    failure = junit.find("testcase[@name='calm']/failure")
+    assert failure is not None and failure.text is not None
+    assert failure.text.startswith("expected: pass; findings (none)\n")
+    assert "[whole] reasons: words: terms[0] at 2-7, blocked" in failure.text
