@@ -192,15 +192,23 @@ class Policy:
         *,
         trace_id: str | None = None,
         on_trace: TraceCallback | None = None,
+        blocking_source: bool | None = None,
     ) -> Stream:
         """Wrap a token stream: iterate the result to get released text.
 
-        ``source`` may be an async or a sync iterable of ``str``.
+        ``source`` may be an async or a sync iterable of ``str``.  A sync source
+        that may block is pulled in a worker thread, so that cancellation and
+        deadlines hold while it waits: by default any sync iterable but a
+        sequence (a list, a tuple) or an iterator over one;
+        ``blocking_source=False`` promises that it never blocks (pulled inline,
+        cheaper per chunk), ``True`` that it may.
         """
         check_source(source, "stream")
         from ._stream import Stream
 
-        return Stream(self, source, trace_id=trace_id, on_trace=on_trace)
+        return Stream(
+            self, source, trace_id=trace_id, on_trace=on_trace, blocking_source=blocking_source
+        )
 
     def stream_sync(
         self,

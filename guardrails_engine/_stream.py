@@ -7,14 +7,28 @@ decided, when the consumer stops early, and when it raises.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+import threading
+import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 
 from ._errors import StreamStateError
 from ._model import Result
@@ -31,6 +45,96 @@ T = TypeVar("T")
 
 #: A stream over a sync source lets other tasks run every this many chunks.
 _YIELD_EVERY = 16
+
+#: At most this many sync sources are pulled in worker threads at once, per event loop
+#: (apart from the threads of NER and long validates, so that sources that wait do not
+#: hold those up).
+SOURCE_THREADS = 64
+_SOURCE_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("guardrails_engine_sources")
+
+#: Iterators over values already in memory: pulling them never blocks.
+_IN_MEMORY: tuple[type, ...] = tuple(
+    {type(iter(x)) for x in cast(list[Iterable[object]], [[], (), "", "\u0100", range(0), deque()])}
+    | {type(iter({}.keys())), type(iter({}.values()))}
+)
+_END: Any = object()  # the source is exhausted (StopIteration does not cross threads)
+_log = logging.getLogger("guardrails_engine")
+
+
+def _source_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _SOURCE_LIMITER.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(SOURCE_THREADS)
+        _SOURCE_LIMITER.set(limiter)
+        return limiter
+
+
+# How a sync source is pulled by an async stream.
+_INLINE = 0  # on the event loop: a sequence, or declared never to block
+_THREAD = 1  # in a worker thread: declared or seen to block
+_PROBE = 2  # the first pull in a worker thread, timed: then _THREAD or _WATCH
+_WATCH = 3  # on the event loop, timed: a pull that was slow moves it to _THREAD
+
+#: A pull that takes longer than this (seconds) marks a sync source as one that blocks.
+SLOW_PULL = 0.001
+
+
+def _pull_mode(source: object, it: Iterator[str], declared: bool | None) -> int:
+    if declared is not None:
+        return _THREAD if declared else _INLINE
+    if isinstance(source, Sequence) or isinstance(it, _IN_MEMORY):
+        return _INLINE
+    return _PROBE
+
+
+# -- closing an async source from a finalizer ---------------------------------------------
+_PENDING: set[Any] = set()  # asyncio tasks closing sources (a task needs a reference)
+
+
+def _event_loop() -> tuple[str, Any] | None:
+    """How to reach the running event loop later, from any thread."""
+    try:
+        return "asyncio", asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return "trio", trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+    return None
+
+
+async def _quietly(close: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await close()
+    except Exception:
+        _log.warning("closing a stream's source failed", exc_info=True)
+
+
+def _schedule_close(loop: tuple[str, Any] | None, close: Callable[[], Awaitable[object]]) -> None:
+    """Run ``close()`` on the event loop the stream ran in (from ``__del__``)."""
+    if loop is None:
+        return
+    kind, handle = loop
+    try:
+        if kind == "asyncio":
+            if handle.is_closed():
+                return
+
+            def start() -> None:
+                task = handle.create_task(_quietly(close))
+                _PENDING.add(task)
+                task.add_done_callback(_PENDING.discard)
+
+            handle.call_soon_threadsafe(start)
+        else:
+            trio = sys.modules["trio"]
+            handle.run_sync_soon(lambda: trio.lowlevel.spawn_system_task(_quietly, close))
+    except Exception:  # the loop has ended: nothing left to close it on
+        return
 
 
 class _Driver:
@@ -125,7 +229,20 @@ class Stream(_Driver):
     closed then, and when the outcome is decided.
     """
 
-    __slots__ = ("_async", "_blocking", "_closed", "_iter", "_pulls", "_source")
+    __slots__ = (
+        "_async",
+        "_blocking",
+        "_busy",
+        "_close_pending",
+        "_closed",
+        "_declared",
+        "_iter",
+        "_lock",
+        "_loop",
+        "_mode",
+        "_pulls",
+        "_source",
+    )
 
     def __init__(
         self,
@@ -134,6 +251,7 @@ class Stream(_Driver):
         *,
         trace_id: str | None = None,
         on_trace: TraceCallback | None = None,
+        blocking_source: bool | None = None,
     ) -> None:
         super().__init__(policy, trace_id, on_trace)
         # NER runs in worker threads, so the event loop stays responsive.
@@ -143,6 +261,13 @@ class Stream(_Driver):
         self._source = source
         self._iter: AsyncIterator[str] | Iterator[str] | None = None
         self._closed = False
+        # A sync source that may block is pulled in a worker thread (see _pull_mode).
+        self._declared = blocking_source
+        self._mode = _INLINE
+        self._lock = threading.Lock()
+        self._busy = False  # a worker thread is pulling from the source
+        self._close_pending = False  # close the source when that pull returns
+        self._loop: tuple[str, Any] | None = None  # where to close it from a finalizer
 
     def __aiter__(self) -> Stream:
         return self
@@ -162,10 +287,26 @@ class Stream(_Driver):
             src = self._source
             it = self._iter = aiter(src) if isinstance(src, AsyncIterable) else iter(src)
             self._async = isinstance(it, AsyncIterator)
+            if not self._async:
+                self._mode = _pull_mode(src, cast(Iterator[str], it), self._declared)
+            self._loop = _event_loop()
         try:
             try:
                 if self._async:
                     chunk: Any = await cast(AsyncIterator[str], it).__anext__()
+                elif self._mode in (_THREAD, _PROBE):
+                    # Pulled in a worker thread that a cancellation abandons (the
+                    # source is closed when that pull returns), so deadlines hold.
+                    chunk, took = await anyio.to_thread.run_sync(
+                        self._next_in_thread,
+                        cast(Iterator[str], it),
+                        abandon_on_cancel=True,
+                        limiter=_source_limiter(),
+                    )
+                    if self._mode == _PROBE:
+                        self._mode = _THREAD if took > SLOW_PULL else _WATCH
+                    if chunk is _END:
+                        raise StopIteration
                 else:
                     # A sync source never yields to the event loop: do it for it,
                     # so other tasks run and cancellation is delivered.
@@ -174,7 +315,13 @@ class Stream(_Driver):
                         await anyio.lowlevel.checkpoint()
                     else:
                         await anyio.lowlevel.checkpoint_if_cancelled()
-                    chunk = next(cast(Iterator[str], it))
+                    if self._mode == _WATCH:
+                        began = time.perf_counter()
+                        chunk = next(cast(Iterator[str], it))
+                        if time.perf_counter() - began > SLOW_PULL:
+                            self._mode = _THREAD  # it blocks after all: threads from now on
+                    else:
+                        chunk = next(cast(Iterator[str], it))
             except (StopAsyncIteration, StopIteration):
                 await self._work(self._exhausted)
                 return
@@ -200,6 +347,33 @@ class Stream(_Driver):
             return await anyio.to_thread.run_sync(func, *args, limiter=thread_limiter())
         return func(*args)
 
+    def _next_in_thread(self, it: Iterator[str]) -> tuple[Any, float]:
+        """The next chunk (or ``_END``) and how long the source took to give it."""
+        with self._lock:
+            if self._closed:
+                return _END, 0.0  # closed before this thread started
+            self._busy = True
+        try:
+            began = time.perf_counter()
+            chunk = next(it, _END)
+            return chunk, time.perf_counter() - began
+        finally:
+            with self._lock:
+                self._busy = False
+                pending, self._close_pending = self._close_pending, False
+            if pending:
+                _close_sync(it)
+
+    def _close_sync_source(self, it: object) -> None:
+        """Close a sync source now, or when the worker thread pulling from it returns."""
+        with self._lock:
+            if self._busy:
+                self._close_pending = True
+                return
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
     async def _close_source(self) -> None:
         it = self._iter
         if it is None or self._closed:
@@ -211,9 +385,25 @@ class Stream(_Driver):
             if close is not None:
                 await close()
             else:
-                sync_close = getattr(it, "close", None)
-                if sync_close is not None:
-                    sync_close()
+                self._close_sync_source(it)
+
+    def __del__(self) -> None:
+        # Dropped without being closed (a consumer that broke out of its loop):
+        # close the source anyway; `async with` or aclose() close it promptly.
+        it = self._iter
+        if it is None or self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._done:
+                self._failed(Ending.CANCELLED)
+            close = getattr(it, "aclose", None)
+            if close is not None:
+                _schedule_close(self._loop, close)
+            else:
+                self._close_sync_source(it)
+        except Exception:
+            _log.warning("closing a dropped stream's source failed", exc_info=True)
 
     async def aclose(self) -> None:
         """Stop: close the source; the result's decision is block unless the run had ended."""
@@ -300,6 +490,17 @@ class SyncStream(_Driver):
         if close is not None:
             close()
 
+    def __del__(self) -> None:
+        # Dropped without being closed: close the source (`with` closes it promptly).
+        if self._closed or self._iter is None:
+            return
+        try:
+            if not self._done:
+                self._failed(Ending.CANCELLED)
+            self._close_source()
+        except Exception:
+            _log.warning("closing a dropped stream's source failed", exc_info=True)
+
     def close(self) -> None:
         """Stop: close the source."""
         if not self._done:
@@ -317,3 +518,12 @@ class SyncStream(_Driver):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _close_sync(it: object) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            _log.warning("closing a stream's source failed", exc_info=True)

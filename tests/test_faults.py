@@ -7,6 +7,9 @@ a ``finally``, that they were closed.
 from __future__ import annotations
 
 import contextlib
+import gc
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -586,3 +589,98 @@ async def test_cancel_during_a_blocking_feed_closes_the_source(ner_policy: ge.Po
         rest = await _collect(stream)
         if rest:  # if going on is allowed, nothing may be lost
             assert "".join(pieces + rest) == ner_policy.validate_sync("".join(NER_CHUNKS)).text
+
+
+# -- streams dropped without being closed, and sources that block ------------------------------
+
+
+def _prose_policy() -> ge.Policy:
+    return ge.Policy.from_yaml(
+        "version: 1\nname: p\nchecks:\n  - id: c\n    type: content\n    terms: [forbidden]\n"
+    )
+
+
+def test_a_dropped_sync_stream_closes_its_source() -> None:
+    source = Source(["some words "] * 50)
+    held = source.sync()  # the caller keeps the generator: only the stream can close it
+    stream = _prose_policy().stream_sync(held)
+    for _ in stream:
+        break  # out of the loop without closing
+    assert not source.closed
+    del stream
+    gc.collect()
+    assert source.closed
+    assert source.pulls < 50
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_dropped_async_stream_closes_its_source(kind: str) -> None:
+    source = Source(["some words "] * 50)
+    held: Any = source.asynchronous() if kind == "async" else source.sync()
+    stream = _prose_policy().stream(held)
+    async for _ in stream:
+        break
+    assert not source.closed
+    del stream
+    gc.collect()
+    with anyio.fail_after(10):  # closed on the event loop, soon
+        while not source.closed:
+            await anyio.sleep(0.01)
+    assert source.pulls < 50
+
+
+@pytest.mark.anyio
+async def test_a_blocking_sync_source_does_not_hold_up_a_deadline() -> None:
+    closed = threading.Event()
+
+    def slow() -> Iterator[str]:
+        try:
+            while True:
+                time.sleep(2)  # a blocking client waiting for its next chunk
+                yield "word "
+        finally:
+            closed.set()
+
+    pieces: list[str] = []
+    started = time.monotonic()
+    with anyio.move_on_after(0.3) as scope:
+        async for piece in _prose_policy().stream(slow()):
+            pieces.append(piece)
+    elapsed = time.monotonic() - started
+    assert scope.cancelled_caught and pieces == []
+    assert elapsed < 1.5, elapsed  # a behaviour bound: the source blocks 2 s per chunk
+    # The abandoned pull closes the source when it returns.
+    with anyio.fail_after(10):
+        while not closed.is_set():
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_which_sync_sources_are_pulled_in_a_worker_thread() -> None:
+    policy = _prose_policy()
+    loop_thread = threading.get_ident()
+
+    def where(record: list[int], slow_from: int = 99) -> Iterator[str]:
+        for i, word in enumerate(("a ", "b ", "c ", "d ")):
+            if i >= slow_from:
+                time.sleep(0.01)  # (well over the 1 ms that marks a pull slow)
+            record.append(threading.get_ident())
+            yield word
+
+    async def pulled_by(**kwargs: Any) -> list[int]:
+        record: list[int] = []
+        slow_from = kwargs.pop("slow_from", 99)
+        out = [p async for p in policy.stream(where(record, slow_from), **kwargs)]
+        assert "".join(out) == "a b c d "
+        return [0 if t == loop_thread else 1 for t in record]  # 1: a worker thread
+
+    # A generator: its first pull in a thread, timed; fast, so the rest inline.
+    assert await pulled_by() == [1, 0, 0, 0]
+    # Slow from the start: threads all along.
+    assert await pulled_by(slow_from=0) == [1, 1, 1, 1]
+    # Slow later: the slow pull was inline, the ones after it are not.
+    assert await pulled_by(slow_from=2) == [1, 0, 0, 1]
+    assert await pulled_by(blocking_source=True) == [1, 1, 1, 1]
+    assert await pulled_by(blocking_source=False) == [0, 0, 0, 0]
+    assert "".join([p async for p in policy.stream(["a ", "b "])]) == "a b "
