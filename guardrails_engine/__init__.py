@@ -6,6 +6,7 @@
 'mail me at <EMAIL_ADDRESS>'
 """
 
+import logging as _logging
 from importlib import metadata as _metadata
 
 from ._config import policy_json_schema
@@ -20,6 +21,9 @@ try:
     __version__: str = _metadata.version("guardrails-engine")
 except _metadata.PackageNotFoundError:  # pragma: no cover - a checkout that is not installed
     __version__ = "0+unknown"
+
+# Quiet unless the application configures logging (traces go out at INFO).
+_logging.getLogger("guardrails_engine").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Action",
@@ -49,4 +53,4 @@ for _name in __all__:
             _obj.__module__ = __name__
         except (AttributeError, TypeError):  # pragma: no cover
             pass
-del _name, _obj, _metadata
+del _name, _obj, _metadata, _logging

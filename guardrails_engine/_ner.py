@@ -56,14 +56,23 @@ class NerModel:
 
     def __init__(self, name: str) -> None:
         import spacy
-        from presidio_analyzer.nlp_engine import SpacyNlpEngine
+        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
         if importlib.util.find_spec(name) is None:
             raise ModelMissing(name)
         self.name = name
         nlp = spacy.load(name, exclude=[p for p in _EXCLUDE])
-        self._engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": name}])
+        # spaCy labels that presidio maps to no entity of its own (CARDINAL, MONEY, ...)
+        # are never asked for: ignored, so presidio does not log a warning for each one.
+        config = NerModelConfiguration()
+        mapped = set(config.model_to_presidio_entity_mapping or ())
+        labels = set(getattr(nlp.get_pipe("ner"), "labels", ())) if nlp.has_pipe("ner") else set()
+        ignored = [*(config.labels_to_ignore or ()), *sorted(labels - mapped)]
+        self._engine = SpacyNlpEngine(
+            models=[{"lang_code": "en", "model_name": name}],
+            ner_model_configuration=config.model_copy(update={"labels_to_ignore": ignored}),
+        )
         self._engine.nlp = {"en": nlp}  # type: ignore[assignment]
         self._recognizer = SpacyRecognizer()
         self.entities = frozenset(self._recognizer.supported_entities)

@@ -3,6 +3,8 @@ reasons, the version, findings as dicts."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import version
 
 import anyio.lowlevel
@@ -196,3 +198,47 @@ def test_finding_to_dict_includes_the_replacement(content: ge.Policy) -> None:
         "score": None,
         "replacement": "[removed]",
     }
+
+
+# -- logging: presidio's label warnings silenced, our logger quiet unless configured ------
+
+_LOGGING_CHILD = """
+import logging, sys
+import guardrails_engine as ge
+
+def boom(trace):
+    raise RuntimeError("callback failed")
+
+# Logging not configured: a callback that raises is logged by us, and nothing is printed.
+quiet = ge.Policy.from_yaml(
+    "version: 1\\nname: q\\nchecks:\\n  - id: l\\n    type: length\\n    max_chars: 5\\n"
+)
+quiet.validate_sync("hello there", on_trace=boom)
+sys.stderr.write("--configured--\\n")
+sys.stderr.flush()
+# The application configures logging: presidio's warning for each spaCy label it does not
+# map (CARDINAL, MONEY, PERCENT, ...) is not among what it gets.
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+ner = ge.Policy.from_yaml(
+    "version: 1\\nname: n\\nchecks:\\n  - id: p\\n    type: pii\\n    entities: [PERSON]\\n"
+)
+text = "On 3 May 2021 John Smith paid $300, 40% of it, for 2 games in English."
+print(ner.validate_sync(text).reasons)
+quiet.validate_sync("hello there", on_trace=boom)
+"""
+
+
+def test_presidio_label_warnings_are_silenced_and_our_logger_is_quiet() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LOGGING_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "('p: PERSON at 14-24, masked',)\n"
+    # Before logging is configured nothing at all; after, only our own warning.
+    assert done.stderr == (
+        "--configured--\nguardrails_engine: guardrails_engine: trace callback raised RuntimeError\n"
+    )
