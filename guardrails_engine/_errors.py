@@ -86,6 +86,24 @@ class PolicyError(GuardrailsError, ValueError):
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else self._describe()
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only fields: pickled by value, so an error crosses a process pool whole.
+        many = self.problems if len(self.problems) > 1 else ()
+        return (_restore, (self.message, self.source, self.line, self.field, self.check_id, many))
+
+
+def _restore(
+    message: str,
+    source: str,
+    line: int | None,
+    field: str | None,
+    check_id: str | None,
+    problems: tuple[PolicyError, ...],
+) -> PolicyError:
+    if problems:
+        return PolicyError.of(problems)
+    return PolicyError(message, source=source, line=line, field=field, check_id=check_id)
+
 
 class StreamStateError(GuardrailsError, RuntimeError):
     """A stream was iterated after the consumer closed it before it ended."""

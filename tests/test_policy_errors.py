@@ -778,3 +778,23 @@ def test_quoted_value_with_colon_is_read(line: str, value: str) -> None:
         f"version: 1\nname: t\n{line}\nchecks:\n  - id: l\n    type: length\n    max_chars: 9\n"
     )
     assert policy.description == value
+
+
+def test_a_policy_error_pickles_with_every_problem() -> None:
+    import pickle
+
+    text = _head("colour: red\nchecks:\n  - id: l\n    type: length\n    max_chars: 0\n")
+    with pytest.raises(ge.PolicyError) as info:
+        ge.Policy.from_yaml(text, source="p.yaml")
+    for exc in (info.value, info.value.problems[1]):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is ge.PolicyError
+        assert str(back) == str(exc)
+        assert (back.line, back.field, back.check_id, back.message) == (
+            exc.line,
+            exc.field,
+            exc.check_id,
+            exc.message,
+        )
+        assert [str(p) for p in back.problems] == [str(p) for p in exc.problems]
+    assert len(info.value.problems) == 2
