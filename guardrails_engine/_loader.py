@@ -451,18 +451,17 @@ def _describe(err: Any, loc: Sequence[int | str]) -> str:
 
 def _unknown_entities(data: dict[str, Any], located: Located) -> list[PolicyError]:
     """An entity that neither presidio nor the NER recognizer knows, with the nearest
-    known names.  Read from the document, so that it is reported with the other problems."""
+    known names; a per-entity ``min_score`` or ``repair`` for an entity the check does
+    not look for (it would silently do nothing).  Read from the document, so that they
+    are reported with the other problems."""
     checks = data.get("checks")
-    if not isinstance(checks, list):
-        return []
     out: list[PolicyError] = []
     known: frozenset[str] | None = None
-    for i, check in enumerate(checks):
+    for i, check in enumerate(checks if isinstance(checks, list) else []):
         if not (isinstance(check, dict) and check.get("type") == "pii"):
             continue
-        entities = check.get("entities")
-        if not isinstance(entities, list):
-            continue
+        listed = check.get("entities")
+        entities = list(listed) if isinstance(listed, list) else []
         for j, entity in enumerate(entities):
             if not (isinstance(entity, str) and _ENTITY.fullmatch(entity)):
                 continue  # the format's own rule says what is wrong with it
@@ -477,7 +476,31 @@ def _unknown_entities(data: dict[str, Any], located: Located) -> list[PolicyErro
                 out.append(
                     located.error(["checks", i, "entities", j], f"unknown entity {entity!r}{hint}")
                 )
+        found = {e for e in entities if isinstance(e, str)} | _custom_entities(check)
+        for key in ("min_score", "repair"):
+            per_entity = check.get(key)
+            for name in per_entity if isinstance(per_entity, dict) else ():
+                if name == "default" or not isinstance(name, str) or name in found:
+                    continue
+                if not _ENTITY.fullmatch(name):
+                    continue  # the format's own rule says what is wrong with it
+                message = f"{name!r} is not an entity this check looks for" + did_you_mean(
+                    name, found
+                )
+                out.append(located.error(["checks", i, key, name], message))
     return out
+
+
+def _custom_entities(check: dict[str, Any]) -> set[str]:
+    """The entities a pii check's recognizers and deny lists add."""
+    names: set[str] = set()
+    recognizers = check.get("recognizers")
+    for r in recognizers if isinstance(recognizers, list) else ():
+        if isinstance(r, dict) and isinstance(r.get("entity"), str):
+            names.add(r["entity"])
+    deny = check.get("deny")
+    names.update(k for k in (deny if isinstance(deny, dict) else ()) if isinstance(k, str))
+    return names
 
 
 _ENTITY = regex.compile(r"[A-Z][A-Z0-9_]*")

@@ -503,6 +503,28 @@ def test_unknown_entity_suggests_the_nearest_known_names(tmp_path: Path) -> None
     assert len(str(exc)) < 600
 
 
+def test_a_per_entity_setting_for_an_entity_the_check_does_not_find(tmp_path: Path) -> None:
+    # It would silently do nothing: a misspelt PHONE_NUMBER would keep the default score.
+    path = _write(
+        tmp_path,
+        _head(
+            "checks:\n  - id: p\n    type: pii\n    entities: [PHONE_NUMBER, EMAIL_ADDRESS]\n"
+            "    deny: {PROJECT: [Blue Falcon]}\n"
+            "    min_score: {default: 0.4, PHONE_NUMBR: 0.9, PROJECT: 0.5}\n"
+            "    repair: {EMAIL_ADDRESS: hash, CREDIT_CARD: partial}\n"
+            "    hash_key: 0123456789abcdef\n"
+        ),
+    )
+    with pytest.raises(ge.PolicyError) as info:
+        ge.load_policy(path)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:8: checks[0].min_score.PHONE_NUMBR (check 'p'): 'PHONE_NUMBR' is not an "
+        "entity this check looks for; did you mean 'PHONE_NUMBER'?",
+        f"{path}:9: checks[0].repair.CREDIT_CARD (check 'p'): 'CREDIT_CARD' is not an "
+        "entity this check looks for",
+    ]
+
+
 def test_every_problem_is_a_policy_error_with_its_own_place(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
