@@ -184,6 +184,20 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
+    # The scanner reads ahead of the composer, and PyYAML's costs grow with the
+    # nesting it is inside (each flow level is a possible key it re-checks), so the
+    # bound is enforced where it reads brackets and indentation too: the cost stays
+    # linear in the text whatever its nesting.
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise YamlRefused(f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def add_indent(self, column: int) -> bool:
+        if len(self.indents) >= MAX_DEPTH and self.indent < column:
+            raise YamlRefused(f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        return bool(super().add_indent(column))
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
