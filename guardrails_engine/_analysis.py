@@ -471,23 +471,21 @@ def union(classes: Iterable[tuple[str, bool]]) -> str:
 # two alternatives of the body that can start with the same character
 # (``(ab|a|b)+``).  A body repeated a fixed number of times (``(.*a){20}``)
 # with an unbounded item of that kind costs the text's length to that power.
-# Character sets are compared on a sample alphabet (ASCII, Latin-1 and a few
-# characters of other scripts): an overlap outside it goes unseen, which is
-# what the run-time deadline is for.
+# Character sets are compared on a sample alphabet (ASCII, Latin-1, a few
+# characters of other scripts, and every character the pattern names): an
+# overlap outside it goes unseen, which is what the run-time deadline is for.
 
 _SAMPLE = [chr(i) for i in range(256)] + list(
     "\u0100\u0131\u0391\u03c3\u03c2\u0430\u05d0\u0627\u0660\u0966\u1e9e\u2013\u2028"
     "\u200b\u3000\u4e2d\uff10\uff21\ufeff\U0001f600"
 )
-_ALL = (1 << len(_SAMPLE)) - 1
-_FOLDS = [(ch, ch.lower(), ch.upper()) for ch in _SAMPLE]
 
 #: A body repeated at least this many times, with an unbounded ambiguous item
 #: in it, is refused (cost: length of the text to this power).
 POWER_LIMIT = 3
 
 
-def _category_bits(c: Any, av: Any) -> int:
+def _category_bits(c: Any, av: Any, sample: Sequence[str]) -> int:
     tests: dict[Any, Callable[[str], bool]] = {
         c.CATEGORY_DIGIT: str.isdecimal,
         c.CATEGORY_SPACE: lambda ch: ch.isspace() or ch in WHITESPACE,
@@ -499,27 +497,44 @@ def _category_bits(c: Any, av: Any) -> int:
         c.CATEGORY_NOT_WORD: c.CATEGORY_WORD,
     }
     if av in negated:
-        return _ALL & ~_category_bits(c, negated[av])
+        return (1 << len(sample)) - 1 & ~_category_bits(c, negated[av], sample)
     test = tests.get(av)
     if test is None:
-        return _ALL
-    return sum(1 << i for i, ch in enumerate(_SAMPLE) if test(ch))
+        return (1 << len(sample)) - 1
+    return sum(1 << i for i, ch in enumerate(sample) if test(ch))
+
+
+def _named(c: Any, node: Any) -> set[str]:
+    """Every character that a parse tree names (literals, range ends)."""
+    out: set[str] = set()
+    if isinstance(node, tuple) and len(node) == 2 and node[0] in (c.LITERAL, c.NOT_LITERAL):
+        out.add(chr(node[1]))
+    elif isinstance(node, tuple) and len(node) == 2 and node[0] is c.RANGE:
+        out.update((chr(node[1][0]), chr(node[1][1])))
+    elif isinstance(node, (tuple, list)) or hasattr(node, "data"):
+        for item in getattr(node, "data", node):
+            out |= _named(c, item)
+    return out
 
 
 class _Ambiguity:
     """Finds, in one parse tree, a repeat that can match the same text in many ways."""
 
-    def __init__(self, c: Any, sre: Any, state: Any, ignorecase: bool) -> None:
+    def __init__(self, c: Any, sre: Any, tree: Any, ignorecase: bool) -> None:
         self.c = c
         self.sre = sre
-        self.state = state
+        self.state = tree.state
         self.ignorecase = ignorecase
         self.repeats = (c.MAX_REPEAT, c.MIN_REPEAT)
+        self.sample = _SAMPLE + sorted(_named(c, tree) - set(_SAMPLE))
+        self.all = (1 << len(self.sample)) - 1
+        self.folds = [(ch, ch.lower(), ch.upper()) for ch in self.sample]
+        self.categories: dict[Any, int] = {}
 
     # -- character sets as bit masks over _SAMPLE --------------------------
     def code(self, test: Any) -> int:
         bits = 0
-        for i, (ch, low, up) in enumerate(_FOLDS):
+        for i, (ch, low, up) in enumerate(self.folds):
             if test(ch) or (self.ignorecase and (test(low) or test(up))):
                 bits |= 1 << i
         return bits
@@ -540,10 +555,12 @@ class _Ambiguity:
                 lo, hi = av
                 bits |= self.code(lambda ch, lo=lo, hi=hi: len(ch) == 1 and lo <= ord(ch) <= hi)
             elif op is c.CATEGORY:
-                bits |= _category_bits(c, av)
+                if av not in self.categories:
+                    self.categories[av] = _category_bits(c, av, self.sample)
+                bits |= self.categories[av]
             else:
-                bits = _ALL
-        return _ALL & ~bits if negate else bits
+                bits = self.all
+        return self.all & ~bits if negate else bits
 
     def one(self, op: Any, av: Any) -> int | None:
         """The characters of a one-character item, or None for other items."""
@@ -551,9 +568,9 @@ class _Ambiguity:
         if op is c.LITERAL:
             return self.literal(av)
         if op is c.NOT_LITERAL:
-            return _ALL & ~self.literal(av)
+            return self.all & ~self.literal(av)
         if op is c.ANY:
-            return _ALL
+            return self.all
         if op is c.IN:
             return self.klass(av)
         return None
@@ -604,7 +621,7 @@ class _Ambiguity:
                 if not e:
                     return bits, False
             else:  # a back-reference: anything, possibly nothing
-                bits = _ALL
+                bits = self.all
         return bits, True
 
     def chars(self, item: tuple[Any, Any]) -> int:
@@ -622,7 +639,7 @@ class _Ambiguity:
             return self.seqs_chars([s for s in av[1:] if s is not None])
         if op in (*self.repeats, c.POSSESSIVE_REPEAT, c.SUBPATTERN, c.ATOMIC_GROUP):
             return self.seqs_chars([self.body(op, av)])
-        return _ALL
+        return self.all
 
     def seqs_chars(self, seqs: Sequence[Sequence[Any]]) -> int:
         bits = 0
@@ -748,4 +765,4 @@ def backtracking(pattern: str, flags: int = 0) -> str | None:
     except Exception:
         return None
     ignorecase = bool((flags | tree.state.flags) & c.SRE_FLAG_IGNORECASE)
-    return _Ambiguity(c, sre, tree.state, ignorecase).find(list(tree))
+    return _Ambiguity(c, sre, tree, ignorecase).find(list(tree))

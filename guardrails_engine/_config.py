@@ -41,6 +41,9 @@ CheckId = Annotated[
 #: alone (no context words) reach at least this.
 DEFAULT_MIN_SCORE = 0.4
 
+#: The most time a check may spend on one validate or stream, unless the policy says.
+DEFAULT_CHECK_TIMEOUT_MS = 10_000
+
 
 def _compiles(pattern: str) -> str:
     try:
@@ -80,6 +83,13 @@ class _CheckBase(_Spec):
     id: CheckId
     on_error: OnError | None = Field(
         None, description="A check that raises: block (fail-closed) or pass. Default: the policy's."
+    )
+    timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=3_600_000,
+        description="The most time the check may spend on one validate or stream; past it, "
+        "on_error decides. Default: the policy's check_timeout_ms.",
     )
 
 
@@ -298,6 +308,13 @@ class PolicySpec(_Spec):
     )
     block_message: str = Field("", description="Shown instead of blocked output.")
     stream: StreamSpec = Field(default_factory=lambda: StreamSpec.model_validate({}))
+    check_timeout_ms: int = Field(
+        DEFAULT_CHECK_TIMEOUT_MS,
+        ge=1,
+        le=3_600_000,
+        description="The most time each check may spend on one validate or stream (default "
+        "10,000); past it, the check's on_error decides.",
+    )
     checks: list[CheckSpec] = Field(min_length=1, description="Check ids must be unique.")
 
 

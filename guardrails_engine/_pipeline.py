@@ -35,7 +35,7 @@ from ._check import Check, Hit, PatternCheck, PatternSession, RunContext, Sessio
 from ._holdback import Holdbacks
 from ._model import Action, Decision, Finding, Result
 from ._pieces import BLOCK, join_tail
-from ._scan import ScanView, SharedScan
+from ._scan import DEADLINE, ScanView, SharedScan
 
 if TYPE_CHECKING:
     from ._policy import Policy
@@ -141,11 +141,22 @@ def _unshadowed(hits: Sequence[Hit]) -> list[Hit]:
     ]
 
 
-def _sessions(policy: Policy) -> list[tuple[Check, Session]]:
-    """A session per check; checks that only scan patterns share one scanner."""
+def _budgets(policy: Policy) -> list[int]:
+    """The time (ms) each check may spend on one run: its timeout_ms, else the policy's."""
+    spec = policy.spec
+    limits = {c.id: c.timeout_ms for c in spec.checks}
+    return [limits.get(c.id) or spec.check_timeout_ms for c in policy.checks]
+
+
+def _sessions(
+    policy: Policy, budget_ms: Sequence[int]
+) -> tuple[list[tuple[Check, Session]], tuple[int, ...]]:
+    """A session per check; checks that only scan patterns share one scanner
+    (if they have the same time: they share it too).  Also: the indices of the
+    checks that share it."""
     shared = policy.shared_patterns
     views: dict[int, ScanView] = {}
-    if shared is not None:
+    if shared is not None and len({budget_ms[i] for i in shared[1]}) == 1:
         patterns, indices, sizes = shared
         scan = SharedScan(patterns, sizes)
         views = {i: scan.view(k) for k, i in enumerate(indices)}
@@ -156,7 +167,7 @@ def _sessions(policy: Policy) -> list[tuple[Check, Session]]:
             out.append((c, c.session(view)))
         else:
             out.append((c, c.session()))
-    return out
+    return out, tuple(views)
 
 
 class Run:
@@ -167,6 +178,8 @@ class Run:
         "_barriers",
         "_base",
         "_block",
+        "_budget",
+        "_budget_ms",
         "_buf",
         "_cap",
         "_context",
@@ -194,6 +207,8 @@ class Run:
         "_scanners",
         "_scanning",
         "_sessions",
+        "_sharing",
+        "_spent",
         "chars_out",
         "check_seconds",
         "chunks_in",
@@ -207,7 +222,16 @@ class Run:
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
-        self._sessions: list[tuple[Check, Session]] = _sessions(policy)
+        # The time each check may spend on this run; past it, on_error decides.
+        self._budget_ms = _budgets(policy)
+        self._budget = [ms / 1000 for ms in self._budget_ms]
+        self._sessions, self._sharing = _sessions(policy, self._budget_ms)
+        # Time spent so far, per check; checks that share a scanner share one count.
+        self._spent = [[0.0] for _ in self._sessions]
+        if self._sharing:
+            cell = [0.0]
+            for i in self._sharing:
+                self._spent[i] = cell
         # The sessions still running (not failed), with their index, and
         # whether text without whitespace may skip them.
         self._live = [
@@ -345,19 +369,27 @@ class Run:
         base = self._base
         clock = time.perf_counter
         seconds = self.check_seconds
+        budget, spent = self._budget, self._spent
         for i, check, session, lazy in self._live:
             if scans is not None and session.scans != scans:
                 continue
             if quiet and lazy is not None and not lazy.eager:
                 continue
             t0 = clock()
+            cell = spent[i]
+            DEADLINE.at = t0 + budget[i] - cell[0]
             try:
                 found = session.feed(buf, base, chunk)
             except Exception as exc:
                 found = self._fail(i, check, session, exc)
-            seconds[i] += clock() - t0
+            took = clock() - t0
+            seconds[i] += took
+            cell[0] += took
             if found:
                 self._add(found, session.scans)
+            if cell[0] > budget[i]:
+                self._overrun(i, check, session)
+        DEADLINE.at = None
 
     def check(self, text: str) -> str:
         """Check a whole text at once: the same answer as feeding it in any chunks.
@@ -409,14 +441,17 @@ class Run:
             self._buf += self._map.flush()  # an escape the text ended in the middle of
         buf, base = self._buf, self._base
         for i, check, session, _ in self._live:
-            t0 = time.perf_counter()
+            t0 = self._start(i)
             try:
                 found = session.finish(buf, base)
             except Exception as exc:
                 found = self._fail(i, check, session, exc)
-            self.check_seconds[i] += time.perf_counter() - t0
+            self._stop(i, t0)
             if found:
                 self._add(found, session.scans)
+            if self._spent[i][0] > self._budget[i]:
+                self._overrun(i, check, session)
+        DEADLINE.at = None
         return self._advance(final=True)
 
     def abort(self, ending: Ending) -> None:
@@ -437,8 +472,25 @@ class Run:
         return Result(Decision.BLOCK, self._policy.block_message, tuple(findings))
 
     # -- internals -----------------------------------------------------------
+    def _start(self, i: int) -> float:
+        """Check ``i`` starts work: its deadline is set; returns the clock."""
+        t0 = time.perf_counter()
+        DEADLINE.at = t0 + self._budget[i] - self._spent[i][0]
+        return t0
+
+    def _stop(self, i: int, t0: float) -> None:
+        took = time.perf_counter() - t0
+        self.check_seconds[i] += took
+        self._spent[i][0] += took
+
+    def _overrun(self, i: int, check: Check, session: Session) -> None:
+        """A check spent more than its time on this run: it stops, on_error decides."""
+        if i not in self._failed:
+            self._add(self._fail(i, check, session, TimeoutError()), False)
+
     def _fail(self, i: int, check: Check, session: Session, exc: Exception) -> list[Hit]:
-        """A check raised: on_error decides.  The reason names the check, never the text."""
+        """A check raised (or ran out of time): on_error decides.  The reason names
+        the check, never the text."""
         self._failed.add(i)
         self._live = [entry for entry in self._live if entry[0] != i]
         self._lazy_only = all(entry[3] is not None for entry in self._live)
@@ -446,8 +498,18 @@ class Run:
         start = min(start, self._end)
         session.hold = _NEVER
         failure = _Failure(check, exc)
-        what = f"check failed ({failure.kind})"
-        return [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
+        if not isinstance(exc, TimeoutError):
+            what = f"check failed ({failure.kind})"
+            return [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
+        what = f"check timed out after {self._budget_ms[i]:,} ms"
+        out = [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
+        if i in self._sharing:
+            # Its scanner also scans for the checks it shares with: they share its time.
+            for j in self._sharing:
+                if j not in self._failed:
+                    other, other_session = self._sessions[j]
+                    out += self._fail(j, other, other_session, TimeoutError())
+        return out
 
     def _to_orig(self, c: int) -> int:
         return c if self._map.identity else self._map.to_orig(c)
@@ -568,12 +630,17 @@ class Run:
             limit = upto if session.scans else upto_orig
             if session.hold >= limit:
                 continue
+            t0 = self._start(i)
             try:
                 found = session.force(self._buf, self._base, limit)
             except Exception as exc:
                 found = self._fail(i, check, session, exc)
+            self._stop(i, t0)
             if found:
                 self._add(found, session.scans)
+            if self._spent[i][0] > self._budget[i]:
+                self._overrun(i, check, session)
+        DEADLINE.at = None
 
     def _canonical(self, orig: int) -> int:
         """The first canonical offset at or after original offset ``orig``."""

@@ -40,6 +40,8 @@ again.  A run shares one scanner between the checks that only scan patterns
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +50,51 @@ import regex
 from ._analysis import Facts, facts
 from ._compose import SCOPABLE, ascii_gate, classes, probe, streamable
 
-__all__ = ["PatternSet", "ScanMatch", "ScanState", "ScanView", "SharedScan", "streamable"]
+__all__ = [
+    "DEADLINE",
+    "PatternSet",
+    "ScanMatch",
+    "ScanState",
+    "ScanView",
+    "SharedScan",
+    "streamable",
+]
+
+
+class _Deadline(threading.local):
+    """When the check being fed must stop (``time.perf_counter`` time), per thread.
+
+    The pipeline sets it before it feeds a session and clears it after; the
+    scanner reads it only for a call into the engine that may read far
+    (:data:`_GUARD_FROM`), since the engine's ``timeout=`` costs microseconds.
+    """
+
+    at: float | None = None
+
+
+DEADLINE = _Deadline()
+
+# A call into the engine with a user's pattern that may read more than this
+# many characters is given the time left before the deadline (``timeout=``,
+# about 2 us a call); shorter ones are not: a pattern that passed the
+# load-time analysis runs in bounded time on them, and one that slipped
+# through it is stopped after such a call (most calls on prose are shorter:
+# guarding every one would add 2-3 us per 4-character chunk).
+_GUARD_FROM = 24
+
+
+def _left() -> float | None:
+    """Seconds left before the deadline (None: no deadline).
+
+    :raises TimeoutError: if it has passed.
+    """
+    at = DEADLINE.at
+    if at is None:
+        return None
+    left = at - time.perf_counter()
+    if left <= 0:
+        raise TimeoutError("check deadline passed")
+    return left
 
 # Back-references and conditionals refer to group numbers, which an
 # alternation renumbers; inline global flags would leak into the other patterns.
@@ -109,8 +155,9 @@ class _Finder:
         if buf[p] in self.ascii_first:
             return p
         first = self.first
+        far = len(buf) - p > _GUARD_FROM
         if first is None:
-            pm = self.probe.search(buf, p, partial=True)
+            pm = self.probe.search(buf, p, partial=True, timeout=_left() if far else None)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
         m = first.search(buf, p)
@@ -121,10 +168,14 @@ class _Finder:
             if budget == 0:
                 if self.probes == 0:
                     return c
-                pm = self.probe.search(buf, c, partial=True)
+                pm = self.probe.search(buf, c, partial=True, timeout=_left() if far else None)
                 return stop if pm is None else min(pm.start(), stop)
             budget -= 1
-            if self.probe.match(buf, c, partial=True) is not None:
+            if far and len(buf) - c > _GUARD_FROM:
+                pm = self.probe.match(buf, c, partial=True, timeout=_left())
+            else:
+                pm = self.probe.match(buf, c, partial=True)
+            if pm is not None:
                 return c
             m = first.search(buf, c + 1)
         return stop
@@ -351,12 +402,16 @@ class _GroupState:
             # candidate starts before the limit instead.
             self._collect_at_starts(buf, base, start, limit, out, which)
             return
+        far = len(buf) + base - _GUARD_FROM
         for j in range(len(patterns)) if which is None else which:
             pattern = patterns[j]
             p = max(self.pos[j], start)
             index = group.indices[j]
             while p < limit:
-                m = pattern.search(buf, p - base)
+                if p < far:
+                    m = pattern.search(buf, p - base, timeout=_left())
+                else:
+                    m = pattern.search(buf, p - base)
                 if m is None or m.start() + base >= limit:
                     break
                 s, e = m.start() + base, m.end() + base
@@ -396,7 +451,7 @@ class _GroupState:
             for c in found:
                 if c < q:
                     continue
-                mm = pattern.match(buf, c)
+                mm = pattern.match(buf, c, timeout=_left())  # far from the end, by design
                 if mm is not None and mm.end() > c:
                     out.append(ScanMatch(index, mm, base))
                     q = mm.end()

@@ -108,6 +108,7 @@ CATASTROPHIC = [
     r"(?=(a+)+b)",  # inside a lookaround too
     r"(?x) ( a + ) + $",  # verbose mode
     r"(.*,){3}",  # n^3
+    "(?:\u4e01|\u4e01\u4e01)+b",  # characters outside the sample alphabet
 ]
 
 LINEAR = [
