@@ -412,6 +412,10 @@ class Run:
         The scanning sessions are fed ever longer prefixes, as a stream in big
         chunks would feed them, until every match that starts before the
         decision is final; the answer is the stream's, hence the whole text's.
+        A match in progress past ``max_holdback_chars`` is decided as the
+        prefix stands, as the stream decides it (a run of spaced digits would
+        otherwise be read to the end of the text, and cost far more than the
+        stream that stops at the limit).
         """
         decided = [h.start for h in (self._cut, self._block) if h is not None]
         if not decided or not self._scanning:
@@ -426,8 +430,13 @@ class Run:
         if size >= len(full):
             return False
         while True:
-            self._feed_sessions(full[:size], "", scans=True)
-            if min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER) >= upto:
+            prefix = full[:size]
+            self._feed_sessions(prefix, "", scans=True)
+            hold = min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER)
+            if hold < upto and self._base + size - hold > self._cap:
+                self._force(prefix)
+                hold = min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER)
+            if hold >= upto:
                 return True  # every hit that starts up to the decision is known
             if size >= len(full):
                 return False  # a match in progress runs to the end: scan it all
@@ -620,19 +629,30 @@ class Run:
                 out.extend(self._fail(i, check, session, exc))
         return out
 
-    def _force(self) -> None:
-        """The hold-back cap is exceeded: decide scanned text before it as it stands."""
-        upto_orig = self._end - self._cap
-        upto = self._canonical(upto_orig)
+    def _force(self, prefix: str | None = None) -> None:
+        """The hold-back cap is exceeded: decide scanned text before it as it stands.
+
+        ``prefix``: only the scanning sessions, which have read this prefix of
+        the scan buffer (validate reading as a stream would).
+        """
+        buf = self._buf if prefix is None else prefix
+        if prefix is None:
+            upto_orig = self._end - self._cap
+            upto = self._canonical(upto_orig)
+        else:
+            upto = self._base + len(prefix) - self._cap
+            upto_orig = self._to_orig(upto)
         for i, (check, session) in enumerate(self._sessions):
             if not session.capped or i in self._failed:
+                continue
+            if prefix is not None and not session.scans:
                 continue
             limit = upto if session.scans else upto_orig
             if session.hold >= limit:
                 continue
             t0 = self._start(i)
             try:
-                found = session.force(self._buf, self._base, limit)
+                found = session.force(buf, self._base, limit)
             except Exception as exc:
                 found = self._fail(i, check, session, exc)
             self._stop(i, t0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import regex
 from _chunks import cut
 from hypothesis import given, settings
@@ -266,3 +267,34 @@ def test_long_matches_in_progress_give_the_whole_text_answer(
     stream = policy.stream_sync(cut(text, sizes))
     assert "".join(stream) == whole.text
     assert stream.result == whole
+
+
+def test_validate_reads_a_long_match_in_progress_only_as_a_stream_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spaced digits are one phone candidate that runs to the end of the text; with
+    a length limit, validate decides it at the hold-back cap as a stream does,
+    instead of reading (and handing to phonenumbers) the whole text: the answer
+    does not depend on the text after that."""
+    import guardrails_engine as ge
+
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: x\nstream: {max_holdback_chars: 256}\nchecks:\n"
+        "  - id: pii\n    type: pii\n    entities: [PHONE_NUMBER]\n"
+        "  - id: len\n    type: length\n    max_chars: 300\n"
+    )
+    import phonenumbers
+
+    read: list[int] = []
+    matcher = phonenumbers.PhoneNumberMatcher
+
+    def counting(text: str, *args: object, **kwargs: object) -> object:
+        read.append(len(text))
+        return matcher(text, *args, **kwargs)
+
+    monkeypatch.setattr(phonenumbers, "PhoneNumberMatcher", counting)
+    digits = "1 2 3 4 5 6 7 8 9 " * 3000
+    short, long_ = policy.validate_sync(digits[:3000]), policy.validate_sync(digits)
+    assert short == long_
+    assert max(read) < 3000  # not the 54,000 characters of the candidate
+    assert long_.decision == ge.Decision.REPAIR and len(long_.text) <= 300
