@@ -78,13 +78,17 @@ PATH_ENDS = 10
 class _Group:
     """An ``anyOf``/``oneOf`` being followed: which branches are still alive."""
 
-    __slots__ = ("alive", "guard", "keyword", "path")
+    __slots__ = ("alive", "guard", "keyword", "kids", "ok_at", "path")
 
     def __init__(self, n: int, guard: _Guard | None, keyword: str, path: _Path) -> None:
         self.alive = [True] * n
         self.guard = guard
         self.keyword = keyword
         self.path = path
+        self.kids = [False] * n  # whether a group was made inside each branch
+        self.ok_at = -1  # the epoch at which the branches above were last seen alive
+        if guard is not None:
+            guard[0].kids[guard[1]] = True
 
 
 _Guard = tuple[_Group, int]
@@ -277,6 +281,8 @@ class JsonScan:
         # Expansions without anyOf/oneOf, by schema: the same for any guard.
         # (The schema is kept with its entry: an id is only unique while alive.)
         self._flat: dict[int, tuple[Any, tuple[Any, ...]]] = {}
+        # Bumped when a branch that holds groups dies (see _alive).
+        self._epoch = 0
 
     @property
     def token_start(self) -> int:
@@ -359,6 +365,8 @@ class JsonScan:
             if not group.alive[i]:
                 return  # the branch is already dead: nothing more to say
             group.alive[i] = False
+            if group.kids[i]:
+                self._epoch += 1  # groups inside it die too: cached liveness is stale
             if any(group.alive):
                 return
             where, what = group.path, f"matches none of the {group.keyword} alternatives"
@@ -366,11 +374,21 @@ class JsonScan:
         raise Violation(start, end, f"{self.where(where)}: {what}")
 
     def _alive(self, guard: _Guard | None) -> bool:
+        """Whether a branch and every branch around it are alive.  Each group
+        remembers when that was last seen true of the branches around it, so
+        nested groups (an ``anyOf`` at every level) cost O(1), not O(depth)."""
+        seen = []
+        epoch = self._epoch
         while guard is not None:
             group, i = guard
             if not group.alive[i]:
                 return False
+            if group.ok_at == epoch:
+                break
+            seen.append(group)
             guard = group.guard
+        for group in seen:
+            group.ok_at = epoch
         return True
 
     # -- values -----------------------------------------------------------------

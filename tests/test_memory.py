@@ -7,6 +7,8 @@ import tracemalloc
 
 import pytest
 
+from _child import run_limited
+
 import guardrails_engine as ge
 
 ORDER = {"id": 7, "sku": "ABC-0007", "note": "handle with care, deliver before noon", "n": [1, 2]}
@@ -70,3 +72,48 @@ def test_one_long_json_string_in_small_chunks_holds_about_its_size() -> None:
     text = json.dumps({"s": "word " * 20000})  # one string of 100,000 characters
     peak, _ = _peak(policy, text)
     assert peak < 8 * len(text), peak / len(text)
+
+
+DEEP = """
+import json, sys
+import guardrails_engine as ge
+n = 100_000
+schemas = {
+    "properties": {"$defs": {"n": {"type": "object", "properties": {"a": {"$ref": "#/$defs/n"}},
+                                   "additionalProperties": False}}, "$ref": "#/$defs/n"},
+    "anyOf": {"$defs": {"n": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/n"}},
+                                        {"type": "integer"}]}}, "$ref": "#/$defs/n"},
+}
+docs = {
+    "properties": ('{"a": ' * n + '{"b": 1}' + "}" * n,),
+    "anyOf": ("[" * n + '"s"' + "]" * n, "[" * n + "1" + "]" * n),
+}
+out = {}
+for name, schema in schemas.items():
+    policy = ge.Policy.from_yaml(
+        "version: 1\\nname: d\\ncheck_timeout_ms: 3600000\\nchecks:\\n  - id: j\\n    type: schema\\n"
+        f"    schema: {json.dumps(schema)}\\n"
+    )
+    for i, text in enumerate(docs[name]):
+        whole = policy.validate_sync(text)
+        stream = policy.stream_sync(text[k : k + 4] for k in range(0, len(text), 4))
+        streamed = "".join(stream)
+        assert stream.result == whole, (name, i)
+        out[f"{name}{i}"] = [whole.decision.value, list(whole.reasons), streamed == whole.text]
+print(json.dumps(out))
+"""
+
+
+def test_json_nested_100000_levels_fits_in_modest_memory() -> None:
+    # Each level costs a constant: paths are built only when a reason is written,
+    # and a reason shows the two ends of a long path.
+    out = json.loads(run_limited(DEEP, seconds=300, memory=1_500_000_000).splitlines()[-1])
+    bad_key, bad_type, good_any = out["properties0"], out["anyOf0"], out["anyOf1"]
+    assert bad_key[0] == "block"
+    (reason,) = bad_key[1]
+    assert reason == (
+        "j: $.a.a.a.a.a.a.a.a.a.a...(99,980 more)...a.a.a.a.a.a.a.a.a.a: "
+        "properties not allowed by additionalProperties, blocked"
+    )
+    assert bad_type == ["block", ["j: $: matches none of the anyOf alternatives, blocked"], True]
+    assert good_any == ["pass", [], True]
