@@ -268,6 +268,11 @@ class SchemaSpec(_CheckBase):
         description="Check the first JSON object or array in the output and ignore text around "
         "it (a sentence, a ```json fence).",
     )
+    format: Literal["assert", "annotate"] = Field(
+        "assert",
+        description="assert (default): `format` is checked (date-time, email, uri, ...), in "
+        "every draft; annotate: `format` is only an annotation, as 2019-09 and later say.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> SchemaSpec:

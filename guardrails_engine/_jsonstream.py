@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -32,9 +33,11 @@ __all__ = ["PATH_ENDS", "JsonScan", "Violation", "path_step", "render_path", "sh
 _WS = regex.compile(r"[ \t\n\r]*")
 _PLAIN = regex.compile(r'[^"\\\x00-\x1f]*')
 _NUMBER_CHARS = frozenset("0123456789+-.eE")
-_SURROGATE = regex.compile("[\ud800-\udfff]")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+#: Python reads integers of at most this many digits (``sys.get_int_max_str_digits``).
+_MAX_DIGITS = sys.get_int_max_str_digits() or 4300
 
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
@@ -160,6 +163,7 @@ class _Frame:
         "count",
         "ctxs",
         "drop",
+        "keys",
         "kind",
         "path",
         "pending_drop",
@@ -175,6 +179,7 @@ class _Frame:
         self.path = path
         self.start = start
         self.count = 0
+        self.keys: set[str] | None = None  # the property names so far (objects)
         self.comma = -1  # the last comma between members
         self.comma_open = False  # a repair may still remove it
         self.drop = -1  # start of a member being dropped (repair), or -1
@@ -271,6 +276,7 @@ class JsonScan:
         # maxLength limits of the string being read, with their guards.
         self._maxlens: list[tuple[int, _Guard | None]] = []
         self._escape = ""
+        self._high = False  # the last character read was an escaped high surrogate
         self._is_key = False
         self._lit = ""
         self._pending_element = False  # a comma in an array: an element must follow
@@ -558,6 +564,15 @@ class JsonScan:
 
     def _member(self, frame: _Frame, key: str, start: int, end: int) -> None:
         """A key ended: what applies to its value, and what the key itself breaks."""
+        # A name given twice: parsers disagree on which value counts (json keeps
+        # the last, others the first), so the document is refused, never judged
+        # by one reading while another may act on the other.
+        keys = frame.keys
+        if keys is None:
+            keys = frame.keys = set()
+        if key in keys:
+            raise Violation(start, end, f"{self.where(frame.path)}: a property name appears twice")
+        keys.add(key)
         frame.count += 1
         path: _Path = (frame.path, key)
         ctxs: list[_Ctx] = []
@@ -877,15 +892,23 @@ class JsonScan:
                     self._tok.append(_ESCAPES[esc[1]])
                     self._tok_len += 1
                     self._escape = ""
+                    self._high = False
                 elif len(esc) == 6:
                     try:
                         code = int(esc[2:], 16)
                     except ValueError:
                         raise self._syntax(base + i - 1, "invalid \\u escape") from None
-                    self._tok.append(chr(code))
-                    # A surrogate pair is one character: count its second half.
-                    if not 0xD800 <= code <= 0xDBFF:
+                    # An escaped surrogate pair is one character, as json reads it; a
+                    # lone surrogate stays what it is (json keeps it too).
+                    tok = self._tok
+                    if self._high and 0xDC00 <= code <= 0xDFFF:
+                        high = ord(tok[-1][-1])
+                        pair = chr(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00))
+                        tok[-1] = tok[-1][:-1] + pair
+                    else:
+                        tok.append(chr(code))
                         self._tok_len += 1
+                    self._high = 0xD800 <= code <= 0xDBFF
                     self._escape = ""
                 continue
             pm = _PLAIN.match(text, i)
@@ -896,6 +919,7 @@ class JsonScan:
                     self._tok_limit = join_tail(tok, self._tok_limit)
                 tok.append(text[i:j])
                 self._tok_len += j - i
+                self._high = False
                 if self._maxlens and not self._is_key:
                     self._string_progress(self._tok_start, base + j)
                 i = j
@@ -915,9 +939,7 @@ class JsonScan:
 
     def _end_string(self, end: int) -> None:
         value = "".join(self._tok)
-        # \uXXXX pairs decode as json does (a surrogate pair is one character).
-        if _SURROGATE.search(value):
-            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        self._high = False
         if self._is_key:
             frame = self._stack[-1]
             self._member(frame, value, self._tok_start, end)
@@ -934,7 +956,14 @@ class JsonScan:
             raise self._syntax(self._tok_start, "invalid number")
         if self.numbers is not None:
             self.numbers[(self._tok_start, end)] = None
-        value = json.loads(token)
+        try:
+            value = json.loads(token)
+        except ValueError:  # past Python's limit on the digits of an integer
+            raise Violation(
+                self._tok_start,
+                end,
+                f"{self.where(self._vpath)}: a number with more than {_MAX_DIGITS:,} digits",
+            ) from None
         self._scalar(value, "number", end)
         self._after_value(end)
 

@@ -506,6 +506,8 @@ class Run:
         start = self._to_orig(session.hold) if session.scans else min(session.hold, self._end)
         start = min(start, self._end)
         session.hold = _NEVER
+        if hasattr(session, "barrier"):
+            session.barrier = _NEVER  # a failed check holds nothing back (on_error decides)
         failure = _Failure(check, exc)
         if not isinstance(exc, TimeoutError):
             what = f"check failed ({failure.kind})"

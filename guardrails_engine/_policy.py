@@ -395,9 +395,10 @@ def _compile(
                 raise located.error([*where, field], f"cannot read the schema: {what}") from None
             except (ValueError, ImportError, AttributeError, TypeError) as exc:
                 raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
-            checks.append(SchemaCheck(c, spec.on_error, loaded))
+            checks.append(SchemaCheck(c, spec.on_error, loaded, stop=_json_stop(spec)))
         elif isinstance(c, LengthSpec):
-            checks.append(LengthCheck(c, spec.on_error))
+            json_output = any(isinstance(x, SchemaSpec) for x in spec.checks)
+            checks.append(LengthCheck(c, spec.on_error, json_output=json_output))
     return checks
 
 
@@ -408,3 +409,14 @@ def _schema_error(spec: SchemaSpec, exc: SchemaError) -> str:
         return exc.message
     kind = {str: "a string", dict: "an object", list: "an array"}[type(exc.instance)]
     return f"{kind} is not valid here ({exc.validator})"
+
+
+def _json_stop(spec: PolicySpec) -> int | None:
+    """How much of the output a schema check reads: past a length limit that blocks
+    or truncates, the output is never shown, and the length check decides."""
+    limits = [
+        c.max_chars
+        for c in spec.checks
+        if isinstance(c, LengthSpec) and c.max_chars is not None and c.action != "flag"
+    ]
+    return min(limits) + 1 if limits else None

@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import stat
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,8 +377,12 @@ class SchemaCheck:
     type = "schema"
     blocking = False
 
-    def __init__(self, spec: SchemaSpec, on_error: str, loaded: LoadedSchema) -> None:
+    def __init__(
+        self, spec: SchemaSpec, on_error: str, loaded: LoadedSchema, *, stop: int | None = None
+    ) -> None:
         self.id = spec.id
+        #: Read the output only up to here: past it a length limit decides (see _policy).
+        self.stop = _NEVER if stop is None else stop
         self.action = Action(spec.action)
         self.on_error = spec.on_error or on_error
         self.incremental = spec.release == "incremental"
@@ -395,7 +400,7 @@ class SchemaCheck:
         self.keywords = frozenset(cls.VALIDATORS)
         # `format: assert` (default): a guardrail wants formats checked, though
         # 2019-09 and later make them annotations; `annotate` follows the spec.
-        checker = cls.FORMAT_CHECKER if getattr(spec, "format", "assert") == "assert" else None
+        checker = cls.FORMAT_CHECKER if spec.format == "assert" else None
         self.validator: jsonschema.protocols.Validator = cls(
             schema, format_checker=checker, registry=loaded.registry
         )
@@ -430,10 +435,18 @@ class SchemaCheck:
         covers every keyword of the schema, and the document is blocked if not.
         """
         try:
-            document = json.loads(text)
+            document = json.loads(text, object_pairs_hook=_unique_names)
             error = best_match(self.validator.iter_errors(document))
         except json.JSONDecodeError as exc:
             what = f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            return [self.violation(at, at, what)]
+        except _DuplicateName:
+            return [self.violation(at, at, "not valid JSON (a property name appears twice)")]
+        except ValueError:  # json: an integer past Python's limit on digits
+            what = f"a number with more than {sys.get_int_max_str_digits():,} digits"
+            return [self.violation(at, at, what)]
+        except ArithmeticError:  # jsonschema: multipleOf of a number too large for a float
+            what = "a number too large to check against multipleOf"
             return [self.violation(at, at, what)]
         except RecursionError:
             if self.complete:
@@ -445,6 +458,18 @@ class SchemaCheck:
 
 
 _NEVER = 1 << 62
+
+
+class _DuplicateName(ValueError):
+    """An object names a property twice."""
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _DuplicateName
+    return out
+
 
 _LEGACY_VALIDATORS = (
     validators.Draft3Validator,
@@ -501,6 +526,20 @@ class _SchemaSession:
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         start = self._end
+        stop = self._check.stop
+        if start + len(chunk) >= stop:
+            # Past a length limit: the length check decides, the rest is not read
+            # (the same whatever the chunks), and nothing more is found here.
+            if start >= stop:
+                return ()
+            chunk = chunk[: stop - start]
+            found = self._feed(chunk, start)
+            self._done = True
+            self.hold = _NEVER
+            return found
+        return self._feed(chunk, start)
+
+    def _feed(self, chunk: str, start: int) -> Sequence[Hit]:
         parts = self._parts
         if len(parts) >= self._limit:
             self._limit = join_tail(parts, self._limit)
