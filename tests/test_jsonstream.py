@@ -698,3 +698,59 @@ def test_pii_anywhere_in_json_is_repaired_and_the_json_stays_valid(
     for value in ("4155550100", "4111111111111111", "2125550199", "4111 1111 1111 1111"):
         assert value not in flat
     assert "".join(p.stream_sync(cut(text, sizes))) == result.text
+
+
+# -- length and schema together ------------------------------------------------------------
+
+
+def test_a_json_policy_blocks_a_long_answer_instead_of_cutting_it(policies_dir: Any) -> None:
+    policy = ge.load_policy(policies_dir / "support-json.yaml")
+    doc = json.dumps({"answer": "word " * 200_000})  # 1 MB, over the 4,000-character limit
+    whole = policy.validate_sync(doc)
+    assert whole.decision is ge.Decision.BLOCK
+    assert whole.reasons == (
+        "max-length: longer than 4000 characters (JSON output is never truncated), blocked",
+    )
+    pulls = 0
+
+    def source() -> Any:
+        nonlocal pulls
+        for i in range(0, len(doc), 64):
+            pulls += 1
+            yield doc[i : i + 64]
+
+    stream = policy.stream_sync(source())
+    assert "".join(stream) == whole.text == policy.block_message
+    assert stream.result == whole
+    assert pulls <= 4000 // 64 + 2  # it stops at the limit, not at the end of the source
+    # Short answers are untouched.
+    short = json.dumps({"answer": "fine"})
+    assert policy.validate_sync(short).text == short
+
+
+def test_a_failing_schema_check_with_on_error_pass_lets_the_text_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from guardrails_engine import _jsonstream
+
+    def boom(self: Any, text: str, base: int) -> None:
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(_jsonstream.JsonScan, "feed", boom)
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: t\non_error: pass\nchecks:\n  - id: j\n    type: schema\n"
+        "    schema: {type: object}\n"
+    )
+    doc = '{"answer": "kept"}'
+    whole = policy.validate_sync(doc)
+    assert (whole.decision, whole.text) == (ge.Decision.PASS, doc)
+    assert whole.reasons == ("j: check failed (RuntimeError), skipped (on_error: pass)",)
+    stream = policy.stream_sync(iter(doc))
+    assert "".join(stream) == doc
+    assert stream.result is not None
+    # (The failure's span is what had been read when it failed.)
+    assert (stream.result.decision, stream.result.text, stream.result.reasons) == (
+        whole.decision,
+        whole.text,
+        whole.reasons,
+    )
