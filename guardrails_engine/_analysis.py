@@ -71,6 +71,10 @@ _LETTERS = dict(
 )
 
 
+#: More required strings than this are not worth a search (nor the compiling).
+_MOST_REQUIRED = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What is known of one pattern; ``None`` means unknown."""
@@ -435,8 +439,8 @@ def facts(pattern: str, flags: int) -> Facts:
         req = walker.required(tree)
     except Exception:
         req = None
-    if req is None:
-        return Facts(reach, first, None, 1.0)
+    if req is None or len(req[0]) > _MOST_REQUIRED:
+        return Facts(reach, first, None, 1.0)  # (many strings: a trie of terms)
     return Facts(reach, first, tuple(req[0]), req[1])
 
 

@@ -171,16 +171,20 @@ class PatternSession:
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         matches = self._state.feed(buf, base)
         self.hold = self._state.hold
-        return self._check.interpret(matches) if matches else ()
+        return self.interpret(matches) if matches else ()
 
     def finish(self, buf: str, base: int) -> Sequence[Hit]:
         matches = self._state.finish(buf, base)
         self.hold = base + len(buf)
-        return self._check.interpret(matches)
+        return self.interpret(matches)
 
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         matches = self._state.force(buf, base, upto)
         self.hold = self._state.hold
+        return self.interpret(matches)
+
+    def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
+        """Hits of final matches (a session that keeps per-run state overrides it)."""
         return self._check.interpret(matches)
 
 

@@ -6,18 +6,13 @@ from collections.abc import Sequence
 
 import regex
 
-from ._check import Hit, PatternCheck, RunContext
+from ._check import Hit, PatternCheck, PatternSession, RunContext, Session
 from ._config import ContentPatternSpec, ContentSpec
 from ._model import Action
-from ._scan import PatternSet, ScanMatch
+from ._scan import PatternSet, ScanMatch, ScanView
+from ._terms import Overlaps, TermSet, term_pattern
 
 __all__ = ["ContentCheck", "term_pattern"]
-
-
-def term_pattern(term: str) -> regex.Pattern[str]:
-    """A phrase as a whole-word, case-insensitive pattern; any run of spaces matches a space."""
-    words = [regex.escape(w) for w in term.split()]
-    return regex.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", regex.IGNORECASE)
 
 
 class ContentCheck(PatternCheck):
@@ -32,10 +27,16 @@ class ContentCheck(PatternCheck):
         self.replacement = spec.replacement
         labels: list[str] = []
         compiled: list[regex.Pattern[str]] = []
-        for i, term in enumerate(spec.terms):
-            compiled.append(term_pattern(term))
-            # A term can itself be sensitive (a project's code name): quoted only on request.
-            labels.append(f"term {term!r}" if spec.show_terms else f"terms[{i}]")
+        # The terms are one pattern, a trie (pattern 0): see _terms.py.
+        self.terms = TermSet(spec.terms) if spec.terms else None
+        # A term can itself be sensitive (a project's code name): quoted only on request.
+        self.term_labels = tuple(
+            f"term {term!r}" if spec.show_terms else f"terms[{i}]"
+            for i, term in enumerate(spec.terms)
+        )
+        if self.terms is not None:
+            compiled.append(self.terms.pattern)
+            labels.append("terms")
         for i, pattern in enumerate(spec.patterns):
             if isinstance(pattern, ContentPatternSpec):
                 compiled.append(regex.compile(pattern.regex))
@@ -46,9 +47,42 @@ class ContentCheck(PatternCheck):
         self.labels = tuple(labels)
         self.patterns = PatternSet(compiled)
 
-    def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
-        labels = self.labels
-        return [Hit(self, m.start, m.end, labels[m.index]) for m in matches]
+    def session(self, scan: ScanView | None = None) -> Session:
+        return _ContentSession(self, scan)
+
+    def interpret(
+        self, matches: Sequence[ScanMatch], overlaps: Overlaps | None = None
+    ) -> list[Hit]:
+        labels, terms = self.labels, self.terms
+        if terms is None:
+            return [Hit(self, m.start, m.end, labels[m.index]) for m in matches]
+        overlaps = Overlaps() if overlaps is None else overlaps
+        out: list[Hit] = []
+        for m in matches:
+            if m.index:
+                out.append(Hit(self, m.start, m.end, labels[m.index]))
+                continue
+            # Every term that matches there, each as its own finditer would find it.
+            s = m.match.start()
+            for t, e in terms.at(m.match.string, s):
+                if overlaps.keep(t, s + m.base, e + m.base):
+                    out.append(Hit(self, s + m.base, e + m.base, self.term_labels[t]))
+        return out
 
     def render(self, hit: Hit, context: RunContext) -> str:
         return self.replacement
+
+
+class _ContentSession(PatternSession):
+    """Remembers each term's last find in this run (finds of one term do not overlap)."""
+
+    __slots__ = ("_overlaps",)
+
+    def __init__(self, check: ContentCheck, scan: ScanView | None) -> None:
+        super().__init__(check, scan)
+        self._overlaps = Overlaps()
+
+    def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
+        check = self._check
+        assert isinstance(check, ContentCheck)
+        return check.interpret(matches, self._overlaps)

@@ -49,6 +49,7 @@ import regex
 
 from ._analysis import Facts, facts
 from ._compose import SCOPABLE, ascii_gate, classes, probe, streamable
+from ._terms import OVERLAPPING
 
 __all__ = [
     "DEADLINE",
@@ -95,6 +96,7 @@ def _left() -> float | None:
     if left <= 0:
         raise TimeoutError("check deadline passed")
     return left
+
 
 # Back-references and conditionals refer to group numbers, which an
 # alternation renumbers; inline global flags would leak into the other patterns.
@@ -203,6 +205,7 @@ class _Group:
         "finder",
         "gates",
         "indices",
+        "overlapping",
         "patterns",
         "reach",
         "starts",
@@ -220,6 +223,8 @@ class _Group:
         # Complete matches are searched with the patterns as written (same
         # meaning, and the engine's prefilters work best on them).
         self.patterns = tuple(patterns)
+        # Patterns searched for overlapping matches (a term set: every start counts).
+        self.overlapping = tuple(p.pattern.endswith(OVERLAPPING) for p in patterns)
         # Lookahead reach past a match that never contains whitespace, or None.
         reaches = [f.reach for f in known]
         self.reach = None if None in reaches else max(r for r in reaches if r is not None)
@@ -407,6 +412,7 @@ class _GroupState:
             pattern = patterns[j]
             p = max(self.pos[j], start)
             index = group.indices[j]
+            overlapping = group.overlapping[j]
             while p < limit:
                 if p < far:
                     m = pattern.search(buf, p - base, timeout=_left())
@@ -417,7 +423,7 @@ class _GroupState:
                 s, e = m.start() + base, m.end() + base
                 if e > s:
                     out.append(ScanMatch(index, m, base))
-                    p = e
+                    p = s + 1 if overlapping else e
                 else:
                     p = s + 1
             self.pos[j] = max(p, limit)
@@ -454,7 +460,7 @@ class _GroupState:
                 mm = pattern.match(buf, c, timeout=_left())  # far from the end, by design
                 if mm is not None and mm.end() > c:
                     out.append(ScanMatch(index, mm, base))
-                    q = mm.end()
+                    q = c + 1 if group.overlapping[j] else mm.end()
             self.pos[j] = max(q + base, limit)
 
     def finish(self, buf: str, base: int, end: int, out: list[ScanMatch]) -> None:

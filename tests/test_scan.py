@@ -298,3 +298,66 @@ def test_validate_reads_a_long_match_in_progress_only_as_a_stream_would(
     assert short == long_
     assert max(read) < 3000  # not the 54,000 characters of the candidate
     assert long_.decision == ge.Decision.REPAIR and len(long_.text) <= 300
+
+
+# -- many terms as one trie pattern ---------------------------------------------
+
+_VOCAB = ["a", "ab", "A", "b", "ha", "co-op", "co", "\u017f", "S", "\u00e9t\u00e9", "x_1"]
+_terms = st.lists(
+    st.lists(st.sampled_from(_VOCAB), min_size=1, max_size=3).map(" ".join),
+    min_size=1,
+    max_size=8,
+)
+_texts = st.lists(
+    st.tuples(
+        st.sampled_from([*_VOCAB, "HA", "Co-Op", "s", "\u00c9T\u00c9"]),
+        st.sampled_from([" ", "  ", "\n", " \t ", "-", ".", "x", ""]),
+    ),
+    max_size=30,
+).map(lambda parts: "".join(a + b for a, b in parts))
+
+
+def _term_hits(terms: list[str], text: str, chunks: list[int]) -> list[tuple[int, int, str]]:
+    from guardrails_engine._config import ContentSpec
+    from guardrails_engine._content import ContentCheck
+
+    spec = ContentSpec.model_validate({"id": "c", "type": "content", "terms": terms})
+    session = ContentCheck(spec, "block").session()
+    hits, end = [], 0
+    for size in chunks:
+        end = min(end + size, len(text))
+        hits += session.feed(text[:end], 0, "")
+    hits += session.finish(text, 0)
+    return sorted((h.start, h.end, h.what) for h in hits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_terms, _texts, st.lists(st.integers(1, 9), max_size=12))
+def test_the_trie_finds_what_the_terms_find_one_by_one(
+    terms: list[str], text: str, chunks: list[int]
+) -> None:
+    from guardrails_engine._terms import term_pattern
+
+    expected = sorted(
+        (m.start(), m.end(), f"terms[{i}]")
+        for i, term in enumerate(terms)
+        for m in term_pattern(term).finditer(text)
+    )
+    assert _term_hits(terms, text, []) == expected
+    assert _term_hits(terms, text, chunks) == expected
+
+
+def test_ten_thousand_terms_load_as_one_pattern() -> None:
+    import guardrails_engine as ge
+
+    terms = [f"w{i:05d} x{i % 97}" for i in range(10_000)]
+    text = "version: 1\nname: t\nchecks:\n  - id: c\n    type: content\n    action: flag\n"
+    text += "    terms: [" + ", ".join(f'"{t}"' for t in terms) + "]\n"
+    policy = ge.Policy.from_yaml(text)
+    (check,) = policy.checks
+    assert len(check.patterns.patterns) == 1  # type: ignore[attr-defined]
+    result = policy.validate_sync("so w00042 x42 and W09999   x8 but not w00001 x2.")
+    assert [f.reason for f in result.findings] == [
+        "c: terms[42] at 3-13, flagged",
+        "c: terms[9999] at 18-29, flagged",
+    ]
