@@ -391,12 +391,11 @@ class Stream(_Driver):
         # Dropped without being closed (a consumer that broke out of its loop):
         # close the source anyway; `async with` or aclose() close it promptly.
         it = self._iter
-        if it is None or self._closed:
-            return
+        if it is None or self._closed or self._done:
+            return  # (a stream that ended has closed its source, or the source ended)
         self._closed = True
         try:
-            if not self._done:
-                self._failed(Ending.CANCELLED)
+            self._failed(Ending.CANCELLED)
             close = getattr(it, "aclose", None)
             if close is not None:
                 _schedule_close(self._loop, close)
@@ -492,11 +491,10 @@ class SyncStream(_Driver):
 
     def __del__(self) -> None:
         # Dropped without being closed: close the source (`with` closes it promptly).
-        if self._closed or self._iter is None:
-            return
+        if self._closed or self._iter is None or self._done:
+            return  # (a stream that ended has closed its source, or the source ended)
         try:
-            if not self._done:
-                self._failed(Ending.CANCELLED)
+            self._failed(Ending.CANCELLED)
             self._close_source()
         except Exception:
             _log.warning("closing a dropped stream's source failed", exc_info=True)

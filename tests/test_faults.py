@@ -613,6 +613,33 @@ def test_a_dropped_sync_stream_closes_its_source() -> None:
     assert source.pulls < 50
 
 
+def test_a_stream_that_ended_leaves_an_exhausted_source_alone() -> None:
+    class Reusable:
+        """A source the caller reads again later (a file it will seek back in)."""
+
+        def __init__(self) -> None:
+            self.closed = False
+            self.items = ["a ", "b "]
+
+        def __iter__(self) -> Reusable:
+            return self
+
+        def __next__(self) -> str:
+            if not self.items:
+                raise StopIteration
+            return self.items.pop(0)
+
+        def close(self) -> None:
+            self.closed = True
+
+    source = Reusable()
+    stream = _prose_policy().stream_sync(source)
+    assert "".join(stream) == "a b "
+    del stream
+    gc.collect()
+    assert not source.closed
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["async", "sync"])
 async def test_a_dropped_async_stream_closes_its_source(kind: str) -> None:
