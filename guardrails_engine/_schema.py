@@ -87,6 +87,8 @@ class LoadedSchema:
     schema: Any
     registry: Registry[Any]
     targets: Mapping[int, Any]
+    #: The documents read for the ``$ref``s (their names may show in reasons).
+    documents: tuple[Any, ...] = ()
 
 
 def _allowed(module: str, trusted: Sequence[str]) -> bool:
@@ -248,7 +250,7 @@ def _resolve_refs(schema: Any, folder: Path, here: Path) -> LoadedSchema:
         for uri, c in fetched.items()
     ]
     final: Registry[Any] = Registry(retrieve=_refuse).with_resources(resources)  # type: ignore[call-arg]
-    return LoadedSchema(schema, final, targets)
+    return LoadedSchema(schema, final, targets, tuple(fetched.values()))
 
 
 def _refuse(uri: str) -> Resource[Any]:
@@ -391,7 +393,7 @@ class SchemaCheck:
         self.drop_additional = "additional_properties" in spec.repairs
         schema = self.schema = loaded.schema
         self.targets = loaded.targets
-        self.known = schema_strings(schema)
+        self.known = schema_strings([schema, *loaded.documents])
         cls = validators.validator_for(schema)
         # Drafts before 2019-09 ignore every keyword beside a `$ref`.
         self.legacy_refs = cls in _LEGACY_VALIDATORS

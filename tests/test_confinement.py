@@ -113,7 +113,9 @@ def test_refs_inside_the_folder_are_read_once_at_load(tmp_path: Path) -> None:
     path = _policy_file(folder, "    schema_file: s.json\n")
     (folder / "s.json").write_text('{"type": "array", "items": {"$ref": "defs/item.json"}}')
     (folder / "defs" / "item.json").write_text('{"$ref": "sku.json"}')
-    (folder / "defs" / "sku.json").write_text('{"type": "object", "required": ["sku"]}')
+    (folder / "defs" / "sku.json").write_text(
+        '{"type": "object", "required": ["sku"], "properties": {"sku": {"type": "integer"}}}'
+    )
     policy = ge.load_policy(path)
     for name in ("s.json", "defs/item.json", "defs/sku.json"):
         (folder / name).unlink()  # nothing is read when validating
@@ -121,6 +123,9 @@ def test_refs_inside_the_folder_are_read_once_at_load(tmp_path: Path) -> None:
     blocked = policy.validate_sync('[{"no": 1}]')
     assert blocked.decision is ge.Decision.BLOCK
     assert blocked.reasons == ("j: $[0]: missing required property 'sku', blocked",)
+    # A name from a file a $ref read may show in a reason, as one from the schema itself.
+    named = policy.validate_sync('[{"sku": "x"}]')
+    assert named.reasons == ('j: $[0].sku: expected "integer", got string, blocked',)
 
 
 def test_only_regular_files_are_read(tmp_path: Path) -> None:
