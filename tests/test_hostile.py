@@ -12,15 +12,7 @@ from typing import Any
 
 import pytest
 from _child import run_limited
-
-CATASTROPHIC = [
-    r"(a|aa)+b",
-    r"(a+)+$",
-    r"(\w+\s?)+$",
-    r"^(([a-z])+.)+[A-Z]([a-z])+$",
-    r"(x+x+)+y",
-    r"(.*a){20}",
-]
+from test_analysis import CATASTROPHIC  # the issue's patterns, and more
 
 PII_AND_URL = """
 version: 1
