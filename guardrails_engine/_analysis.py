@@ -19,6 +19,7 @@ classes into one pattern.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -409,6 +410,7 @@ def _parse(sre: Any, c: Any, pattern: str, flags: int) -> Any:
     return sre.parse(pattern, flags & keep)
 
 
+@functools.lru_cache(maxsize=1024)
 def facts(pattern: str, flags: int) -> Facts:
     """Everything :mod:`_analysis` can tell about ``pattern`` compiled with ``flags``
     (the flags of the compiled ``regex`` pattern, inline ones included)."""

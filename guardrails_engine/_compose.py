@@ -42,14 +42,18 @@ def streamable(pattern: str, flags: int = 0) -> regex.Pattern[str]:
 
     :raises regex.error: if the pattern does not compile.
     """
-    regex.compile(pattern, flags)
+    multiline = bool(regex.compile(pattern, flags).flags & regex.MULTILINE)
+    return regex.compile(_streamable(pattern, multiline), flags)
+
+
+def _streamable(pattern: str, multiline: bool) -> str:
+    """The text of :func:`streamable` (``multiline``: the pattern's own flags say so)."""
     out: list[str] = []
     i, n = 0, len(pattern)
     if pattern.startswith("\\b"):
         out.append("\\b")
         i = 2
     in_class = False
-    multiline = bool(regex.compile(pattern, flags).flags & regex.MULTILINE)
     while i < n:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
@@ -81,7 +85,7 @@ def streamable(pattern: str, flags: int = 0) -> regex.Pattern[str]:
         else:
             out.append(c)
         i += 1
-    return regex.compile("".join(out), flags)
+    return "".join(out)
 
 
 _SCOPED = (
@@ -238,10 +242,12 @@ def ascii_gate(
 def probe(patterns: Sequence[regex.Pattern[str]]) -> regex.Pattern[str]:
     """``(?:R1|R2|...)(?!)``: never matches; with partial matching, it finds the
     leftmost position where one of the patterns may still match."""
+    # (A compiled pattern's flags include its inline ones: no compiling to read them.)
     if len(patterns) == 1:
         p = patterns[0]
-        return regex.compile(f"(?:{streamable(p.pattern, p.flags).pattern})(?!)", p.flags)
+        text = _streamable(p.pattern, bool(p.flags & regex.MULTILINE))
+        return regex.compile(f"(?:{text})(?!)", p.flags)
     alternation = _alternation(
-        [(streamable(p.pattern, p.flags).pattern, p.flags) for p in patterns]
+        [(_streamable(p.pattern, bool(p.flags & regex.MULTILINE)), p.flags) for p in patterns]
     )
     return regex.compile(f"(?:{alternation})(?!)")

@@ -25,6 +25,7 @@ would.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 
 import regex
@@ -35,6 +36,7 @@ __all__ = ["OVERLAPPING", "Overlaps", "TermSet", "term_pattern"]
 OVERLAPPING = "(?#overlapping)"
 
 _WORD = regex.compile(r"\w")
+_NAMES = itertools.count()
 _SPACE = regex.compile(r"\s")
 
 
@@ -96,7 +98,12 @@ class TermSet:
                 stack.append(child)
         self._alike: dict[str, tuple[str, ...]] = {}
         word = _render(vocabulary)
-        more = "" if most == 1 else rf"(?:\s+{word}){{0,{most - 1}}}"
+        if most > 1:
+            # The later words call the trie of the first (compiling it once).
+            name = f"terms{next(_NAMES)}"
+            word, more = f"(?P<{name}>{word})", rf"(?:\s+(?&{name})){{0,{most - 1}}}"
+        else:
+            more = ""
         self.pattern = regex.compile(rf"(?<!\w){word}{more}(?!\w){OVERLAPPING}", regex.IGNORECASE)
 
     def at(self, text: str, start: int) -> list[tuple[int, int]]:

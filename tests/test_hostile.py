@@ -14,14 +14,7 @@ import pytest
 from _child import run_limited
 from test_analysis import CATASTROPHIC  # the issue's patterns, and more
 
-PII_AND_URL = """
-version: 1
-name: pii-and-url
-checks:
-  - id: pii
-    type: pii
-    entities: [EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, US_SSN, IP_ADDRESS, IBAN_CODE, URL]
-"""
+PII_AND_URL = "benchmarks/policies/pii-and-url.yaml"  # (shared with benchmarks/adversarial.py)
 
 PHONE_ONLY = """
 version: 1
