@@ -433,7 +433,8 @@ class Run:
             prefix = full[:size]
             self._feed_sessions(prefix, "", scans=True)
             hold = min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER)
-            if hold < upto and self._base + size - hold > self._cap:
+            if hold < upto and self._base + size - hold > self._cap and len(full) > 4 * size:
+                # (Only when the rest is long: on a short one scanning it all costs less.)
                 self._force(prefix)
                 hold = min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER)
             if hold >= upto:

@@ -262,6 +262,20 @@ class _Group:
                 self.far_gate = frozenset().union(*(g for g in far_gates if g is not None))
 
 
+# A call of a named group, ``(?&name)``, which the standard library's parser
+# cannot read (a trie of terms calls its trie of words, see _terms.py).
+_CALL = regex.compile(r"\(\?&\w+\)")
+
+
+def _readable(pattern: str) -> str:
+    """``pattern`` for the analysis: in a term set, a call of the trie of words
+    read as ``\\S+`` (a looser pattern, with the same first characters and also
+    spanning whitespace, is all the analysis needs to know)."""
+    if pattern.endswith(OVERLAPPING) and "(?&" in pattern:
+        return _CALL.sub(lambda m: r"\S+", pattern)
+    return pattern
+
+
 class PatternSet:
     """Compiled patterns, shared by every stream; immutable once built."""
 
@@ -269,7 +283,7 @@ class PatternSet:
 
     def __init__(self, patterns: Sequence[regex.Pattern[str]]) -> None:
         self.patterns = tuple(patterns)
-        known = [facts(p.pattern, p.flags) for p in self.patterns]
+        known = [facts(_readable(p.pattern), p.flags) for p in self.patterns]
         by_key: dict[bool, list[int]] = {}
         alone: list[int] = []
         for i, p in enumerate(self.patterns):
