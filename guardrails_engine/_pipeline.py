@@ -141,6 +141,25 @@ def _unshadowed(hits: Sequence[Hit]) -> list[Hit]:
     ]
 
 
+def _joined(hits: Sequence[Hit]) -> Sequence[Hit]:
+    """Hits that continue another (an undecided stretch past the cap, reported
+    as it grew) merged into it: one finding."""
+    if not any(h.joins for h in hits):
+        return hits
+    out: list[Hit] = []
+    last: dict[str, int] = {}
+    for h in sorted(hits, key=lambda h: (h.start, h.joins)):
+        k = last.get(h.check.id)
+        if h.joins and k is not None and out[k].end <= h.start:
+            joined = out[k].moved(out[k].start, h.end)
+            joined.joins = out[k].joins
+            out[k] = joined
+            continue
+        last[h.check.id] = len(out)
+        out.append(h)
+    return out
+
+
 def _sessions(policy: Policy) -> list[tuple[Check, Session]]:
     """A session per check; checks that only scan patterns share one scanner."""
     shared = policy.shared_patterns
@@ -287,7 +306,8 @@ class Run:
         if self._ending is not None or not chunk:
             return ""
         self._receive(chunk)
-        # ASCII without whitespace or an escape: its canonical view has no whitespace.
+        # ASCII without whitespace or an escape (JSON, HTML, percent): its canonical
+        # view has no whitespace.
         # (Only pattern sessions care.)
         quiet = (
             bool(self._scanners)
@@ -297,6 +317,8 @@ class Run:
             and "\t" not in chunk
             and "\r" not in chunk
             and "\\" not in chunk
+            and "&" not in chunk
+            and "%" not in chunk
         )
         if quiet and self._lazy_only and self._block is None and self._cut is None:
             # Only pattern sessions, and none would scan: no hold moves, so
@@ -601,6 +623,8 @@ class Run:
         return target
 
     def _render(self, hit: Hit) -> str:
+        if hit.joins:
+            return ""  # the hit it continues wrote the replacement
         if hit.replacement is None:
             text = hit.check.render(hit, self._context)
             if self._json and hit.check.type != "schema":
@@ -713,7 +737,7 @@ class Run:
     def _findings(self, hits: Sequence[Hit]) -> list[Finding]:
         order = self._order
         kept = sorted(
-            _dedup(_unshadowed(hits)),
+            _dedup(_unshadowed(_joined(hits))),
             key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""),
         )
         out = []
