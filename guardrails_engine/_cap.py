@@ -38,7 +38,7 @@ from typing import Any
 import regex
 
 from ._analysis import facts
-from ._compose import classes
+from ._compose import classes, probe
 
 __all__ = ["CapFacts", "cap_facts"]
 
@@ -149,6 +149,8 @@ class CapFacts:
     outside: regex.Pattern[str] | None
     #: The same, searching backwards.
     outside_back: regex.Pattern[str] | None
+    #: ``(?:R)(?!)``: with partial matching, where a match may be in progress.
+    probe: regex.Pattern[str]
 
     def wide(self, cap: int) -> bool:
         """Whether a match may be longer than the cap."""
@@ -169,7 +171,7 @@ def cap_facts(pattern: regex.Pattern[str]) -> CapFacts:
     try:
         tree = _parse(pattern)
     except Exception:  # syntax only ``regex`` knows: nothing is known
-        return CapFacts(None, None, None, None)
+        return CapFacts(None, None, None, None, probe([pattern]))
     lo, hi = tree.getwidth()
     width = None if hi >= 1 << 30 else int(hi)
     first = facts(pattern.pattern, pattern.flags).first
@@ -181,7 +183,7 @@ def cap_facts(pattern: regex.Pattern[str]) -> CapFacts:
     except (_Everything, regex.error):
         outside = None
     back = regex.compile(outside.pattern, outside.flags | regex.REVERSE) if outside else None
-    return CapFacts(width, starts, outside, back)
+    return CapFacts(width, starts, outside, back, probe([pattern]))
 
 
 class Undecided:
@@ -229,9 +231,13 @@ class Undecided:
                 m = f.starts.search(buf, lo, hi)
                 if m is None:
                     continue
-                x = m.start()
-            else:
-                x = lo
+                lo = m.start()
+            # Where a match may really be in progress (once per stretch: the
+            # probe reads to the end of the text).
+            pm = f.probe.search(buf, lo, partial=True)
+            if pm is None or pm.start() >= hi:
+                continue
+            x = pm.start()
             open_.append(f.outside)
             if best is None or x < best[0]:
                 best = (x, j)

@@ -43,8 +43,8 @@ __all__ = ["FAMILIES", "detectors"]
 FAMILIES = ("separators", "words", "context")
 
 # Between two groups of digits: a short run of what may separate them.
-_SEP = r"[\s\-./_*`~()|\\]{1,6}"
-_SEP0 = r"[\s\-./_*`~()|\\]{0,6}"
+_SEP = r"[\s\-./_*`~()]{1,6}"
+_SEP0 = r"[\s\-./_*`~()]{0,6}"
 
 _CARD = regex.compile(
     r"(?<!\d)\(?(?:4\d{3}|5[0-5]\d{2}|6\d{3}|1\d{3}|3\d{3})"
@@ -55,9 +55,12 @@ _SSN_CONTEXT = regex.compile(
     r"(?<=(?i:\bssn|\bss\#|\bsocial\s+security)[^\d\n]{0,60})(?<!\d)\d{9}(?!\d)"
 )
 _PHONE = regex.compile(
-    r"(?<![\w+$\u00a3\u20ac:.\-/])(?:\+[ *`_~]{0,3})?\(?\d{1,4}\)?"
+    r"(?<![\d+$\u00a3\u20ac:.\-/])(?:\+[ *`_~]{0,3})?\(?\d{1,4}\)?"
     rf"(?:{_SEP}\(?\d{{1,5}}\)?){{1,6}}(?![\w:])"
 )
+
+# A number glued to the end of a word ("ref4155550132").
+_PHONE_GLUED = regex.compile(r"(?<=[^\W\d_])\+?\d{7,15}(?![\w:])")
 
 _MARK = r"[*_`~]{0,4}"
 _AT_BRACKETED = r"\s*(?:\[\s*(?:at|@)\s*\]|\(\s*(?:at|@)\s*\)|\{\s*(?:at|@)\s*\}|<\s*(?:at|@)\s*>)\s*"
@@ -67,15 +70,20 @@ _DOT_BRACKETED = (
 _AT = rf"(?P<at>{_AT_BRACKETED}|[ \t]+at[ \t]+|{_MARK}@{_MARK}|[ \t]+@[ \t]+)"
 _DOT = rf"(?P<dot>{_DOT_BRACKETED}|[ \t]+dot[ \t]+|{_MARK}\.{_MARK})"
 _EMAIL_WORDS = regex.compile(
-    r"(?i)(?<![\w.+\-@])(?P<local>[\w.+\-]{1,64})" + _AT
+    r"(?i)(?<![\w.+\-@])(?P<local>[\w+\-]{1,64}(?:" + _DOT + r"[\w+\-]{1,64}){0,4})" + _AT
     + r"(?P<label>[\w\-]{1,63})(?:" + _DOT + r"(?P<label>[\w\-]{1,63})){1,4}(?![\w\-])"
 )
 _EMAIL_SPACED = regex.compile(
-    r"(?<![\w.+\-@])(?P<local>(?:\w[ \t]){1,63}\w)[ \t]*@[ \t]*"
+    r"(?<![\w.+\-@])(?P<local>(?:[\w+\-][ \t]){0,63}[\w+\-]"
+    r"(?:[ \t]*\.[ \t]*(?:[\w+\-][ \t]){0,63}[\w+\-]){0,4})[ \t]*@[ \t]*"
     r"(?P<label>(?:[\w\-][ \t]){0,62}[\w\-])"
     r"(?:[ \t]*\.[ \t]*(?P<label>(?:[\w\-][ \t]){0,62}[\w\-])){1,4}(?![\w\-])"
 )
 _SPACE = regex.compile(r"[ \t]+")
+# A dot as the words pattern writes it, in the name part of an address.
+_DOT_AS_WRITTEN = regex.compile(
+    r"(?i)\s*[\[({<]\s*(?:dot|\.)\s*[\])}>]\s*|[ \t]+dot[ \t]+|[*`~]*\.[*`~]*"
+)
 
 # Words that come before " at " in prose ("look at", "arrived at") or after
 # it ("at this dot com boom"): never the name or domain of an address.
@@ -170,7 +178,7 @@ class _Families:
 
     def email(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         match = m.match
-        local = _SPACE.sub("", match.group("local"))
+        local = _SPACE.sub("", _DOT_AS_WRITTEN.sub(".", match.group("local")))
         labels = [_SPACE.sub("", label) for label in match.captures("label")]
         if "at" in match.groupdict():
             at = (match.group("at") or "@").strip(" \t*_`~").casefold()
@@ -198,7 +206,10 @@ class _Families:
             if entity == "US_SSN":
                 return (d("SSN", _SSN, self.ssn, self._ssn_context),)
             if entity == "PHONE_NUMBER":
-                return (d("phone", _PHONE, self.phone, self._phone_context),)
+                return (
+                    d("phone", _PHONE, self.phone, self._phone_context),
+                    d("phone (glued)", _PHONE_GLUED, self.phone, self._phone_context),
+                )
         elif family == "words" and entity == "EMAIL_ADDRESS":
             return (
                 d("e-mail (words)", _EMAIL_WORDS, self.email, self._email_context),
