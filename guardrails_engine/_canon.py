@@ -25,6 +25,7 @@ so findings and repairs cover the original characters, disguise included.
 
 from __future__ import annotations
 
+import html.entities
 import re
 import unicodedata
 from bisect import bisect_right
@@ -32,44 +33,110 @@ from bisect import bisect_right
 __all__ = ["OffsetMap", "canonical"]
 
 
+# Letters of other scripts that look like Latin ones (Unicode's confusables
+# of the Latin alphabet among Cyrillic and Greek letters): a Cyrillic o
+# (U+043E) in the top-level domain "com" reads as a Latin o.
+_CONFUSABLE = dict(
+    zip(
+        "аАвВеЕһНіІјЈкКмМоОрРсСтТуУхХѕЅԁԛԝӏүҮɡ"
+        "αΑβΒεΕζΖηΗιΙκΚμΜνΝοΟρΡτΤυΥχΧωϲϳ",
+        "aABBeEhHiIjJkKmMoOpPcCTTyYxXsSdqwlyYg"
+        "aABBeEZZnHiIkKuMvNoOpPtTuYxXwcj",
+        strict=True,
+    )
+)
+
+# Characters that render as nothing (or as a blank) but are not format
+# characters: Hangul fillers, the braille blank.
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+# Dashes that are not in the dash punctuation category.
+_DASHES = frozenset("\u2212\u2796\u02d7\u2043\ufe63\uff0d")
+
+
 class _Table(dict[int, str]):
     """``str.translate`` table, filled on demand."""
 
     def __missing__(self, code: int) -> str:
-        ch = chr(code)
-        cat = unicodedata.category(ch)
-        if cat == "Cf":
-            rep = ""
-        elif cat in ("Zs", "Zl", "Zp"):
-            rep = " "
-        else:
-            rep = unicodedata.normalize("NFKC", ch)
-        self[code] = rep
+        rep = self[code] = _view(chr(code))
         return rep
+
+
+def _view(ch: str) -> str:
+    """The canonical view of one character."""
+    cat = unicodedata.category(ch)
+    if cat in ("Cf", "Mn", "Me") or ch in _BLANKS:
+        return ""  # invisible: format characters, combining marks, fillers
+    if cat in ("Zs", "Zl", "Zp"):
+        return " "
+    if cat == "Nd":
+        return str(unicodedata.decimal(ch))  # Arabic-Indic, Devanagari, ... digits
+    if cat == "Pd" or ch in _DASHES:
+        return "-"
+    if ch in _CONFUSABLE:
+        return _CONFUSABLE[ch]
+    rep = unicodedata.normalize("NFKC", ch)
+    if rep == ch:
+        return rep
+    # What NFKC made may itself need the rules above (a circled digit, a
+    # full-width dash, a compatibility character with a combining mark).
+    return "".join(c if c.isascii() else _view(c) for c in rep)
 
 
 _TABLE = _Table()
 
 
-_ESCAPE = re.compile(r'\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])')
+# Escapes read as the character they stand for: JSON string escapes, HTML
+# character references (numeric, and named ones with their semicolon), and
+# percent escapes of printable ASCII (``%40`` is "@"; ``%20`` stays as it is).
+_ESCAPE = re.compile(
+    r'\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])'
+    r"|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
+    r"|%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E])"
+)
 _SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # The end of a text that may be the start of an escape.
-_OPEN_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?\Z")
+_OPEN_ESCAPE = re.compile(
+    r"(?:\\(?:u[0-9a-fA-F]{0,3})?"
+    r"|&(?:#[0-9]{0,7}|#[xX][0-9a-fA-F]{0,6}|[A-Za-z][A-Za-z0-9]{0,31})?"
+    r"|%[2-7]?)\Z"
+)
+# What may begin an escape: a text without one of these has none.
+_ESCAPE_START = frozenset("\\&%")
 
 
-def _decoded(escape: str) -> str:
-    """The canonical view of one escape."""
-    if escape[1] != "u":
+def _decoded(escape: str) -> str | None:
+    """The canonical view of one escape, or None if it stands for nothing
+    (an unknown entity name, a percent escape of a space)."""
+    lead = escape[0]
+    if lead == "%":
+        code = int(escape[1:], 16)
+        return None if code == 0x20 else _TABLE[code]
+    if lead == "&":
+        if escape[1] == "#":
+            digits = escape[2:-1]
+            code = int(digits[1:], 16) if digits[:1] in ("x", "X") else int(digits)
+            if code > 0x10FFFF:
+                return None
+        else:
+            named = html.entities.html5.get(escape[1:])
+            return None if named is None else "".join(_TABLE[ord(c)] for c in named)
+    elif escape[1] != "u":
         return _TABLE[ord(_SIMPLE[escape[1]])]
-    code = int(escape[2:], 16)
+    else:
+        code = int(escape[2:], 16)
     if 0xD800 <= code <= 0xDFFF:
         return "\ufffd"  # half a surrogate pair: not a character on its own
     return _TABLE[code]
 
 
+def _has_escape(text: str) -> bool:
+    return "\\" in text or "&" in text or "%" in text
+
+
 def canonical(text: str) -> str:
     """The canonical view of ``text``."""
-    if "\\" in text:
+    if _has_escape(text):
         m = OffsetMap()
         return m.add(text) + m.flush()
     if text.isascii():
@@ -109,15 +176,17 @@ class OffsetMap:
         if self._held:
             chunk = self._held + chunk
             self._held = ""
-        if "\\" not in chunk:
+        if not _has_escape(chunk):
             return self._plain(chunk)
         out: list[str] = []
         pos = 0
         for m in _ESCAPE.finditer(chunk):
             s, e = m.span()
+            rep = _decoded(m.group())
+            if rep is None:
+                continue  # not an escape after all: plain text
             if s > pos:
                 out.append(self._plain(chunk[pos:s]))
-            rep = _decoded(m.group())
             c, o, n = self.canon_end, self.orig_end, len(rep)
             for k in range(n):
                 self._break(c + k, o)

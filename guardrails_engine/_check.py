@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
+from ._cap import Undecided
 from ._model import Action
 from ._scan import PatternSet, ScanMatch, ScanState, ScanView
 
@@ -42,6 +43,7 @@ class Hit:
         "end",
         "entity",
         "floor",
+        "joins",
         "kind",
         "ner",
         "replacement",
@@ -79,6 +81,9 @@ class Hit:
         self.replacement: str | None = None
         #: For a truncation: the text from here on was held until the cut was known.
         self.floor = start
+        #: Continues the hit of the same check that ends where it starts (an
+        #: undecided stretch past the hold-back cap): one finding, one replacement.
+        self.joins = False
 
     def moved(self, start: int, end: int) -> Hit:
         hit = Hit(
@@ -94,6 +99,7 @@ class Hit:
         )
         hit.floor = self.floor
         hit.action = self.action
+        hit.joins = self.joins
         return hit
 
     def __repr__(self) -> str:  # never shows the value
@@ -140,9 +146,14 @@ class Check(Protocol):
 
 
 class PatternSession:
-    """A session over a :class:`PatternSet`, for checks that find spans by pattern."""
+    """A session over a :class:`PatternSet`, for checks that find spans by pattern.
 
-    __slots__ = ("_check", "_state", "hold")
+    Past the hold-back cap, a match that may be in progress is *undecided*
+    (``_cap.py``): the stretch it may cover is reported as a hit of the check,
+    so a stream is never less careful than ``validate``.
+    """
+
+    __slots__ = ("_check", "_open", "_state", "hold")
 
     capped = True
     scans = True
@@ -151,6 +162,7 @@ class PatternSession:
         self._check = check
         # Its own scanner, or its view of one the run shares between checks.
         self._state: ScanState | ScanView = scan if scan is not None else check.patterns.state()
+        self._open: Undecided | None = None  # an undecided stretch past the cap
         self.hold = 0
 
     @property
@@ -166,26 +178,83 @@ class PatternSession:
         Otherwise such a chunk changes nothing (the scanner waits for a word to
         end), and the run does not feed it.
         """
-        return self._state.eager
+        return self._state.eager or self._open is not None
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         matches = self._state.feed(buf, base)
-        self.hold = self._state.hold
-        return self.interpret(matches) if matches else ()
+        hits = self.interpret(matches) if matches else []
+        if self._open is not None:
+            self._close(buf, base, hits, final=False)
+        self._update()
+        return hits
 
     def finish(self, buf: str, base: int) -> Sequence[Hit]:
         matches = self._state.finish(buf, base)
+        hits = self.interpret(matches)
+        if self._open is not None:
+            self._close(buf, base, hits, final=True)
         self.hold = base + len(buf)
-        return self.interpret(matches)
+        return hits
 
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
+        before = self._state.hold
+        if self._open is not None:
+            hits: list[Hit] = []
+            self._close(buf, base, hits, final=False, upto=upto)
+        else:
+            hits = []
         matches = self._state.force(buf, base, upto)
-        self.hold = self._state.hold
-        return self.interpret(matches)
+        hits += self.interpret(matches)
+        undecided = self._open
+        if undecided is None and before < upto:
+            begun = Undecided.begin(self._check.patterns.patterns, buf, base, before, upto)
+            if begun is not None:
+                start, undecided = begun
+                self._open = undecided
+                hits.append(self._stretch(undecided, buf, base, start, upto, joins=False))
+                self._close(buf, base, hits, final=False)
+        elif undecided is not None and undecided.at < upto:
+            hits.append(self._stretch(undecided, buf, base, undecided.at, upto, joins=True))
+            undecided.at = upto
+        self._update()
+        return hits
 
     def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
         """Hits of final matches (a session that keeps per-run state overrides it)."""
         return self._check.interpret(matches)
+
+    def _stretch(
+        self, undecided: Undecided, buf: str, base: int, start: int, end: int, *, joins: bool
+    ) -> Hit:
+        hit = self._check.undecided(undecided.index, start, end, buf[start - base : end - base])
+        hit.joins = joins
+        return hit
+
+    def _close(
+        self, buf: str, base: int, hits: list[Hit], *, final: bool, upto: int = -1
+    ) -> None:
+        """Report the rest of the undecided stretch once its end is known (or,
+        with ``upto``, its part before ``upto``)."""
+        undecided = self._open
+        assert undecided is not None
+        end = undecided.end(buf, base, undecided.at)
+        if end is None and final:
+            end = base + len(buf)
+        if end is None:
+            if upto > undecided.at:
+                hits.append(self._stretch(undecided, buf, base, undecided.at, upto, joins=True))
+                undecided.at = upto
+            return
+        if end > undecided.at:
+            hits.append(self._stretch(undecided, buf, base, undecided.at, end, joins=True))
+            undecided.at = end
+        self._open = None
+
+    def _update(self) -> None:
+        hold = self._state.hold
+        if self._open is not None and self._open.at < hold:
+            hold = self._open.at
+        self.hold = hold
 
 
 class PatternCheck:
@@ -203,6 +272,11 @@ class PatternCheck:
 
     def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
         raise NotImplementedError
+
+    def undecided(self, index: int, start: int, end: int, value: str) -> Hit:
+        """A stretch that pattern ``index`` may have matched, undecided at the
+        hold-back cap (see ``_cap.py``)."""
+        return Hit(self, start, end, "match in progress at the hold-back cap", value=value)
 
     def render(self, hit: Hit, context: RunContext) -> str:
         raise NotImplementedError

@@ -19,6 +19,8 @@ import regex
 from ._check import Hit, PatternCheck, PatternSession, RunContext, Session
 from ._config import DEFAULT_MIN_SCORE, AllowRegexSpec, PiiSpec
 from ._content import term_pattern
+from ._disguise import FAMILIES
+from ._disguise import detectors as disguised
 from ._model import Action, done
 from ._ner import NerModel, sentence_end
 from ._presidio import Detector, catalog, plain_interpreter
@@ -93,6 +95,13 @@ class PiiCheck(PatternCheck):
             cat = catalog()
             for entity in pattern_entities:
                 detectors.extend(cat.detectors(entity))
+            if spec.disguises == "all":
+                families: tuple[str, ...] = FAMILIES
+            elif spec.disguises == "none":
+                families = ()
+            else:
+                families = tuple(f for f in FAMILIES if f in spec.disguises)
+            detectors.extend(disguised(tuple(pattern_entities), families))
         for rec in spec.recognizers:
             for i, p in enumerate(rec.patterns):
                 detectors.append(
@@ -155,6 +164,11 @@ class PiiCheck(PatternCheck):
                 if hit is not None:
                     out.append(hit)
         return out
+
+    def undecided(self, index: int, start: int, end: int, value: str) -> Hit:
+        entity = self.detectors[index].entity
+        what = f"{entity} (in progress at the hold-back cap)"
+        return Hit(self, start, end, what, entity=entity, score=1.0, value=value)
 
     # -- repairs ----------------------------------------------------------------
     def style(self, entity: str | None) -> str:

@@ -141,6 +141,25 @@ def _unshadowed(hits: Sequence[Hit]) -> list[Hit]:
     ]
 
 
+def _joined(hits: Sequence[Hit]) -> Sequence[Hit]:
+    """Hits that continue another (an undecided stretch past the cap, reported
+    as it grew) merged into it: one finding."""
+    if not any(h.joins for h in hits):
+        return hits
+    out: list[Hit] = []
+    last: dict[str, int] = {}
+    for h in sorted(hits, key=lambda h: (h.start, h.joins)):
+        k = last.get(h.check.id)
+        if h.joins and k is not None and out[k].end <= h.start:
+            joined = out[k].moved(out[k].start, h.end)
+            joined.joins = out[k].joins
+            out[k] = joined
+            continue
+        last[h.check.id] = len(out)
+        out.append(h)
+    return out
+
+
 def _budgets(policy: Policy) -> list[int]:
     """The time (ms) each check may spend on one run: its timeout_ms, else the policy's."""
     spec = policy.spec
@@ -208,7 +227,6 @@ class Run:
         "_scanning",
         "_sessions",
         "_sharing",
-        "_spent",
         "chars_out",
         "check_seconds",
         "chunks_in",
@@ -225,13 +243,9 @@ class Run:
         # The time each check may spend on this run; past it, on_error decides.
         self._budget_ms = _budgets(policy)
         self._budget = [ms / 1000 for ms in self._budget_ms]
+        # Checks that share a scanner share its time: the check that feeds it is
+        # charged, and when it runs out, they all stop.
         self._sessions, self._sharing = _sessions(policy, self._budget_ms)
-        # Time spent so far, per check; checks that share a scanner share one count.
-        self._spent = [[0.0] for _ in self._sessions]
-        if self._sharing:
-            cell = [0.0]
-            for i in self._sharing:
-                self._spent[i] = cell
         # The sessions still running (not failed), with their index, and
         # whether text without whitespace may skip them.
         self._live = [
@@ -311,7 +325,8 @@ class Run:
         if self._ending is not None or not chunk:
             return ""
         self._receive(chunk)
-        # ASCII without whitespace or an escape: its canonical view has no whitespace.
+        # ASCII without whitespace or an escape (JSON, HTML, percent): its canonical
+        # view has no whitespace.
         # (Only pattern sessions care.)
         quiet = (
             bool(self._scanners)
@@ -321,6 +336,8 @@ class Run:
             and "\t" not in chunk
             and "\r" not in chunk
             and "\\" not in chunk
+            and "&" not in chunk
+            and "%" not in chunk
         )
         if quiet and self._lazy_only and self._block is None and self._cut is None:
             # Only pattern sessions, and none would scan: no hold moves, so
@@ -369,25 +386,23 @@ class Run:
         base = self._base
         clock = time.perf_counter
         seconds = self.check_seconds
-        budget, spent = self._budget, self._spent
+        budget = self._budget
         for i, check, session, lazy in self._live:
             if scans is not None and session.scans != scans:
                 continue
             if quiet and lazy is not None and not lazy.eager:
                 continue
             t0 = clock()
-            cell = spent[i]
-            DEADLINE.at = t0 + budget[i] - cell[0]
+            if session.scans:  # (the others read each character once: linear)
+                DEADLINE.at = t0 + budget[i] - seconds[i]
             try:
                 found = session.feed(buf, base, chunk)
             except Exception as exc:
                 found = self._fail(i, check, session, exc)
-            took = clock() - t0
-            seconds[i] += took
-            cell[0] += took
+            seconds[i] += clock() - t0
             if found:
                 self._add(found, session.scans)
-            if cell[0] > budget[i]:
+            if seconds[i] > budget[i]:
                 self._overrun(i, check, session)
         DEADLINE.at = None
 
@@ -459,7 +474,7 @@ class Run:
             self._stop(i, t0)
             if found:
                 self._add(found, session.scans)
-            if self._spent[i][0] > self._budget[i]:
+            if self.check_seconds[i] > self._budget[i]:
                 self._overrun(i, check, session)
         DEADLINE.at = None
         return self._advance(final=True)
@@ -485,13 +500,11 @@ class Run:
     def _start(self, i: int) -> float:
         """Check ``i`` starts work: its deadline is set; returns the clock."""
         t0 = time.perf_counter()
-        DEADLINE.at = t0 + self._budget[i] - self._spent[i][0]
+        DEADLINE.at = t0 + self._budget[i] - self.check_seconds[i]
         return t0
 
     def _stop(self, i: int, t0: float) -> None:
-        took = time.perf_counter() - t0
-        self.check_seconds[i] += took
-        self._spent[i][0] += took
+        self.check_seconds[i] += time.perf_counter() - t0
 
     def _overrun(self, i: int, check: Check, session: Session) -> None:
         """A check spent more than its time on this run: it stops, on_error decides."""
@@ -661,7 +674,7 @@ class Run:
             self._stop(i, t0)
             if found:
                 self._add(found, session.scans)
-            if self._spent[i][0] > self._budget[i]:
+            if self.check_seconds[i] > self._budget[i]:
                 self._overrun(i, check, session)
         DEADLINE.at = None
 
@@ -691,6 +704,8 @@ class Run:
         return target
 
     def _render(self, hit: Hit) -> str:
+        if hit.joins:
+            return ""  # the hit it continues wrote the replacement
         if hit.replacement is None:
             text = hit.check.render(hit, self._context)
             if self._json and hit.check.type != "schema":
@@ -803,7 +818,7 @@ class Run:
     def _findings(self, hits: Sequence[Hit]) -> list[Finding]:
         order = self._order
         kept = sorted(
-            _dedup(_unshadowed(hits)),
+            _dedup(_unshadowed(_joined(hits))),
             key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""),
         )
         out = []

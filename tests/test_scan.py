@@ -198,8 +198,10 @@ def test_a_long_unbroken_token_is_not_probed_over_and_over() -> None:
     # characters the token is held from its first candidate instead.
     import guardrails_engine as ge
 
+    # (Below the hold-back cap, where the stream must equal validate.)
     policy = ge.Policy.from_yaml(
-        "version: 1\nname: u\nchecks:\n  - {id: pii, type: pii, entities: [URL], action: repair}\n"
+        "version: 1\nname: u\nstream: {max_holdback_chars: 8192}\n"
+        "checks:\n  - {id: pii, type: pii, entities: [URL], action: repair}\n"
     )
     text = ("www.a" * 1000)[:4000] + " and then some words."
     whole = policy.validate_sync(text)

@@ -1,0 +1,239 @@
+"""Detectors for disguised values: what presidio's patterns do not read.
+
+The canonical view (``_canon.py``) undoes disguises of single characters:
+invisible marks, other scripts' digits and look-alike letters, dashes,
+HTML and percent escapes.  What is left are disguises of *structure*, which
+need patterns of their own.  Each family can be turned off per pii check
+(``disguises:``):
+
+- ``separators``: a card, SSN or phone number whose groups are separated by
+  anything a writer or a model may put there: dots, slashes, underscores,
+  runs of spaces, tabs and line breaks, `` - ``, parentheses around groups,
+  markdown (``4111**1111``, `` `4111` `1111` ``), and cards and SSNs glued
+  to letters (``x4111111111111111``).  Validated as presidio validates
+  (Luhn for cards, presidio's invalid SSNs, python-phonenumbers for phones).
+- ``words``: e-mail addresses written ``jdoe [at] example [dot] com``,
+  ``jdoe(at)example(dot)com``, ``jdoe at example dot com``, with markdown
+  around the ``@`` (``jdoe**@**example.com``), or letter by letter
+  (``j d o e @ e x a m p l e . c o m``); the address read back must be one
+  (presidio's e-mail pattern and a known top-level domain).
+- ``context``: a nine-digit number up to 60 characters after "SSN" or
+  "social security" (presidio looks five words back).
+
+They add no finding to ordinary prose (``benchmarks/evasion.py`` measures it
+on the PII-free prose corpus).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import regex
+
+from ._presidio import Detector
+
+if TYPE_CHECKING:
+    from ._scan import ScanMatch
+
+__all__ = ["FAMILIES", "detectors"]
+
+#: The families, in the order they are documented.
+FAMILIES = ("separators", "words", "context")
+
+# Between two groups of digits: a short run of what may separate them.
+_SEP = r"[\s\-./_*`~()]{1,6}"
+_SEP0 = r"[\s\-./_*`~()]{0,6}"
+
+_CARD = regex.compile(
+    r"(?<!\d)\(?(?:4\d{3}|5[0-5]\d{2}|6\d{3}|1\d{3}|3\d{3})"
+    rf"(?:{_SEP0}\d{{3,4}}){{2}}{_SEP0}\d{{3,5}}(?!\d)"
+)
+_SSN = regex.compile(rf"(?<!\d)\d{{3}}{_SEP}\d{{2}}{_SEP}\d{{4}}(?!\d)")
+_SSN_CONTEXT = regex.compile(
+    r"(?<=(?i:\bssn|\bss\#|\bsocial\s+security)[^\d\n]{0,60})(?<!\d)\d{9}(?!\d)"
+)
+_PHONE = regex.compile(
+    r"(?<![\d+$\u00a3\u20ac:.\-/])(?:\+[ *`_~]{0,3})?\(?\d{1,4}\)?"
+    rf"(?:{_SEP}\(?\d{{1,5}}\)?){{1,6}}(?![\w:])"
+)
+
+# A number glued to the end of a word ("ref4155550132").
+_PHONE_GLUED = regex.compile(r"(?<=[^\W\d_])\+?\d{7,15}(?![\w:])")
+
+_MARK = r"[*_`~]{0,4}"
+_AT_BRACKETED = (
+    r"\s*(?:\[\s*(?:at|@)\s*\]|\(\s*(?:at|@)\s*\)|\{\s*(?:at|@)\s*\}|<\s*(?:at|@)\s*>)\s*"
+)
+_DOT_BRACKETED = (
+    r"\s*(?:\[\s*(?:dot|\.)\s*\]|\(\s*(?:dot|\.)\s*\)|\{\s*(?:dot|\.)\s*\}|<\s*(?:dot|\.)\s*>)\s*"
+)
+_AT = rf"(?P<at>{_AT_BRACKETED}|[ \t]+at[ \t]+|{_MARK}@{_MARK}|[ \t]+@[ \t]+)"
+_DOT = rf"(?P<dot>{_DOT_BRACKETED}|[ \t]+dot[ \t]+|{_MARK}\.{_MARK})"
+_EMAIL_WORDS = regex.compile(
+    r"(?i)(?<![\w.+\-@])(?P<local>[\w+\-]{1,64}(?:" + _DOT + r"[\w+\-]{1,64}){0,4})" + _AT
+    + r"(?P<label>[\w\-]{1,63})(?:" + _DOT + r"(?P<label>[\w\-]{1,63})){1,4}(?![\w\-])"
+)
+_EMAIL_SPACED = regex.compile(
+    r"(?<![\w.+\-@])(?P<local>(?:[\w+\-][ \t]){0,63}[\w+\-]"
+    r"(?:[ \t]*\.[ \t]*(?:[\w+\-][ \t]){0,63}[\w+\-]){0,4})[ \t]*@[ \t]*"
+    r"(?P<label>(?:[\w\-][ \t]){0,62}[\w\-])"
+    r"(?:[ \t]*\.[ \t]*(?P<label>(?:[\w\-][ \t]){0,62}[\w\-])){1,4}(?![\w\-])"
+)
+_SPACE = regex.compile(r"[ \t]+")
+# A dot as the words pattern writes it, in the name part of an address.
+_DOT_AS_WRITTEN = regex.compile(
+    r"(?i)\s*[\[({<]\s*(?:dot|\.)\s*[\])}>]\s*|[ \t]+dot[ \t]+|[*`~]*\.[*`~]*"
+)
+
+# Words that come before " at " in prose ("look at", "arrived at") or after
+# it ("at this dot com boom"): never the name or domain of an address.
+_PROSE = frozenset(
+    """a an the this that these those it its me us you him her them my our your his their
+    look looked looking arrive arrived arriving stay stayed be is are was were been am
+    meet met work works worked live lives lived based here there home all once only just
+    not even back right left good great best aim aimed point pointed stare stared laugh
+    laughed start started end ended hit shot one two some any every each no what where""".split()
+)
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if "0" <= ch <= "9")
+
+
+class _Families:
+    """The detectors of each family, built once per process on presidio's catalog."""
+
+    def __init__(self) -> None:
+        import phonenumbers
+        import presidio_analyzer.predefined_recognizers as predefined
+
+        from ._presidio import catalog
+
+        cat = catalog()
+        self._pn = phonenumbers
+        self._tld = cat._tld
+        phone = predefined.PhoneRecognizer()
+        self._regions = tuple(phone.supported_regions)
+        self._leniency = int(phone.leniency or 0)
+        self._phone_score = float(phone.SCORE)
+        self._phone_context = tuple(w.casefold() for w in phone.context)
+        self._ssn = predefined.UsSsnRecognizer()
+        self._ssn_context = tuple(w.casefold() for w in self._ssn.context)
+        email: Any = predefined.EmailRecognizer()
+        self._email = regex.compile(email.patterns[0].regex, int(email.global_regex_flags or 0))
+        self._email_context = tuple(w.casefold() for w in email.context)
+
+    # -- interpreters ----------------------------------------------------------
+    def card(self, m: ScanMatch) -> list[tuple[int, int, float]]:
+        text = m.match.group()
+        digits = _digits(text)
+        if not 12 <= len(digits) <= 19 or not _luhn(digits):
+            return []
+        start = m.start + (1 if text.startswith("(") else 0)
+        return [(start, m.end, 1.0)]
+
+    def ssn(self, m: ScanMatch) -> list[tuple[int, int, float]]:
+        digits = _digits(m.match.group())
+        if self._ssn.invalidate_result(f"{digits[:3]}-{digits[3:5]}-{digits[5:]}"):
+            return []
+        return [(m.start, m.end, 0.5)]
+
+    def phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
+        text = m.match.group()
+        if text.count(".") == 3 and all(
+            p.isdigit() and int(p) < 256 for p in text.split(".")
+        ):
+            return []  # an IPv4 address
+        digits = _digits(text)
+        if not 7 <= len(digits) <= 15:
+            return []
+        # The number as a plain writer would write it: groups joined by dashes,
+        # each character of it placed back on the candidate.
+        plain: list[str] = []
+        where: list[int] = []
+        for k, ch in enumerate(text):
+            if "0" <= ch <= "9" or (ch == "+" and not plain):
+                if plain and plain[-1] != "+" and where[-1] != k - 1:
+                    plain.append("-")
+                    where.append(k - 1)
+                plain.append(ch)
+                where.append(k)
+        number = "".join(plain)
+        spans: dict[tuple[int, int], None] = {}
+        for region in self._regions:
+            for found in self._pn.PhoneNumberMatcher(number, region, leniency=self._leniency):
+                s, e = where[found.start], where[found.end - 1] + 1
+                spans[(m.start + s, m.start + e)] = None
+        return [(s, e, self._phone_score) for s, e in spans]
+
+    def email(self, m: ScanMatch) -> list[tuple[int, int, float]]:
+        match = m.match
+        local = _SPACE.sub("", _DOT_AS_WRITTEN.sub(".", match.group("local")))
+        labels = [_SPACE.sub("", label) for label in match.captures("label")]
+        if "at" in match.groupdict():
+            at = (match.group("at") or "@").strip(" \t*_`~").casefold()
+            dots = [d.strip(" \t*_`~").casefold() for d in match.captures("dot")]
+            if at == "at" and (
+                all(d == "." for d in dots)
+                or local.casefold() in _PROSE
+                or labels[0].casefold() in _PROSE
+            ):
+                return []  # "available at example.com", "look at this dot com"
+        address = f"{local}@{'.'.join(labels)}"
+        if self._email.fullmatch(address) is None or self._tld(address).fqdn == "":
+            return []
+        return [(m.start, m.end, 1.0)]
+
+    # -- detectors ---------------------------------------------------------------
+    @functools.cache  # noqa: B019 - one instance per process
+    def detectors(self, entity: str, family: str) -> tuple[Detector, ...]:
+        def d(
+            name: str, pattern: regex.Pattern[str], how: Callable[[Any], Any], ctx: Any
+        ) -> Detector:
+            return Detector(entity, f"disguised {name}", pattern, how, ctx)
+
+        if family == "separators":
+            if entity == "CREDIT_CARD":
+                return (d("card", _CARD, self.card, ()),)
+            if entity == "US_SSN":
+                return (d("SSN", _SSN, self.ssn, self._ssn_context),)
+            if entity == "PHONE_NUMBER":
+                return (
+                    d("phone", _PHONE, self.phone, self._phone_context),
+                    d("phone (glued)", _PHONE_GLUED, self.phone, self._phone_context),
+                )
+        elif family == "words" and entity == "EMAIL_ADDRESS":
+            return (
+                d("e-mail (words)", _EMAIL_WORDS, self.email, self._email_context),
+                d("e-mail (spaced)", _EMAIL_SPACED, self.email, self._email_context),
+            )
+        elif family == "context" and entity == "US_SSN":
+            return (d("SSN (context)", _SSN_CONTEXT, self.ssn, ()),)
+        return ()
+
+
+@functools.cache
+def _families() -> _Families:
+    return _Families()
+
+
+def detectors(entities: tuple[str, ...], families: tuple[str, ...]) -> tuple[Detector, ...]:
+    """The disguise detectors for these entities and families."""
+    out: list[Detector] = []
+    fam = _families()
+    for family in families:
+        for entity in entities:
+            out.extend(fam.detectors(entity, family))
+    return tuple(out)
