@@ -9,8 +9,8 @@ position costs one walk down the trie, whatever the number of terms.
 
 The finds are the same as those of the terms one by one (``finditer`` of each
 term: leftmost, non-overlapping for that term; different terms may overlap).
-The pattern is a trie of the words of the terms, then up to as many more
-words (``\\s+`` and the trie again) as the longest term has: it matches at
+The pattern is a trie of the first words of the terms, then up to as many
+more words (``\\s+`` and a trie of their later words) as the longest term has: it matches at
 every position where a term matches, and may still be in progress wherever a
 term may (the engine searches a trie of words quickly; a trie of whole
 phrases, with ``\\s+`` inside, it searches twenty times slower).  It is
@@ -72,7 +72,8 @@ class TermSet:
     __slots__ = ("_alike", "_fold", "_root", "pattern")
 
     def __init__(self, terms: Sequence[str]) -> None:
-        root, vocabulary = _Node(), _Node()
+        # The trie of terms, and tries of the first words and of the later ones.
+        root, firsts, laters = _Node(), _Node(), _Node()
         most = 1
         for index, term in enumerate(terms):
             node = root
@@ -81,8 +82,8 @@ class TermSet:
             node.terms.append(index)
             words = term.split()
             most = max(most, len(words))
-            for word in words:
-                node = vocabulary
+            for k, word in enumerate(words):
+                node = laters if k else firsts
                 for ch in word:
                     node = node.children.setdefault(ch, _Node())
                 node.terms.append(index)
@@ -97,14 +98,16 @@ class TermSet:
                     self._fold.setdefault(key, set()).add(ch)
                 stack.append(child)
         self._alike: dict[str, tuple[str, ...]] = {}
-        word = _render(vocabulary)
+        more = ""
         if most > 1:
-            # The later words call the trie of the first (compiling it once).
+            # The third word on calls the trie of later words (compiled once).
             name = f"terms{next(_NAMES)}"
-            word, more = f"(?P<{name}>{word})", rf"(?:\s+(?&{name})){{0,{most - 1}}}"
-        else:
-            more = ""
-        self.pattern = regex.compile(rf"(?<!\w){word}{more}(?!\w){OVERLAPPING}", regex.IGNORECASE)
+            later = rf"\s+(?P<{name}>{_render(laters)})"
+            again = rf"(?:\s+(?&{name})){{0,{most - 2}}}" if most > 2 else ""
+            more = f"(?:{later}{again})?"
+        self.pattern = regex.compile(
+            rf"(?<!\w){_render(firsts)}{more}(?!\w){OVERLAPPING}", regex.IGNORECASE
+        )
 
     def at(self, text: str, start: int) -> list[tuple[int, int]]:
         """(term index, end) of every term that matches ``text`` at ``start`` (where
