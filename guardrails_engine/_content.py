@@ -15,6 +15,10 @@ from ._terms import Overlaps, TermSet, term_pattern
 __all__ = ["ContentCheck", "term_pattern"]
 
 
+#: From this many terms on, a content check compiles them into one trie pattern.
+TRIE_FROM = 16
+
+
 class ContentCheck(PatternCheck):
     """Finds the policy's terms and patterns; replaces, blocks or flags them."""
 
@@ -27,16 +31,20 @@ class ContentCheck(PatternCheck):
         self.replacement = spec.replacement
         labels: list[str] = []
         compiled: list[regex.Pattern[str]] = []
-        # The terms are one pattern, a trie (pattern 0): see _terms.py.
-        self.terms = TermSet(spec.terms) if spec.terms else None
         # A term can itself be sensitive (a project's code name): quoted only on request.
         self.term_labels = tuple(
             f"term {term!r}" if spec.show_terms else f"terms[{i}]"
             for i, term in enumerate(spec.terms)
         )
+        # Many terms are one pattern, a trie (pattern 0): see _terms.py.  A few
+        # are a pattern each, which the scanner's required characters gate better.
+        self.terms = TermSet(spec.terms) if len(spec.terms) >= TRIE_FROM else None
         if self.terms is not None:
             compiled.append(self.terms.pattern)
             labels.append("terms")
+        else:
+            compiled += [term_pattern(term) for term in spec.terms]
+            labels += self.term_labels
         for i, pattern in enumerate(spec.patterns):
             if isinstance(pattern, ContentPatternSpec):
                 compiled.append(regex.compile(pattern.regex))
