@@ -156,10 +156,12 @@ class PiiSpec(_CheckBase):
         description="Terms always flagged as the given entity (whole words, case-insensitive).",
     )
     recognizers: list[RecognizerSpec] = Field(default_factory=list)
-    disguises: Literal["all", "none"] | list[Literal["separators", "words", "context"]] = Field(
+    disguises: (
+        Literal["all", "none"] | list[Literal["separators", "words", "bare-words", "context"]]
+    ) = Field(
         "all",
         description="Patterns for disguised values (README, 'Disguised values'): all (default), "
-        "none, or a list of separators, words, context.",
+        "none, or a list of separators, words, bare-words, context.",
     )
     ner_model: str | None = Field(
         None,

@@ -13,10 +13,11 @@ need patterns of their own.  Each family can be turned off per pii check
   to letters (``x4111111111111111``).  Validated as presidio validates
   (Luhn for cards, presidio's invalid SSNs, python-phonenumbers for phones).
 - ``words``: e-mail addresses written ``jdoe [at] example [dot] com``,
-  ``jdoe(at)example(dot)com``, ``jdoe at example dot com``, with markdown
-  around the ``@`` (``jdoe**@**example.com``), or letter by letter
-  (``j d o e @ e x a m p l e . c o m``); the address read back must be one
-  (presidio's e-mail pattern and a known top-level domain).
+  ``jdoe(at)example(dot)com``, with markdown around the ``@``
+  (``jdoe**@**example.com``), or letter by letter
+  (``j d o e @ e x a m p l e . c o m``); ``bare-words``: ``jdoe at example dot
+  com``.  The address read back must be one (presidio's e-mail pattern and a
+  known top-level domain).
 - ``context``: a nine-digit number up to 60 characters after "SSN" or
   "social security" (presidio looks five words back).
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["FAMILIES", "detectors"]
 
 #: The families, in the order they are documented.
-FAMILIES = ("separators", "words", "context")
+FAMILIES = ("separators", "words", "bare-words", "context")
 
 # Between two groups of digits: a short run of what may separate them.
 _SEP = r"[\s\-./_*`~()]{1,6}"
@@ -63,23 +64,38 @@ _PHONE = regex.compile(
 _PHONE_GLUED = regex.compile(r"(?<=[^\W\d_])\+?\d{7,15}(?![\w:])")
 
 _MARK = r"[*_`~]{0,4}"
-_AT_BRACKETED = (
-    r"\s*(?:\[\s*(?:at|@)\s*\]|\(\s*(?:at|@)\s*\)|\{\s*(?:at|@)\s*\}|<\s*(?:at|@)\s*>)\s*"
-)
-_DOT_BRACKETED = (
-    r"\s*(?:\[\s*(?:dot|\.)\s*\]|\(\s*(?:dot|\.)\s*\)|\{\s*(?:dot|\.)\s*\}|<\s*(?:dot|\.)\s*>)\s*"
-)
-_AT = rf"(?P<at>{_AT_BRACKETED}|[ \t]+at[ \t]+|{_MARK}@{_MARK}|[ \t]+@[ \t]+)"
-_DOT = rf"(?P<dot>{_DOT_BRACKETED}|[ \t]+dot[ \t]+|{_MARK}\.{_MARK})"
-_EMAIL_WORDS = regex.compile(
-    r"(?i)(?<![\w.+\-@])(?P<local>[\w+\-]{1,64}(?:" + _DOT + r"[\w+\-]{1,64}){0,4})" + _AT
-    + r"(?P<label>[\w\-]{1,63})(?:" + _DOT + r"(?P<label>[\w\-]{1,63})){1,4}(?![\w\-])"
-)
+_AT_BRACKETED = r"[ \t]?[\[({<][ \t]?(?:at|@)[ \t]?[\])}>][ \t]?"
+_DOT_BRACKETED = r"[ \t]?[\[({<][ \t]?(?:dot|\.)[ \t]?[\])}>][ \t]?"
+# Written with a bracket or markdown around the "@" or a dot: one of them is in every match
+# (so text without one is not searched).  No named groups: the analysis of the scanner reads
+# the pattern with the standard library's parser, which knows them only once.
+_AT = rf"(?:{_AT_BRACKETED}|{_MARK}@{_MARK}|[ \t]+@[ \t]+)"
+_DOT = rf"(?:{_DOT_BRACKETED}|{_MARK}\.{_MARK})"
+# Written as bare words: "jdoe at example dot com".
+_AT_WORD = r"[ \t]+at[ \t]+"
+_DOT_WORD = r"(?:[ \t]+dot[ \t]+|\.)"
+
+
+def _email_words(at: str, dot: str) -> regex.Pattern[str]:
+    return regex.compile(
+        rf"(?<![\w.+\-@])[\w+\-]{{1,64}}(?:{dot}[\w+\-]{{1,64}}){{0,4}}{at}"
+        rf"[\w\-]{{1,63}}(?:{dot}[\w\-]{{1,63}}){{1,4}}(?![\w\-])",
+        regex.IGNORECASE,
+    )
+
+
+_EMAIL_WORDS = _email_words(_AT, _DOT)
+_EMAIL_BARE = _email_words(_AT_WORD, _DOT_WORD)
 _EMAIL_SPACED = regex.compile(
-    r"(?<![\w.+\-@])(?P<local>(?:[\w+\-][ \t]){0,63}[\w+\-]"
-    r"(?:[ \t]*\.[ \t]*(?:[\w+\-][ \t]){0,63}[\w+\-]){0,4})[ \t]*@[ \t]*"
-    r"(?P<label>(?:[\w\-][ \t]){0,62}[\w\-])"
-    r"(?:[ \t]*\.[ \t]*(?P<label>(?:[\w\-][ \t]){0,62}[\w\-])){1,4}(?![\w\-])"
+    r"(?<![\w.+\-@])(?:[\w+\-][ \t]){0,63}[\w+\-]"
+    r"(?:[ \t]*\.[ \t]*(?:[\w+\-][ \t]){0,63}[\w+\-]){0,4}[ \t]*@[ \t]*"
+    r"(?:[\w\-][ \t]){0,62}[\w\-]"
+    r"(?:[ \t]*\.[ \t]*(?:[\w\-][ \t]){0,62}[\w\-]){1,4}(?![\w\-])"
+)
+# How an "@" and a dot are written, read back.
+_AT_AS_WRITTEN = regex.compile(
+    r"\s*[\[({<]\s*(?:at|@)\s*[\])}>]\s*|[ \t]+at[ \t]+|[*_`~]*@[*_`~]*|[ \t]+@[ \t]+",
+    regex.IGNORECASE,
 )
 _SPACE = regex.compile(r"[ \t]+")
 # A dot as the words pattern writes it, in the name part of an address.
@@ -179,20 +195,18 @@ class _Families:
         return [(s, e, self._phone_score) for s, e in spans]
 
     def email(self, m: ScanMatch) -> list[tuple[int, int, float]]:
-        match = m.match
-        local = _SPACE.sub("", _DOT_AS_WRITTEN.sub(".", match.group("local")))
-        labels = [_SPACE.sub("", label) for label in match.captures("label")]
-        if "at" in match.groupdict():
-            at = (match.group("at") or "@").strip(" \t*_`~").casefold()
-            dots = [d.strip(" \t*_`~").casefold() for d in match.captures("dot")]
-            if at == "at" and (
-                all(d == "." for d in dots)
-                or local.casefold() in _PROSE
-                or labels[0].casefold() in _PROSE
-            ):
-                return []  # "available at example.com", "look at this dot com"
-        address = f"{local}@{'.'.join(labels)}"
-        if self._email.fullmatch(address) is None or self._tld(address).fqdn == "":
+        text = m.match.group()
+        bare = "@" not in text and not any(b in text for b in "[({<")
+        read = _AT_AS_WRITTEN.sub("@", text, count=1)
+        read = _SPACE.sub("", _DOT_AS_WRITTEN.sub(".", read))
+        local, _, domain = read.partition("@")
+        if bare and (
+            regex.search(r"(?i)[ \t]dot[ \t]", text) is None
+            or local.casefold() in _PROSE
+            or domain.split(".")[0].casefold() in _PROSE
+        ):
+            return []  # "available at example.com", "look at this dot com"
+        if self._email.fullmatch(read) is None or self._tld(read).fqdn == "":
             return []
         return [(m.start, m.end, 1.0)]
 
@@ -219,6 +233,8 @@ class _Families:
                 d("e-mail (words)", _EMAIL_WORDS, self.email, self._email_context),
                 d("e-mail (spaced)", _EMAIL_SPACED, self.email, self._email_context),
             )
+        elif family == "bare-words" and entity == "EMAIL_ADDRESS":
+            return (d("e-mail (bare words)", _EMAIL_BARE, self.email, self._email_context),)
         elif family == "context" and entity == "US_SSN":
             return (d("SSN (context)", _SSN_CONTEXT, self.ssn, ()),)
         return ()
