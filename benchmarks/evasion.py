@@ -44,9 +44,7 @@ def _covered(spans: list[tuple[int, int]], case: Any) -> bool:
     covered: set[int] = set()
     for s, e in spans:
         covered.update(range(s, e))
-    return all(
-        i in covered for s, e in case.spans for i in range(s, e) if case.text[i].isalnum()
-    )
+    return all(i in covered for i in value_positions(case))
 
 
 def ours(policy: ge.Policy, case: Any, seed: int) -> tuple[bool, bool]:

@@ -38,10 +38,12 @@ __all__ = ["OffsetMap", "canonical"]
 # (U+043E) in the top-level domain "com" reads as a Latin o.
 _CONFUSABLE = dict(
     zip(
-        "аАвВеЕһНіІјЈкКмМоОрРсСтТуУхХѕЅԁԛԝӏүҮɡ"
-        "αΑβΒεΕζΖηΗιΙκΚμΜνΝοΟρΡτΤυΥχΧωϲϳ",
-        "aABBeEhHiIjJkKmMoOpPcCTTyYxXsSdqwlyYg"
-        "aABBeEZZnHiIkKuMvNoOpPtTuYxXwcj",
+        "аАвВеЕһНіІјЈкКмМоОрРсСтТуУхХѕЅԁԛԝӏүҮɡѵ"
+        "αΑβΒεΕζΖηΗιΙκΚμΜνΝοΟρΡτΤυΥχΧωϲϳ"
+        "\u0131\u0251\u0269\u0585\u0578\u057d\u0570",
+        "aABBeEhHiIjJkKmMoOpPcCTTyYxXsSdqwlyYgv"
+        "aABBeEZZnHiIkKuMvNoOpPtTuYxXwcj"
+        "iaiounh",
         strict=True,
     )
 )
@@ -50,8 +52,15 @@ _CONFUSABLE = dict(
 # characters: Hangul fillers, the braille blank.
 _BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
-# Dashes that are not in the dash punctuation category.
-_DASHES = frozenset("\u2212\u2796\u02d7\u2043\ufe63\uff0d")
+# Dashes that are not in the dash punctuation category (minus signs, the
+# prolonged sound mark, box-drawing lines, the swung dash).
+_DASHES = frozenset(
+    "\u2212\u2796\u02d7\u2043\ufe63\uff0d\u30fc\uff70\u2500\u2501\u2053\u23af\u2e3a\u2e3b"
+)
+# Dots that are not the full stop: middle dots, bullets, ideographic full stops.
+_DOTS = frozenset("\u00b7\u2022\u2219\u22c5\u30fb\uff65\u3002\uff61\u2027\u0387")
+# Control characters that are whitespace (the others are removed).
+_CONTROL_SPACE = frozenset("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85")
 
 
 class _Table(dict[int, str]):
@@ -67,6 +76,10 @@ def _view(ch: str) -> str:
     cat = unicodedata.category(ch)
     if cat in ("Cf", "Mn", "Me") or ch in _BLANKS:
         return ""  # invisible: format characters, combining marks, fillers
+    if cat == "Cc":
+        return ch if ch in _CONTROL_SPACE else ""
+    if ch in _DOTS:
+        return "."
     if cat in ("Zs", "Zl", "Zp"):
         return " "
     if cat == "Nd":
@@ -91,30 +104,42 @@ _TABLE = _Table()
 # percent escapes of printable ASCII (``%40`` is "@"; ``%20`` stays as it is).
 _ESCAPE = re.compile(
     r'\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])'
-    r"|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
+    r"|&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)"
     r"|%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E])"
+    r"|</?[A-Za-z][A-Za-z0-9]{0,9}[ \t]*/?>"
+)
+# HTML tags (without attributes) that format a word: read as nothing; those
+# that break a line or a block: read as a space.
+_INLINE_TAGS = frozenset(
+    "b i u s em strong code span mark small del ins tt kbd samp var sup sub font big q cite "
+    "abbr".split()
+)
+_BLOCK_TAGS = frozenset(
+    "br p div li ul ol tr td th table hr h1 h2 h3 h4 h5 h6 pre blockquote".split()
 )
 _SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # The end of a text that may be the start of an escape.
 _OPEN_ESCAPE = re.compile(
     r"(?:\\(?:u[0-9a-fA-F]{0,3})?"
     r"|&(?:#[0-9]{0,7}|#[xX][0-9a-fA-F]{0,6}|[A-Za-z][A-Za-z0-9]{0,31})?"
-    r"|%[2-7]?)\Z"
+    r"|%[2-7]?"
+    r"|</?(?:[A-Za-z][A-Za-z0-9]{0,9}[ \t]*/?)?)\Z"
 )
-# What may begin an escape: a text without one of these has none.
-_ESCAPE_START = frozenset("\\&%")
-
-
 def _decoded(escape: str) -> str | None:
     """The canonical view of one escape, or None if it stands for nothing
     (an unknown entity name, a percent escape of a space)."""
     lead = escape[0]
+    if lead == "<":
+        name = escape.strip("</> \t").lower()
+        if name in _INLINE_TAGS:
+            return ""
+        return " " if name in _BLOCK_TAGS else None
     if lead == "%":
         code = int(escape[1:], 16)
         return None if code == 0x20 else _TABLE[code]
     if lead == "&":
         if escape[1] == "#":
-            digits = escape[2:-1]
+            digits = escape[2:].rstrip(";")
             code = int(digits[1:], 16) if digits[:1] in ("x", "X") else int(digits)
             if code > 0x10FFFF:
                 return None
@@ -130,8 +155,17 @@ def _decoded(escape: str) -> str | None:
     return _TABLE[code]
 
 
+# ASCII control characters that are not whitespace: removed from the view.
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")
+
+
+def _plain_ascii(text: str) -> bool:
+    """Whether ``text`` is its own view: ASCII without a control character."""
+    return text.isascii() and _ASCII_CONTROL.search(text) is None
+
+
 def _has_escape(text: str) -> bool:
-    return "\\" in text or "&" in text or "%" in text
+    return "\\" in text or "&" in text or "%" in text or "<" in text
 
 
 def canonical(text: str) -> str:
@@ -139,7 +173,7 @@ def canonical(text: str) -> str:
     if _has_escape(text):
         m = OffsetMap()
         return m.add(text) + m.flush()
-    if text.isascii():
+    if _plain_ascii(text):
         return text
     return text.translate(_TABLE)
 
@@ -167,11 +201,12 @@ class OffsetMap:
     def identity(self) -> bool:
         return len(self._canon) == 1 and self._orig[0] == 0
 
-    def add(self, chunk: str) -> str:
+    def add(self, chunk: str, *, last: bool = False) -> str:
         """Append an original chunk; return its canonical view.
 
         A chunk that ends in what may be the start of an escape keeps it back
-        until the next chunk (or :meth:`flush`) says what it is.
+        until the next chunk (or :meth:`flush`) says what it is; with ``last``
+        nothing more comes.
         """
         if self._held:
             chunk = self._held + chunk
@@ -182,6 +217,8 @@ class OffsetMap:
         pos = 0
         for m in _ESCAPE.finditer(chunk):
             s, e = m.span()
+            if e == len(chunk) and chunk[s + 1] == "#" and chunk[e - 1] != ";" and not last:
+                break  # "&#64" may go on ("&#645;"): the next chunk says
             rep = _decoded(m.group())
             if rep is None:
                 continue  # not an escape after all: plain text
@@ -196,7 +233,7 @@ class OffsetMap:
             self.canon_end, self.orig_end = c + n, o + (e - s)
             out.append(rep)
             pos = e
-        tail = _OPEN_ESCAPE.search(chunk, pos)
+        tail = None if last else _OPEN_ESCAPE.search(chunk, pos)
         if tail is not None:
             self._held = chunk[tail.start() :]
             out.append(self._plain(chunk[pos : tail.start()]))
@@ -207,11 +244,11 @@ class OffsetMap:
     def flush(self) -> str:
         """The text is complete: the canonical view of what was kept back."""
         held, self._held = self._held, ""
-        return self._plain(held) if held else ""
+        return self.add(held, last=True) if held else ""
 
     def _plain(self, chunk: str) -> str:
         """Append text without escapes; return its canonical view."""
-        if chunk.isascii():
+        if _plain_ascii(chunk):
             self.canon_end += len(chunk)
             self.orig_end += len(chunk)
             return chunk

@@ -197,7 +197,11 @@ class PatternSession:
         return hits
 
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
-        before = self._state.hold
+        state = self._state
+        # (A scanner shared with other checks may have been forced by one of them already.)
+        before = (
+            state.hold_before_force(buf, base, upto) if isinstance(state, ScanView) else state.hold
+        )
         if self._open is not None:
             hits: list[Hit] = []
             self._close(buf, base, hits, final=False, upto=upto)

@@ -120,6 +120,11 @@ class AllowRegexSpec(_Spec):
     regex: Annotated[str, AfterValidator(_compiles)]
 
 
+DisguiseFamily = Literal["separators", "words", "bare-words", "context"]
+#: The families of disguise patterns a pii check uses unless it says otherwise.
+DEFAULT_DISGUISES: tuple[DisguiseFamily, ...] = ("separators", "words", "context")
+
+
 class PiiSpec(_CheckBase):
     """Personal data found by presidio-analyzer's recognizers."""
 
@@ -156,12 +161,10 @@ class PiiSpec(_CheckBase):
         description="Terms always flagged as the given entity (whole words, case-insensitive).",
     )
     recognizers: list[RecognizerSpec] = Field(default_factory=list)
-    disguises: (
-        Literal["all", "none"] | list[Literal["separators", "words", "bare-words", "context"]]
-    ) = Field(
-        "all",
-        description="Patterns for disguised values (README, 'Disguised values'): all (default), "
-        "none, or a list of separators, words, bare-words, context.",
+    disguises: Literal["all", "none"] | list[DisguiseFamily] = Field(
+        default_factory=lambda: list(DEFAULT_DISGUISES),
+        description="Patterns for disguised values (README, 'Disguised values'): a list of "
+        "separators, words, bare-words, context (default: all but bare-words), all, or none.",
     )
     ner_model: str | None = Field(
         None,

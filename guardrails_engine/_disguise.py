@@ -43,9 +43,11 @@ __all__ = ["FAMILIES", "detectors"]
 #: The families, in the order they are documented.
 FAMILIES = ("separators", "words", "bare-words", "context")
 
-# Between two groups of digits: a short run of what may separate them.
-_SEP = r"[\s\-./_*`~()]{1,6}"
-_SEP0 = r"[\s\-./_*`~()]{0,6}"
+# Between two groups of digits: a short run of what may separate them (brackets,
+# quotes, markdown, a percent-escaped space included).
+_SEP_CHAR = r"(?:[\s\-./_*`~()\[\]{}'\"+=#]|%20)"
+_SEP = _SEP_CHAR + "{1,10}"
+_SEP0 = _SEP_CHAR + "{0,10}"
 
 _CARD = regex.compile(
     r"(?<!\d)\(?(?:4\d{3}|5[0-5]\d{2}|6\d{3}|1\d{3}|3\d{3})"
@@ -56,20 +58,22 @@ _SSN_CONTEXT = regex.compile(
     r"(?<=(?i:\bssn|\bss\#|\bsocial\s+security)[^\d\n]{0,60})(?<!\d)\d{9}(?!\d)"
 )
 _PHONE = regex.compile(
-    r"(?<![\d+$\u00a3\u20ac:.\-/])(?:\+[ *`_~]{0,3})?\(?\d{1,4}\)?"
-    rf"(?:{_SEP}\(?\d{{1,5}}\)?){{1,6}}(?![\w:])"
+    r"(?:(?<![\w+$\u00a3\u20ac:.\-/])|(?<=(?<!\w)[a-z]{1,8}))(?:\+[ *`_~]{0,3})?[(\[]?\d{1,4}[)\]]?"
+    rf"(?:{_SEP}[(\[]?\d{{1,5}}[)\]]?){{1,6}}(?![\w:]|[\-./]\w)"
 )
-
-# A number glued to the end of a word ("ref4155550132").
-_PHONE_GLUED = regex.compile(r"(?<=[^\W\d_])\+?\d{7,15}(?![\w:])")
+# A number glued to the end of a short lowercase word ("ref4155550132", not the
+# digits at the end of a hash or an upper-case id).
+_PHONE_GLUED = regex.compile(r"(?<=(?<!\w)[a-z]{2,8})\+?\d{7,15}(?![\w:])")
 
 _MARK = r"[*_`~]{0,4}"
-_AT_BRACKETED = r"[ \t]?[\[({<][ \t]?(?:at|@)[ \t]?[\])}>][ \t]?"
-_DOT_BRACKETED = r"[ \t]?[\[({<][ \t]?(?:dot|\.)[ \t]?[\])}>][ \t]?"
+_OPEN = r"[\[({<\u00ab\-_'\"]"
+_CLOSE = r"[\])}>\u00bb\-_'\"]"
+_AT_BRACKETED = rf"[ \t]?{_OPEN}[ \t]?(?:at|@)[ \t]?{_CLOSE}[ \t]?"
+_DOT_BRACKETED = rf"[ \t]?{_OPEN}[ \t]?(?:dot|\.)[ \t]?{_CLOSE}[ \t]?"
 # Written with a bracket or markdown around the "@" or a dot: one of them is in every match
 # (so text without one is not searched).  No named groups: the analysis of the scanner reads
 # the pattern with the standard library's parser, which knows them only once.
-_AT = rf"(?:{_AT_BRACKETED}|{_MARK}@{_MARK}|[ \t]+@[ \t]+)"
+_AT = rf"(?:{_AT_BRACKETED}|{_MARK}@@?{_MARK}|[ \t]+@@?[ \t]+)"
 _DOT = rf"(?:{_DOT_BRACKETED}|{_MARK}\.{_MARK})"
 # Written as bare words: "jdoe at example dot com".
 _AT_WORD = r"[ \t]+at[ \t]+"
@@ -87,20 +91,20 @@ def _email_words(at: str, dot: str) -> regex.Pattern[str]:
 _EMAIL_WORDS = _email_words(_AT, _DOT)
 _EMAIL_BARE = _email_words(_AT_WORD, _DOT_WORD)
 _EMAIL_SPACED = regex.compile(
-    r"(?<![\w.+\-@])(?:[\w+\-][ \t]){0,63}[\w+\-]"
-    r"(?:[ \t]*\.[ \t]*(?:[\w+\-][ \t]){0,63}[\w+\-]){0,4}[ \t]*@[ \t]*"
-    r"(?:[\w\-][ \t]){0,62}[\w\-]"
-    r"(?:[ \t]*\.[ \t]*(?:[\w\-][ \t]){0,62}[\w\-]){1,4}(?![\w\-])"
+    r"(?<![\w.+\-@])(?:[\w+\-][ \t]{1,3}){0,63}[\w+\-]"
+    r"(?:[ \t]*\.[ \t]*(?:[\w+\-][ \t]{1,3}){0,63}[\w+\-]){0,4}[ \t]*@[ \t]*"
+    r"(?:[\w\-][ \t]{1,3}){0,62}[\w\-]"
+    r"(?:[ \t]*\.[ \t]*(?:[\w\-][ \t]{1,3}){0,62}[\w\-]){1,4}(?![\w\-])"
 )
 # How an "@" and a dot are written, read back.
 _AT_AS_WRITTEN = regex.compile(
-    r"\s*[\[({<]\s*(?:at|@)\s*[\])}>]\s*|[ \t]+at[ \t]+|[*_`~]*@[*_`~]*|[ \t]+@[ \t]+",
+    rf"\s*{_OPEN}\s*(?:at|@)\s*{_CLOSE}\s*|[ \t]+at[ \t]+|[*_`~]*@@?[*_`~]*|[ \t]+@@?[ \t]+",
     regex.IGNORECASE,
 )
 _SPACE = regex.compile(r"[ \t]+")
 # A dot as the words pattern writes it, in the name part of an address.
 _DOT_AS_WRITTEN = regex.compile(
-    r"(?i)\s*[\[({<]\s*(?:dot|\.)\s*[\])}>]\s*|[ \t]+dot[ \t]+|[*`~]*\.[*`~]*"
+    rf"(?i)\s*{_OPEN}\s*(?:dot|\.)\s*{_CLOSE}\s*|[ \t]+dot[ \t]+|[*`~]*\.[*`~]*"
 )
 
 # Words that come before " at " in prose ("look at", "arrived at") or after
@@ -110,7 +114,8 @@ _PROSE = frozenset(
     look looked looking arrive arrived arriving stay stayed be is are was were been am
     meet met work works worked live lives lived based here there home all once only just
     not even back right left good great best aim aimed point pointed stare stared laugh
-    laughed start started end ended hit shot one two some any every each no what where""".split()
+    laughed start started end ended hit shot one two some any every each no what where job
+    jobs years prices deals shopping shop stock shares career careers interview work time""".split()
 )
 
 
@@ -125,7 +130,13 @@ def _luhn(digits: str) -> bool:
 
 
 def _digits(text: str) -> str:
-    return "".join(ch for ch in text if "0" <= ch <= "9")
+    """The digits of a number, without those of a percent-escaped space between groups."""
+    return "".join(ch for ch in _unescaped(text) if "0" <= ch <= "9")
+
+
+def _unescaped(text: str) -> str:
+    """``%20`` as three spaces (the offsets stay)."""
+    return text.replace("%20", "   ")
 
 
 class _Families:
@@ -167,7 +178,7 @@ class _Families:
         return [(m.start, m.end, 0.5)]
 
     def phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
-        text = m.match.group()
+        text = _unescaped(m.match.group())
         if text.count(".") == 3 and all(
             p.isdigit() and int(p) < 256 for p in text.split(".")
         ):
@@ -196,7 +207,9 @@ class _Families:
 
     def email(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()
-        bare = "@" not in text and not any(b in text for b in "[({<")
+        bare = "@" not in text and _AT_AS_WRITTEN.search(text) is not None and (
+            regex.search(rf"(?i){_OPEN}\s*at\s*{_CLOSE}", text) is None
+        )
         read = _AT_AS_WRITTEN.sub("@", text, count=1)
         read = _SPACE.sub("", _DOT_AS_WRITTEN.sub(".", read))
         local, _, domain = read.partition("@")

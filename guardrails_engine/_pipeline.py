@@ -338,6 +338,7 @@ class Run:
             and "\\" not in chunk
             and "&" not in chunk
             and "%" not in chunk
+            and "<" not in chunk
         )
         if quiet and self._lazy_only and self._block is None and self._cut is None:
             # Only pattern sessions, and none would scan: no hold moves, so

@@ -44,11 +44,12 @@ MAX_SCORE = 1.0
 
 # A run of digits with the punctuation phone numbers are written with, and an
 # optional extension.  It starts and ends where a number does, not inside a
-# word, an amount ($4155550132) or a time (10:30), since phonenumbers sees only
+# word, an amount ($4155550132) or a time (10:30; a colon elsewhere, "Phone:" or
+# "0132: thanks", is punctuation), since phonenumbers sees only
 # the candidate, not the text around it.
 _PHONE_CANDIDATE = (
-    r"(?<![\w+$\u00a3\u20ac:])(?:\+\s?|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(+]))*\d"
-    r"(?:[ \t]*(?:ext\.?|x|extension)[ \t]*\d{1,6})?(?![\w:])"
+    r"(?<![\w+$\u00a3\u20ac])(?<!\d:)(?:\+\s?|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(+]))*\d"
+    r"(?:[ \t]*(?:ext\.?|x|extension)[ \t]*\d{1,6})?(?!\w|:\d)"
 )
 
 # A pattern that begins and ends with a quote character (presidio's quoted URLs).

@@ -276,6 +276,12 @@ def _readable(pattern: str) -> str:
     return pattern
 
 
+def _wordy(pattern: regex.Pattern[str], known: Facts) -> bool:
+    """Whether a match may start with a lowercase letter (at any word of prose)."""
+    first = classes([pattern], [known.first], lead=False)
+    return first is None or first.match("e") is not None
+
+
 class PatternSet:
     """Compiled patterns, shared by every stream; immutable once built."""
 
@@ -284,15 +290,19 @@ class PatternSet:
     def __init__(self, patterns: Sequence[regex.Pattern[str]]) -> None:
         self.patterns = tuple(patterns)
         known = [facts(_readable(p.pattern), p.flags) for p in self.patterns]
-        by_key: dict[bool, list[int]] = {}
+        by_key: dict[tuple[bool, bool], list[int]] = {}
         alone: list[int] = []
         for i, p in enumerate(self.patterns):
             if _UNCOMBINABLE.search(p.pattern) or p.flags & ~SCOPABLE:
                 alone.append(i)
                 continue
             # Patterns whose matches never contain whitespace are in progress
-            # only in the trailing word; the others may span words.
-            by_key.setdefault(known[i].reach is not None, []).append(i)
+            # only in the trailing word; the others may span words.  Among
+            # those, patterns that may start at any word (an address written
+            # in words) are a group of their own: in a group with the others
+            # they would make every word a candidate for the others' probe.
+            spanning = known[i].reach is None
+            by_key.setdefault((not spanning, spanning and _wordy(p, known[i])), []).append(i)
         groups = [
             _Group(ids, [self.patterns[i] for i in ids], [known[i] for i in ids])
             for ids in by_key.values()
@@ -581,7 +591,7 @@ class SharedScan:
     smallest over all the patterns, which only ever holds a check longer.
     """
 
-    __slots__ = ("_fed", "_last", "_offsets", "_owner", "_pending", "_state")
+    __slots__ = ("_before", "_fed", "_last", "_offsets", "_owner", "_pending", "_state")
 
     def __init__(self, patterns: PatternSet, sizes: Sequence[int]) -> None:
         self._state = patterns.state()
@@ -594,6 +604,7 @@ class SharedScan:
         self._owner = tuple(owner)
         self._pending: list[list[ScanMatch]] = [[] for _ in sizes]
         self._last: tuple[int, int, int] = (-1, -1, -1)  # the last finish or force
+        self._before = 0  # the hold before the last force
         self._fed = -1  # the end of the text at the last feed
 
     def view(self, k: int) -> ScanView:
@@ -623,6 +634,7 @@ class SharedScan:
         key = (2, base + len(buf), upto)
         if key != self._last:
             self._last = key
+            self._before = self._state.hold
             self._spread(self._state.force(buf, base, upto))
         return self._take(k)
 
@@ -659,6 +671,13 @@ class ScanView:
 
     def force(self, buf: str, base: int, upto: int) -> list[ScanMatch]:
         return self._shared.force(self._k, buf, base, upto)
+
+    def hold_before_force(self, buf: str, base: int, upto: int) -> int:
+        """The hold before a force at ``upto`` (that another view may already have run)."""
+        shared = self._shared
+        if shared._last == (2, base + len(buf), upto):
+            return shared._before
+        return shared._state.hold
 
     @property
     def hold(self) -> int:

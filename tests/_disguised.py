@@ -11,6 +11,7 @@ covered by a finding for the value to count as caught.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ FAMILIES = (
     "invisible",
     "glued",
 )
+#: Caught only with ``disguises: all`` (the bare-words family costs false positives on prose).
+OPT_IN = ("bare-words",)
 STRETCH = ("base64", "hex", "reversed", "spelled")
 
 
@@ -92,6 +95,12 @@ def _entity_value_transforms() -> list[tuple[str, str, Callable[[str], str], str
         out.append(("markup", entity, lambda v: " ".join(f"`{g}`" for g in _groups(v)),
                     "code spans"))
         out.append(("markup", entity, lambda v: "**-**".join(_groups(v)), "bold dashes"))
+        out.append(("markup", entity, lambda v: "<br>".join(_groups(v)), "HTML line breaks"))
+        out.append(("markup", entity, lambda v: "".join(f"[{g}]" for g in _groups(v)),
+                    "bracketed groups"))
+        out.append(("separators", entity, lambda v: " \u2022 ".join(_groups(v)), "bullets"))
+        out.append(("separators", entity, lambda v: "%20".join(_groups(v)), "%20"))
+        out.append(("separators", entity, lambda v: "       ".join(_groups(v)), "many spaces"))
         out.append(("encodings", entity, lambda v: "".join(f"&#{ord(c)};" for c in v),
                     "every character an entity"))
         out.append(("encodings", entity, lambda v: "".join(f"&#x{ord(c):x};" for c in v),
@@ -133,9 +142,17 @@ def _email_transforms() -> list[tuple[str, Callable[[str], str], str]]:
         ("encodings", lambda v: v.replace("@", "%40").replace(".", "%2E"), "%40 and %2E"),
         ("words", lambda v: v.replace("@", " [at] ").replace(".", " [dot] "), "[at] [dot]"),
         ("words", lambda v: v.replace("@", "(at)").replace(".", "(dot)"), "(at)(dot)"),
-        ("words", lambda v: v.replace("@", " at ").replace(".", " dot "), "at dot"),
+        ("bare-words", lambda v: v.replace("@", " at ").replace(".", " dot "), "at dot"),
         ("words", lambda v: v.replace("@", " {at} ").replace(".", " {dot} "), "{at} {dot}"),
-        ("words", lambda v: v.replace("@", " AT ").replace(".", " DOT "), "AT DOT"),
+        ("bare-words", lambda v: v.replace("@", " AT ").replace(".", " DOT "), "AT DOT"),
+        ("words", lambda v: v.replace("@", "-at-"), "-at-"),
+        ("words", lambda v: v.replace("@", " @@ "), "@@"),
+        ("words", lambda v: "  ".join(v), "letters two spaces apart"),
+        ("markup", lambda v: "<b>" + v.replace("@", "</b>@<b>") + "</b>", "HTML tags"),
+        ("encodings", lambda v: v.replace("@", "&#64"), "&#64 without a semicolon"),
+        ("marks", lambda v: v.replace(".", "\u3002"), "ideographic full stops"),
+        ("marks", lambda v: v.replace(".", "\u00b7"), "middle dots"),
+        ("invisible", lambda v: v.replace("@", "\x01@\x7f"), "control characters"),
         ("words", lambda v: v.replace("@", "[@]").replace(".", "[.]"), "[@] [.]"),
         ("words", lambda v: " ".join(v), "spaced letters"),
         ("marks", lambda v: "".join(c + "\u0301" for c in v), "combining marks"),
@@ -197,12 +214,24 @@ def corpus(*, stretch: bool = False) -> list[Case]:
     return out
 
 
+def value_positions(case: Case) -> list[int]:
+    """The letters and digits of the value (not of a tag around it)."""
+    tags = {i for m in _TAG.finditer(case.text) for i in range(m.start(), m.end())}
+    return [
+        i
+        for s, e in case.spans
+        for i in range(s, e)
+        if case.text[i].isalnum() and i not in tags
+    ]
+
+
 def caught(findings: object, case: Case) -> bool:
     """Whether every letter and digit of the value is covered by a repair or block."""
     covered: set[int] = set()
     for f in findings:  # type: ignore[attr-defined]
         if str(f.action) != "flag":
             covered.update(range(f.start, f.end))
-    return all(
-        i in covered for s, e in case.spans for i in range(s, e) if case.text[i].isalnum()
-    )
+    return all(i in covered for i in value_positions(case))
+
+
+_TAG = re.compile(r"</?[A-Za-z]+>")

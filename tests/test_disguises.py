@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from _cap_cases import chunks, long_case
-from _disguised import FAMILIES, caught, corpus
+from _disguised import FAMILIES, OPT_IN, caught, corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +28,22 @@ DEV = Path(__file__).resolve().parent / "data" / "pii_dev.jsonl"
 
 def test_the_corpus_covers_every_family_with_enough_cases() -> None:
     assert len(CASES) >= 150
-    assert {c.family for c in CASES} == set(FAMILIES)
+    assert {c.family for c in CASES} == set(FAMILIES) | set(OPT_IN)
+
+
+def test_bare_words_are_caught_with_disguises_all(policies_dir: Path) -> None:
+    text = (policies_dir / "support-chat.yaml").read_text()
+    every = ge.Policy.from_yaml(
+        text.replace("repair: mask\n", "repair: mask\n    disguises: all\n")
+    )
+    default = ge.load_policy(policies_dir / "support-chat.yaml")
+    bare = [c for c in CASES if c.family in OPT_IN]
+    assert bare
+    assert all(caught(every.validate_sync(c.text).findings, c) for c in bare)
+    assert not any(caught(default.validate_sync(c.text).findings, c) for c in bare)
+    # Prose that reads like one is left alone even then.
+    for prose in ("Look at this dot com bubble.", "The job at Google dot com paid well."):
+        assert every.validate_sync(prose).findings == ()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -123,6 +138,10 @@ NEAR_MISSES = [
     "ISBN 978-3-16-148410-0 and ISSN 2049-3630 are cited.",
     "The années 1990-1999 and 2000–2009 (en dash) were different.",
     "Scores: 12**2 = 144, 2**10 = 1024, 10**3 = 1000.",
+    "commit dad14829badef97e35aa4bf59b79da3522650842 and tag v2024010112",
+    "Invoice INV2023110712 and ticket #T4155550132 are closed.",
+    "The job at Google dot com paid well; prices at Walmart dot com fell.",
+    "Use <b>bold</b> and <br> breaks, a <b and c> comparison, and x < 3 > 2.",
 ]
 
 
@@ -207,6 +226,8 @@ def _released_values(policy: ge.Policy, text: str, parts: list[str]) -> list[tup
         if f.action is ge.Action.REPAIR:
             covered.update(range(f.start, f.end))
     out = []
+    if whole.decision is ge.Decision.BLOCK and result.decision is not ge.Decision.BLOCK:
+        out.append(("validate blocks, the stream does not", 0))
     for f in whole.findings:
         if f.action is ge.Action.FLAG:
             continue
@@ -223,6 +244,20 @@ def capped(policies_dir: Path) -> dict[int, ge.Policy]:
         cap: ge.Policy.from_yaml(text + f"stream:\n  max_holdback_chars: {cap}\n")
         for cap in (16, 64, 300)
     }
+
+
+def test_a_key_past_the_cap_blocks_though_a_pii_check_shares_the_scanner(
+    capped: dict[int, ge.Policy],
+) -> None:
+    # The pii and secrets checks share one scanner: forcing it for the first must not
+    # make the second forget that its own match was in progress (it blocks).
+    text = "k=sk-" + "A" * 30 + "\nThe rest of the answer."
+    assert capped[16].validate_sync(text).decision is ge.Decision.BLOCK
+    for size in (1, 2, 3, 4, 8):
+        stream = capped[16].stream_sync([text[i : i + size] for i in range(0, len(text), size)])
+        out = "".join(stream)
+        assert stream.result is not None and stream.result.decision is ge.Decision.BLOCK, size
+        assert "rest" not in out and "AAAA" not in out
 
 
 def test_a_value_glued_to_a_long_run_is_masked_past_the_cap(support_policy: ge.Policy) -> None:
