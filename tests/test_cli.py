@@ -459,10 +459,10 @@ def test_stream_from_stdin_in_a_subprocess(chat: str, tmp_path: Path) -> None:
             proc.stdin.write(b"Hello there, mail me at ")
             proc.stdin.flush()
             # The first part comes out while stdin is still open: read as it arrives
-            # ("me at" is held: it may begin an address written in words, "me at x dot com").
+            # ("at " is held: it may begin an address written in words, "at [at] x [dot] com").
             got = bytearray()
-            assert _read_until(proc.stdout.fileno(), "Hello there, mail ", got) == (
-                "Hello there, mail "
+            assert _read_until(proc.stdout.fileno(), "Hello there, mail me ", got) == (
+                "Hello there, mail me "
             )
             proc.stdin.write("jdoe@example.com — merci.\n".encode())
             proc.stdin.close()
