@@ -10,6 +10,7 @@ rule: a context word among the five words before a value raises its score by
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ PARTIAL_ENTITIES = frozenset({"CREDIT_CARD", "PHONE_NUMBER", "IBAN_CODE", "US_BA
 
 #: presidio's LemmaContextAwareEnhancer defaults.
 CONTEXT_WORDS_BEFORE = 5
-CONTEXT_WINDOW_CHARS = 100
+CONTEXT_WINDOW_CHARS = 200
 CONTEXT_BOOST = 0.35
 CONTEXT_MIN_SCORE = 0.4
 
@@ -213,12 +214,31 @@ def _partial(value: str) -> str:
 
 
 def _has_context(text: str, start: int, words: tuple[str, ...]) -> bool:
+    """presidio's context rule (``LemmaContextAwareEnhancer``), without spaCy: among the
+    five words before the value that are not stop words, and the value's own first word
+    (a context word glued to it or inside it: ``HRB 123456``), one contains a context word.
+
+    Words are read as spaCy's tokenizer reads them here: a run of word characters joined
+    by ``-``, ``.``, ``/`` or ``@`` is one word (``536-90-4399``), so a list of values after
+    one label counts each value once.
+    """
     window = text[max(0, start - CONTEXT_WINDOW_CHARS) : start]
-    before = [w.casefold() for w in _WORD.findall(window)[-CONTEXT_WORDS_BEFORE:]]
-    for w in before:
-        if w in words or (w.endswith("s") and w[:-1] in words):
-            return True
-    return False
+    first = _TOKEN.match(text, start)
+    tokens = _TOKEN.findall(window) + ([first.group()] if first else [])
+    stop = _stop_words()
+    kept = [t for t in (t.casefold() for t in tokens) if t not in stop]
+    return any(w in t for t in kept[-(CONTEXT_WORDS_BEFORE + 1) :] for w in words)
+
+
+_TOKEN = regex.compile(r"\w+(?:[\-./@]\w+)*")
+
+
+@functools.cache
+def _stop_words() -> frozenset[str]:
+    """spaCy's English stop words (presidio's filter), without loading a model."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
 
 
 class _PiiSession:

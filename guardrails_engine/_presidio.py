@@ -26,6 +26,7 @@ import time of this package.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -206,7 +207,7 @@ class Catalog:
 
     def _interpret_phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()
-        if _DOTTED_QUAD.fullmatch(text):
+        if _DOTTED_QUAD.fullmatch(text) and _is_ipv4(text):
             return []  # an IPv4 address, which phonenumbers would read as a number
         pn = self._phonenumbers
         spans: dict[tuple[int, int], None] = {}
@@ -218,6 +219,16 @@ class Catalog:
             for found in pn.PhoneNumberMatcher(text, region, leniency=self._phone_leniency):
                 spans[(m.start + found.start, m.start + found.end)] = None
         return [(s, e, self._phone_score) for s, e in spans]
+
+
+def _is_ipv4(text: str) -> bool:
+    """Whether four dotted groups are an IPv4 address (octets up to 255, no leading zero):
+    ``415.555.01.32`` and ``030.123.45.67`` are phone numbers."""
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fewest_digits(pn: Any, regions: tuple[str, ...], leniency: int) -> dict[str, int]:

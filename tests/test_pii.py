@@ -197,10 +197,37 @@ def test_min_score_per_entity_and_context_words() -> None:
     p = pii_policy("    min_score: {default: 0.4, PHONE_NUMBER: 0.6}\n")
     # presidio scores a bare phone number 0.4: under this policy's 0.6 it passes ...
     assert p.validate_sync("dial (415) 555-0132 now").decision is ge.Decision.PASS
-    # ... but "call" is one of presidio's phone context words: +0.35.
-    result = p.validate_sync("call (415) 555-0132 now")
+    # ... but "phone" is one of presidio's phone context words: +0.35.
+    result = p.validate_sync("my phone (415) 555-0132 now")
     assert result.decision is ge.Decision.REPAIR
     assert result.findings[0].score == pytest.approx(0.75)
+    # "call" is one too, but a spaCy stop word, which presidio's context rule skips.
+    assert p.validate_sync("call (415) 555-0132 now").decision is ge.Decision.PASS
+
+
+@pytest.mark.parametrize(
+    "text, score",
+    [
+        ("HRB 123456 is the register entry", None),  # (no such recognizer in this policy)
+        ("Her SSNs: 536-90-4399, 372-58-1946 on file", 0.85),  # a list after one label
+        ("the ssn#536904399 on file", 0.5),  # a context word glued to the value
+        ("socialsecurity 536-90-4399", 0.85),  # part of a longer word (presidio: substring)
+        ("the number of the social security card is 536-90-4399", 0.85),  # stop words skipped
+    ],
+)
+def test_context_words_follow_presidios_rule(text: str, score: float | None) -> None:
+    p = pii_policy("", "[US_SSN, PHONE_NUMBER, IP_ADDRESS]")
+    found = [f.score for f in p.validate_sync(text).findings if f.entity_type == "US_SSN"]
+    if score is None:
+        assert found == []
+    else:
+        assert found and found[0] == pytest.approx(score)
+
+
+@pytest.mark.parametrize("text", ["Call 415.555.01.32 now", "Ruf 030.123.45.67 an"])
+def test_four_dotted_groups_that_are_no_ipv4_address_are_a_phone(text: str) -> None:
+    p = pii_policy("", "[PHONE_NUMBER, IP_ADDRESS]")
+    assert [f.entity_type for f in p.validate_sync(text).findings] == ["PHONE_NUMBER"]
 
 
 def test_custom_recognizer() -> None:
