@@ -11,6 +11,13 @@ forbids when the key ends, ``enum``/``pattern``/bounds when a scalar ends,
 would also report: keywords it cannot decide early are left to the final
 validation of the whole document, which stays the authority.
 
+A property named twice counts by its last occurrence (as ``json.loads`` and so
+``jsonschema`` read it): a violation in the value of a property is *pending*
+for that (object, name) until the object closes, dropped if the name comes
+again, and reported at the close otherwise.  What the set of names decides
+(``maxProperties``, ``required``, ``propertyNames``, ``additionalProperties:
+false``) counts each name once and is decided at once.
+
 ``anyOf``/``oneOf`` are followed branch by branch: a violation inside a
 branch kills the branch, and the group is violated when no branch is left.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -81,10 +89,12 @@ PATH_ENDS = 10
 class _Group:
     """An ``anyOf``/``oneOf`` being followed: which branches are still alive."""
 
-    __slots__ = ("alive", "guard", "keyword", "kids", "ok_at", "path")
+    __slots__ = ("alive", "born", "guard", "keyword", "kids", "ok_at", "path")
 
-    def __init__(self, n: int, guard: _Guard | None, keyword: str, path: _Path) -> None:
+    def __init__(self, n: int, guard: _Guard | None, keyword: str, path: _Path, born: int) -> None:
         self.alive = [True] * n
+        #: The member serial when the group was made (see JsonScan._violate).
+        self.born = born
         self.guard = guard
         self.keyword = keyword
         self.path = path
@@ -162,24 +172,38 @@ class _Frame:
         "comma_open",
         "count",
         "ctxs",
+        "depth",
         "drop",
+        "key",
         "keys",
         "kind",
+        "member",
         "path",
+        "pending",
         "pending_drop",
         "present",
         "required",
         "start",
+        "value_start",
         "watch",
     )
 
-    def __init__(self, kind: str, ctxs: list[_Ctx], path: _Path, start: int) -> None:
+    def __init__(self, kind: str, ctxs: list[_Ctx], path: _Path, start: int, depth: int) -> None:
         self.kind = kind
         self.ctxs = ctxs
         self.path = path
         self.start = start
-        self.count = 0
+        self.depth = depth  # (the number of frames around it)
+        self.count = 0  # elements, or distinct property names kept
         self.keys: set[str] | None = None  # the property names so far (objects)
+        # The member being read (objects): its serial (-1: none, a name is being
+        # read), its name, and where its value starts.
+        self.member = -1
+        self.key = ""
+        self.value_start = start
+        # Violations in the values of members, pending until the object closes
+        # (by name, in the order of their values).
+        self.pending: OrderedDict[str, _Held] | None = None
         self.comma = -1  # the last comma between members
         self.comma_open = False  # a repair may still remove it
         self.drop = -1  # start of a member being dropped (repair), or -1
@@ -197,6 +221,17 @@ class _Frame:
                 for name, needed in _dependent_required(s).items():
                     self.watch.add(name)
                     self.watch.update(needed)
+
+
+class _Held:
+    """Violations pending on one member: dropped if its name comes again."""
+
+    __slots__ = ("entries", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = start  # where the member's value starts
+        # (guard, start, end, where, what) by the branch they kill (None: the document).
+        self.entries: dict[tuple[int, int] | None, tuple[_Guard | None, int, int, _Where, str]] = {}
 
 
 def _dependent_required(s: Any) -> Mapping[str, list[str]]:
@@ -289,6 +324,13 @@ class JsonScan:
         self._flat: dict[int, tuple[Any, tuple[Any, ...]]] = {}
         # Bumped when a branch that holds groups dies (see _alive).
         self._epoch = 0
+        # Bumped when an object member starts: a group made since a member started
+        # lies inside that member's value (see _violate).
+        self._serial = 0
+        # Objects whose member's value is being read, innermost last.
+        self._scopes: list[_Frame] = []
+        # Objects with pending violations, outermost first.
+        self._holders: list[_Frame] = []
 
     @property
     def token_start(self) -> int:
@@ -307,6 +349,14 @@ class JsonScan:
             frame = self._stack[-1]
             if frame.comma_open and 0 <= frame.comma < at:
                 at = frame.comma
+        if self._holders:
+            # A pending violation: nothing from the start of that member's value
+            # on is checked yet (the outermost holder's first one starts first).
+            pending = self._holders[0].pending
+            assert pending
+            held = next(iter(pending.values())).start
+            if held < at:
+                at = held
         return at
 
     @property
@@ -349,7 +399,7 @@ class JsonScan:
                 branches = s.get(keyword)
                 if isinstance(branches, list) and branches:
                     branched = True
-                    group = _Group(len(branches), g, keyword, path)
+                    group = _Group(len(branches), g, keyword, path, self._serial)
                     for i, b in enumerate(branches):
                         stack.append((b, (group, i)))
         if not branched:
@@ -365,11 +415,21 @@ class JsonScan:
         self, guard: _Guard | None, start: int, end: int, where: _Where, what: str
     ) -> None:
         """A violation: of the whole document, or of an ``anyOf``/``oneOf`` branch
-        (the reason is written only if the document fails)."""
+        (the reason is written only if the document fails).
+
+        Inside the value of an object's member it is pending (see :meth:`_hold`)
+        as soon as it reaches what lies outside that value: a branch of a group
+        made before the member started, or the document.  Groups made inside the
+        value go with it if the name comes again, so their branches die at once.
+        """
+        scope = self._scopes[-1] if self._scopes else None
         while guard is not None:
             group, i = guard
             if not group.alive[i]:
                 return  # the branch is already dead: nothing more to say
+            if scope is not None and group.born < scope.member:
+                self._hold(scope, guard, start, end, where, what)
+                return
             group.alive[i] = False
             if group.kids[i]:
                 self._epoch += 1  # groups inside it die too: cached liveness is stale
@@ -377,7 +437,50 @@ class JsonScan:
                 return
             where, what = group.path, f"matches none of the {group.keyword} alternatives"
             guard = group.guard
+        if scope is not None:
+            self._hold(scope, None, start, end, where, what)
+            return
         raise Violation(start, end, f"{self.where(where)}: {what}")
+
+    def _hold(
+        self,
+        frame: _Frame,
+        guard: _Guard | None,
+        start: int,
+        end: int,
+        where: _Where,
+        what: str,
+    ) -> None:
+        """Keep a violation in the value of ``frame``'s current member until the
+        object closes (one per branch it kills: bounded by the schema)."""
+        pending = frame.pending
+        if pending is None:
+            pending = frame.pending = OrderedDict()
+        if not pending:
+            holders = self._holders
+            at = len(holders)
+            while at and holders[at - 1].depth > frame.depth:
+                at -= 1  # (an object whose name is being checked lies inside it)
+            holders.insert(at, frame)
+        held = pending.get(frame.key)
+        if held is None:
+            held = pending[frame.key] = _Held(frame.value_start)
+        tag = None if guard is None else (id(guard[0]), guard[1])
+        if tag not in held.entries:
+            held.entries[tag] = (guard, start, end, where, what)
+
+    def _release_pending(self, frame: _Frame) -> None:
+        """``frame`` (an object) closed: its pending violations stand; they are
+        violations of its own value now (pending again if that is a member's)."""
+        pending = frame.pending
+        frame.pending = None
+        if not pending:
+            return
+        assert self._holders[-1] is frame
+        self._holders.pop()
+        for held in pending.values():
+            for guard, start, end, where, what in held.entries.values():
+                self._violate(guard, start, end, where, what)
 
     def _alive(self, guard: _Guard | None) -> bool:
         """Whether a branch and every branch around it are alive.  Each group
@@ -510,19 +613,30 @@ class JsonScan:
         ):
             self._violate(g, start, end, where, f"violates multipleOf {step}")
 
-    def _string_progress(self, start: int, end: int) -> None:
-        """``maxLength`` as soon as it is exceeded."""
+    def _string_progress(self, start: int, end: int, run: int = 0) -> None:
+        """``maxLength`` as soon as it is exceeded.  ``run``: the characters just
+        read up to ``end``, unescaped; the span ends after the first character
+        past the limit, wherever the chunks were cut."""
         n = self._tok_len
         for limit, g in self._maxlens:
             if n > limit and self._alive(g):
-                self._violate(g, start, end, self._vpath, f"violates maxLength {limit}")
+                at = end
+                if run:
+                    at = end - (n - limit) + 1 if n - limit <= run else end - run + 1
+                self._violate(g, start, at, self._vpath, f"violates maxLength {limit}")
 
     # -- containers -------------------------------------------------------------
     def _open(self, kind: str) -> None:
-        self._stack.append(_Frame(kind, self._ctxs, self._vpath, self._tok_start))
+        stack = self._stack
+        stack.append(_Frame(kind, self._ctxs, self._vpath, self._tok_start, len(stack)))
 
     def _close(self, end: int) -> None:
         frame = self._stack.pop()
+        if frame.member >= 0:
+            self._scopes.pop()
+            frame.member = -1
+        if frame.pending:
+            self._release_pending(frame)
         for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
             if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
                 continue
@@ -563,72 +677,102 @@ class JsonScan:
                     )
 
     def _member(self, frame: _Frame, key: str, start: int, end: int) -> None:
-        """A key ended: what applies to its value, and what the key itself breaks."""
-        # A name given twice: parsers disagree on which value counts (json keeps
-        # the last, others the first), so the document is refused, never judged
-        # by one reading while another may act on the other.
+        """A key ended: what applies to its value, and what the key itself breaks.
+
+        A name given again supersedes its earlier value (the last one counts, as
+        ``json.loads`` keeps it): what was pending on that value is dropped.
+        What the name alone decides is decided at once, for the object itself.
+        """
+        if frame.member >= 0:  # the previous member's value is over
+            self._scopes.pop()
+            frame.member = -1
         keys = frame.keys
         if keys is None:
             keys = frame.keys = set()
-        if key in keys:
-            raise Violation(start, end, f"{self.where(frame.path)}: a property name appears twice")
-        keys.add(key)
-        frame.count += 1
+        again = key in keys
+        if again and frame.pending and frame.pending.pop(key, None) is not None:
+            if not frame.pending:
+                assert self._holders[-1] is frame
+                self._holders.pop()
+        self._serial += 1
         path: _Path = (frame.path, key)
         ctxs: list[_Ctx] = []
-        dropping = False
-        for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
-            missing.discard(key)
-            if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
-                continue
-            mp = s.get("maxProperties")
-            if isinstance(mp, int) and frame.count > mp:
-                self._violate(g, start, end, frame.path, f"violates maxProperties {mp}")
-            if "propertyNames" in s:
-                self._name(s["propertyNames"], g, key, start, end, frame.path)
-            found = s.get("properties")
-            props: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-            matched = False
-            if key in props:
-                matched = True
-                self._expand(props[key], g, path, ctxs)
-            patterns = s.get("patternProperties")
-            if isinstance(patterns, Mapping):
-                for pat, sub in patterns.items():
-                    try:
-                        hit = re.search(pat, key) is not None
-                    except re.error:
-                        hit, matched = False, True  # undecidable here: no early verdict
-                    if hit:
-                        matched = True
-                        self._expand(sub, g, path, ctxs)
-            extra = s.get("additionalProperties")
-            if not matched and extra is False and self._drop_additional and g is None:
-                dropping = True
-                continue
-            if not matched and extra is not None:
-                if extra is False:
-                    self._violate(
-                        g,
-                        start,
-                        end,
-                        frame.path,
-                        "properties not allowed by additionalProperties",
-                    )
-                else:
-                    self._expand(extra, g, path, ctxs)
-        if dropping:
-            # Removed from the output (an opt-in repair): its value is not checked,
-            # and it does not count.  With the comma before it, or, for a first
-            # member, with the comma after it.
-            frame.count -= 1
+        if self._drop_additional and self._forbidden(frame, key):
+            # Removed from the output (an opt-in repair), at every occurrence: its
+            # value is not checked, and it does not count.  With the comma before
+            # it, or, for a first member, with the comma after it.
             frame.drop = frame.comma if frame.comma >= 0 else start
-            ctxs = []
-        elif key in frame.watch:
-            frame.present.add(key)
+        else:
+            if not again:
+                keys.add(key)
+                frame.count += 1
+            for (s, g), missing in zip(frame.ctxs, frame.required, strict=True):
+                missing.discard(key)
+                if not (type(s) is dict or isinstance(s, Mapping)) or not self._alive(g):
+                    continue
+                mp = s.get("maxProperties")
+                if not again and isinstance(mp, int) and frame.count > mp:
+                    self._violate(g, start, end, frame.path, f"violates maxProperties {mp}")
+                if not again and "propertyNames" in s:
+                    self._name(s["propertyNames"], g, key, start, end, frame.path)
+                found = s.get("properties")
+                props: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+                matched = False
+                if key in props:
+                    matched = True
+                    self._expand(props[key], g, path, ctxs)
+                patterns = s.get("patternProperties")
+                if isinstance(patterns, Mapping):
+                    for pat, sub in patterns.items():
+                        try:
+                            hit = re.search(pat, key) is not None
+                        except re.error:
+                            hit, matched = False, True  # undecidable here: no early verdict
+                        if hit:
+                            matched = True
+                            self._expand(sub, g, path, ctxs)
+                extra = s.get("additionalProperties")
+                if not matched and extra is not None:
+                    if extra is False:
+                        self._violate(
+                            g,
+                            start,
+                            end,
+                            frame.path,
+                            "properties not allowed by additionalProperties",
+                        )
+                    else:
+                        self._expand(extra, g, path, ctxs)
+            if key in frame.watch:
+                frame.present.add(key)
+        # Its value is read from here: what it breaks is pending on this member.
+        frame.member = self._serial
+        frame.key = key
+        self._scopes.append(frame)
         frame.comma_open = False
         self._ctxs = ctxs
         self._vpath = path
+
+    def _forbidden(self, frame: _Frame, key: str) -> bool:
+        """Whether ``additionalProperties: false`` outside any branch forbids ``key``
+        (the repair then drops the member)."""
+        for s, g in frame.ctxs:
+            if g is not None or not (type(s) is dict or isinstance(s, Mapping)):
+                continue
+            if s.get("additionalProperties") is not False:
+                continue
+            found = s.get("properties")
+            if isinstance(found, Mapping) and key in found:
+                continue
+            patterns = s.get("patternProperties")
+            if isinstance(patterns, Mapping):
+                try:
+                    if any(re.search(pat, key) is not None for pat in patterns):
+                        continue
+                except re.error:
+                    continue  # undecidable here: never dropped
+            return True
+        return False
 
     def _name(
         self, schema: Any, guard: _Guard | None, key: str, start: int, end: int, path: _Path
@@ -833,7 +977,9 @@ class JsonScan:
         """A value starts with ``c``; return how many characters were consumed."""
         frame = self._stack[-1] if self._stack else None
         self._tok_start = pos
-        if frame is not None and frame.kind == "array":
+        if frame is not None and frame.kind == "object":
+            frame.value_start = pos
+        elif frame is not None and frame.kind == "array":
             if c == "]" and frame.count == 0 and not self._pending_element:
                 self._close(pos + 1)
                 return 1
@@ -858,12 +1004,17 @@ class JsonScan:
             self._begin("string")
             self._tok, self._tok_len, self._is_key = [], 0, False
             self._tok_limit = BLOCK
-            self._maxlens = [
-                (s["maxLength"], g)
-                for s, g in self._ctxs
-                if (type(s) is dict or isinstance(s, Mapping))
-                and isinstance(s.get("maxLength"), int)
-            ]
+            # The smallest first: limits are then passed in the same order
+            # wherever the chunks were cut.
+            self._maxlens = sorted(
+                (
+                    (s["maxLength"], g)
+                    for s, g in self._ctxs
+                    if (type(s) is dict or isinstance(s, Mapping))
+                    and isinstance(s.get("maxLength"), int)
+                ),
+                key=lambda limit: limit[0],
+            )
             self._state = _STRING
             return 1
         if c == "-" or (c.isdigit() and c.isascii()):
@@ -921,7 +1072,7 @@ class JsonScan:
                 self._tok_len += j - i
                 self._high = False
                 if self._maxlens and not self._is_key:
-                    self._string_progress(self._tok_start, base + j)
+                    self._string_progress(self._tok_start, base + j, j - i)
                 i = j
                 if i >= n:
                     break

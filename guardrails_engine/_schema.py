@@ -437,13 +437,12 @@ class SchemaCheck:
         covers every keyword of the schema, and the document is blocked if not.
         """
         try:
-            document = json.loads(text, object_pairs_hook=_unique_names)
+            # A name given twice: the last value counts, as json (and so jsonschema) reads it.
+            document = json.loads(text)
             error = best_match(self.validator.iter_errors(document))
         except json.JSONDecodeError as exc:
             what = f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
             return [self.violation(at, at, what)]
-        except _DuplicateName:
-            return [self.violation(at, at, "not valid JSON (a property name appears twice)")]
         except ValueError:  # json: an integer past Python's limit on digits
             what = f"a number with more than {sys.get_int_max_str_digits():,} digits"
             return [self.violation(at, at, what)]
@@ -460,17 +459,6 @@ class SchemaCheck:
 
 
 _NEVER = 1 << 62
-
-
-class _DuplicateName(ValueError):
-    """An object names a property twice."""
-
-
-def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise _DuplicateName
-    return out
 
 
 _LEGACY_VALIDATORS = (
@@ -555,7 +543,9 @@ class _SchemaSession:
         except Violation as v:
             self._done = True
             self.hold = _NEVER
-            return [self._check.violation(v.start, v.end, v.reason)]
+            # Repairs made in this chunk before the violation was sure are found
+            # too, as they would be in smaller chunks.
+            return [*self._new_repairs(), self._check.violation(v.start, v.end, v.reason)]
         scan = self._scan
         out = self._new_repairs() if len(scan.repairs) != self._repaired else []
         if self._extracting and not had_start and scan.start is not None and scan.start > 0:
@@ -591,7 +581,7 @@ class _SchemaSession:
         try:
             scan.finish(end)
         except Violation as v:
-            return [self._check.violation(v.start, v.end, v.reason)]
+            return [*self._new_repairs(), self._check.violation(v.start, v.end, v.reason)]
         out = self._new_repairs()
         text = "".join(self._parts)
         self._parts, self._limit = [], BLOCK

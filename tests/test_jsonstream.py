@@ -130,8 +130,14 @@ def test_streamed_verdict_equals_jsonschema(
     schema: Any, document: Any, sizes: list[int], indent: bool
 ) -> None:
     text = json.dumps(document, indent=2 if indent else None, ensure_ascii=False)
-    valid = jsonschema.Draft202012Validator(schema).is_valid(document)
-    p = policy_for(schema)
+    one_verdict(schema, text, sizes, "on_complete")
+
+
+def one_verdict(schema: Any, text: str, sizes: list[int], release: str) -> None:
+    """validate, the stream in these chunks and jsonschema (on ``json.loads(text)``)
+    give one verdict."""
+    valid = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+    p = policy_for(schema, release)
     whole = p.validate_sync(text)
     assert (whole.decision is ge.Decision.PASS) == valid, whole.reasons
     # The streaming check alone: never a violation jsonschema would not report
@@ -142,10 +148,13 @@ def test_streamed_verdict_equals_jsonschema(
     elif covers(schema):
         assert valid
     stream = p.stream_sync(cut(text, sizes))
-    pieces = list(stream)
+    out = "".join(stream)
     assert stream.result == whole
     if valid:
-        assert "".join(pieces) == text
+        assert out == text
+    else:  # (incremental: what was checked may be out, never the violating span)
+        assert out.endswith("[blocked]")
+        assert len(out) - len("[blocked]") <= min(f.start for f in whole.findings)
 
 
 @settings(max_examples=150, deadline=None)
@@ -218,19 +227,32 @@ def test_corpus_verdicts_equal_jsonschema() -> None:
 # -- early detection -----------------------------------------------------------------------
 
 
+def blocked_pulling(p: ge.Policy, text: str) -> tuple[Any, ge.Finding, int]:
+    """A stream of ``text`` in 4-character chunks that blocks: the stream, its one
+    finding, and how much of the source was pulled."""
+    pulled = 0
+
+    def source() -> Any:
+        nonlocal pulled
+        for chunk in cut(text, [4]):
+            pulled += len(chunk)
+            yield chunk
+
+    stream = p.stream_sync(source())
+    assert list(stream) == ["[blocked]"]
+    assert stream.result is not None
+    (finding,) = stream.result.findings
+    return stream, finding, pulled
+
+
 @pytest.mark.parametrize(
     "schema, document, reason",
     [
         (SCHEMAS[1], {"id": 1, "extra": "x" * 500}, "$: properties not allowed by additionalProperties"),
         (SCHEMAS[2], [1, 2, 3, 4] + list(range(200)), "$: violates maxItems 3"),
-        (SCHEMAS[0], {"answer": 42, "rest": "x" * 500}, '$.answer: expected "string", got integer'),
-        (SCHEMAS[3], {"tags": ["c"], "rest": "x" * 500}, '$.tags[0]: expected one of ["a", "b"]'),
+        (SCHEMAS[8], {"x": 1, "y": 2, "z": 3, "rest": "x" * 500}, "$: violates maxProperties 2"),
+        (SCHEMAS[0], [{"answer": 1}], '$: expected "object", got array'),
         (SCHEMAS[5], "x" * 600, "$: matches none of the anyOf alternatives"),
-        (
-            {"type": "object", "properties": {"qty": {"type": "integer", "multipleOf": 5}}},
-            {"qty": 7, "rest": "x" * 500},
-            "$.qty: violates multipleOf 5",
-        ),
         (
             {"type": "array", "items": {"multipleOf": 0.01}},
             [1.25, 0.005] + [1] * 200,
@@ -243,21 +265,212 @@ def test_stream_stops_at_the_token_that_reveals_the_violation(
 ) -> None:
     text = json.dumps(document)
     p = policy_for(schema)
-    pulled = 0
-
-    def source():  # type: ignore[no-untyped-def]
-        nonlocal pulled
-        for chunk in cut(text, [4]):
-            pulled += len(chunk)
-            yield chunk
-
-    stream = p.stream_sync(source())
-    assert list(stream) == ["[blocked]"]
-    assert stream.result is not None
-    (finding,) = stream.result.findings
+    stream, finding, pulled = blocked_pulling(p, text)
     assert finding.reason == f"j: {reason}, blocked"
     assert pulled <= finding.end + 4  # the violation's end plus one chunk
     assert pulled < len(text) / 2
+
+
+@pytest.mark.parametrize(
+    "schema, document, reason",
+    [
+        (
+            {"type": "array", "items": SCHEMAS[0]},
+            [{"answer": 42, "more": 1}, {"rest": "x" * 500}],
+            '$[0].answer: expected "string", got integer',
+        ),
+        (
+            {"type": "array", "items": SCHEMAS[3]},
+            [{"tags": ["c"]}, "x" * 500],
+            '$[0].tags[0]: expected one of ["a", "b"]',
+        ),
+        (
+            {
+                "type": "array",
+                "items": {"type": "object", "properties": {"qty": {"type": "integer", "multipleOf": 5}}},
+            },
+            [{"qty": 7}] + [{"qty": 5}] * 100,
+            "$[0].qty: violates multipleOf 5",
+        ),
+    ],
+)
+def test_a_bad_property_value_is_sure_when_its_object_closes(
+    schema: Any, document: Any, reason: str
+) -> None:
+    # The name may come again, and then its last value counts (as json.loads reads
+    # it): a violation in a property's value is pending until the object closes.
+    text = json.dumps(document)
+    close = text.index("}") + 1
+    p = policy_for(schema)
+    stream, finding, pulled = blocked_pulling(p, text)
+    assert finding.reason == f"j: {reason}, blocked"
+    assert finding.end < close
+    assert close <= pulled <= close + 4  # the object's close plus one chunk
+    assert stream.result == p.validate_sync(text)
+
+
+def test_a_pending_violation_holds_incremental_release_back() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    p = policy_for(schema, "incremental")
+    pad = '"pad": "' + "p" * 40 + '"'
+    value_start = len('{"a": ')
+    for text, valid in (
+        ('{"a": "x", ' + pad + ', "a": 1, "z": 2}', True),
+        ('{"a": 1, ' + pad + ', "a": "x", ' + pad + "}", False),
+        ('{"a": "x", ' + pad + ', "a": 2, "a": [], ' + pad + "}", False),
+    ):
+        second = text.index('"a"', 1)
+        bad_value = text.rindex('"a": ') + len('"a": ')
+        pulled = 0
+        seen: list[tuple[int, int]] = []  # (pulled, released) as each piece comes out
+
+        def source(text: str = text) -> Any:
+            nonlocal pulled
+            for chunk in cut(text, [3]):
+                pulled += len(chunk)
+                yield chunk
+
+        stream = p.stream_sync(source())
+        released = 0
+        for piece in stream:
+            released += len(piece)
+            seen.append((pulled, released))
+        assert stream.result is not None
+        assert (stream.result.decision is ge.Decision.PASS) == valid
+        assert stream.result == p.validate_sync(text)
+        if valid:
+            # Held at the start of the bad first value until the name came again.
+            assert all(r <= value_start for n, r in seen if n <= second)
+            assert any(r > value_start for n, r in seen if n < len(text))
+        else:
+            assert all(r <= bad_value for n, r in seen[:-1])  # (then the block message)
+
+
+def test_a_repeated_forbidden_name_is_dropped_at_every_occurrence() -> None:
+    p = ge.Policy.from_yaml(REPAIRING % "incremental")
+    text = '{"x": 1, "a": 2, "x": {"y": [1]}, "b": [{"c": 1, "y": 2, "y": 3}], "x": 4}'
+    whole = p.validate_sync(text)
+    assert whole.decision is ge.Decision.REPAIR, whole.reasons
+    assert json.loads(whole.text) == {"a": 2, "b": [{"c": 1}]}
+    assert '"x"' not in whole.text and '"y"' not in whole.text
+    assert len(whole.findings) == 5
+    for sizes in ([1], [4], [2, 7]):
+        stream = p.stream_sync(cut(text, sizes))
+        assert "".join(stream) == whole.text
+        assert stream.result == whole
+    # Without the repair the name is forbidden however often it comes.
+    plain = policy_for(SCHEMAS[1])
+    result = plain.validate_sync('{"id": 1, "x": 2, "x": 3}')
+    assert result.reasons == ("j: $: properties not allowed by additionalProperties, blocked",)
+
+
+def _repairable_tree() -> st.SearchStrategy[Any]:
+    """Documents for REPAIRING with names that may repeat (forbidden ones too)."""
+    item = st.lists(st.tuples(st.sampled_from(["c", "x", "y"]), scalars), max_size=4)
+    member = st.one_of(
+        st.tuples(st.just("a"), st.one_of(st.integers(-3, 3), st.just("s"))),
+        st.tuples(st.just("b"), st.lists(item.map(lambda ms: ("object", ms)), max_size=3)),
+        st.tuples(st.sampled_from(["x", "zz"]), trees),
+    )
+    return st.lists(member, max_size=6).map(lambda ms: ("object", ms))
+
+
+def _kept(tree: Any) -> dict[str, Any]:
+    """What REPAIRING keeps: forbidden members dropped wherever they come, then the
+    last occurrence of each name."""
+    out: dict[str, Any] = {}
+    for k, v in tree[1]:
+        if k == "a":
+            out[k] = v
+        elif k == "b":
+            out[k] = [{kk: vv for kk, vv in obj[1] if kk == "c"} for obj in v]
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.deferred(_repairable_tree),
+    st.lists(st.integers(1, 6), min_size=1, max_size=6),
+    st.sampled_from(["on_complete", "incremental"]),
+)
+def test_repairs_drop_a_repeated_forbidden_name_wherever_it_comes(
+    tree: Any, sizes: list[int], release: str
+) -> None:
+    text = render(("object", [(k, ("array", v) if k == "b" else v) for k, v in tree[1]]))
+    p = ge.Policy.from_yaml(REPAIRING % release)
+    kept = _kept(tree)
+    schema = {"properties": {"a": {"type": "integer"}}}
+    ok = jsonschema.Draft202012Validator(schema).is_valid(kept)
+    whole = p.validate_sync(text)
+    assert (whole.decision is not ge.Decision.BLOCK) == ok, (text, whole.reasons)
+    if ok:
+        assert json.loads(whole.text) == kept
+    stream = p.stream_sync(cut(text, sizes))
+    out = "".join(stream)
+    assert stream.result == whole
+    if ok:
+        assert out == whole.text
+
+
+def test_pii_in_a_repeated_name_is_repaired_and_the_last_value_judged() -> None:
+    p = ge.Policy.from_yaml(
+        "version: 1\nname: t\nchecks:\n"
+        "  - {id: pii, type: pii, entities: [EMAIL_ADDRESS], action: repair}\n"
+        "  - id: j\n    type: schema\n    release: incremental\n"
+        "    schema: {type: object, properties: {a: {type: string, maxLength: 40}}}\n"
+    )
+    good = '{"a": 7, "a": "write to bob@example.com", "a": "mail ann@example.org now"}'
+    whole = p.validate_sync(good)
+    assert whole.decision is ge.Decision.REPAIR, whole.reasons
+    assert whole.text == (
+        '{"a": 7, "a": "write to <EMAIL_ADDRESS>", "a": "mail <EMAIL_ADDRESS> now"}'
+    )
+    bad = '{"a": "mail ann@example.org", "a": 7}'
+    assert p.validate_sync(bad).decision is ge.Decision.BLOCK
+    for text in (good, bad):
+        for sizes in ([1], [3], [5, 2]):
+            stream = p.stream_sync(cut(text, sizes))
+            out = "".join(stream)
+            assert stream.result == p.validate_sync(text)
+            if stream.result.decision is not ge.Decision.BLOCK:
+                assert out == stream.result.text
+            else:
+                assert "ann@" not in out
+
+
+# -- repeated names: the last occurrence counts, as json.loads reads it ----------------------
+
+NAMES = ["a", "b", "c"]
+# A document as a tree whose objects are lists of members, so that a name may repeat.
+trees = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda xs: ("array", xs)),
+        st.lists(st.tuples(st.sampled_from(NAMES), inner), max_size=5).map(lambda ms: ("object", ms)),
+    ),
+    max_leaves=12,
+)
+
+
+def render(tree: Any) -> str:
+    if isinstance(tree, tuple) and tree[0] == "array":
+        return "[" + ", ".join(render(x) for x in tree[1]) + "]"
+    if isinstance(tree, tuple):
+        return "{" + ", ".join(f"{json.dumps(k)}: {render(v)}" for k, v in tree[1]) + "}"
+    return json.dumps(tree, ensure_ascii=False)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rooted_schemas(),
+    trees,
+    st.lists(st.integers(1, 6), min_size=1, max_size=8),
+    st.sampled_from(["on_complete", "incremental"]),
+)
+def test_repeated_names_give_the_verdict_of_jsonschema(
+    schema: Any, tree: Any, sizes: list[int], release: str
+) -> None:
+    one_verdict(schema, render(tree), sizes, release)
 
 
 def test_incremental_release_lets_validated_json_out() -> None:
@@ -598,8 +811,8 @@ def test_dependent_required_is_checked_when_the_object_closes() -> None:
     assert stream.result.reasons == (
         "j: $.order: property 'billing' is required by 'card' (dependentRequired), blocked",
     )
-    # Decided at the brace that closes the order, long before the end; the
-    # brace itself never goes out.
+    # Found at the brace that closes the order (pending until the document closes:
+    # "order" may come again); from the brace on nothing goes out.
     assert out.startswith('{"order": {"card": "x", "note": ') and out.endswith("[blocked]")
     assert "}" not in out and "z" not in out
     good = '{"order": {"card": "x", "billing": "y"}, "rest": "z"}'

@@ -300,14 +300,124 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
 ]
 
 
+# A property named twice: the last occurrence counts, as json.loads (and so jsonschema)
+# reads it.  (name, drafts, schema, documents), each document with a repeated name.
+DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
+    (
+        "the last value of a property counts",
+        ALL,
+        {"properties": {"a": {"type": "integer"}}},
+        [
+            '{"a": "x", "a": 1}',  # first bad, last good: valid
+            '{"a": 1, "a": "x"}',  # first good, last bad: invalid
+            '{"a": 1, "a": 1}',
+            '{"a": "x", "a": [], "a": 2}',  # three times, the last good
+            '{"a": 1, "a": 2, "a": null}',  # three times, the last bad
+            '{"a": "x", "b": true, "a": 1, "c": [1]}',
+        ],
+    ),
+    (
+        "nested objects",
+        ALL,
+        {
+            "properties": {
+                "o": {"properties": {"k": {"type": "integer", "minimum": 0}}, "required": ["k"]},
+                "l": {"items": {"properties": {"v": {"enum": [1, 2]}}}},
+            }
+        },
+        [
+            '{"o": {"k": "x", "k": 1}}',
+            '{"o": {"k": 1, "k": -1}}',
+            '{"o": {"k": -1}, "o": {"k": 1}}',
+            '{"o": {"k": 1}, "o": {"k": 1, "k": "x"}}',
+            '{"o": {"z": 1}, "o": {"k": 0}}',  # a first value missing "k" is superseded
+            '{"o": {"k": 0}, "o": {"z": 1}}',
+            '{"l": [{"v": 3, "v": 1}], "l": [{"v": 2, "v": 1}]}',
+            '{"l": [{"v": 1}], "l": [{"v": 1}, {"v": 1, "v": 3}]}',
+            '{"o": {"o": {"k": "x"}, "k": 1}}',
+        ],
+    ),
+    (
+        "property counts and required count each name once",
+        SINCE_6,
+        {"maxProperties": 2, "minProperties": 2, "required": ["a", "b"]},
+        [
+            '{"a": 1, "b": 2, "a": 3}',
+            '{"a": 1, "a": 2, "a": 3, "b": 4}',
+            '{"a": 1, "a": 2}',  # one name: too few, and "b" missing
+            '{"a": 1, "b": 2, "c": 3, "a": 4}',
+            '{"b": 1, "b": 2, "c": 3}',
+        ],
+    ),
+    (
+        "dependentRequired counts names",
+        SINCE_2019,
+        {"dependentRequired": {"a": ["b"]}},
+        ['{"a": 1, "b": 2, "a": 3}', '{"a": 1, "a": 2}', '{"b": 1, "b": 2}'],
+    ),
+    (
+        "additionalProperties false and propertyNames",
+        SINCE_6,
+        {
+            "properties": {"a": {"type": "string"}},
+            "additionalProperties": False,
+            "propertyNames": {"maxLength": 3},
+        },
+        [
+            '{"a": 1, "a": "x"}',
+            '{"a": "x", "a": 1}',
+            '{"zz": 1, "zz": 2}',  # a forbidden name, however often
+            '{"a": "x", "long": 1, "a": "y"}',
+        ],
+    ),
+    (
+        "additionalProperties and patternProperties as schemas",
+        ALL,
+        {"patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": {"type": "string"}},
+        ['{"x1": "s", "x1": 1}', '{"x1": 1, "x1": "s"}', '{"b": 1, "b": "s"}', '{"b": "s", "b": 1}'],
+    ),
+    (
+        "anyOf and oneOf around a repeated name",
+        ALL,
+        {
+            "anyOf": [
+                {"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                {"properties": {"a": {"type": "string"}}, "required": ["a"]},
+            ],
+            "properties": {"o": {"oneOf": [{"properties": {"k": {"type": "integer"}}}, {"type": "array"}]}},
+        },
+        [
+            '{"a": null, "a": 1}',
+            '{"a": "s", "a": null}',
+            '{"a": 1, "a": "s", "o": {"k": "x", "k": 1}}',
+            '{"a": 1, "o": {"k": 1, "k": "x"}}',
+            '{"a": 1, "o": [], "o": {"k": "x"}}',
+        ],
+    ),
+    (
+        "a repeated name inside an array",
+        ALL,
+        {"type": "array", "items": {"properties": {"n": {"maxLength": 1}}}},
+        ['[{"n": "long", "n": "s"}]', '[{"n": "s", "n": "long"}]', '[{"n": "s"}, {"n": "xx", "n": "", "n": "yy"}]'],
+    ),
+]
+
+DUPLICATE_PARAMS = [
+    pytest.param(draft, body, docs, id=f"repeated names: {name} [draft {draft}]")
+    for name, drafts, body, docs in DUPLICATES
+    for draft in drafts
+]
+
+
+
 def _schema(draft: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"$schema": DRAFTS[draft], **body}
 
 
-def _policy(schema: dict[str, Any]) -> ge.Policy:
+def _policy(schema: dict[str, Any], release: str = "on_complete") -> ge.Policy:
     return ge.Policy.from_yaml(
         "version: 1\nname: conformance\nchecks:\n  - id: j\n    type: schema\n"
-        f"    extract: false\n    schema: {json.dumps(schema)}\n"
+        f"    extract: false\n    release: {release}\n    schema: {json.dumps(schema)}\n"
     )
 
 
@@ -316,13 +426,17 @@ def _jsonschema_accepts(schema: dict[str, Any], text: str) -> bool:
     return bool(cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(json.loads(text)))
 
 
-def _streamed(policy: ge.Policy, text: str, sizes: list[int]) -> ge.Result:
+def _cut(text: str, sizes: list[int]) -> list[str]:
     chunks, i, k = [], 0, 0
     while i < len(text):
         n = sizes[k % len(sizes)]
         chunks.append(text[i : i + n])
         i, k = i + n, k + 1
-    stream = policy.stream_sync(chunks)
+    return chunks
+
+
+def _streamed(policy: ge.Policy, text: str, sizes: list[int]) -> ge.Result:
+    stream = policy.stream_sync(_cut(text, sizes))
     out = "".join(stream)
     assert stream.result is not None
     assert out == stream.result.text
@@ -337,14 +451,14 @@ PARAMS = [
 _POLICIES: dict[str, ge.Policy] = {}
 
 
-def _cached(schema: dict[str, Any]) -> ge.Policy:
-    key = json.dumps(schema, sort_keys=True)
+def _cached(schema: dict[str, Any], release: str = "on_complete") -> ge.Policy:
+    key = json.dumps(schema, sort_keys=True) + release
     if key not in _POLICIES:
-        _POLICIES[key] = _policy(schema)
+        _POLICIES[key] = _policy(schema, release)
     return _POLICIES[key]
 
 
-@pytest.mark.parametrize(("draft", "body", "docs"), PARAMS)
+@pytest.mark.parametrize(("draft", "body", "docs"), PARAMS + DUPLICATE_PARAMS)
 def test_validate_and_stream_agree_with_jsonschema(
     draft: str, body: dict[str, Any], docs: list[str]
 ) -> None:
@@ -356,6 +470,8 @@ def test_validate_and_stream_agree_with_jsonschema(
         verdicts.add(want)
         whole = policy.validate_sync(text)
         assert (whole.decision is ge.Decision.PASS) == want, (text, whole.reasons)
+        if want:
+            assert whole.text == text
         for sizes in ([1], [3, 1, 7], [len(text)]):
             assert _streamed(policy, text, sizes) == whole, (text, sizes)
     assert verdicts == {True, False}, "each case holds a document of each verdict"
@@ -377,22 +493,42 @@ def test_format_annotate_does_not_check_formats() -> None:
     assert "".join(annotated.stream_sync(iter(doc))) == doc
 
 
-@pytest.mark.parametrize(
-    ("doc", "reason"),
-    [
-        # json keeps the last value, other parsers the first: refused, whatever the schema
-        # (a first value that breaks the schema is seen first: blocked either way).
-        ('{"a": 1, "a": "x"}', "j: $: a property name appears twice, blocked"),
-        ('{"a": "x", "a": 1}', 'j: $.a: expected "integer", got string, blocked'),
-        ('{"a": 1, "a": 1}', "j: $: a property name appears twice, blocked"),
-        ('{"o": {"k": 1, "k": 2}}', "j: $.o: a property name appears twice, blocked"),
-        ('{"a": ' + "9" * 5000 + "}", "j: $.a: a number with more than 4,300 digits, blocked"),
-    ],
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([(d, b, docs) for _, ds, b, docs in DUPLICATES for d in ds]),
+    st.data(),
+    st.lists(st.integers(1, 9), min_size=1, max_size=6),
+    st.sampled_from(["on_complete", "incremental"]),
 )
-def test_documents_refused_before_any_schema(doc: str, reason: str) -> None:
-    policy = _policy({"properties": {"a": {"type": "integer"}, "o": {"type": "object"}}})
+def test_repeated_names_in_random_chunkings_give_the_verdict_of_jsonschema(
+    case: tuple[str, dict[str, Any], list[str]],
+    data: st.DataObject,
+    sizes: list[int],
+    release: str,
+) -> None:
+    draft, body, docs = case
+    text = data.draw(st.sampled_from(docs))
+    schema = _schema(draft, body)
+    policy = _cached(schema, release)
+    want = _jsonschema_accepts(schema, text)
+    stream = policy.stream_sync(_cut(text, sizes))
+    out = "".join(stream)
+    got = stream.result
+    assert got is not None
+    assert (got.decision is ge.Decision.PASS) == want
+    assert got == policy.validate_sync(text)
+    if want:
+        assert out == text
+    else:  # (incremental: what was checked may be out; never the violating value)
+        assert text.startswith(out)
+        assert len(out) <= min(f.start for f in got.findings)
+
+
+def test_a_number_past_the_digit_limit_is_refused() -> None:
+    policy = _policy({"properties": {"a": {"type": "integer"}}})
+    doc = '{"a": ' + "9" * 5000 + "}"
     whole = policy.validate_sync(doc)
-    assert whole.reasons == (reason,)
+    assert whole.reasons == ("j: $.a: a number with more than 4,300 digits, blocked",)
     assert _streamed(policy, doc, [2, 5]) == whole
 
 
