@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-from anyio.lowlevel import RunVar
 
 from ._errors import StreamStateError
 from ._model import Result
 from ._pipeline import Ending, Run
-from ._threads import thread_limiter
+from ._threads import source_limiter, thread_limiter
 from ._trace import TraceCallback, record
 
 if TYPE_CHECKING:
@@ -46,11 +45,6 @@ T = TypeVar("T")
 #: A stream over a sync source lets other tasks run every this many chunks.
 _YIELD_EVERY = 16
 
-#: At most this many sync sources are pulled in worker threads at once, per event loop
-#: (apart from the threads of NER and long validates, so that sources that wait do not
-#: hold those up).
-SOURCE_THREADS = 64
-_SOURCE_LIMITER: RunVar[anyio.CapacityLimiter] = RunVar("guardrails_engine_sources")
 
 #: Iterators over values already in memory: pulling them never blocks.
 _IN_MEMORY: tuple[type, ...] = tuple(
@@ -59,15 +53,6 @@ _IN_MEMORY: tuple[type, ...] = tuple(
 )
 _END: Any = object()  # the source is exhausted (StopIteration does not cross threads)
 _log = logging.getLogger("guardrails_engine")
-
-
-def _source_limiter() -> anyio.CapacityLimiter:
-    try:
-        return _SOURCE_LIMITER.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(SOURCE_THREADS)
-        _SOURCE_LIMITER.set(limiter)
-        return limiter
 
 
 # How a sync source is pulled by an async stream.
@@ -301,7 +286,7 @@ class Stream(_Driver):
                         self._next_in_thread,
                         cast(Iterator[str], it),
                         abandon_on_cancel=True,
-                        limiter=_source_limiter(),
+                        limiter=source_limiter(),
                     )
                     if self._mode == _PROBE:
                         self._mode = _THREAD if took > SLOW_PULL else _WATCH
