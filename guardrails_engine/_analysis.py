@@ -410,6 +410,16 @@ def _parse(sre: Any, c: Any, pattern: str, flags: int) -> Any:
     return sre.parse(pattern, flags & keep)
 
 
+def parse_tree(pattern: str, flags: int) -> Any:
+    """The standard library's parse tree of ``pattern`` (raises if it cannot read it)."""
+    c, sre = _parser()
+    return _parse(sre, c, pattern, flags)
+
+
+#: A character as a class member that no flag changes (``\\UXXXXXXXX``).
+char = _char
+
+
 @functools.lru_cache(maxsize=1024)
 def facts(pattern: str, flags: int) -> Facts:
     """Everything :mod:`_analysis` can tell about ``pattern`` compiled with ``flags``

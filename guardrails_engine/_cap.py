@@ -31,14 +31,13 @@ more, never less.
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import regex
 
-from ._analysis import facts
+from ._analysis import char, facts, parse_tree
 from ._compose import classes, probe
 
 __all__ = ["CapFacts", "cap_facts"]
@@ -59,10 +58,6 @@ class _Everything(Exception):
     """The pattern may consume any character (or the parser cannot tell)."""
 
 
-def _char(code: int) -> str:
-    return f"\\U{code:08x}"
-
-
 class _Alphabet:
     """The classes a pattern consumes: ``plus`` (class bodies) and ``minus``
     (bodies of negated classes: everything but them)."""
@@ -76,9 +71,9 @@ class _Alphabet:
         for op, av in seq:
             name = str(op)
             if name == "LITERAL":
-                self.plus.append(_char(av))
+                self.plus.append(char(av))
             elif name == "NOT_LITERAL":
-                self.minus.append(_char(av))
+                self.minus.append(char(av))
             elif name == "ANY":
                 if self.dotall:
                     raise _Everything
@@ -111,9 +106,9 @@ class _Alphabet:
             if name == "NEGATE":
                 negate = True
             elif name == "LITERAL":
-                body.append(_char(av))
+                body.append(char(av))
             elif name == "RANGE":
-                body.append(f"{_char(av[0])}-{_char(av[1])}")
+                body.append(f"{char(av[0])}-{char(av[1])}")
             elif name == "CATEGORY":
                 rendered = _CATEGORIES.get(str(av))
                 if rendered is None or rendered.startswith("["):
@@ -158,19 +153,11 @@ class CapFacts:
         return self.width is None or self.width > cap
 
 
-def _parse(pattern: regex.Pattern[str]) -> Any:
-    sre_parse: Any = importlib.import_module("re._parser")  # private, as in _analysis
-
-    # Flags the standard parser knows; the others do not change which characters match.
-    std = pattern.flags & (regex.IGNORECASE | regex.MULTILINE | regex.DOTALL | regex.VERBOSE)
-    return sre_parse.parse(pattern.pattern, std)
-
-
 @functools.lru_cache(maxsize=4096)
 def cap_facts(pattern: regex.Pattern[str]) -> CapFacts:
     """What ``pattern`` says about a match in progress at the cap (cached per pattern)."""
     try:
-        tree = _parse(pattern)
+        tree = parse_tree(pattern.pattern, pattern.flags)
     except Exception:  # syntax only ``regex`` knows: nothing is known
         return CapFacts(None, None, None, None, probe([pattern]))
     _, hi = tree.getwidth()

@@ -202,24 +202,17 @@ class PatternSession:
         before = (
             state.hold_before_force(buf, base, upto) if isinstance(state, ScanView) else state.hold
         )
+        hits: list[Hit] = []
         if self._open is not None:
-            hits: list[Hit] = []
+            # Report it up to the cap (or to its end, if that is known by now).
             self._close(buf, base, hits, final=False, upto=upto)
-        else:
-            hits = []
-        matches = self._state.force(buf, base, upto)
-        hits += self.interpret(matches)
-        undecided = self._open
-        if undecided is None and before < upto:
+        hits += self.interpret(state.force(buf, base, upto))
+        if self._open is None and before < upto:
             begun = Undecided.begin(self._check.patterns.patterns, buf, base, before, upto)
             if begun is not None:
-                start, undecided = begun
-                self._open = undecided
-                hits.append(self._stretch(undecided, buf, base, start, upto, joins=False))
+                start, self._open = begun
+                hits.append(self._stretch(self._open, buf, base, start, upto, joins=False))
                 self._close(buf, base, hits, final=False)
-        elif undecided is not None and undecided.at < upto:
-            hits.append(self._stretch(undecided, buf, base, undecided.at, upto, joins=True))
-            undecided.at = upto
         self._update()
         return hits
 
