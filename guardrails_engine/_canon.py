@@ -30,7 +30,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 
-__all__ = ["OffsetMap", "canonical"]
+__all__ = ["OffsetMap", "canonical", "has_escape"]
 
 
 # Letters of other scripts that look like Latin ones (Unicode's confusables
@@ -164,13 +164,14 @@ def _plain_ascii(text: str) -> bool:
     return text.isascii() and _ASCII_CONTROL.search(text) is None
 
 
-def _has_escape(text: str) -> bool:
+def has_escape(text: str) -> bool:
+    """Whether ``text`` may hold an escape (JSON, HTML, percent, a tag)."""
     return "\\" in text or "&" in text or "%" in text or "<" in text
 
 
 def canonical(text: str) -> str:
     """The canonical view of ``text``."""
-    if _has_escape(text):
+    if has_escape(text):
         m = OffsetMap()
         return m.add(text) + m.flush()
     if _plain_ascii(text):
@@ -211,7 +212,7 @@ class OffsetMap:
         if self._held:
             chunk = self._held + chunk
             self._held = ""
-        if not _has_escape(chunk):
+        if not has_escape(chunk):
             return self._plain(chunk)
         out: list[str] = []
         pos = 0

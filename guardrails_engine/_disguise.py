@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
-from ._presidio import Detector
+from ._presidio import Detector, catalog, is_ipv4
 
 if TYPE_CHECKING:
     from ._scan import ScanMatch
@@ -119,16 +119,6 @@ _PROSE = frozenset(
 )
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
 def _digits(text: str) -> str:
     """The digits of a number, without those of a percent-escaped space between groups."""
     return "".join(ch for ch in _unescaped(text) if "0" <= ch <= "9")
@@ -143,19 +133,11 @@ class _Families:
     """The detectors of each family, built once per process on presidio's catalog."""
 
     def __init__(self) -> None:
-        import phonenumbers
         import presidio_analyzer.predefined_recognizers as predefined
 
-        from ._presidio import catalog
-
-        cat = catalog()
-        self._pn = phonenumbers
+        self._catalog = cat = catalog()
         self._tld = cat._tld
-        phone = predefined.PhoneRecognizer()
-        self._regions = tuple(phone.supported_regions)
-        self._leniency = int(phone.leniency or 0)
-        self._phone_score = float(phone.SCORE)
-        self._phone_context = tuple(w.casefold() for w in phone.context)
+        self._luhn = predefined.CreditCardRecognizer().validate_result
         self._ssn = predefined.UsSsnRecognizer()
         self._ssn_context = tuple(w.casefold() for w in self._ssn.context)
         email: Any = predefined.EmailRecognizer()
@@ -166,7 +148,7 @@ class _Families:
     def card(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()
         digits = _digits(text)
-        if not 12 <= len(digits) <= 19 or not _luhn(digits):
+        if not 12 <= len(digits) <= 19 or not self._luhn(digits):
             return []
         start = m.start + (1 if text.startswith("(") else 0)
         return [(start, m.end, 1.0)]
@@ -179,10 +161,8 @@ class _Families:
 
     def phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = _unescaped(m.match.group())
-        if text.count(".") == 3 and all(
-            p.isdigit() and int(p) < 256 for p in text.split(".")
-        ):
-            return []  # an IPv4 address
+        if is_ipv4(text):
+            return []
         digits = _digits(text)
         if not 7 <= len(digits) <= 15:
             return []
@@ -197,13 +177,11 @@ class _Families:
                     where.append(k - 1)
                 plain.append(ch)
                 where.append(k)
-        number = "".join(plain)
-        spans: dict[tuple[int, int], None] = {}
-        for region in self._regions:
-            for found in self._pn.PhoneNumberMatcher(number, region, leniency=self._leniency):
-                s, e = where[found.start], where[found.end - 1] + 1
-                spans[(m.start + s, m.start + e)] = None
-        return [(s, e, self._phone_score) for s, e in spans]
+        score = self._catalog.phone_score
+        return [
+            (m.start + where[s], m.start + where[e - 1] + 1, score)
+            for s, e in self._catalog.phone_spans("".join(plain))
+        ]
 
     def email(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()
@@ -238,8 +216,8 @@ class _Families:
                 return (d("SSN", _SSN, self.ssn, self._ssn_context),)
             if entity == "PHONE_NUMBER":
                 return (
-                    d("phone", _PHONE, self.phone, self._phone_context),
-                    d("phone (glued)", _PHONE_GLUED, self.phone, self._phone_context),
+                    d("phone", _PHONE, self.phone, self._catalog.phone_context),
+                    d("phone (glued)", _PHONE_GLUED, self.phone, self._catalog.phone_context),
                 )
         elif family == "words" and entity == "EMAIL_ADDRESS":
             return (

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._canon import OffsetMap
+from ._canon import OffsetMap, has_escape
 from ._check import Check, Hit, PatternCheck, PatternSession, RunContext, Session
 from ._holdback import Holdbacks
 from ._model import Action, Decision, Finding, Result
@@ -335,10 +335,7 @@ class Run:
             and "\n" not in chunk
             and "\t" not in chunk
             and "\r" not in chunk
-            and "\\" not in chunk
-            and "&" not in chunk
-            and "%" not in chunk
-            and "<" not in chunk
+            and not has_escape(chunk)
         )
         if quiet and self._lazy_only and self._block is None and self._cut is None:
             # Only pattern sessions, and none would scan: no hold moves, so

@@ -36,7 +36,7 @@ import regex
 if TYPE_CHECKING:
     from ._scan import ScanMatch
 
-__all__ = ["NER_ENTITIES", "Detector", "catalog", "plain_interpreter"]
+__all__ = ["NER_ENTITIES", "Catalog", "Detector", "catalog", "is_ipv4", "plain_interpreter"]
 
 #: Entities that presidio finds with an NER model (spaCy), not with patterns.
 NER_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
@@ -111,8 +111,8 @@ class Catalog:
         self._phone_regions: tuple[str, ...] = tuple(phone.supported_regions)
         self._phone_leniency = int(phone.leniency or 0)
         self._phone_fewest = _fewest_digits(phonenumbers, self._phone_regions, self._phone_leniency)
-        self._phone_score = float(phone.SCORE)
-        self._phone_context = tuple(w.casefold() for w in phone.context)
+        self.phone_score = float(phone.SCORE)
+        self.phone_context = tuple(w.casefold() for w in phone.context)
         self._iban_cls = predefined.IbanRecognizer
         self._email_cls = predefined.EmailRecognizer
 
@@ -133,7 +133,7 @@ class Catalog:
                     "phone candidate",
                     regex.compile(_PHONE_CANDIDATE),
                     self._interpret_phone,
-                    self._phone_context,
+                    self.phone_context,
                 ),
             )
         out: list[Detector] = []
@@ -207,8 +207,13 @@ class Catalog:
 
     def _interpret_phone(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()
-        if _DOTTED_QUAD.fullmatch(text) and _is_ipv4(text):
+        if is_ipv4(text):
             return []  # an IPv4 address, which phonenumbers would read as a number
+        return [(m.start + s, m.start + e, self.phone_score) for s, e in self.phone_spans(text)]
+
+    def phone_spans(self, text: str) -> list[tuple[int, int]]:
+        """Where python-phonenumbers finds a number in ``text``, in any of presidio's
+        regions (with presidio's leniency)."""
         pn = self._phonenumbers
         spans: dict[tuple[int, int], None] = {}
         digits = len(_DIALABLE.findall(text))  # (too many is safe)
@@ -217,13 +222,15 @@ class Catalog:
             if digits < fewest.get(region, 0):
                 continue  # too short to be valid there (the common case: "17 days")
             for found in pn.PhoneNumberMatcher(text, region, leniency=self._phone_leniency):
-                spans[(m.start + found.start, m.start + found.end)] = None
-        return [(s, e, self._phone_score) for s, e in spans]
+                spans[(found.start, found.end)] = None
+        return list(spans)
 
 
-def _is_ipv4(text: str) -> bool:
-    """Whether four dotted groups are an IPv4 address (octets up to 255, no leading zero):
-    ``415.555.01.32`` and ``030.123.45.67`` are phone numbers."""
+def is_ipv4(text: str) -> bool:
+    """Whether ``text`` is four dotted groups that make an IPv4 address (octets up to
+    255, no leading zero): ``415.555.01.32`` and ``030.123.45.67`` are phone numbers."""
+    if not _DOTTED_QUAD.fullmatch(text):
+        return False
     try:
         ipaddress.IPv4Address(text)
     except ValueError:
