@@ -13,8 +13,8 @@ from ._config import policy_json_schema
 from ._errors import GuardrailsError, PolicyError, StreamStateError
 from ._eval import Case, CaseError, EvalReport, evaluate, load_cases
 from ._model import Action, Decision, Finding, Result
-from ._policy import Policy, load_policy
-from ._stream import Stream, SyncStream
+from ._policy import Policy, ToolPolicy, load_policy
+from ._stream import Blocked, Ended, Released, Stream, StreamEvent, SyncStream
 from ._trace import Trace
 
 try:
@@ -27,18 +27,23 @@ _logging.getLogger("guardrails_engine").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Action",
+    "Blocked",
     "Case",
     "CaseError",
     "Decision",
+    "Ended",
     "EvalReport",
     "Finding",
     "GuardrailsError",
     "Policy",
     "PolicyError",
+    "Released",
     "Result",
     "Stream",
+    "StreamEvent",
     "StreamStateError",
     "SyncStream",
+    "ToolPolicy",
     "Trace",
     "evaluate",
     "load_cases",

@@ -312,6 +312,35 @@ class LengthSpec(_CheckBase):
 CheckSpec = Annotated[PiiSpec | ContentSpec | SchemaSpec | LengthSpec, Field(discriminator="type")]
 
 
+ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+
+
+class ToolSpec(_Spec):
+    """How the arguments of one tool's calls are checked (provider adapters)."""
+
+    checks: list[CheckSpec] | None = Field(
+        None, description="Checks of the arguments' JSON text (same format as `checks`)."
+    )
+    policy: str | None = Field(
+        None,
+        min_length=1,
+        description="Or: another policy file, inside this policy's folder, for the arguments.",
+    )
+    release: Literal["complete", "incremental"] = Field(
+        "complete",
+        description="complete: release the arguments once they are complete and checked; "
+        "incremental: release them as they become safe.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ToolSpec:
+        if (self.checks is None) == (self.policy is None):
+            raise ValueError("give exactly one of `checks` and `policy`")
+        if self.checks is not None and not self.checks:
+            raise ValueError("`checks` is empty")
+        return self
+
+
 class PolicySpec(_Spec):
     """A guardrails policy, version 1."""
 
@@ -331,6 +360,13 @@ class PolicySpec(_Spec):
         "10,000); past it, the check's on_error decides.",
     )
     checks: list[CheckSpec] = Field(min_length=1, description="Check ids must be unique.")
+    tools: dict[ToolName, ToolSpec] = Field(
+        default_factory=dict,
+        description="Per tool name: the checks of its calls' arguments (provider adapters).",
+    )
+    unknown_tools: Literal["pass", "block"] = Field(
+        "pass", description="A call of a tool not listed in `tools`: pass it through, or block."
+    )
 
 
 def policy_json_schema() -> dict[str, Any]:

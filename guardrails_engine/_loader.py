@@ -57,7 +57,7 @@ class Located:
         """pydantic puts the check type right after ``checks[i]``; a check can also
         have a key of that name (``schema``), which a location ending there means."""
         part = loc[i]
-        if not (len(path) == 2 and path[0] == "checks" and part in _TAGS):
+        if not (_in_check_list(path) and part in _TAGS):
             return False
         if i + 1 < len(loc):
             return True
@@ -81,14 +81,16 @@ class Located:
         return format_path(path)
 
     def check_id(self, loc: Sequence[int | str]) -> str | None:
-        if len(loc) >= 2 and loc[0] == "checks" and isinstance(loc[1], int):
-            checks = self.data.get("checks") if isinstance(self.data, dict) else None
-            if isinstance(checks, list) and 0 <= loc[1] < len(checks):
-                item = checks[loc[1]]
-                if isinstance(item, dict):
-                    cid = item.get("id")
-                    if isinstance(cid, str):
-                        return cid
+        for prefix, checks in check_lists(self.data):
+            n = len(prefix)
+            index = loc[n] if len(loc) > n and list(loc[:n]) == prefix else None
+            if isinstance(index, int):
+                if 0 <= index < len(checks):
+                    item = checks[index]
+                    if isinstance(item, dict):
+                        cid = item.get("id")
+                        if isinstance(cid, str):
+                            return cid
         return None
 
     def error(self, loc: Sequence[int | str], message: str) -> PolicyError:
@@ -376,8 +378,10 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
 def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
     """The keys the policy format allows in the mapping that holds ``loc``'s last key."""
     models: list[type[BaseModel]] = [PolicySpec]
+    key_next = False  # the field just entered maps names (``tools``) to models
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
         by_name = [m for m in models if m.__name__ == part]
         if part in _CHECK_MODELS and PiiSpec in models:
@@ -391,6 +395,7 @@ def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
             if not fields:
                 return []
             models = _models_in(fields[0].annotation)
+            key_next = typing.get_origin(fields[0].annotation) is dict
     return sorted({k for m in models for k in _keys_of(m)})
 
 
@@ -468,10 +473,12 @@ def _unknown_entities(data: dict[str, Any], located: Located) -> list[PolicyErro
     known names; a per-entity ``min_score`` or ``repair`` for an entity the check does
     not look for (it would silently do nothing).  Read from the document, so that they
     are reported with the other problems."""
-    checks = data.get("checks")
     out: list[PolicyError] = []
     known: frozenset[str] | None = None
-    for i, check in enumerate(checks if isinstance(checks, list) else []):
+    every = [
+        ([*prefix, i], c) for prefix, checks in check_lists(data) for i, c in enumerate(checks)
+    ]
+    for where, check in every:
         if not (isinstance(check, dict) and check.get("type") == "pii"):
             continue
         listed = check.get("entities")
@@ -488,7 +495,7 @@ def _unknown_entities(data: dict[str, Any], located: Located) -> list[PolicyErro
                     " (`guardrails-engine entities` lists the known ones)"
                 )
                 out.append(
-                    located.error(["checks", i, "entities", j], f"unknown entity {entity!r}{hint}")
+                    located.error([*where, "entities", j], f"unknown entity {entity!r}{hint}")
                 )
         found = {e for e in entities if isinstance(e, str)} | _custom_entities(check)
         for key in ("min_score", "repair"):
@@ -501,7 +508,7 @@ def _unknown_entities(data: dict[str, Any], located: Located) -> list[PolicyErro
                 message = f"{name!r} is not an entity this check looks for" + did_you_mean(
                     name, found
                 )
-                out.append(located.error(["checks", i, key, name], message))
+                out.append(located.error([*where, key, name], message))
     return out
 
 
@@ -520,19 +527,46 @@ def _custom_entities(check: dict[str, Any]) -> set[str]:
 _ENTITY = regex.compile(r"[A-Z][A-Z0-9_]*")
 
 
-def _duplicate_ids(data: dict[str, Any], located: Located) -> list[PolicyError]:
-    """Check ids name findings: two checks may not share one."""
+def _in_check_list(path: Sequence[int | str]) -> bool:
+    """Whether ``path`` names one check: ``checks[i]`` or ``tools.<name>.checks[i]``."""
+    if len(path) == 2:
+        return path[0] == "checks" and isinstance(path[1], int)
+    return (
+        len(path) == 4 and path[0] == "tools" and path[2] == "checks" and isinstance(path[3], int)
+    )
+
+
+def check_lists(data: Any) -> list[tuple[list[int | str], list[Any]]]:
+    """The lists of checks in a policy document, with where each is: the policy's
+    own, then those of its tools."""
+    out: list[tuple[list[int | str], list[Any]]] = []
+    if not isinstance(data, dict):
+        return out
     checks = data.get("checks")
+    if isinstance(checks, list):
+        out.append((["checks"], checks))
+    tools = data.get("tools")
+    for name, tool in tools.items() if isinstance(tools, dict) else ():
+        listed = tool.get("checks") if isinstance(tool, dict) else None
+        if isinstance(name, str) and isinstance(listed, list):
+            out.append((["tools", name, "checks"], listed))
+    return out
+
+
+def _duplicate_ids(data: dict[str, Any], located: Located) -> list[PolicyError]:
+    """Check ids name findings: two checks of one list may not share one."""
     out: list[PolicyError] = []
-    seen: dict[str, int] = {}
-    for i, check in enumerate(checks if isinstance(checks, list) else []):
-        cid = check.get("id") if isinstance(check, dict) else None
-        if not isinstance(cid, str):
-            continue
-        first = seen.setdefault(cid, i)
-        if first != i:
-            message = f"duplicate check id '{cid}' (first at checks[{first}])"
-            out.append(located.error(["checks", i, "id"], message))
+    for prefix, checks in check_lists(data):
+        seen: dict[str, int] = {}
+        for i, check in enumerate(checks):
+            cid = check.get("id") if isinstance(check, dict) else None
+            if not isinstance(cid, str):
+                continue
+            first = seen.setdefault(cid, i)
+            if first != i:
+                where = format_path([*prefix, first])
+                message = f"duplicate check id '{cid}' (first at {where})"
+                out.append(located.error([*prefix, i, "id"], message))
     return out
 
 

@@ -7,7 +7,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -15,7 +15,7 @@ import anyio
 import anyio.to_thread
 
 from ._check import PatternCheck
-from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
+from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec, ToolSpec
 from ._content import ContentCheck
 from ._errors import PolicyError, check_source, check_text
 from ._length import LengthCheck
@@ -26,7 +26,14 @@ from ._pii import PiiCheck
 from ._pipeline import Run
 from ._presidio import NER_ENTITIES, catalog
 from ._scan import PatternSet
-from ._schema import TRUST_ENV, SchemaCheck, SchemaError, SchemaLoadError, load_schema
+from ._schema import (
+    TRUST_ENV,
+    SchemaCheck,
+    SchemaError,
+    SchemaLoadError,
+    load_schema,
+    read_confined_text,
+)
 from ._threads import thread_limiter
 from ._trace import TraceCallback, record
 
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
     from ._check import Check
     from ._stream import Stream, SyncStream
 
-__all__ = ["Policy", "load_policy"]
+__all__ = ["Policy", "ToolPolicy", "load_policy"]
 
 #: Texts at least this long are validated in a worker thread by the async API.
 THREAD_THRESHOLD = 16_384
@@ -46,7 +53,16 @@ class Policy:
     Build one with :func:`load_policy` or :meth:`Policy.from_yaml`.
     """
 
-    __slots__ = ("_checks", "_hash", "_on_trace", "_origin", "_scan", "_source", "_spec")
+    __slots__ = (
+        "_checks",
+        "_hash",
+        "_on_trace",
+        "_origin",
+        "_scan",
+        "_source",
+        "_spec",
+        "_tools",
+    )
 
     def __init__(
         self,
@@ -57,7 +73,9 @@ class Policy:
         digest: str,
         on_trace: TraceCallback | None = None,
         origin: _Origin | None = None,
+        tools: dict[str, ToolPolicy] | None = None,
     ) -> None:
+        self._tools = tools or {}
         self._spec = spec
         self._origin = origin
         self._checks = checks
@@ -90,8 +108,20 @@ class Policy:
         """
         folder = Path(base_dir) if base_dir is not None else Path.cwd()
         origin = _Origin(text, source, str(folder.absolute()), _trusted(trusted_modules))
-        spec, checks, digest = _build(origin)
-        return cls(spec, checks, source=source, digest=digest, on_trace=on_trace, origin=origin)
+        return cls.from_origin(origin, on_trace)
+
+    @classmethod
+    def from_origin(cls, origin: _Origin, on_trace: TraceCallback | None = None) -> Policy:
+        spec, checks, digest, tools = _build(origin)
+        return cls(
+            spec,
+            checks,
+            source=origin.source,
+            digest=digest,
+            on_trace=on_trace,
+            origin=origin,
+            tools=tools,
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         """A policy pickles as its source (text, folder, trusted modules) and is
@@ -137,6 +167,16 @@ class Policy:
     def on_trace(self) -> TraceCallback | None:
         """The callback that receives every run's trace, if any."""
         return self._on_trace
+
+    @property
+    def tools(self) -> Mapping[str, ToolPolicy]:
+        """The policies of tool-call arguments, by tool name (``tools:``)."""
+        return self._tools
+
+    @property
+    def unknown_tools(self) -> str:
+        """What happens to a call of a tool not in :attr:`tools`: ``pass`` or ``block``."""
+        return self._spec.unknown_tools
 
     @property
     def block_message(self) -> str:
@@ -268,15 +308,72 @@ def _trusted(given: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({n for n in names if n}))
 
 
-def _build(origin: _Origin) -> tuple[PolicySpec, tuple[Check, ...], str]:
+class ToolPolicy(NamedTuple):
+    """How the arguments of one tool's calls are checked (see ``tools:``)."""
+
+    name: str
+    #: The policy the arguments' JSON text goes through.
+    policy: Policy
+    #: ``complete`` (release once complete and checked) or ``incremental``.
+    release: str
+
+
+_Built = tuple[PolicySpec, tuple["Check", ...], str, dict[str, ToolPolicy]]
+
+
+def _build(origin: _Origin) -> _Built:
     spec, located = parse_policy(origin.text, origin.source)
-    checks = tuple(_compile(spec, located, Path(origin.base_dir), origin.trusted_modules))
+    folder = Path(origin.base_dir)
+    checks = tuple(_compile(spec, located, folder, origin.trusted_modules))
     digest = hashlib.sha256(origin.text.encode("utf-8")).hexdigest()[:16]
-    return spec, checks, digest
+    tools = {
+        name: _compile_tool(name, tool, spec, located, origin, digest)
+        for name, tool in spec.tools.items()
+    }
+    return spec, checks, digest, tools
+
+
+#: How deep ``tools: {x: {policy: file}}`` may nest (a file naming itself).
+_TOOL_DEPTH = 4
+
+
+def _compile_tool(
+    name: str, tool: ToolSpec, spec: PolicySpec, located: Located, origin: _Origin, digest: str
+) -> ToolPolicy:
+    where: list[Any] = ["tools", name]
+    folder = Path(origin.base_dir)
+    if tool.policy is not None:
+        depth = origin.source.count(" > ")
+        if depth >= _TOOL_DEPTH:
+            raise located.error([*where, "policy"], "tool policies nest too deeply")
+        path = folder / tool.policy
+        try:
+            text = read_confined_text(path, folder.resolve())
+        except SchemaLoadError as exc:
+            raise located.error([*where, "policy"], f"cannot read the policy: {exc}") from None
+        except OSError as exc:
+            what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
+            raise located.error([*where, "policy"], f"cannot read the policy: {what}") from None
+        sub = _Origin(text, f"{origin.source} > {path}", origin.base_dir, origin.trusted_modules)
+        policy = Policy.from_origin(sub)
+        return ToolPolicy(name, policy, tool.release)
+    assert tool.checks is not None
+    sub_spec = PolicySpec.model_validate(
+        {
+            **spec.model_dump(by_alias=True, exclude={"checks", "tools", "name"}),
+            "name": f"{spec.name}: tool {name}",
+            "checks": [c.model_dump(by_alias=True, exclude_none=True) for c in tool.checks],
+        }
+    )
+    checks = tuple(
+        _compile(sub_spec, located, folder, origin.trusted_modules, [*where, "checks"])
+    )
+    policy = Policy(sub_spec, checks, source=origin.source, digest=digest)
+    return ToolPolicy(name, policy, tool.release)
 
 
 #: Policies compiled by unpickling, by source: a process compiles each once.
-_COMPILED: OrderedDict[_Origin, tuple[PolicySpec, tuple[Check, ...], str]] = OrderedDict()
+_COMPILED: OrderedDict[_Origin, _Built] = OrderedDict()
 _COMPILED_MAX = 64
 _COMPILING = threading.Lock()
 
@@ -290,9 +387,15 @@ def _unpickle(origin: _Origin, on_trace: TraceCallback | None) -> Policy:
                 _COMPILED.popitem(last=False)
         else:
             _COMPILED.move_to_end(origin)
-    spec, checks, digest = built
+    spec, checks, digest, tools = built
     return Policy(
-        spec, checks, source=origin.source, digest=digest, on_trace=on_trace, origin=origin
+        spec,
+        checks,
+        source=origin.source,
+        digest=digest,
+        on_trace=on_trace,
+        origin=origin,
+        tools=tools,
     )
 
 
@@ -360,12 +463,16 @@ def _shared_patterns(
 
 
 def _compile(
-    spec: PolicySpec, located: Located, base_dir: Path, trusted: tuple[str, ...]
+    spec: PolicySpec,
+    located: Located,
+    base_dir: Path,
+    trusted: tuple[str, ...],
+    prefix: Sequence[Any] = ("checks",),
 ) -> list[Check]:
     checks: list[Check] = []
     known: frozenset[str] | None = None
     for i, c in enumerate(spec.checks):
-        where: list[Any] = ["checks", i]
+        where: list[Any] = [*prefix, i]
         if isinstance(c, PiiSpec):
             if known is None:
                 known = catalog().entities | NER_ENTITIES

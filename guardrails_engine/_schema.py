@@ -127,6 +127,19 @@ def read_confined(path: Path, folder: Path) -> Any:
     :raises SchemaLoadError: if it is outside the folder, not a regular file, too
         large, or neither JSON nor YAML (the message names the path only).
     """
+    text = read_confined_text(path, folder)
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    try:
+        return yaml.load(text, Loader=_NoAliases)
+    except (yaml.YAMLError, RecursionError):
+        raise SchemaLoadError(f"{path} is neither JSON nor YAML") from None
+
+
+def read_confined_text(path: Path, folder: Path) -> str:
+    """The UTF-8 text of ``path``, confined as :func:`read_confined` says."""
     st = os.stat(path)
     real = path.resolve()
     if not real.is_relative_to(folder):
@@ -144,17 +157,9 @@ def read_confined(path: Path, folder: Path) -> Any:
     if len(data) > MAX_SCHEMA_FILE_BYTES:
         raise SchemaLoadError(f"{path} is larger than {MAX_SCHEMA_FILE_BYTES:,} bytes")
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise SchemaLoadError(f"{path} is not UTF-8 text") from None
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        pass
-    try:
-        return yaml.load(text, Loader=_NoAliases)
-    except (yaml.YAMLError, RecursionError):
-        raise SchemaLoadError(f"{path} is neither JSON nor YAML") from None
 
 
 def _local_path(uri: str, folder: Path, here: Path) -> Path:

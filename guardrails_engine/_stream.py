@@ -22,6 +22,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -30,7 +31,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ._errors import StreamStateError
-from ._model import Result
+from ._model import Finding, Result
 from ._pipeline import Ending, Run
 from ._threads import source_limiter, thread_limiter
 from ._trace import TraceCallback, record
@@ -38,7 +39,7 @@ from ._trace import TraceCallback, record
 if TYPE_CHECKING:
     from ._policy import Policy
 
-__all__ = ["Stream", "SyncStream"]
+__all__ = ["Blocked", "Ended", "Released", "Stream", "StreamEvent", "SyncStream"]
 
 T = TypeVar("T")
 
@@ -122,10 +123,38 @@ def _schedule_close(loop: tuple[str, Any] | None, close: Callable[[], Awaitable[
         return
 
 
+@dataclass(frozen=True, slots=True)
+class Released:
+    """Text that became safe to show (already repaired)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """The run was blocked: show ``message`` (the policy's ``block_message``) instead
+    of anything more.  ``findings`` are the findings of the run up to the block."""
+
+    message: str
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The stream ended: the last event.  ``result`` is ``Stream.result``."""
+
+    result: Result | None
+
+
+#: What :meth:`Stream.events` and :meth:`SyncStream.events` yield.
+StreamEvent = Released | Blocked | Ended
+
+
 class _Driver:
     __slots__ = (
         "_closed_early",
         "_done",
+        "_message",
         "_on_trace",
         "_pieces",
         "_policy",
@@ -141,6 +170,7 @@ class _Driver:
         self._run = Run(policy)
         self._pieces: deque[str] = deque()
         self._done = False
+        self._message = False  # the block message is the last piece
         self._closed_early = False  # closed by the consumer before it ended
         self._trace_id = trace_id
         self._on_trace = on_trace
@@ -198,7 +228,24 @@ class _Driver:
             message = self._run.result().text
             if message:
                 self._pieces.append(message)
+                self._message = True
         self._trace()
+
+    def _event(self, piece: str) -> StreamEvent:
+        """The event of a piece just taken from the queue."""
+        if self._message and not self._pieces:
+            self._message = False
+            return Blocked(piece, self._run.result().findings)
+        return Released(piece)
+
+    def _last_events(self) -> list[StreamEvent]:
+        """The events of a stream that ended with an empty queue."""
+        result = self.result
+        if self._run.ending is Ending.BLOCKED and not self._message and result is not None:
+            if not result.text:  # an empty block message: no piece, still an event
+                self._message = True  # (reported once)
+                return [Blocked("", result.findings), Ended(result)]
+        return [Ended(result)]
 
     def _failed(self, ending: Ending, error: BaseException | None = None) -> None:
         self._run.abort(ending)
@@ -265,6 +312,15 @@ class Stream(_Driver):
                 raise StopAsyncIteration
             await self._pull()
         return self._pieces.popleft()
+
+    def events(self) -> _AsyncEvents:
+        """The stream as typed events: :class:`Released` text, then :class:`Blocked`
+        if the run was blocked, then :class:`Ended` with the result.
+
+        The same text as iterating the stream (pieces are not repeated: use one or
+        the other); a source error or a close raises as iteration does.
+        """
+        return _AsyncEvents(self)
 
     async def _pull(self) -> None:
         it = self._iter
@@ -438,6 +494,10 @@ class SyncStream(_Driver):
             self._pull()
         return self._pieces.popleft()
 
+    def events(self) -> _SyncEvents:
+        """The stream as typed events; see :meth:`Stream.events`."""
+        return _SyncEvents(self)
+
     def _pull(self) -> None:
         if self._iter is None:
             self._iter = iter(self._source)
@@ -501,6 +561,66 @@ class SyncStream(_Driver):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _AsyncEvents:
+    """The events of a :class:`Stream` (see :meth:`Stream.events`)."""
+
+    __slots__ = ("_last", "_stream")
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self._last: list[StreamEvent] | None = None
+
+    def __aiter__(self) -> _AsyncEvents:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        stream = self._stream
+        if self._last is None:
+            try:
+                piece = await stream.__anext__()
+            except StopAsyncIteration:
+                self._last = stream._last_events()
+            else:
+                return stream._event(piece)
+        if not self._last:
+            raise StopAsyncIteration
+        return self._last.pop(0)
+
+    async def aclose(self) -> None:
+        """Stop: close the stream (and its source)."""
+        await self._stream.aclose()
+
+
+class _SyncEvents:
+    """The events of a :class:`SyncStream` (see :meth:`SyncStream.events`)."""
+
+    __slots__ = ("_last", "_stream")
+
+    def __init__(self, stream: SyncStream) -> None:
+        self._stream = stream
+        self._last: list[StreamEvent] | None = None
+
+    def __iter__(self) -> _SyncEvents:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        stream = self._stream
+        if self._last is None:
+            try:
+                piece = next(stream)
+            except StopIteration:
+                self._last = stream._last_events()
+            else:
+                return stream._event(piece)
+        if not self._last:
+            raise StopIteration
+        return self._last.pop(0)
+
+    def close(self) -> None:
+        """Stop: close the stream (and its source)."""
+        self._stream.close()
 
 
 def _close_sync(it: object) -> None:
