@@ -131,7 +131,7 @@ def families(size: int, only: str | None) -> None:
             _row(f"{name} ({n:,}; load {load_s:.1f} s)", "terms", policy, text)  # type: ignore[arg-type]
     # A pattern that backtracks catastrophically, let past the load-time analysis.
     if not only or "backtracking" in only:
-        import guardrails_engine._config as config
+        import guardrails_engine._spec.config as config
 
         if hasattr(config, "backtracking"):
             config.backtracking = lambda *a: None  # type: ignore[attr-defined]

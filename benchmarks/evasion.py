@@ -34,7 +34,7 @@ from pii_accuracy import build_presidio
 import guardrails_engine as ge
 
 sys.path.insert(0, str(ROOT / "tests"))
-from _disguised import corpus, value_positions  # noqa: E402
+from _disguised import corpus, value_positions
 
 ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "IBAN_CODE"]
 MIN_SCORE = 0.4

@@ -28,7 +28,7 @@ import json_stream
 import jsonschema
 
 import guardrails_engine as ge
-from guardrails_engine._jsonstream import JsonScan
+from guardrails_engine.checks._schema.jsonstream import JsonScan
 
 LENGTH_ONLY = ge.Policy.from_yaml(
     "version: 1\nname: pipeline-floor\nchecks:\n"

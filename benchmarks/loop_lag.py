@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _common import library_version
 
 import guardrails_engine as ge
-from _common import library_version
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -210,7 +210,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def _worker_threads() -> Any:
-    from guardrails_engine._threads import WORKER_THREADS
+    from guardrails_engine._core.threads import WORKER_THREADS
 
     return WORKER_THREADS
 

@@ -92,7 +92,7 @@ def build_presidio() -> Any:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_analyzer.predefined_recognizers.generic import email_recognizer
 
-    from guardrails_engine._ner import default_model_name
+    from guardrails_engine.checks._pii.ner import default_model_name
 
     # EmailRecognizer.validate_result calls tldextract.extract, which downloads the
     # public suffix list; use the snapshot bundled with tldextract instead.
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     engine = build_presidio()
-    from guardrails_engine._ner import default_model_name
+    from guardrails_engine.checks._pii.ner import default_model_name
 
     print(f"# spaCy model {default_model_name()}; setup {time.perf_counter() - t0:.1f} s")
 

@@ -6,7 +6,7 @@
 2. Time inside each compiled regular expression of the scanner, and how many
    buffer characters each one was asked to scan per character of text.  This
    wraps the scanner's compiled patterns in memory (private attributes of
-   ``guardrails_engine._scan``); nothing on disk is changed.
+   ``guardrails_engine._scanning.scan``); nothing on disk is changed.
 3. Text with an unbroken token (base64, hex): hold-back grows to the cap and
    the cost per chunk grows with it.
 

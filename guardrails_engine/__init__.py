@@ -9,13 +9,13 @@
 import logging as _logging
 from importlib import metadata as _metadata
 
-from ._config import policy_json_schema
-from ._errors import GuardrailsError, PolicyError, StreamStateError
-from ._eval import Case, CaseError, EvalReport, evaluate, load_cases
-from ._model import Action, Decision, Finding, Result
-from ._policy import Policy, ToolPolicy, load_policy
-from ._stream import Blocked, Ended, Released, Stream, StreamEvent, SyncStream
-from ._trace import Trace
+from ._core.errors import GuardrailsError, PolicyError, StreamStateError
+from ._core.model import Action, Decision, Finding, Result
+from ._evals.eval import Case, CaseError, EvalReport, evaluate, load_cases
+from ._policy.policy import Policy, ToolPolicy, load_policy
+from ._runtime.drive import Blocked, Ended, Released, Stream, StreamEvent, SyncStream
+from ._runtime.trace import Trace
+from ._spec.config import policy_json_schema
 
 try:
     __version__: str = _metadata.version("guardrails-engine")

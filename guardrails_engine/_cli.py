@@ -17,12 +17,12 @@ from typing import TextIO
 import yaml
 
 from . import __version__
-from ._config import policy_json_schema
-from ._errors import PolicyError
-from ._eval import CaseError, evaluate, load_cases
-from ._loader import load_yaml
-from ._model import Decision, Result
-from ._policy import Policy, load_policy
+from ._core.errors import PolicyError
+from ._core.model import Decision, Result
+from ._evals.eval import CaseError, evaluate, load_cases
+from ._policy.policy import Policy, load_policy
+from ._spec.config import policy_json_schema
+from ._spec.loader import load_yaml
 
 __all__ = ["main"]
 
@@ -174,7 +174,7 @@ def _lint(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
 
 
 def _entities(out: TextIO) -> int:
-    from ._presidio import NER_ENTITIES, catalog
+    from .checks._pii.presidio import NER_ENTITIES, catalog
 
     pattern = catalog().entities
     for name in sorted(pattern | NER_ENTITIES):

@@ -7,7 +7,7 @@ import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardrails_engine._analysis import backtracking, facts, union
+from guardrails_engine._scanning.analysis import backtracking, facts, union
 
 
 def classes_match(classes: tuple[str, ...] | None, text: str, flags: int = 0) -> list[str]:
@@ -143,7 +143,7 @@ def test_the_reasons_say_why() -> None:
 def test_every_presidio_pattern_passes() -> None:
     """The patterns the catalog compiles from presidio's recognizers, and the
     phone candidate, are not refused (they are not loaded through a policy)."""
-    from guardrails_engine._presidio import catalog
+    from guardrails_engine.checks._pii.presidio import catalog
 
     cat = catalog()
     seen = 0

@@ -14,7 +14,7 @@ import pydantic
 import pytest
 
 import guardrails_engine as ge
-from guardrails_engine import _policy
+from guardrails_engine._policy import policy as _policy
 
 PII_TEXT = (
     "Write to jdoe@example.com or call +1 415 555 0132. Card 4111 1111 1111 1111, "

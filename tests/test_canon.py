@@ -7,7 +7,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardrails_engine._canon import OffsetMap, canonical
+from guardrails_engine._scanning.canon import OffsetMap, canonical
 
 # Plain characters, removed ones (Cf), spaces that become " ", and characters
 # that NFKC expands (ligature, circled digit, full-width digit).

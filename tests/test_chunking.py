@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import guardrails_engine as ge
-from guardrails_engine._pipeline import Run
+from guardrails_engine._runtime.run import Run
 
 DATA = Path(__file__).parent / "data" / "pii_dev.jsonl"
 

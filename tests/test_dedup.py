@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardrails_engine._check import Hit
-from guardrails_engine._model import Action
-from guardrails_engine._pipeline import _dedup
+from guardrails_engine._core.model import Action
+from guardrails_engine._runtime.run import _dedup
+from guardrails_engine.checks._base import Hit
 
 CHECKS: dict[str, Any] = {
     name: SimpleNamespace(id=name, action=Action.REPAIR) for name in ("pii", "other")

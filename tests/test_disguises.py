@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import guardrails_engine as ge
-from guardrails_engine._canon import OffsetMap, canonical
+from guardrails_engine._scanning.canon import OffsetMap, canonical
 
 CASES = corpus()
 DEV = Path(__file__).resolve().parent / "data" / "pii_dev.jsonl"

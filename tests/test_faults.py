@@ -18,7 +18,7 @@ import anyio.lowlevel
 import pytest
 
 import guardrails_engine as ge
-from guardrails_engine import _check
+from guardrails_engine.checks import _base as _check
 
 SECRET = "sk-" + "Zx9" * 8
 BLOCK_MESSAGE = "Sorry, I can't share that."

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import guardrails_engine as ge
-from guardrails_engine._holdback import EXACT, Holdbacks
+from guardrails_engine._runtime.stats import EXACT, Holdbacks
 
 
 @given(st.lists(st.integers(0, EXACT - 1), max_size=200))

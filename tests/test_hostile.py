@@ -78,7 +78,7 @@ print(json.dumps(errors))
 def test_a_backtracking_pattern_that_slips_through_meets_its_deadline() -> None:
     out = _run(
         """
-import json, guardrails_engine as ge, guardrails_engine._config as cfg
+import json, guardrails_engine as ge, guardrails_engine._spec.config as cfg
 cfg.backtracking = lambda *a: None
 P = ge.Policy.from_yaml('''
 version: 1

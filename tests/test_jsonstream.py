@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import guardrails_engine as ge
-from guardrails_engine._jsonstream import JsonScan, Violation
-from guardrails_engine._schema import covers
+from guardrails_engine.checks._schema.check import covers
+from guardrails_engine.checks._schema.jsonstream import JsonScan, Violation
 
 # -- random schemas and documents ----------------------------------------------------------
 
@@ -944,7 +944,7 @@ def test_a_json_policy_blocks_a_long_answer_instead_of_cutting_it(policies_dir: 
 def test_a_failing_schema_check_with_on_error_pass_lets_the_text_through(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from guardrails_engine import _jsonstream
+    from guardrails_engine.checks._schema import jsonstream as _jsonstream
 
     def boom(self: Any, text: str, base: int) -> None:
         raise RuntimeError("parser bug")

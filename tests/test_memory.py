@@ -6,7 +6,6 @@ import json
 import tracemalloc
 
 import pytest
-
 from _child import run_limited
 
 import guardrails_engine as ge

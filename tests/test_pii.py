@@ -324,7 +324,7 @@ async def test_ner_async_stream_runs_in_threads(ner: ge.Policy) -> None:
 
 def test_pattern_only_policy_never_loads_ner() -> None:
     code = (
-        "import guardrails_engine as ge, guardrails_engine._ner as n\n"
+        "import guardrails_engine as ge, guardrails_engine.checks._pii.ner as n\n"
         "p = ge.load_policy('policies/support-chat.yaml')\n"
         "p.validate_sync('hello Maria Gonzalez, a@example.com')\n"
         "print(n.load_model.cache_info().currsize)\n"
@@ -338,7 +338,7 @@ def test_pattern_only_policy_never_loads_ner() -> None:
 
 
 def test_ner_model_is_shared_between_policies(ner: ge.Policy) -> None:
-    from guardrails_engine import _ner
+    from guardrails_engine.checks._pii import ner as _ner
 
     again = make("  - id: x\n    type: pii\n    entities: [PERSON]\n")
     assert again.checks[0].ner is ner.checks[0].ner  # type: ignore[attr-defined]
@@ -371,8 +371,8 @@ def test_short_phone_candidates_skip_regions_without_losing_a_number(pieces: lis
     import phonenumbers
     import regex
 
-    from guardrails_engine._presidio import _PHONE_CANDIDATE, catalog
-    from guardrails_engine._scan import ScanMatch
+    from guardrails_engine._scanning.scan import ScanMatch
+    from guardrails_engine.checks._pii.presidio import _PHONE_CANDIDATE, catalog
 
     cat = catalog()
     text = "call " + "".join(pieces) + " now"
@@ -390,7 +390,7 @@ def test_short_phone_candidates_skip_regions_without_losing_a_number(pieces: lis
 
 
 def test_phone_region_bounds_come_from_the_metadata() -> None:
-    from guardrails_engine._presidio import catalog
+    from guardrails_engine.checks._pii.presidio import catalog
 
     fewest = catalog()._phone_fewest
     # Germany has national numbers of four digits; every region needs at least

@@ -8,8 +8,8 @@ from _chunks import cut
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails_engine import _scan
-from guardrails_engine._scan import PatternSet, SharedScan, streamable
+from guardrails_engine._scanning import scan as _scan
+from guardrails_engine._scanning.scan import PatternSet, SharedScan, streamable
 
 # Patterns chosen for the ways a match can depend on text not seen yet: greedy
 # repetition, alternation priority, lookahead, \b, \B, $ and \Z at the end of the
@@ -320,8 +320,8 @@ _texts = st.lists(
 
 
 def _term_hits(terms: list[str], text: str, chunks: list[int]) -> list[tuple[int, int, str]]:
-    import guardrails_engine._content as content
-    from guardrails_engine._config import ContentSpec
+    import guardrails_engine.checks._content as content
+    from guardrails_engine._spec.config import ContentSpec
 
     spec = ContentSpec.model_validate({"id": "c", "type": "content", "terms": terms})
     trie_from, content.TRIE_FROM = content.TRIE_FROM, 1  # the trie, however few the terms
@@ -344,7 +344,7 @@ def _term_hits(terms: list[str], text: str, chunks: list[int]) -> list[tuple[int
 def test_the_trie_finds_what_the_terms_find_one_by_one(
     terms: list[str], text: str, chunks: list[int]
 ) -> None:
-    from guardrails_engine._terms import term_pattern
+    from guardrails_engine._scanning.terms import term_pattern
 
     expected = sorted(
         (m.start(), m.end(), f"terms[{i}]")

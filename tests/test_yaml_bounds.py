@@ -18,7 +18,7 @@ import pytest
 from _child import run_limited
 
 import guardrails_engine as ge
-from guardrails_engine._loader import MAX_ALIASES, MAX_DEPTH
+from guardrails_engine._spec.loader import MAX_ALIASES, MAX_DEPTH
 
 HEAD = "version: 1\nname: bomb\n"
 LIMITS = {"seconds": 60, "memory": 1_000_000_000}

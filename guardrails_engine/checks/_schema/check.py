@@ -27,14 +27,14 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012, specification_with
 
-from ._check import Hit, RunContext, Session
-from ._config import SchemaSpec
-from ._jsonstream import JsonScan, Violation, render_path, show
-from ._model import Action, done
-from ._pieces import BLOCK, join_tail
+from ..._core.model import Action, done
+from ..._core.pieces import BLOCK, join_tail
+from ..._spec.config import SchemaSpec
+from .._base import Hit, RunContext, Session
+from .jsonstream import JsonScan, Violation, render_path, show
 
 if TYPE_CHECKING:
-    from ._pipeline import Applied
+    from ..._runtime.run import Applied
 
 __all__ = [
     "MAX_SCHEMA_FILE_BYTES",

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
-from ._cap import Undecided
-from ._model import Action
-from ._scan import PatternSet, ScanMatch, ScanState, ScanView
+from .._core.model import Action
+from .._scanning.cap import Undecided
+from .._scanning.scan import PatternSet, ScanMatch, ScanState, ScanView
 
 __all__ = ["Check", "Hit", "PatternCheck", "PatternSession", "RunContext", "Session"]
 
@@ -227,9 +227,7 @@ class PatternSession:
         hit.joins = joins
         return hit
 
-    def _close(
-        self, buf: str, base: int, hits: list[Hit], *, final: bool, upto: int = -1
-    ) -> None:
+    def _close(self, buf: str, base: int, hits: list[Hit], *, final: bool, upto: int = -1) -> None:
         """Report the rest of the undecided stretch once its end is known (or,
         with ``upto``, its part before ``upto``)."""
         undecided = self._open

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import regex
 
-from ._check import Hit, RunContext, Session
-from ._config import LengthSpec
-from ._model import Action, done
+from .._core.model import Action, done
+from .._spec.config import LengthSpec
+from ._base import Hit, RunContext, Session
 
 __all__ = ["WORD_LOOKBACK", "LengthCheck"]
 

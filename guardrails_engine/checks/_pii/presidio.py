@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 if TYPE_CHECKING:
-    from ._scan import ScanMatch
+    from ..._scanning.scan import ScanMatch
 
 __all__ = ["NER_ENTITIES", "Catalog", "Detector", "catalog", "is_ipv4", "plain_interpreter"]
 

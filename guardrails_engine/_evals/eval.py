@@ -22,10 +22,10 @@ from xml.sax.saxutils import escape, quoteattr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._errors import GuardrailsError
-from ._holdback import Holdbacks
-from ._loader import YamlRefused, load_yaml, repeated_key
-from ._model import Action, Decision, Result
+from .._core.errors import GuardrailsError
+from .._core.model import Action, Decision, Result
+from .._runtime.stats import Holdbacks
+from .._spec.loader import YamlRefused, load_yaml, repeated_key
 
 __all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases"]
 

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import regex
 
-from ._check import Hit, PatternCheck, PatternSession, RunContext, Session
-from ._config import ContentPatternSpec, ContentSpec
-from ._model import Action
-from ._scan import PatternSet, ScanMatch, ScanView
-from ._terms import Overlaps, TermSet, term_pattern
+from .._core.model import Action
+from .._scanning.scan import PatternSet, ScanMatch, ScanView
+from .._scanning.terms import Overlaps, TermSet, term_pattern
+from .._spec.config import ContentPatternSpec, ContentSpec
+from ._base import Hit, PatternCheck, PatternSession, RunContext, Session
 
 __all__ = ["ContentCheck", "term_pattern"]
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import regex
 
-from ._pieces import BLOCK, join_tail
+from ..._core.pieces import BLOCK, join_tail
 
 __all__ = ["PATH_ENDS", "JsonScan", "Violation", "path_step", "render_path", "show"]
 

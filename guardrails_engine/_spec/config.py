@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ._analysis import backtracking
+from .._scanning.analysis import backtracking
 
 __all__ = [
     "CheckSpec",

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
-from ._presidio import Detector, catalog, is_ipv4
+from .presidio import Detector, catalog, is_ipv4
 
 if TYPE_CHECKING:
-    from ._scan import ScanMatch
+    from ..._scanning.scan import ScanMatch
 
 __all__ = ["FAMILIES", "detectors"]
 
@@ -185,8 +185,10 @@ class _Families:
 
     def email(self, m: ScanMatch) -> list[tuple[int, int, float]]:
         text = m.match.group()
-        bare = "@" not in text and _AT_AS_WRITTEN.search(text) is not None and (
-            regex.search(rf"(?i){_OPEN}\s*at\s*{_CLOSE}", text) is None
+        bare = (
+            "@" not in text
+            and _AT_AS_WRITTEN.search(text) is not None
+            and (regex.search(rf"(?i){_OPEN}\s*at\s*{_CLOSE}", text) is None)
         )
         read = _AT_AS_WRITTEN.sub("@", text, count=1)
         read = _SPACE.sub("", _DOT_AS_WRITTEN.sub(".", read))

@@ -37,8 +37,8 @@ from typing import Any
 
 import regex
 
-from ._analysis import char, facts, parse_tree
-from ._compose import classes, probe
+from .analysis import char, facts, parse_tree
+from .compose import classes, probe
 
 __all__ = ["CapFacts", "cap_facts"]
 

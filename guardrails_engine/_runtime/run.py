@@ -30,15 +30,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._canon import OffsetMap, has_escape
-from ._check import Check, Hit, PatternCheck, PatternSession, RunContext, Session
-from ._holdback import Holdbacks
-from ._model import Action, Decision, Finding, Result
-from ._pieces import BLOCK, join_tail
-from ._scan import DEADLINE, ScanView, SharedScan
+from .._core.model import Action, Decision, Finding, Result
+from .._core.pieces import BLOCK, join_tail
+from .._scanning.canon import OffsetMap, has_escape
+from .._scanning.scan import DEADLINE, ScanView, SharedScan
+from ..checks._base import Check, Hit, PatternCheck, PatternSession, RunContext, Session
+from .stats import Holdbacks
 
 if TYPE_CHECKING:
-    from ._policy import Policy
+    from .._policy.policy import Policy
 
 __all__ = ["Applied", "Ending", "Run"]
 

@@ -41,9 +41,7 @@ _CONFUSABLE = dict(
         "аАвВеЕһНіІјЈкКмМоОрРсСтТуУхХѕЅԁԛԝӏүҮɡѵ"
         "αΑβΒεΕζΖηΗιΙκΚμΜνΝοΟρΡτΤυΥχΧωϲϳ"
         "\u0131\u0251\u0269\u0585\u0578\u057d\u0570",
-        "aABBeEhHiIjJkKmMoOpPcCTTyYxXsSdqwlyYgv"
-        "aABBeEZZnHiIkKuMvNoOpPtTuYxXwcj"
-        "iaiounh",
+        "aABBeEhHiIjJkKmMoOpPcCTTyYxXsSdqwlyYgvaABBeEZZnHiIkKuMvNoOpPtTuYxXwcjiaiounh",
         strict=True,
     )
 )
@@ -125,6 +123,8 @@ _OPEN_ESCAPE = re.compile(
     r"|%[2-7]?"
     r"|</?(?:[A-Za-z][A-Za-z0-9]{0,9}[ \t]*/?)?)\Z"
 )
+
+
 def _decoded(escape: str) -> str | None:
     """The canonical view of one escape, or None if it stands for nothing
     (an unknown entity name, a percent escape of a space)."""

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 import regex
 
-from ._analysis import share, union
+from .analysis import share, union
 
 __all__ = ["SCOPABLE", "ascii_gate", "classes", "probe", "streamable"]
 

@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import regex
 
-from ._analysis import Facts, facts
-from ._compose import SCOPABLE, ascii_gate, classes, probe, streamable
-from ._terms import OVERLAPPING
+from .analysis import Facts, facts
+from .compose import SCOPABLE, ascii_gate, classes, probe, streamable
+from .terms import OVERLAPPING
 
 __all__ = [
     "DEADLINE",

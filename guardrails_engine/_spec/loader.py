@@ -11,8 +11,8 @@ import regex
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
-from ._errors import PolicyError
+from .._core.errors import PolicyError
+from .config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
 
 __all__ = ["Located", "YamlRefused", "did_you_mean", "load_yaml", "nearest", "parse_policy"]
 
@@ -487,7 +487,7 @@ def _unknown_entities(data: dict[str, Any], located: Located) -> list[PolicyErro
             if not (isinstance(entity, str) and _ENTITY.fullmatch(entity)):
                 continue  # the format's own rule says what is wrong with it
             if known is None:
-                from ._presidio import NER_ENTITIES, catalog
+                from ..checks._pii.presidio import NER_ENTITIES, catalog
 
                 known = catalog().entities | NER_ENTITIES
             if entity not in known:

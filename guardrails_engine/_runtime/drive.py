@@ -30,14 +30,14 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._errors import StreamStateError
-from ._model import Finding, Result
-from ._pipeline import Ending, Run
-from ._threads import source_limiter, thread_limiter
-from ._trace import TraceCallback, record
+from .._core.errors import StreamStateError
+from .._core.model import Finding, Result
+from .._core.threads import source_limiter, thread_limiter
+from .run import Ending, Run
+from .trace import TraceCallback, record
 
 if TYPE_CHECKING:
-    from ._policy import Policy
+    from .._policy.policy import Policy
 
 __all__ = ["Blocked", "Ended", "Released", "Stream", "StreamEvent", "SyncStream"]
 

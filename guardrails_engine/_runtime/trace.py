@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._pipeline import Run
-    from ._policy import Policy
+    from .._policy.policy import Policy
+    from .run import Run
 
 __all__ = ["Trace", "TraceCallback", "logger", "new_trace_id"]
 

@@ -17,15 +17,15 @@ from collections.abc import Sequence
 
 import regex
 
-from ._check import Hit, PatternCheck, PatternSession, RunContext, Session
-from ._config import DEFAULT_MIN_SCORE, AllowRegexSpec, PiiSpec
-from ._content import term_pattern
-from ._disguise import FAMILIES
-from ._disguise import detectors as disguised
-from ._model import Action, done
-from ._ner import NerModel, sentence_end
-from ._presidio import Detector, catalog, plain_interpreter
-from ._scan import PatternSet, ScanMatch, ScanView
+from ..._core.model import Action, done
+from ..._scanning.scan import PatternSet, ScanMatch, ScanView
+from ..._scanning.terms import term_pattern
+from ..._spec.config import DEFAULT_MIN_SCORE, AllowRegexSpec, PiiSpec
+from .._base import Hit, PatternCheck, PatternSession, RunContext, Session
+from .disguise import FAMILIES
+from .disguise import detectors as disguised
+from .ner import NerModel, sentence_end
+from .presidio import Detector, catalog, plain_interpreter
 
 __all__ = ["PARTIAL_ENTITIES", "PiiCheck"]
 

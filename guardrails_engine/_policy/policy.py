@@ -14,19 +14,21 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import anyio
 import anyio.to_thread
 
-from ._check import PatternCheck
-from ._config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec, ToolSpec
-from ._content import ContentCheck
-from ._errors import PolicyError, check_source, check_text
-from ._length import LengthCheck
-from ._loader import Located, parse_policy
-from ._model import Result
-from ._ner import ModelMissing, default_model_name, load_model
-from ._pii import PiiCheck
-from ._pipeline import Run
-from ._presidio import NER_ENTITIES, catalog
-from ._scan import PatternSet
-from ._schema import (
+from .._core.errors import PolicyError, check_source, check_text
+from .._core.model import Result
+from .._core.threads import thread_limiter
+from .._runtime.run import Run
+from .._runtime.trace import TraceCallback, record
+from .._scanning.scan import PatternSet
+from .._spec.config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec, ToolSpec
+from .._spec.loader import Located, parse_policy
+from ..checks._base import PatternCheck
+from ..checks._content import ContentCheck
+from ..checks._length import LengthCheck
+from ..checks._pii.check import PiiCheck
+from ..checks._pii.ner import ModelMissing, default_model_name, load_model
+from ..checks._pii.presidio import NER_ENTITIES, catalog
+from ..checks._schema.check import (
     TRUST_ENV,
     SchemaCheck,
     SchemaError,
@@ -34,12 +36,10 @@ from ._schema import (
     load_schema,
     read_confined_text,
 )
-from ._threads import thread_limiter
-from ._trace import TraceCallback, record
 
 if TYPE_CHECKING:
-    from ._check import Check
-    from ._stream import Stream, SyncStream
+    from .._runtime.drive import Stream, SyncStream
+    from ..checks._base import Check
 
 __all__ = ["Policy", "ToolPolicy", "load_policy"]
 
@@ -244,7 +244,7 @@ class Policy:
         cheaper per chunk), ``True`` that it may.
         """
         check_source(source, "stream")
-        from ._stream import Stream
+        from .._runtime.drive import Stream
 
         return Stream(
             self, source, trace_id=trace_id, on_trace=on_trace, blocking_source=blocking_source
@@ -259,7 +259,7 @@ class Policy:
     ) -> SyncStream:
         """The synchronous twin of :meth:`stream`."""
         check_source(source, "stream_sync")
-        from ._stream import SyncStream
+        from .._runtime.drive import SyncStream
 
         return SyncStream(self, source, trace_id=trace_id, on_trace=on_trace)
 
@@ -365,9 +365,7 @@ def _compile_tool(
             "checks": [c.model_dump(by_alias=True, exclude_none=True) for c in tool.checks],
         }
     )
-    checks = tuple(
-        _compile(sub_spec, located, folder, origin.trusted_modules, [*where, "checks"])
-    )
+    checks = tuple(_compile(sub_spec, located, folder, origin.trusted_modules, [*where, "checks"]))
     policy = Policy(sub_spec, checks, source=origin.source, digest=digest)
     return ToolPolicy(name, policy, tool.release)
 
