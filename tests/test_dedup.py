@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from guardrails_engine._core.model import Action
-from guardrails_engine._runtime.run import _dedup
+from guardrails_engine._runtime.repairs import dedup as _dedup
 from guardrails_engine.checks._base import Hit
 
 CHECKS: dict[str, Any] = {

@@ -119,7 +119,7 @@ CASES = {
         "checks[0].type",
         "c1",
         "{path}:5: checks[0].type (check 'c1'): unknown check type 'toxicity' "
-        "(expected one of 'pii', 'content', 'schema', 'length')",
+        "(expected one of 'pii', 'content', 'schema', 'length', 'custom')",
     ),
     "check-without-type": Case(
         _head("checks:\n  - id: c1\n    terms: [foo]\n"),
@@ -127,7 +127,7 @@ CASES = {
         "checks[0].type",
         "c1",
         "{path}:4: checks[0].type (check 'c1'): "
-        "a check needs a `type` (pii, content, schema or length)",
+        "a check needs a `type` (pii, content, schema, length or custom)",
     ),
     "check-not-a-mapping": Case(
         _head("checks:\n  - just a string\n"),
@@ -354,7 +354,7 @@ CASES = {
         "checks[0].type",
         "c",
         "{path}:5: checks[0].type (check 'c'): unknown check type 'contnet' "
-        "(expected one of 'pii', 'content', 'schema', 'length'); did you mean 'content'?",
+        "(expected one of 'pii', 'content', 'schema', 'length', 'custom'); did you mean 'content'?",
     ),
     "duplicate-keys-and-other-problems-together": Case(
         _head(

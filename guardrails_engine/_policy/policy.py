@@ -17,15 +17,25 @@ import anyio.to_thread
 from .._core.errors import PolicyError, check_source, check_text
 from .._core.model import Result
 from .._core.threads import thread_limiter
+from .._runtime.jobs import settle, settle_sync
 from .._runtime.run import Run
 from .._runtime.trace import TraceCallback, record
 from .._scanning.scan import PatternSet
-from .._spec.config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec, ToolSpec
+from .._spec.config import (
+    ContentSpec,
+    CustomSpec,
+    LengthSpec,
+    PiiSpec,
+    PolicySpec,
+    SchemaSpec,
+    ToolSpec,
+)
 from .._spec.loader import Located, parse_policy
 from ..checks._base import PatternCheck
 from ..checks._content import ContentCheck
 from ..checks._length import LengthCheck
 from ..checks._pii.check import PiiCheck
+from ..checks._pii.entities import unknown_entities
 from ..checks._pii.ner import ModelMissing, default_model_name, load_model
 from ..checks._pii.presidio import NER_ENTITIES, catalog
 from ..checks._schema.check import (
@@ -36,6 +46,8 @@ from ..checks._schema.check import (
     load_schema,
     read_confined_text,
 )
+from ..checks._unit import Compiled
+from .custom import compile_custom
 
 if TYPE_CHECKING:
     from .._runtime.drive import Stream, SyncStream
@@ -55,6 +67,7 @@ class Policy:
 
     __slots__ = (
         "_checks",
+        "_defers",
         "_hash",
         "_on_trace",
         "_origin",
@@ -79,6 +92,7 @@ class Policy:
         self._spec = spec
         self._origin = origin
         self._checks = checks
+        self._defers = any(isinstance(c, Compiled) and c.deferred for c in checks)
         self._scan = _shared_patterns(checks)
         self._source = source
         self._hash = digest
@@ -206,6 +220,8 @@ class Policy:
         run = Run(self)
         try:
             run.check(text)
+            if run.deferred:
+                settle_sync(run)  # async and blocking checks of your own
         except BaseException as exc:
             record(self, run, kind="validate", trace_id=trace_id, callback=on_trace, error=exc)
             raise
@@ -221,10 +237,30 @@ class Policy:
         worker thread (at most four at a time per event loop).
         """
         check_text(text, "validate")
+        if self._defers:
+            return await self._validate_deferring(text, trace_id, on_trace)
         if len(text) < THREAD_THRESHOLD and not self.blocking:
             return self.validate_sync(text, trace_id=trace_id, on_trace=on_trace)
         check = functools.partial(self.validate_sync, trace_id=trace_id, on_trace=on_trace)
         return await anyio.to_thread.run_sync(check, text, limiter=thread_limiter())
+
+    async def _validate_deferring(
+        self, text: str, trace_id: str | None, on_trace: TraceCallback | None
+    ) -> Result:
+        """validate with checks that defer calls: those are awaited on this event loop."""
+        run = Run(self)
+        try:
+            if len(text) < THREAD_THRESHOLD and not self.blocking:
+                run.check(text)
+            else:
+                await anyio.to_thread.run_sync(run.check, text, limiter=thread_limiter())
+            if run.deferred:
+                await settle(run)
+        except BaseException as exc:
+            record(self, run, kind="validate", trace_id=trace_id, callback=on_trace, error=exc)
+            raise
+        record(self, run, kind="validate", trace_id=trace_id, callback=on_trace)
+        return run.result()
 
     def stream(
         self,
@@ -322,7 +358,7 @@ _Built = tuple[PolicySpec, tuple["Check", ...], str, dict[str, ToolPolicy]]
 
 
 def _build(origin: _Origin) -> _Built:
-    spec, located = parse_policy(origin.text, origin.source)
+    spec, located = parse_policy(origin.text, origin.source, rules=(unknown_entities,))
     folder = Path(origin.base_dir)
     checks = tuple(_compile(spec, located, folder, origin.trusted_modules))
     digest = hashlib.sha256(origin.text.encode("utf-8")).hexdigest()[:16]
@@ -501,6 +537,8 @@ def _compile(
             except (ValueError, ImportError, AttributeError, TypeError) as exc:
                 raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
             checks.append(SchemaCheck(c, spec.on_error, loaded, stop=_json_stop(spec)))
+        elif isinstance(c, CustomSpec):
+            checks.append(compile_custom(c, spec, located, where, trusted))
         elif isinstance(c, LengthSpec):
             json_output = any(isinstance(x, SchemaSpec) for x in spec.checks)
             checks.append(LengthCheck(c, spec.on_error, json_output=json_output))

@@ -33,11 +33,12 @@ import anyio.to_thread
 from .._core.errors import StreamStateError
 from .._core.model import Finding, Result
 from .._core.threads import source_limiter, thread_limiter
+from .jobs import settle, settle_sync
 from .run import Ending, Run
 from .trace import TraceCallback, record
 
 if TYPE_CHECKING:
-    from .._policy.policy import Policy
+    from .plan import Plan
 
 __all__ = ["Blocked", "Ended", "Released", "Stream", "StreamEvent", "SyncStream"]
 
@@ -163,9 +164,7 @@ class _Driver:
         "_traced",
     )
 
-    def __init__(
-        self, policy: Policy, trace_id: str | None, on_trace: TraceCallback | None
-    ) -> None:
+    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
         self._policy = policy
         self._run = Run(policy)
         self._pieces: deque[str] = deque()
@@ -220,7 +219,17 @@ class _Driver:
         piece = self._run.finish()
         if piece:
             self._pieces.append(piece)
-        self._end()
+        if not self._run.deferred:
+            self._end()
+
+    def _resumed(self, piece: str) -> bool:
+        """The deferred calls ran and gave ``piece``: True when the source should be closed."""
+        if piece:
+            self._pieces.append(piece)
+        if self._run.decided:
+            self._end()
+            return True
+        return False
 
     def _end(self) -> None:
         self._done = True
@@ -278,7 +287,7 @@ class Stream(_Driver):
 
     def __init__(
         self,
-        policy: Policy,
+        policy: Plan,
         source: AsyncIterable[str] | Iterable[str],
         *,
         trace_id: str | None = None,
@@ -365,11 +374,15 @@ class Stream(_Driver):
                         chunk = next(cast(Iterator[str], it))
             except (StopAsyncIteration, StopIteration):
                 await self._work(self._exhausted)
+                if self._run.deferred:
+                    self._resumed(await settle(self._run))
                 return
             if self._blocking:
                 decided = await self._work(self._take, chunk)
             else:
                 decided = self._take(chunk)  # no blocking work: inline
+            if not decided and self._run.deferred:
+                decided = self._resumed(await settle(self._run))
             if decided:
                 await self._close_source()
         except anyio.get_cancelled_exc_class():
@@ -471,7 +484,7 @@ class SyncStream(_Driver):
 
     def __init__(
         self,
-        policy: Policy,
+        policy: Plan,
         source: Iterable[str],
         *,
         trace_id: str | None = None,
@@ -505,6 +518,8 @@ class SyncStream(_Driver):
             chunk: Any = next(self._iter)
         except StopIteration:
             self._exhausted()
+            if self._run.deferred:
+                self._settle()
             return
         except BaseException as exc:
             self._failed(Ending.SOURCE_ERROR, exc)
@@ -517,14 +532,27 @@ class SyncStream(_Driver):
             if self._run.decided:
                 self._end()
                 self._close_source()
+            elif self._run.deferred and self._settle():
+                self._close_source()
             return
         try:
             decided = self._take(chunk)
         except TypeError:
             self._close_source()
             raise
+        if not decided and self._run.deferred:
+            decided = self._settle()
         if decided:
             self._close_source()
+
+    def _settle(self) -> bool:
+        """Run the deferred calls; True when the source should be closed."""
+        try:
+            return self._resumed(settle_sync(self._run))
+        except BaseException as exc:
+            self._failed(Ending.CANCELLED, exc)
+            self._close_source()
+            raise
 
     def _close_source(self) -> None:
         if self._closed:

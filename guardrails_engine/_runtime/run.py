@@ -1,166 +1,44 @@
 """One run of a policy over one text: the sans-IO core of validate and stream.
 
 The run is fed chunks and returns the text that became safe to release.  It
-does no I/O; the async and sync drivers (``_stream.py``) and ``validate``
+does no I/O; the async and sync drivers (``drive.py``) and ``validate``
 (one chunk, then ``finish``) are thin loops around it.
 
 Detection runs on the canonical view of the text (``_canon.py``); hits are
 placed back in the original text before anything else looks at them.
 
-How text is released.  Every check session reports a *hold*: no hit still
-to come starts before it.  The smallest hold over all sessions is the point
-up to which every hit is known; text before it is released, except that a
-cluster of overlapping repairs that straddles it waits until it is whole.
-Repairs are applied once, on the original text: overlapping ones merge into
-one span whose replacement is that of the hit that starts first (the
-longest, then the first check), so the order of checks never matters.
-
-How the run ends.  A *terminal* hit ends it: the first block, or a length
-truncation.  It is decided once every hit that starts at or before it is
-known (hold past it); the result then lists exactly those findings, which
-depend only on the text, so a whole text and every chunking of it agree.
+How text is released (here).  Every check session reports a *hold*: no hit
+still to come starts before it.  The smallest hold over all sessions is the
+point up to which every hit is known; text before it is released
+(``release.py``), except that a cluster of overlapping repairs that straddles
+it waits until it is whole (``repairs.py``, which also says how repairs
+merge).  How the run ends is ``decision.py``; what it measures, ``stats.py``.
 """
 
 from __future__ import annotations
 
-import enum
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._core.model import Action, Decision, Finding, Result
-from .._core.pieces import BLOCK, join_tail
+from .._core.model import Finding, Result
 from .._scanning.canon import OffsetMap, has_escape
 from .._scanning.scan import DEADLINE, ScanView, SharedScan
-from ..checks._base import Check, Hit, PatternCheck, PatternSession, RunContext, Session
-from .stats import Holdbacks
+from ..checks._base import Check, Hit, PatternCheck, PatternSession, Session
+from .decision import Decisions, Ending, Failure
+from .plan import Plan
+from .release import Release
+from .repairs import Repairs
+from .stats import Holdbacks, RunStats
 
-if TYPE_CHECKING:
-    from .._policy.policy import Policy
-
-__all__ = ["Applied", "Ending", "Run"]
+__all__ = ["Ending", "Run"]
 
 _NEVER = 1 << 62
 _TRIM_AT = 1024
 _MARGIN = 256
 
 
-class Ending(enum.StrEnum):
-    """How a run ended."""
-
-    COMPLETED = "completed"
-    BLOCKED = "blocked"
-    TRUNCATED = "truncated"
-    SOURCE_ERROR = "source_error"
-    CANCELLED = "cancelled"
-
-
-class _Failure:
-    """Stands in for a check that raised, so its hit reads like any other."""
-
-    type: str
-    blocking = False
-
-    def __init__(self, check: Check, exc: BaseException) -> None:
-        self.id = check.id
-        self.type = check.type
-        self.on_error = check.on_error
-        self.action = Action.FLAG if check.on_error == "pass" else Action.BLOCK
-        self.kind = type(exc).__name__
-
-    def session(self) -> Session:  # pragma: no cover - never run
-        raise NotImplementedError
-
-    def render(self, hit: Hit, context: RunContext) -> str:  # pragma: no cover
-        raise NotImplementedError
-
-    def outcome(self, hit: Hit) -> str:
-        if self.action is Action.FLAG:
-            return "skipped (on_error: pass)"
-        return "blocked"
-
-
-def _dedup(hits: Sequence[Hit]) -> list[Hit]:
-    """Drop a hit that another of the same check and entity contains with at least its score.
-
-    presidio's ``remove_duplicates`` rule, applied per check.
-    """
-    out: list[Hit] = []
-    groups: dict[tuple[str, str | None], list[Hit]] = {}
-    for h in hits:
-        groups.setdefault((h.check.id, h.entity), []).append(h)
-    for group in groups.values():
-        if len(group) == 1:
-            out.extend(group)
-            continue
-        group.sort(key=lambda h: (h.start, -h.end, -(h.score or 0.0)))
-        kept: list[Hit] = []
-        # Kept hits that reach the current start: only they can contain it (in
-        # start order, the others end before it), so this stays linear.
-        active: list[Hit] = []
-        for h in group:
-            if active:
-                active = [k for k in active if k.end >= h.start]
-            contained = any(h.end <= k.end and (h.score or 0.0) <= (k.score or 0.0) for k in active)
-            if not contained:
-                kept.append(h)
-                active.append(h)
-        out.extend(kept)
-    return out
-
-
-@dataclass(slots=True)
-class Applied:
-    """A repair as applied to the output: the original span and what replaced it."""
-
-    start: int
-    end: int
-    replacement: str
-    check_id: str
-
-
-def _unshadowed(hits: Sequence[Hit]) -> list[Hit]:
-    """Drop NER hits that a pattern hit of the same check overlaps.
-
-    spaCy reads the country code of an IBAN as a place and the name in an
-    e-mail address as a person; the pattern knows better.
-    """
-    if not any(h.ner for h in hits):
-        return list(hits)
-    patterns: dict[str, list[Hit]] = {}
-    for h in hits:
-        if not h.ner and h.kind == "span":
-            patterns.setdefault(h.check.id, []).append(h)
-    return [
-        h
-        for h in hits
-        if not h.ner
-        or not any(p.start < h.end and h.start < p.end for p in patterns.get(h.check.id, ()))
-    ]
-
-
-def _joined(hits: Sequence[Hit]) -> Sequence[Hit]:
-    """Hits that continue another (an undecided stretch past the cap, reported
-    as it grew) merged into it: one finding."""
-    if not any(h.joins for h in hits):
-        return hits
-    out: list[Hit] = []
-    last: dict[str, int] = {}
-    for h in sorted(hits, key=lambda h: (h.start, h.joins)):
-        k = last.get(h.check.id)
-        if h.joins and k is not None and out[k].end <= h.start:
-            joined = out[k].moved(out[k].start, h.end)
-            joined.joins = out[k].joins
-            out[k] = joined
-            continue
-        last[h.check.id] = len(out)
-        out.append(h)
-    return out
-
-
-def _budgets(policy: Policy) -> list[int]:
+def _budgets(policy: Plan) -> list[int]:
     """The time (ms) each check may spend on one run: its timeout_ms, else the policy's."""
     spec = policy.spec
     limits = {c.id: c.timeout_ms for c in spec.checks}
@@ -168,7 +46,7 @@ def _budgets(policy: Policy) -> list[int]:
 
 
 def _sessions(
-    policy: Policy, budget_ms: Sequence[int]
+    policy: Plan, budget_ms: Sequence[int]
 ) -> tuple[list[tuple[Check, Session]], tuple[int, ...]]:
     """A session per check; checks that only scan patterns share one scanner
     (if they have the same time: they share it too).  Also: the indices of the
@@ -190,55 +68,44 @@ def _sessions(
 
 
 class Run:
-    """Per-text state of a policy: feed chunks, get released text, then a result."""
+    """Per-text state of a policy: feed chunks, get released text, then a result.
+
+    The run holds the check sessions and their holds, and the canonical view
+    they scan; what to release is in :class:`Release`, how repairs merge in
+    :class:`Repairs`, how the run ends in :class:`Decisions`, and what it
+    measured in :class:`RunStats`.
+    """
 
     __slots__ = (
-        "_applied",
         "_barriers",
         "_base",
-        "_block",
         "_budget",
         "_budget_ms",
         "_buf",
         "_cap",
-        "_context",
-        "_cut",
+        "_decisions",
+        "_deferring",
         "_end",
         "_ending",
         "_failed",
-        "_hits",
+        "_finishing",
         "_hold_seen",
-        "_json",
         "_lazy_only",
         "_live",
         "_map",
         "_numbers",
-        "_order",
         "_out",
-        "_out_limit",
-        "_pending",
-        "_pending_limit",
-        "_pending_start",
         "_policy",
-        "_released",
         "_repairs",
-        "_result",
         "_scanners",
         "_scanning",
         "_sessions",
         "_sharing",
-        "chars_out",
-        "check_seconds",
-        "chunks_in",
-        "chunks_out",
-        "ended_at",
-        "first_in_at",
-        "first_out_at",
-        "holdbacks",
-        "started_at",
+        "_waiting",
+        "stats",
     )
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Plan) -> None:
         self._policy = policy
         # The time each check may spend on this run; past it, on_error decides.
         self._budget_ms = _budgets(policy)
@@ -259,48 +126,33 @@ class Run:
         )
         self._hold_seen = 0  # the hold at the last advance (original offsets)
         self._scanning = any(s.scans for _, s in self._sessions)
-        # Sessions that may hold back release beyond their hold (release on completion).
-        self._barriers: list[Any] = [s for _, s in self._sessions if hasattr(s, "barrier")]
-        self._order = {c.id: i for i, c in enumerate(policy.checks)}
-        # A schema check means JSON output: replacements are written JSON-escaped.
-        self._json = any(c.type == "schema" for c in policy.checks)
-        # Schema sessions that say where the numbers are, if another check may repair.
-        self._numbers: list[Any] = []
-        if self._json and any(c.type != "schema" for c in policy.checks):
-            self._numbers = [s for _, s in self._sessions if hasattr(s, "is_number")]
+        # Sessions that hold back release beyond their hold (release on completion).
+        self._barriers = [s for _, s in self._sessions if s.holds_release]
+        order = {c.id: i for i, c in enumerate(policy.checks)}
+        # A schema check means JSON output: replacements are written JSON-escaped,
+        # and sessions that know where the numbers are say so, if another check may repair.
+        json_output = any(c.type == "schema" for c in policy.checks)
+        self._numbers: list[Session] = []
+        if json_output and any(c.type != "schema" for c in policy.checks):
+            self._numbers = [s for _, s in self._sessions if s.knows_numbers]
             for s in self._numbers:
                 s.record_numbers()
+        self._repairs = Repairs(order, json_output=json_output, numbers=self._numbers)
+        self._waiting = self._repairs.waiting  # (the same list: read on every chunk)
+        self._decisions = Decisions(order, self._repairs, policy.block_message)
+        self.stats = RunStats(len(self._sessions))
+        self._out = Release(self.stats)
         self._cap = policy.max_holdback_chars
         self._map = OffsetMap()
         self._buf = ""  # canonical scan buffer, from canonical offset _base
         self._base = 0
         self._end = 0  # original characters received
-        self._pending: list[str] = []  # unreleased original text, from _pending_start
-        self._pending_limit = BLOCK  # (see _pieces)
-        self._pending_start = 0
-        self._released = 0  # original offset released so far
-        self._out: list[str] = []  # released pieces
-        self._out_limit = BLOCK  # (see _pieces)
-        self._hits: list[Hit] = []  # every hit, in original offsets
-        self._repairs: list[Hit] = []  # repairs not yet applied, any order
-        # Repairs applied, one per merged span.
-        self._applied: list[Applied] = []
-        self._block: Hit | None = None  # first block so far
-        self._cut: Hit | None = None  # length truncation
         self._failed: set[int] = set()
-        self._context: RunContext = {}
         self._ending: Ending | None = None
-        self._result: Result | None = None
-        self.check_seconds = [0.0] * len(self._sessions)
-        self.holdbacks = Holdbacks()
-        # Statistics for traces.
-        self.started_at = time.perf_counter()
-        self.ended_at: float | None = None
-        self.first_in_at: float | None = None
-        self.first_out_at: float | None = None
-        self.chunks_in = 0
-        self.chunks_out = 0
-        self.chars_out = 0
+        # Sessions that defer calls (async or blocking unit checks) to the driver,
+        # and whether the text ended while some were waiting.
+        self._deferring = [(i, c, s) for i, (c, s) in enumerate(self._sessions) if s.defers]
+        self._finishing = False
 
     # -- public ------------------------------------------------------------
     @property
@@ -318,7 +170,54 @@ class Run:
 
     @property
     def released(self) -> int:
-        return self._released
+        return self._out.released
+
+    @property
+    def holdbacks(self) -> Holdbacks:
+        return self.stats.holdbacks
+
+    @property
+    def defers(self) -> bool:
+        """Whether some check of the run defers calls to the driver (see :attr:`deferred`)."""
+        return bool(self._deferring)
+
+    @property
+    def deferred(self) -> bool:
+        """Calls are waiting: the driver runs :meth:`jobs`, then calls :meth:`resume`."""
+        if not self._deferring or self._ending is not None:
+            return False
+        return any(s.jobs for i, _, s in self._deferring if i not in self._failed)
+
+    def jobs(self) -> list[tuple[int, Any]]:
+        """The waiting calls, each with the index of its check."""
+        return [(i, job) for i, _, s in self._deferring if i not in self._failed for job in s.jobs]
+
+    def remaining(self, i: int) -> float:
+        """The time (s) check ``i`` may still spend on this run."""
+        return max(0.0, self._budget[i] - self.stats.check_seconds[i])
+
+    def charge(self, i: int, seconds: float) -> None:
+        """Check ``i`` spent ``seconds`` outside the run (its deferred calls)."""
+        self.stats.check_seconds[i] += seconds
+
+    def resume(self) -> str:
+        """The driver ran the waiting calls: take their hits, return what became safe."""
+        if self._ending is not None:
+            return ""
+        for i, check, session in self._deferring:
+            if i in self._failed or not session.jobs:
+                continue
+            try:
+                found = session.collect()
+            except Exception as exc:
+                found = self._fail(i, check, session, exc)
+            if found:
+                self._add(found, session.scans)
+            if self.stats.check_seconds[i] > self._budget[i]:
+                self._overrun(i, check, session)
+        if self.deferred:
+            return ""
+        return self._advance(final=self._finishing)
 
     def feed(self, chunk: str) -> str:
         """Take the next chunk; return the text that became safe (possibly "")."""
@@ -337,15 +236,16 @@ class Run:
             and "\r" not in chunk
             and not has_escape(chunk)
         )
-        if quiet and self._lazy_only and self._block is None and self._cut is None:
+        decisions = self._decisions
+        if quiet and self._lazy_only and decisions.block is None and decisions.cut is None:
             # Only pattern sessions, and none would scan: no hold moves, so
             # nothing new is safe unless the hold-back cap is passed.
             if not any(scanner.eager for scanner in self._scanners):
                 if self._end - self._hold_seen <= self._cap:
-                    self.holdbacks.add(self._end - self._released)
+                    self.stats.holdbacks.add(self._end - self._out.released)
                     return ""
         self._feed_sessions(self._buf, chunk, quiet=quiet)
-        if self._block is not None or self._cut is not None:
+        if decisions.block is not None or decisions.cut is not None:
             return self._advance(final=False)
         # Nothing decided yet: _advance, the common case.
         end = self._end
@@ -355,23 +255,21 @@ class Run:
         for barrier in self._barriers:
             if barrier.barrier < hold:
                 hold = barrier.barrier  # e.g. a schema check that releases on completion
-        released = self._released
-        if hold > released or self._repairs:
-            piece = self._release(hold, final=False)
+        out = self._out
+        if hold > out.released or self._waiting:
+            piece = out.release(hold, self._repairs, final=False)
             self._trim()
         else:
             piece = ""
-        self.holdbacks.add(end - self._released)
+        self.stats.holdbacks.add(end - out.released)
         return piece
 
     def _receive(self, chunk: str) -> None:
-        if self.first_in_at is None:
-            self.first_in_at = time.perf_counter()
-        self.chunks_in += 1
-        pending = self._pending
-        if len(pending) >= self._pending_limit:
-            self._pending_limit = join_tail(pending, self._pending_limit)
-        pending.append(chunk)
+        stats = self.stats
+        if stats.first_in_at is None:
+            stats.first_in_at = time.perf_counter()
+        stats.chunks_in += 1
+        self._out.receive(chunk)
         self._end += len(chunk)
         if self._scanning:
             self._buf += self._map.add(chunk)
@@ -383,7 +281,7 @@ class Run:
         with ``scans``); with ``quiet``, skip pattern sessions that would not scan."""
         base = self._base
         clock = time.perf_counter
-        seconds = self.check_seconds
+        seconds = self.stats.check_seconds
         budget = self._budget
         for i, check, session, lazy in self._live:
             if scans is not None and session.scans != scans:
@@ -414,8 +312,15 @@ class Run:
             self._receive(text)
             self._feed_sessions(self._buf, text, scans=False)
             if self._decided_early():
-                return self._advance(final=True)
+                return self._final()
         return self.finish()
+
+    def _final(self) -> str:
+        """Every session has read the text: decide, unless calls are waiting."""
+        if self.deferred:
+            self._finishing = True
+            return ""
+        return self._advance(final=True)
 
     def _decided_early(self) -> bool:
         """A length limit (or a block by a check that does not scan) decides the
@@ -430,7 +335,7 @@ class Run:
         otherwise be read to the end of the text, and cost far more than the
         stream that stops at the limit).
         """
-        decided = [h.start for h in (self._cut, self._block) if h is not None]
+        decided = [h.start for h in (self._decisions.cut, self._decisions.block) if h is not None]
         if not decided or not self._scanning:
             return False
         at = min(decided)
@@ -458,7 +363,7 @@ class Run:
 
     def finish(self) -> str:
         """The text is complete; return the rest of the safe text."""
-        if self._ending is not None:
+        if self._ending is not None or self._finishing:
             return ""
         if self._scanning:
             self._buf += self._map.flush()  # an escape the text ended in the middle of
@@ -472,37 +377,35 @@ class Run:
             self._stop(i, t0)
             if found:
                 self._add(found, session.scans)
-            if self.check_seconds[i] > self._budget[i]:
+            if self.stats.check_seconds[i] > self._budget[i]:
                 self._overrun(i, check, session)
         DEADLINE.at = None
-        return self._advance(final=True)
+        return self._final()
 
     def abort(self, ending: Ending) -> None:
         """The source failed or the consumer stopped: release nothing more."""
         if self._ending is None:
             self._ending = ending
-            self._pending, self._pending_limit = [], BLOCK
-            self.ended_at = time.perf_counter()
+            self._out.clear()
+            self.stats.ended_at = time.perf_counter()
 
     def findings_so_far(self) -> list[Finding]:
-        return self._findings(self._hits)
+        return self._decisions.findings(self._decisions.hits)
 
     def result(self) -> Result:
         """The result of a run that ended; a run aborted or still open counts as a block."""
-        if self._result is not None:
-            return self._result
-        findings = self._findings(self._hits)
-        return Result(Decision.BLOCK, self._policy.block_message, tuple(findings))
+        result = self._decisions.result
+        return result if result is not None else self._decisions.unfinished()
 
-    # -- internals -----------------------------------------------------------
+    # -- checks: time, failure -------------------------------------------------
     def _start(self, i: int) -> float:
         """Check ``i`` starts work: its deadline is set; returns the clock."""
         t0 = time.perf_counter()
-        DEADLINE.at = t0 + self._budget[i] - self.check_seconds[i]
+        DEADLINE.at = t0 + self._budget[i] - self.stats.check_seconds[i]
         return t0
 
     def _stop(self, i: int, t0: float) -> None:
-        self.check_seconds[i] += time.perf_counter() - t0
+        self.stats.check_seconds[i] += time.perf_counter() - t0
 
     def _overrun(self, i: int, check: Check, session: Session) -> None:
         """A check spent more than its time on this run: it stops, on_error decides."""
@@ -518,9 +421,9 @@ class Run:
         start = self._to_orig(session.hold) if session.scans else min(session.hold, self._end)
         start = min(start, self._end)
         session.hold = _NEVER
-        if hasattr(session, "barrier"):
+        if session.holds_release:
             session.barrier = _NEVER  # a failed check holds nothing back (on_error decides)
-        failure = _Failure(check, exc)
+        failure = Failure(check, exc)
         if not isinstance(exc, TimeoutError):
             what = f"check failed ({failure.kind})"
             return [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
@@ -534,6 +437,7 @@ class Run:
                     out += self._fail(j, other, other_session, TimeoutError())
         return out
 
+    # -- hits and holds ---------------------------------------------------------
     def _to_orig(self, c: int) -> int:
         return c if self._map.identity else self._map.to_orig(c)
 
@@ -541,23 +445,7 @@ class Run:
         if canonical and not self._map.identity:
             span = self._map.span
             found = [h.moved(*span(h.start, h.end)) for h in found]
-        order = self._order
-        for h in found:
-            self._hits.append(h)
-            action = h.action
-            if action is Action.REPAIR:
-                if h.kind == "truncate":
-                    if self._cut is None or h.start < self._cut.start:
-                        self._cut = h
-                else:
-                    self._repairs.append(h)
-            elif action is Action.BLOCK:
-                b = self._block
-                if b is None or (h.start, order.get(h.check.id, 0)) < (
-                    b.start,
-                    order.get(b.check.id, 0),
-                ):
-                    self._block = h
+        self._decisions.add(found)
 
     def _hold(self) -> int:
         hold = self._end
@@ -581,52 +469,47 @@ class Run:
             self._force()
             hold = self._hold()
         self._hold_seen = hold
+        decisions, out = self._decisions, self._out
 
-        block, cut = self._block, self._cut
-        if cut is not None and block is not None and block.start >= cut.start:
-            block = None  # in text the truncation removes
-        if block is not None and (final or hold > block.start):
-            self._conclude(Ending.BLOCKED, [h for h in self._hits if h.start <= block.start])
-            return ""
-        if cut is not None and (final or hold >= cut.start):
+        due = decisions.due(hold, final=final)
+        if due is not None:
+            ending, hit = due
+            if ending is Ending.BLOCKED:
+                self._conclude(Ending.BLOCKED, [h for h in decisions.hits if h.start <= hit.start])
+                return ""
             # A repair that crosses the cut goes whole, and so does the
             # whitespace before it; the finding says where the text really ends.
-            at = self._back_over_space(self._straddle(cut.start), cut.floor)
-            piece = self._release(at, final=True)
-            moved = cut.moved(at, cut.end)
+            at = out.back_over_space(self._repairs.straddle(hit.start), hit.floor)
+            piece = out.release(at, self._repairs, final=True)
+            moved = hit.moved(at, hit.end)
             self._conclude(
                 Ending.TRUNCATED,
-                [h for h in self._hits if h.start < cut.start and h is not cut] + [moved],
+                [h for h in decisions.hits if h.start < hit.start and h is not hit] + [moved],
             )
             return piece
 
-        target = hold
-        if block is not None and block.start < target:
-            target = block.start
-        if cut is not None and cut.floor < target:
-            # Until the cut is decided, hold what it may still drop.
-            target = cut.floor
+        target = decisions.limit(hold)
         for session in self._barriers:
             if session.barrier < target:
                 target = session.barrier  # e.g. a schema check that releases on completion
-        if not final and target <= self._released and not self._repairs:
-            self.holdbacks.add(self._end - self._released)
+        if not final and target <= out.released and not self._waiting:
+            self.stats.holdbacks.add(self._end - out.released)
             return ""  # nothing new is safe: the common case for a chunk mid-word
-        piece = self._release(target, final=final)
+        piece = out.release(target, self._repairs, final=final)
         if final:
-            late = self._judge_repaired()
-            self._add(late, False)
-            block = self._block
+            self._add(self._judge_repaired(), False)
+            block = decisions.block
             if block is not None:
                 # The repaired output breaks a schema: block; what this call
                 # would have released is not.
-                if piece and self._out and self._out[-1] == piece:
-                    self._out.pop()
-                self._conclude(Ending.BLOCKED, [h for h in self._hits if h.start <= block.start])
+                out.unemit(piece)
+                self._conclude(
+                    Ending.BLOCKED, [h for h in decisions.hits if h.start <= block.start]
+                )
                 return ""
-            self._conclude(Ending.COMPLETED, self._hits)
+            self._conclude(Ending.COMPLETED, decisions.hits)
         else:
-            self.holdbacks.add(self._end - self._released)
+            self.stats.holdbacks.add(self._end - out.released)
             self._trim()
         return piece
 
@@ -634,11 +517,10 @@ class Run:
         """Checks that judge the output as repaired (a schema check) say their last word."""
         out: list[Hit] = []
         for i, (check, session) in enumerate(self._sessions):
-            judge = getattr(session, "judge_repaired", None)
-            if judge is None or i in self._failed:
+            if not session.judges_output or i in self._failed:
                 continue
             try:
-                out.extend(judge(self._applied))
+                out.extend(session.judge_repaired(self._repairs.applied))
             except Exception as exc:
                 out.extend(self._fail(i, check, session, exc))
         return out
@@ -672,7 +554,7 @@ class Run:
             self._stop(i, t0)
             if found:
                 self._add(found, session.scans)
-            if self.check_seconds[i] > self._budget[i]:
+            if self.stats.check_seconds[i] > self._budget[i]:
                 self._overrun(i, check, session)
         DEADLINE.at = None
 
@@ -690,121 +572,16 @@ class Run:
                 hi = mid
         return lo
 
-    def _straddle(self, target: int) -> int:
-        """Move ``target`` back to the start of any repair cluster that crosses it."""
-        changed = bool(self._repairs)
-        while changed:
-            changed = False
-            for r in self._repairs:
-                if r.start < target < r.end:
-                    target = r.start
-                    changed = True
-        return target
-
-    def _render(self, hit: Hit) -> str:
-        if hit.joins:
-            return ""  # the hit it continues wrote the replacement
-        if hit.replacement is None:
-            text = hit.check.render(hit, self._context)
-            if self._json and hit.check.type != "schema":
-                # The output is JSON: a replacement inside a string value must
-                # not end it (a quote) or start an escape (a backslash); one
-                # for a whole number (a card written as 4111111111111111) is
-                # a string of its own.
-                text = json.dumps(text, ensure_ascii=False)
-                if not any(s.is_number(hit.start, hit.end) for s in self._numbers):
-                    text = text[1:-1]
-            hit.replacement = text
-        return hit.replacement
-
-    def _back_over_space(self, target: int, floor: int) -> int:
-        """Move ``target`` back over whitespace, not below ``floor``.
-
-        Nothing at or after ``floor`` was released before the cut was known (the
-        length check held it), so every chunking drops the same whitespace.
-        """
-        offset = self._pending_start
-        pending = self._pending
-        if target <= max(offset, floor) or not pending:
-            return target
-        text = pending[0] if len(pending) == 1 else "".join(pending)
-        i, low = target - offset, max(floor, offset) - offset
-        while i > low and text[i - 1].isspace():
-            i -= 1
-        return offset + i
-
-    def _release(self, target: int, *, final: bool) -> str:
-        start = self._released
-        pending = self._pending
-        offset = self._pending_start
-        if not self._repairs:
-            # Nothing to replace: the common case, a plain slice.
-            if target <= start:
-                return ""
-            text = pending[0] if len(pending) == 1 else "".join(pending)
-            piece = text[start - offset : target - offset]
-            rest = text[target - offset :]
-            self._pending, self._pending_limit = ([rest] if rest else []), BLOCK
-            self._pending_start = self._released = target
-            return self._emit(piece)
-        if not final:
-            target = self._straddle(target)
-        if target <= start:
-            return ""
-        text = "".join(pending) if len(pending) != 1 else pending[0]
-        now = _unshadowed([r for r in self._repairs if r.start < target])
-        self._repairs = [r for r in self._repairs if r.start >= target]
-        order = self._order
-        now.sort(key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""))
-        parts: list[str] = []
-        pos = start
-        span_end = -1
-        for r in now:
-            if r.start < span_end:  # inside the merged span being replaced
-                span_end = max(span_end, r.end)
-                self._applied[-1].end = span_end
-                continue
-            if span_end > pos:
-                pos = span_end
-            parts.append(text[pos - offset : r.start - offset])
-            replacement = self._render(r)
-            parts.append(replacement)
-            span_end = r.end
-            self._applied.append(Applied(r.start, r.end, replacement, r.check.id))
-        if span_end > pos:
-            pos = span_end
-        if pos < target:
-            parts.append(text[pos - offset : target - offset])
-        new_start = max(target, pos)
-        rest = text[new_start - offset :]
-        self._pending, self._pending_limit = ([rest] if rest else []), BLOCK
-        self._pending_start = new_start
-        self._released = new_start
-        return self._emit("".join(parts))
-
-    def _emit(self, piece: str) -> str:
-        """Record a released piece (for the result and the trace) and return it."""
-        if piece:
-            out = self._out
-            if len(out) >= self._out_limit:
-                self._out_limit = join_tail(out, self._out_limit)
-            out.append(piece)
-            self.chunks_out += 1
-            self.chars_out += len(piece)
-            if self.first_out_at is None:
-                self.first_out_at = time.perf_counter()
-        return piece
-
     def _trim(self) -> None:
         for s in self._numbers:
-            s.forget(self._released)
+            s.forget(self._out.released)
         if not self._scanning or len(self._buf) <= _TRIM_AT + _MARGIN:
             return
         keep = _NEVER
         for _, s in self._sessions:
             if s.scans:
                 # A session may read before its hold (NER reads the sentence before).
-                needed = getattr(s, "needed", s.hold)
+                needed = s.needed if s.reads_back else s.hold
                 if needed < keep:
                     keep = needed
         keep = min(keep, self._base + len(self._buf)) - _MARGIN
@@ -813,48 +590,8 @@ class Run:
             self._base = keep
             self._map.forget_before(keep)
 
-    def _findings(self, hits: Sequence[Hit]) -> list[Finding]:
-        order = self._order
-        kept = sorted(
-            _dedup(_unshadowed(_joined(hits))),
-            key=lambda h: (h.start, -h.end, order.get(h.check.id, 0), h.entity or ""),
-        )
-        out = []
-        for h in kept:
-            check = h.check
-            action = h.action
-            outcome = check.outcome(h)
-            if h.kind == "span":
-                reason = f"{check.id}: {h.what} at {h.start}-{h.end}, {outcome}"
-            else:
-                reason = f"{check.id}: {h.what}, {outcome}"
-            replacement = None
-            if action is Action.REPAIR and h.kind == "span":
-                replacement = self._render(h)
-            out.append(
-                Finding(
-                    check_id=check.id,
-                    check_type=check.type,
-                    action=action,
-                    reason=reason,
-                    start=h.start,
-                    end=h.end,
-                    entity_type=h.entity,
-                    score=h.score,
-                    replacement=replacement,
-                )
-            )
-        return out
-
     def _conclude(self, ending: Ending, hits: Sequence[Hit]) -> None:
         self._ending = ending
-        self._pending, self._pending_limit = [], BLOCK
-        self.ended_at = time.perf_counter()
-        findings = self._findings(hits)
-        if any(f.action is Action.BLOCK for f in findings):
-            result = Result(Decision.BLOCK, self._policy.block_message, tuple(findings))
-        else:
-            repaired = any(f.action is Action.REPAIR for f in findings)
-            decision = Decision.REPAIR if repaired else Decision.PASS
-            result = Result(decision, "".join(self._out), tuple(findings))
-        self._result = result
+        self._out.clear()
+        self.stats.ended_at = time.perf_counter()
+        self._decisions.conclude(hits, self._out.out)

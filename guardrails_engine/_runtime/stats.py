@@ -9,9 +9,10 @@ counts however long the stream.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 
-__all__ = ["EXACT", "Holdbacks"]
+__all__ = ["EXACT", "Holdbacks", "RunStats"]
 
 #: Values below this are kept exactly.
 EXACT = 4096
@@ -76,3 +77,31 @@ class Holdbacks:
             if seen > rank:
                 return k
         return self.max  # pragma: no cover - ranks are below count
+
+
+class RunStats:
+    """What a run measures for its trace: times, chunk counts, hold-back sizes."""
+
+    __slots__ = (
+        "chars_out",
+        "check_seconds",
+        "chunks_in",
+        "chunks_out",
+        "ended_at",
+        "first_in_at",
+        "first_out_at",
+        "holdbacks",
+        "started_at",
+    )
+
+    def __init__(self, checks: int) -> None:
+        self.started_at = time.perf_counter()
+        self.ended_at: float | None = None
+        self.first_in_at: float | None = None
+        self.first_out_at: float | None = None
+        self.chunks_in = 0
+        self.chunks_out = 0
+        self.chars_out = 0
+        #: Time spent per check (same order as the policy's checks).
+        self.check_seconds = [0.0] * checks
+        self.holdbacks = Holdbacks()

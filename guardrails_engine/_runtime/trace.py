@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._policy.policy import Policy
+    from .plan import Plan
     from .run import Run
 
 __all__ = ["Trace", "TraceCallback", "logger", "new_trace_id"]
@@ -85,7 +85,7 @@ class Trace:
 
 
 def record(
-    policy: Policy,
+    policy: Plan,
     run: Run,
     *,
     kind: str,
@@ -112,7 +112,7 @@ def record(
 
 
 def _build(
-    policy: Policy, run: Run, *, kind: str, trace_id: str | None, error: BaseException | None
+    policy: Plan, run: Run, *, kind: str, trace_id: str | None, error: BaseException | None
 ) -> Trace:
     ending = run.ending.value if run.ending is not None else "error"
     if error is not None and run.ending is None:
@@ -130,11 +130,11 @@ def _build(
         }
         for f in (result.findings if result is not None else run.findings_so_far())
     )
-    holdbacks = run.holdbacks
-    end = run.ended_at or time.perf_counter()
+    holdbacks = run.stats.holdbacks
+    end = run.stats.ended_at or time.perf_counter()
     first_out = (
-        (run.first_out_at - run.first_in_at) * 1000
-        if run.first_out_at is not None and run.first_in_at is not None
+        (run.stats.first_out_at - run.stats.first_in_at) * 1000
+        if run.stats.first_out_at is not None and run.stats.first_in_at is not None
         else None
     )
     return Trace(
@@ -146,13 +146,14 @@ def _build(
         ending=ending,
         findings=findings,
         check_ms={
-            c.id: round(s * 1000, 4) for c, s in zip(policy.checks, run.check_seconds, strict=True)
+            c.id: round(s * 1000, 4)
+            for c, s in zip(policy.checks, run.stats.check_seconds, strict=True)
         },
-        duration_ms=round((end - run.started_at) * 1000, 4),
-        chunks_in=run.chunks_in,
+        duration_ms=round((end - run.stats.started_at) * 1000, 4),
+        chunks_in=run.stats.chunks_in,
         chars_in=run.received,
-        chunks_out=run.chunks_out,
-        chars_out=run.chars_out,
+        chunks_out=run.stats.chunks_out,
+        chars_out=run.stats.chars_out,
         holdback_max=holdbacks.max,
         holdback_median=holdbacks.median(),
         first_out_ms=round(first_out, 4) if first_out is not None else None,

@@ -309,7 +309,63 @@ class LengthSpec(_CheckBase):
         return self
 
 
-CheckSpec = Annotated[PiiSpec | ContentSpec | SchemaSpec | LengthSpec, Field(discriminator="type")]
+#: The entry-point group in which installed packages register check types.
+ENTRY_POINT_GROUP = "guardrails_engine.checks"
+
+#: ``package.module:name`` (a dotted attribute path after the colon).
+_IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*$"
+
+
+class CustomSpec(_CheckBase):
+    """A check of your own: a unit check (a function) or an incremental one (a class)."""
+
+    type: Literal["custom"]
+    function: str | None = Field(
+        None,
+        pattern=_IMPORT_PATH,
+        description="The check, as `package.module:name`: a unit check function or a "
+        "Check class; its module must be trusted (trusted_modules=).",
+    )
+    entry_point: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description=f"Or: a check registered by an installed package in the entry-point group "
+        f"{ENTRY_POINT_GROUP!r} (`type: <its name>` says the same).",
+    )
+    action: Literal["repair", "block", "flag"] = "block"
+    replacement: str | None = Field(
+        None,
+        description="What a repaired finding becomes, unless the check says; "
+        "default `<LABEL>`, or `[removed]`.",
+    )
+    unit: Literal["sentence", "line", "text"] | None = Field(
+        None, description="Unit checks: what one call sees (default: the check's own)."
+    )
+    max_unit_chars: int | None = Field(
+        None,
+        ge=16,
+        le=1_000_000,
+        description="Unit checks: a sentence or line longer than this is checked in parts "
+        "of this size (default and most: stream.max_holdback_chars).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The check's own options, validated by its model."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CustomSpec:
+        if (self.function is None) == (self.entry_point is None):
+            raise ValueError("give exactly one of `function` and `entry_point`")
+        return self
+
+
+CheckSpec = Annotated[
+    PiiSpec | ContentSpec | SchemaSpec | LengthSpec | CustomSpec, Field(discriminator="type")
+]
+
+#: The types of the built-in checks (and `custom`): no installed check may take them.
+BUILT_IN_TYPES = frozenset({"pii", "content", "schema", "length", "custom"})
 
 
 ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from importlib import metadata
 from typing import Any
 
 import regex
@@ -12,7 +13,16 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .._core.errors import PolicyError
-from .config import ContentSpec, LengthSpec, PiiSpec, PolicySpec, SchemaSpec
+from .config import (
+    BUILT_IN_TYPES,
+    ENTRY_POINT_GROUP,
+    ContentSpec,
+    CustomSpec,
+    LengthSpec,
+    PiiSpec,
+    PolicySpec,
+    SchemaSpec,
+)
 
 __all__ = ["Located", "YamlRefused", "did_you_mean", "load_yaml", "nearest", "parse_policy"]
 
@@ -103,7 +113,7 @@ class Located:
         )
 
 
-_TAGS = frozenset({"pii", "content", "schema", "length"})
+_TAGS = frozenset({"pii", "content", "schema", "length", "custom"})
 
 
 _FIELD_NAME = regex.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -356,6 +366,7 @@ _CHECK_MODELS: dict[str, type[BaseModel]] = {
     "content": ContentSpec,
     "schema": SchemaSpec,
     "length": LengthSpec,
+    "custom": CustomSpec,
 }
 
 
@@ -455,76 +466,18 @@ def _describe(err: Any, loc: Sequence[int | str]) -> str:
         return "required field is missing"
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag")
-        expected = err.get("ctx", {}).get("expected_tags", "")
-        hint = did_you_mean(str(tag), _CHECK_MODELS)
-        return f"unknown check type {tag!r} (expected one of {expected}){hint}"
+        known = [*_CHECK_MODELS, *sorted(installed_checks())]
+        hint = did_you_mean(str(tag), known)
+        listed = ", ".join(f"'{k}'" for k in known)
+        return f"unknown check type {tag!r} (expected one of {listed}){hint}"
     if kind == "union_tag_not_found":
-        return "a check needs a `type` (pii, content, schema or length)"
+        return "a check needs a `type` (pii, content, schema, length or custom)"
     if kind == "literal_error" and err["loc"] and err["loc"][-1] == "version":
         return f"unsupported policy version {err.get('input')!r} (this library reads version 1)"
     msg = str(err["msg"]).removeprefix("Value error, ")
     if kind == "literal_error" and isinstance(err.get("input"), str):
         msg += did_you_mean(err["input"], _literal_values(err))
     return msg
-
-
-def _unknown_entities(data: dict[str, Any], located: Located) -> list[PolicyError]:
-    """An entity that neither presidio nor the NER recognizer knows, with the nearest
-    known names; a per-entity ``min_score`` or ``repair`` for an entity the check does
-    not look for (it would silently do nothing).  Read from the document, so that they
-    are reported with the other problems."""
-    out: list[PolicyError] = []
-    known: frozenset[str] | None = None
-    every = [
-        ([*prefix, i], c) for prefix, checks in check_lists(data) for i, c in enumerate(checks)
-    ]
-    for where, check in every:
-        if not (isinstance(check, dict) and check.get("type") == "pii"):
-            continue
-        listed = check.get("entities")
-        entities = list(listed) if isinstance(listed, list) else []
-        for j, entity in enumerate(entities):
-            if not (isinstance(entity, str) and _ENTITY.fullmatch(entity)):
-                continue  # the format's own rule says what is wrong with it
-            if known is None:
-                from ..checks._pii.presidio import NER_ENTITIES, catalog
-
-                known = catalog().entities | NER_ENTITIES
-            if entity not in known:
-                hint = did_you_mean(entity, known) or (
-                    " (`guardrails-engine entities` lists the known ones)"
-                )
-                out.append(
-                    located.error([*where, "entities", j], f"unknown entity {entity!r}{hint}")
-                )
-        found = {e for e in entities if isinstance(e, str)} | _custom_entities(check)
-        for key in ("min_score", "repair"):
-            per_entity = check.get(key)
-            for name in per_entity if isinstance(per_entity, dict) else ():
-                if name == "default" or not isinstance(name, str) or name in found:
-                    continue
-                if not _ENTITY.fullmatch(name):
-                    continue  # the format's own rule says what is wrong with it
-                message = f"{name!r} is not an entity this check looks for" + did_you_mean(
-                    name, found
-                )
-                out.append(located.error([*where, key, name], message))
-    return out
-
-
-def _custom_entities(check: dict[str, Any]) -> set[str]:
-    """The entities a pii check's recognizers and deny lists add."""
-    names: set[str] = set()
-    recognizers = check.get("recognizers")
-    for r in recognizers if isinstance(recognizers, list) else ():
-        if isinstance(r, dict) and isinstance(r.get("entity"), str):
-            names.add(r["entity"])
-    deny = check.get("deny")
-    names.update(k for k in (deny if isinstance(deny, dict) else ()) if isinstance(k, str))
-    return names
-
-
-_ENTITY = regex.compile(r"[A-Z][A-Z0-9_]*")
 
 
 def _in_check_list(path: Sequence[int | str]) -> bool:
@@ -570,8 +523,55 @@ def _duplicate_ids(data: dict[str, Any], located: Located) -> list[PolicyError]:
     return out
 
 
-def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Located]:
-    """Parse and validate a policy document.
+def installed_checks() -> frozenset[str]:
+    """The check types that installed packages register (entry points; nothing is
+    imported until a policy uses one)."""
+    found = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return frozenset(ep.name for ep in found if ep.name not in BUILT_IN_TYPES)
+
+
+def _installed_types(data: dict[str, Any]) -> dict[str, Any]:
+    """The document with ``type: <installed check>`` read as ``type: custom,
+    entry_point: <name>`` (a copy; the document itself is left as written)."""
+    lists = check_lists(data)
+    if not any(
+        isinstance(c, dict) and isinstance(c.get("type"), str) and c["type"] not in BUILT_IN_TYPES
+        for _, checks in lists
+        for c in checks
+    ):
+        return data
+    installed = installed_checks()
+
+    def read(check: Any) -> Any:
+        kind = check.get("type") if isinstance(check, dict) else None
+        if isinstance(kind, str) and kind in installed:
+            return {**check, "type": "custom", "entry_point": kind}
+        return check
+
+    out = dict(data)
+    if isinstance(out.get("checks"), list):
+        out["checks"] = [read(c) for c in out["checks"]]
+    tools = out.get("tools")
+    if isinstance(tools, dict):
+        out["tools"] = {
+            name: {**tool, "checks": [read(c) for c in tool["checks"]]}
+            if isinstance(tool, dict) and isinstance(tool.get("checks"), list)
+            else tool
+            for name, tool in tools.items()
+        }
+    return out
+
+
+#: A further rule on a policy document, given by a layer above (the pii check's
+#: entity names): the problems it finds in the document.
+DocumentRule = Callable[[dict[str, Any], Located], list[PolicyError]]
+
+
+def parse_policy(
+    text: str, source: str = "<string>", rules: Sequence[DocumentRule] = ()
+) -> tuple[PolicySpec, Located]:
+    """Parse and validate a policy document; ``rules`` add problems of their own,
+    reported with the format's.
 
     :raises PolicyError: naming the source, the line and the field of every problem
         found (several problems: one error, one line each, see ``PolicyError.problems``).
@@ -599,13 +599,14 @@ def parse_policy(text: str, source: str = "<string>") -> tuple[PolicySpec, Locat
         raise PolicyError.of(problems)
     spec: PolicySpec | None = None
     try:
-        spec = PolicySpec.model_validate(data)
+        spec = PolicySpec.model_validate(_installed_types(data))
     except ValidationError as exc:
         for err, loc in _relevant(exc.errors(), located):
             problems.append(located.error(loc, _describe(err, loc)))
     except RecursionError:
         problems.append(PolicyError("nested too deeply to read", source=source))
-    problems.extend(_unknown_entities(data, located))
+    for rule in rules:
+        problems.extend(rule(data, located))
     problems.extend(_duplicate_ids(data, located))
     if problems:
         problems.sort(key=lambda p: p.line or 0)

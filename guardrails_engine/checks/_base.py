@@ -13,14 +13,27 @@ and report canonical offsets; the others see the original chunks.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel
 
 from .._core.model import Action
 from .._scanning.cap import Undecided
 from .._scanning.scan import PatternSet, ScanMatch, ScanState, ScanView
 
-__all__ = ["Check", "Hit", "PatternCheck", "PatternSession", "RunContext", "Session"]
+__all__ = [
+    "Applied",
+    "Check",
+    "CheckConfig",
+    "Hit",
+    "PatternCheck",
+    "PatternSession",
+    "RunContext",
+    "Session",
+]
 
 #: ``span``: a found span; ``truncate``: everything from ``start`` on is cut;
 #: ``whole``: a verdict on the whole text (no span in the reason).
@@ -106,46 +119,153 @@ class Hit:
         return f"<Hit {self.check.id} {self.what} {self.start}-{self.end}>"
 
 
-class Session(Protocol):
-    """Per-run state of one check."""
+@dataclass(slots=True)
+class Applied:
+    """A repair as applied to the output: the original span and what replaced it."""
 
-    #: No hit still to come starts before this offset.
+    start: int
+    end: int
+    replacement: str
+    check_id: str
+
+
+class Session:
+    """Per-run state of one check: fed text as it arrives, it returns hits as
+    soon as they are final.
+
+    What a session can do beyond feed, finish and force is *declared* by the
+    class attributes below (the run reads them once), never probed.
+    """
+
+    #: No hit still to come starts before this offset (monotonic).
     hold: int
     #: Whether ``max_holdback_chars`` applies (pattern checks: yes; schema: no).
-    capped: bool
+    capped: bool = True
     #: Whether the session reads the canonical scan buffer (else it only sees chunks).
-    scans: bool
+    scans: bool = True
+    #: Whether the session holds release back beyond its hold, up to :attr:`barrier`
+    #: (a schema check that releases the document on completion).
+    holds_release: bool = False
+    #: Whether the session judges the output as repaired: :meth:`judge_repaired`.
+    judges_output: bool = False
+    #: Whether the session can say where the JSON numbers are: :meth:`is_number`.
+    knows_numbers: bool = False
+    #: Whether the session reads canonical text before its hold: :attr:`needed`.
+    reads_back: bool = False
+    #: Whether the session defers work to the driver (async or blocking calls):
+    #: :attr:`jobs` and :meth:`collect`.
+    defers: bool = False
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         """Text was appended: ``buf`` is the text from ``base`` on, ``chunk`` the new part."""
+        raise NotImplementedError
 
     def finish(self, buf: str, base: int) -> Sequence[Hit]:
         """The text is complete; return the remaining hits."""
+        raise NotImplementedError
 
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         """Decide everything before ``upto`` on the text as it stands."""
+        raise NotImplementedError
+
+    # -- declared capabilities ------------------------------------------------------------
+    #: With ``holds_release``: release stops here even when the hold is past it.
+    barrier: int
+    #: With ``reads_back``: the first canonical offset the session may still read.
+    needed: int
+
+    #: With ``defers``: the calls waiting for the driver (each has ``error``, ``result``).
+    jobs: list[Any]
+
+    def collect(self) -> Sequence[Hit]:
+        """With ``defers``: the hits of the jobs the driver ran (a failed one raises)."""
+        raise NotImplementedError
+
+    def judge_repaired(self, applied: Sequence[Applied]) -> Sequence[Hit]:
+        """With ``judges_output``: the last word on the output as repaired."""
+        raise NotImplementedError
+
+    def record_numbers(self) -> None:
+        """With ``knows_numbers``: start recording where the numbers are."""
+        raise NotImplementedError
+
+    def is_number(self, start: int, end: int) -> bool:
+        """With ``knows_numbers``: whether ``start``-``end`` is a whole JSON number."""
+        raise NotImplementedError
+
+    def forget(self, before: int) -> None:
+        """With ``knows_numbers``: numbers before ``before`` are no longer asked about."""
+        raise NotImplementedError
 
 
-class Check(Protocol):
-    """A compiled check, shared by every run of a policy."""
+@dataclass(frozen=True, slots=True)
+class CheckConfig:
+    """What the policy says about one check: given to a check class to build it."""
+
+    #: The check's ``id`` (names its findings).
+    id: str
+    #: Its type: ``custom``, or the name it is registered under.
+    type: str
+    #: What its findings ask for: repair, block or flag.
+    action: Action
+    #: ``block`` or ``pass``: what a failure of the check means.
+    on_error: str
+    #: The validated ``options:`` (an instance of the class's ``Options``), or ``None``.
+    options: Any
+    #: ``replacement:`` from the policy, if given.
+    replacement: str | None
+    #: The policy's ``stream.max_holdback_chars``: keep :attr:`Session.hold` within
+    #: this many characters of the end, or :meth:`Session.force` is called.
+    max_holdback_chars: int
+
+
+class Check:
+    """A compiled check, shared by every run of a policy: no per-text state.
+
+    Every check, built in or yours, is one: :meth:`session` makes the per-run
+    state, :meth:`render` writes the replacement of a repair, :meth:`outcome`
+    says what was done.  A check class of your own (an *incremental* check)
+    declares its ``Options`` (a pydantic model) and is built from a
+    :class:`CheckConfig`.
+    """
 
     id: str
     type: str
     action: Action
     on_error: str
     #: Whether the session does blocking work (NER) that belongs in a worker thread.
-    blocking: bool
+    blocking: bool = False
+    #: The pydantic model that validates ``options:`` (``None``: the check takes none).
+    Options: ClassVar[builtins.type[BaseModel] | None] = None
 
-    def session(self) -> Session: ...
+    def __init__(self, config: CheckConfig) -> None:
+        self.id = config.id
+        self.type = config.type
+        self.action = config.action
+        self.on_error = config.on_error
+        self.config = config
+
+    def session(self) -> Session:
+        """A new session, for one run."""
+        raise NotImplementedError
 
     def render(self, hit: Hit, context: RunContext) -> str:
-        """The replacement of a repair hit."""
+        """The replacement of a repair hit (unless the session set ``hit.replacement``):
+        the policy's ``replacement``, else ``<ENTITY>``, else ``[removed]``."""
+        config: CheckConfig | None = getattr(self, "config", None)
+        if config is not None and config.replacement is not None:
+            return config.replacement
+        return f"<{hit.entity}>" if hit.entity else "[removed]"
 
     def outcome(self, hit: Hit) -> str:
         """What was done, in the past tense, for the reason."""
+        return _OUTCOME[hit.action]
 
 
-class PatternSession:
+_OUTCOME = {Action.REPAIR: "replaced", Action.BLOCK: "blocked", Action.FLAG: "flagged"}
+
+
+class PatternSession(Session):
     """A session over a :class:`PatternSet`, for checks that find spans by pattern.
 
     Past the hold-back cap, a match that may be in progress is *undecided*
@@ -252,15 +372,10 @@ class PatternSession:
         self.hold = hold
 
 
-class PatternCheck:
+class PatternCheck(Check):
     """Base of checks that find spans with regular expressions."""
 
-    id: str
-    type: str
-    action: Action
-    on_error: str
     patterns: PatternSet
-    blocking = False
 
     def session(self, scan: ScanView | None = None) -> Session:
         return PatternSession(self, scan)
@@ -277,6 +392,4 @@ class PatternCheck:
         raise NotImplementedError
 
     def outcome(self, hit: Hit) -> str:
-        return {Action.REPAIR: "replaced", Action.BLOCK: "blocked", Action.FLAG: "flagged"}[
-            self.action
-        ]
+        return _OUTCOME[self.action]

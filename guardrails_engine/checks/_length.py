@@ -14,7 +14,7 @@ import regex
 
 from .._core.model import Action, done
 from .._spec.config import LengthSpec
-from ._base import Hit, RunContext, Session
+from ._base import Check, Hit, RunContext, Session
 
 __all__ = ["WORD_LOOKBACK", "LengthCheck"]
 
@@ -30,7 +30,7 @@ def _is_space(ch: str) -> bool:
     return _SPACE.match(ch) is not None
 
 
-class LengthCheck:
+class LengthCheck(Check):
     type = "length"
     blocking = False
 
@@ -54,7 +54,7 @@ class LengthCheck:
         return f"truncated at {hit.start}" if hit.action is Action.REPAIR else done(hit.action)
 
 
-class _LengthSession:
+class _LengthSession(Session):
     __slots__ = (
         "_char_cut",
         "_check",

@@ -241,13 +241,14 @@ def _stop_words() -> frozenset[str]:
     return frozenset(STOP_WORDS)
 
 
-class _PiiSession:
+class _PiiSession(Session):
     """Patterns as they stream, NER a sentence at a time."""
 
     __slots__ = ("_check", "_context", "_patterns", "_sentence", "hold", "needed")
 
     capped = True
     scans = True
+    reads_back = True  # NER reads the sentence before its hold
 
     def __init__(self, check: PiiCheck) -> None:
         self._check = check

@@ -7,7 +7,6 @@ the document.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import stat
@@ -15,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import jsonschema
@@ -29,12 +28,10 @@ from referencing.jsonschema import DRAFT202012, specification_with
 
 from ..._core.model import Action, done
 from ..._core.pieces import BLOCK, join_tail
+from ..._core.trust import TRUST_ENV, UntrustedModule, import_trusted
 from ..._spec.config import SchemaSpec
-from .._base import Hit, RunContext, Session
+from .._base import Applied, Check, Hit, RunContext, Session
 from .jsonstream import JsonScan, Violation, render_path, show
-
-if TYPE_CHECKING:
-    from ..._runtime.run import Applied
 
 __all__ = [
     "MAX_SCHEMA_FILE_BYTES",
@@ -47,7 +44,6 @@ __all__ = [
 ]
 
 #: The environment variable that adds trusted modules (comma-separated) for ``model:``.
-TRUST_ENV = "GUARDRAILS_TRUSTED_MODULES"
 
 _JSON_TYPES = {
     dict: "object",
@@ -91,20 +87,11 @@ class LoadedSchema:
     documents: tuple[Any, ...] = ()
 
 
-def _allowed(module: str, trusted: Sequence[str]) -> bool:
-    return any(module == t or module.startswith(t + ".") for t in trusted)
-
-
 def _model_schema(name: str, trusted: Sequence[str]) -> Any:
-    module_name, _, attr = name.partition(":")
-    if not _allowed(module_name, trusted):
-        raise SchemaLoadError(
-            f"module {module_name!r} is not trusted: a policy imports only the modules its "
-            f"owner allows (trusted_modules=[{module_name!r}] or {TRUST_ENV})"
-        )
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj = import_trusted(name, trusted)
+    except UntrustedModule as exc:
+        raise SchemaLoadError(str(exc)) from None
     if not (isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)):
         raise SchemaLoadError(f"{name} is not a pydantic model")
     return obj.model_json_schema()
@@ -380,7 +367,7 @@ def describe(error: ValidationError, known: frozenset[str] | None = None) -> str
     return f"{where}: violates {keyword}"
 
 
-class SchemaCheck:
+class SchemaCheck(Check):
     type = "schema"
     blocking = False
 
@@ -474,7 +461,7 @@ _LEGACY_VALIDATORS = (
 )
 
 
-class _SchemaSession:
+class _SchemaSession(Session):
     """The document parsed and checked as it arrives; jsonschema at the end."""
 
     __slots__ = (
@@ -493,6 +480,9 @@ class _SchemaSession:
 
     capped = False
     scans = False
+    holds_release = True
+    judges_output = True
+    knows_numbers = True
 
     def __init__(self, check: SchemaCheck) -> None:
         self._check = check

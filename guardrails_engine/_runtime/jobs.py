@@ -1,0 +1,99 @@
+"""Running the calls a run defers (async and blocking unit checks).
+
+A run stays sans-IO: a session that defers queues its calls, the driver runs
+every waiting call of the run at once (an async one awaited, a blocking one
+in a worker thread), each within what its check has left of its time, and the
+run takes the results (:meth:`Run.resume`).  A call past its time is
+abandoned and counts as a timeout: ``on_error`` decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from .._core.threads import source_limiter
+from .run import Run
+
+__all__ = ["settle", "settle_sync"]
+
+
+async def settle(run: Run) -> str:
+    """Run the waiting calls of ``run`` (until none waits); return what became safe."""
+    pieces: list[str] = []
+    while run.deferred:
+        jobs = run.jobs()
+        spent: dict[int, float] = {}
+        async with anyio.create_task_group() as tg:
+            for i, job in jobs:
+                tg.start_soon(_call, run.remaining(i), job)
+        for i, job in jobs:
+            # Calls of one check run side by side: it is charged the longest.
+            spent[i] = max(spent.get(i, 0.0), job.seconds)
+        for i, seconds in spent.items():
+            run.charge(i, seconds)
+        pieces.append(run.resume())
+    return "".join(pieces)
+
+
+async def _call(limit: float, job: Any) -> None:
+    began = time.perf_counter()
+    with anyio.move_on_after(limit) as scope:
+        try:
+            if job.is_async:
+                job.result = await job.acall()
+            else:
+                job.result = await anyio.to_thread.run_sync(
+                    job.call, abandon_on_cancel=True, limiter=source_limiter()
+                )
+        except Exception as exc:
+            job.error = exc
+    if scope.cancelled_caught:
+        job.error = TimeoutError()
+    job.seconds = time.perf_counter() - began
+
+
+def settle_sync(run: Run) -> str:
+    """:func:`settle` from sync code: on an event loop of its own (in a thread of its
+    own if this thread already runs one)."""
+    if not run.deferred:
+        return ""
+    if not _in_event_loop():
+        return anyio.run(settle, run)
+    out: list[str] = []
+    error: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            out.append(anyio.run(settle, run))
+        except BaseException as exc:  # handed to the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=work, name="guardrails-engine-checks", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return out[0]
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+            return True
+        except RuntimeError:
+            pass
+    return False
