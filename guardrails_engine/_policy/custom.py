@@ -151,6 +151,9 @@ def _options(model: Any, c: CustomSpec, located: Located, where: list[Any]) -> B
             message = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown option"
+            elif err["type"] == "missing":
+                name = ".".join(str(p) for p in err["loc"])
+                message = f"required option `{name}` is missing"
             problems.append(located.error(loc, message))
         raise PolicyError.of(problems) from None
 

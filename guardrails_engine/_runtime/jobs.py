@@ -13,10 +13,12 @@ import asyncio
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.to_thread
+import anyio.from_thread
+import anyio.lowlevel
 
 from .._core.threads import source_limiter
 from .run import Run
@@ -49,14 +51,38 @@ async def _call(limit: float, job: Any) -> None:
             if job.is_async:
                 job.result = await job.acall()
             else:
-                job.result = await anyio.to_thread.run_sync(
-                    job.call, abandon_on_cancel=True, limiter=source_limiter()
-                )
+                job.result = await _in_daemon_thread(job.call)
         except Exception as exc:
             job.error = exc
     if scope.cancelled_caught:
         job.error = TimeoutError()
     job.seconds = time.perf_counter() - began
+
+
+async def _in_daemon_thread(call: Callable[[], Any]) -> Any:
+    """``call()`` in a thread of its own that does not keep the process alive: a
+    check that hangs is abandoned at its deadline, and must not hold up the exit."""
+    done = anyio.Event()
+    token = anyio.lowlevel.current_token()
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+        try:
+            anyio.from_thread.run_sync(done.set, token=token)
+        except RuntimeError:  # the event loop has ended (the call was abandoned)
+            pass
+
+    async with source_limiter():  # (per event loop)
+        threading.Thread(target=work, name="guardrails-engine-check", daemon=True).start()
+        await done.wait()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def settle_sync(run: Run) -> str:

@@ -25,6 +25,7 @@ from .._core.model import Finding, Result
 from .._scanning.canon import OffsetMap, has_escape
 from .._scanning.scan import DEADLINE, ScanView, SharedScan
 from ..checks._base import Check, Hit, PatternCheck, PatternSession, Session
+from ..checks._unit import MalformedFinding
 from .decision import Decisions, Ending, Failure
 from .plan import Plan
 from .release import Release
@@ -424,6 +425,9 @@ class Run:
         if session.holds_release:
             session.barrier = _NEVER  # a failed check holds nothing back (on_error decides)
         failure = Failure(check, exc)
+        if isinstance(exc, MalformedFinding):  # (its message names offsets and types only)
+            what = f"check returned a malformed finding ({exc})"
+            return [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
         if not isinstance(exc, TimeoutError):
             what = f"check failed ({failure.kind})"
             return [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
