@@ -374,3 +374,49 @@ def test_schema_reason_never_contains_pii_from_json_keys() -> None:
     assert result.decision is ge.Decision.BLOCK
     assert result.reasons
     assert not any("jdoe@example.com" in reason for reason in result.reasons)
+
+
+# -- the other public modules ------------------------------------------------------------
+
+
+def test_the_check_api_names() -> None:
+    import guardrails_engine.checks as checks
+
+    assert checks.__all__ == sorted(checks.__all__)
+    assert set(checks.__all__) == {
+        "Check",
+        "CheckConfig",
+        "Found",
+        "Hit",
+        "MalformedFinding",
+        "RunContext",
+        "Session",
+        "UnitCheck",
+        "unit_check",
+    }
+    public = {n for n in dir(checks) if not n.startswith("_") and n not in ("annotations",)}
+    assert public - set(checks.__all__) == set()
+    # Built-in checks are checks of the public API.
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: t\nchecks:\n"
+        "  - {id: p, type: pii, entities: [EMAIL_ADDRESS]}\n"
+        "  - {id: c, type: content, terms: [x]}\n"
+        "  - {id: s, type: schema, schema: {type: object}}\n"
+        "  - {id: n, type: length, max_chars: 10}\n"
+    )
+    for check in policy.checks:
+        assert isinstance(check, checks.Check)
+        assert isinstance(check.session(), checks.Session)
+
+
+def test_the_testing_helper_names() -> None:
+    import guardrails_engine.testing as testing
+
+    assert testing.__all__ == [
+        "assert_stream_matches",
+        "check_chunkings",
+        "chunkings",
+        "safe_prefix",
+    ]
+    for name in testing.__all__:
+        assert callable(getattr(testing, name))
