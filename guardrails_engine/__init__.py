@@ -13,7 +13,16 @@ from ._core.errors import GuardrailsError, PolicyError, StreamStateError
 from ._core.model import Action, Decision, Finding, Result
 from ._evals.eval import Case, CaseError, EvalReport, evaluate, load_cases
 from ._policy.policy import Policy, ToolPolicy, load_policy
-from ._runtime.drive import Blocked, Ended, Released, Stream, StreamEvent, SyncStream
+from ._runtime.drive import (
+    Blocked,
+    Ended,
+    Push,
+    Released,
+    Stream,
+    StreamEvent,
+    SyncPush,
+    SyncStream,
+)
 from ._runtime.trace import Trace
 from ._spec.config import policy_json_schema
 
@@ -37,11 +46,13 @@ __all__ = [
     "GuardrailsError",
     "Policy",
     "PolicyError",
+    "Push",
     "Released",
     "Result",
     "Stream",
     "StreamEvent",
     "StreamStateError",
+    "SyncPush",
     "SyncStream",
     "ToolPolicy",
     "Trace",

@@ -50,7 +50,7 @@ from ..checks._unit import Compiled
 from .custom import compile_custom
 
 if TYPE_CHECKING:
-    from .._runtime.drive import Stream, SyncStream
+    from .._runtime.drive import Push, Stream, SyncPush, SyncStream
     from ..checks._base import Check
 
 __all__ = ["Policy", "ToolPolicy", "load_policy"]
@@ -285,6 +285,22 @@ class Policy:
         return Stream(
             self, source, trace_id=trace_id, on_trace=on_trace, blocking_source=blocking_source
         )
+
+    def push(self, *, trace_id: str | None = None, on_trace: TraceCallback | None = None) -> Push:
+        """One run that you feed yourself: ``await p.feed(text)`` returns the text that
+        became safe, ``await p.finish()`` the rest; ``p.blocked``, ``p.result``.  For
+        adapters that read a stream of their own (an SDK's events)."""
+        from .._runtime.drive import Push
+
+        return Push(self, trace_id, on_trace)
+
+    def push_sync(
+        self, *, trace_id: str | None = None, on_trace: TraceCallback | None = None
+    ) -> SyncPush:
+        """The sync twin of :meth:`push`."""
+        from .._runtime.drive import SyncPush
+
+        return SyncPush(self, trace_id, on_trace)
 
     def stream_sync(
         self,

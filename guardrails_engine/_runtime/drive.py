@@ -40,7 +40,16 @@ from .trace import TraceCallback, record
 if TYPE_CHECKING:
     from .plan import Plan
 
-__all__ = ["Blocked", "Ended", "Released", "Stream", "StreamEvent", "SyncStream"]
+__all__ = [
+    "Blocked",
+    "Ended",
+    "Push",
+    "Released",
+    "Stream",
+    "StreamEvent",
+    "SyncPush",
+    "SyncStream",
+]
 
 T = TypeVar("T")
 
@@ -589,6 +598,124 @@ class SyncStream(_Driver):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _Push(_Driver):
+    """Shared by :class:`Push` and :class:`SyncPush`."""
+
+    __slots__ = ()
+
+    @property
+    def done(self) -> bool:
+        """The run ended (completed, blocked, or closed): ``feed`` returns "" from now on."""
+        return self._done
+
+    @property
+    def blocked(self) -> Blocked | None:
+        """Set once the run is blocked: show ``message`` after the text returned so far."""
+        if self._run.ending is not Ending.BLOCKED:
+            return None
+        result = self._run.result()
+        return Blocked(result.text, result.findings)
+
+    def _drain(self) -> str:
+        """The released text waiting (never the block message: see :attr:`blocked`)."""
+        pieces = self._pieces
+        if not pieces:
+            return ""
+        if self._message:
+            self._message = False
+            pieces.pop()
+        text = pieces[0] if len(pieces) == 1 else "".join(pieces)
+        pieces.clear()
+        return text
+
+    def _closed(self) -> None:
+        if not self._done:
+            self._failed(Ending.CANCELLED)
+
+
+class SyncPush(_Push):
+    """One run that you feed text yourself (an adapter reading an SDK stream):
+    ``feed`` returns the text that became safe, ``finish`` the rest.
+
+    The same run as a stream (same guarantees, same trace); :attr:`blocked` says
+    when it is blocked.  Checks that defer calls (async ones) run on an event loop
+    of their own, so this is for sync code.
+    """
+
+    __slots__ = ()
+
+    def feed(self, text: str) -> str:
+        if self._done:
+            return ""
+        if type(text) is not str:
+            raise TypeError(f"feed() takes a str, got {type(text).__name__}")
+        decided = self._take(text)
+        if not decided and self._run.deferred:
+            self._resumed(settle_sync(self._run))
+        return self._drain()
+
+    def finish(self) -> str:
+        """The text is complete: the rest of the safe text."""
+        if self._done:
+            return ""
+        self._exhausted()
+        if self._run.deferred:
+            self._resumed(settle_sync(self._run))
+        return self._drain()
+
+    def close(self) -> None:
+        """Stop early: the result is a block (the run did not end)."""
+        self._closed()
+
+
+class Push(_Push):
+    """The async twin of :class:`SyncPush`: NER runs in worker threads and checks
+    that defer calls are awaited, on the running event loop."""
+
+    __slots__ = ("_blocking",)
+
+    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
+        super().__init__(policy, trace_id, on_trace)
+        self._blocking = policy.blocking
+
+    async def feed(self, text: str) -> str:
+        if self._done:
+            return ""
+        if type(text) is not str:
+            raise TypeError(f"feed() takes a str, got {type(text).__name__}")
+        try:
+            if self._blocking:
+                decided = await anyio.to_thread.run_sync(self._take, text, limiter=thread_limiter())
+            else:
+                decided = self._take(text)
+            if not decided and self._run.deferred:
+                self._resumed(await settle(self._run))
+        except anyio.get_cancelled_exc_class():
+            self._failed(Ending.CANCELLED)
+            raise
+        return self._drain()
+
+    async def finish(self) -> str:
+        """The text is complete: the rest of the safe text."""
+        if self._done:
+            return ""
+        try:
+            if self._blocking:
+                await anyio.to_thread.run_sync(self._exhausted, limiter=thread_limiter())
+            else:
+                self._exhausted()
+            if self._run.deferred:
+                self._resumed(await settle(self._run))
+        except anyio.get_cancelled_exc_class():
+            self._failed(Ending.CANCELLED)
+            raise
+        return self._drain()
+
+    def close(self) -> None:
+        """Stop early: the result is a block (the run did not end)."""
+        self._closed()
 
 
 class _AsyncEvents:

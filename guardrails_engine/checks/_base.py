@@ -59,6 +59,7 @@ class Hit:
         "joins",
         "kind",
         "ner",
+        "proposed",
         "replacement",
         "score",
         "start",
@@ -91,7 +92,11 @@ class Hit:
         self.score = score
         self.value = value
         self.kind: HitKind = kind
+        #: The text the pipeline writes for a repair, once rendered (kept here).
         self.replacement: str | None = None
+        #: A replacement the session proposes for this hit (rendered like any other:
+        #: JSON-escaped when the output is JSON); the check's ``render`` decides.
+        self.proposed: str | None = None
         #: For a truncation: the text from here on was held until the cut was known.
         self.floor = start
         #: Continues the hit of the same check that ends where it starts (an
@@ -113,6 +118,7 @@ class Hit:
         hit.floor = self.floor
         hit.action = self.action
         hit.joins = self.joins
+        hit.proposed = self.proposed
         return hit
 
     def __repr__(self) -> str:  # never shows the value
@@ -250,8 +256,11 @@ class Check:
         raise NotImplementedError
 
     def render(self, hit: Hit, context: RunContext) -> str:
-        """The replacement of a repair hit (unless the session set ``hit.replacement``):
-        the policy's ``replacement``, else ``<ENTITY>``, else ``[removed]``."""
+        """The replacement of a repair hit: what the session proposed
+        (``hit.proposed``), else the policy's ``replacement``, else ``<ENTITY>``, else
+        ``[removed]``."""
+        if hit.proposed is not None:
+            return hit.proposed
         config: CheckConfig | None = getattr(self, "config", None)
         if config is not None and config.replacement is not None:
             return config.replacement
