@@ -160,7 +160,11 @@ def test_unit_checks_with_length_schema_and_content_checks() -> None:
         + "  - {id: n, type: length, max_chars: 30, action: repair}\n"
         + "  - {id: w, type: content, terms: [gamma], action: repair, replacement: '***'}\n"
     )
-    texts = ["Alpha beta. Gamma delta! Epsilon zeta eta theta. Iota kappa.", "gamma. " * 8]
+    texts = [
+        "Alpha beta. Gamma delta! Epsilon zeta eta theta. Iota kappa.",
+        "gamma. " * 8,
+        "A long one. " * 40,  # (validate decides early: it reads only as far as a stream)
+    ]
     check_chunkings(length, texts, max_examples=40, asynchronous=False)
     text_unit = _policy(
         _custom("whole_text", action="block")
@@ -174,6 +178,31 @@ def test_unit_checks_with_length_schema_and_content_checks() -> None:
         + "  - {id: s, type: schema, schema: {type: object}, action: block}\n"
     )
     check_chunkings(schema, ['{"a": "x. y. z"}', '{"a": 1}. Not json'], max_examples=30)
+
+
+@unit_check
+async def async_unit(sentence: str) -> Found | None:
+    await anyio.sleep(0)
+    return Found(label="U") if len(sentence) % 2 else None
+
+
+@unit_check(unit="text", blocking=True)
+def blocking_text(text: str) -> Found | None:
+    return Found(0, 1, label="T") if "flagme" in text else None
+
+
+def test_deferred_and_text_checks_under_random_chunkings_and_a_small_cap() -> None:
+    policy = _policy(
+        _custom("async_unit", action="repair", max_unit_chars=20)
+        + f"  - {{id: t, type: custom, function: '{MOD}:blocking_text', action: repair}}\n",
+        cap=24,
+    )
+    texts = [
+        "Wait... what?! He said \"stop.\" Then (left.) Fine",
+        "flagme " + "z" * 60 + ". And then some more words here.",
+        "x" * 70,
+    ]
+    check_chunkings(policy, texts, max_examples=30, max_chunk=9)
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +386,23 @@ def test_a_reason_never_quotes_the_value_in_another_case_or_spacing(
     assert result.blocked
     (reason,) = result.reasons
     assert value.casefold() not in reason.casefold(), reason
+
+
+@unit_check
+def own_replacement(sentence: str) -> Any:
+    i = sentence.find("Acme")
+    return [Found(i, i + 4, label="R", replacement="[X]")] if i >= 0 else None
+
+
+@pytest.mark.parametrize(
+    "text", ["We beat Acme. Fine.", "We beat Ac\u200bme. Fine.", "We&#32;beat Acme. Fine."]
+)
+def test_a_findings_own_replacement_survives_escapes_and_invisible_characters(text: str) -> None:
+    # (The canonical view differs from the text: hits are moved back to it.)
+    policy = _policy(_custom("own_replacement", action="repair"))
+    result = policy.validate_sync(text)
+    assert result.text.startswith("We") and "[X]. Fine." in result.text, result.text
+    assert_stream_matches(policy, text, list(text), asynchronous=True)
 
 
 # -- checks that raise: privacy of reasons, logs and traces ----------------------------------
@@ -631,6 +677,41 @@ def test_timeout_is_per_run_not_per_unit_in_validate() -> None:
     assert result.blocked and released == "[blocked]"
 
 
+@unit_check
+async def slow_units(sentence: str) -> None:
+    await anyio.sleep(0.06)
+
+
+def test_a_per_unit_delay_cannot_stretch_a_stream_past_the_runs_time() -> None:
+    # timeout_ms is per run: a stream that waits on each of ten units in turn is
+    # charged for all of them, and stops at the budget, not after ten delays.
+    policy = _policy(_custom("slow_units", timeout_ms=200))
+    text = " ".join(f"Unit {i}." for i in range(10))
+    began = time.perf_counter()
+    released, result = _streamed(policy, list(text))
+    assert time.perf_counter() - began < 0.55
+    assert result.reasons == ("c: check timed out after 200 ms, blocked",)
+    assert released.endswith("[blocked]") and "Unit 9" not in released
+
+
+@unit_check
+def sync_boom(sentence: str) -> None:
+    if "boom" in sentence:
+        raise RuntimeError("x")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="run.py _fail places a failure at the session's hold and ends it at the text "
+    "received so far: validate reports 0-38, a stream 11-28 (findings differ by chunking)",
+)
+@pytest.mark.parametrize("name", ["sync_boom", "raises_base"])
+def test_a_failing_check_has_the_same_finding_in_stream_and_validate(name: str) -> None:
+    policy = _policy(_custom(name))
+    text = "Fine start. Then boom here. More text."
+    assert_stream_matches(policy, text, list(text), asynchronous=True)
+
+
 # -- event loops ------------------------------------------------------------------------------
 
 
@@ -729,7 +810,9 @@ class _Sess(Session):
         elif mode == "bool-start":
             hit.start = False
         elif mode == "quoting-what":
-            hit.what = f"found {buf[0:2]}{SECRET}"
+            i = buf.find(SECRET)
+            hit = Hit(self.check, base + i, base + i + len(SECRET), f"found {SECRET.lower()}")
+            hit.entity = SECRET
         return [hit]
 
 
@@ -797,18 +880,29 @@ def test_a_broken_incremental_check_never_raises_from_the_library(mode: str, on_
         f" on_error: {on_error}, options: {{mode: {mode}}}}}\n"
     )
     text = f"ab {SECRET} cd."
+    degraded = mode.startswith(("render-", "outcome-"))
     for result, released in (
         (policy.validate_sync(text), None),
         _streamed(policy, list(text))[::-1],
+        _astreamed(policy, list(text))[::-1],
     ):
         assert isinstance(result, ge.Result)
-        assert all(SECRET not in r for r in result.reasons), result.reasons
-        assert SECRET not in result.text or result.decision is ge.Decision.PASS
-        if result.decision is ge.Decision.PASS:
-            # only by policy: a failure skipped with on_error: pass
-            assert on_error == "pass" and "on_error: pass" in " ".join(result.reasons)
-        if released is not None and on_error == "block":
-            assert SECRET not in released
+        assert all(isinstance(r, str) and SECRET not in r for r in result.reasons), result.reasons
+        if degraded:
+            # The check's render or outcome failed: the span is repaired all the same.
+            assert result.decision is ge.Decision.REPAIR
+            expected = "<E>" if mode.startswith("render-") else "[r]"  # the default: <ENTITY>
+            assert result.text == f"{expected} {SECRET} cd."
+            assert result.reasons[0].startswith("c: found at 0-2, ")
+            assert released in (None, result.text)
+            continue
+        (reason,) = result.reasons
+        assert reason.startswith("c: check "), reason
+        if on_error == "block":
+            assert result.blocked and released in (None, "[blocked]")
+        else:  # unchecked text passes by policy only
+            assert result.decision is ge.Decision.PASS and result.text == text
+            assert reason.endswith("skipped (on_error: pass)")
 
 
 def test_bool_offsets_and_quoting_hits_of_an_incremental_check() -> None:
@@ -817,10 +911,14 @@ def test_bool_offsets_and_quoting_hits_of_an_incremental_check() -> None:
             f"  - {{id: c, type: custom, function: '{MOD}:Weirdo', action: repair,"
             f" options: {{mode: {mode}}}}}\n"
         )
-        result = policy.validate_sync(f"ab {SECRET} cd.")
-        assert all(SECRET not in r for r in result.reasons), result.reasons
-        if mode == "bool-start":
-            assert result.blocked and "integers" in result.reasons[0]
+        text = f"ab {SECRET} cd."
+        for result in (policy.validate_sync(text), _streamed(policy, list(text))[1]):
+            assert all(SECRET.lower() not in r.lower() for r in result.reasons), result.reasons
+            assert all(f.entity_type != SECRET for f in result.findings)
+            if mode == "bool-start":
+                assert result.blocked and "integers" in result.reasons[0]
+            else:
+                assert result.text == "ab [r] cd."
 
 
 class Terms(Check):
@@ -917,5 +1015,4 @@ print(result.decision, result.reasons, round(time.perf_counter() - t0, 1))
 
 def test_a_check_that_ignores_cancellation_still_fails_by_on_error() -> None:
     out = run_limited(_STUBBORN, seconds=60)
-    assert out.startswith("Decision.BLOCK"), out
-    assert "timed out" in out
+    assert out.startswith("block ('c: check timed out after 100 ms, blocked',)"), out

@@ -11,6 +11,7 @@ is a failure of the check (``on_error``), never text released unchecked.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
@@ -23,7 +24,7 @@ from .._core.trust import UntrustedModule, import_trusted
 from .._spec.config import ENTRY_POINT_GROUP, CustomSpec, PolicySpec
 from .._spec.loader import Located, installed_checks
 from ..checks._base import Check, CheckConfig, Hit, RunContext, Session
-from ..checks._unit import Compiled, MalformedFinding, UnitCheck
+from ..checks._unit import USER_CODE, Compiled, MalformedFinding, UnitCheck, quotes
 
 __all__ = ["compile_custom"]
 
@@ -103,6 +104,10 @@ def _resolve(
             raise located.error(
                 [*where, "function"], f"module {module!r} has no attribute {attr!r}"
             ) from None
+        except Exception as exc:  # the module raised as it was imported
+            raise located.error(
+                [*where, "function"], f"cannot import {c.function!r}: {type(exc).__name__}"
+            ) from None
     name = c.entry_point
     assert name is not None
     written = _written(located, where)
@@ -156,6 +161,10 @@ def _options(model: Any, c: CustomSpec, located: Located, where: list[Any]) -> B
                 message = f"required option `{name}` is missing"
             problems.append(located.error(loc, message))
         raise PolicyError.of(problems) from None
+    except Exception as exc:  # a validator of the check's that raised something else
+        raise located.error(
+            [*where, "options"], f"cannot validate the options: {type(exc).__name__}"
+        ) from None
 
 
 # -- incremental checks of your own: their contract, enforced ---------------------------------
@@ -173,19 +182,53 @@ class Guarded(Check):
         self.blocking = bool(getattr(inner, "blocking", False))
 
     def session(self) -> Session:
-        session = self.inner.session()
+        try:
+            with USER_CODE:
+                session = self.inner.session()
+        except Exception as exc:  # a failure of the check in this run: on_error decides
+            return _BrokenSession(exc)
         if not isinstance(session, Session):
-            raise MalformedFinding(f"session() must return a Session, got {type(session).__name__}")
+            return _BrokenSession(
+                MalformedFinding(f"session() must return a Session, got {type(session).__name__}")
+            )
         return _GuardedSession(self, session)
 
     def render(self, hit: Hit, context: RunContext) -> str:
-        text = self.inner.render(hit, context)
+        """The check's replacement; if it fails to give one, the default (the
+        span is replaced all the same: a repair never leaves the text as it was)."""
+        try:
+            with USER_CODE:
+                text = self.inner.render(hit, context)
+        except Exception:
+            text = None
         if not isinstance(text, str):
-            raise MalformedFinding(f"render() must return a str, got {type(text).__name__}")
+            return Check.render(self.inner, hit, context)
         return text
 
     def outcome(self, hit: Hit) -> str:
-        return self.inner.outcome(hit)
+        try:
+            with USER_CODE:
+                text = self.inner.outcome(hit)
+        except Exception:
+            text = None
+        return text if isinstance(text, str) else Check.outcome(self, hit)
+
+
+class _BrokenSession(Session):
+    """The session of a check that could not make one: it fails when first used."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+        self.hold = 0
+
+    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
+        raise self._error
+
+    def finish(self, buf: str, base: int) -> Sequence[Hit]:
+        raise self._error
+
+    def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
+        raise self._error
 
 
 _KINDS = frozenset({"span", "truncate", "whole"})
@@ -202,29 +245,46 @@ class _GuardedSession(Session):
         self._end = 0  # the end of the text so far, in the session's offsets
         self._inner_hold = 0  # the session's own hold, last seen
         self._forced = 0  # decided up to here by force()
-        self.hold = self._hold()
+        self._broken: MalformedFinding | None = None  # raised when first used
+        try:
+            self.hold = self._hold()
+        except MalformedFinding as exc:
+            self.hold, self._broken = 0, exc
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
+        self._usable()
         self._end = base + len(buf) if self.scans else self._end + len(chunk)
-        return self._checked(self._inner.feed(buf, base, chunk))
+        with USER_CODE:
+            hits = self._inner.feed(buf, base, chunk)
+        return self._checked(hits, buf, base)
 
     def finish(self, buf: str, base: int) -> Sequence[Hit]:
+        self._usable()
         if self.scans:
             self._end = base + len(buf)
-        hits = self._checked(self._inner.finish(buf, base))
+        with USER_CODE:
+            found = self._inner.finish(buf, base)
+        hits = self._checked(found, buf, base)
         self.hold = self._end
         return hits
 
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
+        self._usable()
         try:
-            hits = self._checked(self._inner.force(buf, base, upto))
+            with USER_CODE:
+                found = self._inner.force(buf, base, upto)
+            hits = self._checked(found, buf, base)
         except NotImplementedError:
             hits = []  # not decided by the check: released as it stands
         self._forced = max(self._forced, upto)  # what comes later may not start before it
         self.hold = max(self.hold, upto)
         return hits
 
-    def _checked(self, hits: Any) -> list[Hit]:
+    def _usable(self) -> None:
+        if self._broken is not None:
+            raise self._broken
+
+    def _checked(self, hits: Any, buf: str, base: int) -> list[Hit]:
         floor = self.hold
         if hits is None:
             hits = []
@@ -234,8 +294,8 @@ class _GuardedSession(Session):
         for hit in hits:
             if not isinstance(hit, Hit):
                 raise MalformedFinding(f"a hit must be a Hit, got {type(hit).__name__}")
-            if not (isinstance(hit.start, int) and isinstance(hit.end, int)):
-                raise MalformedFinding("a hit's start and end must be integers")
+            if not (_is_int(hit.start) and _is_int(hit.end) and _is_int(hit.floor)):
+                raise MalformedFinding("a hit's start, end and floor must be integers")
             if hit.kind not in _KINDS:
                 raise MalformedFinding(f"a hit's kind must be one of {', '.join(sorted(_KINDS))}")
             if hit.start < floor:
@@ -248,19 +308,41 @@ class _GuardedSession(Session):
                 raise MalformedFinding(
                     f"a hit's span {hit.start}-{hit.end} is not inside the text (0-{self._end})"
                 )
-            if not isinstance(hit.what, str):
-                raise MalformedFinding("a hit's `what` must be a str")
             if hit.check is not self._check.inner and hit.check is not self._check:
                 raise MalformedFinding("a hit must name the check whose session found it")
+            if not isinstance(hit.action, Action):
+                raise MalformedFinding("a hit's action must be an Action")
+            for name in ("what", "entity", "replacement", "proposed", "value"):
+                field = getattr(hit, name)
+                if not (isinstance(field, str) or (field is None and name != "what")):
+                    raise MalformedFinding(f"a hit's `{name}` must be a str")
+            score = hit.score
+            if score is not None and not (
+                isinstance(score, int | float)
+                and not isinstance(score, bool)
+                and math.isfinite(score)
+            ):
+                raise MalformedFinding("a hit's score must be a finite number")
+            # A reason never quotes what was found (nor the text of the span).
+            value = hit.value
+            if value is None and self.scans and base <= hit.start:
+                value = buf[hit.start - base : hit.end - base]
+            if value is not None:
+                if hit.entity is not None and quotes(value, hit.entity):
+                    hit.entity = None
+                if quotes(value, hit.what):
+                    hit.what = hit.entity or "found"
             hit.check = self._check
+            hit.joins = bool(hit.joins)
             out.append(hit)
         self.hold = self._hold()
         return out
 
     def _hold(self) -> int:
         hold = getattr(self._inner, "hold", None)
-        if not isinstance(hold, int):
+        if not _is_int(hold):
             raise MalformedFinding(f"a session's hold must be an int, got {type(hold).__name__}")
+        assert isinstance(hold, int)
         if hold < self._inner_hold:
             raise MalformedFinding(f"a session's hold moved back from {self._inner_hold} to {hold}")
         self._inner_hold = hold
@@ -268,3 +350,7 @@ class _GuardedSession(Session):
 
     def __repr__(self) -> str:
         return f"<session of check {self._check.id!r}>"
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)

@@ -21,6 +21,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from .._core.threads import source_limiter
+from ..checks._unit import MalformedFinding, stand_in
 from .run import Run
 
 __all__ = ["settle", "settle_sync"]
@@ -49,12 +50,24 @@ async def _call(limit: float, job: Any) -> None:
     with anyio.move_on_after(limit) as scope:
         try:
             if job.is_async:
-                job.result = await job.acall()
+                awaitable = job.acall()  # (not an awaitable: a MalformedFinding of ours)
+                try:
+                    job.result = await awaitable
+                except MalformedFinding as exc:  # its own: the message may quote text
+                    job.error = stand_in(exc)
             else:
                 job.result = await _in_daemon_thread(job.call)
         except Exception as exc:
             job.error = exc
-    if scope.cancelled_caught:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            # A cancellation (by the deadline, or one the check raised itself: a
+            # cancellation from outside is delivered again by its scope), or a
+            # BaseException of the check's own: a failure, never "nothing found".
+            job.error = stand_in(exc)
+    if scope.cancel_called:
+        # Past its time, even if the check caught the cancellation and returned.
         job.error = TimeoutError()
     job.seconds = time.perf_counter() - began
 
@@ -81,7 +94,8 @@ async def _in_daemon_thread(call: Callable[[], Any]) -> Any:
         await done.wait()
     ok, value = outcome[0]
     if not ok:
-        raise value
+        # (In a worker thread even KeyboardInterrupt and SystemExit are the check's.)
+        raise value if isinstance(value, Exception) else stand_in(value)
     return value
 
 

@@ -14,6 +14,7 @@ concurrently (within the check's time), and the run takes their results.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
@@ -24,7 +25,17 @@ from pydantic import BaseModel
 from .._core.model import Action
 from ._base import Check, CheckConfig, Hit, Session
 
-__all__ = ["Found", "Job", "MalformedFinding", "UnitCheck", "UnitFunction", "unit_check"]
+__all__ = [
+    "USER_CODE",
+    "Found",
+    "Job",
+    "MalformedFinding",
+    "UnitCheck",
+    "UnitFunction",
+    "quotes",
+    "stand_in",
+    "unit_check",
+]
 
 Unit = Literal["sentence", "line", "text"]
 UNITS: tuple[Unit, ...] = ("sentence", "line", "text")
@@ -54,6 +65,52 @@ class MalformedFinding(Exception):
 
 
 UnitFunction = Callable[..., Any]
+
+
+class CheckRaised(Exception):
+    """Stands in for what a check of your own raised that the run must not see as
+    is: a :class:`MalformedFinding` of its own (whose message may quote text, where
+    ours name offsets and types only), or a ``BaseException`` that is not an
+    ``Exception`` (it would escape the run).  Its class is named after the original
+    type, for the reason; it carries no message."""
+
+
+_STAND_INS: dict[str, type[CheckRaised]] = {}
+
+
+def stand_in(exc: BaseException) -> CheckRaised:
+    """A :class:`CheckRaised` named like ``exc``, without its message."""
+    name = type(exc).__name__
+    kind = _STAND_INS.get(name)
+    if kind is None:
+        kind = _STAND_INS[name] = type(name, (CheckRaised,), {"__module__": __name__})
+    return kind()
+
+
+class _UserCode:
+    """``with USER_CODE:`` around code of a check of your own: what it raises reaches
+    the run as an ``Exception`` whose message the run may show (see :func:`stand_in`).
+    ``KeyboardInterrupt`` and ``SystemExit`` go through."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        if exc is None or isinstance(exc, KeyboardInterrupt | SystemExit):
+            return False
+        if isinstance(exc, MalformedFinding) or not isinstance(exc, Exception):
+            raise stand_in(exc) from None
+        return False
+
+
+USER_CODE = _UserCode()
+
+
+def quotes(value: str, what: str) -> bool:
+    """Whether ``what`` quotes ``value`` (of at least 3 characters), whatever the
+    case or the spacing."""
+    value = " ".join(value.split()).casefold()
+    return len(value) >= 3 and value in " ".join(what.split()).casefold()
 
 
 class UnitCheck:
@@ -161,9 +218,10 @@ class Compiled(Check):
 
     def call(self, text: str) -> Any:
         options = self.config.options
-        if self.declared.options is not None:
-            return self.declared.function(text, options)
-        return self.declared.function(text)
+        with USER_CODE:
+            if self.declared.options is not None:
+                return self.declared.function(text, options)
+            return self.declared.function(text)
 
     def hits(self, result: Any, text: str, offset: int) -> list[Hit]:
         """The hits of what the function returned for ``text`` (at canonical ``offset``)."""
@@ -175,43 +233,62 @@ class Compiled(Check):
             raise MalformedFinding(
                 f"a unit check returns findings (Found) or None, got {type(result).__name__}"
             )
+        # Read what the check gave once (a generator, or a Found subclass, is its code).
+        with USER_CODE:
+            items = [
+                (f, (f.start, f.end, f.label, f.reason, f.replacement, f.score))
+                if isinstance(f, Found)
+                else (f, None)
+                for f in result
+            ]
         out: list[Hit] = []
         size = len(text)
-        for found in result:
-            if not isinstance(found, Found):
+        for found, fields in items:
+            if fields is None:
                 raise MalformedFinding(f"a finding must be a Found, got {type(found).__name__}")
-            start, end = found.start, size if found.end is None else found.end
-            if not (isinstance(start, int) and isinstance(end, int)):
+            start, end, label, reason, replacement, score = fields
+            if end is None:
+                end = size
+            if not (_is_int(start) and _is_int(end)):
                 raise MalformedFinding("a finding's start and end must be integers")
             if not 0 <= start <= end <= size or (start == end and size):
                 raise MalformedFinding(
                     f"a finding's span {start}-{end} is not inside its unit (0-{size})"
                 )
-            for name in ("label", "reason", "replacement"):
-                value = getattr(found, name)
-                if value is not None and not isinstance(value, str):
+            for name, field in (("label", label), ("reason", reason), ("replacement", replacement)):
+                if field is not None and not isinstance(field, str):
                     raise MalformedFinding(
-                        f"a finding's {name} must be a str, got {type(value).__name__}"
+                        f"a finding's {name} must be a str, got {type(field).__name__}"
                     )
-            if found.score is not None and not isinstance(found.score, int | float):
-                raise MalformedFinding("a finding's score must be a number")
-            what = found.reason or found.label or "found"
+            if score is not None and not (
+                isinstance(score, int | float)
+                and not isinstance(score, bool)
+                and math.isfinite(score)
+            ):
+                raise MalformedFinding("a finding's score must be a finite number")
             value = text[start:end]
-            if len(value.strip()) >= 3 and value.strip() in what:
-                what = found.label or "found"  # a reason never quotes what it found
+            if label is not None and quotes(value, label):
+                label = None  # a label never quotes what it found either
+            what = reason or label or "found"
+            if quotes(value, what):
+                what = label or "found"  # a reason never quotes what it found
             hit = Hit(
                 self,
                 offset + start,
                 offset + end,
                 what,
-                entity=found.label,
-                score=None if found.score is None else float(found.score),
+                entity=label,
+                score=None if score is None else float(score),
                 value=value,
             )
-            if found.replacement is not None and self.action is Action.REPAIR:
-                hit.replacement = found.replacement
+            if replacement is not None and self.action is Action.REPAIR:
+                hit.proposed = replacement  # (kept when the hit is moved)
             out.append(hit)
         return out
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 class Job:
