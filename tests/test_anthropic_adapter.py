@@ -77,8 +77,8 @@ tools:
   send_note:
     release: incremental
     checks:
-      - {{id: args, type: schema, schema: {{type: object}}}}
       - {{id: pii, type: pii, entities: [EMAIL_ADDRESS]}}
+      - {{id: secrets, type: content, terms: ["internal use only"], action: block}}
 unknown_tools: block
 """
 
@@ -386,7 +386,7 @@ async def test_async_message_block_is_a_refusal(
     blocks = [Text(["fine"]), Text(SECRET_CHUNKS), Tool("lookup_order", ['{"order_id": "1"}'])]
     fake.reply(Reply(message=message_json(blocks)))
     message = await aclient.messages.create(**ARGS)
-    guarded = await ge_anthropic.guard_async(policy, message)
+    guarded = await ge_anthropic.guard_message_async(policy, message)
     assert isinstance(guarded, Message)
     assert guarded.stop_reason == "refusal"
     assert [b.type for b in guarded.content] == ["text", "text"]
@@ -475,7 +475,8 @@ async def test_tool_schema_violation_stops_at_the_revealing_token(
     events = [e async for e in ge_anthropic.guard(tools_policy, upstream)]
     assert_well_formed(events)
     revealing = decision_chunk(tools_policy.tools["lookup_order"].policy, VIOLATION)
-    assert VIOLATION[revealing - 1] == 'te"'  # the key "note" is not allowed
+    # The key "note" is not allowed: the library sees it once the key is followed by ":".
+    assert VIOLATION[revealing - 1] == ': "hi", '
     assert_left_near(fake, server_position(script, 1, revealing))
     # Release "complete": nothing of the arguments was released.
     assert tool_inputs(events) == {1: ""}
@@ -503,7 +504,7 @@ def test_tool_pii_is_repaired_and_released_complete(
     )
 
 
-def test_tool_release_incremental_and_the_helper_accumulates_valid_json(
+def test_tool_release_incremental(
     fake: FakeAnthropic, client: anthropic.Anthropic, tools_policy: ge.Policy
 ) -> None:
     chunks = ['{"to": "jdoe', '@example.com", ', '"body": "a long note ', "about things", '"}']
@@ -529,8 +530,9 @@ def test_unknown_tools_pass_or_block(
     fake.stream(script, delay=SLOW)
     events = list(ge_anthropic.guard(tools_policy, client.messages.create(**ARGS, stream=True)))
     assert_well_formed(events)
-    assert tool_inputs(events) == {0: ""}
-    assert texts(events) == {1: MESSAGE}
+    # unknown_tools: block: the call never starts; the block message takes its place.
+    assert tool_inputs(events) == {}
+    assert texts(events) == {0: MESSAGE}
     assert end_of(events).delta.stop_reason == "refusal"
     assert_left_near(fake, 3)  # message_start, ping, content_block_start
 
