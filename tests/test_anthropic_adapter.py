@@ -281,6 +281,10 @@ async def test_async_block_ends_with_refusal_and_closes_upstream(
     assert text.startswith("Hi there.")
     end = end_of(events)
     assert end.delta.stop_reason == "refusal"
+    if hasattr(end.delta, "stop_details"):  # SDKs that have it
+        assert end.delta.stop_details is not None and end.delta.stop_details.type == "refusal"
+    # Usage: the last the upstream reported (its message_start), as it was cut short.
+    assert end.usage.input_tokens == 21 and end.usage.output_tokens == 1
     tail = events[-4:]
     assert isinstance(tail[0], RawContentBlockDeltaEvent) and tail[0].delta.text == MESSAGE  # type: ignore[union-attr]
     assert isinstance(tail[1], RawContentBlockStopEvent) and tail[1].index == 0
@@ -344,6 +348,7 @@ def test_sync_early_stop_closes_upstream(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_consumer_cancellation_closes_upstream(
     fake: FakeAnthropic, aclient: anthropic.AsyncAnthropic, policy: ge.Policy
 ) -> None:
@@ -519,6 +524,35 @@ def test_tool_release_incremental(
     }
 
 
+def test_an_incremental_tool_call_blocked_midway_is_closed_then_refused(
+    fake: FakeAnthropic, client: anthropic.Anthropic, tools_policy: ge.Policy
+) -> None:
+    chunks = ['{"body": "the plan ', "is here and ", "internal use ", 'only", ', '"to": "x"}']
+    script = sse_events([Text(["Sending."]), Tool("send_note", chunks)], stop_reason="tool_use")
+    fake.stream(script, delay=SLOW)
+    events = list(ge_anthropic.guard(tools_policy, client.messages.create(**ARGS, stream=True)))
+    assert_well_formed(events)
+    args = tool_inputs(events)[1]
+    assert args.startswith('{"body": "the plan') and "internal" not in args
+    assert texts(events) == {0: "Sending.", 2: MESSAGE}
+    assert end_of(events).delta.stop_reason == "refusal"
+    decided = decision_chunk(tools_policy.tools["send_note"].policy, chunks)
+    assert_left_near(fake, server_position(script, 1, decided))
+
+
+def test_a_closed_stream_cannot_be_iterated_and_shows_no_text(
+    fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
+) -> None:
+    fake.stream(sse_events([Text(LONG)]), delay=SLOW)
+    guarded = ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True))
+    next(guarded)
+    guarded.close()
+    assert "word" not in repr(guarded)
+    with pytest.raises(ge.StreamStateError):
+        next(guarded)
+    assert fake.last().left_after is not None
+
+
 def test_unknown_tools_pass_or_block(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy, tools_policy: ge.Policy
 ) -> None:
@@ -574,6 +608,43 @@ def test_any_chunking_gives_validate_of_the_joined_text(
     else:
         assert text == expected.text
         assert end_of(events).delta.stop_reason == "end_turn"
+
+
+ARG_TEXTS = [
+    '{"order_id": "123", "email": "jdoe@example.com"}',
+    '{"order_id": "12x", "email": "a@b.com"}',
+    '{"order_id": "7", "note": "extra"}',
+]
+
+
+@st.composite
+def chunked_args(draw: st.DrawFn) -> list[str]:
+    text = draw(st.sampled_from(ARG_TEXTS))
+    cuts = sorted(draw(st.sets(st.integers(1, len(text) - 1), max_size=10)))
+    return [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(chunks=chunked_args())
+def test_any_chunking_of_tool_arguments_gives_validate_of_the_joined_text(
+    fake: FakeAnthropic, client: anthropic.Anthropic, tools_policy: ge.Policy, chunks: list[str]
+) -> None:
+    fake.stream(sse_events([Tool("lookup_order", chunks)], stop_reason="tool_use"))
+    events = list(ge_anthropic.guard(tools_policy, client.messages.create(**ARGS, stream=True)))
+    assert_well_formed(events)
+    expected = tools_policy.tools["lookup_order"].policy.validate_sync("".join(chunks))
+    if expected.blocked:
+        assert tool_inputs(events) == {0: ""}
+        assert texts(events) == {1: MESSAGE}
+        assert end_of(events).delta.stop_reason == "refusal"
+    else:
+        assert tool_inputs(events) == {0: expected.text}
+        json.loads(expected.text)
+        assert end_of(events).delta.stop_reason == "tool_use"
 
 
 # -- packaging ----------------------------------------------------------------------------
