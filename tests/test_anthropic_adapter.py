@@ -8,6 +8,7 @@ so the tests see the upstream closed on a block, an early stop and a cancellatio
 
 from __future__ import annotations
 
+import gc
 import importlib
 import itertools
 import json
@@ -364,6 +365,41 @@ async def test_consumer_cancellation_closes_upstream(
                 sent = fake.exchanges[-1].sent
                 scope.cancel()  # delivered at the next await: inside the guard's pull
     assert scope.cancelled_caught
+    assert_left_near(fake, sent)
+
+
+@pytest.mark.anyio
+async def test_a_dropped_async_stream_closes_upstream_when_collected(
+    fake: FakeAnthropic, aclient: anthropic.AsyncAnthropic, policy: ge.Policy
+) -> None:
+    fake.stream(sse_events([Text(LONG)]), delay=SLOW)
+    upstream = await aclient.messages.create(**ARGS, stream=True)
+    seen = 0
+    async for _ in ge_anthropic.guard(policy, upstream):
+        seen += 1
+        if seen == 5:
+            sent = fake.exchanges[-1].sent
+            break  # no aclose(), no async with
+    del upstream
+    gc.collect()
+    for _ in range(100):  # the SDK's finalizer closes the response on the event loop
+        await anyio.sleep(0.01)
+        if fake.exchanges[-1].done.is_set():
+            break
+    assert_left_near(fake, sent)
+
+
+def test_a_dropped_sync_stream_closes_upstream_when_collected(
+    fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
+) -> None:
+    fake.stream(sse_events([Text(LONG)]), delay=SLOW)
+    for seen, _ in enumerate(
+        ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True))
+    ):
+        if seen == 5:
+            sent = fake.exchanges[-1].sent
+            break
+    gc.collect()
     assert_left_near(fake, sent)
 
 
