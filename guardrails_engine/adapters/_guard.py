@@ -50,6 +50,7 @@ __all__ = [
     "SyncToolArgsGuard",
     "TextGuard",
     "ToolArgsGuard",
+    "unknown_tool",
 ]
 
 T = TypeVar("T")
@@ -273,7 +274,8 @@ async def _close_dropped(stream: Stream, step: Generator[Any, Any, Any]) -> None
     step.close()
 
 
-def _unknown_tool(policy: Policy) -> Blocked:
+def unknown_tool(policy: Policy) -> Blocked:
+    """The block of a call of a tool that has no rule, under ``unknown_tools: block``."""
     finding = Finding(
         check_id="unknown_tools",
         check_type="tools",
@@ -305,7 +307,7 @@ class ToolArgsGuard:
         if tool is None:
             self.mode = "block" if policy.unknown_tools == "block" else "pass"
             if self.mode == "block":
-                self.blocked = _unknown_tool(policy)
+                self.blocked = unknown_tool(policy)
         else:
             self.mode = tool.release
             self._text = TextGuard(tool.policy, trace_id=trace_id, on_trace=on_trace)
