@@ -120,6 +120,16 @@ async def aclient(fake: FakeAnthropic) -> Any:
         yield c
 
 
+RAW_TYPES = {
+    RawMessageStartEvent,
+    RawContentBlockStartEvent,
+    RawContentBlockDeltaEvent,
+    RawContentBlockStopEvent,
+    RawMessageDeltaEvent,
+    RawMessageStopEvent,
+}
+
+
 # -- helpers ------------------------------------------------------------------------------
 def texts(events: Sequence[RawMessageStreamEvent]) -> dict[int, str]:
     """The text of each text block, joined from its text deltas."""
@@ -155,7 +165,8 @@ def end_of(events: Sequence[RawMessageStreamEvent]) -> RawMessageDeltaEvent:
 
 def assert_well_formed(events: Sequence[RawMessageStreamEvent]) -> None:
     """The order a client expects: message_start, blocks opened and closed, then
-    message_delta and message_stop, every event of the SDK's own types."""
+    message_delta and message_stop, every event of the SDK's own raw types."""
+    assert {type(e) for e in events} <= RAW_TYPES
     assert isinstance(events[0], RawMessageStartEvent)
     assert isinstance(events[-1], RawMessageStopEvent)
     assert isinstance(events[-2], RawMessageDeltaEvent)
@@ -472,6 +483,25 @@ def test_sync_stream_helper_yields_raw_events(
     assert_well_formed(events)
     assert end_of(events).delta.stop_reason == "refusal"
     assert_left_near(fake, server_position(script, 0, decision_chunk(policy, SECRET_CHUNKS)))
+
+
+def test_a_helper_without_a_raw_stream_is_read_through_its_own_events(
+    fake: FakeAnthropic,
+    client: anthropic.Anthropic,
+    policy: ge.Policy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import guardrails_engine.adapters.anthropic as adapter
+
+    monkeypatch.setattr(adapter, "_raw_of", lambda helper: None)  # an SDK without one
+    fake.stream(sse_events([Text(PII_CHUNKS), Tool("search", ['{"q": 1}'])]))
+    with client.messages.stream(**ARGS) as helper:
+        events = list(ge_anthropic.guard(policy, helper))
+    assert_well_formed(events)
+    # (assert_well_formed: only raw events, not the helper's text events nor its stop
+    # events, which carry the unguarded snapshot)
+    assert texts(events) == {0: PII_MASKED}
+    assert tool_inputs(events) == {1: '{"q": 1}'}
 
 
 @pytest.mark.anyio

@@ -53,6 +53,7 @@ try:
         MessageStreamManager,
     )
     from anthropic.types import (
+        InputJSONDelta,
         Message,
         MessageDeltaUsage,
         RawContentBlockDeltaEvent,
@@ -101,8 +102,6 @@ def _text_delta(index: int, text: str) -> RawContentBlockDeltaEvent:
 
 
 def _json_delta(index: int, partial_json: str) -> RawContentBlockDeltaEvent:
-    from anthropic.types import InputJSONDelta
-
     return RawContentBlockDeltaEvent(
         type="content_block_delta",
         index=index,
@@ -161,18 +160,14 @@ class _Core:
         self._usage: Any = None
         self.blocked: Blocked | None = None
 
-    def guards(self) -> list[TextGuard | ToolArgsGuard]:
+    def forget(self) -> list[TextGuard | ToolArgsGuard]:
+        """The guards of the blocks still open (to close); the blocks are forgotten."""
         out: list[TextGuard | ToolArgsGuard] = []
         for block in self._open.values():
             if block.text is not None:
                 out.append(block.text)
             if block.tool is not None:
                 out.append(block.tool)
-        return out
-
-    def forget(self) -> list[TextGuard | ToolArgsGuard]:
-        """The guards still open (to close), forgotten."""
-        out = self.guards()
         self._open.clear()
         return out
 
@@ -338,9 +333,10 @@ def _raw_event(event: Any) -> Any | None:
     kind = getattr(event, "type", None)
     if kind in _HELPER_EVENTS:
         return None
-    if kind == "message_stop" and not isinstance(event, RawMessageStopEvent):
+    # The helper's stop events are subclasses that carry the unguarded snapshot.
+    if kind == "message_stop":
         return RawMessageStopEvent(type="message_stop")
-    if kind == "content_block_stop" and not isinstance(event, RawContentBlockStopEvent):
+    if kind == "content_block_stop":
         return _stop(event.index)
     return event
 
