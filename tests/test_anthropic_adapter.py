@@ -276,6 +276,36 @@ def test_each_block_is_its_own_run_and_thinking_passes_through(
     assert isinstance(starts[0].content_block, ThinkingBlock)
 
 
+NER_POLICY = "version: 1\nname: ner\nchecks:\n  - {id: pii, type: pii, entities: [PERSON]}\n"
+NER_CHUNKS = ["Thanks. My name is Jo", "hn Sm", "ith and I will call back."]
+
+
+@pytest.fixture(scope="module")
+def ner_policy() -> ge.Policy:
+    policy = ge.Policy.from_yaml(NER_POLICY)
+    assert policy.blocking  # NER runs in worker threads
+    return policy
+
+
+@pytest.mark.anyio
+async def test_ner_in_worker_threads_async(
+    fake: FakeAnthropic, aclient: anthropic.AsyncAnthropic, ner_policy: ge.Policy
+) -> None:
+    fake.stream(sse_events([Text(NER_CHUNKS)]))
+    upstream = await aclient.messages.create(**ARGS, stream=True)
+    events = [e async for e in ge_anthropic.guard(ner_policy, upstream)]
+    assert texts(events) == {0: ner_policy.validate_sync("".join(NER_CHUNKS)).text}
+    assert "<PERSON>" in texts(events)[0]
+
+
+def test_ner_in_worker_threads_sync(
+    fake: FakeAnthropic, client: anthropic.Anthropic, ner_policy: ge.Policy
+) -> None:
+    fake.stream(sse_events([Text(NER_CHUNKS)]))
+    events = list(ge_anthropic.guard(ner_policy, client.messages.create(**ARGS, stream=True)))
+    assert texts(events) == {0: ner_policy.validate_sync("".join(NER_CHUNKS)).text}
+
+
 # -- a block ------------------------------------------------------------------------------
 @pytest.mark.anyio
 async def test_async_block_ends_with_refusal_and_closes_upstream(
