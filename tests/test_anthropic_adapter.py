@@ -444,6 +444,17 @@ def test_a_dropped_sync_stream_closes_upstream_when_collected(
     assert_left_near(fake, sent)
 
 
+@pytest.mark.anyio
+async def test_the_sync_stream_refuses_a_running_event_loop_and_closes_upstream(
+    fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
+) -> None:
+    fake.stream(sse_events([Text(LONG)]), delay=SLOW)
+    guarded = ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True))
+    with pytest.raises(RuntimeError, match="async"):
+        list(guarded)
+    assert fake.last().left_after is not None
+
+
 # -- non-streamed messages ----------------------------------------------------------------
 def test_sync_message_is_guarded_into_a_new_message(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy

@@ -29,6 +29,12 @@ with the ids, model and usage of the reply.
 - The upstream is also closed when the consumer stops early (``close()``/``aclose()``,
   ``with``/``async with``), when it is cancelled, and when anything raises.  Iterating
   a guarded stream after closing it early raises :class:`guardrails_engine.StreamStateError`.
+- The sync stream drives the policy on a private event loop (``_guard.LoopRunner``):
+  it cannot be iterated in a thread whose event loop is running (it raises
+  ``RuntimeError`` and closes the upstream); there, use the async client.
+- The ``messages.stream()`` helper: the guard reads the helper's raw event stream, so
+  the helper's own ``text_stream``, ``get_final_message()`` and snapshots (which
+  would hold the unguarded reply) are not filled: use the guarded events.
 - A ``Message`` (not streamed) gives a new ``Message``: text blocks guarded, each
   ``tool_use.input`` guarded as ``json.dumps(input)`` and parsed back; a block keeps
   the blocks before it, puts the block message in a text block and drops the rest,
@@ -37,6 +43,7 @@ with the ids, model and usage of the reply.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
@@ -412,6 +419,7 @@ class GuardedStream:
     def _pull(self) -> None:
         try:
             if self._iter is None:
+                _no_running_loop()
                 self._iter = self._open()
             try:
                 event = next(self._iter)
@@ -459,7 +467,11 @@ class GuardedStream:
         finally:
             try:
                 for guard in self._core.forget():
-                    self._runner.run(guard.aclose())
+                    closing = guard.aclose()
+                    try:
+                        self._runner.run(closing)
+                    except RuntimeError:  # an event loop is running: the guard's finalizer
+                        closing.close()  # closes it
             finally:
                 self._runner.close()
 
@@ -488,6 +500,17 @@ class GuardedStream:
                 self._close()
             except Exception:  # pragma: no cover - nothing to report it to
                 pass
+
+
+def _no_running_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        "a sync Anthropic stream cannot be guarded in a thread whose event loop is "
+        "running: use the async client (anthropic.AsyncAnthropic) and `async for`"
+    )
 
 
 # -- the async stream ---------------------------------------------------------------------
