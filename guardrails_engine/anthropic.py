@@ -7,21 +7,31 @@
 >>> async for event in ge_anthropic.guard(policy, stream):           # doctest: +SKIP
 ...     ...
 
+Public API::
+
+    guard(policy, stream) -> GuardedStream            # AsyncAnthropic: create(stream=True),
+                                                      # messages.stream(...) (manager or stream)
+    guard_sync(policy, stream) -> SyncGuardedStream   # the same for the sync client
+    await guard_reply(policy, message) -> Message     # a non-streamed Message
+    guard_reply_sync(policy, message) -> Message      # the same, sync
+
 See :mod:`guardrails_engine.adapters.anthropic` for the semantics.
 """
 
 from .adapters.anthropic import (
-    AsyncGuardedStream,
     GuardedStream,
+    SyncGuardedStream,
     guard,
-    guard_message,
-    guard_message_async,
+    guard_reply,
+    guard_reply_sync,
+    guard_sync,
 )
 
 __all__ = [
-    "AsyncGuardedStream",
     "GuardedStream",
+    "SyncGuardedStream",
     "guard",
-    "guard_message",
-    "guard_message_async",
+    "guard_reply",
+    "guard_reply_sync",
+    "guard_sync",
 ]

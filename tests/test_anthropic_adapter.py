@@ -250,7 +250,7 @@ def test_sync_stream_masks_pii(
 ) -> None:
     fake.stream(sse_events([Text(PII_CHUNKS)], output_tokens=9))
     upstream = client.messages.create(**ARGS, stream=True)
-    with ge_anthropic.guard(policy, upstream) as guarded:
+    with ge_anthropic.guard_sync(policy, upstream) as guarded:
         events = list(guarded)
     assert_well_formed(events)
     assert texts(events) == {0: PII_MASKED}
@@ -263,7 +263,7 @@ def test_each_block_is_its_own_run_and_thinking_passes_through(
 ) -> None:
     blocks = [Thinking(["I think jdoe@", "example.com"]), Text(["a@b", ".com"]), Text(["ok"])]
     fake.stream(sse_events(blocks))
-    events = list(ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True)))
+    events = list(ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True)))
     assert_well_formed(events)
     assert texts(events) == {1: "<EMAIL_ADDRESS>", 2: "ok"}
     thinking = [
@@ -302,7 +302,7 @@ def test_ner_in_worker_threads_sync(
     fake: FakeAnthropic, client: anthropic.Anthropic, ner_policy: ge.Policy
 ) -> None:
     fake.stream(sse_events([Text(NER_CHUNKS)]))
-    events = list(ge_anthropic.guard(ner_policy, client.messages.create(**ARGS, stream=True)))
+    events = list(ge_anthropic.guard_sync(ner_policy, client.messages.create(**ARGS, stream=True)))
     assert texts(events) == {0: ner_policy.validate_sync("".join(NER_CHUNKS)).text}
 
 
@@ -338,7 +338,7 @@ def test_sync_block_ends_with_refusal_and_closes_upstream(
 ) -> None:
     script = sse_events([Text(["fine "]), Text(SECRET_CHUNKS), Text(["never sent"])])
     fake.stream(script, delay=SLOW)
-    events = list(ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True)))
+    events = list(ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True)))
     assert_well_formed(events)
     assert texts(events) == {0: "fine ", 1: "Our plan is " + MESSAGE}
     assert end_of(events).delta.stop_reason == "refusal"
@@ -349,7 +349,7 @@ def test_an_upstream_refusal_passes_through(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
 ) -> None:
     fake.stream(sse_events([Text(["I can't help with that."])], stop_reason="refusal"))
-    events = list(ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True)))
+    events = list(ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True)))
     assert_well_formed(events)
     assert texts(events) == {0: "I can't help with that."}
     assert end_of(events).delta.stop_reason == "refusal"
@@ -380,7 +380,7 @@ def test_sync_early_stop_closes_upstream(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
 ) -> None:
     fake.stream(sse_events([Text(LONG)]), delay=SLOW)
-    guarded = ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True))
+    guarded = ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True))
     for seen, _ in enumerate(guarded, 1):
         if seen == 6:
             sent = fake.exchanges[-1].sent
@@ -435,7 +435,7 @@ def test_a_dropped_sync_stream_closes_upstream_when_collected(
 ) -> None:
     fake.stream(sse_events([Text(LONG)]), delay=SLOW)
     for seen, _ in enumerate(
-        ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True))
+        ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True))
     ):
         if seen == 5:
             sent = fake.exchanges[-1].sent
@@ -449,7 +449,7 @@ async def test_the_sync_stream_refuses_a_running_event_loop_and_closes_upstream(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
 ) -> None:
     fake.stream(sse_events([Text(LONG)]), delay=SLOW)
-    guarded = ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True))
+    guarded = ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True))
     with pytest.raises(RuntimeError, match="async"):
         list(guarded)
     assert fake.last().left_after is not None
@@ -461,7 +461,7 @@ def test_sync_message_is_guarded_into_a_new_message(
 ) -> None:
     fake.reply(Reply(message=message_json([Text(PII_CHUNKS), Thinking(["x@y.com"])])))
     message = client.messages.create(**ARGS)
-    guarded = ge_anthropic.guard(policy, message)
+    guarded = ge_anthropic.guard_reply_sync(policy, message)
     assert isinstance(guarded, Message) and guarded is not message
     assert guarded.id == message.id and guarded.model == MODEL
     assert guarded.usage == message.usage and guarded.stop_reason == "end_turn"
@@ -479,7 +479,7 @@ async def test_async_message_block_is_a_refusal(
     blocks = [Text(["fine"]), Text(SECRET_CHUNKS), Tool("lookup_order", ['{"order_id": "1"}'])]
     fake.reply(Reply(message=message_json(blocks)))
     message = await aclient.messages.create(**ARGS)
-    guarded = await ge_anthropic.guard_message_async(policy, message)
+    guarded = await ge_anthropic.guard_reply(policy, message)
     assert isinstance(guarded, Message)
     assert guarded.stop_reason == "refusal"
     assert [b.type for b in guarded.content] == ["text", "text"]
@@ -492,7 +492,7 @@ def test_message_tool_input_is_guarded_as_json(
 ) -> None:
     good = Tool("lookup_order", ['{"order_id": "12", "email": "jdoe@example.com"}'])
     fake.reply(Reply(message=message_json([Text(["Looking."]), good], stop_reason="tool_use")))
-    guarded = ge_anthropic.guard(tools_policy, client.messages.create(**ARGS))
+    guarded = ge_anthropic.guard_reply_sync(tools_policy, client.messages.create(**ARGS))
     tool = guarded.content[1]
     assert isinstance(tool, ToolUseBlock)
     assert tool.input == {"order_id": "12", "email": "<EMAIL_ADDRESS>"}
@@ -500,7 +500,7 @@ def test_message_tool_input_is_guarded_as_json(
 
     bad = Tool("lookup_order", ['{"order_id": "12x"}'])
     fake.reply(Reply(message=message_json([Text(["Looking."]), bad], stop_reason="tool_use")))
-    guarded = ge_anthropic.guard(tools_policy, client.messages.create(**ARGS))
+    guarded = ge_anthropic.guard_reply_sync(tools_policy, client.messages.create(**ARGS))
     assert guarded.stop_reason == "refusal"
     assert [(b.type, getattr(b, "text", None)) for b in guarded.content] == [
         ("text", "Looking."),
@@ -514,13 +514,13 @@ def test_sync_stream_helper_yields_raw_events(
 ) -> None:
     fake.stream(sse_events([Text(PII_CHUNKS)]))
     with client.messages.stream(**ARGS) as helper:
-        events = list(ge_anthropic.guard(policy, helper))
+        events = list(ge_anthropic.guard_sync(policy, helper))
     assert_well_formed(events)
     assert texts(events) == {0: PII_MASKED}
     # The manager itself is accepted too (entered and left by the guard).
     script = sse_events([Text(SECRET_CHUNKS)])
     fake.stream(script, delay=SLOW)
-    events = list(ge_anthropic.guard(policy, client.messages.stream(**ARGS)))
+    events = list(ge_anthropic.guard_sync(policy, client.messages.stream(**ARGS)))
     assert_well_formed(events)
     assert end_of(events).delta.stop_reason == "refusal"
     assert_left_near(fake, server_position(script, 0, decision_chunk(policy, SECRET_CHUNKS)))
@@ -537,7 +537,7 @@ def test_a_helper_without_a_raw_stream_is_read_through_its_own_events(
     monkeypatch.setattr(adapter, "_raw_of", lambda helper: None)  # an SDK without one
     fake.stream(sse_events([Text(PII_CHUNKS), Tool("search", ['{"q": 1}'])]))
     with client.messages.stream(**ARGS) as helper:
-        events = list(ge_anthropic.guard(policy, helper))
+        events = list(ge_anthropic.guard_sync(policy, helper))
     assert_well_formed(events)
     # (assert_well_formed: only raw events, not the helper's text events nor its stop
     # events, which carry the unguarded snapshot)
@@ -601,7 +601,9 @@ def test_tool_pii_is_repaired_and_released_complete(
 ) -> None:
     chunks = ['{"order_id": "1', '23", ', '"email": "jdoe', '@example.com"', "}"]
     fake.stream(sse_events([Tool("lookup_order", chunks)], stop_reason="tool_use"))
-    events = list(ge_anthropic.guard(tools_policy, client.messages.create(**ARGS, stream=True)))
+    events = list(
+        ge_anthropic.guard_sync(tools_policy, client.messages.create(**ARGS, stream=True))
+    )
     assert_well_formed(events)
     deltas = [e for e in events if isinstance(e, RawContentBlockDeltaEvent)]
     # Released once complete and valid: just before the block's content_block_stop.
@@ -621,7 +623,9 @@ def test_tool_release_incremental(
 ) -> None:
     chunks = ['{"to": "jdoe', '@example.com", ', '"body": "a long note ', "about things", '"}']
     fake.stream(sse_events([Tool("send_note", chunks)], stop_reason="tool_use"))
-    events = list(ge_anthropic.guard(tools_policy, client.messages.create(**ARGS, stream=True)))
+    events = list(
+        ge_anthropic.guard_sync(tools_policy, client.messages.create(**ARGS, stream=True))
+    )
     assert_well_formed(events)
     deltas = [e for e in events if isinstance(e, RawContentBlockDeltaEvent)]
     assert len(deltas) > 1  # released as it became safe
@@ -637,7 +641,9 @@ def test_an_incremental_tool_call_blocked_midway_is_closed_then_refused(
     chunks = ['{"body": "the plan ', "is here and ", "internal use ", 'only", ', '"to": "x"}']
     script = sse_events([Text(["Sending."]), Tool("send_note", chunks)], stop_reason="tool_use")
     fake.stream(script, delay=SLOW)
-    events = list(ge_anthropic.guard(tools_policy, client.messages.create(**ARGS, stream=True)))
+    events = list(
+        ge_anthropic.guard_sync(tools_policy, client.messages.create(**ARGS, stream=True))
+    )
     assert_well_formed(events)
     args = tool_inputs(events)[1]
     assert args.startswith('{"body": "the plan') and "internal" not in args
@@ -651,7 +657,7 @@ def test_a_closed_stream_cannot_be_iterated_and_shows_no_text(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
 ) -> None:
     fake.stream(sse_events([Text(LONG)]), delay=SLOW)
-    guarded = ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True))
+    guarded = ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True))
     next(guarded)
     guarded.close()
     assert "word" not in repr(guarded)
@@ -666,10 +672,12 @@ def test_unknown_tools_pass_or_block(
     chunks = ['{"q": "jdoe@', 'example.com"}']
     script = sse_events([Tool("search", chunks)], stop_reason="tool_use")
     fake.stream(script)
-    events = list(ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True)))
+    events = list(ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True)))
     assert tool_inputs(events) == {0: "".join(chunks)}  # no rule, unknown_tools: pass
     fake.stream(script, delay=SLOW)
-    events = list(ge_anthropic.guard(tools_policy, client.messages.create(**ARGS, stream=True)))
+    events = list(
+        ge_anthropic.guard_sync(tools_policy, client.messages.create(**ARGS, stream=True))
+    )
     assert_well_formed(events)
     # unknown_tools: block: the call never starts; the block message takes its place.
     assert tool_inputs(events) == {}
@@ -705,7 +713,7 @@ def test_any_chunking_gives_validate_of_the_joined_text(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy, chunks: list[str]
 ) -> None:
     fake.stream(sse_events([Text(chunks)]))
-    events = list(ge_anthropic.guard(policy, client.messages.create(**ARGS, stream=True)))
+    events = list(ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True)))
     assert_well_formed(events)
     expected = policy.validate_sync("".join(chunks))
     text = texts(events)[0]
@@ -741,7 +749,9 @@ def test_any_chunking_of_tool_arguments_gives_validate_of_the_joined_text(
     fake: FakeAnthropic, client: anthropic.Anthropic, tools_policy: ge.Policy, chunks: list[str]
 ) -> None:
     fake.stream(sse_events([Tool("lookup_order", chunks)], stop_reason="tool_use"))
-    events = list(ge_anthropic.guard(tools_policy, client.messages.create(**ARGS, stream=True)))
+    events = list(
+        ge_anthropic.guard_sync(tools_policy, client.messages.create(**ARGS, stream=True))
+    )
     assert_well_formed(events)
     expected = tools_policy.tools["lookup_order"].policy.validate_sync("".join(chunks))
     if expected.blocked:
@@ -755,6 +765,20 @@ def test_any_chunking_of_tool_arguments_gives_validate_of_the_joined_text(
 
 
 # -- packaging ----------------------------------------------------------------------------
+def test_the_entry_points_refuse_the_wrong_kind_of_stream(
+    fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
+) -> None:
+    fake.stream(sse_events([Text(["hi"])]))
+    upstream = client.messages.create(**ARGS, stream=True)
+    with upstream:
+        with pytest.raises(TypeError, match="guard_sync"):
+            ge_anthropic.guard(policy, upstream)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Policy"):
+        ge_anthropic.guard_sync("policy.yaml", [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="guard_reply_sync"):
+        ge_anthropic.guard_sync(policy, 42)  # type: ignore[arg-type]
+
+
 def test_import_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(sys.modules):
         if name == "anthropic" or name.startswith(("anthropic.", "guardrails_engine.anthropic")):

@@ -46,10 +46,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeAlias, overload
+from typing import Any, TypeAlias
 
 try:
     import anthropic as _sdk
@@ -82,14 +90,15 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 import anyio
 
 from .. import Blocked, Policy, StreamStateError
-from ._guard import LoopRunner, TextGuard, ToolArgsGuard
+from ._guard import LoopRunner, TextGuard, ToolArgsGuard, unknown_tool
 
 __all__ = [
-    "AsyncGuardedStream",
     "GuardedStream",
+    "SyncGuardedStream",
     "guard",
-    "guard_message",
-    "guard_message_async",
+    "guard_reply",
+    "guard_reply_sync",
+    "guard_sync",
 ]
 
 Event: TypeAlias = RawMessageStreamEvent
@@ -349,7 +358,7 @@ def _raw_event(event: Any) -> Any | None:
 
 
 # -- the sync stream ----------------------------------------------------------------------
-class GuardedStream:
+class SyncGuardedStream:
     """Guarded raw events of a sync Anthropic stream (see the module doc).
 
     Iterate it; ``close()`` (or ``with``) stops early and closes the upstream.
@@ -391,7 +400,7 @@ class GuardedStream:
         state = "blocked" if self._core.blocked else "done" if self._done else "open"
         return f"<{type(self).__name__} {state}>"
 
-    def __iter__(self) -> GuardedStream:
+    def __iter__(self) -> SyncGuardedStream:
         return self
 
     def __next__(self) -> Event:
@@ -482,7 +491,7 @@ class GuardedStream:
             self._early = True
         self._close()
 
-    def __enter__(self) -> GuardedStream:
+    def __enter__(self) -> SyncGuardedStream:
         return self
 
     def __exit__(
@@ -514,7 +523,7 @@ def _no_running_loop() -> None:
 
 
 # -- the async stream ---------------------------------------------------------------------
-class AsyncGuardedStream:
+class GuardedStream:
     """Guarded raw events of an async Anthropic stream (see the module doc).
 
     Iterate it with ``async for``; ``aclose()`` (or ``async with``) stops early and
@@ -555,7 +564,7 @@ class AsyncGuardedStream:
         state = "blocked" if self._core.blocked else "done" if self._done else "open"
         return f"<{type(self).__name__} {state}>"
 
-    def __aiter__(self) -> AsyncGuardedStream:
+    def __aiter__(self) -> GuardedStream:
         return self
 
     async def __anext__(self) -> Event:
@@ -638,7 +647,7 @@ class AsyncGuardedStream:
             self._early = True
         await self._close()
 
-    async def __aenter__(self) -> AsyncGuardedStream:
+    async def __aenter__(self) -> GuardedStream:
         return self
 
     async def __aexit__(
@@ -682,9 +691,8 @@ def _checks(policy: Policy, message: Message) -> Iterator[tuple[int, _Check | Bl
             if rule is not None:
                 args = json.dumps(block.input, ensure_ascii=False)
                 yield position, _Check(rule.policy, args, True)
-            else:
-                guard = ToolArgsGuard(policy, block.name)  # its unknown-tool decision
-                yield position, guard.blocked
+            elif policy.unknown_tools == "block":
+                yield position, unknown_tool(policy)
         else:
             yield position, None
 
@@ -720,7 +728,7 @@ def _apply(block: Any, check: _Check, text: str, blocked: bool, policy: Policy) 
     return block.model_copy(update={"input": value})
 
 
-def guard_message(policy: Policy, message: Message) -> Message:
+def guard_reply_sync(policy: Policy, message: Message) -> Message:
     """A new ``Message`` with its text and tool arguments guarded (see the module doc)."""
     checked: list[tuple[int, Any]] = []
     for position, check in _checks(policy, message):
@@ -737,8 +745,8 @@ def guard_message(policy: Policy, message: Message) -> Message:
     return _rebuilt(message, checked)
 
 
-async def guard_message_async(policy: Policy, message: Message) -> Message:
-    """:func:`guard_message` with ``await policy.validate`` (long texts and NER run in
+async def guard_reply(policy: Policy, message: Message) -> Message:
+    """:func:`guard_reply_sync` with ``await policy.validate`` (long texts and NER run in
     worker threads)."""
     checked: list[tuple[int, Any]] = []
     for position, check in _checks(policy, message):
@@ -755,47 +763,51 @@ async def guard_message_async(policy: Policy, message: Message) -> Message:
     return _rebuilt(message, checked)
 
 
-# -- the entry point ----------------------------------------------------------------------
+# -- the entry points ---------------------------------------------------------------------
 _AsyncSource: TypeAlias = (
     "_sdk.AsyncStream[RawMessageStreamEvent] | AsyncMessageStream[Any]"
-    " | AsyncMessageStreamManager[Any]"
+    " | AsyncMessageStreamManager[Any] | AsyncIterable[RawMessageStreamEvent]"
 )
 _SyncSource: TypeAlias = (
     "_sdk.Stream[RawMessageStreamEvent] | MessageStream[Any] | MessageStreamManager[Any]"
+    " | Iterable[RawMessageStreamEvent]"
 )
+_SYNC_KINDS = (_sdk.Stream, MessageStream, MessageStreamManager)
+_ASYNC_KINDS = (_sdk.AsyncStream, AsyncMessageStream, AsyncMessageStreamManager)
 
 
-@overload
-def guard(policy: Policy, source: Message) -> Message: ...
-@overload
-def guard(policy: Policy, source: _AsyncSource) -> AsyncGuardedStream: ...
-@overload
-def guard(policy: Policy, source: _SyncSource) -> GuardedStream: ...
-@overload
-def guard(policy: Policy, source: object) -> GuardedStream | AsyncGuardedStream | Message: ...
-def guard(policy: Policy, source: object) -> GuardedStream | AsyncGuardedStream | Message:
-    """Guard what an Anthropic client returned.
-
-    - ``client.messages.create(..., stream=True)`` of the async client, or an async
-      ``messages.stream(...)`` helper (its manager or the stream it gives), or any
-      async iterable of raw events: an :class:`AsyncGuardedStream`;
-    - the same of the sync client, or any iterable of raw events: a :class:`GuardedStream`;
-    - a ``Message``: a new, guarded ``Message`` (:func:`guard_message`; in async code
-      prefer ``await guard_message_async(policy, message)``).
-    """
+def _check_policy(policy: object, name: str) -> None:
     if not isinstance(policy, Policy):
-        raise TypeError(f"policy must be a guardrails_engine.Policy, got {type(policy).__name__}")
-    if isinstance(source, Message):
-        return guard_message(policy, source)
-    if isinstance(source, _sdk.AsyncStream | AsyncMessageStream | AsyncMessageStreamManager):
-        return AsyncGuardedStream(policy, source)
-    if isinstance(source, _sdk.Stream | MessageStream | MessageStreamManager):
-        return GuardedStream(policy, source)
-    if hasattr(source, "__aiter__"):
-        return AsyncGuardedStream(policy, source)
-    if hasattr(source, "__iter__"):
-        return GuardedStream(policy, source)
-    raise TypeError(
-        "guard() takes an Anthropic stream, a messages.stream() helper or a Message, "
-        f"got {type(source).__name__}"
-    )
+        raise TypeError(f"{name}() takes a Policy first, got {type(policy).__name__}")
+
+
+def guard(policy: Policy, stream: _AsyncSource) -> GuardedStream:
+    """Guard an async Anthropic stream: ``await client.messages.create(..., stream=True)``
+    of ``AsyncAnthropic``, its ``messages.stream(...)`` helper (the manager, which the
+    guard enters and leaves, or the stream it gives), or any async iterable of raw
+    events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
+    stop early.
+    """
+    _check_policy(policy, "guard")
+    if isinstance(stream, _SYNC_KINDS) or not (
+        isinstance(stream, _ASYNC_KINDS) or hasattr(stream, "__aiter__")
+    ):
+        raise TypeError(
+            f"guard() takes an async Anthropic stream, got {type(stream).__name__}: "
+            "use guard_sync() for the sync client, guard_reply() for a Message"
+        )
+    return GuardedStream(policy, stream)
+
+
+def guard_sync(policy: Policy, stream: _SyncSource) -> SyncGuardedStream:
+    """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
+    its ``messages.stream(...)`` helper, or any iterable of raw events)."""
+    _check_policy(policy, "guard_sync")
+    if isinstance(stream, _ASYNC_KINDS) or not (
+        isinstance(stream, _SYNC_KINDS) or hasattr(stream, "__iter__")
+    ):
+        raise TypeError(
+            f"guard_sync() takes a sync Anthropic stream, got {type(stream).__name__}: "
+            "use guard() for the async client, guard_reply_sync() for a Message"
+        )
+    return SyncGuardedStream(policy, stream)
