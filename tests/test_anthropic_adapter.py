@@ -455,6 +455,22 @@ async def test_the_sync_stream_refuses_a_running_event_loop_and_closes_upstream(
     assert fake.last().left_after is not None
 
 
+@pytest.mark.anyio
+async def test_an_upstream_error_mid_stream_releases_no_held_text(
+    fake: FakeAnthropic, aclient: anthropic.AsyncAnthropic, policy: ge.Policy
+) -> None:
+    script = sse_events([Text(["Write to jd", "oe@exam"])])
+    error = ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+    fake.stream([*script[:5], error, *script[5:]])
+    upstream = await aclient.messages.create(**ARGS, stream=True)
+    events: list[RawMessageStreamEvent] = []
+    with pytest.raises(anthropic.APIStatusError):
+        async for event in ge_anthropic.guard(policy, upstream):
+            events.append(event)
+    assert "jd" not in all_text(events) and "oe@" not in all_text(events)
+    fake.last()
+
+
 # -- non-streamed messages ----------------------------------------------------------------
 def test_sync_message_is_guarded_into_a_new_message(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
