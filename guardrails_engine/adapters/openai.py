@@ -17,7 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
@@ -37,6 +45,7 @@ try:
         ChoiceDelta,
         ChoiceDeltaToolCall,
         ChoiceDeltaToolCallFunction,
+        ChoiceLogprobs,
     )
     from openai.types.responses import (
         Response,
@@ -99,6 +108,48 @@ def _check_refusals(refusals: str) -> bool:
     return refusals == "guard"
 
 
+class _Logprobs:
+    """Carries token logprobs along while the text is shown as the model wrote it.
+
+    Released text lags the deltas (hold-back), so a delta's logprobs go out with the
+    release that shows all of its text; once a release differs from what was written
+    (a repair), the rest of the run's logprobs are dropped: they no longer apply.
+    """
+
+    __slots__ = ("items", "ok", "raw")
+
+    def __init__(self) -> None:
+        self.raw = ""  # written, not yet shown
+        self.items: deque[list[Any]] = deque()  # [characters left, logprobs] per delta
+        self.ok = True
+
+    def add(self, text: str, probs: list[Any] | None) -> None:
+        if self.ok:
+            self.raw += text
+            self.items.append([len(text), probs or []])
+
+    def take(self, released: str) -> list[Any]:
+        """The logprobs of the deltas that ``released`` completes ([] if none apply)."""
+        if not self.ok:
+            return []
+        if not self.raw.startswith(released):
+            self.ok = False
+            self.raw = ""
+            self.items.clear()
+            return []
+        self.raw = self.raw[len(released) :]
+        left = len(released)
+        out: list[Any] = []
+        items = self.items
+        while items and items[0][0] <= left:
+            size, probs = items.popleft()
+            left -= size
+            out.extend(probs)
+        if left and items:
+            items[0][0] -= left
+        return out
+
+
 # -- Chat Completions, streamed -----------------------------------------------------------
 class _Call:
     """One streamed tool call of a choice."""
@@ -115,9 +166,10 @@ class _Call:
 
 
 class _ChatChoice:
-    __slots__ = ("calls", "finished", "refusal", "text")
+    __slots__ = ("calls", "finished", "logprobs", "refusal", "text")
 
     def __init__(self) -> None:
+        self.logprobs: _Logprobs | None = None  # made at the first chunk with logprobs
         self.text: TextGuard | None = None
         self.refusal: TextGuard | None = None
         self.calls: dict[int, _Call] = {}
@@ -190,8 +242,8 @@ class _ChatProcessor:
             released = await guard.feed(content)
             if guard.blocked is not None:
                 raise _Stop(choice.index, released, guard.blocked)
-            if released != content:
-                choice.logprobs = None  # they describe tokens that are not shown as such
+            if choice.logprobs is not None or state.logprobs is not None:
+                self._logprobs(state, choice, content, released)
             delta.content = released
         refusal = delta.refusal
         if refusal and self._refusals:
@@ -208,6 +260,16 @@ class _ChatProcessor:
             delta.tool_calls = await self._tool_calls(state, choice.index, delta.tool_calls)
         if choice.finish_reason is not None:
             await self._finish(state, choice)
+
+    @staticmethod
+    def _logprobs(state: _ChatChoice, choice: ChunkChoice, written: str, shown: str) -> None:
+        carried = state.logprobs
+        if carried is None:
+            carried = state.logprobs = _Logprobs()
+        given = choice.logprobs
+        carried.add(written, given.content if given is not None else None)
+        probs = carried.take(shown)
+        choice.logprobs = ChoiceLogprobs.model_construct(content=probs) if probs else None
 
     async def _tool_calls(
         self, state: _ChatChoice, index: int, calls: list[ChoiceDeltaToolCall]
@@ -287,7 +349,10 @@ class _ChatProcessor:
         delta = choice.delta
         if text:
             delta.content = (delta.content or "") + text
-            choice.logprobs = None
+            probs = state.logprobs.take(text) if state.logprobs is not None else []
+            if choice.logprobs is not None and choice.logprobs.content:
+                probs = [*choice.logprobs.content, *probs]
+            choice.logprobs = ChoiceLogprobs.model_construct(content=probs) if probs else None
         if refusal:
             delta.refusal = (delta.refusal or "") + refusal
             choice.logprobs = None
@@ -417,7 +482,8 @@ class GuardedStream(Generic[Chunk]):
             try:
                 it = self._it
                 if it is None:
-                    it = self._it = aiter(self._upstream)
+                    up = self._upstream  # an SDK stream is its own iterator: no wrapper
+                    it = self._it = up if isinstance(up, AsyncIterator) else aiter(up)
                 try:
                     item = await it.__anext__()
                 except StopAsyncIteration:
@@ -512,7 +578,8 @@ class SyncGuardedStream(Generic[Chunk]):
             try:
                 it = self._it
                 if it is None:
-                    it = self._it = iter(self._upstream)
+                    up = self._upstream
+                    it = self._it = up if isinstance(up, Iterator) else iter(up)
                 try:
                     item = next(it)
                 except StopIteration:
@@ -840,14 +907,14 @@ async def _guard_reply(policy: Policy, reply: Reply, refusals: str, validate: Va
 class _Part:
     """One content part of a message item (output text or refusal): its own run."""
 
-    __slots__ = ("guard", "item_id", "kind", "source", "text")
+    __slots__ = ("guard", "item_id", "kind", "logprobs", "text")
 
     def __init__(self, guard: TextGuard | None, kind: str, item_id: str) -> None:
         self.guard = guard  # None: passed as is (refusals="pass")
         self.kind = kind  # "text" | "refusal"
         self.item_id = item_id
         self.text = ""  # what was shown
-        self.source = ""  # what the model wrote
+        self.logprobs = _Logprobs()
 
 
 class _RCall:
@@ -913,15 +980,17 @@ class _ResponsesProcessor:
             part = self._part(event, "text" if kind == "response.output_text.delta" else "refusal")
             assert part.guard is not None
             delta = event.delta
-            part.source += delta
             released = await part.guard.feed(delta)
             if part.guard.blocked is not None:
                 raise _Stop(-1, released, part.guard.blocked)
             part.text += released
-            if not released:
+            if kind == "response.output_text.delta":
+                part.logprobs.add(delta, event.logprobs)
+                if not released:
+                    return []
+                event.logprobs = part.logprobs.take(released)
+            elif not released:
                 return []
-            if released != delta and kind == "response.output_text.delta":
-                event.logprobs = []
             event.delta = released
             return [self._num(event)]
         if kind == "response.output_text.done" or (
@@ -936,7 +1005,10 @@ class _ResponsesProcessor:
             out: list[Any] = []
             if tail:
                 part.text += tail
-                out.append(self._num(_part_delta(part, event, tail)))
+                tail_event = _part_delta(part, event, tail)
+                if text_kind:
+                    tail_event.logprobs = part.logprobs.take(tail)
+                out.append(self._num(tail_event))
             if text_kind:
                 if part.text != event.text:
                     event.logprobs = []
