@@ -259,7 +259,9 @@ class _Core:
             guard = block.text
             piece = yield guard.feed(delta.text)
             out: list[Any] = []
-            if piece:
+            if piece == delta.text:
+                out.append(event)  # released as it came (the common case): the same event
+            elif piece:
                 out.append(
                     event.model_copy(update={"delta": delta.model_copy(update={"text": piece})})
                 )
