@@ -793,6 +793,8 @@ def test_the_entry_points_refuse_the_wrong_kind_of_stream(
         ge_anthropic.guard_sync("policy.yaml", [])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="guard_reply_sync"):
         ge_anthropic.guard_sync(policy, 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="use guard"):
+        ge_anthropic.guard_reply_sync(policy, [])  # type: ignore[arg-type]
 
 
 def test_import_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

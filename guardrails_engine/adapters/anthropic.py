@@ -5,6 +5,14 @@
 >>> async for event in ge_anthropic.guard(policy, stream):           # doctest: +SKIP
 ...     ...                               # RawMessageStreamEvent objects, text repaired
 
+Public API (re-exported by ``guardrails_engine.anthropic``)::
+
+    guard(policy, stream) -> GuardedStream            # AsyncAnthropic: messages.create(
+                                                      # stream=True), messages.stream(...)
+    guard_sync(policy, stream) -> SyncGuardedStream   # the same for the sync client
+    await guard_reply(policy, message) -> Message     # a non-streamed Message
+    guard_reply_sync(policy, message) -> Message      # the same, sync
+
 What comes out has the SDK's own types and shape (``message_start``,
 ``content_block_start``/``_delta``/``_stop``, ``message_delta``, ``message_stop``),
 with the ids, model and usage of the reply.
@@ -730,8 +738,22 @@ def _apply(block: Any, check: _Check, text: str, blocked: bool, policy: Policy) 
     return block.model_copy(update={"input": value})
 
 
+def _check_reply(policy: object, message: object, name: str) -> None:
+    _check_policy(policy, name)
+    if not isinstance(message, Message):
+        raise TypeError(
+            f"{name}() takes an Anthropic Message, got {type(message).__name__}"
+            + (
+                ": use guard() or guard_sync() for a stream"
+                if hasattr(message, "__iter__") or hasattr(message, "__aiter__")
+                else ""
+            )
+        )
+
+
 def guard_reply_sync(policy: Policy, message: Message) -> Message:
     """A new ``Message`` with its text and tool arguments guarded (see the module doc)."""
+    _check_reply(policy, message, "guard_reply_sync")
     checked: list[tuple[int, Any]] = []
     for position, check in _checks(policy, message):
         if check is None:
@@ -750,6 +772,7 @@ def guard_reply_sync(policy: Policy, message: Message) -> Message:
 async def guard_reply(policy: Policy, message: Message) -> Message:
     """:func:`guard_reply_sync` with ``await policy.validate`` (long texts and NER run in
     worker threads)."""
+    _check_reply(policy, message, "guard_reply")
     checked: list[tuple[int, Any]] = []
     for position, check in _checks(policy, message):
         if check is None:
