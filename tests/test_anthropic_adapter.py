@@ -488,6 +488,22 @@ def test_sync_message_is_guarded_into_a_new_message(
     assert "jdoe" in message.content[0].text  # the original is left as it was
 
 
+def test_a_parsed_output_of_repaired_text_is_dropped(policy: ge.Policy) -> None:
+    from anthropic.types import ParsedMessage, ParsedTextBlock
+
+    body = message_json([Text(['{"mail": "jdoe@example.com"}']), Text(["fine"])])
+    message = ParsedMessage[Any](**body)
+    for block in message.content:
+        assert isinstance(block, ParsedTextBlock)
+        block.parsed_output = json.loads(block.text) if block.text.startswith("{") else "fine"
+    guarded = ge_anthropic.guard_reply_sync(policy, message)
+    assert isinstance(guarded, ParsedMessage)
+    first, second = guarded.content
+    assert isinstance(first, ParsedTextBlock) and isinstance(second, ParsedTextBlock)
+    assert first.text == '{"mail": "<EMAIL_ADDRESS>"}' and first.parsed_output is None
+    assert second.parsed_output == "fine"  # unchanged text keeps its parse
+
+
 @pytest.mark.anyio
 async def test_async_message_block_is_a_refusal(
     fake: FakeAnthropic, aclient: anthropic.AsyncAnthropic, policy: ge.Policy

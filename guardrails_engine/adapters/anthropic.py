@@ -728,7 +728,10 @@ def _apply(block: Any, check: _Check, text: str, blocked: bool, policy: Policy) 
     if blocked:
         return Blocked(text, ())
     if not check.tool:
-        return block.model_copy(update={"text": text})
+        update: dict[str, Any] = {"text": text}
+        if text != block.text and "parsed_output" in type(block).model_fields:
+            update["parsed_output"] = None  # messages.parse(): parsed from the unguarded text
+        return block.model_copy(update=update)
     try:
         value = json.loads(text)
     except ValueError:
