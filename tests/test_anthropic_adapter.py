@@ -18,6 +18,7 @@ from typing import Any
 
 import anthropic
 import anyio
+import pydantic
 import pytest
 from _fake_anthropic import (
     MODEL,
@@ -304,6 +305,27 @@ def test_ner_in_worker_threads_sync(
     fake.stream(sse_events([Text(NER_CHUNKS)]))
     events = list(ge_anthropic.guard_sync(ner_policy, client.messages.create(**ARGS, stream=True)))
     assert texts(events) == {0: ner_policy.validate_sync("".join(NER_CHUNKS)).text}
+
+
+def test_text_outside_a_text_block_is_not_shown(policy: ge.Policy) -> None:
+    # A malformed reply: text deltas for a thinking block and for a block that never
+    # started (the SDK's own accumulation ignores the first and fails on the second).
+    script = [data for _, data in sse_events([Thinking([])], ping=False)]
+    stray = [
+        {
+            "type": "content_block_delta",
+            "index": i,
+            "delta": {"type": "text_delta", "text": "a@b.com"},
+        }
+        for i in (0, 7)
+    ]
+    parse = pydantic.TypeAdapter(RawMessageStreamEvent).validate_python
+    events = [parse(data) for data in [*script[:2], *stray, *script[2:]]]
+    out = list(ge_anthropic.guard_sync(policy, iter(events)))
+    assert_well_formed(out)
+    assert not [
+        e for e in out if isinstance(e, RawContentBlockDeltaEvent) and e.delta.type == "text_delta"
+    ]
 
 
 # -- a block ------------------------------------------------------------------------------

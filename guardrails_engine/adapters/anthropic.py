@@ -261,9 +261,13 @@ class _Core:
         index: int = event.index
         block = self._open.get(index)
         delta = event.delta
-        if block is None:
-            return [event]
-        if block.text is not None and delta.type == "text_delta":
+        if block is not None and block.tool is not None and delta.type == "input_json_delta":
+            piece = yield block.tool.feed(delta.partial_json)
+            return (yield from self._tool_piece(block.tool, index, piece))
+        if block is None or block.text is None:
+            # Text outside a text block (the SDK ignores it too) is not shown unchecked.
+            return [] if delta.type == "text_delta" else [event]
+        if delta.type == "text_delta":
             guard = block.text
             piece = yield guard.feed(delta.text)
             out: list[Any] = []
@@ -276,10 +280,7 @@ class _Core:
             if guard.blocked is not None:
                 out += self._block(guard.blocked, index)
             return out
-        if block.tool is not None and delta.type == "input_json_delta":
-            piece = yield block.tool.feed(delta.partial_json)
-            return (yield from self._tool_piece(block.tool, index, piece))
-        return [event]
+        return [event]  # citations_delta
 
     def _tool_piece(self, tool: ToolArgsGuard, index: int, piece: str) -> _Step:
         out: list[Any] = [_json_delta(index, piece)] if piece else []
