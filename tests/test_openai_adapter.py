@@ -9,6 +9,7 @@ tests see the upstream closed on a block, an early stop and a cancellation.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -358,7 +359,7 @@ def test_tool_pii_is_repaired_and_the_json_stays_valid(
     server: FakeOpenAI, client: openai.OpenAI, policy: ge.Policy
 ) -> None:
     args = json.dumps({"order_id": "12345", "note": f"mail {EMAIL} today"})
-    deltas = [(0, {"content": "Let me look."})] + _tool_stream("lookup_order", words(args, 5))
+    deltas = [(0, {"content": "Let me look."}), *_tool_stream("lookup_order", words(args, 5))]
     server.add("chat", chat_chunks(deltas, finish={0: "tool_calls"}))
     stream = client.chat.completions.create(**CHAT, stream=True)
     chunks = list(ge_openai.guard_sync(policy, stream))
@@ -486,7 +487,7 @@ def _check_reply(reply: ChatCompletion, guarded: ChatCompletion, policy: ge.Poli
     assert type(guarded) is ChatCompletion and guarded is not reply
     assert guarded.id == reply.id and guarded.usage == reply.usage and guarded.created == CREATED
     first, blocked, tool, plain = guarded.choices
-    assert first.message.content == f"Reach me at <EMAIL_ADDRESS>."
+    assert first.message.content == "Reach me at <EMAIL_ADDRESS>."
     assert first.message.annotations is None and first.logprobs is None  # offsets moved
     assert blocked.message.content == MESSAGE and blocked.finish_reason == "content_filter"
     assert tool.message.content is None and tool.finish_reason == "tool_calls"
@@ -681,7 +682,7 @@ SAMPLES = [
 
 def _cut(text: str, cuts: list[int]) -> list[str]:
     points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
-    return [text[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 @settings(
@@ -710,14 +711,14 @@ def test_chat_chunking_property(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    note=st.sampled_from(["plain", EMAIL, f"a {EMAIL} b", 'x\\n\\"q\\"']),
+    note=st.sampled_from(["plain", EMAIL, f"a {EMAIL} b", 'x\n"q" \\ end', f'"{EMAIL}"']),
     order=st.sampled_from(["123", "12x"]),
     cuts=st.lists(st.integers(0, 200), max_size=10),
 )
 def test_tool_arguments_chunking_property(
     fake: FakeOpenAI, policy: ge.Policy, note: str, order: str, cuts: list[int]
 ) -> None:
-    args = '{"order_id": "%s", "note": "%s"}' % (order, note)
+    args = json.dumps({"order_id": order, "note": note})
     fake.replies.clear()
     fake.add("responses", response_events([("call", ("lookup_order", _cut(args, cuts)))]))
     with openai.OpenAI(base_url=fake.base_url, api_key="x", max_retries=0) as client:

@@ -2,7 +2,9 @@
 
 A policy run is driven by pulling (``policy.stream(source)``); an adapter reads an SDK
 stream and has deltas to *push* into one run per choice, content block or tool call.
-These guards turn the public stream API into push objects, with no task and no queue:
+These guards turn the public stream API into push objects, with no task and no queue
+(the block message is told from text by the stream's result: it is the last piece of a
+blocked stream):
 
 ``TextGuard(policy, *, trace_id=None, on_trace=None)`` (async)
     ``await g.feed(delta) -> str``   released text for this delta ("" while held back)
@@ -29,7 +31,7 @@ These guards turn the public stream API into push objects, with no task and no q
     whose event loop is running.  They cost about 15 us more a delta than the async ones.
 
 A guard is used by one task at a time (no concurrent ``feed``).  Under the hood the
-run's ``policy.stream(...).events()`` coroutine is resumed by hand: its source hands it
+run's ``policy.stream(...)`` ``__anext__`` coroutine is resumed by hand: its source hands it
 the pushed delta, or pauses it (a private sentinel, never seen by the event loop); any
 other await inside (NER in a worker thread) goes to the running event loop as usual.
 Nothing here logs or keeps text beyond the run; reprs show no text.
@@ -42,7 +44,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from .. import Action, Blocked, Finding, Policy, Released, Result, Stream, Trace
+from .. import Action, Blocked, Finding, Policy, Result, Stream, Trace
 
 __all__ = [
     "LoopRunner",
@@ -119,35 +121,34 @@ class _Drive:
 
     def __await__(self) -> Generator[Any, Any, str]:
         g = self._guard
-        text = ""
+        text = last = ""
         value: Any = None
         error: BaseException | None = None
         while True:
             step = g._step
             if step is None:
-                if g._ended:
-                    break
-                step = g._step = g._events.__anext__().__await__()
+                step = g._step = g._stream.__anext__().__await__()
             try:
                 if error is not None:
                     exc, error = error, None
                     got = step.throw(exc)
                 else:
                     got = step.send(value)
-            except StopIteration as stop:
+            except StopIteration as stop:  # a released piece
                 g._step = None
-                event = stop.value
-                if type(event) is Released:
-                    text += event.text
-                elif type(event) is Blocked:
-                    g.blocked = event
-                else:  # Ended
-                    g._ended = True
+                last = stop.value
+                text += last
                 value = None
                 continue
-            except StopAsyncIteration:
+            except StopAsyncIteration:  # the run ended (or was decided)
                 g._step = None
                 g._ended = True
+                result = g._stream.result
+                if result is not None and result.blocked:
+                    # The stream's last piece is the block message: it is not text.
+                    g.blocked = Blocked(result.text, result.findings)
+                    if result.text and last == result.text:
+                        text = text[: len(text) - len(last)]
                 break
             except BaseException:
                 g._step = None
@@ -170,7 +171,6 @@ class TextGuard:
         "__weakref__",
         "_closed",
         "_ended",
-        "_events",
         "_loop",
         "_source",
         "_step",
@@ -187,7 +187,6 @@ class TextGuard:
     ) -> None:
         self._source = _Source()
         self._stream: Stream = policy.stream(self._source, trace_id=trace_id, on_trace=on_trace)
-        self._events = self._stream.events()
         self._step: Generator[Any, Any, Any] | None = None
         self._ended = False
         self._closed = False

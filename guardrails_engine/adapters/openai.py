@@ -215,6 +215,34 @@ class _ChatProcessor:
         if not choices:  # the usage chunk (include_usage), or a moderation chunk
             return [chunk]
         self._last = chunk
+        if len(choices) == 1:  # the common case, a text delta, inline
+            choice = choices[0]
+            delta = choice.delta
+            content = delta.content
+            state = self._choices.get(choice.index)
+            if (
+                content
+                and state is not None
+                and state.text is not None
+                and choice.finish_reason is None
+                and choice.logprobs is None
+                and state.logprobs is None
+                and delta.refusal is None
+                and not delta.tool_calls
+            ):
+                guard = state.text
+                released = await guard.feed(content)
+                if guard.blocked is not None:
+                    return await self._block(_Stop(choice.index, released, guard.blocked))
+                if released or delta.role is not None or delta.audio is not None:
+                    # (content came with the chunk: it is in the model's fields set
+                    # already; writing the field's value skips pydantic's __setattr__)
+                    delta.__dict__["content"] = released
+                    return [chunk]
+                if delta.function_call is None:
+                    return []  # all held back: nothing to show in this chunk
+                delta.__dict__["content"] = released
+                return [chunk]
         kept: list[ChunkChoice] = []
         try:
             for choice in choices:
@@ -392,7 +420,6 @@ class _ChatProcessor:
             out.append(
                 _chunk_like(last, [ChunkChoice.model_construct(index=stop.key, delta=delta)])
             )
-        self._choices.setdefault(stop.key, _ChatChoice()).finished = False
         ends = [
             ChunkChoice.model_construct(
                 index=index, delta=ChoiceDelta.model_construct(), finish_reason="content_filter"
@@ -490,6 +517,8 @@ class GuardedStream(Generic[Chunk]):
                     out.extend(await self._proc.finish())
                     await self._end()
                     continue
+                if type(self._proc) is _Lazy:
+                    self._proc = self._proc.pick(item)
                 out.extend(await self._proc.process(item))
                 if self._proc.stopped:
                     await self._end()
@@ -586,6 +615,8 @@ class SyncGuardedStream(Generic[Chunk]):
                     out.extend(self._runner.run(self._proc.finish()))
                     self._end()
                     continue
+                if type(self._proc) is _Lazy:
+                    self._proc = self._proc.pick(item)
                 out.extend(self._runner.run(self._proc.process(item)))
                 if self._proc.stopped:
                     self._end()
@@ -653,32 +684,29 @@ def _kind(stream: object) -> str | None:
     return None
 
 
-class _Lazy(Generic[T]):
-    """Decides chat or responses from the first item (for plain iterables)."""
+class _Lazy:
+    """Decides chat or responses from the first item (for plain iterables), then
+    hands over to that processor."""
 
-    __slots__ = ("_policy", "_proc", "_refusals", "stopped")
+    __slots__ = ("_policy", "_refusals", "stopped")
 
     def __init__(self, policy: Policy, refusals: bool) -> None:
         self._policy = policy
         self._refusals = refusals
-        self._proc: _Processor[Any] | None = None
         self.stopped = False
 
-    async def process(self, item: Any) -> list[Any]:
-        proc = self._proc
-        if proc is None:
-            kind = "chat" if isinstance(item, ChatCompletionChunk) else "responses"
-            proc = self._proc = _processor(self._policy, kind, self._refusals)
-        out = await proc.process(item)
-        self.stopped = proc.stopped
-        return out
+    def pick(self, item: object) -> _Processor[Any]:
+        kind = "chat" if isinstance(item, ChatCompletionChunk) else "responses"
+        return _processor(self._policy, kind, self._refusals)
+
+    async def process(self, item: Any) -> list[Any]:  # pragma: no cover - replaced first
+        raise AssertionError("pick() first")
 
     async def finish(self) -> list[Any]:
-        return [] if self._proc is None else await self._proc.finish()
+        return []
 
     async def aclose(self) -> None:
-        if self._proc is not None:
-            await self._proc.aclose()
+        return None
 
 
 def _make(policy: Policy, stream: object, refusals: str) -> _Processor[Any]:
