@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -359,8 +359,3 @@ class FakeAnthropic:
         except TimeoutError:
             return False
         return bool(message["type"] == "http.disconnect")
-
-
-def events_of(exchange: Exchange, events: list[Event]) -> Iterator[str]:
-    """The names of the events the server had sent (for messages in assertions)."""
-    return (name for name, _ in events[: exchange.sent])
