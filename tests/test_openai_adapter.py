@@ -8,9 +8,11 @@ tests see the upstream closed on a block, an early stop and a cancellation.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import itertools
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -762,3 +764,156 @@ def test_import_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(ImportError, match=r"pip install 'guardrails-engine\[openai\]'"):
         importlib.import_module("guardrails_engine.openai")
+
+
+# -- more endings -----------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_a_block_in_one_choice_ends_every_open_choice(
+    server: FakeOpenAI, aclient: openai.AsyncOpenAI, policy: ge.Policy
+) -> None:
+    deltas: list[tuple[int, dict[str, Any]]] = [
+        (1, {"content": "Choice one says hello "}),
+        (0, {"content": "Zero: this is internal"}),
+        (1, {"content": "and then some"}),
+        (0, {"content": " use only."}),
+    ] + [(1, {"content": " more"}) for _ in range(30)]
+    server.add("chat", chat_chunks(deltas), delay=SLOW)
+    stream = await aclient.chat.completions.create(**CHAT, n=2, stream=True)
+    chunks = [c async for c in ge_openai.guard(policy, stream)]
+    assert content_of(chunks, 0) == "Zero: this is " + MESSAGE
+    one = content_of(chunks, 1)
+    assert one.startswith("Choice one says hello") and MESSAGE not in one
+    assert finish_of(chunks, 0) == ["content_filter"] and finish_of(chunks, 1) == ["content_filter"]
+    served = server.last()
+    k = 2 + 4  # two role chunks, then the 4th delta
+    assert served.left and served.sent <= k + 2, (served.sent, k)
+
+
+@pytest.mark.anyio
+async def test_a_dropped_guarded_stream_closes_upstream_when_collected(
+    server: FakeOpenAI, aclient: openai.AsyncOpenAI, policy: ge.Policy
+) -> None:
+    server.add("chat", chat_chunks([(0, {"content": f"word{i} "}) for i in range(100)]), delay=SLOW)
+    stream = await aclient.chat.completions.create(**CHAT, stream=True)
+    got = 0
+    async for _ in ge_openai.guard(policy, stream):  # never closed by the consumer
+        got += 1
+        if got == 3:
+            break
+    gc.collect()
+    for _ in range(50):
+        if server.served[-1].done.is_set():
+            break
+        await anyio.sleep(0.02)
+    served = server.last()
+    assert served.left and served.sent < served.total
+
+
+def test_an_upstream_that_ends_without_finish_reason_still_releases_the_rest(
+    server: FakeOpenAI, client: openai.OpenAI, policy: ge.Policy
+) -> None:
+    server.add("chat", chat_chunks([(0, {"content": w}) for w in words(TEXT)], finish={}))
+    chunks = list(ge_openai.guard_sync(policy, client.chat.completions.create(**CHAT, stream=True)))
+    assert content_of(chunks) == policy.validate_sync(TEXT).text
+    assert finish_of(chunks) == []
+
+
+@pytest.mark.anyio
+async def test_responses_early_stop_closes_upstream(
+    server: FakeOpenAI, aclient: openai.AsyncOpenAI, policy: ge.Policy
+) -> None:
+    server.add("responses", response_events([("text", [f"w{i} " for i in range(80)])]), delay=SLOW)
+    stream = await aclient.responses.create(**RESP, stream=True)
+    async with ge_openai.guard(policy, stream) as guarded:
+        async for event in guarded:
+            if event.type == "response.output_text.delta":
+                break
+        at_stop = server.served[-1].sent
+    served = server.last()
+    assert served.left and served.sent <= at_stop + 2 < served.total
+
+
+def test_responses_incremental_call_blocked_midway(
+    server: FakeOpenAI, client: openai.OpenAI, policy: ge.Policy
+) -> None:
+    note = json.dumps({"text": "fine words first, then internal use only, then more"})
+    server.add("responses", response_events([("call", ("send_note", words(note, 6)))]), delay=SLOW)
+    events = list(ge_openai.guard_sync(policy, client.responses.create(**RESP, stream=True)))
+    shown = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert shown and "internal use only" not in shown  # incremental: shown up to the block
+    cut = [e for e in events if e.type == "response.output_item.done"]
+    assert cut[0].item.type == "function_call" and cut[0].item.status == "incomplete"
+    assert cut[1].item.type == "message" and cut[1].output_index == 1
+    last = events[-1]
+    assert isinstance(last, ResponseIncompleteEvent) and last.response.output_text == MESSAGE
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert server.last().left
+
+
+@pytest.mark.parametrize("mode", ["guard", "pass"])
+def test_chat_reply_refusal(
+    server: FakeOpenAI, client: openai.OpenAI, policy: ge.Policy, mode: str
+) -> None:
+    refusal = f"I won't mail {EMAIL}."
+    server.add("json", completion([{"message": {"content": None, "refusal": refusal}}]))
+    reply = client.chat.completions.create(**CHAT)
+    guarded = ge_openai.guard_reply_sync(policy, reply, refusals=mode)  # type: ignore[arg-type]
+    want = policy.validate_sync(refusal).text if mode == "guard" else refusal
+    assert guarded.choices[0].message.refusal == want
+    assert guarded.choices[0].message.content is None
+
+
+def test_nothing_detected_reaches_logs_or_reprs(
+    server: FakeOpenAI, client: openai.OpenAI, policy: ge.Policy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server.add(
+        "chat", chat_chunks([(0, {"content": w}) for w in words(f"Hi {EMAIL}, internal use only")])
+    )
+    guarded = ge_openai.guard_sync(policy, client.chat.completions.create(**CHAT, stream=True))
+    chunks = list(guarded)
+    assert content_of(chunks).endswith(MESSAGE)
+    assert EMAIL not in caplog.text and EMAIL not in repr(guarded)
+    assert "jdoe" not in content_of(chunks)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    a=st.sampled_from(SAMPLES),
+    b=st.sampled_from(SAMPLES),
+    cuts_a=st.lists(st.integers(0, 200), max_size=8),
+    cuts_b=st.lists(st.integers(0, 200), max_size=8),
+    order=st.lists(st.booleans(), min_size=20, max_size=20),
+)
+def test_two_choices_chunking_property(
+    fake: FakeOpenAI,
+    policy: ge.Policy,
+    a: str,
+    b: str,
+    cuts_a: list[int],
+    cuts_b: list[int],
+    order: list[bool],
+) -> None:
+    pa, pb = _cut(a, cuts_a), _cut(b, cuts_b)
+    deltas: list[tuple[int, dict[str, Any]]] = []
+    for first in itertools.cycle(order):
+        if not pa and not pb:
+            break
+        src, index = (pa, 0) if (first and pa) or not pb else (pb, 1)
+        deltas.append((index, {"content": src.pop(0)}))
+    fake.replies.clear()
+    fake.add("chat", chat_chunks(deltas, finish={0: "stop", 1: "stop"}))
+    with openai.OpenAI(base_url=fake.base_url, api_key="x", max_retries=0) as client:
+        stream = client.chat.completions.create(**CHAT, n=2, stream=True)
+        chunks = list(ge_openai.guard_sync(policy, stream))
+    results = {0: policy.validate_sync(a), 1: policy.validate_sync(b)}
+    if any(r.blocked for r in results.values()):
+        blocked = [i for i in (0, 1) if content_of(chunks, i).endswith(MESSAGE)]
+        assert len(blocked) == 1 and results[blocked[0]].blocked
+        assert finish_of(chunks, 0) == finish_of(chunks, 1) == ["content_filter"]
+    else:
+        for i in (0, 1):
+            assert content_of(chunks, i) == results[i].text
+            assert finish_of(chunks, i) == ["stop"]
