@@ -917,3 +917,21 @@ def test_two_choices_chunking_property(
         for i in (0, 1):
             assert content_of(chunks, i) == results[i].text
             assert finish_of(chunks, i) == ["stop"]
+
+
+@pytest.mark.anyio
+async def test_a_policy_with_ner_runs_its_work_in_threads_through_the_adapter(
+    server: FakeOpenAI, aclient: openai.AsyncOpenAI
+) -> None:
+    ner = ge.Policy.from_yaml(
+        "version: 1\nname: ner\nchecks:\n"
+        "  - {id: pii, type: pii, entities: [PERSON, EMAIL_ADDRESS]}\n"
+    )
+    assert ner.blocking
+    text = f"Yesterday John Smith wrote to {EMAIL} about the order."
+    server.add("chat", chat_chunks([(0, {"content": w}) for w in words(text, 6)]))
+    stream = await aclient.chat.completions.create(**CHAT, stream=True)
+    async with ge_openai.guard(ner, stream) as guarded:
+        chunks = [c async for c in guarded]
+    assert content_of(chunks) == ner.validate_sync(text).text
+    assert "John" not in content_of(chunks) and "<PERSON>" in content_of(chunks)

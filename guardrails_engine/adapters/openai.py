@@ -1098,6 +1098,11 @@ class _ResponsesProcessor:
             self._show_item(event.output_index, event.item)
             self._items[event.output_index] = event.item
             return [self._num(event)]
+        if kind == "response.output_text.annotation_added":
+            annotated = self._parts.get((event.output_index, event.content_index))
+            if annotated is not None and not annotated.logprobs.ok:
+                return []  # its offsets are into text that was changed
+            return [self._num(event)]
         if kind in ("response.created", "response.in_progress"):
             self._snapshot = event.response
             return [self._num(event)]
