@@ -935,3 +935,14 @@ async def test_a_policy_with_ner_runs_its_work_in_threads_through_the_adapter(
         chunks = [c async for c in guarded]
     assert content_of(chunks) == ner.validate_sync(text).text
     assert "John" not in content_of(chunks) and "<PERSON>" in content_of(chunks)
+
+
+def test_text_released_in_the_chunk_of_a_tool_block_is_kept(
+    server: FakeOpenAI, client: openai.OpenAI, policy: ge.Policy
+) -> None:
+    chunk = {"content": "One moment. ", **_call(0, "", name="rm_rf", call_id="call_x")}
+    server.add("chat", chat_chunks([(0, chunk)], finish={0: "tool_calls"}))
+    chunks = list(ge_openai.guard_sync(policy, client.chat.completions.create(**CHAT, stream=True)))
+    text = content_of(chunks)
+    assert text.startswith("One moment.") and text.endswith(MESSAGE)
+    assert tool_calls_of(chunks) == {} and finish_of(chunks) == ["content_filter"]

@@ -284,10 +284,14 @@ class _ChatProcessor:
             if released != refusal:
                 choice.logprobs = None
             delta.refusal = released
-        if delta.tool_calls:
-            delta.tool_calls = await self._tool_calls(state, choice.index, delta.tool_calls)
-        if choice.finish_reason is not None:
-            await self._finish(state, choice)
+        try:
+            if delta.tool_calls:
+                delta.tool_calls = await self._tool_calls(state, choice.index, delta.tool_calls)
+            if choice.finish_reason is not None:
+                await self._finish(state, choice)
+        except _Stop as stop:  # the text this chunk released comes before the message
+            stop.released = (delta.content or "") + stop.released
+            raise
 
     @staticmethod
     def _logprobs(state: _ChatChoice, choice: ChunkChoice, written: str, shown: str) -> None:
