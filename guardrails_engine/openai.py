@@ -49,7 +49,9 @@ Semantics
   Responses: at ``function_call_arguments.done``, with its ``output_item.added``);
   ``release: incremental``: arguments are shown as they are released.  A tool without
   a rule passes unchanged, or blocks with ``unknown_tools: block``.  Custom tool
-  inputs (Responses, non-streamed Chat) are treated like arguments.
+  inputs (Responses, non-streamed Chat) are treated like arguments.  MCP calls and
+  the built-in tools (web search, code interpreter, shell, ...) are not tool calls
+  of the policy: passed through.
 - On a block the SDK stream is closed at once (so its HTTP response is), then:
   Chat: a chunk with ``content = policy.block_message`` (after the text released
   before the block) on the blocked choice, then a chunk with
@@ -67,8 +69,8 @@ Semantics
   (``sequence_number``), since some are held, dropped or added.
 - A run that ends early without a block (a length check's truncation) shows nothing
   more for that choice or part; the stream goes on (tool calls, finish, usage).
-- Not checked: audio (and its transcript), reasoning text, and the deprecated
-  ``function_call`` of Chat deltas (passed through).
+- The deprecated ``function_call`` (``functions=``) is treated as a tool call.
+- Not checked: audio (and its transcript) and reasoning text (passed through).
 - Cost: about +2 us a chunk over ``policy.stream`` for the async adapter; the sync one
   runs the policy on a private event loop, about +18 us a chunk
   (``benchmarks/adapters.py``).  ``guard_sync`` cannot run in a thread whose event

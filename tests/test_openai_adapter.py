@@ -946,3 +946,23 @@ def test_text_released_in_the_chunk_of_a_tool_block_is_kept(
     text = content_of(chunks)
     assert text.startswith("One moment.") and text.endswith(MESSAGE)
     assert tool_calls_of(chunks) == {} and finish_of(chunks) == ["content_filter"]
+
+
+def test_the_deprecated_function_call_goes_through_the_tool_rules(
+    server: FakeOpenAI, client: openai.OpenAI, policy: ge.Policy
+) -> None:
+    args = json.dumps({"order_id": "5", "note": EMAIL})
+    deltas: list[tuple[int, dict[str, Any]]] = [
+        (0, {"function_call": {"name": "lookup_order", "arguments": ""}})
+    ] + [(0, {"function_call": {"arguments": p}}) for p in words(args, 5)]
+    server.add("chat", chat_chunks(deltas, finish={0: "function_call"}))
+    chunks = list(ge_openai.guard_sync(policy, client.chat.completions.create(**CHAT, stream=True)))
+    shown = [c.delta.function_call for ch in chunks for c in ch.choices if c.delta.function_call]
+    assert len(shown) == 1 and shown[0].name == "lookup_order"  # release complete
+    assert shown[0].arguments is not None
+    assert json.loads(shown[0].arguments) == {"order_id": "5", "note": "<EMAIL_ADDRESS>"}
+    assert finish_of(chunks) == ["function_call"]
+    server.add("chat", chat_chunks([(0, {"function_call": {"name": "rm_rf", "arguments": "{}"}})]))
+    chunks = list(ge_openai.guard_sync(policy, client.chat.completions.create(**CHAT, stream=True)))
+    assert content_of(chunks) == MESSAGE and finish_of(chunks) == ["content_filter"]
+    assert not [c for ch in chunks for c in ch.choices if c.delta.function_call]

@@ -43,6 +43,7 @@ try:
     )
     from openai.types.chat.chat_completion_chunk import (
         ChoiceDelta,
+        ChoiceDeltaFunctionCall,
         ChoiceDeltaToolCall,
         ChoiceDeltaToolCallFunction,
         ChoiceLogprobs,
@@ -90,6 +91,9 @@ Chunk = TypeVar("Chunk", ChatCompletionChunk, ResponseStreamEvent)
 Reply = TypeVar("Reply", ChatCompletion, Response)
 #: How refusal text is treated: checked by the policy like text (default), or passed as is.
 Refusals = Literal["guard", "pass"]
+
+
+_Tails = tuple[str, str, list[ChoiceDeltaToolCall], ChoiceDeltaFunctionCall | None]
 
 
 class _Stop(Exception):
@@ -165,10 +169,22 @@ class _Call:
         self.done = False
 
 
+class _FunctionCall:
+    """The deprecated ``function_call`` of a choice (``functions=``): one run."""
+
+    __slots__ = ("done", "guard", "name")
+
+    def __init__(self, guard: ToolArgsGuard, name: str | None) -> None:
+        self.guard = guard
+        self.name = name
+        self.done = False
+
+
 class _ChatChoice:
-    __slots__ = ("calls", "finished", "logprobs", "refusal", "text")
+    __slots__ = ("calls", "finished", "function", "logprobs", "refusal", "text")
 
     def __init__(self) -> None:
+        self.function: _FunctionCall | None = None
         self.logprobs: _Logprobs | None = None  # made at the first chunk with logprobs
         self.text: TextGuard | None = None
         self.refusal: TextGuard | None = None
@@ -182,6 +198,8 @@ class _ChatChoice:
             yield self.refusal
         for call in self.calls.values():
             yield call.guard
+        if self.function is not None:
+            yield self.function.guard
 
 
 def _is_empty(choice: ChunkChoice) -> bool:
@@ -229,6 +247,7 @@ class _ChatProcessor:
                 and state.logprobs is None
                 and delta.refusal is None
                 and not delta.tool_calls
+                and delta.function_call is None
             ):
                 guard = state.text
                 released = await guard.feed(content)
@@ -287,6 +306,10 @@ class _ChatProcessor:
         try:
             if delta.tool_calls:
                 delta.tool_calls = await self._tool_calls(state, choice.index, delta.tool_calls)
+            if delta.function_call is not None:
+                delta.function_call = await self._function_call(
+                    state, choice.index, delta.function_call
+                )
             if choice.finish_reason is not None:
                 await self._finish(state, choice)
         except _Stop as stop:  # the text this chunk released comes before the message
@@ -336,6 +359,41 @@ class _ChatProcessor:
             # complete: shown once complete (see _end_call)
         return out
 
+    async def _function_call(
+        self, state: _ChatChoice, index: int, fc: ChoiceDeltaFunctionCall
+    ) -> ChoiceDeltaFunctionCall | None:
+        call = state.function
+        if call is None:
+            call = state.function = _FunctionCall(ToolArgsGuard(self._policy, fc.name), fc.name)
+            if call.guard.blocked is not None:
+                raise _Stop(index, "", call.guard.blocked)
+        mode = call.guard.mode
+        if mode == "pass":
+            return fc
+        released = ""
+        if fc.arguments:
+            released = await call.guard.feed(fc.arguments)
+            if call.guard.blocked is not None:
+                raise _Stop(index, "", call.guard.blocked)
+        if mode == "incremental" and (released or fc.name):
+            fc.arguments = released
+            return fc
+        return None  # complete: shown once complete (see _end_function)
+
+    async def _end_function(
+        self, call: _FunctionCall, index: int
+    ) -> ChoiceDeltaFunctionCall | None:
+        call.done = True
+        guard = call.guard
+        if guard.mode == "pass":
+            return None
+        tail = await guard.finish()
+        if guard.blocked is not None:
+            raise _Stop(index, "", guard.blocked)
+        if guard.mode == "incremental":
+            return ChoiceDeltaFunctionCall.model_construct(arguments=tail) if tail else None
+        return ChoiceDeltaFunctionCall.model_construct(name=call.name, arguments=tail)
+
     async def _end_call(self, call: _Call, index: int) -> list[ChoiceDeltaToolCall]:
         call.done = True
         guard = call.guard
@@ -356,10 +414,8 @@ class _ChatProcessor:
             )
         ]
 
-    async def _tails(
-        self, state: _ChatChoice, index: int
-    ) -> tuple[str, str, list[ChoiceDeltaToolCall]]:
-        """Finish the choice's runs: the rest of its text, refusal and tool calls."""
+    async def _tails(self, state: _ChatChoice, index: int) -> _Tails:
+        """Finish the choice's runs: the rest of its text, refusal and calls."""
         state.finished = True
         text = refusal = ""
         if state.text is not None:
@@ -374,10 +430,13 @@ class _ChatProcessor:
         for call in state.calls.values():
             if not call.done:
                 calls.extend(await self._end_call(call, index))
-        return text, refusal, calls
+        function = None
+        if state.function is not None and not state.function.done:
+            function = await self._end_function(state.function, index)
+        return text, refusal, calls, function
 
     async def _finish(self, state: _ChatChoice, choice: ChunkChoice) -> None:
-        text, refusal, calls = await self._tails(state, choice.index)
+        text, refusal, calls, function = await self._tails(state, choice.index)
         delta = choice.delta
         if text:
             delta.content = (delta.content or "") + text
@@ -390,6 +449,12 @@ class _ChatProcessor:
             choice.logprobs = None
         if calls:
             delta.tool_calls = [*(delta.tool_calls or ()), *calls]
+        if function is not None:
+            if delta.function_call is not None:  # (the finish chunk's own piece, shown)
+                function.arguments = (delta.function_call.arguments or "") + (
+                    function.arguments or ""
+                )
+            delta.function_call = function
 
     async def finish(self) -> list[ChatCompletionChunk]:
         """The upstream ended: the rest of every choice that did not finish."""
@@ -401,10 +466,13 @@ class _ChatProcessor:
             for index, state in sorted(self._choices.items()):
                 if state.finished:
                     continue
-                text, refusal, calls = await self._tails(state, index)
-                if text or refusal or calls:
+                text, refusal, calls, function = await self._tails(state, index)
+                if text or refusal or calls or function:
                     delta = ChoiceDelta.model_construct(
-                        content=text or None, refusal=refusal or None, tool_calls=calls or None
+                        content=text or None,
+                        refusal=refusal or None,
+                        tool_calls=calls or None,
+                        function_call=function,
                     )
                     choices.append(ChunkChoice.model_construct(index=index, delta=delta))
         except _Stop as stop:
@@ -800,6 +868,13 @@ async def _guard_chat_reply(
             elif result.text != message.refusal:
                 message.refusal = result.text
                 changed = True
+        legacy = message.function_call
+        if blocked is None and legacy is not None:
+            checked_fc = await _tool_text(policy, legacy.name, legacy.arguments, validate)
+            if isinstance(checked_fc, Blocked):
+                blocked = checked_fc
+            else:
+                legacy.arguments = checked_fc
         for call in message.tool_calls or ():
             if blocked is not None:
                 break
