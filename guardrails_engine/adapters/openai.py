@@ -677,25 +677,37 @@ class SyncGuardedStream(Generic[Chunk]):
             if self._ended:
                 raise StopIteration
             try:
-                it = self._it
-                if it is None:
+                if self._it is None:
                     up = self._upstream
-                    it = self._it = up if isinstance(up, Iterator) else iter(up)
-                try:
-                    item = next(it)
-                except StopIteration:
-                    out.extend(self._runner.run(self._proc.finish()))
-                    self._end()
-                    continue
-                if type(self._proc) is _Lazy:
-                    self._proc = self._proc.pick(item)
-                out.extend(self._runner.run(self._proc.process(item)))
-                if self._proc.stopped:
-                    self._end()
+                    self._it = up if isinstance(up, Iterator) else iter(up)
+                # One turn of the private loop per chunk shown, not per chunk read.
+                out.extend(self._runner.run(self._advance()))
+                if self._ended:
+                    self._close()
             except BaseException:
                 self.close()
                 raise
         return out.popleft()
+
+    async def _advance(self) -> list[Chunk]:
+        """Read the SDK stream (inline: nothing else runs on this loop) until something
+        is to be shown or the stream ends."""
+        it = self._it
+        assert it is not None
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                self._ended = True
+                return await self._proc.finish()
+            if type(self._proc) is _Lazy:
+                self._proc = self._proc.pick(item)
+            out = await self._proc.process(item)
+            if self._proc.stopped:
+                self._ended = True
+                return out
+            if out:
+                return out
 
     def _end(self) -> None:
         self._ended = True
