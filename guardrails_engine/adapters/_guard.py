@@ -41,6 +41,7 @@ Nothing here logs or keeps text beyond the run; reprs show no text.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -59,6 +60,7 @@ __all__ = [
 T = TypeVar("T")
 _TraceCallback = Callable[[Trace], None]
 
+_log = logging.getLogger("guardrails_engine")
 _PAUSE: Final = object()  # the run wants the next delta: control goes back to feed()
 
 
@@ -378,12 +380,14 @@ class LoopRunner:
         loop = self._loop
         if loop is None:
             if self._closed:
+                _discard(awaitable)
                 raise RuntimeError("this LoopRunner is closed")
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
                 pass
             else:
+                _discard(awaitable)
                 raise RuntimeError(
                     "a sync guard cannot run in a thread whose event loop is running: "
                     "use the async SDK client and the async guard"
@@ -400,6 +404,12 @@ class LoopRunner:
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
                 loop.close()
+
+
+def _discard(awaitable: object) -> None:
+    close = getattr(awaitable, "close", None)  # a coroutine that will not run
+    if close is not None:
+        close()
 
 
 async def _wrap(awaitable: Awaitable[T]) -> T:
@@ -450,14 +460,21 @@ class SyncTextGuard:
         if self._closed:
             return
         self._closed = True
+        guard = self._guard
         try:
-            self._runner.run(self._guard.aclose())
+            if guard._step is None:  # not waiting for a delta: nothing to run on the loop
+                guard._closed = True
+            else:
+                self._runner.run(guard.aclose())
         finally:
             if self._own:
                 self._runner.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:
+            _log.warning("closing a dropped guard failed", exc_info=True)
 
     def __enter__(self) -> SyncTextGuard:
         return self
@@ -521,12 +538,19 @@ class SyncToolArgsGuard:
         if self._closed:
             return
         self._closed = True
+        text = self._guard._text
         try:
-            if self._guard._text is not None:
-                self._runner.run(self._guard.aclose())
+            if text is not None:
+                if text._step is None:
+                    text._closed = True
+                else:
+                    self._runner.run(self._guard.aclose())
         finally:
             if self._own:
                 self._runner.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:
+            _log.warning("closing a dropped guard failed", exc_info=True)
