@@ -64,6 +64,8 @@ Semantics
   choice's content is the block message, ``finish_reason="content_filter"``, its tool
   calls are dropped (each choice is checked on its own); a Response becomes incomplete
   the same way, cut after the blocked item.
+- Responses text or tool arguments that arrive only whole (in ``output_item.done`` or
+  the final response, with no deltas) are checked there, through the same runs.
 - The SDK stream is also closed at the end, on ``aclose()``/``close()`` (early stop),
   and when the consumer is cancelled or raises.  Responses events are numbered again
   (``sequence_number``), since some are held, dropped or added.

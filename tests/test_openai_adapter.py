@@ -966,3 +966,39 @@ def test_the_deprecated_function_call_goes_through_the_tool_rules(
     chunks = list(ge_openai.guard_sync(policy, client.chat.completions.create(**CHAT, stream=True)))
     assert content_of(chunks) == MESSAGE and finish_of(chunks) == ["content_filter"]
     assert not [c for ch in chunks for c in ch.choices if c.delta.function_call]
+
+
+@pytest.mark.anyio
+async def test_responses_text_that_was_not_streamed_is_checked_too(
+    server: FakeOpenAI, aclient: openai.AsyncOpenAI, policy: ge.Policy
+) -> None:
+    def whole(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Events without the part's own events: the text comes only with the item."""
+        return [
+            e
+            for e in response_events(items)
+            if not e["type"].startswith(("response.output_text", "response.content_part"))
+        ]
+
+    events = whole([("text", [])])
+    for e in events:
+        if e["type"] == "response.output_item.done":
+            e["item"]["content"] = [text_part(f"Write to {EMAIL}.")]
+        if e["type"] == "response.completed":
+            e["response"]["output"][0]["content"] = [text_part(f"Write to {EMAIL}.")]
+    server.add("responses", events)
+    stream = await aclient.responses.create(**RESP, stream=True)
+    got = [e async for e in ge_openai.guard(policy, stream)]
+    done = next(e for e in got if e.type == "response.output_item.done")
+    assert done.item.content[0].text == "Write to <EMAIL_ADDRESS>."
+    assert got[-1].type == "response.completed"
+    assert got[-1].response.output_text == "Write to <EMAIL_ADDRESS>."
+    blocked = whole([("text", [])])
+    for e in blocked:
+        if e["type"] == "response.completed":
+            e["response"]["output"][0]["content"] = [text_part("Oops: internal use only.")]
+    server.add("responses", blocked)
+    stream = await aclient.responses.create(**RESP, stream=True)
+    got = [e async for e in ge_openai.guard(policy, stream)]
+    assert isinstance(got[-1], ResponseIncompleteEvent)
+    assert got[-1].response.output_text == MESSAGE

@@ -1186,7 +1186,7 @@ class _ResponsesProcessor:
                     return []  # shown with its arguments, once they are complete
             return [self._num(event)]
         if kind == "response.output_item.done":
-            self._show_item(event.output_index, event.item)
+            await self._guard_item(event.output_index, event.item)
             self._items[event.output_index] = event.item
             return [self._num(event)]
         if kind == "response.output_text.annotation_added":
@@ -1200,7 +1200,7 @@ class _ResponsesProcessor:
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             response = event.response
             for index, item in enumerate(response.output):
-                self._show_item(index, item)
+                await self._guard_item(index, item)
             return [self._num(event)]
         return [self._num(event)]
 
@@ -1211,8 +1211,47 @@ class _ResponsesProcessor:
             part = self._parts[key] = _Part(TextGuard(self._policy), kind, event.item_id)
         return part
 
+    async def _guard_item(self, index: int, item: Any) -> None:
+        """Write the guarded texts into an output item (done, or in the final response);
+        text that was not streamed (no deltas came for it) goes through a run here."""
+        if isinstance(item, ResponseOutputMessage):
+            for ci, content in enumerate(item.content):
+                part = self._parts.get((index, ci))
+                if part is None:
+                    if isinstance(content, ResponseOutputText):
+                        text, kind = content.text, "text"
+                    elif isinstance(content, ResponseOutputRefusal) and self._refusals:
+                        text, kind = content.refusal, "refusal"
+                    else:
+                        continue
+                    guard = TextGuard(self._policy)
+                    part = self._parts[(index, ci)] = _Part(guard, kind, item.id)
+                    part.logprobs.ok = False
+                    released = await guard.feed(text) if text else ""
+                    if guard.blocked is None:
+                        released += await guard.finish()
+                    if guard.blocked is not None:
+                        raise _Stop(-1, released, guard.blocked)
+                    part.text = released
+                _show_part(content, part)
+        elif isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
+            call = self._calls.get(index)
+            if call is None:  # not streamed: its arguments are checked whole
+                text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
+                checked = await _tool_text(self._policy, item.name, text, _validate)
+                if isinstance(checked, Blocked):
+                    raise _Stop(index, "", checked)
+            elif call.guard.mode == "pass":
+                return
+            else:
+                checked = call.text
+            if isinstance(item, ResponseFunctionToolCall):
+                item.arguments = checked
+            else:
+                item.input = checked
+
     def _show_item(self, index: int, item: Any) -> None:
-        """Write the guarded texts into an output item (done, or in the final response)."""
+        """The guarded texts of the streamed parts and calls, into an item being cut."""
         if isinstance(item, ResponseOutputMessage):
             for ci, content in enumerate(item.content):
                 part = self._parts.get((index, ci))
