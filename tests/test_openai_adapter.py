@@ -1002,3 +1002,22 @@ async def test_responses_text_that_was_not_streamed_is_checked_too(
     got = [e async for e in ge_openai.guard(policy, stream)]
     assert isinstance(got[-1], ResponseIncompleteEvent)
     assert got[-1].response.output_text == MESSAGE
+
+
+def test_a_chunk_with_two_choices_keeps_the_text_before_a_block(
+    server: FakeOpenAI, client: openai.OpenAI, policy: ge.Policy
+) -> None:
+    chunks = chat_chunks([(0, {"content": "Hello and "}), (1, {"content": "x"})])
+    both = {
+        **chunks[0],
+        "choices": [
+            {"index": 0, "delta": {"content": "welcome, friend. "}, "finish_reason": None},
+            {"index": 1, "delta": {"content": "internal use only!"}, "finish_reason": None},
+        ],
+    }
+    server.add("chat", [*chunks[:3], both, *chunks[3:]])
+    stream = client.chat.completions.create(**CHAT, n=2, stream=True)
+    got = list(ge_openai.guard_sync(policy, stream))
+    assert content_of(got, 0).startswith("Hello and welcome")
+    assert content_of(got, 1).endswith(MESSAGE)
+    assert finish_of(got, 0) == finish_of(got, 1) == ["content_filter"]

@@ -271,8 +271,9 @@ class _ChatProcessor:
                 await self._choice(state, choice)
                 if not _is_empty(choice):
                     kept.append(choice)
-        except _Stop as stop:
-            return await self._block(stop)
+        except _Stop as stop:  # (the choices before the blocked one in this chunk are shown)
+            head = [chunk.model_copy(update={"choices": kept, "usage": None})] if kept else []
+            return head + await self._block(stop)
         if len(kept) != len(choices):
             if not kept:
                 return [] if chunk.usage is None else [chunk.model_copy(update={"choices": []})]
@@ -476,7 +477,8 @@ class _ChatProcessor:
                     )
                     choices.append(ChunkChoice.model_construct(index=index, delta=delta))
         except _Stop as stop:
-            return await self._block(stop)
+            head = [_chunk_like(last, choices)] if choices else []
+            return head + await self._block(stop)
         return [_chunk_like(last, choices)] if choices else []
 
     async def _block(self, stop: _Stop) -> list[ChatCompletionChunk]:
