@@ -1088,6 +1088,23 @@ class _ResponsesProcessor:
         return event
 
     async def process(self, event: ResponseStreamEvent) -> list[ResponseStreamEvent]:
+        if event.type == "response.output_text.delta":  # the common case, inline
+            part = self._parts.get((event.output_index, event.content_index))
+            if part is not None and part.guard is not None:
+                delta = event.delta
+                guard = part.guard
+                released = await guard.feed(delta)
+                if guard.blocked is not None:
+                    return await self._block(_Stop(-1, released, guard.blocked))
+                part.logprobs.add(delta, event.logprobs)
+                if not released:
+                    return []
+                part.text += released
+                event.logprobs = part.logprobs.take(released)
+                event.delta = released
+                event.sequence_number = self._seq
+                self._seq += 1
+                return [event]
         try:
             return await self._process(event)
         except _Stop as stop:
