@@ -593,9 +593,12 @@ class GuardedStream(Generic[Chunk]):
                     continue
                 if type(self._proc) is _Lazy:
                     self._proc = self._proc.pick(item)
-                out.extend(await self._proc.process(item))
+                shown = await self._proc.process(item)
                 if self._proc.stopped:
                     await self._end()
+                elif len(shown) == 1:
+                    return shown[0]  # (the common case: no queue)
+                out.extend(shown)
             except BaseException:
                 await self.aclose()
                 raise
