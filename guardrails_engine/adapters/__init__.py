@@ -1,0 +1,1 @@
+"""Provider adapters: guard the streams and replies of LLM SDKs."""
