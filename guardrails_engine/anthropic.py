@@ -15,10 +15,10 @@ Public API::
     await guard_reply(policy, message) -> Message     # a non-streamed Message
     guard_reply_sync(policy, message) -> Message      # the same, sync
 
-See :mod:`guardrails_engine.adapters.anthropic` for the semantics.
+See :mod:`guardrails_engine._adapters.anthropic` for the semantics.
 """
 
-from .adapters.anthropic import (
+from ._adapters.anthropic import (
     GuardedStream,
     SyncGuardedStream,
     guard,

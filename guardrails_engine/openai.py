@@ -89,7 +89,7 @@ except ImportError as exc:
         "guardrails_engine.openai needs the OpenAI SDK: pip install 'guardrails-engine[openai]'"
     ) from exc
 
-from .adapters.openai import (
+from ._adapters.openai import (
     GuardedStream,
     Refusals,
     SyncGuardedStream,

@@ -1,4 +1,4 @@
-"""guardrails_engine.adapters._guard: push text into a policy run, get released text out."""
+"""guardrails_engine._adapters._guard: push text into a policy run, get released text out."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import guardrails_engine as ge
-from guardrails_engine.adapters._guard import (
+from guardrails_engine._adapters._guard import (
     LoopRunner,
     SyncTextGuard,
     SyncToolArgsGuard,

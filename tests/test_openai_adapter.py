@@ -759,7 +759,7 @@ def test_wrong_stream_kind_and_arguments(
 
 
 def test_import_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("guardrails_engine.openai", "guardrails_engine.adapters.openai"):
+    for name in ("guardrails_engine.openai", "guardrails_engine._adapters.openai"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(ImportError, match=r"pip install 'guardrails-engine\[openai\]'"):
