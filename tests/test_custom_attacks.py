@@ -59,7 +59,9 @@ def _streamed(policy: ge.Policy, chunks: list[str]) -> tuple[str, ge.Result]:
     return "".join(pieces), result
 
 
-def _astreamed(policy: ge.Policy, chunks: list[str], backend: str = "asyncio") -> tuple[str, ge.Result]:
+def _astreamed(
+    policy: ge.Policy, chunks: list[str], backend: str = "asyncio"
+) -> tuple[str, ge.Result]:
     async def main() -> tuple[str, ge.Result]:
         async with policy.stream(chunks) as stream:
             pieces = [p async for p in stream]
@@ -97,12 +99,13 @@ def recorded(sentence: str) -> None:
 
 
 BOUNDARY_TEXTS = [
-    "Wait... what?! He said \"stop.\" Then (left.) Fine",
+    'Wait... what?! He said "stop." Then (left.) Fine',
     "One.\r\nTwo?\r\n\r\nThree!\rFour",
     "Ellipsis\u2026 next\u2026\u2026 and \u201cquoted.\u201d done\u2019s. ok",
     "Stop&#46; Go&#x2E; now%2E then &period; end",
     "unicode\u2028sep.\u2029para. nbsp.\u00a0x. ideographic.\u3000y.",
     "emoji \U0001f600. more \U0001f600\U0001f600! z",
+    "lone \ud83d. surrogates\ude00! x\x1c. y\x85z. w",
     "a.b.c. d?e!f. ..  . ! ?",
     "tab.\tand\vvertical.\fform. end",
     "",
@@ -182,7 +185,7 @@ def test_unit_checks_with_length_schema_and_content_checks() -> None:
 
 @unit_check
 async def async_unit(sentence: str) -> Found | None:
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     return Found(label="U") if len(sentence) % 2 else None
 
 
@@ -198,7 +201,7 @@ def test_deferred_and_text_checks_under_random_chunkings_and_a_small_cap() -> No
         cap=24,
     )
     texts = [
-        "Wait... what?! He said \"stop.\" Then (left.) Fine",
+        'Wait... what?! He said "stop." Then (left.) Fine',
         "flagme " + "z" * 60 + ". And then some more words here.",
         "x" * 70,
     ]
@@ -232,7 +235,7 @@ def negative(sentence: str) -> Any:
 
 @unit_check
 def boolean(sentence: str) -> Any:
-    return [Found(True, 3)]  # type: ignore[arg-type]
+    return [Found(True, 3)]
 
 
 @unit_check
@@ -318,6 +321,8 @@ class Shifty(Found):
 
     __slots__ = ("_reads",)
 
+    _reads: int
+
     def __init__(self) -> None:
         object.__setattr__(self, "_reads", 0)
 
@@ -326,11 +331,11 @@ class Shifty(Found):
         object.__setattr__(self, "_reads", n + 1)
         return first if n == 0 else later
 
-    @property  # type: ignore[misc]
+    @property
     def reason(self) -> Any:
         return self._read("fine", 42)
 
-    @property  # type: ignore[misc]
+    @property
     def label(self) -> Any:
         return None
 
@@ -429,7 +434,9 @@ async def araises(sentence: str) -> None:
     raise ValueError(f"bad: {sentence}")
 
 
-@pytest.mark.parametrize("name", ["raises_own_malformed", "araises_own_malformed", "braises", "araises"])
+@pytest.mark.parametrize(
+    "name", ["raises_own_malformed", "araises_own_malformed", "braises", "araises"]
+)
 @pytest.mark.parametrize("on_error", ["block", "pass"])
 def test_a_check_error_message_reaches_no_reason_log_or_trace(
     name: str, on_error: str, caplog: pytest.LogCaptureFixture
@@ -438,13 +445,10 @@ def test_a_check_error_message_reaches_no_reason_log_or_trace(
     policy = _policy(_custom(name, on_error=on_error))
     text = f"Hello {SECRET} there. More."
     with caplog.at_level(logging.DEBUG, logger="guardrails_engine"):
-        results = [
-            policy.validate_sync(text, on_trace=traces.append),
-            policy.stream_sync(list(text), on_trace=traces.append),
-        ]
-        with results[1] as stream:  # type: ignore[union-attr]
-            released = "".join(stream)  # type: ignore[union-attr]
-        results[1] = stream.result  # type: ignore[union-attr,assignment]
+        results: list[ge.Result | None] = [policy.validate_sync(text, on_trace=traces.append)]
+        with policy.stream_sync(list(text), on_trace=traces.append) as stream:
+            released = "".join(stream)
+        results.append(stream.result)
         results.append(anyio.run(lambda: policy.validate(text, on_trace=traces.append)))
     assert len(traces) == 3
     for result in results:
@@ -550,7 +554,7 @@ def test_a_check_that_raises_base_exceptions_or_cancels_fails_by_on_error(name: 
 @unit_check
 async def blocks_loop(sentence: str) -> None:
     if "slow" in sentence:
-        time.sleep(0.4)  # blocks the event loop: the deadline cannot interrupt it
+        time.sleep(0.4)  # blocks the event loop: the deadline cannot interrupt it  # noqa: ASYNC251
 
 
 def test_an_async_check_that_blocks_the_loop_past_its_time_fails() -> None:
@@ -712,6 +716,37 @@ def test_a_failing_check_has_the_same_finding_in_stream_and_validate(name: str) 
     assert_stream_matches(policy, text, list(text), asynchronous=True)
 
 
+@unit_check
+async def very_slow(sentence: str) -> None:
+    await anyio.sleep(5)
+
+
+def test_cancelling_a_stream_while_a_check_is_awaited_cancels_it() -> None:
+    policy = _policy(_custom("very_slow", timeout_ms=10_000))
+
+    async def consume() -> list[str]:
+        stream = policy.stream(["One. ", "Two. ", "Three."])
+        return [p async for p in stream]
+
+    async def with_wait_for() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(consume(), 0.2)
+
+    async def with_scope() -> None:
+        with anyio.move_on_after(0.2) as scope:
+            await consume()
+        assert scope.cancelled_caught
+
+    for main, backend in (
+        (with_wait_for, "asyncio"),
+        (with_scope, "asyncio"),
+        (with_scope, "trio"),
+    ):
+        began = time.perf_counter()
+        anyio.run(main, backend=backend)
+        assert time.perf_counter() - began < 2
+
+
 # -- event loops ------------------------------------------------------------------------------
 
 
@@ -748,7 +783,9 @@ def has_word(sentence: str, options: Opts) -> Found | None:
 
 
 def test_a_policy_with_custom_checks_pickles() -> None:
-    policy = _policy(_custom("has_word", action="repair", options={"word": "kiwi"}) + _custom_terms())
+    policy = _policy(
+        _custom("has_word", action="repair", options={"word": "kiwi"}) + _custom_terms()
+    )
     text = "I like kiwi. And Blue Falcon too."
     again = pickle.loads(pickle.dumps(policy))
     assert again.validate_sync(text) == policy.validate_sync(text)
@@ -948,6 +985,80 @@ class _TermsSession(Session):
         return []
 
 
+class LateDecider(Check):
+    """Decides only when the text ends, and has no force(): past the hold-back cap
+    the run cannot make it decide."""
+
+    def session(self) -> Session:
+        return _LateSession(self)
+
+
+class _LateSession(Session):
+    scans = True
+
+    def __init__(self, check: Check) -> None:
+        self.check = check
+        self.hold = 0
+
+    def feed(self, buf: str, base: int, chunk: str) -> list[Hit]:
+        return []
+
+    def finish(self, buf: str, base: int) -> list[Hit]:
+        i = buf.find(SECRET)
+        self.hold = base + len(buf)
+        return [Hit(self.check, base + i, base + i + len(SECRET), "secret")] if i >= 0 else []
+
+
+@pytest.mark.parametrize("on_error", ["block", "pass"])
+def test_a_session_without_force_releases_nothing_unchecked_past_the_cap(on_error: str) -> None:
+    policy = _policy(
+        f"  - {{id: c, type: custom, function: '{MOD}:LateDecider', action: repair,"
+        f" on_error: {on_error}}}\n",
+        cap=64,
+    )
+    text = f"Intro {SECRET} and then " + "many more words " * 20
+    assert policy.validate_sync(text).text.startswith("Intro [removed] and")
+    released, result = _streamed(policy, list(text))
+    if on_error == "block":
+        assert SECRET not in released, "text the check had not decided was released"
+        assert result.reasons == ("c: check failed (NotImplementedError), blocked",)
+    else:  # released unchecked by policy, and said so
+        assert "on_error: pass" in " ".join(result.reasons)
+
+
+class _NoopForce(_LateSession):
+    def force(self, buf: str, base: int, upto: int) -> list[Hit]:
+        return []  # claims to have decided, and moves no hold
+
+
+class NoopForcer(LateDecider):
+    def session(self) -> Session:
+        return _NoopForce(self)
+
+
+def test_a_force_that_decides_nothing_is_a_failure() -> None:
+    policy = _policy(
+        f"  - {{id: c, type: custom, function: '{MOD}:NoopForcer', action: repair}}\n", cap=64
+    )
+    text = f"Intro {SECRET} and then " + "many more words " * 20
+    released, result = _streamed(policy, list(text))
+    assert SECRET not in released and result.blocked
+    assert result.reasons == (
+        "c: check returned a malformed finding (force() must decide the text before 1: "
+        "the hold stays at 0), blocked",
+    )
+
+
+def test_a_text_check_takes_no_max_unit_chars() -> None:
+    with pytest.raises(ge.PolicyError) as info:
+        _policy(_custom("whole_text", max_unit_chars=100))
+    problems = info.value.problems or (info.value,)
+    assert any(p.field == "checks[0].max_unit_chars" for p in problems)
+    with pytest.raises(ge.PolicyError):
+        _policy(_custom("every_unit", unit="text", max_unit_chars=100))
+    _policy(_custom("every_unit", unit="line", max_unit_chars=100))  # (a line is cut in parts)
+
+
 # -- policy errors -------------------------------------------------------------------------------
 
 
@@ -969,7 +1080,7 @@ class _Validating(BaseModel):
     x: int
 
     @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("unexpected")
 
 

@@ -69,6 +69,11 @@ def compile_custom(
                 [*where, "max_unit_chars"],
                 f"at most stream.max_holdback_chars ({cap:,}): a stream holds a unit until it ends",
             )
+        if unit == "text" and c.max_unit_chars is not None:
+            raise located.error(
+                [*where, "max_unit_chars"],
+                "a text check sees the whole text: it is not checked in parts",
+            )
         return Compiled(config, declared, unit=unit, max_unit_chars=c.max_unit_chars or cap)
     for key in ("unit", "max_unit_chars"):
         if getattr(c, key) is not None:
@@ -270,12 +275,15 @@ class _GuardedSession(Session):
 
     def force(self, buf: str, base: int, upto: int) -> Sequence[Hit]:
         self._usable()
-        try:
-            with USER_CODE:
-                found = self._inner.force(buf, base, upto)
-            hits = self._checked(found, buf, base)
-        except NotImplementedError:
-            hits = []  # not decided by the check: released as it stands
+        # (A session without force() fails here, NotImplementedError: on_error decides.
+        # Releasing the text it has not decided would release it unchecked.)
+        with USER_CODE:
+            found = self._inner.force(buf, base, upto)
+        hits = self._checked(found, buf, base)
+        if self._inner_hold < upto:  # (what it would find there later was released)
+            raise MalformedFinding(
+                f"force() must decide the text before {upto}: the hold stays at {self._inner_hold}"
+            )
         self._forced = max(self._forced, upto)  # what comes later may not start before it
         self.hold = max(self.hold, upto)
         return hits

@@ -62,14 +62,27 @@ async def _call(limit: float, job: Any) -> None:
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
-            # A cancellation (by the deadline, or one the check raised itself: a
-            # cancellation from outside is delivered again by its scope), or a
-            # BaseException of the check's own: a failure, never "nothing found".
+            # A BaseException of the check's own, or a cancellation: a failure,
+            # never "nothing found" (even if the task ends here).
             job.error = stand_in(exc)
+            if isinstance(exc, anyio.get_cancelled_exc_class()) and (
+                scope.cancel_called or _cancelled()
+            ):
+                raise  # the deadline's (the scope takes it), or from outside
     if scope.cancel_called:
         # Past its time, even if the check caught the cancellation and returned.
         job.error = TimeoutError()
     job.seconds = time.perf_counter() - began
+
+
+def _cancelled() -> bool:
+    """Whether this task is being cancelled (not just handed a CancelledError that
+    a check raised itself: one trio would not let it make)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not asyncio
+        return True
+    return task is None or task.cancelling() > 0
 
 
 async def _in_daemon_thread(call: Callable[[], Any]) -> Any:
