@@ -305,7 +305,7 @@ def test_malformed_findings_fail_the_check_alike_everywhere(name: str, detail: s
 
 @unit_check
 def many(sentence: str) -> list[Found]:
-    return [Found(0, 1, label="X")] * 20_000 + [Found(label="ALL")]
+    return [Found(0, 1, label="X")] * 9_999 + [Found(label="ALL")]
 
 
 def test_a_huge_list_of_findings_is_merged_not_multiplied() -> None:
@@ -314,6 +314,37 @@ def test_a_huge_list_of_findings_is_merged_not_multiplied() -> None:
     assert result.text == "<ALL> <ALL>"
     assert len(result.findings) <= 4
     assert _streamed(policy, list("ab. cd."))[1] == result
+
+
+_ENDLESS = """
+import sys, itertools
+import guardrails_engine as ge
+from guardrails_engine.checks import Found, unit_check
+
+@unit_check
+def endless(s):
+    return itertools.repeat(Found(0, 1))
+
+sys.modules["endless_mod"] = sys.modules[__name__]
+policy = ge.Policy.from_yaml(
+    "version: 1\\nname: t\\nchecks:\\n"
+    "  - {id: c, type: custom, function: 'endless_mod:endless'}\\n",
+    trusted_modules=["endless_mod"],
+)
+print(policy.validate_sync("One. Two.").reasons)
+with policy.stream_sync(list("One. Two.")) as stream:
+    print(repr("".join(stream)), stream.result.reasons)
+"""
+
+
+def test_an_endless_generator_of_findings_is_malformed_not_a_hang() -> None:
+    out = run_limited(_ENDLESS, seconds=60, memory=1_500_000_000).splitlines()
+    assert out == [
+        "('c: check returned a malformed finding (more than 10,000 findings in one unit), "
+        "blocked',)",
+        "'' ('c: check returned a malformed finding (more than 10,000 findings in one unit), "
+        "blocked',)",
+    ]
 
 
 class Shifty(Found):
@@ -375,9 +406,22 @@ def quoting_label(sentence: str) -> Any:
     return [Found(i, i + len(SECRET), label=SECRET)] if i >= 0 else None
 
 
+@unit_check
+def quoting_unit(sentence: str) -> Any:
+    return [Found(0, 2, label="X", reason=f"in {sentence!r}")] if SECRET in sentence else None
+
+
+@unit_check
+def quoting_squeezed(sentence: str) -> Any:
+    i = sentence.find("4111 1111")
+    return [Found(i, i + 9, label="NUM", reason="number 41111111")] if i >= 0 else None
+
+
 @pytest.mark.parametrize(
     ("name", "text", "value"),
     [
+        ("quoting_unit", f"We met {SECRET} today.", SECRET),
+        ("quoting_squeezed", "Card 4111 1111 here.", "41111111"),
         ("quoting_case", f"We met {SECRET} today.", SECRET),
         ("quoting_space", "We met Acme  Corp today.", "acme corp"),
         ("quoting_label", f"We met {SECRET} today.", SECRET),

@@ -14,6 +14,7 @@ concurrently (within the check's time), and the run takes their results.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ class CheckRaised(Exception):
     type, for the reason; it carries no message."""
 
 
+#: The most findings one call of a unit check may return.
+MOST_FINDINGS = 10_000
+
 _STAND_INS: dict[str, type[CheckRaised]] = {}
 
 
@@ -109,8 +113,8 @@ USER_CODE = _UserCode()
 def quotes(value: str, what: str) -> bool:
     """Whether ``what`` quotes ``value`` (of at least 3 characters), whatever the
     case or the spacing."""
-    value = " ".join(value.split()).casefold()
-    return len(value) >= 3 and value in " ".join(what.split()).casefold()
+    value = "".join(value.split()).casefold()
+    return len(value) >= 3 and value in "".join(what.split()).casefold()
 
 
 class UnitCheck:
@@ -233,14 +237,17 @@ class Compiled(Check):
             raise MalformedFinding(
                 f"a unit check returns findings (Found) or None, got {type(result).__name__}"
             )
-        # Read what the check gave once (a generator, or a Found subclass, is its code).
+        # Read what the check gave once (a generator, or a Found subclass, is its code),
+        # and not forever.
         with USER_CODE:
             items = [
                 (f, (f.start, f.end, f.label, f.reason, f.replacement, f.score))
                 if isinstance(f, Found)
                 else (f, None)
-                for f in result
+                for f in itertools.islice(result, MOST_FINDINGS + 1)
             ]
+        if len(items) > MOST_FINDINGS:
+            raise MalformedFinding(f"more than {MOST_FINDINGS:,} findings in one unit")
         out: list[Hit] = []
         size = len(text)
         for found, fields in items:
@@ -270,8 +277,8 @@ class Compiled(Check):
             if label is not None and quotes(value, label):
                 label = None  # a label never quotes what it found either
             what = reason or label or "found"
-            if quotes(value, what):
-                what = label or "found"  # a reason never quotes what it found
+            if quotes(value, what) or quotes(text, what):
+                what = label or "found"  # a reason never quotes what it found (or its unit)
             hit = Hit(
                 self,
                 offset + start,
