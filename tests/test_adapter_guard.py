@@ -157,23 +157,34 @@ async def test_tool_args_guard_modes() -> None:
     assert passing.mode == "pass" and await passing.feed('{"a": 1}') == '{"a": 1}'
 
 
-def test_sync_tool_guard_shares_a_runner() -> None:
+def test_sync_guards_and_the_runner() -> None:
     runner = LoopRunner()
-    try:
-        text = SyncTextGuard(POLICY, runner=runner)
-        tool = SyncToolArgsGuard(POLICY, "order", runner=runner)
-        assert text.feed("hello there ") + text.finish() == "hello there "
-        assert tool.feed('{"id": "7"}') == "" and tool.finish() == '{"id": "7"}'
-        text.close()
-        tool.close()
-    finally:
-        runner.close()
+    text = SyncTextGuard(POLICY)
+    tool = SyncToolArgsGuard(POLICY, "order")
+    assert text.feed("hello there ") + text.finish() == "hello there "
+    assert tool.feed('{"id": "7"}') == "" and tool.finish() == '{"id": "7"}'
+    text.close()
+    tool.close()
+    # A step of an adapter runs inline, its guards sync-backed: no event loop.
+    async def step() -> str:
+        guard = TextGuard(POLICY)
+        return await guard.feed("mail jdoe@example.com ") + await guard.finish()
+
+    assert runner.run(step()) == "mail <EMAIL_ADDRESS> "
+    runner.close()
     with pytest.raises(RuntimeError, match="closed"):
-        runner.run(anyio.lowlevel.checkpoint())
+        runner.run(step())
 
 
 @pytest.mark.anyio
-async def test_a_sync_guard_refuses_a_running_loop() -> None:
+async def test_a_sync_guard_works_where_an_event_loop_runs() -> None:
     guard = SyncTextGuard(POLICY)
-    with pytest.raises(RuntimeError, match="event loop is running"):
-        guard.feed("x")
+    assert guard.feed("write to jdoe@example.com ") + guard.finish() == (
+        "write to <EMAIL_ADDRESS> "
+    )
+    runner = LoopRunner()
+
+    async def step() -> str:
+        return await TextGuard(POLICY).feed("plain words ")
+
+    assert runner.run(step()) == "plain "

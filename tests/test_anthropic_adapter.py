@@ -467,14 +467,20 @@ def test_a_dropped_sync_stream_closes_upstream_when_collected(
 
 
 @pytest.mark.anyio
-async def test_the_sync_stream_refuses_a_running_event_loop_and_closes_upstream(
+async def test_the_sync_stream_works_where_an_event_loop_runs(
     fake: FakeAnthropic, client: anthropic.Anthropic, policy: ge.Policy
 ) -> None:
-    fake.stream(sse_events([Text(LONG)]), delay=SLOW)
+    # The sync guard needs no event loop of its own: it runs in this one's thread too.
+    fake.stream(sse_events([Text(["Write to jd", "oe@example.com today."])]))
     guarded = ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True))
-    with pytest.raises(RuntimeError, match="async"):
-        list(guarded)
-    assert fake.last().left_after is not None
+    events = list(guarded)
+    text = "".join(
+        e.delta.text
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "text_delta"
+    )
+    assert text == policy.validate_sync("Write to jdoe@example.com today.").text
+    assert events[-1].type == "message_stop"
 
 
 @pytest.mark.anyio

@@ -2,9 +2,8 @@
 
 A policy run is driven by pulling (``policy.stream(source)``); an adapter reads an SDK
 stream and has deltas to *push* into one run per choice, content block or tool call.
-These guards turn the public stream API into push objects, with no task and no queue
-(the block message is told from text by the stream's result: it is the last piece of a
-blocked stream):
+These guards are push runs of the policy (``policy.push()``), with what an adapter
+needs on top (tool-argument rules and release modes):
 
 ``TextGuard(policy, *, trace_id=None, on_trace=None)`` (async)
     ``await g.feed(delta) -> str``   released text for this delta ("" while held back)
@@ -26,27 +25,25 @@ blocked stream):
     guarded arguments, once they are complete and the run did not block.
 
 ``SyncTextGuard``, ``SyncToolArgsGuard``: the same with plain calls and ``close()``.
-    They run the async guard on a private event loop (a :class:`LoopRunner`, shared by
-    the guards of one SDK stream: pass ``runner=``), so they cannot be used from a thread
-    whose event loop is running.  Each call is one turn of that loop (about 13 us): an
-    adapter that can, runs several feeds in one turn (``runner.run(coroutine)``).
+``LoopRunner``: runs an adapter's async steps for sync callers, inline: guards made
+    inside ``runner.run(step)`` are sync-backed (``policy.push_sync()``), so the step never
+    waits and needs no event loop (the same adapter code serves the sync and the async
+    SDK streams).
 
-A guard is used by one task at a time (no concurrent ``feed``).  Under the hood the
-run's ``policy.stream(...)`` ``__anext__`` coroutine is resumed by hand: its source hands it
-the pushed delta, or pauses it (a private sentinel, never seen by the event loop); any
-other await inside (NER in a worker thread) goes to the running event loop as usual.
-Nothing here logs or keeps text beyond the run; reprs show no text.
+A guard is used by one task at a time (no concurrent ``feed``).  Each is a push run of
+the policy (``policy.push()`` / ``policy.push_sync()``): the run's guarantees and trace
+are those of a stream.  Nothing here logs or keeps text beyond the run; reprs show no text.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-from .. import Action, Blocked, Finding, Policy, Result, Stream, Trace
+from .. import Action, Blocked, Finding, Policy, Push, Result, SyncPush, Trace
 
 __all__ = [
     "LoopRunner",
@@ -54,48 +51,13 @@ __all__ = [
     "SyncToolArgsGuard",
     "TextGuard",
     "ToolArgsGuard",
+    "inline",
     "unknown_tool",
 ]
 
 T = TypeVar("T")
 _TraceCallback = Callable[[Trace], None]
 
-_log = logging.getLogger("guardrails_engine")
-_PAUSE: Final = object()  # the run wants the next delta: control goes back to feed()
-
-
-class _Source:
-    """The run's async source: the delta pushed by ``feed``, the end, or a pause."""
-
-    __slots__ = ("ended", "pending")
-
-    def __init__(self) -> None:
-        self.pending: str | None = None
-        self.ended = False
-
-    def __aiter__(self) -> _Source:
-        return self
-
-    def __anext__(self) -> _Next:
-        return _Next(self)
-
-
-class _Next:
-    __slots__ = ("_source",)
-
-    def __init__(self, source: _Source) -> None:
-        self._source = source
-
-    def __await__(self) -> Generator[Any, Any, str]:
-        source = self._source
-        while True:
-            delta = source.pending
-            if delta is not None:
-                source.pending = None
-                return delta
-            if source.ended:
-                raise StopAsyncIteration
-            yield _PAUSE
 
 
 class _Ready:
@@ -113,73 +75,18 @@ class _Ready:
 
 _EMPTY: Final = _Ready("")
 
-
-class _Drive:
-    """Resume the run until it wants the next delta (or ends); the released text."""
-
-    __slots__ = ("_guard",)
-
-    def __init__(self, guard: TextGuard) -> None:
-        self._guard = guard
-
-    def __await__(self) -> Generator[Any, Any, str]:
-        g = self._guard
-        text = last = ""
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            step = g._step
-            if step is None:
-                step = g._step = g._stream.__anext__().__await__()
-            try:
-                if error is not None:
-                    exc, error = error, None
-                    got = step.throw(exc)
-                else:
-                    got = step.send(value)
-            except StopIteration as stop:  # a released piece
-                g._step = None
-                last = stop.value
-                text += last
-                value = None
-                continue
-            except StopAsyncIteration:  # the run ended (or was decided)
-                g._step = None
-                g._ended = True
-                result = g._stream.result
-                if result is not None and result.blocked:
-                    # The stream's last piece is the block message: it is not text.
-                    g.blocked = Blocked(result.text, result.findings)
-                    if result.text and last == result.text:
-                        text = text[: len(text) - len(last)]
-                break
-            except BaseException:
-                g._step = None
-                g._ended = True
-                raise
-            value = None
-            if got is _PAUSE:
-                break
-            try:  # an await of the run's own (a worker thread): the event loop's business
-                value = yield got
-            except BaseException as exc:
-                error = exc
-        return text
+#: Set while a :class:`LoopRunner` runs an adapter step: guards made then are sync-backed.
+_INLINE: ContextVar[bool] = ContextVar("guardrails_engine_inline", default=False)
 
 
 class TextGuard:
-    """One run of a policy over text pushed delta by delta (async); see the module doc."""
+    """One run of a policy over text pushed delta by delta; see the module doc.
 
-    __slots__ = (
-        "__weakref__",
-        "_closed",
-        "_ended",
-        "_loop",
-        "_source",
-        "_step",
-        "_stream",
-        "blocked",
-    )
+    A push run of the policy (``policy.push()``, or ``policy.push_sync()`` when made
+    inside :meth:`LoopRunner.run`, whose steps then never wait).
+    """
+
+    __slots__ = ("_closed", "_inline", "_push")
 
     def __init__(
         self,
@@ -188,67 +95,58 @@ class TextGuard:
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
     ) -> None:
-        self._source = _Source()
-        self._stream: Stream = policy.stream(self._source, trace_id=trace_id, on_trace=on_trace)
-        self._step: Generator[Any, Any, Any] | None = None
-        self._ended = False
+        self._inline = _INLINE.get()
+        self._push: Push | SyncPush = (
+            policy.push_sync(trace_id=trace_id, on_trace=on_trace)
+            if self._inline
+            else policy.push(trace_id=trace_id, on_trace=on_trace)
+        )
         self._closed = False
-        try:  # where to close a guard dropped without aclose() (asyncio only)
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        #: The block, once the run is blocked (show its ``message``).
-        self.blocked: Blocked | None = None
+
+    @property
+    def blocked(self) -> Blocked | None:
+        """The block, once the run is blocked (show its ``message``)."""
+        return self._push.blocked
 
     @property
     def done(self) -> bool:
         """The run ended: finished, blocked or closed."""
-        return self._ended or self._closed
+        return self._closed or self._push.done
 
     @property
     def result(self) -> Result | None:
         """The run's result once it ended; ``None`` while it runs or if it was closed early."""
-        return self._stream.result
+        return self._push.result
 
     def feed(self, delta: str) -> Awaitable[str]:
         """Push one delta; await the text it releases ("" while held back or after the end)."""
-        if self._ended or self._closed:
-            if not isinstance(delta, str):
-                raise TypeError(f"a delta must be str, got {type(delta).__name__}")
+        if not isinstance(delta, str):
+            raise TypeError(f"a delta must be str, got {type(delta).__name__}")
+        if self._closed or self._push.done:
             return _EMPTY
-        self._source.pending = delta
-        return _Drive(self)
+        push = self._push
+        if isinstance(push, SyncPush):
+            return _Ready(push.feed(delta))
+        return push.feed(delta)
 
     def finish(self) -> Awaitable[str]:
         """The text is complete: await the rest of the released text."""
-        if self._ended or self._closed:
+        if self._closed or self._push.done:
             return _EMPTY
-        self._source.ended = True
-        return _Drive(self)
+        push = self._push
+        if isinstance(push, SyncPush):
+            return _Ready(push.finish())
+        return push.finish()
 
     async def aclose(self) -> None:
         """Stop (the run's decision is block unless it had ended); idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._stream.aclose()
-        step, self._step = self._step, None
-        if step is not None:
-            step.close()
+        self.close()
 
-    def __del__(self) -> None:
-        # Dropped while the run waits for a delta: close it on its event loop (a run
-        # must be closed where an event loop runs).  aclose() in `finally` is the way.
-        step, loop = self._step, self._loop
-        if step is None or self._closed or loop is None:
-            return
-        self._closed = True
-        self._step = None
-        try:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_close_later, self._stream, step)
-        except RuntimeError:  # pragma: no cover - the loop ended meanwhile
-            pass
+    def close(self) -> None:
+        """:meth:`aclose`, from sync code."""
+        if not self._closed:
+            self._closed = True
+            self._push.close()
 
     async def __aenter__(self) -> TextGuard:
         return self
@@ -260,20 +158,6 @@ class TextGuard:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-_CLOSING: set[asyncio.Task[None]] = set()  # tasks closing dropped guards (need a reference)
-
-
-def _close_later(stream: Stream, step: Generator[Any, Any, Any]) -> None:
-    task = asyncio.ensure_future(_close_dropped(stream, step))
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
-
-
-async def _close_dropped(stream: Stream, step: Generator[Any, Any, Any]) -> None:
-    await stream.aclose()
-    step.close()
 
 
 def unknown_tool(policy: Policy) -> Blocked:
@@ -364,46 +248,52 @@ class ToolArgsGuard:
 
 
 class LoopRunner:
-    """A private event loop that runs the async guards for sync callers.
+    """Runs an adapter's steps (coroutines) for sync callers, inline.
 
-    One per sync SDK stream; ``close()`` it at the end (the sync guards made without
-    ``runner=`` own one and close it themselves).
+    Guards made while it runs a step are sync-backed (``policy.push_sync()``), so a step
+    never waits: it runs to its end in one ``send`` (no event loop, so a sync adapter also
+    works in a thread whose event loop is running).  Checks that defer calls (async
+    checks of your own) run on an event loop of their own (see ``SyncPush``).
     """
 
-    __slots__ = ("_closed", "_loop")
+    __slots__ = ("_closed",)
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     def run(self, awaitable: Awaitable[T]) -> T:
-        loop = self._loop
-        if loop is None:
-            if self._closed:
-                _discard(awaitable)
-                raise RuntimeError("this LoopRunner is closed")
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass
-            else:
-                _discard(awaitable)
-                raise RuntimeError(
-                    "a sync guard cannot run in a thread whose event loop is running: "
-                    "use the async SDK client and the async guard"
-                )
-            loop = self._loop = asyncio.new_event_loop()
-        return loop.run_until_complete(_wrap(awaitable))
+        if self._closed:
+            _discard(awaitable)
+            raise RuntimeError("this LoopRunner is closed")
+        return _inline(awaitable)
 
     def close(self) -> None:
         self._closed = True
-        loop, self._loop = self._loop, None
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                loop.close()
+
+
+@contextmanager
+def inline() -> Iterator[None]:
+    """Guards made inside are sync-backed (see :class:`LoopRunner`)."""
+    token = _INLINE.set(True)
+    try:
+        yield
+    finally:
+        _INLINE.reset(token)
+
+
+def _inline(awaitable: Awaitable[T]) -> T:
+    """Run ``awaitable`` to its end now; it must not wait for anything."""
+    token = _INLINE.set(True)
+    step = _wrap(awaitable)
+    try:
+        step.send(None)
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
+    finally:
+        _INLINE.reset(token)
+    step.close()
+    raise RuntimeError("an adapter step waited for an event loop in a sync stream")
 
 
 def _discard(awaitable: object) -> None:
@@ -419,62 +309,42 @@ async def _wrap(awaitable: Awaitable[T]) -> T:
 class SyncTextGuard:
     """:class:`TextGuard` for sync callers (see the module doc)."""
 
-    __slots__ = ("_closed", "_guard", "_own", "_runner")
+    __slots__ = ("_closed", "_push")
 
     def __init__(
         self,
         policy: Policy,
         *,
-        runner: LoopRunner | None = None,
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
     ) -> None:
-        self._own = runner is None
+        self._push = policy.push_sync(trace_id=trace_id, on_trace=on_trace)
         self._closed = False
-        self._runner = LoopRunner() if runner is None else runner
-        self._guard = TextGuard(policy, trace_id=trace_id, on_trace=on_trace)
 
     @property
     def blocked(self) -> Blocked | None:
-        return self._guard.blocked
+        return self._push.blocked
 
     @property
     def done(self) -> bool:
-        return self._guard.done
+        return self._closed or self._push.done
 
     @property
     def result(self) -> Result | None:
-        return self._guard.result
+        return self._push.result
 
     def feed(self, delta: str) -> str:
-        if self._guard.done:
-            return ""
-        return self._runner.run(self._guard.feed(delta))
+        if not isinstance(delta, str):
+            raise TypeError(f"a delta must be str, got {type(delta).__name__}")
+        return "" if self.done else self._push.feed(delta)
 
     def finish(self) -> str:
-        if self._guard.done:
-            return ""
-        return self._runner.run(self._guard.finish())
+        return "" if self.done else self._push.finish()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        guard = self._guard
-        try:
-            if guard._step is None:  # not waiting for a delta: nothing to run on the loop
-                guard._closed = True
-            else:
-                self._runner.run(guard.aclose())
-        finally:
-            if self._own:
-                self._runner.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            _log.warning("closing a dropped guard failed", exc_info=True)
+        if not self._closed:
+            self._closed = True
+            self._push.close()
 
     def __enter__(self) -> SyncTextGuard:
         return self
@@ -491,21 +361,21 @@ class SyncTextGuard:
 class SyncToolArgsGuard:
     """:class:`ToolArgsGuard` for sync callers (see the module doc)."""
 
-    __slots__ = ("_closed", "_guard", "_own", "_runner")
+    __slots__ = ("_guard",)
 
     def __init__(
         self,
         policy: Policy,
         name: str | None,
         *,
-        runner: LoopRunner | None = None,
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
     ) -> None:
-        self._own = runner is None
-        self._closed = False
-        self._runner = LoopRunner() if runner is None else runner
-        self._guard = ToolArgsGuard(policy, name, trace_id=trace_id, on_trace=on_trace)
+        token = _INLINE.set(True)  # its run is sync-backed
+        try:
+            self._guard = ToolArgsGuard(policy, name, trace_id=trace_id, on_trace=on_trace)
+        finally:
+            _INLINE.reset(token)
 
     @property
     def mode(self) -> str:
@@ -524,33 +394,21 @@ class SyncToolArgsGuard:
         return self._guard.result
 
     def feed(self, delta: str) -> str:
-        guard = self._guard
-        if guard._text is None:  # no run: nothing to drive
-            return "" if guard.mode == "block" else delta
-        return self._runner.run(guard.feed(delta))
+        return _inline(self._guard.feed(delta))
 
     def finish(self) -> str:
-        if self._guard._text is None:
-            return ""
-        return self._runner.run(self._guard.finish())
+        return _inline(self._guard.finish())
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        text = self._guard._text
-        try:
-            if text is not None:
-                if text._step is None:
-                    text._closed = True
-                else:
-                    self._runner.run(self._guard.aclose())
-        finally:
-            if self._own:
-                self._runner.close()
+        _inline(self._guard.aclose())
 
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            _log.warning("closing a dropped guard failed", exc_info=True)
+    def __enter__(self) -> SyncToolArgsGuard:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

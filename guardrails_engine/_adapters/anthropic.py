@@ -37,9 +37,8 @@ with the ids, model and usage of the reply.
 - The upstream is also closed when the consumer stops early (``close()``/``aclose()``,
   ``with``/``async with``), when it is cancelled, and when anything raises.  Iterating
   a guarded stream after closing it early raises :class:`guardrails_engine.StreamStateError`.
-- The sync stream drives the policy on a private event loop (``_guard.LoopRunner``):
-  it cannot be iterated in a thread whose event loop is running (it raises
-  ``RuntimeError`` and closes the upstream); there, use the async client.
+- The sync stream runs the policy inline (sync push runs, ``_guard.LoopRunner``): no
+  event loop is needed, so it also works in a thread whose event loop is running.
 - The ``messages.stream()`` helper: the guard reads the helper's raw event stream, so
   the helper's own ``text_stream``, ``get_final_message()`` and snapshots (which
   would hold the unguarded reply) are not filled: use the guarded events.
@@ -51,7 +50,6 @@ with the ids, model and usage of the reply.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import deque
 from collections.abc import (
@@ -98,7 +96,7 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 import anyio
 
 from .. import Blocked, Policy, StreamStateError
-from ._guard import LoopRunner, TextGuard, ToolArgsGuard, unknown_tool
+from ._guard import LoopRunner, TextGuard, ToolArgsGuard, inline, unknown_tool
 
 __all__ = [
     "GuardedStream",
@@ -439,7 +437,6 @@ class SyncGuardedStream:
     def _pull(self) -> None:
         try:
             if self._iter is None:
-                _no_running_loop()
                 self._iter = self._open()
             try:
                 event = next(self._iter)
@@ -463,9 +460,10 @@ class SyncGuardedStream:
 
     def _drive(self, step: _Step) -> list[Any]:
         try:
-            awaitable = next(step)
-            while True:
-                awaitable = step.send(self._runner.run(awaitable))
+            with inline():  # the guards it makes are sync-backed: no event loop
+                awaitable = next(step)
+                while True:
+                    awaitable = step.send(self._runner.run(awaitable))
         except StopIteration as stop:
             result: list[Any] = stop.value
             return result
@@ -487,11 +485,7 @@ class SyncGuardedStream:
         finally:
             try:
                 for guard in self._core.forget():
-                    closing = guard.aclose()
-                    try:
-                        self._runner.run(closing)
-                    except RuntimeError:  # an event loop is running: the guard's finalizer
-                        closing.close()  # closes it
+                    self._runner.run(guard.aclose())
             finally:
                 self._runner.close()
 
@@ -520,17 +514,6 @@ class SyncGuardedStream:
                 self._close()
             except Exception:  # pragma: no cover - nothing to report it to
                 pass
-
-
-def _no_running_loop() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(
-        "a sync Anthropic stream cannot be guarded in a thread whose event loop is "
-        "running: use the async client (anthropic.AsyncAnthropic) and `async for`"
-    )
 
 
 # -- the async stream ---------------------------------------------------------------------
