@@ -73,11 +73,9 @@ Semantics
   more for that choice or part; the stream goes on (tool calls, finish, usage).
 - The deprecated ``function_call`` (``functions=``) is treated as a tool call.
 - Not checked: audio (and its transcript) and reasoning text (passed through).
-- Cost: about +2.5 us a chunk over ``policy.stream`` for the async adapter.  The sync
-  one runs the policy on a private event loop, one turn per chunk shown (about 13 us),
-  reading the SDK stream inline in between: about +4.5 us a chunk on prose in 4-character
-  deltas (``benchmarks/adapters.py``).  ``guard_sync`` cannot run in a thread whose
-  event loop is running.
+- Cost: about +2.2 to +2.5 us a chunk over ``policy.stream`` (``policy.stream_sync``),
+  async and sync (``benchmarks/adapters.py``).  The sync adapter runs the policy inline
+  (sync push runs), so it also works in a thread whose event loop is running.
 """
 
 from __future__ import annotations

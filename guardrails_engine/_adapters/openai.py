@@ -659,7 +659,7 @@ class SyncGuardedStream(Generic[Chunk]):
     """The guarded chunks (or events) of a sync SDK stream, as an iterator.
 
     ``with`` it, or call :meth:`close` to stop early: the SDK stream is closed then, at a
-    block and at the end.  The policy runs on a private event loop (one per stream).
+    block and at the end.  The policy runs inline (sync push runs: no event loop).
     """
 
     __slots__ = ("_closed", "_ended", "_it", "_out", "_proc", "_runner", "_upstream")
@@ -685,8 +685,7 @@ class SyncGuardedStream(Generic[Chunk]):
                 if self._it is None:
                     up = self._upstream
                     self._it = up if isinstance(up, Iterator) else iter(up)
-                # One turn of the private loop per chunk shown, not per chunk read.
-                out.extend(self._runner.run(self._advance()))
+                        out.extend(self._runner.run(self._advance()))
                 if self._ended:
                     self._close()
             except BaseException:
