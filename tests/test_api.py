@@ -420,3 +420,16 @@ def test_the_testing_helper_names() -> None:
     ]
     for name in testing.__all__:
         assert callable(getattr(testing, name))
+
+
+def test_the_adapter_module_names() -> None:
+    import guardrails_engine.anthropic as ge_anthropic
+    import guardrails_engine.openai as ge_openai
+
+    expected = ["GuardedStream", "SyncGuardedStream", "guard", "guard_reply"]
+    expected += ["guard_reply_sync", "guard_sync"]
+    assert ge_anthropic.__all__ == expected
+    assert ge_openai.__all__ == sorted([*expected, "Refusals"])
+    for module in (ge_openai, ge_anthropic):
+        for name in module.__all__:
+            assert getattr(module, name) is not None

@@ -685,7 +685,7 @@ class SyncGuardedStream(Generic[Chunk]):
                 if self._it is None:
                     up = self._upstream
                     self._it = up if isinstance(up, Iterator) else iter(up)
-                        out.extend(self._runner.run(self._advance()))
+                out.extend(self._runner.run(self._advance()))
                 if self._ended:
                     self._close()
             except BaseException:
