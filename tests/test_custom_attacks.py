@@ -12,6 +12,7 @@ import pickle
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -118,6 +119,52 @@ BOUNDARY_TEXTS = [
 def test_units_are_cut_alike_under_random_chunkings(check: str) -> None:
     policy = _policy(_custom(check, action="flag"))
     check_chunkings(policy, BOUNDARY_TEXTS, max_examples=60, asynchronous=False, max_chunk=5)
+
+
+_PIECES = st.sampled_from(
+    [
+        *"ab.!?\u2026\"')] \n\r\t",
+        "\u2028",
+        "\u00a0",
+        "\u3000",
+        "&#46;",
+        "&#x2e;",
+        "%2E",
+        "&amp;",
+        "\\u002e",
+        "\u200b",
+        "A\u0441me",
+        "\U0001f600",
+        "word",
+        "...",
+        "?!",
+    ]
+)
+
+
+@pytest.mark.parametrize("check", ["every_unit", "async_unit"])
+def test_random_texts_are_cut_alike_under_random_chunkings(check: str) -> None:
+    policy = _policy(
+        _custom(check, action="flag", max_unit_chars=16)
+        + "  - {id: w, type: content, terms: [acme], action: repair}\n",
+        cap=40,
+    )
+
+    @settings(max_examples=300 if check == "every_unit" else 60, deadline=None, database=None)
+    @given(
+        pieces=st.lists(_PIECES, max_size=40),
+        cuts=st.lists(st.integers(1, 7), min_size=1, max_size=12),
+    )
+    def prop(pieces: list[str], cuts: list[int]) -> None:
+        text = "".join(pieces)
+        chunks, i, k = [], 0, 0
+        while i < len(text):
+            chunks.append(text[i : i + cuts[k % len(cuts)]])
+            i += cuts[k % len(cuts)]
+            k += 1
+        assert_stream_matches(policy, text, chunks, asynchronous=check == "async_unit")
+
+    prop()
 
 
 def test_units_at_exactly_max_unit_chars() -> None:
@@ -708,6 +755,51 @@ def test_interleaved_runs_of_one_policy_do_not_share_state() -> None:
     assert sb.result == policy.validate_sync(b) and "".join(pb) == sb.result.text
 
 
+def test_concurrent_runs_on_one_loop_keep_their_own_findings() -> None:
+    policy = _three()
+    texts = [f"{w} {i}. more {i}. gamma {w}." for i, w in enumerate(["alpha", "beta", "x"] * 5)]
+    expected = [policy.validate_sync(t) for t in texts]
+    got: dict[int, ge.Result] = {}
+
+    async def one(i: int) -> None:
+        if i % 2:
+            got[i] = await policy.validate(texts[i])
+        else:
+            async with policy.stream(
+                [texts[i][k : k + 3] for k in range(0, len(texts[i]), 3)]
+            ) as s:
+                "".join([p async for p in s])
+                assert s.result is not None
+                got[i] = s.result
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(len(texts)):
+                tg.start_soon(one, i)
+
+    for backend in ("asyncio", "trio"):
+        got.clear()
+        anyio.run(main, backend=backend)
+        assert [got[i] for i in range(len(texts))] == expected
+
+
+@unit_check
+def json_repair(sentence: str) -> Any:
+    i = sentence.find("Acme")
+    return [Found(i, i + 4, label="R", replacement='"q"\\')] if i >= 0 else None
+
+
+def test_a_findings_replacement_is_escaped_in_json_output() -> None:
+    policy = _policy(
+        _custom("json_repair", action="repair")
+        + "  - {id: s, type: schema, schema: {type: object}, action: block}\n"
+    )
+    text = '{"a": "We beat Acme. ok"}'
+    result = assert_stream_matches(policy, text, list(text), asynchronous=True)
+    assert result.decision is ge.Decision.REPAIR
+    assert json.loads(result.text) == {"a": 'We beat "q"\\. ok'}
+
+
 @unit_check
 async def sleepy(sentence: str) -> None:
     await anyio.sleep(0.06)
@@ -834,6 +926,25 @@ def test_a_policy_with_custom_checks_pickles() -> None:
     again = pickle.loads(pickle.dumps(policy))
     assert again.validate_sync(text) == policy.validate_sync(text)
     assert again.validate_sync(text).text == "I like <W>. And [term] too."
+
+
+def test_a_policy_with_custom_checks_unpickles_in_another_process(tmp_path: Any) -> None:
+    policy = _policy(
+        _custom("has_word", action="repair", options={"word": "kiwi"})
+        + _custom_terms()
+        + f"  - {{id: a, type: custom, function: '{MOD}:slow_a', action: repair}}\n"
+    )
+    (tmp_path / "policy.pickle").write_bytes(pickle.dumps(policy))
+    out = run_limited(
+        f"""
+import pickle, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+policy = pickle.loads(open({str(tmp_path / "policy.pickle")!r}, "rb").read())
+print(policy.validate_sync("I like kiwi. And Blue Falcon too. alpha."))
+""",
+        seconds=120,
+    )
+    assert out.strip() == repr(policy.validate_sync("I like kiwi. And Blue Falcon too. alpha."))
 
 
 def _custom_terms() -> str:
