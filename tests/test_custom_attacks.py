@@ -840,11 +840,6 @@ def sync_boom(sentence: str) -> None:
         raise RuntimeError("x")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py _fail places a failure at the session's hold and ends it at the text "
-    "received so far: validate reports 0-38, a stream 11-28 (findings differ by chunking)",
-)
 @pytest.mark.parametrize("name", ["sync_boom", "raises_base"])
 def test_a_failing_check_has_the_same_finding_in_stream_and_validate(name: str) -> None:
     policy = _policy(_custom(name))

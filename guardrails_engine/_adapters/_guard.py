@@ -59,7 +59,6 @@ T = TypeVar("T")
 _TraceCallback = Callable[[Trace], None]
 
 
-
 class _Ready:
     """An awaitable that is already done."""
 

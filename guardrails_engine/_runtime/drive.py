@@ -175,9 +175,9 @@ class _Driver:
 
     def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
         self._policy = policy
+        self._done = False  # (first: a finalizer reads it if Run() raises)
         self._run = Run(policy)
         self._pieces: deque[str] = deque()
-        self._done = False
         self._message = False  # the block message is the last piece
         self._closed_early = False  # closed by the consumer before it ended
         self._trace_id = trace_id
@@ -303,14 +303,14 @@ class Stream(_Driver):
         on_trace: TraceCallback | None = None,
         blocking_source: bool | None = None,
     ) -> None:
+        self._iter: AsyncIterator[str] | Iterator[str] | None = None
+        self._closed = False
         super().__init__(policy, trace_id, on_trace)
         # NER runs in worker threads, so the event loop stays responsive.
         self._blocking = policy.blocking
         self._async = False  # the source is an async iterable
         self._pulls = 0
         self._source = source
-        self._iter: AsyncIterator[str] | Iterator[str] | None = None
-        self._closed = False
         # A sync source that may block is pulled in a worker thread (see _pull_mode).
         self._declared = blocking_source
         self._mode = _INLINE
@@ -499,10 +499,10 @@ class SyncStream(_Driver):
         trace_id: str | None = None,
         on_trace: TraceCallback | None = None,
     ) -> None:
-        super().__init__(policy, trace_id, on_trace)
         self._source = source
         self._iter: Iterator[str] | None = None
         self._closed = False
+        super().__init__(policy, trace_id, on_trace)
 
     def __iter__(self) -> SyncStream:
         return self

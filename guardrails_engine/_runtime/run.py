@@ -24,7 +24,7 @@ from typing import Any
 from .._core.model import Finding, Result
 from .._scanning.canon import OffsetMap, has_escape
 from .._scanning.scan import DEADLINE, ScanView, SharedScan
-from ..checks._base import Check, Hit, PatternCheck, PatternSession, Session
+from ..checks._base import Check, Hit, PartialFailure, PatternCheck, PatternSession, Session
 from ..checks._unit import MalformedFinding
 from .decision import Decisions, Ending, Failure
 from .plan import Plan
@@ -416,6 +416,11 @@ class Run:
     def _fail(self, i: int, check: Check, session: Session, exc: Exception) -> list[Hit]:
         """A check raised (or ran out of time): on_error decides.  The reason names
         the check, never the text."""
+        if isinstance(exc, PartialFailure):
+            # What the session found before it failed stands.
+            self._add(exc.hits, session.scans)
+            cause = exc.cause
+            exc = cause if isinstance(cause, Exception) else RuntimeError(type(cause).__name__)
         self._failed.add(i)
         self._live = [entry for entry in self._live if entry[0] != i]
         self._lazy_only = all(entry[3] is not None for entry in self._live)
@@ -427,12 +432,14 @@ class Run:
         failure = Failure(check, exc)
         if isinstance(exc, MalformedFinding):  # (its message names offsets and types only)
             what = f"check returned a malformed finding ({exc})"
-            return [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
+            return [Hit(failure, start, start, what, kind="whole")]
         if not isinstance(exc, TimeoutError):
             what = f"check failed ({failure.kind})"
-            return [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
+            return [Hit(failure, start, start, what, kind="whole")]
         what = f"check timed out after {self._budget_ms[i]:,} ms"
-        out = [Hit(failure, start, max(self._end, start + 1), what, kind="whole")]
+        # (From where the check stopped; not to the text received so far, which
+        # depends on the chunking.)
+        out = [Hit(failure, start, start, what, kind="whole")]
         if i in self._sharing:
             # Its scanner also scans for the checks it shares with: they share its time.
             for j in self._sharing:

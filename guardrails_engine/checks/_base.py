@@ -29,6 +29,7 @@ __all__ = [
     "Check",
     "CheckConfig",
     "Hit",
+    "PartialFailure",
     "PatternCheck",
     "PatternSession",
     "RunContext",
@@ -133,6 +134,16 @@ class Applied:
     end: int
     replacement: str
     check_id: str
+
+
+class PartialFailure(Exception):
+    """A session failed after finding ``hits`` (in the same call): the run keeps them,
+    then ``on_error`` decides about ``cause`` from the session's hold on."""
+
+    def __init__(self, cause: BaseException, hits: Sequence[Hit]) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+        self.hits = list(hits)
 
 
 class Session:

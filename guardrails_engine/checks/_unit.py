@@ -24,7 +24,7 @@ import regex
 from pydantic import BaseModel
 
 from .._core.model import Action
-from ._base import Check, CheckConfig, Hit, Session
+from ._base import Check, CheckConfig, Hit, PartialFailure, Session
 
 __all__ = [
     "USER_CODE",
@@ -352,7 +352,7 @@ class UnitSession(Session):
     def finish(self, buf: str, base: int) -> Sequence[Hit]:
         end = base + len(buf)
         hits = [] if self.check.unit == "text" else self._units(buf, base, end, final=False)
-        hits += self._unit(buf, base, self._start, end)
+        self._unit(buf, base, self._start, end, hits)
         self._start = end
         self._update()
         return hits
@@ -362,7 +362,7 @@ class UnitSession(Session):
         checked as it stands up to ``upto``."""
         hits: list[Hit] = []
         if upto > self._start:
-            hits += self._unit(buf, base, self._start, upto)
+            self._unit(buf, base, self._start, upto, hits)
             self._start = self._seen = upto
         self._update()
         return hits
@@ -372,9 +372,14 @@ class UnitSession(Session):
         hits: list[Hit] = []
         jobs, self.jobs = self.jobs, []
         for job in jobs:
-            if job.error is not None:
-                raise job.error
-            hits += self.check.hits(job.result, job.text, job.offset)
+            try:
+                if job.error is not None:
+                    raise job.error
+                hits += self.check.hits(job.result, job.text, job.offset)
+            except Exception as exc:
+                # The units before this one keep their findings; the failure is here.
+                self.hold = max(self.hold, job.offset)
+                raise PartialFailure(exc, hits) from exc
         self._update()
         return hits
 
@@ -388,12 +393,12 @@ class UnitSession(Session):
             m = ends.search(buf, at - base, stop - base) if at < stop else None
             if m is not None:
                 unit_end = base + m.end()
-                hits += self._unit(buf, base, self._start, unit_end)
+                self._unit(buf, base, self._start, unit_end, hits)
                 self._start = at = unit_end
                 continue
             if end - self._start >= limit:  # a unit as long as allowed: cut it there
                 cut = self._start + limit
-                hits += self._unit(buf, base, self._start, cut)
+                self._unit(buf, base, self._start, cut, hits)
                 self._start = at = cut
                 continue
             break
@@ -406,17 +411,23 @@ class UnitSession(Session):
         self._update()
         return hits
 
-    def _unit(self, buf: str, base: int, start: int, end: int) -> list[Hit]:
-        """Check the unit ``start``-``end`` (canonical), without its outer whitespace."""
+    def _unit(self, buf: str, base: int, start: int, end: int, hits: list[Hit]) -> None:
+        """Check the unit ``start``-``end`` (canonical), without its outer whitespace;
+        its hits go to ``hits``.  If the check fails, the hits of the units before it
+        stay found, and the failure is placed at this unit (in every chunking)."""
         raw = buf[start - base : end - base]
         text = raw.strip()
         if not text:
-            return []
+            return
         offset = start + (len(raw) - len(raw.lstrip()))
         if self.defers:
             self.jobs.append(Job(self.check, text, offset))
-            return []
-        return self.check.hits(self.check.call(text), text, offset)
+            return
+        try:
+            hits += self.check.hits(self.check.call(text), text, offset)
+        except Exception as exc:
+            self.hold = max(self.hold, offset)
+            raise PartialFailure(exc, hits) from exc
 
     def _update(self) -> None:
         hold = self.jobs[0].offset if self.jobs else self._start
