@@ -40,10 +40,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from .. import Action, Blocked, Finding, Policy, Push, Result, SyncPush, Trace
+from .._core.closing import AsyncClosing, Closing
 
 __all__ = [
     "LoopRunner",
@@ -78,29 +78,13 @@ _EMPTY: Final = _Ready("")
 _INLINE: ContextVar[bool] = ContextVar("guardrails_engine_inline", default=False)
 
 
-class TextGuard:
-    """One run of a policy over text pushed delta by delta; see the module doc.
+class _PushGuard:
+    """What a text guard is: one push run of the policy, and whether it was closed."""
 
-    A push run of the policy (``policy.push()``, or ``policy.push_sync()`` when made
-    inside :meth:`LoopRunner.run`, whose steps then never wait).
-    """
+    __slots__ = ("_closed", "_push")
 
-    __slots__ = ("_closed", "_inline", "_push")
-
-    def __init__(
-        self,
-        policy: Policy,
-        *,
-        trace_id: str | None = None,
-        on_trace: _TraceCallback | None = None,
-    ) -> None:
-        self._inline = _INLINE.get()
-        self._push: Push | SyncPush = (
-            policy.push_sync(trace_id=trace_id, on_trace=on_trace)
-            if self._inline
-            else policy.push(trace_id=trace_id, on_trace=on_trace)
-        )
-        self._closed = False
+    _push: Push | SyncPush
+    _closed: bool
 
     @property
     def blocked(self) -> Blocked | None:
@@ -116,6 +100,37 @@ class TextGuard:
     def result(self) -> Result | None:
         """The run's result once it ended; ``None`` while it runs or if it was closed early."""
         return self._push.result
+
+    def close(self) -> None:
+        """Stop (the run's decision is block unless it had ended); idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._push.close()
+
+
+class TextGuard(_PushGuard, AsyncClosing):
+    """One run of a policy over text pushed delta by delta; see the module doc.
+
+    A push run of the policy (``policy.push()``, or ``policy.push_sync()`` when made
+    inside :meth:`LoopRunner.run`, whose steps then never wait).
+    """
+
+    __slots__ = ("_inline",)
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        trace_id: str | None = None,
+        on_trace: _TraceCallback | None = None,
+    ) -> None:
+        self._inline = _INLINE.get()
+        self._push: Push | SyncPush = (
+            policy.push_sync(trace_id=trace_id, on_trace=on_trace)
+            if self._inline
+            else policy.push(trace_id=trace_id, on_trace=on_trace)
+        )
+        self._closed = False
 
     def feed(self, delta: str) -> Awaitable[str]:
         """Push one delta; await the text it releases ("" while held back or after the end)."""
@@ -140,23 +155,6 @@ class TextGuard:
     async def aclose(self) -> None:
         """Stop (the run's decision is block unless it had ended); idempotent."""
         self.close()
-
-    def close(self) -> None:
-        """:meth:`aclose`, from sync code."""
-        if not self._closed:
-            self._closed = True
-            self._push.close()
-
-    async def __aenter__(self) -> TextGuard:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def unknown_tool(policy: Policy) -> Blocked:
@@ -305,10 +303,10 @@ async def _wrap(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-class SyncTextGuard:
+class SyncTextGuard(_PushGuard, Closing):
     """:class:`TextGuard` for sync callers (see the module doc)."""
 
-    __slots__ = ("_closed", "_push")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -320,44 +318,20 @@ class SyncTextGuard:
         self._push = policy.push_sync(trace_id=trace_id, on_trace=on_trace)
         self._closed = False
 
-    @property
-    def blocked(self) -> Blocked | None:
-        return self._push.blocked
-
-    @property
-    def done(self) -> bool:
-        return self._closed or self._push.done
-
-    @property
-    def result(self) -> Result | None:
-        return self._push.result
-
     def feed(self, delta: str) -> str:
         if not isinstance(delta, str):
             raise TypeError(f"a delta must be str, got {type(delta).__name__}")
-        return "" if self.done else self._push.feed(delta)
+        push = self._push
+        assert isinstance(push, SyncPush)
+        return "" if self.done else push.feed(delta)
 
     def finish(self) -> str:
-        return "" if self.done else self._push.finish()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._push.close()
-
-    def __enter__(self) -> SyncTextGuard:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        push = self._push
+        assert isinstance(push, SyncPush)
+        return "" if self.done else push.finish()
 
 
-class SyncToolArgsGuard:
+class SyncToolArgsGuard(Closing):
     """:class:`ToolArgsGuard` for sync callers (see the module doc)."""
 
     __slots__ = ("_guard",)
@@ -400,14 +374,3 @@ class SyncToolArgsGuard:
 
     def close(self) -> None:
         _inline(self._guard.aclose())
-
-    def __enter__(self) -> SyncToolArgsGuard:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -62,7 +62,6 @@ from collections.abc import (
     Iterator,
 )
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, TypeAlias
 
 try:
@@ -96,6 +95,7 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 import anyio
 
 from .. import Blocked, Policy, StreamStateError
+from .._core.closing import AsyncClosing, Closing
 from ._guard import LoopRunner, TextGuard, ToolArgsGuard, inline, unknown_tool
 
 __all__ = [
@@ -367,7 +367,7 @@ def _raw_event(event: Any) -> Any | None:
 
 
 # -- the sync stream ----------------------------------------------------------------------
-class SyncGuardedStream:
+class SyncGuardedStream(Closing):
     """Guarded raw events of a sync Anthropic stream (see the module doc).
 
     Iterate it; ``close()`` (or ``with``) stops early and closes the upstream.
@@ -496,17 +496,6 @@ class SyncGuardedStream:
             self._early = True
         self._close()
 
-    def __enter__(self) -> SyncGuardedStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __del__(self) -> None:
         # Dropped without being closed (a consumer that broke out of its loop).
         if not self._closed and self._iter is not None:
@@ -517,7 +506,7 @@ class SyncGuardedStream:
 
 
 # -- the async stream ---------------------------------------------------------------------
-class GuardedStream:
+class GuardedStream(AsyncClosing):
     """Guarded raw events of an async Anthropic stream (see the module doc).
 
     Iterate it with ``async for``; ``aclose()`` (or ``async with``) stops early and
@@ -640,17 +629,6 @@ class GuardedStream:
             self._done = True
             self._early = True
         await self._close()
-
-    async def __aenter__(self) -> GuardedStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def _aclose(upstream: Any) -> None:

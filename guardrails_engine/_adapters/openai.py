@@ -26,12 +26,12 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
 
 from .. import Blocked, Policy, Result
+from .._core.closing import AsyncClosing, Closing
 from ._guard import LoopRunner, TextGuard, ToolArgsGuard, unknown_tool
 
 try:
@@ -550,7 +550,7 @@ async def _close_upstream(upstream: object) -> None:
             await result
 
 
-class GuardedStream(Generic[Chunk]):
+class GuardedStream(Generic[Chunk], AsyncClosing):
     """The guarded chunks (or events) of an async SDK stream, as an async iterator.
 
     ``async with`` it, or call :meth:`aclose` to stop early: the SDK stream (and its HTTP
@@ -624,17 +624,6 @@ class GuardedStream(Generic[Chunk]):
         self._out.clear()
         await self._close()
 
-    async def __aenter__(self) -> GuardedStream[Chunk]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     def __del__(self) -> None:
         # Dropped without aclose() (a consumer that broke out of its loop): close on
         # the event loop it ran in.  `async with` / aclose() close it at once.
@@ -655,7 +644,7 @@ def _close_later(stream: GuardedStream[Any]) -> None:
     task.add_done_callback(_CLOSING.discard)
 
 
-class SyncGuardedStream(Generic[Chunk]):
+class SyncGuardedStream(Generic[Chunk], Closing):
     """The guarded chunks (or events) of a sync SDK stream, as an iterator.
 
     ``with`` it, or call :meth:`close` to stop early: the SDK stream is closed then, at a
@@ -736,17 +725,6 @@ class SyncGuardedStream(Generic[Chunk]):
         self._ended = True
         self._out.clear()
         self._close()
-
-    def __enter__(self) -> SyncGuardedStream[Chunk]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if not self._closed:

@@ -23,13 +23,13 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from .._core.closing import AsyncClosing, Closing
 from .._core.errors import StreamStateError
 from .._core.model import Finding, Result
 from .._core.threads import source_limiter, thread_limiter
@@ -272,7 +272,7 @@ class _Driver:
         self._trace(error)
 
 
-class Stream(_Driver):
+class Stream(_Driver, AsyncClosing):
     """Released text of an async or sync token source, as an async iterator.
 
     Use ``async with`` or call :meth:`aclose` to stop early; the source is
@@ -474,19 +474,8 @@ class Stream(_Driver):
             self._closed_early = True
         await self._close_source()
 
-    async def __aenter__(self) -> Stream:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class SyncStream(_Driver):
+class SyncStream(_Driver, Closing):
     """Released text of a sync token source, as an iterator; same guarantees as :class:`Stream`."""
 
     __slots__ = ("_closed", "_iter", "_source")
@@ -588,17 +577,6 @@ class SyncStream(_Driver):
             self._closed_early = True
         self._close_source()
 
-    def __enter__(self) -> SyncStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 class _Push(_Driver):
     """Shared by :class:`Push` and :class:`SyncPush`."""
@@ -685,27 +663,21 @@ class Push(_Push):
             return ""
         if type(text) is not str:
             raise TypeError(f"feed() takes a str, got {type(text).__name__}")
-        try:
-            if self._blocking:
-                decided = await anyio.to_thread.run_sync(self._take, text, limiter=thread_limiter())
-            else:
-                decided = self._take(text)
-            if not decided and self._run.deferred:
-                self._resumed(await settle(self._run))
-        except anyio.get_cancelled_exc_class():
-            self._failed(Ending.CANCELLED)
-            raise
-        return self._drain()
+        return await self._step(self._take, text)
 
     async def finish(self) -> str:
         """The text is complete: the rest of the safe text."""
         if self._done:
             return ""
+        return await self._step(self._exhausted)
+
+    async def _step(self, work: Callable[..., object], *args: object) -> str:
+        """Run ``work`` (NER in a worker thread), then the calls it deferred."""
         try:
             if self._blocking:
-                await anyio.to_thread.run_sync(self._exhausted, limiter=thread_limiter())
+                await anyio.to_thread.run_sync(work, *args, limiter=thread_limiter())
             else:
-                self._exhausted()
+                work(*args)
             if self._run.deferred:
                 self._resumed(await settle(self._run))
         except anyio.get_cancelled_exc_class():
