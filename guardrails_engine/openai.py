@@ -16,7 +16,8 @@ API
     An async SDK stream (``AsyncStream[ChatCompletionChunk]`` from
     ``chat.completions.create(stream=True)``, or the Responses events of
     ``responses.create(stream=True)``) -> an async iterator of the same types.
-    ``async with`` it or ``await g.aclose()`` to stop early.
+    ``async with`` it or ``await g.aclose()`` to stop early; ``g.blocked`` is the
+    ``ge.Blocked`` (message and findings) once the reply was blocked.
 ``guard_sync(policy, stream, *, refusals="guard") -> SyncGuardedStream``
     The same for the sync client's ``Stream``; ``with`` / ``close()``.  (``guard`` refuses
     a sync stream and ``guard_sync`` an async one, with a message naming the other.)

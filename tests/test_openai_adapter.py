@@ -228,7 +228,10 @@ async def test_chat_block_ends_with_content_filter_and_closes_upstream(
     server.add("chat", chat_chunks(deltas), delay=SLOW)
     stream = await aclient.chat.completions.create(**CHAT, stream=True)
     guarded = ge_openai.guard(policy, stream)
+    assert guarded.blocked is None
     chunks = [chunk async for chunk in guarded]
+    assert guarded.blocked is not None and guarded.blocked.message == MESSAGE
+    assert [f.action for f in guarded.blocked.findings] == [ge.Action.BLOCK]
     assert content_of(chunks) == "Some text, this is " + MESSAGE
     assert content_of(chunks).endswith(MESSAGE)
     assert finish_of(chunks) == ["content_filter"]
@@ -244,7 +247,9 @@ def test_chat_block_sync_closes_upstream(
     deltas, k = _planted_block()
     server.add("chat", chat_chunks(deltas), delay=SLOW)
     stream = client.chat.completions.create(**CHAT, stream=True)
-    chunks = list(ge_openai.guard_sync(policy, stream))
+    guarded = ge_openai.guard_sync(policy, stream)
+    chunks = list(guarded)
+    assert guarded.blocked is not None and guarded.blocked.message == MESSAGE
     assert content_of(chunks).endswith(MESSAGE)
     assert finish_of(chunks) == ["content_filter"]
     served = server.last()

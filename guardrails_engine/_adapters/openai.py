@@ -219,7 +219,7 @@ def _is_empty(choice: ChunkChoice) -> bool:
 class _ChatProcessor:
     """Turns upstream chunks into guarded chunks (one policy run per choice)."""
 
-    __slots__ = ("_choices", "_last", "_policy", "_refusals", "stopped")
+    __slots__ = ("_choices", "_last", "_policy", "_refusals", "blocked", "stopped")
 
     def __init__(self, policy: Policy, refusals: bool) -> None:
         self._policy = policy
@@ -227,6 +227,7 @@ class _ChatProcessor:
         self._choices: dict[int, _ChatChoice] = {}
         self._last: ChatCompletionChunk | None = None
         self.stopped = False
+        self.blocked: Blocked | None = None
 
     async def process(self, chunk: ChatCompletionChunk) -> list[ChatCompletionChunk]:
         choices = chunk.choices
@@ -484,6 +485,7 @@ class _ChatProcessor:
     async def _block(self, stop: _Stop) -> list[ChatCompletionChunk]:
         """The block message on the blocked choice, then content_filter on every open one."""
         self.stopped = True
+        self.blocked = stop.blocked
         last = self._last
         assert last is not None
         await self.aclose()
@@ -526,6 +528,8 @@ def _chunk_like(last: ChatCompletionChunk, choices: list[ChunkChoice]) -> ChatCo
 # -- the iterators ------------------------------------------------------------------------
 class _Processor(Generic[T]):
     stopped: bool
+    #: The block, once a run of the reply was blocked.
+    blocked: Blocked | None
 
     async def process(self, item: T) -> list[T]:
         raise NotImplementedError
@@ -559,6 +563,11 @@ class GuardedStream(Generic[Chunk], AsyncClosing):
     """
 
     __slots__ = ("_closed", "_ended", "_it", "_loop", "_out", "_proc", "_upstream")
+
+    @property
+    def blocked(self) -> Blocked | None:
+        """The block (message and findings) once the reply was blocked, else ``None``."""
+        return self._proc.blocked
 
     def __init__(self, upstream: AsyncIterable[Chunk], processor: _Processor[Chunk]) -> None:
         self._upstream: AsyncIterable[Chunk] = upstream
@@ -652,6 +661,11 @@ class SyncGuardedStream(Generic[Chunk], Closing):
     """
 
     __slots__ = ("_closed", "_ended", "_it", "_out", "_proc", "_runner", "_upstream")
+
+    @property
+    def blocked(self) -> Blocked | None:
+        """The block (message and findings) once the reply was blocked, else ``None``."""
+        return self._proc.blocked
 
     def __init__(self, upstream: Iterable[Chunk], processor: _Processor[Chunk]) -> None:
         self._upstream: Iterable[Chunk] = upstream
@@ -754,12 +768,13 @@ class _Lazy:
     """Decides chat or responses from the first item (for plain iterables), then
     hands over to that processor."""
 
-    __slots__ = ("_policy", "_refusals", "stopped")
+    __slots__ = ("_policy", "_refusals", "blocked", "stopped")
 
     def __init__(self, policy: Policy, refusals: bool) -> None:
         self._policy = policy
         self._refusals = refusals
         self.stopped = False
+        self.blocked: Blocked | None = None
 
     def pick(self, item: object) -> _Processor[Any]:
         kind = "chat" if isinstance(item, ChatCompletionChunk) else "responses"
@@ -1049,6 +1064,7 @@ class _ResponsesProcessor:
         "_refusals",
         "_seq",
         "_snapshot",
+        "blocked",
         "stopped",
     )
 
@@ -1061,6 +1077,7 @@ class _ResponsesProcessor:
         self._snapshot: Response | None = None
         self._seq = 0
         self.stopped = False
+        self.blocked: Blocked | None = None
 
     def _num(self, event: Any) -> Any:
         event.sequence_number = self._seq
@@ -1288,6 +1305,7 @@ class _ResponsesProcessor:
         """The block message as output text, the items' incomplete ends, then
         ``response.incomplete`` with ``incomplete_details.reason == "content_filter"``."""
         self.stopped = True
+        self.blocked = stop.blocked
         await self.aclose()
         out: list[Any] = []
         message = stop.released + stop.blocked.message
