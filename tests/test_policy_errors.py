@@ -820,3 +820,26 @@ def test_a_policy_error_pickles_with_every_problem() -> None:
         )
         assert [str(p) for p in back.problems] == [str(p) for p in exc.problems]
     assert len(info.value.problems) == 2
+
+
+def test_problems_found_while_compiling_are_reported_together(tmp_path: Path) -> None:
+    # Each check's problem is found only when it is compiled (a file, a module): all of
+    # them are reported at once, each with its line and field.
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nname: t\nchecks:\n"
+        "  - {id: a, type: schema, schema_file: missing.json}\n"
+        "  - {id: b, type: custom, function: 'untrusted_mod:f'}\n"
+        "  - {id: c, type: length, max_chars: 10}\n"
+        "  - {id: d, type: pii, entities: [PERSON], ner_model: no_such_model_xyz}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ge.PolicyError) as info:
+        ge.load_policy(path)
+    got = [(p.line, p.field) for p in info.value.problems]
+    assert got == [
+        (4, "checks[0].schema_file"),
+        (5, "checks[1].function"),
+        (7, "checks[3].ner_model"),
+    ]
+    assert "not trusted" in str(info.value.problems[1])

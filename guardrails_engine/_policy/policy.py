@@ -520,45 +520,61 @@ def _compile(
     prefix: Sequence[Any] = ("checks",),
 ) -> list[Check]:
     checks: list[Check] = []
-    known: frozenset[str] | None = None
+    problems: list[PolicyError] = []
     for i, c in enumerate(spec.checks):
         where: list[Any] = [*prefix, i]
-        if isinstance(c, PiiSpec):
-            if known is None:
-                known = catalog().entities | NER_ENTITIES
-            for j, entity in enumerate(c.entities):
-                if entity not in known:
-                    names = ", ".join(sorted(known))
-                    raise located.error(
-                        [*where, "entities", j], f"unknown entity {entity!r}; known: {names}"
-                    )
-            checks.append(_compile_pii(c, spec, located, where))
-        elif isinstance(c, ContentSpec):
-            checks.append(ContentCheck(c, spec.on_error))
-        elif isinstance(c, SchemaSpec):
-            field = "schema" if c.schema_ is not None else "model" if c.model else "schema_file"
-            try:
-                loaded = load_schema(c, base_dir, trusted)
-            except SchemaError as exc:
-                path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-                raise located.error(
-                    [*where, field], f"not a valid JSON Schema at {path}: {_schema_error(c, exc)}"
-                ) from None
-            except SchemaLoadError as exc:
-                raise located.error([*where, field], f"cannot read the schema: {exc}") from None
-            except OSError as exc:
-                # The path and the error, never what the file holds.
-                what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
-                raise located.error([*where, field], f"cannot read the schema: {what}") from None
-            except (ValueError, ImportError, AttributeError, TypeError) as exc:
-                raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
-            checks.append(SchemaCheck(c, spec.on_error, loaded, stop=_json_stop(spec)))
-        elif isinstance(c, CustomSpec):
-            checks.append(compile_custom(c, spec, located, where, trusted))
-        elif isinstance(c, LengthSpec):
-            json_output = any(isinstance(x, SchemaSpec) for x in spec.checks)
-            checks.append(LengthCheck(c, spec.on_error, json_output=json_output))
+        try:
+            checks.append(_compile_one(c, spec, located, base_dir, trusted, where))
+        except PolicyError as exc:
+            problems.extend(exc.problems)  # every check's problems, reported together
+    if problems:
+        raise PolicyError.of(problems)
     return checks
+
+
+def _compile_one(
+    c: Any,
+    spec: PolicySpec,
+    located: Located,
+    base_dir: Path,
+    trusted: tuple[str, ...],
+    where: list[Any],
+) -> Check:
+    """The compiled check of one entry of ``checks``."""
+    if isinstance(c, PiiSpec):
+        known = catalog().entities | NER_ENTITIES
+        for j, entity in enumerate(c.entities):
+            if entity not in known:
+                names = ", ".join(sorted(known))
+                raise located.error(
+                    [*where, "entities", j], f"unknown entity {entity!r}; known: {names}"
+                )
+        return _compile_pii(c, spec, located, where)
+    if isinstance(c, ContentSpec):
+        return ContentCheck(c, spec.on_error)
+    if isinstance(c, SchemaSpec):
+        field = "schema" if c.schema_ is not None else "model" if c.model else "schema_file"
+        try:
+            loaded = load_schema(c, base_dir, trusted)
+        except SchemaError as exc:
+            path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            raise located.error(
+                [*where, field], f"not a valid JSON Schema at {path}: {_schema_error(c, exc)}"
+            ) from None
+        except SchemaLoadError as exc:
+            raise located.error([*where, field], f"cannot read the schema: {exc}") from None
+        except OSError as exc:
+            # The path and the error, never what the file holds.
+            what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
+            raise located.error([*where, field], f"cannot read the schema: {what}") from None
+        except (ValueError, ImportError, AttributeError, TypeError) as exc:
+            raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
+        return SchemaCheck(c, spec.on_error, loaded, stop=_json_stop(spec))
+    if isinstance(c, CustomSpec):
+        return compile_custom(c, spec, located, where, trusted)
+    assert isinstance(c, LengthSpec)
+    json_output = any(isinstance(x, SchemaSpec) for x in spec.checks)
+    return LengthCheck(c, spec.on_error, json_output=json_output)
 
 
 def _schema_error(spec: SchemaSpec, exc: SchemaError) -> str:
