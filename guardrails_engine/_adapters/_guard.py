@@ -52,6 +52,7 @@ __all__ = [
     "TextGuard",
     "ToolArgsGuard",
     "inline",
+    "tool_renamed",
     "unknown_tool",
 ]
 
@@ -168,6 +169,25 @@ def unknown_tool(policy: Policy) -> Blocked:
         end=0,
     )
     return Blocked(policy.block_message, (finding,))
+
+
+def tool_renamed(policy: Policy) -> Blocked:
+    """The block of a call whose name came late or changed while it streamed: its
+    arguments cannot be trusted to the rule of either name."""
+    finding = Finding(
+        check_id="tools",
+        check_type="tools",
+        action=Action.BLOCK,
+        reason="tools: a tool call whose name came late or changed",
+        start=0,
+        end=0,
+    )
+    return Blocked(policy.block_message, (finding,))
+
+
+def names_matter(policy: Policy) -> bool:
+    """Whether a call's name decides how its arguments are checked."""
+    return bool(policy.tools) or policy.unknown_tools == "block"
 
 
 class ToolArgsGuard:

@@ -50,6 +50,7 @@ with the ids, model and usage of the reply.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import (
@@ -202,7 +203,12 @@ class _Core:
         if kind == "content_block_stop":
             return (yield from self._block_stop(event))
         if kind == "message_start":
-            self._usage = getattr(event.message, "usage", None)
+            message = event.message
+            self._usage = getattr(message, "usage", None)
+            if getattr(message, "content", None):  # content comes as blocks, checked
+                event = event.model_copy(
+                    update={"message": message.model_copy(update={"content": []})}
+                )
         return [event]  # message_start, message_delta, message_stop, anything new
 
     def _start(self, event: Any) -> _Step:
@@ -262,9 +268,14 @@ class _Core:
         if block is not None and block.tool is not None and delta.type == "input_json_delta":
             piece = yield block.tool.feed(delta.partial_json)
             return (yield from self._tool_piece(block.tool, index, piece))
-        if block is None or block.text is None:
-            # Text outside a text block (the SDK ignores it too) is not shown unchecked.
+        if block is None or (block.tool is not None):
+            # A delta outside any open block, or one that is not arguments in a checked
+            # tool call (the SDK ignores it too), is not shown unchecked.
+            return []
+        if block.text is None:
             return [] if delta.type == "text_delta" else [event]
+        if delta.type not in ("text_delta", "citations_delta"):
+            return []  # arguments, thinking... in a text block: not shown unchecked
         if delta.type == "text_delta":
             guard = block.text
             piece = yield guard.feed(delta.text)
@@ -520,6 +531,7 @@ class GuardedStream(AsyncClosing):
         "_early",
         "_helper",
         "_iter",
+        "_loop",
         "_manager",
         "_pending",
         "_source",
@@ -531,6 +543,10 @@ class GuardedStream(AsyncClosing):
         self._core = _Core(policy)
         self._pending: deque[Any] = deque()
         self._iter: AsyncIterator[Any] | None = None
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self._upstream: Any = None
         self._manager: Any = None
         self._helper = False
@@ -629,6 +645,28 @@ class GuardedStream(AsyncClosing):
             self._done = True
             self._early = True
         await self._close()
+
+    def __del__(self) -> None:
+        # Dropped without being closed (a consumer that broke out of its loop): close
+        # the upstream on the event loop it ran in.
+        if self._closed or self._iter is None:
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(_close_later, self)
+        except RuntimeError:  # pragma: no cover - the loop ended meanwhile
+            pass
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _close_later(stream: GuardedStream) -> None:
+    task = asyncio.ensure_future(stream.aclose())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
 
 
 async def _aclose(upstream: Any) -> None:

@@ -32,7 +32,14 @@ import anyio
 
 from .. import Blocked, Policy, Result
 from .._core.closing import AsyncClosing, Closing
-from ._guard import LoopRunner, TextGuard, ToolArgsGuard, unknown_tool
+from ._guard import (
+    LoopRunner,
+    TextGuard,
+    ToolArgsGuard,
+    names_matter,
+    tool_renamed,
+    unknown_tool,
+)
 
 try:
     from openai import AsyncStream as _AsyncStream
@@ -305,6 +312,18 @@ class _ChatProcessor:
             if released != refusal:
                 choice.logprobs = None
             delta.refusal = released
+        given = choice.logprobs
+        if given is not None and (
+            (given.content and not content) or (given.refusal and not delta.refusal)
+        ):
+            # Token logprobs with no text of theirs in this chunk: they would show text
+            # that was not checked (a token, its bytes, its alternatives).
+            choice.logprobs = given.model_copy(
+                update={
+                    "content": given.content if content else None,
+                    "refusal": given.refusal if delta.refusal else None,
+                }
+            )
         try:
             if delta.tool_calls:
                 delta.tool_calls = await self._tool_calls(state, choice.index, delta.tool_calls)
@@ -339,9 +358,18 @@ class _ChatProcessor:
                     if not prev.done:
                         out.extend(await self._end_call(prev, index))
                 name = tc.function.name if tc.function is not None else None
+                if not name and names_matter(self._policy):
+                    raise _Stop(index, "", tool_renamed(self._policy))
                 call = state.calls[tc.index] = _Call(ToolArgsGuard(self._policy, name), tc)
                 if call.guard.blocked is not None:
                     raise _Stop(index, "", call.guard.blocked)
+            elif (
+                tc.function is not None
+                and tc.function.name
+                and tc.function.name != call.name
+                and names_matter(self._policy)
+            ):
+                raise _Stop(index, "", tool_renamed(self._policy))
             mode = call.guard.mode
             if mode == "pass":
                 out.append(tc)
@@ -366,9 +394,13 @@ class _ChatProcessor:
     ) -> ChoiceDeltaFunctionCall | None:
         call = state.function
         if call is None:
+            if not fc.name and names_matter(self._policy):
+                raise _Stop(index, "", tool_renamed(self._policy))
             call = state.function = _FunctionCall(ToolArgsGuard(self._policy, fc.name), fc.name)
             if call.guard.blocked is not None:
                 raise _Stop(index, "", call.guard.blocked)
+        elif fc.name and fc.name != call.name and names_matter(self._policy):
+            raise _Stop(index, "", tool_renamed(self._policy))
         mode = call.guard.mode
         if mode == "pass":
             return fc
@@ -1157,6 +1189,10 @@ class _ResponsesProcessor:
             if shown_part is not None:
                 _show_part(event.part, shown_part)
             return [self._num(event)]
+        if kind in _ARG_DELTAS or kind in _ARG_DONES:
+            call = self._calls.get(event.output_index)
+            if call is None and names_matter(self._policy):
+                return []  # arguments of no announced call: no rule to check them by
         if kind in _ARG_DELTAS:
             call = self._calls.get(event.output_index)
             if call is None or call.guard.mode == "pass":
@@ -1190,14 +1226,25 @@ class _ResponsesProcessor:
                 event.input = call.text
             out.append(self._num(event))
             return out
+        if kind == "response.content_part.added":
+            _blank(event.part, self._refusals)  # its text comes as deltas, checked
+            return [self._num(event)]
         if kind == "response.output_item.added":
             item = event.item
+            if isinstance(item, ResponseOutputMessage):
+                for content in item.content:  # its text comes as deltas, checked
+                    _blank(content, self._refusals)
             if isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
                 call = self._calls[event.output_index] = _RCall(
                     ToolArgsGuard(self._policy, item.name), event
                 )
                 if call.guard.blocked is not None:
                     raise _Stop(event.output_index, "", call.guard.blocked)
+                if call.guard.mode != "pass":  # its arguments come as deltas, checked
+                    if isinstance(item, ResponseFunctionToolCall):
+                        item.arguments = ""
+                    else:
+                        item.input = ""
                 if call.guard.mode == "complete":
                     return []  # shown with its arguments, once they are complete
             return [self._num(event)]
@@ -1211,7 +1258,10 @@ class _ResponsesProcessor:
                 return []  # its offsets are into text that was changed
             return [self._num(event)]
         if kind in ("response.created", "response.in_progress"):
-            self._snapshot = event.response
+            response = event.response
+            if response.output:  # output comes in its own events, checked there
+                response.output = []
+            self._snapshot = response
             return [self._num(event)]
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             response = event.response
@@ -1383,6 +1433,17 @@ def _content(part: _Part) -> Any:
     if part.kind == "text":
         return _text_part(part.text)
     return ResponseOutputRefusal.model_construct(refusal=part.text, type="refusal")
+
+
+def _blank(content: Any, refusals: bool) -> None:
+    """Empty a part announced with text in it (the text is checked as it streams)."""
+    if isinstance(content, ResponseOutputText):
+        if content.text or content.annotations or content.logprobs:
+            content.text = ""
+            content.annotations = []
+            content.logprobs = None
+    elif isinstance(content, ResponseOutputRefusal) and refusals:
+        content.refusal = ""
 
 
 def _show_part(content: Any, part: _Part) -> None:
