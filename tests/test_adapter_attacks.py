@@ -887,3 +887,33 @@ async def test_cancellation_while_a_check_is_awaited_closes_upstream(which: str)
             got.append(e)
     assert scope.cancelled_caught and up.closed
     assert not leaked(got, "Mail")
+
+
+@pytest.mark.parametrize("index", [-1, 0, 2**70])
+def test_responses_blocked_call_at_any_output_index_ends_natively(index: int) -> None:
+    # An output index of -1 was taken for "a text part blocked": a RuntimeError
+    # (coroutine raised StopIteration) reached the caller.
+    strict = ge.Policy.from_yaml(POLICY_YAML.replace("unknown_tools: pass", "unknown_tools: block"))
+    events = [
+        rev({"type": "response.created", "response": RESPONSE}),
+        rev(
+            {
+                "type": "response.output_item.added",
+                "output_index": index,
+                "item": {
+                    "id": "fc1",
+                    "type": "function_call",
+                    "call_id": "c",
+                    "name": "nope",
+                    "arguments": "",
+                    "status": "in_progress",
+                },
+            }
+        ),
+    ]
+    g = ge_openai.guard_sync(strict, SyncUp(events))
+    out = list(g)
+    assert out[-1].type == "response.incomplete"
+    assert out[-1].response.incomplete_details.reason == "content_filter"
+    assert MESSAGE in "".join(e.delta for e in out if e.type == "response.output_text.delta")
+    assert g.blocked is not None and g._upstream.closed  # type: ignore[attr-defined]

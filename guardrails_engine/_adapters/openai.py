@@ -106,11 +106,14 @@ _Tails = tuple[str, str, list[ChoiceDeltaToolCall], ChoiceDeltaFunctionCall | No
 class _Stop(Exception):
     """A run was blocked: end the stream (internal control flow, never escapes)."""
 
-    def __init__(self, key: int, released: str, blocked: Blocked) -> None:
+    def __init__(self, key: int, released: str, blocked: Blocked, *, part: bool = False) -> None:
         super().__init__("blocked")
         self.key = key
         self.released = released
         self.blocked = blocked
+        #: A Responses text or refusal part was blocked (``key`` is not used: an output
+        #: index is whatever int the upstream sent).
+        self.part = part
 
 
 def _check_refusals(refusals: str) -> bool:
@@ -1124,7 +1127,7 @@ class _ResponsesProcessor:
                 guard = part.guard
                 released = await guard.feed(delta)
                 if guard.blocked is not None:
-                    return await self._block(_Stop(-1, released, guard.blocked))
+                    return await self._block(_Stop(0, released, guard.blocked, part=True))
                 part.logprobs.add(delta, event.logprobs)
                 if not released:
                     return []
@@ -1149,7 +1152,7 @@ class _ResponsesProcessor:
             delta = event.delta
             released = await part.guard.feed(delta)
             if part.guard.blocked is not None:
-                raise _Stop(-1, released, part.guard.blocked)
+                raise _Stop(0, released, part.guard.blocked, part=True)
             part.text += released
             if kind == "response.output_text.delta":
                 part.logprobs.add(delta, event.logprobs)
@@ -1168,7 +1171,7 @@ class _ResponsesProcessor:
             assert part.guard is not None
             tail = await part.guard.finish()
             if part.guard.blocked is not None:
-                raise _Stop(-1, tail, part.guard.blocked)
+                raise _Stop(0, tail, part.guard.blocked, part=True)
             out: list[Any] = []
             if tail:
                 part.text += tail
@@ -1297,7 +1300,7 @@ class _ResponsesProcessor:
                     if guard.blocked is None:
                         released += await guard.finish()
                     if guard.blocked is not None:
-                        raise _Stop(-1, released, guard.blocked)
+                        raise _Stop(0, released, guard.blocked, part=True)
                     part.text = released
                 _show_part(content, part)
         elif isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
@@ -1342,7 +1345,7 @@ class _ResponsesProcessor:
                     continue
                 tail = await part.guard.finish()
                 if part.guard.blocked is not None:
-                    raise _Stop(-1, tail, part.guard.blocked)
+                    raise _Stop(0, tail, part.guard.blocked, part=True)
                 if tail:
                     part.text += tail
                     key = next(k for k, v in self._parts.items() if v is part)
@@ -1360,7 +1363,7 @@ class _ResponsesProcessor:
         out: list[Any] = []
         message = stop.released + stop.blocked.message
         shown = dict(sorted(self._items.items()))
-        if stop.key == -1:  # a text or refusal part: the message goes into it
+        if stop.part:  # a text or refusal part: the message goes into it
             key, part = next(
                 (k, p)
                 for k, p in self._parts.items()
