@@ -640,11 +640,6 @@ def test_anthropic_prefilled_start_text_and_input_are_checked(policy: ge.Policy)
     assert json.loads(args) == {"to": "<EMAIL_ADDRESS>"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="citations (cited_text) pass through unchecked: "
-    "documented for citations_delta; a text block's start citations too",
-)
 def test_anthropic_citations_show_no_unchecked_text(policy: ge.Policy) -> None:
     cite = {
         "type": "char_location",
@@ -658,7 +653,21 @@ def test_anthropic_citations_show_no_unchecked_text(policy: ge.Policy) -> None:
         [{"type": "text", "text": "", "citations": [cite]}],
         [(0, {"type": "citations_delta", "citation": cite})],
     )
-    assert not leaked(list(ge_anthropic.guard_sync(policy, events)))
+    out = list(ge_anthropic.guard_sync(policy, events))
+    assert not leaked(out)
+    # The citations stay, their quoted text repaired as any text is.
+    quoted = [
+        e.delta.citation.cited_text
+        for e in out
+        if e.type == "content_block_delta" and e.delta.type == "citations_delta"
+    ]
+    quoted += [
+        c.cited_text
+        for e in out
+        if e.type == "content_block_start" and e.content_block.citations
+        for c in e.content_block.citations
+    ]
+    assert quoted == ["<EMAIL_ADDRESS>", "<EMAIL_ADDRESS>"]
 
 
 @pytest.mark.anyio
@@ -917,3 +926,25 @@ def test_responses_blocked_call_at_any_output_index_ends_natively(index: int) ->
     assert out[-1].response.incomplete_details.reason == "content_filter"
     assert MESSAGE in "".join(e.delta for e in out if e.type == "response.output_text.delta")
     assert g.blocked is not None and g._upstream.closed  # type: ignore[attr-defined]
+
+
+def test_anthropic_reply_citations_are_checked(policy: ge.Policy) -> None:
+    from anthropic.types import Message
+
+    cite = {
+        "type": "char_location",
+        "cited_text": f"write to {EMAIL}",
+        "document_index": 0,
+        "document_title": None,
+        "start_char_index": 0,
+        "end_char_index": 3,
+    }
+    message = Message.model_validate(
+        {**MSG, "content": [{"type": "text", "text": "See the doc.", "citations": [cite]}]}
+    )
+    guarded = ge_anthropic.guard_reply_sync(policy, message)
+    assert not leaked([guarded])
+    (block,) = guarded.content
+    assert block.text == "See the doc."
+    assert [c.cited_text for c in block.citations] == ["write to <EMAIL_ADDRESS>"]
+    assert message.content[0].citations[0].cited_text == f"write to {EMAIL}"  # not changed

@@ -21,7 +21,9 @@ with the ids, model and usage of the reply.
   guarded and the released text is written back into ``text_delta`` events (a delta
   held back gives no event; text released at the block's end comes just before its
   ``content_block_stop``).  Blocks that are neither text nor ``tool_use`` (thinking,
-  server tools, their results) and ``citations_delta``s pass through.
+  server tools, their results) pass through; a citation's ``cited_text`` (in a
+  ``citations_delta`` or a text block's ``citations``) is checked by the policy on its
+  own: repaired, or the citation dropped if it is blocked.
 - ``tool_use`` blocks: the arguments (``input_json_delta``) are checked by the tool's
   rule in ``policy.tools`` as they stream.  Release ``complete`` (the default): the
   block starts at once (id, name) and its guarded arguments come as one
@@ -233,6 +235,16 @@ class _Core:
         block = event.content_block
         guard = TextGuard(self._policy)
         self._open[index] = _Open(index, text=guard)
+        citations = getattr(block, "citations", None)
+        if citations:  # quoted text is text too: each citation is checked on its own
+            kept = []
+            for citation in citations:
+                checked = yield from self._cited(citation)
+                if checked is not None:
+                    kept.append(checked)
+            if kept != citations:
+                block = block.model_copy(update={"citations": kept or None})
+                event = event.model_copy(update={"content_block": block})
         if not block.text:
             return [event]
         # Text in the start event itself: guarded like a delta.
@@ -289,7 +301,26 @@ class _Core:
             if guard.blocked is not None:
                 out += self._block(guard.blocked, index)
             return out
-        return [event]  # citations_delta
+        # citations_delta: its quoted text is checked on its own (dropped if blocked).
+        checked = yield from self._cited(delta.citation)
+        if checked is None:
+            return []
+        if checked is delta.citation:
+            return [event]
+        return [event.model_copy(update={"delta": delta.model_copy(update={"citation": checked})})]
+
+    def _cited(self, citation: Any) -> Generator[Awaitable[str], str, Any]:
+        """``citation`` with its ``cited_text`` checked by the policy (a run of its own):
+        repaired, or ``None`` if it is blocked."""
+        text = getattr(citation, "cited_text", None)
+        if not isinstance(text, str) or not text:
+            return citation
+        guard = TextGuard(self._policy)
+        shown = yield guard.feed(text)
+        shown += yield guard.finish()
+        if guard.blocked is not None:
+            return None
+        return citation if shown == text else citation.model_copy(update={"cited_text": shown})
 
     def _tool_piece(self, tool: ToolArgsGuard, index: int, piece: str) -> _Step:
         out: list[Any] = [_json_delta(index, piece)] if piece else []
@@ -731,6 +762,9 @@ def _apply(block: Any, check: _Check, text: str, blocked: bool, policy: Policy) 
         update: dict[str, Any] = {"text": text}
         if text != block.text and "parsed_output" in type(block).model_fields:
             update["parsed_output"] = None  # messages.parse(): parsed from the unguarded text
+        citations = getattr(block, "citations", None)
+        if citations:  # quoted text is text too: each is checked on its own
+            update["citations"] = _cited_sync(policy, citations) or None
         return block.model_copy(update=update)
     try:
         value = json.loads(text)
@@ -739,6 +773,25 @@ def _apply(block: Any, check: _Check, text: str, blocked: bool, policy: Policy) 
     if not isinstance(value, dict):  # repaired into something else: fail closed
         return Blocked(policy.block_message, ())
     return block.model_copy(update={"input": value})
+
+
+def _cited_sync(policy: Policy, citations: list[Any]) -> list[Any]:
+    """The citations with their ``cited_text`` checked (repaired; dropped if blocked)."""
+    kept = []
+    for citation in citations:
+        text = getattr(citation, "cited_text", None)
+        if not isinstance(text, str) or not text:
+            kept.append(citation)
+            continue
+        result = policy.validate_sync(text)
+        if result.blocked:
+            continue
+        kept.append(
+            citation
+            if result.text == text
+            else citation.model_copy(update={"cited_text": result.text})
+        )
+    return kept
 
 
 def _check_reply(policy: object, message: object, name: str) -> None:
