@@ -73,6 +73,8 @@ Semantics
 - A run that ends early without a block (a length check's truncation) shows nothing
   more for that choice or part; the stream goes on (tool calls, finish, usage).
 - The deprecated ``function_call`` (``functions=``) is treated as a tool call.
+- A reply opens at most ``MAX_RUNS`` (1,024) runs (choices, parts, calls with a rule):
+  past that it is blocked, finding ``runs`` (the same in the Anthropic adapter).
 - Not checked: audio (and its transcript) and reasoning text (passed through).
 - Cost: about +2.2 to +2.5 us a chunk over ``policy.stream`` (``policy.stream_sync``),
   async and sync (``benchmarks/adapters.py``).  The sync adapter runs the policy inline

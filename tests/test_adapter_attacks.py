@@ -948,3 +948,36 @@ def test_anthropic_reply_citations_are_checked(policy: ge.Policy) -> None:
     assert block.text == "See the doc."
     assert [c.cited_text for c in block.citations] == ["write to <EMAIL_ADDRESS>"]
     assert message.content[0].citations[0].cited_text == f"write to {EMAIL}"  # not changed
+
+
+def test_a_reply_that_opens_too_many_runs_is_blocked(
+    policy: ge.Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardrails_engine._adapters import _guard
+
+    monkeypatch.setattr(_guard, "MAX_RUNS", 5)
+    # Chat: a run per choice; the sixth choice is one too many.
+    up = [chunk([choice(i, {"content": f"c{i} "}) for i in range(6)])]
+    up.append(chunk([choice(i, {"content": "end"}, "stop") for i in range(6)]))
+    guarded = ge_openai.guard_sync(policy, up)
+    out = list(guarded)
+    assert guarded.blocked is not None
+    assert [f.check_id for f in guarded.blocked.findings] == ["runs"]
+    assert "more than 5 runs" in guarded.blocked.findings[0].reason
+    finishes = {c.index: c.finish_reason for ch in out for c in ch.choices if c.finish_reason}
+    assert set(finishes.values()) == {"content_filter"}
+    # Five are fine.
+    up = [chunk([choice(i, {"content": f"c{i} "}, "stop") for i in range(5)])]
+    fine = ge_openai.guard_sync(policy, up)
+    shown = list(fine)
+    assert fine.blocked is None
+    assert [content_of(shown, i) for i in range(5)] == [f"c{i} " for i in range(5)]
+    # Anthropic: a run per text block.
+    events = _anthropic(
+        [{"type": "text", "text": ""} for _ in range(6)],
+        [(i, {"type": "text_delta", "text": f"b{i} "}) for i in range(6)],
+    )
+    stream = ge_anthropic.guard_sync(policy, events)
+    got = list(stream)
+    assert stream.blocked is not None and stream.blocked.findings[0].check_id == "runs"
+    assert [e.delta.stop_reason for e in got if e.type == "message_delta"] == ["refusal"]

@@ -46,7 +46,9 @@ from .. import Action, Blocked, Finding, Policy, Push, Result, SyncPush, Trace
 from .._core.closing import AsyncClosing, Closing
 
 __all__ = [
+    "MAX_RUNS",
     "LoopRunner",
+    "RunCount",
     "SyncTextGuard",
     "SyncToolArgsGuard",
     "TextGuard",
@@ -84,7 +86,7 @@ class _PushGuard:
 
     __slots__ = ("_closed", "_push")
 
-    _push: Push | SyncPush
+    _push: Push | SyncPush | _Refused
     _closed: bool
 
     @property
@@ -122,33 +124,37 @@ class TextGuard(_PushGuard, AsyncClosing):
         self,
         policy: Policy,
         *,
+        runs: RunCount | None = None,
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
     ) -> None:
         self._inline = _INLINE.get()
-        self._push: Push | SyncPush = (
+        self._closed = False
+        if runs is not None and not runs.take():
+            self._push = _Refused(too_many_runs(policy))
+            return
+        self._push = (
             policy.push_sync(trace_id=trace_id, on_trace=on_trace)
             if self._inline
             else policy.push(trace_id=trace_id, on_trace=on_trace)
         )
-        self._closed = False
 
     def feed(self, delta: str) -> Awaitable[str]:
         """Push one delta; await the text it releases ("" while held back or after the end)."""
         if not isinstance(delta, str):
             raise TypeError(f"a delta must be str, got {type(delta).__name__}")
-        if self._closed or self._push.done:
-            return _EMPTY
         push = self._push
+        if self._closed or isinstance(push, _Refused) or push.done:
+            return _EMPTY
         if isinstance(push, SyncPush):
             return _Ready(push.feed(delta))
         return push.feed(delta)
 
     def finish(self) -> Awaitable[str]:
         """The text is complete: await the rest of the released text."""
-        if self._closed or self._push.done:
-            return _EMPTY
         push = self._push
+        if self._closed or isinstance(push, _Refused) or push.done:
+            return _EMPTY
         if isinstance(push, SyncPush):
             return _Ready(push.finish())
         return push.finish()
@@ -185,6 +191,53 @@ def tool_renamed(policy: Policy) -> Blocked:
     return Blocked(policy.block_message, (finding,))
 
 
+#: The most runs (choices, content parts, tool calls with a rule) one guarded reply opens;
+#: past it the reply is blocked, so that an upstream cannot make one reply cost without bound.
+MAX_RUNS = 1024
+
+
+class RunCount:
+    """How many runs a guarded reply has opened (one per reply)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def take(self) -> bool:
+        """One more run: whether it is within :data:`MAX_RUNS`."""
+        self.n += 1
+        return self.n <= MAX_RUNS
+
+
+def too_many_runs(policy: Policy) -> Blocked:
+    """The block of a reply that opens more than :data:`MAX_RUNS` runs."""
+    finding = Finding(
+        check_id="runs",
+        check_type="adapter",
+        action=Action.BLOCK,
+        reason=f"adapter: the reply opens more than {MAX_RUNS:,} runs (choices, parts, calls)",
+        start=0,
+        end=0,
+    )
+    return Blocked(policy.block_message, (finding,))
+
+
+class _Refused:
+    """Stands in for the run of a guard refused by :class:`RunCount`: blocked, done."""
+
+    __slots__ = ("blocked",)
+
+    done = True
+    result = None
+
+    def __init__(self, blocked: Blocked) -> None:
+        self.blocked = blocked
+
+    def close(self) -> None:
+        pass
+
+
 def names_matter(policy: Policy) -> bool:
     """Whether a call's name decides how its arguments are checked."""
     return bool(policy.tools) or policy.unknown_tools == "block"
@@ -200,6 +253,7 @@ class ToolArgsGuard:
         policy: Policy,
         name: str | None,
         *,
+        runs: RunCount | None = None,
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
     ) -> None:
@@ -211,6 +265,9 @@ class ToolArgsGuard:
             self.mode = "block" if policy.unknown_tools == "block" else "pass"
             if self.mode == "block":
                 self.blocked = unknown_tool(policy)
+        elif runs is not None and not runs.take():
+            self.mode = "block"
+            self.blocked = too_many_runs(policy)
         else:
             self.mode = tool.release
             self._text = TextGuard(tool.policy, trace_id=trace_id, on_trace=on_trace)

@@ -99,7 +99,7 @@ import anyio
 
 from .. import Blocked, Policy, StreamStateError
 from .._core.closing import AsyncClosing, Closing
-from ._guard import LoopRunner, TextGuard, ToolArgsGuard, inline, unknown_tool
+from ._guard import LoopRunner, RunCount, TextGuard, ToolArgsGuard, inline, unknown_tool
 
 __all__ = [
     "GuardedStream",
@@ -176,11 +176,12 @@ class _Open:
 class _Core:
     """Events in, guarded events out: one run per text block and tool call."""
 
-    __slots__ = ("_open", "_policy", "_top", "_usage", "blocked")
+    __slots__ = ("_open", "_policy", "_runs", "_top", "_usage", "blocked")
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
         self._open: dict[int, _Open] = {}
+        self._runs = RunCount()  # (the runs this reply opened: at most MAX_RUNS)
         self._top = -1  # the highest block index seen
         self._usage: Any = None
         self.blocked: Blocked | None = None
@@ -217,7 +218,7 @@ class _Core:
         index: int = event.index
         block = event.content_block
         if block.type == "tool_use":
-            tool = ToolArgsGuard(self._policy, block.name)
+            tool = ToolArgsGuard(self._policy, block.name, runs=self._runs)
             if tool.mode == "block" and tool.blocked is not None:
                 # The call never starts: the block message takes its place.
                 self._open[index] = _Open(index, shown=False)
@@ -233,7 +234,7 @@ class _Core:
     def _start_text(self, event: Any) -> _Step:
         index: int = event.index
         block = event.content_block
-        guard = TextGuard(self._policy)
+        guard = TextGuard(self._policy, runs=self._runs)
         self._open[index] = _Open(index, text=guard)
         citations = getattr(block, "citations", None)
         if citations:  # quoted text is text too: each citation is checked on its own

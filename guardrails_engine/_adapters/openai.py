@@ -34,6 +34,7 @@ from .. import Blocked, Policy, Result
 from .._core.closing import AsyncClosing, Closing
 from ._guard import (
     LoopRunner,
+    RunCount,
     TextGuard,
     ToolArgsGuard,
     names_matter,
@@ -229,13 +230,14 @@ def _is_empty(choice: ChunkChoice) -> bool:
 class _ChatProcessor:
     """Turns upstream chunks into guarded chunks (one policy run per choice)."""
 
-    __slots__ = ("_choices", "_last", "_policy", "_refusals", "blocked", "stopped")
+    __slots__ = ("_choices", "_last", "_policy", "_refusals", "_runs", "blocked", "stopped")
 
     def __init__(self, policy: Policy, refusals: bool) -> None:
         self._policy = policy
         self._refusals = refusals
         self._choices: dict[int, _ChatChoice] = {}
         self._last: ChatCompletionChunk | None = None
+        self._runs = RunCount()  # (the runs this reply opened: at most MAX_RUNS)
         self.stopped = False
         self.blocked: Blocked | None = None
 
@@ -297,7 +299,7 @@ class _ChatProcessor:
         if content:
             guard = state.text
             if guard is None:
-                guard = state.text = TextGuard(self._policy)
+                guard = state.text = TextGuard(self._policy, runs=self._runs)
             released = await guard.feed(content)
             if guard.blocked is not None:
                 raise _Stop(choice.index, released, guard.blocked)
@@ -308,7 +310,7 @@ class _ChatProcessor:
         if refusal and self._refusals:
             guard = state.refusal
             if guard is None:
-                guard = state.refusal = TextGuard(self._policy)
+                guard = state.refusal = TextGuard(self._policy, runs=self._runs)
             released = await guard.feed(refusal)
             if guard.blocked is not None:
                 raise _Stop(choice.index, delta.content or "", guard.blocked)
@@ -363,7 +365,9 @@ class _ChatProcessor:
                 name = tc.function.name if tc.function is not None else None
                 if not name and names_matter(self._policy):
                     raise _Stop(index, "", tool_renamed(self._policy))
-                call = state.calls[tc.index] = _Call(ToolArgsGuard(self._policy, name), tc)
+                call = state.calls[tc.index] = _Call(
+                    ToolArgsGuard(self._policy, name, runs=self._runs), tc
+                )
                 if call.guard.blocked is not None:
                     raise _Stop(index, "", call.guard.blocked)
             elif (
@@ -399,7 +403,9 @@ class _ChatProcessor:
         if call is None:
             if not fc.name and names_matter(self._policy):
                 raise _Stop(index, "", tool_renamed(self._policy))
-            call = state.function = _FunctionCall(ToolArgsGuard(self._policy, fc.name), fc.name)
+            call = state.function = _FunctionCall(
+                ToolArgsGuard(self._policy, fc.name, runs=self._runs), fc.name
+            )
             if call.guard.blocked is not None:
                 raise _Stop(index, "", call.guard.blocked)
         elif fc.name and fc.name != call.name and names_matter(self._policy):
@@ -1097,6 +1103,7 @@ class _ResponsesProcessor:
         "_parts",
         "_policy",
         "_refusals",
+        "_runs",
         "_seq",
         "_snapshot",
         "blocked",
@@ -1111,6 +1118,7 @@ class _ResponsesProcessor:
         self._items: dict[int, Any] = {}  # done output items, as shown
         self._snapshot: Response | None = None
         self._seq = 0
+        self._runs = RunCount()  # (the runs this reply opened: at most MAX_RUNS)
         self.stopped = False
         self.blocked: Blocked | None = None
 
@@ -1239,7 +1247,7 @@ class _ResponsesProcessor:
                     _blank(content, self._refusals)
             if isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
                 call = self._calls[event.output_index] = _RCall(
-                    ToolArgsGuard(self._policy, item.name), event
+                    ToolArgsGuard(self._policy, item.name, runs=self._runs), event
                 )
                 if call.guard.blocked is not None:
                     raise _Stop(event.output_index, "", call.guard.blocked)
@@ -1277,7 +1285,9 @@ class _ResponsesProcessor:
         key = (event.output_index, event.content_index)
         part = self._parts.get(key)
         if part is None:
-            part = self._parts[key] = _Part(TextGuard(self._policy), kind, event.item_id)
+            part = self._parts[key] = _Part(
+                TextGuard(self._policy, runs=self._runs), kind, event.item_id
+            )
         return part
 
     async def _guard_item(self, index: int, item: Any) -> None:
@@ -1293,7 +1303,7 @@ class _ResponsesProcessor:
                         text, kind = content.refusal, "refusal"
                     else:
                         continue
-                    guard = TextGuard(self._policy)
+                    guard = TextGuard(self._policy, runs=self._runs)
                     part = self._parts[(index, ci)] = _Part(guard, kind, item.id)
                     part.logprobs.ok = False
                     released = await guard.feed(text) if text else ""
