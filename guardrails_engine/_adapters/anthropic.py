@@ -52,7 +52,6 @@ with the ids, model and usage of the reply.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import deque
 from collections.abc import (
@@ -98,7 +97,7 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 import anyio
 
 from .. import Blocked, Policy, StreamStateError
-from .._core.closing import AsyncClosing, Closing
+from .._core.closing import AsyncClosing, Closing, event_loop, schedule_close
 from ._guard import LoopRunner, RunCount, TextGuard, ToolArgsGuard, inline, unknown_tool
 
 __all__ = [
@@ -575,10 +574,7 @@ class GuardedStream(AsyncClosing):
         self._core = _Core(policy)
         self._pending: deque[Any] = deque()
         self._iter: AsyncIterator[Any] | None = None
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
+        self._loop = event_loop()  # where to close it if it is dropped unclosed
         self._upstream: Any = None
         self._manager: Any = None
         self._helper = False
@@ -683,22 +679,7 @@ class GuardedStream(AsyncClosing):
         # the upstream on the event loop it ran in.
         if self._closed or self._iter is None:
             return
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(_close_later, self)
-        except RuntimeError:  # pragma: no cover - the loop ended meanwhile
-            pass
-
-
-_CLOSING: set[asyncio.Task[None]] = set()
-
-
-def _close_later(stream: GuardedStream) -> None:
-    task = asyncio.ensure_future(stream.aclose())
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
+        schedule_close(self._loop, self.aclose)
 
 
 async def _aclose(upstream: Any) -> None:

@@ -14,7 +14,6 @@ tool-call arguments, logprobs).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import (
@@ -31,7 +30,7 @@ from typing import Any, Generic, Literal, TypeVar, cast
 import anyio
 
 from .. import Blocked, Policy, Result
-from .._core.closing import AsyncClosing, Closing
+from .._core.closing import AsyncClosing, Closing, event_loop, schedule_close
 from ._guard import (
     LoopRunner,
     RunCount,
@@ -582,9 +581,6 @@ class _Processor(Generic[T]):
         raise NotImplementedError
 
 
-_CLOSING: set[asyncio.Task[None]] = set()
-
-
 async def _close_upstream(upstream: object) -> None:
     close = getattr(upstream, "close", None) or getattr(upstream, "aclose", None)
     if close is None:
@@ -617,10 +613,7 @@ class GuardedStream(Generic[Chunk], AsyncClosing):
         self._out: deque[Chunk] = deque()
         self._ended = False
         self._closed = False
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
+        self._loop = event_loop()  # where to close it if it is dropped unclosed
 
     def __aiter__(self) -> GuardedStream[Chunk]:
         return self
@@ -679,19 +672,7 @@ class GuardedStream(Generic[Chunk], AsyncClosing):
         # the event loop it ran in.  `async with` / aclose() close it at once.
         if self._closed or self._it is None:
             return
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(_close_later, self)
-        except RuntimeError:  # pragma: no cover - the loop ended meanwhile
-            pass
-
-
-def _close_later(stream: GuardedStream[Any]) -> None:
-    task = asyncio.ensure_future(stream.aclose())
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
+        schedule_close(self._loop, self.aclose)
 
 
 class SyncGuardedStream(Generic[Chunk], Closing):

@@ -7,16 +7,13 @@ decided, when the consumer stops early, and when it raises.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -29,7 +26,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._core.closing import AsyncClosing, Closing
+from .._core.closing import AsyncClosing, Closing, EventLoop, event_loop, schedule_close
 from .._core.errors import StreamStateError
 from .._core.model import Finding, Result
 from .._core.threads import source_limiter, thread_limiter
@@ -82,55 +79,6 @@ def _pull_mode(source: object, it: Iterator[str], declared: bool | None) -> int:
     if isinstance(source, Sequence) or isinstance(it, _IN_MEMORY):
         return _INLINE
     return _PROBE
-
-
-# -- closing an async source from a finalizer ---------------------------------------------
-_PENDING: set[Any] = set()  # asyncio tasks closing sources (a task needs a reference)
-
-
-def _event_loop() -> tuple[str, Any] | None:
-    """How to reach the running event loop later, from any thread."""
-    try:
-        return "asyncio", asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            return "trio", trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            pass
-    return None
-
-
-async def _quietly(close: Callable[[], Awaitable[object]]) -> None:
-    try:
-        await close()
-    except Exception:
-        _log.warning("closing a stream's source failed", exc_info=True)
-
-
-def _schedule_close(loop: tuple[str, Any] | None, close: Callable[[], Awaitable[object]]) -> None:
-    """Run ``close()`` on the event loop the stream ran in (from ``__del__``)."""
-    if loop is None:
-        return
-    kind, handle = loop
-    try:
-        if kind == "asyncio":
-            if handle.is_closed():
-                return
-
-            def start() -> None:
-                task = handle.create_task(_quietly(close))
-                _PENDING.add(task)
-                task.add_done_callback(_PENDING.discard)
-
-            handle.call_soon_threadsafe(start)
-        else:
-            trio = sys.modules["trio"]
-            handle.run_sync_soon(lambda: trio.lowlevel.spawn_system_task(_quietly, close))
-    except Exception:  # the loop has ended: nothing left to close it on
-        return
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +265,7 @@ class Stream(_Driver, AsyncClosing):
         self._lock = threading.Lock()
         self._busy = False  # a worker thread is pulling from the source
         self._close_pending = False  # close the source when that pull returns
-        self._loop: tuple[str, Any] | None = None  # where to close it from a finalizer
+        self._loop: EventLoop | None = None  # where to close it from a finalizer
 
     def __aiter__(self) -> Stream:
         return self
@@ -348,7 +296,7 @@ class Stream(_Driver, AsyncClosing):
             self._async = isinstance(it, AsyncIterator)
             if not self._async:
                 self._mode = _pull_mode(src, cast(Iterator[str], it), self._declared)
-            self._loop = _event_loop()
+            self._loop = event_loop()
         try:
             try:
                 if self._async:
@@ -461,7 +409,7 @@ class Stream(_Driver, AsyncClosing):
             self._failed(Ending.CANCELLED)
             close = getattr(it, "aclose", None)
             if close is not None:
-                _schedule_close(self._loop, close)
+                schedule_close(self._loop, close)
             else:
                 self._close_sync_source(it)
         except Exception:

@@ -10,7 +10,6 @@ abandoned and counts as a timeout: ``on_error`` decides.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from .._core.closing import event_loop
 from .._core.threads import source_limiter
 from ..checks._unit import MalformedFinding, stand_in
 from .run import Run
@@ -117,7 +117,7 @@ def settle_sync(run: Run) -> str:
     own if this thread already runs one)."""
     if not run.deferred:
         return ""
-    if not _in_event_loop():
+    if event_loop() is None:
         return anyio.run(settle, run)
     out: list[str] = []
     error: list[BaseException] = []
@@ -134,19 +134,3 @@ def settle_sync(run: Run) -> str:
     if error:
         raise error[0]
     return out[0]
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        pass
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_trio_token()
-            return True
-        except RuntimeError:
-            pass
-    return False
