@@ -252,6 +252,9 @@ class Check:
     on_error: str
     #: Whether the session does blocking work (NER) that belongs in a worker thread.
     blocking: bool = False
+    #: What the policy said, for a check built from a :class:`CheckConfig` (the built-in
+    #: checks are built from their specs, and write their own replacements).
+    config: CheckConfig
     #: The pydantic model that validates ``options:`` (``None``: the check takes none).
     Options: ClassVar[builtins.type[BaseModel] | None] = None
 
@@ -272,9 +275,8 @@ class Check:
         ``[removed]``."""
         if hit.proposed is not None:
             return hit.proposed
-        config: CheckConfig | None = getattr(self, "config", None)
-        if config is not None and config.replacement is not None:
-            return config.replacement
+        if self.config.replacement is not None:
+            return self.config.replacement
         return f"<{hit.entity}>" if hit.entity else "[removed]"
 
     def outcome(self, hit: Hit) -> str:
