@@ -51,7 +51,7 @@ def compile_custom(
         )
     else:
         declared = UnitCheck(obj)  # a plain function: a sentence check without options
-    model = declared.options if declared is not None else getattr(obj, "Options", None)
+    model = declared.options if declared is not None else obj.Options
     options = _options(model, c, located, where)
     config = CheckConfig(
         id=c.id,
