@@ -17,6 +17,8 @@ from typing import TextIO
 import yaml
 
 from . import __version__
+from ._batch.inputs import BatchInputError
+from ._batch.runners import BatchError
 from ._core.errors import PolicyError
 from ._core.model import Decision, Result
 from ._evals.eval import CaseError, evaluate, load_cases
@@ -69,7 +71,39 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", choices=("text", "json", "junit"), default="text")
     ev.add_argument("--output", help="write the report to this file instead of stdout")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random chunkings")
+    _add_where(ev)
+    scan = sub.add_parser(
+        "scan",
+        help="scan logged texts (JSON lines, Parquet) into a folder of results",
+        description="One output file per partition and _summary.json in --output; the "
+        "summary on stderr. Exit 0 when done (--strict: 1 if a row could not be checked), "
+        "2 for a bad policy, input or usage.",
+    )
+    scan.add_argument("--policy", required=True, help="policy file (YAML)")
+    scan.add_argument("inputs", nargs="+", help=".jsonl/.ndjson/.parquet files or folders")
+    scan.add_argument("--field", default="text", help="the field holding the text (default: text)")
+    scan.add_argument("--id-field", default="id", help="the field holding the id (default: id)")
+    scan.add_argument("--output", required=True, help="folder for the results")
+    scan.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    scan.add_argument(
+        "--write-text", action="store_true", help="also write the checked text, as repaired"
+    )
+    scan.add_argument("--strict", action="store_true", help="exit 1 if any row is bad")
+    scan.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier scan"
+    )
+    scan.add_argument(
+        "--partition-mb", type=float, default=8.0, help="JSON lines per task, in MB (default: 8)"
+    )
+    _add_where(scan)
     return parser
+
+
+def _add_where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="a pool of N processes on this machine")
+    where.add_argument("--local", type=int, help="a Dask LocalCluster of N worker processes")
+    where.add_argument("--scheduler", help="an existing Dask cluster (tcp://host:8786)")
 
 
 def _summary(result: Result) -> str:
@@ -204,7 +238,20 @@ class _Progress:
 def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     policy = load_policy(args.policy)
     cases = [c for path in args.cases for c in load_cases(path)]
-    report = evaluate(policy, cases, seed=args.seed, progress=_Progress(err))
+    if args.workers or args.local or args.scheduler:
+        from .batch import evaluate as spread
+
+        report = spread(
+            policy,
+            cases,
+            seed=args.seed,
+            workers=args.workers,
+            local=args.local,
+            scheduler=args.scheduler,
+            progress=_Progress(err),
+        )
+    else:
+        report = evaluate(policy, cases, seed=args.seed, progress=_Progress(err))
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=2) + "\n"
     elif args.format == "junit":
@@ -220,6 +267,30 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if report.passed else EXIT_BLOCK
 
 
+def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .batch import scan_files
+
+    if args.partition_mb <= 0:
+        raise BatchInputError(f"--partition-mb must be positive, not {args.partition_mb}")
+    summary = scan_files(
+        load_policy(args.policy),
+        args.inputs,
+        args.output,
+        field=args.field,
+        id_field=args.id_field or None,
+        write_text=args.write_text,
+        format=args.format,
+        workers=args.workers,
+        local=args.local,
+        scheduler=args.scheduler,
+        partition_bytes=max(1, int(args.partition_mb * 1024 * 1024)),
+        overwrite=args.overwrite,
+        progress=_Progress(err),
+    )
+    err.write(summary.to_text())
+    return EXIT_BLOCK if args.strict and summary.bad_rows else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
@@ -233,9 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args, out, err)
         if args.command == "entities":
             return _entities(out)
+        if args.command == "scan":
+            return _scan(args, out, err)
         out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
         return EXIT_OK
-    except (PolicyError, CaseError) as exc:
+    except (PolicyError, CaseError, BatchInputError) as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    except BatchError as exc:
         err.write(f"guardrails-engine: {exc}\n")
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as exc:

@@ -9,6 +9,7 @@ meets the expectation.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -398,6 +399,58 @@ class EvalReport:
         return "\n".join(out) + "\n"
 
 
+def run_case(
+    policy: Any, case: Case, *, seed: int = 0, chunkings: Sequence[str] = CHUNKINGS
+) -> CaseResult:
+    """Run one case whole and under each chunking (seeded by the case's id, so a
+    case gives the same runs wherever and in whatever order it runs)."""
+    rng = random.Random(f"{seed}:{case.id}")
+    whole = policy.validate_sync(case.input)
+    runs = [_outcome("whole", whole, whole.text, [])]
+    for chunking in chunkings:
+        if chunking == "whole":
+            continue
+        stream = policy.stream_sync(_chunk(case.input, chunking, rng))
+        released = "".join(stream)
+        result = stream.result
+        assert result is not None  # a list source always ends
+        runs.append(_outcome(chunking, result, released, list(stream.run.holdbacks)))
+    failures = [p for run in runs for p in _problems(case, run)]
+    cr = CaseResult(case, runs, failures)
+    cr.disagreements = sum(
+        1
+        for run in runs[1:]
+        if (run.decision, run.text, run.findings)
+        != (runs[0].decision, runs[0].text, runs[0].findings)
+    )
+    removed = [
+        case.input[f.start : f.end]
+        for f in whole.findings
+        if f.action is not Action.FLAG and f.end - f.start >= 4
+    ]
+    for run in runs[1:]:
+        cr.leaked += sum(len(v) for v in removed if v in run.released and v not in whole.text)
+    return cr
+
+
+def run_cases(
+    policy: Any, seed: int, chunkings: Sequence[str], cases: Sequence[Case]
+) -> list[CaseResult]:
+    """:func:`run_case` over a batch of cases (one task of a distributed eval)."""
+    return [run_case(policy, c, seed=seed, chunkings=chunkings) for c in cases]
+
+
+#: A way to run tasks elsewhere: ``map(fn, items)`` yields ``(index, fn(item))``
+#: as each item finishes (``guardrails_engine.batch`` has one per backend).
+MapTasks = Callable[
+    [Callable[[Sequence[Case]], list[CaseResult]], Sequence[Sequence[Case]]],
+    Iterable[tuple[int, list[CaseResult]]],
+]
+
+#: Cases per task when a suite is spread over workers.
+CASES_PER_TASK = 64
+
+
 def evaluate(
     policy: Any,
     cases: Iterable[Case | dict[str, Any]],
@@ -405,55 +458,44 @@ def evaluate(
     seed: int = 0,
     chunkings: Sequence[str] = CHUNKINGS,
     progress: Callable[[int, int], None] | None = None,
+    map_tasks: MapTasks | None = None,
 ) -> EvalReport:
     """Run every case whole and streamed; return the report.
 
     ``policy`` is a :class:`~guardrails_engine.Policy`; ``cases`` are
-    :class:`Case`\\ s or dicts in the case format.
+    :class:`Case`\\ s or dicts in the case format.  ``map_tasks`` spreads the
+    cases over workers in batches (see ``guardrails_engine.batch.evaluate``); the
+    report is the same as in one process.
     """
     items = [
         c if isinstance(c, Case) else Case.from_dict(c, default_id=f"case {i}")
         for i, c in enumerate(cases)
     ]
-    results: list[CaseResult] = []
+    if map_tasks is None:
+        results: list[CaseResult] = []
+        for case in items:
+            results.append(run_case(policy, case, seed=seed, chunkings=chunkings))
+            if progress is not None:
+                progress(len(results), len(items))
+    else:
+        batches = [items[i : i + CASES_PER_TASK] for i in range(0, len(items), CASES_PER_TASK)]
+        task = functools.partial(run_cases, policy, seed, tuple(chunkings))
+        done: dict[int, list[CaseResult]] = {}
+        for i, batch in map_tasks(task, batches):
+            done[i] = batch
+            if progress is not None:
+                progress(min(len(done) * CASES_PER_TASK, len(items)), len(items))
+        results = [r for i in range(len(batches)) for r in done[i]]
     counts: dict[str, Counter[str]] = {}
-    for i, case in enumerate(items):
-        rng = random.Random(f"{seed}:{case.id}")
-        whole = policy.validate_sync(case.input)
-        runs = [_outcome("whole", whole, whole.text, [])]
-        for chunking in chunkings:
-            if chunking == "whole":
-                continue
-            stream = policy.stream_sync(_chunk(case.input, chunking, rng))
-            released = "".join(stream)
-            result = stream.result
-            assert result is not None  # a list source always ends
-            runs.append(_outcome(chunking, result, released, list(stream.run.holdbacks)))
-        failures = [p for run in runs for p in _problems(case, run)]
-        cr = CaseResult(case, runs, failures)
-        cr.disagreements = sum(
-            1
-            for run in runs[1:]
-            if (run.decision, run.text, run.findings)
-            != (runs[0].decision, runs[0].text, runs[0].findings)
-        )
-        removed = [
-            case.input[f.start : f.end]
-            for f in whole.findings
-            if f.action is not Action.FLAG and f.end - f.start >= 4
-        ]
-        for run in runs[1:]:
-            cr.leaked += sum(len(v) for v in removed if v in run.released and v not in whole.text)
-        results.append(cr)
+    for cr in results:
+        case = cr.case
         if case.findings is not None:
-            want, got = Counter(case.findings), Counter(runs[0].findings)
+            want, got = Counter(case.findings), Counter(cr.runs[0].findings)
             for key in want | got:
                 c = counts.setdefault(key[0], Counter())
                 c["tp"] += min(want[key], got[key])
                 c["fp"] += max(0, got[key] - want[key])
                 c["fn"] += max(0, want[key] - got[key])
-        if progress is not None:
-            progress(i + 1, len(items))
     per_check: dict[str, dict[str, float | int]] = {}
     for check, c in counts.items():
         tp, fp, fn = c["tp"], c["fp"], c["fn"]
