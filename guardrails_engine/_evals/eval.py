@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 from xml.sax.saxutils import escape, quoteattr
 
 import yaml
@@ -28,7 +28,7 @@ from .._core.model import Action, Decision, Result
 from .._runtime.stats import Holdbacks
 from .._spec.loader import YamlRefused, load_yaml, repeated_key
 
-__all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases"]
+__all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases", "read_cases"]
 
 CHUNKINGS = ("whole", "chars", "random", "words")
 
@@ -114,13 +114,30 @@ def load_cases(path: str | Path) -> list[Case]:
 
     :raises CaseError: naming the file, the line and the field of a bad case.
     """
+    return read_cases(path, Case.from_dict)
+
+
+class _Named(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+C = TypeVar("C", bound=_Named)
+
+
+def read_cases(path: str | Path, build: Callable[..., C]) -> list[C]:
+    """Read a case file, each case made by ``build(data, default_id=...)`` (which
+    raises pydantic's ValidationError for a bad case, mapped to its line and field).
+
+    :raises CaseError: naming the file, the line and the field of a bad case.
+    """
     p = Path(path)
     source = str(p)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseError(f"cannot read: {exc}", source=source, line=None, field=None) from exc
-    cases: list[Case] = []
+    cases: list[C] = []
     seen: dict[str, int] = {}  # case id -> its line
     if p.suffix == ".jsonl":
         for n, raw in enumerate(text.splitlines(), start=1):
@@ -142,10 +159,10 @@ def load_cases(path: str | Path) -> list[Case]:
             if not isinstance(data, dict):
                 raise CaseError("a case must be an object", source=source, line=n, field=None)
             try:
-                cases.append(Case.from_dict(data, default_id=f"{p.name}:{n}"))
+                cases.append(build(data, default_id=f"{p.name}:{n}"))
             except ValidationError as exc:
                 raise _case_error(exc, source, n) from None
-            _unique(cases[-1], n, seen, source)
+            _unique(cases[-1].id, n, seen, source)
         return cases
     try:
         root, data = load_yaml(text)  # bounded: aliases, size and depth
@@ -172,21 +189,21 @@ def load_cases(path: str | Path) -> list[Case]:
         if not isinstance(item, dict):
             raise CaseError("a case must be a mapping", source=source, line=line, field=None)
         try:
-            cases.append(Case.from_dict(item, default_id=f"{p.name}:{line}"))
+            cases.append(build(item, default_id=f"{p.name}:{line}"))
         except ValidationError as exc:
             err = exc.errors()[0]
             key_line = _line_of(node, [x for x in err["loc"] if isinstance(x, str | int)])
             raise _case_error(exc, source, key_line or line) from None
-        _unique(cases[-1], _line_of(node, ["id"]) or line, seen, source)
+        _unique(cases[-1].id, _line_of(node, ["id"]) or line, seen, source)
     return cases
 
 
-def _unique(case: Case, line: int, seen: dict[str, int], source: str) -> None:
+def _unique(case_id: str, line: int, seen: dict[str, int], source: str) -> None:
     """Case ids name results and failures: two cases may not share one."""
-    first = seen.setdefault(case.id, line)
+    first = seen.setdefault(case_id, line)
     if first != line:
         raise CaseError(
-            f"case id {case.id!r} is used twice (first at line {first})",
+            f"case id {case_id!r} is used twice (first at line {first})",
             source=source,
             line=line,
             field="id",
