@@ -37,7 +37,7 @@ class CaseError(GuardrailsError, ValueError):
     """A case file that cannot be read: names the file, the line and the field."""
 
     def __init__(self, message: str, *, source: str, line: int | None, field: str | None) -> None:
-        self.source, self.line, self.field = source, line, field
+        self.source, self.line, self.field, self.message = source, line, field, message
         where = source if line is None else f"{source}:{line}"
         super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
 
