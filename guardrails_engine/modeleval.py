@@ -143,8 +143,15 @@ class openai_target:
         self.name = name or f"openai:{model}"
         self.params = params
         self._client = client
+        self._owned = client is None
         self._base_url = base_url
         self._api_key = api_key
+
+    async def aclose(self) -> None:
+        """Close the client this target made (a client you passed is yours)."""
+        if self._owned and self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
     def client(self) -> Any:
         if self._client is None:
@@ -210,8 +217,15 @@ class anthropic_target:
         self.name = name or f"anthropic:{model}"
         self.params = {"max_tokens": ANTHROPIC_MAX_TOKENS, **params}
         self._client = client
+        self._owned = client is None
         self._base_url = base_url
         self._api_key = api_key
+
+    async def aclose(self) -> None:
+        """Close the client this target made (a client you passed is yours)."""
+        if self._owned and self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
     def client(self) -> Any:
         if self._client is None:
@@ -328,24 +342,49 @@ def target(
     return cls(policy, model, base_url=base_url, api_key=api_key, **params)
 
 
-def _openai_ask(model: str, client: Any) -> Ask:
-    async def ask(system: str, prompt: str) -> tuple[str, int]:
-        reply = await client.chat.completions.create(
-            model=model,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
-            temperature=0,
-            response_format={"type": "json_object"},
+class _ProviderAsk:
+    """A judge's ask through a provider's SDK, its client made when first used in
+    the running event loop and closed after each evaluation."""
+
+    def __init__(self, provider: str, model: str, base_url: str | None, api_key: str | None):
+        self.provider, self.model = provider, model
+        self._base_url, self._api_key = base_url, api_key
+        self._client: Any = None
+        self.__name__ = f"{provider}:{model}"
+
+    def _make(self) -> Any:
+        if self.provider == "openai":
+            import openai
+
+            return openai.AsyncOpenAI(base_url=self._base_url, api_key=self._api_key, max_retries=0)
+        import anthropic
+
+        return anthropic.AsyncAnthropic(
+            base_url=self._base_url, api_key=self._api_key, max_retries=0
         )
-        usage = reply.usage
-        return reply.choices[0].message.content or "", int(getattr(usage, "total_tokens", 0) or 0)
 
-    return ask
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
-
-def _anthropic_ask(model: str, client: Any) -> Ask:
-    async def ask(system: str, prompt: str) -> tuple[str, int]:
-        reply = await client.messages.create(
-            model=model,
+    async def __call__(self, system: str, prompt: str) -> tuple[str, int]:
+        if self._client is None:
+            self._client = self._make()
+        if self.provider == "openai":
+            reply = await self._client.chat.completions.create(
+                model=self.model,
+                messages=[
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": prompt},
+                ],
+                temperature=0,
+                response_format={"type": "json_object"},
+            )
+            used = int(getattr(reply.usage, "total_tokens", 0) or 0)
+            return reply.choices[0].message.content or "", used
+        reply = await self._client.messages.create(
+            model=self.model,
             max_tokens=512,
             temperature=0,
             system=system,
@@ -354,8 +393,6 @@ def _anthropic_ask(model: str, client: Any) -> Ask:
         text = "".join(getattr(b, "text", "") for b in reply.content)
         u = reply.usage
         return text, int((u.input_tokens or 0) + (u.output_tokens or 0))
-
-    return ask
 
 
 def judge(
@@ -375,17 +412,14 @@ def judge(
         label = name or str(getattr(spec, "__name__", "judge"))
         return Judge(spec, model=label, timeout=timeout, cache=cache)
     provider, model = _split(spec)
-    if provider == "openai":
-        import openai
-
-        client: Any = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
-        ask = _openai_ask(model, client)
-    else:
-        import anthropic
-
-        client = anthropic.AsyncAnthropic(base_url=base_url, api_key=api_key, max_retries=0)
-        ask = _anthropic_ask(model, client)
+    ask = _ProviderAsk(provider, model, base_url, api_key)
     return Judge(ask, model=name or spec, timeout=timeout, cache=cache)
+
+
+async def _aclose(obj: object) -> None:
+    close = getattr(obj, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def default_embedder() -> Embed:
@@ -424,15 +458,22 @@ async def aevaluate_models(
     items = list(cases)
     if embed is None and any(c.kind == "similarity" for case in items for c in case.criteria):
         embed = await anyio.to_thread.run_sync(default_embedder)
-    return await run_models(
-        items,
-        targets,
-        judge=judge,
-        embed=embed,
-        concurrency=concurrency,
-        call_timeout=call_timeout,
-        progress=progress,
-    )
+    try:
+        return await run_models(
+            items,
+            targets,
+            judge=judge,
+            embed=embed,
+            concurrency=concurrency,
+            call_timeout=call_timeout,
+            progress=progress,
+        )
+    finally:
+        # clients made for this evaluation are closed in its event loop
+        for t in targets:
+            await _aclose(t)
+        if judge is not None:
+            await _aclose(judge.ask)
 
 
 def evaluate_models(

@@ -201,7 +201,7 @@ class Judge:
             raise TypeError(f"ask must be an async callable, not {type(ask).__name__}")
         self.model = model
         self.timeout = timeout
-        self._ask = ask
+        self.ask = ask
         self.cache: MutableMapping[str, dict[str, Any]] = {} if cache is None else cache
         self.calls = 0
 
@@ -217,7 +217,7 @@ class Judge:
             self.calls += 1
             try:
                 with anyio.fail_after(self.timeout):
-                    text, used = await self._ask(JUDGE_SYSTEM, prompt)
+                    text, used = await self.ask(JUDGE_SYSTEM, prompt)
             except TimeoutError:
                 why = f"the judge did not answer within {self.timeout:g} s"
                 continue
