@@ -137,9 +137,7 @@ def run_page(page: Path) -> Ran:
                     module = _module(block.module, ran.modules)
                     exec(compile(block.code, where, "exec"), module.__dict__)
                     continue
-                code = compile(
-                    block.code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-                )
+                code = compile(block.code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
                 if code.co_flags & inspect.CO_COROUTINE:
                     runner.run(eval(code, ran.namespace))
                 else:
@@ -238,7 +236,8 @@ def fakes() -> Iterator[tuple[EchoOpenAI, EchoAnthropic]]:
     openai_fake = EchoOpenAI()
     openai_fake.start()
     try:
-        anthropic_fake = EchoAnthropic().start()
+        anthropic_fake = EchoAnthropic()
+        anthropic_fake.start()
         try:
             yield openai_fake, anthropic_fake
         finally:
@@ -248,9 +247,7 @@ def fakes() -> Iterator[tuple[EchoOpenAI, EchoAnthropic]]:
 
 
 @pytest.fixture
-def docs_env(
-    fakes: tuple[EchoOpenAI, EchoAnthropic], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def docs_env(fakes: tuple[EchoOpenAI, EchoAnthropic], monkeypatch: pytest.MonkeyPatch) -> None:
     """The working directory and the environment every page runs in."""
     openai_fake, anthropic_fake = fakes
     monkeypatch.chdir(ROOT)
@@ -303,10 +300,13 @@ def test_a_page_runs_in_one_namespace_with_await_on_one_loop(
     with pytest.raises(RuntimeError, match="no running event loop"):
         # A block without await runs outside the loop (plain code, sync APIs work there).
         run_page(page)
-    page.write_text(page.read_text(encoding="utf-8").replace(
-        "```python\nassert asyncio.get_running_loop() is loop\n```\n",
-        "```python\nawait asyncio.sleep(0)\nassert asyncio.get_running_loop() is loop\n```\n",
-    ), encoding="utf-8")
+    page.write_text(
+        page.read_text(encoding="utf-8").replace(
+            "```python\nassert asyncio.get_running_loop() is loop\n```\n",
+            "```python\nawait asyncio.sleep(0)\nassert asyncio.get_running_loop() is loop\n```\n",
+        ),
+        encoding="utf-8",
+    )
     ran = run_page(page)
     assert ran.namespace["x"] == 42
     assert ran.modules["docs_tmp_mod"].VALUE == 41
@@ -327,7 +327,7 @@ def test_the_fake_models_repeat_the_last_user_message(docs_env: None) -> None:
     import openai
 
     said = "Write to jdoe@example.com."
-    msgs = [{"role": "user", "content": said}]
+    msgs: Any = [{"role": "user", "content": said}]
     with openai.OpenAI() as client:
         chat = client.chat.completions.create(model="m", messages=msgs, stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in chat if c.choices) == said
