@@ -60,7 +60,8 @@ PAGES = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 
 #: A fenced block: its indentation (a block in a list item), its info string, its body.
 _FENCE = re.compile(
-    r"^(?P<indent>[ \t]*)```(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
+    r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*)\n(?P<body>.*?)"
+    r"^(?P=indent)(?P=fence)[ \t]*$",
     re.M | re.S,
 )
 _TITLE = re.compile(r"""title=["']([^"']+)["']""")
@@ -275,13 +276,17 @@ def test_blocks_finds_python_fences_titled_and_indented_and_nothing_else() -> No
     text = (
         "# Page\n\n```python\na = 1\n```\n\n```sh\nrm -rf /\n```\n\n"
         "- an item:\n\n    ```python\n    b = a + 1\n    ```\n\n"
-        '```python title="pkg/mod.py"\nc = 3\n```\n\n```text\nd = 4\n```\n'
+        '```python title="pkg/mod.py"\nc = 3\n```\n\n```text\nd = 4\n```\n\n'
+        "~~~python\ne = 5\n~~~\n\n````python\nf = 6\n````\n\n"
+        'Inline: ```` ```python title="x.py" ```` is not a block.\n'
     )
     found = blocks(ROOT / "x.md", text)
     assert [(b.line, b.code, b.module) for b in found] == [
         (4, "a = 1\n", None),
         (14, "b = a + 1\n", None),
         (18, "c = 3\n", "pkg.mod"),
+        (26, "e = 5\n", None),
+        (30, "f = 6\n", None),
     ]
 
 
