@@ -344,17 +344,22 @@ def test_the_fake_models_repeat_the_last_user_message(docs_env: None) -> None:
 
 # -- "Writing a check" claims what its examples do (was tests/test_readme_checks.py) ----------
 @pytest.fixture(scope="module")
-def check_examples(fakes: tuple[EchoOpenAI, EchoAnthropic]) -> Iterator[types.ModuleType]:
+def page_module(fakes: tuple[EchoOpenAI, EchoAnthropic]) -> types.ModuleType:
+    """The module ``my_checks`` that the page's titled blocks make (run once)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ROOT)
         mp.syspath_prepend(str(ROOT))
         ran = run_page(ROOT / "docs" / "writing-checks.md")
-    module = ran.modules["my_checks"]
-    sys.modules["my_checks"] = module
-    try:
-        yield module
-    finally:
-        sys.modules.pop("my_checks", None)
+    return ran.modules["my_checks"]
+
+
+@pytest.fixture
+def check_examples(
+    page_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> types.ModuleType:
+    """``my_checks``, importable during one test (a policy imports it by name)."""
+    monkeypatch.setitem(sys.modules, "my_checks", page_module)
+    return page_module
 
 
 def _policy(checks: str) -> ge.Policy:
