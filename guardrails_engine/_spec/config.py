@@ -163,7 +163,7 @@ class PiiSpec(_CheckBase):
     recognizers: list[RecognizerSpec] = Field(default_factory=list)
     disguises: Literal["all", "none"] | list[DisguiseFamily] = Field(
         default_factory=lambda: list(DEFAULT_DISGUISES),
-        description="Patterns for disguised values (README, 'Disguised values'): a list of "
+        description="Patterns for disguised values (docs/disguised-values.md): a list of "
         "separators, words, bare-words, context (default: all but bare-words), all, or none.",
     )
     ner_model: str | None = Field(

@@ -1,6 +1,6 @@
 """Checks: the public check API, and the built-in checks written on it.
 
-Two ways to write a check of your own (README, "Writing a check"):
+Two ways to write a check of your own (docs/writing-checks.md):
 
 * a **unit check**: a function of one complete unit of text (a sentence, a
   line, or the whole text) that returns :class:`Found` findings, declared with
