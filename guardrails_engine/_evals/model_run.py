@@ -182,10 +182,8 @@ class ModelReport:
         lines = [head, "-" * len(head)]
         for case in self.cases:
             cells = [status.get((case, m), "-") for m in self.models]
-            lines.append(
-                f"{case:<{width}}  "
-                + "  ".join(f"{c:<{w}}" for c, w in zip(cells, cols, strict=True))
-            )
+            row = "  ".join(f"{c:<{w}}" for c, w in zip(cells, cols, strict=True))
+            lines.append(f"{case:<{width}}  {row}".rstrip())
         return lines
 
     def to_text(self) -> str:
