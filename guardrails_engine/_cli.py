@@ -17,6 +17,8 @@ from typing import TextIO
 import yaml
 
 from . import __version__
+from ._batch.inputs import BatchInputError
+from ._batch.runners import BatchError
 from ._core.errors import PolicyError
 from ._core.model import Decision, Result
 from ._evals.eval import CaseError, evaluate, load_cases
@@ -69,7 +71,59 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", choices=("text", "json", "junit"), default="text")
     ev.add_argument("--output", help="write the report to this file instead of stdout")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random chunkings")
+    _add_where(ev)
+    models = ev.add_argument_group(
+        "models",
+        "with --model or --outputs the cases are model cases (a prompt, an expected output, "
+        "criteria): each is sent to each model through the policy and scored; exit 1 below "
+        "--min-pass-rate or on a regression against --baseline",
+    )
+    models.add_argument(
+        "--model", action="append", default=[], help="provider:model (openai:..., anthropic:...)"
+    )
+    models.add_argument("--outputs", help="recorded outputs (JSON lines), scored offline")
+    models.add_argument("--judge", help="the judge model (provider:model) for judge criteria")
+    models.add_argument("--base-url", help="an OpenAI-compatible endpoint (else OPENAI_BASE_URL)")
+    models.add_argument(
+        "--anthropic-base-url", help="the Anthropic endpoint (else ANTHROPIC_BASE_URL)"
+    )
+    models.add_argument("--baseline", help="an earlier JSON report: list and fail on regressions")
+    models.add_argument("--min-pass-rate", type=float, help="exit 1 below this pass rate (0-1)")
+    models.add_argument("--concurrency", type=int, default=4, help="calls at once (default 4)")
+    models.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
+    models.add_argument("--judge-cache", help="a JSON file of judge verdicts, read and updated")
+    scan = sub.add_parser(
+        "scan",
+        help="scan logged texts (JSON lines, Parquet) into a folder of results",
+        description="One output file per partition and _summary.json in --output; the "
+        "summary on stderr. Exit 0 when done (--strict: 1 if a row could not be checked), "
+        "2 for a bad policy, input or usage.",
+    )
+    scan.add_argument("--policy", required=True, help="policy file (YAML)")
+    scan.add_argument("inputs", nargs="+", help=".jsonl/.ndjson/.parquet files or folders")
+    scan.add_argument("--field", default="text", help="the field holding the text (default: text)")
+    scan.add_argument("--id-field", default="id", help="the field holding the id (default: id)")
+    scan.add_argument("--output", required=True, help="folder for the results")
+    scan.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    scan.add_argument(
+        "--write-text", action="store_true", help="also write the checked text, as repaired"
+    )
+    scan.add_argument("--strict", action="store_true", help="exit 1 if any row is bad")
+    scan.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier scan"
+    )
+    scan.add_argument(
+        "--partition-mb", type=float, default=8.0, help="JSON lines per task, in MB (default: 8)"
+    )
+    _add_where(scan)
     return parser
+
+
+def _add_where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="a pool of N processes on this machine")
+    where.add_argument("--local", type=int, help="a Dask LocalCluster of N worker processes")
+    where.add_argument("--scheduler", help="an existing Dask cluster (tcp://host:8786)")
 
 
 def _summary(result: Result) -> str:
@@ -201,10 +255,120 @@ class _Progress:
         self._err.flush()
 
 
-def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _write_report(args: argparse.Namespace, text: str, out: TextIO) -> None:
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        out.write(text)
+
+
+def _eval_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from . import modeleval as me
+
+    if args.min_pass_rate is not None and not 0 <= args.min_pass_rate <= 1:
+        raise CaseError(
+            f"--min-pass-rate must be between 0 and 1, not {args.min_pass_rate}",
+            source="<command line>",
+            line=None,
+            field="--min-pass-rate",
+        )
     policy = load_policy(args.policy)
-    cases = [c for path in args.cases for c in load_cases(path)]
-    report = evaluate(policy, cases, seed=args.seed, progress=_Progress(err))
+    cases = [c for path in args.cases for c in me.load_model_cases(path)]
+    baseline = None
+    if args.baseline:
+        with open(args.baseline, encoding="utf-8") as f:
+            try:
+                baseline = me.load_baseline(f.read())
+            except ValueError as exc:
+                raise CaseError(str(exc), source=args.baseline, line=None, field=None) from None
+    targets: list[me.Target] = []
+    for spec in args.model:
+        base = args.anthropic_base_url if spec.startswith("anthropic:") else args.base_url
+        try:
+            targets.append(me.target(policy, spec, base_url=base))
+        except ValueError as exc:
+            raise CaseError(str(exc), source="<command line>", line=None, field="--model") from None
+    if args.outputs:
+        try:
+            targets.extend(me.recorded.targets(policy, args.outputs))
+        except ValueError as exc:
+            raise CaseError(str(exc), source=args.outputs, line=None, field=None) from None
+    cache: dict[str, dict[str, object]] = {}
+    if args.judge_cache and os.path.exists(args.judge_cache):
+        with open(args.judge_cache, encoding="utf-8") as f:
+            cache = json.load(f)
+    judge = None
+    if args.judge:
+        base = args.anthropic_base_url if args.judge.startswith("anthropic:") else args.base_url
+        try:
+            judge = me.judge(args.judge, base_url=base, cache=cache)
+        except ValueError as exc:
+            raise CaseError(str(exc), source="<command line>", line=None, field="--judge") from None
+    report = me.evaluate_models(
+        policy,
+        cases,
+        targets,
+        judge=judge,
+        concurrency=args.concurrency,
+        call_timeout=args.timeout,
+        progress=_Progress(err),
+    )
+    if args.judge_cache:
+        with open(args.judge_cache, "w", encoding="utf-8") as f:
+            json.dump(cache, f, indent=1)
+    if args.format == "json":
+        _write_report(args, json.dumps(report.to_dict(), indent=2) + "\n", out)
+    elif args.format == "junit":
+        _write_report(args, report.to_junit(), out)
+    else:
+        _write_report(args, report.to_text(), out)
+    status = EXIT_OK
+    rate = report.pass_rate()
+    if args.min_pass_rate is not None and rate < args.min_pass_rate:
+        err.write(f"pass rate {rate:.1%} is below {args.min_pass_rate:.1%}\n")
+        status = EXIT_BLOCK
+    if baseline is not None:
+        regressions = report.regressions(baseline)
+        for case, model, now in regressions:
+            err.write(f"regression: {case} on {model} passed before, {now} now\n")
+        if regressions:
+            status = EXIT_BLOCK
+    return status
+
+
+_MODEL_CASE_KEYS = ("expected_output", "criteria", "messages", "system")
+
+
+def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.model or args.outputs:
+        return _eval_models(args, out, err)
+    policy = load_policy(args.policy)
+    try:
+        cases = [c for path in args.cases for c in load_cases(path)]
+    except CaseError as exc:
+        if exc.field in _MODEL_CASE_KEYS:
+            raise CaseError(
+                f"{exc.message} (a model case: run it with --model or --outputs)",
+                source=exc.source,
+                line=exc.line,
+                field=exc.field,
+            ) from None
+        raise
+    if args.workers or args.local or args.scheduler:
+        from .batch import evaluate as spread
+
+        report = spread(
+            policy,
+            cases,
+            seed=args.seed,
+            workers=args.workers,
+            local=args.local,
+            scheduler=args.scheduler,
+            progress=_Progress(err),
+        )
+    else:
+        report = evaluate(policy, cases, seed=args.seed, progress=_Progress(err))
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=2) + "\n"
     elif args.format == "junit":
@@ -220,6 +384,30 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if report.passed else EXIT_BLOCK
 
 
+def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .batch import scan_files
+
+    if args.partition_mb <= 0:
+        raise BatchInputError(f"--partition-mb must be positive, not {args.partition_mb}")
+    summary = scan_files(
+        load_policy(args.policy),
+        args.inputs,
+        args.output,
+        field=args.field,
+        id_field=args.id_field or None,
+        write_text=args.write_text,
+        format=args.format,
+        workers=args.workers,
+        local=args.local,
+        scheduler=args.scheduler,
+        partition_bytes=max(1, int(args.partition_mb * 1024 * 1024)),
+        overwrite=args.overwrite,
+        progress=_Progress(err),
+    )
+    err.write(summary.to_text())
+    return EXIT_BLOCK if args.strict and summary.bad_rows else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
@@ -233,9 +421,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args, out, err)
         if args.command == "entities":
             return _entities(out)
+        if args.command == "scan":
+            return _scan(args, out, err)
         out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
         return EXIT_OK
-    except (PolicyError, CaseError) as exc:
+    except (PolicyError, CaseError, BatchInputError) as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    except BatchError as exc:
         err.write(f"guardrails-engine: {exc}\n")
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as exc:
