@@ -41,6 +41,7 @@ from ._evals.model_cases import Criterion, Message, ModelCase, load_model_cases
 from ._evals.model_run import Completion, ModelReport, Outcome, Target, load_baseline, run_models
 from ._evals.scoring import Ask, Embed, Judge, Score
 from ._policy.policy import Policy
+from .checks._judge import ProviderAsk
 
 __all__ = [
     "Completion",
@@ -342,59 +343,6 @@ def target(
     return cls(policy, model, base_url=base_url, api_key=api_key, **params)
 
 
-class _ProviderAsk:
-    """A judge's ask through a provider's SDK, its client made when first used in
-    the running event loop and closed after each evaluation."""
-
-    def __init__(self, provider: str, model: str, base_url: str | None, api_key: str | None):
-        self.provider, self.model = provider, model
-        self._base_url, self._api_key = base_url, api_key
-        self._client: Any = None
-        self.__name__ = f"{provider}:{model}"
-
-    def _make(self) -> Any:
-        if self.provider == "openai":
-            import openai
-
-            return openai.AsyncOpenAI(base_url=self._base_url, api_key=self._api_key, max_retries=0)
-        import anthropic
-
-        return anthropic.AsyncAnthropic(
-            base_url=self._base_url, api_key=self._api_key, max_retries=0
-        )
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
-
-    async def __call__(self, system: str, prompt: str) -> tuple[str, int]:
-        if self._client is None:
-            self._client = self._make()
-        if self.provider == "openai":
-            reply = await self._client.chat.completions.create(
-                model=self.model,
-                messages=[
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": prompt},
-                ],
-                temperature=0,
-                response_format={"type": "json_object"},
-            )
-            used = int(getattr(reply.usage, "total_tokens", 0) or 0)
-            return reply.choices[0].message.content or "", used
-        reply = await self._client.messages.create(
-            model=self.model,
-            max_tokens=512,
-            temperature=0,
-            system=system,
-            messages=[{"role": "user", "content": prompt}],
-        )
-        text = "".join(getattr(b, "text", "") for b in reply.content)
-        u = reply.usage
-        return text, int((u.input_tokens or 0) + (u.output_tokens or 0))
-
-
 def judge(
     spec: str | Ask,
     *,
@@ -411,8 +359,8 @@ def judge(
     if callable(spec) and not isinstance(spec, str):
         label = name or str(getattr(spec, "__name__", "judge"))
         return Judge(spec, model=label, timeout=timeout, cache=cache)
-    provider, model = _split(spec)
-    ask = _ProviderAsk(provider, model, base_url, api_key)
+    _split(spec)
+    ask = ProviderAsk(spec, base_url=base_url, api_key=api_key)
     return Judge(ask, model=name or spec, timeout=timeout, cache=cache)
 
 
@@ -472,8 +420,6 @@ async def aevaluate_models(
         # clients made for this evaluation are closed in its event loop
         for t in targets:
             await _aclose(t)
-        if judge is not None:
-            await _aclose(judge.ask)
 
 
 def evaluate_models(

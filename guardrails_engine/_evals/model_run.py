@@ -285,9 +285,10 @@ async def _score(
                 if judge is None:
                     s = Score("judge", None, None, "no judge given (--judge)")
                 else:
-                    s = await judge.score(
+                    v = await judge.verdict(
                         crit.value, case.prompt, case.expected_output, c.text, crit.threshold
                     )
+                    s = Score("judge", v.passed, v.score, v.reason, v.tokens)
             else:
                 s = await anyio.to_thread.run_sync(score_plain, crit, c.text)
             scores.append(s)
