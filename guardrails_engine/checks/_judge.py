@@ -76,6 +76,15 @@ def judge_prompt(rubric: str, question: str, expected: str | None, output: str) 
     return f"RUBRIC: {rubric}\n\n{asked}{reference}<response>\n{output}\n</response>"
 
 
+#: The verdict's JSON shape (Anthropic's structured output).
+VERDICT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {"score": {"type": "number"}, "reason": {"type": "string"}},
+    "required": ["score", "reason"],
+    "additionalProperties": False,
+}
+
+
 class _Malformed(Exception):
     pass
 
@@ -241,12 +250,14 @@ class ProviderAsk:
             used = int(getattr(reply.usage, "total_tokens", 0) or 0)
             return reply.choices[0].message.content or "", used
         async with self._make() as client:
+            # The Messages API of this SDK takes no temperature; the verdict's
+            # shape is asked for as structured output instead.
             reply = await client.messages.create(
                 model=self.model,
                 max_tokens=512,
-                temperature=0,
                 system=system,
                 messages=[{"role": "user", "content": prompt}],
+                output_config={"format": {"type": "json_schema", "schema": VERDICT_SCHEMA}},
             )
         text = "".join(getattr(b, "text", "") for b in reply.content)
         u = reply.usage
@@ -322,7 +333,7 @@ async def judge(text: str, options: JudgeOptions) -> list[Found]:
     return [
         Found(
             label="JUDGE",
-            reason=f"judge: the rubric is not met (score {v.score:.2f} < {options.threshold})",
+            reason=f"the rubric is not met (score {v.score:.2f} < {options.threshold})",
             score=v.score,
         )
     ]
