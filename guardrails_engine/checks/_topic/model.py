@@ -1,43 +1,55 @@
-"""Scoring a text against denied topics, by meaning.
+"""Scoring a text against denied topics, by meaning and by words.
 
-Built once per compiled policy from the examples (their embeddings are computed
-here and never again):
+Built once per compiled policy from its examples (their embeddings are computed
+here and never again), as two classifiers trained at compile time on the same
+data: each topic's examples are a class, and *ordinary text* is one more class:
+the policy's ``allow`` examples and a packaged set of ordinary assistant
+sentences (:mod:`._background`).
 
-1. every embedding is centred on the mean of ordinary text (the policy's
-   ``allow`` examples and a packaged set of ordinary assistant sentences,
-   :mod:`._background`) and normalised: averaged word vectors share a large
-   common direction, and removing it spreads sentences apart;
-2. a text's *margin* for a topic is the mean cosine of its ``K`` nearest
-   examples of that topic, less its best cosine to the ordinary sentences
-   (``allow`` among them): a sentence must be nearer the topic than anything
-   ordinary, so words shared with a topic but not its meaning weigh less;
-3. margins are *calibrated* to a score in 0-1 by a logistic fit made at compile
-   time, leave-one-out: each example against the rest of its topic (positives),
-   each ordinary sentence against the topics (negatives).  A threshold of 0.5
-   then means "more like the examples than like ordinary text" for any policy.
+- **Meaning**: logistic regression on the embeddings (WordLlama by default),
+  centred on the mean of ordinary text and normalised (averaged word vectors
+  share a large common direction; removing it spreads sentences apart).  It
+  generalises past the examples' words ("Tylenol" near "paracetamol").
+- **Words**: logistic regression on TF-IDF of words and word pairs.  It is
+  precise where a sentence shares a topic's words but not its meaning ("the
+  dosage of the API rate limit").
 
-``benchmarks/topic_accuracy.py`` measures what each step adds.
+A unit's score for a topic is the mean of the two probabilities.
+``benchmarks/topic_accuracy.py`` compares each part, and plain nearest-example
+cosine, on held-out sentences; ``docs/semantic.md`` says why this combination.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import regex
 
 from ._background import BACKGROUND
 from .embed import Embedder, Matrix, embed
 
-__all__ = ["TopicModel"]
+__all__ = ["ClassifierMissing", "TopicModel"]
 
-#: How many nearest examples of a topic a margin averages.
-K = 2
-#: The calibration used when the examples leave nothing to fit (one per topic).
-DEFAULT_SLOPE, DEFAULT_INTERCEPT = 12.0, -0.5
+#: Inverse regularisation of both regressions (scikit-learn's ``C``).
+C_EMBEDDING, C_WORDS = 30.0, 10.0
 
 Vector = npt.NDArray[np.float32]
+
+
+_WORD = regex.compile(r"\w\w+")
+
+
+def _words(text: str) -> list[str]:
+    """The words of a text, as the TF-IDF part counts them (lower case, 2+ letters)."""
+    return _WORD.findall(text.casefold())
+
+
+class ClassifierMissing(ImportError):
+    """scikit-learn (the ``semantic`` extra) is not installed."""
 
 
 def _normalised(m: Matrix) -> Matrix:
@@ -45,17 +57,42 @@ def _normalised(m: Matrix) -> Matrix:
     return (m / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _top_mean(sims: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
-    """Mean of the ``k`` largest values of each row (``-inf`` entries excluded)."""
-    k = min(k, sims.shape[1])
-    top = -np.sort(-sims, axis=1)[:, :k]
-    finite = np.isfinite(top)
-    counts = np.maximum(finite.sum(axis=1), 1)
-    return (np.where(finite, top, 0.0).sum(axis=1) / counts).astype(np.float32)
+def _softmax(z: npt.NDArray[Any]) -> Matrix:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class _Linear:
+    """A fitted multinomial logistic regression, as plain arrays (topic columns first,
+    ordinary text last)."""
+
+    __slots__ = ("bias", "weights")
+
+    def __init__(self, x: Any, labels: list[int], n_classes: int, c: float) -> None:
+        try:
+            from sklearn.linear_model import LogisticRegression
+        except ImportError:
+            raise ClassifierMissing(
+                "a topic check needs scikit-learn: pip install 'guardrails-engine[semantic]'"
+            ) from None
+        clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
+        clf.fit(x, labels)
+        order = [list(clf.classes_).index(i) for i in range(n_classes)]
+        coef = np.asarray(clf.coef_, dtype=np.float64)
+        bias = np.asarray(clf.intercept_, dtype=np.float64)
+        if n_classes == 2:  # binary: one row, the second class's log-odds
+            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+            bias = np.array([-bias[0] / 2, bias[0] / 2])
+        self.weights = coef[order].T.copy()
+        self.bias = bias[order].copy()
+
+    def proba(self, x: Any) -> Matrix:
+        return _softmax(np.asarray(x @ self.weights) + self.bias)
 
 
 class TopicModel:
-    """Denied topics with their examples, embedded and calibrated (immutable)."""
+    """Denied topics with their examples, embedded and fitted (immutable)."""
 
     def __init__(
         self,
@@ -64,102 +101,79 @@ class TopicModel:
         allow: Sequence[str] = (),
         *,
         background: Sequence[str] = BACKGROUND,
-        calibrate: bool = True,
-        centre: bool = True,
-        k: int = K,
+        parts: tuple[str, ...] = ("meaning", "words"),
     ) -> None:
         if not deny:
             raise ValueError("no denied topic")
+        if not parts or not set(parts) <= {"meaning", "words"}:
+            raise ValueError(f"parts are 'meaning' and/or 'words', got {parts!r}")
         self.embedder = embedder
         self.topics: tuple[str, ...] = tuple(deny)
-        self.k = k
+        self.parts = parts
         examples = [e for t in self.topics for e in deny[t]]
         ordinary = [*allow, *background]
-        raw = embed(embedder, [*examples, *ordinary])
-        self.dim = raw.shape[1]
-        self.mean: Vector = (
-            raw[len(examples) :].mean(axis=0) if centre and ordinary else np.zeros(self.dim)
-        ).astype(np.float32)
-        x = _normalised(raw - self.mean)
-        self.examples = x[: len(examples)]
-        self.ordinary = x[len(examples) :]
-        self.labels = np.array(
-            [i for i, t in enumerate(self.topics) for _ in deny[t]], dtype=np.int32
-        )
-        self.slope, self.intercept = DEFAULT_SLOPE, DEFAULT_INTERCEPT
-        if calibrate:
-            self._calibrate()
+        labels = [i for i, t in enumerate(self.topics) for _ in deny[t]]
+        labels += [len(self.topics)] * len(ordinary)
+        n_classes = len(self.topics) + 1
+        if not ordinary:
+            raise ValueError("no ordinary text to tell the topics from")
+        self.mean: Vector | None = None
+        self.dim = 0
+        self._meaning: _Linear | None = None
+        self._words_model: _Linear | None = None
+        if "meaning" in parts:
+            raw = embed(embedder, [*examples, *ordinary])
+            self.dim = raw.shape[1]
+            self.mean = raw[len(examples) :].mean(axis=0).astype(np.float32)
+            x = _normalised(raw - self.mean)
+            self._meaning = _Linear(x, labels, n_classes, C_EMBEDDING)
+        if "words" in parts:
+            from sklearn.feature_extraction.text import TfidfVectorizer
 
-    # -- scoring -------------------------------------------------------------------------
+            vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=None,
+                                         tokenizer=_words, lowercase=False)
+            x = vectorizer.fit_transform([*examples, *ordinary])
+            self._words_model = _Linear(x, labels, n_classes, C_WORDS)
+            # Transformed here, not by scikit-learn (ten times faster on one sentence).
+            self._vocabulary: dict[str, int] = {
+                str(k): int(v) for k, v in vectorizer.vocabulary_.items()
+            }
+            self._idf = np.asarray(vectorizer.idf_, dtype=np.float64)
+
     def vectors(self, texts: Sequence[str]) -> Matrix:
-        """The texts' embeddings, centred and normalised as the examples are."""
+        """The texts' embeddings, centred and normalised as the examples were."""
+        assert self.mean is not None
         return _normalised(embed(self.embedder, texts, self.dim) - self.mean)
 
-    def margins(self, v: Matrix, *, leave_out: npt.NDArray[np.bool_] | None = None) -> Matrix:
-        """Margins of the rows of ``v`` (shape: rows x topics)."""
-        sims = v @ self.examples.T
-        if leave_out is not None:
-            sims = np.where(leave_out, -np.inf, sims).astype(np.float32)
-        out = np.empty((v.shape[0], len(self.topics)), dtype=np.float32)
-        for i in range(len(self.topics)):
-            out[:, i] = _top_mean(sims[:, self.labels == i], self.k)
-        if self.ordinary.shape[0]:
-            out -= (v @ self.ordinary.T).max(axis=1, keepdims=True)
+    def _tfidf(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        """TF-IDF rows as scikit-learn's vectorizer makes them (sublinear tf, l2)."""
+        vocabulary, idf = self._vocabulary, self._idf
+        out = np.zeros((len(texts), len(idf)))
+        for row, text in enumerate(texts):
+            counts: dict[int, int] = {}
+            tokens = _words(text)
+            for gram in (*tokens, *(f"{a} {b}" for a, b in itertools.pairwise(tokens))):
+                j = vocabulary.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if counts:
+                idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
+                tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64))
+                vals = tf * idf[idx]
+                out[row, idx] = vals / np.linalg.norm(vals)
         return out
 
-    def calibrated(self, margins: Matrix) -> Matrix:
-        z = np.clip(self.slope * margins + self.intercept, -30.0, 30.0)
-        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    def part_scores(self, texts: Sequence[str]) -> dict[str, Matrix]:
+        """Each part's probabilities (rows: texts, columns: topics)."""
+        out: dict[str, Matrix] = {}
+        k = len(self.topics)
+        if self._meaning is not None:
+            out["meaning"] = self._meaning.proba(self.vectors(texts))[:, :k]
+        if self._words_model is not None:
+            out["words"] = self._words_model.proba(self._tfidf(texts))[:, :k]
+        return out
 
     def scores(self, texts: Sequence[str]) -> Matrix:
         """Each text's score for each topic, in 0-1 (rows: texts, columns: :attr:`topics`)."""
-        return self.calibrated(self.margins(self.vectors(texts)))
-
-    # -- calibration ---------------------------------------------------------------------
-    def _calibrate(self) -> None:
-        n = self.examples.shape[0]
-        # Positives: each example against the other examples of its topic.
-        own = np.eye(n, dtype=bool)
-        pos_all = self.margins(self.examples, leave_out=own)
-        counts = np.bincount(self.labels, minlength=len(self.topics))
-        keep = counts[self.labels] > 1
-        pos = pos_all[np.arange(n), self.labels][keep]
-        # Negatives: each ordinary sentence against every topic, itself left out of
-        # the ordinary sentences it is compared with.
-        o = self.ordinary
-        if not len(pos) or o.shape[0] < 2:
-            return
-        sims = o @ self.examples.T
-        near = np.empty((o.shape[0], len(self.topics)), dtype=np.float32)
-        for i in range(len(self.topics)):
-            near[:, i] = _top_mean(sims[:, self.labels == i], self.k)
-        other = o @ o.T
-        np.fill_diagonal(other, -np.inf)
-        neg = (near - other.max(axis=1, keepdims=True)).ravel()
-        self.slope, self.intercept = _logistic(pos, neg)
-
-
-def _logistic(pos: npt.NDArray[np.float32], neg: npt.NDArray[np.float32]) -> tuple[float, float]:
-    """``a, b`` of ``p = 1 / (1 + exp(-(a m + b)))`` fitted to margins ``m`` (positives
-    and negatives weighted equally), by Newton's method with a small ridge."""
-    m = np.concatenate([pos, neg]).astype(np.float64)
-    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
-    w = np.concatenate([np.full(len(pos), 0.5 / len(pos)), np.full(len(neg), 0.5 / len(neg))])
-    a, b = DEFAULT_SLOPE, DEFAULT_INTERCEPT
-    ridge = 1e-4
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-np.clip(a * m + b, -30, 30)))
-        g = w * (p - y)
-        h = w * p * (1 - p)
-        grad = np.array([(g * m).sum() + ridge * a, g.sum()])
-        hess = np.array([[(h * m * m).sum() + ridge, (h * m).sum()], [(h * m).sum(), h.sum()]])
-        try:
-            step = np.linalg.solve(hess + 1e-9 * np.eye(2), grad)
-        except np.linalg.LinAlgError:
-            break
-        a, b = a - step[0], b - step[1]
-        if abs(step).max() < 1e-6:
-            break
-    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
-        return DEFAULT_SLOPE, DEFAULT_INTERCEPT
-    return float(a), float(b)
+        parts = list(self.part_scores(texts).values())
+        return (sum(parts[1:], parts[0]) / len(parts)).astype(np.float32)
