@@ -212,7 +212,9 @@ def main() -> None:
     got = report("ours", ours, topics, rows, THRESHOLD)
     for thr in (0.3, 0.35, 0.45, 0.5):
         flagged = ours.max(axis=1) >= thr
-        right = np.array([r["topic"] == topics[w] for r, w in zip(rows, ours.argmax(1), strict=True)])
+        right = np.array(
+            [r["topic"] == topics[w] for r, w in zip(rows, ours.argmax(1), strict=True)]
+        )
         pos = np.array([r["topic"] is not None for r in rows])
         print(
             f"    ours at {thr:.2f}: recall {(flagged & pos & right).sum() / pos.sum():.3f}, "

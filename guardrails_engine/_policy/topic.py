@@ -4,7 +4,7 @@ the policy's folder), its embedder, and its model, embedded once here."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -15,14 +15,9 @@ from .._spec.config import Example, PolicySpec, TopicName, TopicSpec
 from .._spec.loader import Located, load_yaml, repeated_key
 from ..checks._base import CheckConfig
 from ..checks._schema.check import SchemaLoadError, read_confined_text
-from ..checks._topic import (
-    Embedder,
-    EmbedderError,
-    EmbedderMissing,
-    TopicCheck,
-    TopicModel,
-    default_embedder,
-)
+
+if TYPE_CHECKING:
+    from ..checks._topic import Embedder, TopicCheck
 
 __all__ = ["compile_topic"]
 
@@ -42,6 +37,9 @@ def compile_topic(
     trusted: tuple[str, ...],
     where: list[Any],
 ) -> TopicCheck:
+    # Imported here: numpy and the classifiers load only for a policy with a topic check.
+    from ..checks._topic import ClassifierMissing, EmbedderError, TopicCheck, TopicModel
+
     deny = {t: list(examples) for t, examples in c.deny.items()}
     allow = list(c.allow)
     if c.examples_file is not None:
@@ -61,6 +59,8 @@ def compile_topic(
         model = TopicModel(embedder, deny, allow)
     except EmbedderError as exc:
         raise located.error(field, f"the embedder broke its contract: {exc}") from None
+    except ClassifierMissing as exc:
+        raise located.error([*where, "type"], str(exc)) from None
     except Exception as exc:  # the embedder's own failure: its type only, never its message
         raise located.error(field, f"the embedder failed: {type(exc).__name__}") from None
     cap = spec.stream.max_holdback_chars
@@ -93,15 +93,15 @@ def _read_examples(name: str, folder: Path, located: Located, field: list[Any]) 
         raise located.error(field, f"{path} is not valid YAML{line}") from None
     repeated = repeated_key(root)
     if repeated is not None:
-        _, line, key = repeated
-        raise located.error(field, f"{path}:{line}: {key}: a key appears twice")
+        raise located.error(field, f"{path}:{repeated[1]}: a key appears twice")
     try:
         return _ExamplesFile.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        # Where and what kind of problem, never the value (the file's content).
+        # Which section and what kind of problem, never a value or a topic's name
+        # (the file's content).
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        raise located.error(field, f"{path}: {loc}: {err['type']}") from None
+        where = str(err["loc"][0]) if err["loc"] else "(root)"
+        raise located.error(field, f"{path}: {where}: {err['type']}") from None
 
 
 def _thresholds(
@@ -121,6 +121,8 @@ def _thresholds(
 def _embedder(
     c: TopicSpec, located: Located, where: list[Any], trusted: tuple[str, ...]
 ) -> Embedder:
+    from ..checks._topic import EmbedderMissing, default_embedder
+
     if c.embedder is None:
         try:
             return default_embedder()

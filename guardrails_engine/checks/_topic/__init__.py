@@ -2,9 +2,10 @@
 
 from .check import TopicCheck
 from .embed import Embedder, EmbedderError, EmbedderMissing, default_embedder, embed
-from .model import TopicModel
+from .model import ClassifierMissing, TopicModel
 
 __all__ = [
+    "ClassifierMissing",
     "Embedder",
     "EmbedderError",
     "EmbedderMissing",

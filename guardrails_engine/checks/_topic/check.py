@@ -47,3 +47,19 @@ class TopicCheck(Compiled):
         score, best = max(over)  # the topic the unit is most like
         topic = self.model.topics[best]
         return [Found(label=topic, reason=f"topic {topic} (score {score:.2f})", score=score)]
+
+    def text_scores(self, text: str) -> dict[str, float]:
+        """Each topic's best score over the units of ``text``, cut as a run cuts them
+        (for evaluation: AUC needs the scores below the threshold too)."""
+        units: list[str] = []
+        cutter = Compiled(
+            self.config,
+            UnitCheck(units.append, unit=self.unit),
+            unit=self.unit,
+            max_unit_chars=self.max_unit_chars,
+        )
+        cutter.session().finish(text, 0)
+        if not units:
+            return dict.fromkeys(self.model.topics, 0.0)
+        best = self.model.scores(units).max(axis=0)
+        return {t: float(s) for t, s in zip(self.model.topics, best, strict=True)}

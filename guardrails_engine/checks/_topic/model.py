@@ -54,13 +54,15 @@ class ClassifierMissing(ImportError):
 
 def _normalised(m: Matrix) -> Matrix:
     norms = np.linalg.norm(m, axis=1, keepdims=True)
-    return (m / np.maximum(norms, 1e-12)).astype(np.float32)
+    out: Matrix = (m / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out
 
 
 def _softmax(z: npt.NDArray[Any]) -> Matrix:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    out: Matrix = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out
 
 
 class _Linear:
@@ -130,8 +132,13 @@ class TopicModel:
         if "words" in parts:
             from sklearn.feature_extraction.text import TfidfVectorizer
 
-            vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=None,
-                                         tokenizer=_words, lowercase=False)
+            vectorizer = TfidfVectorizer(
+                ngram_range=(1, 2),
+                sublinear_tf=True,
+                token_pattern=None,
+                tokenizer=_words,
+                lowercase=False,
+            )
             x = vectorizer.fit_transform([*examples, *ordinary])
             self._words_model = _Linear(x, labels, n_classes, C_WORDS)
             # Transformed here, not by scikit-learn (ten times faster on one sentence).
