@@ -322,3 +322,56 @@ def test_the_default_embedder_loads_with_the_network_unreachable() -> None:
         memory=3_000_000_000,
     )
     assert out.split("\n")[:3] == ["block ['dosage']", "pass", "True"], out
+
+
+# -- adapters and the command line ----------------------------------------------------------
+
+
+def test_openai_adapter_blocks_a_denied_topic_mid_stream() -> None:
+    openai = pytest.importorskip("openai")
+    from _fake_openai import MODEL, FakeOpenAI, chat_chunks
+
+    from guardrails_engine import openai as ge_openai
+
+    policy = ge.Policy.from_yaml(
+        policy_text().replace('"name": "topics"', '"name": "t", "block_message": "Sorry."'),
+        trusted_modules=TRUST,
+    )
+    text = f"{PASSING} {TOPIC} {PASSING}"
+    server = FakeOpenAI()
+    server.start()
+    try:
+        pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
+        server.add("chat", chat_chunks([(0, {"content": p}) for p in pieces]))
+        with openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client:
+            stream = client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            guarded = ge_openai.guard_sync(policy, stream)
+            content = "".join(c.delta.content or "" for chunk in guarded for c in chunk.choices)
+        assert guarded.blocked is not None
+        assert content == f"{PASSING}Sorry."  # the space opens the blocked sentence
+        assert [f.entity_type for f in guarded.blocked.findings] == ["dosage"]
+    finally:
+        server.stop()
+
+
+def test_cli_check_and_eval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardrails_engine._cli import main
+
+    monkeypatch.setenv("GUARDRAILS_TRUSTED_MODULES", "test_topic")
+    (tmp_path / "p.yaml").write_text(policy_text(), encoding="utf-8")
+    (tmp_path / "in.txt").write_text(f"{PASSING} {TOPIC}", encoding="utf-8")
+    policy_path, text_path = str(tmp_path / "p.yaml"), str(tmp_path / "in.txt")
+    assert main(["check", "--policy", policy_path, "--stream", text_path]) == 1
+    assert "topic dosage" in capsys.readouterr().err
+    (tmp_path / "c.cases.yaml").write_text(
+        "- {input: 'Take 400 mg of ibuprofen every four hours.', expect: {decision: block,"
+        " findings: [{check: topics, entity: dosage}]}}\n"
+        "- {input: 'The weather is lovely.', expect: {decision: pass, findings: []}}\n",
+        encoding="utf-8",
+    )
+    assert main(["eval", "--policy", policy_path, str(tmp_path / "c.cases.yaml")]) == 0
+    assert "topics/dosage" in capsys.readouterr().out
