@@ -15,14 +15,17 @@ its best topic's):
   meaning   logistic regression on centred WordLlama embeddings, trained at
             compile time (topics' examples against allow + packaged ordinary text);
   words     TF-IDF (words and word pairs) + logistic regression, trained the same;
-  ours      the mean of meaning and words: the shipped check.
+  ours      the geometric mean of meaning and words, each trained with word-dropout
+            variants of the examples: the shipped check.
 
 Figures: AUC (topic sentences against all negatives), and for the trained ones at
 the default threshold: recall (flagged with the right topic), precision,
 false-positive rate on hard negatives, on ordinary text and on both; recall and FPR
 of ours at other thresholds; then, for the shipped check, ms per sentence (p50,
-p99, warm) for the model alone and for ``validate_sync``, and the cost of a
-4-character stream.
+p99, warm) for the model alone and for ``validate_sync``, in wall time and in CPU
+time (``time.thread_time``: what the check costs, without the time the process
+waited for a core), next to a control loop of pure Python of the same median
+length (what the machine adds at the tail), and the cost of a 4-character stream.
 
 Targets (from the issue), printed PASS/FAIL: AUC >= 0.95; recall >= 0.85 with
 FPR <= 5 % at the default threshold; p99 <= 5 ms per sentence.
@@ -52,7 +55,7 @@ CORPUS = HERE / "data" / "topics.jsonl"
 POLICY = HERE / "policies" / "topics.yaml"
 EXAMPLES = HERE / "policies" / "topics.examples.yaml"
 #: The check's default threshold.
-THRESHOLD = 0.4
+THRESHOLD = 0.3
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -120,32 +123,31 @@ def timings(policy: ge.Policy, texts: list[str], repeat: int) -> None:
         ("model.scores", lambda t: model.scores([t])),
         ("validate_sync", policy.validate_sync),
     ):
-        samples, control = [], []
+        samples, cpu, control = [], [], []
+        spin = 1500
         gc.disable()
         for _ in range(repeat):
             for t in texts:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 fn(t)
-                t1 = time.perf_counter()
-                samples.append((t1 - t0) * 1000)
-                # Control: a loop of pure Python of about the same length, timed the
-                # same way: its p99 is what the machine adds (a shared 2-core box).
+                samples.append((time.perf_counter() - t0) * 1000)
+                cpu.append((time.thread_time() - c0) * 1000)
+                # Control: pure Python of about the same wall time at p50, timed the same
+                # way: its p99 is what the machine adds (a shared 2-core box).
                 t0 = time.perf_counter()
-                sum(range(1500))
+                sum(range(spin))
                 control.append((time.perf_counter() - t0) * 1000)
+            spin = max(100, int(spin * statistics.median(samples) / statistics.median(control)))
         gc.enable()
-        samples.sort()
-        control.sort()
-        p50 = statistics.median(samples)
-        p99 = samples[int(0.99 * (len(samples) - 1))]
-        c50, c99 = statistics.median(control), control[int(0.99 * (len(control) - 1))]
-        print(
-            f"  {what:<14} ms per sentence: p50 {p50:.3f}  p99 {p99:.3f}  (n={len(samples)}; "
-            f"control loop p50 {c50:.3f}  p99 {c99:.3f})"
-        )
+        for name, values in (("wall", samples), ("cpu", cpu), ("control", control)):
+            values.sort()
+            p50, p99 = statistics.median(values), values[int(0.99 * (len(values) - 1))]
+            print(f"  {what:<14} {name:<8} ms per sentence: p50 {p50:.3f}  p99 {p99:.3f}")
+            if name == "wall":
+                wall99 = p99
         if what == "validate_sync":
-            flag = "PASS" if p99 <= 5.0 else "FAIL"
-            print(f"  target p99 <= 5 ms per sentence: {flag}")
+            flag = "PASS" if wall99 <= 5.0 else "FAIL"
+            print(f"  target p99 <= 5 ms per sentence (wall): {flag}")
     # A stream of 4-character chunks, against validate of the same text, and against a
     # policy with no topic check (a length check) streamed the same way.
     text = " ".join(texts)
@@ -177,10 +179,54 @@ def timings(policy: ge.Policy, texts: list[str], repeat: int) -> None:
     )
 
 
+def curve(rows: list[dict[str, Any]], deny: dict[str, list[str]], allow: list[str]) -> None:
+    """Why the targets are hard: AUC, recall and FPR as held-out topic sentences move
+    into the policy's examples (and hard negatives into allow), averaged over two
+    random splits; each figure is on what stays held out."""
+    import random
+
+    embedder = default_embedder()
+    topics = list(deny)
+    print("learning curve (held-out sentences moved into the examples; mean of 2 splits):")
+    for extra, extra_allow in ((0, 0), (5, 0), (10, 0), (15, 0), (0, 60), (15, 60)):
+        figures = []
+        for seed in range(2):
+            rng = random.Random(seed)
+            d = {t: list(v) for t, v in deny.items()}
+            test: list[dict[str, Any]] = []
+            for t in topics:
+                pos = [r for r in rows if r["topic"] == t]
+                rng.shuffle(pos)
+                d[t] += [r["text"] for r in pos[:extra]]
+                test += pos[extra:]
+            neg = [r for r in rows if r["topic"] is None]
+            rng.shuffle(neg)
+            more = [r["text"] for r in neg[:extra_allow]]
+            test += neg[extra_allow:]
+            s = TopicModel(embedder, d, [*allow, *more]).scores([r["text"] for r in test])
+            pos_mask = np.array([r["topic"] is not None for r in test])
+            best, which = s.max(axis=1), s.argmax(axis=1)
+            right = np.array([r["topic"] == topics[w] for r, w in zip(test, which, strict=True)])
+            flagged = best >= THRESHOLD
+            figures.append(
+                (
+                    auc(list(best[pos_mask]), list(best[~pos_mask])),
+                    (flagged & pos_mask & right).sum() / pos_mask.sum(),
+                    flagged[~pos_mask].mean(),
+                )
+            )
+        a, r, f = np.mean(figures, axis=0)
+        print(
+            f"  {10 + extra:>2} examples a topic, {len(allow) + extra_allow:>2} allow: "
+            f"AUC {a:.3f}  recall {r:.3f}  FPR {f:.3f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="one timing pass")
     ap.add_argument("--errors", action="store_true", help="list misclassified sentences")
+    ap.add_argument("--curve", action="store_true", help="also the learning curve (~1 min)")
     args = ap.parse_args()
     rows, deny, allow = load()
     texts = [r["text"] for r in rows]
@@ -210,7 +256,7 @@ def main() -> None:
     model: TopicModel = check.model  # type: ignore[attr-defined]
     ours = model.scores(texts)
     got = report("ours", ours, topics, rows, THRESHOLD)
-    for thr in (0.3, 0.35, 0.45, 0.5):
+    for thr in (0.2, 0.25, 0.35, 0.4, 0.5):
         flagged = ours.max(axis=1) >= thr
         right = np.array(
             [r["topic"] == topics[w] for r, w in zip(rows, ours.argmax(1), strict=True)]
@@ -237,6 +283,8 @@ def main() -> None:
             )
             if wrong:
                 print(f"    {s:.2f} {topics[w]:<18} [{r['kind']} {r['topic']}] {r['text']}")
+    if args.curve:
+        curve(rows, deny, allow)
     print("speed (the shipped check):")
     timings(policy, texts, 1 if args.quick else 5)
 

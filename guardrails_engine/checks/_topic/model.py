@@ -14,7 +14,9 @@ sentences (:mod:`._background`).
   precise where a sentence shares a topic's words but not its meaning ("the
   dosage of the API rate limit").
 
-A unit's score for a topic is the mean of the two probabilities.
+Each example is also learned with one word left out (three variants), so that
+no single word carries a topic.  A unit's score for a topic is the geometric mean
+of the two probabilities: both views must agree.
 ``benchmarks/topic_accuracy.py`` compares each part, and plain nearest-example
 cosine, on held-out sentences; ``docs/semantic.md`` says why this combination.
 """
@@ -22,6 +24,8 @@ cosine, on held-out sentences; ``docs/semantic.md`` says why this combination.
 from __future__ import annotations
 
 import itertools
+import random
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +50,27 @@ _WORD = regex.compile(r"\w\w+")
 def _words(text: str) -> list[str]:
     """The words of a text, as the TF-IDF part counts them (lower case, 2+ letters)."""
     return _WORD.findall(text.casefold())
+
+
+#: Variants of an example made by leaving one word out (examples of four words or more).
+VARIANTS = 3
+
+
+def _with_variants(examples: Sequence[str]) -> list[str]:
+    """The examples, each followed by :data:`VARIANTS` copies that leave one word out
+    (chosen by a generator seeded with the example: the same policy compiles the same):
+    a topic is learned from what its examples share, not from any one word."""
+    out: list[str] = []
+    for example in examples:
+        out.append(example)
+        words = example.split()
+        if len(words) < 4:
+            continue
+        rng = random.Random(zlib.crc32(example.encode("utf-8")))
+        for _ in range(VARIANTS):
+            i = rng.randrange(len(words))
+            out.append(" ".join(words[:i] + words[i + 1 :]))
+    return out
 
 
 class ClassifierMissing(ImportError):
@@ -112,9 +137,10 @@ class TopicModel:
         self.embedder = embedder
         self.topics: tuple[str, ...] = tuple(deny)
         self.parts = parts
-        examples = [e for t in self.topics for e in deny[t]]
+        grown = {t: _with_variants(deny[t]) for t in self.topics}
+        examples = [e for t in self.topics for e in grown[t]]
         ordinary = [*allow, *background]
-        labels = [i for i, t in enumerate(self.topics) for _ in deny[t]]
+        labels = [i for i, t in enumerate(self.topics) for _ in grown[t]]
         labels += [len(self.topics)] * len(ordinary)
         n_classes = len(self.topics) + 1
         if not ordinary:
@@ -181,6 +207,11 @@ class TopicModel:
         return out
 
     def scores(self, texts: Sequence[str]) -> Matrix:
-        """Each text's score for each topic, in 0-1 (rows: texts, columns: :attr:`topics`)."""
+        """Each text's score for each topic, in 0-1 (rows: texts, columns: :attr:`topics`):
+        the geometric mean of the parts' probabilities (both must agree)."""
         parts = list(self.part_scores(texts).values())
-        return (sum(parts[1:], parts[0]) / len(parts)).astype(np.float32)
+        product = parts[0].astype(np.float64)
+        for part in parts[1:]:
+            product = product * part
+        out: Matrix = (product ** (1.0 / len(parts))).astype(np.float32)
+        return out
