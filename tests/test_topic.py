@@ -106,6 +106,19 @@ def test_a_topic_sentence_is_blocked_and_named_without_its_text(policy: ge.Polic
         assert word not in finding.reason and word not in str(result.to_dict()["reasons"])
 
 
+@pytest.mark.parametrize(
+    "disguise",
+    [
+        lambda t: "\u200b".join(t),  # zero-width spaces between letters
+        lambda t: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in t),  # fullwidth
+        lambda t: t.replace(" ", "\u00a0"),  # no-break spaces
+    ],
+)
+def test_disguised_text_is_scored_as_its_canonical_form(policy: ge.Policy, disguise: Any) -> None:
+    result = policy.validate_sync(disguise(TOPIC))
+    assert [f.entity_type for f in result.findings] == ["dosage"]
+
+
 def test_ordinary_and_allowed_sentences_pass(policy: ge.Policy) -> None:
     for text in (PASSING, "Our pricing page lists the plans.", "Hello. How are you?"):
         assert policy.validate_sync(text).decision is ge.Decision.PASS, text
