@@ -388,3 +388,21 @@ def test_cli_check_and_eval(
     )
     assert main(["eval", "--policy", policy_path, str(tmp_path / "c.cases.yaml")]) == 0
     assert "topics/dosage" in capsys.readouterr().out
+
+
+def test_missing_extra_is_a_policy_error_naming_the_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    embed_module = sys.modules["guardrails_engine.checks._topic.embed"]
+    monkeypatch.setattr(embed_module, "_DEFAULT", [])
+    monkeypatch.setitem(sys.modules, "wordllama", None)
+    text = policy_text()
+    default = json.loads(text)
+    del default["checks"][0]["embedder"]
+    with pytest.raises(ge.PolicyError, match=r"checks\[0\]\.type.*guardrails-engine\[semantic\]"):
+        ge.Policy.from_yaml(json.dumps(default))
+    monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)
+    with pytest.raises(ge.PolicyError, match=r"scikit-learn.*guardrails-engine\[semantic\]"):
+        make()
