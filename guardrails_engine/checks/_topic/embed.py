@@ -76,7 +76,8 @@ class _WordLlama:
         out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
         for i, text in enumerate(texts):
             enc = encode(text, add_special_tokens=False)
-            ids = [min(max(t, 0), last) for t, keep in zip(enc.ids, enc.attention_mask) if keep]
+            pairs = zip(enc.ids, enc.attention_mask, strict=True)
+            ids = [min(max(t, 0), last) for t, keep in pairs if keep]
             if ids:
                 out[i] = table[ids].mean(axis=0)
         return out
