@@ -1,7 +1,8 @@
 """The ``guardrails-engine`` command.
 
-Exit status: 0 pass or repair (``eval``: every case passed), 1 block (``eval``:
-a case failed), 2 a bad policy, input or usage.
+Exit status: 0 pass or repair (``eval``: every case passed; ``drift``: no window
+alerts), 1 block (``eval``: a case failed; ``drift``: a window alerts), 2 a bad
+policy, input or usage.
 """
 
 from __future__ import annotations
@@ -116,6 +117,22 @@ def _parser() -> argparse.ArgumentParser:
         "--partition-mb", type=float, default=8.0, help="JSON lines per task, in MB (default: 8)"
     )
     _add_where(scan)
+    dr = sub.add_parser(
+        "drift",
+        help="how much current traffic no reference text covers, per window (docs/semantic.md)",
+        description="Exit 0 when no window alerts, 1 when one does, 2 for bad input.",
+    )
+    dr.add_argument("--reference", required=True, help="eval case file, or JSON lines of texts")
+    dr.add_argument("current", nargs="+", help="JSON lines of current texts (or case files)")
+    dr.add_argument("--field", default="text", help="the text's key in JSON lines (default text)")
+    dr.add_argument("--window", type=_positive, default=100, help="texts per window (100)")
+    dr.add_argument("--q", type=float, default=0.05, help="coverage percentile (0.05)")
+    form = dr.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="write the report as JSON")
+    form.add_argument("--csv", action="store_true", help="write the windows as CSV")
+    dr.add_argument(
+        "--export-cases", metavar="FILE", help="write the uncovered texts as candidate eval cases"
+    )
     return parser
 
 
@@ -124,6 +141,13 @@ def _add_where(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--workers", type=int, help="a pool of N processes on this machine")
     where.add_argument("--local", type=int, help="a Dask LocalCluster of N worker processes")
     where.add_argument("--scheduler", help="an existing Dask cluster (tcp://host:8786)")
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def _summary(result: Result) -> str:
@@ -408,6 +432,31 @@ def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_BLOCK if args.strict and summary.bad_rows else EXIT_OK
 
 
+def _drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ._evals.drift import DriftError, DriftReference, read_texts
+
+    try:
+        if not 0 < args.q < 0.5:
+            raise DriftError(f"--q must be between 0 and 0.5, got {args.q}")
+        reference = read_texts(args.reference, args.field)
+        current = [t for path in args.current for t in read_texts(path, args.field)]
+        report = DriftReference(reference, q=args.q).check(current, window=args.window)
+    except (DriftError, ImportError) as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    if args.json:
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    elif args.csv:
+        out.write(report.to_csv())
+    else:
+        out.write(report.to_text())
+    if args.export_cases:
+        with open(args.export_cases, "w", encoding="utf-8") as f:
+            f.write(report.export_cases())
+        err.write(f"{len(report.uncovered)} uncovered texts written to {args.export_cases}\n")
+    return EXIT_BLOCK if report.alert else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
@@ -419,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lint(args.policies, out, err)
         if args.command == "eval":
             return _eval(args, out, err)
+        if args.command == "drift":
+            return _drift(args, out, err)
         if args.command == "entities":
             return _entities(out)
         if args.command == "scan":

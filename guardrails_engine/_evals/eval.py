@@ -320,6 +320,9 @@ class EvalReport:
     seed: int
     chunkings: tuple[str, ...]
     per_check: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    #: Per ``check/topic`` of the topic checks: tp, fp, fn, precision, recall, and the
+    #: AUC of the topic's score over the cases that list findings (their labels).
+    per_topic: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -357,6 +360,7 @@ class EvalReport:
             "leaked_chars": self.leaked,
             "holdback": self.holdback(),
             "per_check": self.per_check,
+            "per_topic": self.per_topic,
             "failures": [
                 {
                     "id": r.case.id,
@@ -387,6 +391,18 @@ class EvalReport:
             for check, s in sorted(self.per_check.items()):
                 lines.append(
                     f"    {check:<24} {s['precision']:>9.3f} {s['recall']:>7.3f} "
+                    f"{s['tp']:>5} {s['fp']:>5} {s['fn']:>5}"
+                )
+        if self.per_topic:
+            lines.append("per topic (whole runs, cases that list findings):")
+            lines.append(
+                f"    {'check/topic':<32} {'precision':>9} {'recall':>7} {'auc':>6} "
+                f"{'tp':>5} {'fp':>5} {'fn':>5}"
+            )
+            for key, s in sorted(self.per_topic.items()):
+                auc = "-" if s.get("auc") is None else f"{s['auc']:.3f}"
+                lines.append(
+                    f"    {key:<32} {s['precision']:>9.3f} {s['recall']:>7.3f} {auc:>6} "
                     f"{s['tp']:>5} {s['fp']:>5} {s['fn']:>5}"
                 )
         hb = self.holdback()
@@ -504,6 +520,7 @@ def evaluate(
                 progress(min(len(done) * CASES_PER_TASK, len(items)), len(items))
         results = [r for i in range(len(batches)) for r in done[i]]
     counts: dict[str, Counter[str]] = {}
+    topics = _Topics(policy)
     for cr in results:
         case = cr.case
         if case.findings is not None:
@@ -513,14 +530,67 @@ def evaluate(
                 c["tp"] += min(want[key], got[key])
                 c["fp"] += max(0, got[key] - want[key])
                 c["fn"] += max(0, want[key] - got[key])
-    per_check: dict[str, dict[str, float | int]] = {}
-    for check, c in counts.items():
-        tp, fp, fn = c["tp"], c["fp"], c["fn"]
-        per_check[check] = {
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "precision": tp / (tp + fp) if tp + fp else 1.0,
-            "recall": tp / (tp + fn) if tp + fn else 1.0,
-        }
-    return EvalReport(getattr(policy, "name", "?"), results, seed, tuple(chunkings), per_check)
+            topics.add(case, cr.runs[0].findings)
+    return EvalReport(
+        getattr(policy, "name", "?"),
+        results,
+        seed,
+        tuple(chunkings),
+        {check: _rates(c) for check, c in counts.items()},
+        topics.report(),
+    )
+
+
+def _rates(c: Counter[str]) -> dict[str, float | int]:
+    tp, fp, fn = c["tp"], c["fp"], c["fn"]
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+    }
+
+
+class _Topics:
+    """Per topic of the policy's topic checks: counts, and scores with labels for AUC."""
+
+    def __init__(self, policy: Any) -> None:
+        self.checks = [
+            c for c in getattr(policy, "checks", ()) if getattr(c, "type", "") == "topic"
+        ]
+        self.counts: dict[str, Counter[str]] = {}
+        self.scored: dict[str, list[tuple[float, bool]]] = {}
+
+    def add(self, case: Case, found: list[tuple[str, str | None]]) -> None:
+        assert case.findings is not None
+        want, got = Counter(case.findings), Counter(found)
+        for check in self.checks:
+            scores = check.text_scores(case.input)
+            for topic, score in scores.items():
+                key = (check.id, topic)
+                c = self.counts.setdefault(f"{check.id}/{topic}", Counter())
+                c["tp"] += min(want[key], got[key])
+                c["fp"] += max(0, got[key] - want[key])
+                c["fn"] += max(0, want[key] - got[key])
+                self.scored.setdefault(f"{check.id}/{topic}", []).append((score, key in want))
+
+    def report(self) -> dict[str, dict[str, float | int]]:
+        out: dict[str, dict[str, float | int]] = {}
+        for key, c in self.counts.items():
+            out[key] = _rates(c)
+            auc = _auc(self.scored.get(key, []))
+            if auc is not None:
+                out[key]["auc"] = auc
+        return out
+
+
+def _auc(scored: list[tuple[float, bool]]) -> float | None:
+    """The probability that a positive case outscores a negative one (ties count half);
+    ``None`` without both."""
+    pos = [s for s, label in scored if label]
+    neg = [s for s, label in scored if not label]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))

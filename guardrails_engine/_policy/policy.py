@@ -29,6 +29,7 @@ from .._spec.config import (
     PolicySpec,
     SchemaSpec,
     ToolSpec,
+    TopicSpec,
 )
 from .._spec.loader import Located, parse_policy
 from ..checks._base import PatternCheck
@@ -48,6 +49,7 @@ from ..checks._schema.check import (
 )
 from ..checks._unit import Compiled
 from .custom import compile_custom
+from .topic import compile_topic
 
 if TYPE_CHECKING:
     from .._runtime.drive import Push, Stream, SyncPush, SyncStream
@@ -572,6 +574,8 @@ def _compile_one(
         return SchemaCheck(c, spec.on_error, loaded, stop=_json_stop(spec))
     if isinstance(c, CustomSpec):
         return compile_custom(c, spec, located, where, trusted)
+    if isinstance(c, TopicSpec):
+        return compile_topic(c, spec, located, base_dir, trusted, where)
     assert isinstance(c, LengthSpec)
     json_output = any(isinstance(x, SchemaSpec) for x in spec.checks)
     return LengthCheck(c, spec.on_error, json_output=json_output)
