@@ -371,22 +371,14 @@ async def _aclose(obj: object) -> None:
 
 
 def default_embedder() -> Embed:
-    """The offline embedder of the ``[semantic]`` extra (WordLlama, its weights
-    inside its wheel; never downloads)."""
-    import os
+    """The offline embedder of the ``[semantic]`` extra, the one ``type: topic``
+    uses (WordLlama, its weights inside its wheel; never downloads)."""
+    from .checks._topic.embed import default_embedder as shared
 
-    try:
-        import wordllama
-    except ImportError:
-        raise ImportError(
-            "similarity needs an embedder: pip install 'guardrails-engine[semantic]'"
-        ) from None
-    model = wordllama.WordLlama.load(
-        cache_dir=os.path.dirname(wordllama.__file__), disable_download=True
-    )
+    model = shared()
 
     def embed(texts: Sequence[str]) -> Any:
-        return model.embed(list(texts))
+        return model(list(texts))
 
     return embed
 
