@@ -20,6 +20,8 @@ from . import __version__
 from ._core.errors import PolicyError
 from ._core.model import Decision, Result
 from ._evals.eval import CaseError, evaluate, load_cases
+from ._observe.report import parse_since, render_csv, render_text, report
+from ._observe.store import TraceStoreError
 from ._policy.policy import Policy, load_policy
 from ._spec.config import policy_json_schema
 from ._spec.loader import load_yaml
@@ -69,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", choices=("text", "json", "junit"), default="text")
     ev.add_argument("--output", help="write the report to this file instead of stdout")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random chunkings")
+    traces = sub.add_parser(
+        "traces",
+        help="report on a trace database (TraceStore): calls, latency, tokens, decisions",
+        description="Calls, p50/p95/p99 time to first token and duration, tokens, block and "
+        "repair rates per check and per model, the most frequent reasons, and a histogram "
+        "of the time to first token.",
+    )
+    traces.add_argument("db", help="the SQLite file a TraceStore writes")
+    traces.add_argument("--since", help="only records since: 30m, 12h, 7d, or an ISO date")
+    traces.add_argument("--model", help="only calls to (or answered by) this model")
+    fmt = traces.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the report as JSON")
+    fmt.add_argument("--csv", action="store_true", help="one CSV row for all, per model, per check")
     return parser
 
 
@@ -220,6 +235,22 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if report.passed else EXIT_BLOCK
 
 
+def _traces(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        since = parse_since(args.since) if args.since is not None else None
+    except ValueError as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    data = report(args.db, since=since, model=args.model)
+    if args.json:
+        out.write(json.dumps(data, indent=2) + "\n")
+    elif args.csv:
+        out.write(render_csv(data))
+    else:
+        out.write(render_text(data))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
@@ -233,9 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args, out, err)
         if args.command == "entities":
             return _entities(out)
+        if args.command == "traces":
+            return _traces(args, out, err)
         out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
         return EXIT_OK
-    except (PolicyError, CaseError) as exc:
+    except (PolicyError, CaseError, TraceStoreError) as exc:
         err.write(f"guardrails-engine: {exc}\n")
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as exc:
