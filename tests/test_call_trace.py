@@ -39,9 +39,14 @@ class Sink:
 
 
 def _drive(
-    rec: ge.CallRecorder, policy: ge.Policy, chunks: list[str], *, part: str = "choice",
-    index: int = 0, name: str | None = None,
-) -> str:  # fmt: skip
+    rec: ge.CallRecorder,
+    policy: ge.Policy,
+    chunks: list[str],
+    *,
+    part: str = "choice",
+    index: int = 0,
+    name: str | None = None,
+) -> str:
     """Feed ``chunks`` through one push run of ``policy`` hooked to ``rec``; the released text."""
     push = policy.push_sync(trace_id=rec.trace_id, on_trace=rec.run(part, index, name))
     out = []
@@ -162,14 +167,21 @@ def test_attempts_keep_each_upstream_and_the_call_reports_the_last(
     record = rec.finish()
     first, second = record.attempts
     assert (first.provider, first.request_model, first.error, first.runs) == (
-        "openai", "primary", "TimeoutError", ()
-    )  # fmt: skip
+        "openai",
+        "primary",
+        "TimeoutError",
+        (),
+    )
     assert (second.provider, second.request_model, second.response_id) == (
-        "anthropic", "fallback", "msg_1"
-    )  # fmt: skip
+        "anthropic",
+        "fallback",
+        "msg_1",
+    )
     assert (record.provider, record.request_model, record.response_model) == (
-        "anthropic", "fallback", "fallback-1"
-    )  # fmt: skip
+        "anthropic",
+        "fallback",
+        "fallback-1",
+    )
     assert (record.input_tokens, record.output_tokens) == (11, 3)
     assert record.finish_reasons == ("end_turn",)
     assert record.decision == "pass"
@@ -205,7 +217,11 @@ def test_an_error_is_kept_by_its_type_only(support_policy: ge.Policy) -> None:
     record = ge.CallRecorder(support_policy, provider="openai").finish(
         error=RuntimeError(f"upstream said {EMAIL}")
     )
-    assert (record.ending, record.error, record.last.error) == ("error", "RuntimeError", "RuntimeError")
+    assert (record.ending, record.error, record.last.error) == (
+        "error",
+        "RuntimeError",
+        "RuntimeError",
+    )
     assert EMAIL not in json.dumps(record.to_dict())
 
 

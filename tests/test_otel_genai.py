@@ -243,9 +243,9 @@ def test_no_planted_value_in_spans_metrics_or_logs(received: tuple[Receiver, boo
     attrs = _attrs(_chat(receiver).attributes)
     if capture:
         assert '"content": "my card is <CREDIT_CARD>"' in attrs["gen_ai.input.messages"]
-        assert "Write to <EMAIL_ADDRESS> or pay with <CREDIT_CARD>." in attrs[
-            "gen_ai.output.messages"
-        ]
+        assert (
+            "Write to <EMAIL_ADDRESS> or pay with <CREDIT_CARD>." in attrs["gen_ai.output.messages"]
+        )
     else:
         assert "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs
     assert '"kind":"call"' in log  # the logger had the call, at INFO

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import guardrails_engine as ge
@@ -32,7 +33,10 @@ LIGHT = """\
 version: 1
 name: light
 checks:
-  - {id: secrets, type: content, patterns: [{name: key, regex: 'sk-[A-Za-z0-9]{20,}'}], action: block}
+  - id: secrets
+    type: content
+    patterns: [{name: key, regex: 'sk-[A-Za-z0-9]{20,}'}]
+    action: block
   - {id: len, type: length, max_chars: 60, action: repair}
 """
 
@@ -45,13 +49,25 @@ def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def _call(policy: ge.Policy, store: ge.TraceStore, *, model: str = "m1", trace_id: str | None = None,
-          chunks: tuple[str, ...] = ("Hello ", "there"), capture: bool = False,
-          started: float | None = None) -> ge.CallTrace:  # fmt: skip
+def _call(
+    policy: ge.Policy,
+    store: ge.TraceStore,
+    *,
+    model: str = "m1",
+    trace_id: str | None = None,
+    chunks: tuple[str, ...] = ("Hello ", "there"),
+    capture: bool = False,
+    started: float | None = None,
+) -> ge.CallTrace:
     rec = ge.CallRecorder(
-        policy, provider="openai", request_model=model, trace_id=trace_id, on_trace=store,
-        capture_content=capture, started=started,
-    )  # fmt: skip
+        policy,
+        provider="openai",
+        request_model=model,
+        trace_id=trace_id,
+        on_trace=store,
+        capture_content=capture,
+        started=started,
+    )
     rec.prompt(f"card {CARD}")
     push = policy.push_sync(trace_id=rec.trace_id, on_trace=rec.run("choice", 0))
     for chunk in chunks:
@@ -91,9 +107,12 @@ def test_on_trace_anywhere(db: Path, policies_dir: Path) -> None:
         assert store.flush(10)
     kinds = _rows(db, "SELECT kind, decision FROM calls ORDER BY id")
     assert kinds == [
-        ("validate", "repair"), ("stream", "pass"), ("stream", "pass"), ("validate", "pass"),
+        ("validate", "repair"),
+        ("stream", "pass"),
+        ("stream", "pass"),
+        ("validate", "pass"),
         ("call", "pass"),
-    ]  # fmt: skip
+    ]
     assert _rows(db, "SELECT check_id, action, entity_type FROM findings") == [
         ("pii", "repair", "EMAIL_ADDRESS")
     ]
@@ -108,7 +127,7 @@ async def test_200_concurrent_streams_lose_and_duplicate_nothing(
 
     async def source(i: int) -> Any:
         for word in ("stream ", str(i), " says ", "hi"):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             yield word
 
     async def one(i: int) -> None:
@@ -151,8 +170,11 @@ def test_two_processes_lose_and_duplicate_nothing(db: Path) -> None:
     children = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(db), name, "300"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for name in ("a", "b")
     ]
     for child in children:
@@ -195,9 +217,7 @@ def test_retention_by_age(db: Path, light: ge.Policy) -> None:
 
 
 @pytest.mark.parametrize("capture", [False, True])
-def test_planted_values_never_reach_the_file(
-    db: Path, policies_dir: Path, capture: bool
-) -> None:
+def test_planted_values_never_reach_the_file(db: Path, policies_dir: Path, capture: bool) -> None:
     with ge.TraceStore(db) as store:
         policy = ge.load_policy(policies_dir / "support-chat.yaml", on_trace=store)
         policy.validate_sync(f"mail {EMAIL}, card {CARD}, key {SECRET}")
@@ -310,9 +330,12 @@ def test_traces_csv_and_text(filled: Path, capsys: pytest.CaptureFixture[str]) -
     rows = _run(capsys, str(filled), "--csv")[1].splitlines()
     assert rows[0].startswith("scope,name,calls,blocked,repaired,block_rate")
     assert [r.split(",")[:3] for r in rows[1:]] == [
-        ["all", "", "10"], ["model", "m1", "6"], ["model", "m2", "4"],
-        ["check", "len", "3"], ["check", "secrets", "1"],
-    ]  # fmt: skip
+        ["all", "", "10"],
+        ["model", "m1", "6"],
+        ["model", "m2", "4"],
+        ["check", "len", "3"],
+        ["check", "secrets", "1"],
+    ]
     text = _run(capsys, str(filled))[1]
     assert text.startswith("calls: 10\n")
     assert "time to first token (ms): p50" in text and "#" in text

@@ -300,6 +300,7 @@ class CallRecorder:
 
     __slots__ = (
         "_attempt",
+        "_attempts",
         "_capture",
         "_done",
         "_ended",
@@ -314,7 +315,6 @@ class CallRecorder:
         "_started",
         "_started_wall",
         "_streamed",
-        "_attempts",
         "trace_id",
     )
 
@@ -366,7 +366,9 @@ class CallRecorder:
         tool call): its trace goes into this call's record, and to no sink on its own."""
         return _RunHook(self, part, index, name)
 
-    def run_ended(self, trace: Trace, *, part: str, index: int = 0, name: str | None = None) -> None:
+    def run_ended(
+        self, trace: Trace, *, part: str, index: int = 0, name: str | None = None
+    ) -> None:
         """Add a run's trace to the current attempt (what a :meth:`run` hook calls)."""
         with self._runs_closed:
             if not self._done:
@@ -392,7 +394,7 @@ class CallRecorder:
         if self._capture:
             self._prompt = text
 
-    def response(self, *, id: str | None = None, model: str | None = None) -> None:  # noqa: A002
+    def response(self, *, id: str | None = None, model: str | None = None) -> None:
         """The response's id and model, as soon as the upstream says them."""
         if id is not None:
             self._attempt.response_id = str(id)
@@ -411,8 +413,13 @@ class CallRecorder:
         if reason is not None:
             self._attempt.finish_reasons.append(str(reason))
 
-    def attempt(self, *, provider: str | None = None, request_model: str | None = None,
-                error: BaseException | None = None) -> None:
+    def attempt(
+        self,
+        *,
+        provider: str | None = None,
+        request_model: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
         """Close the current attempt (``error``: why it failed) and start another one."""
         now = time.perf_counter()
         with self._runs_closed:
@@ -446,8 +453,10 @@ class CallRecorder:
         runs = attempts[-1].runs
         decision = _decision(runs)
         if ending is None:
-            ending = "error" if error is not None else (
-                "blocked" if decision == "block" else "completed"
+            ending = (
+                "error"
+                if error is not None
+                else ("blocked" if decision == "block" else "completed")
             )
         prompt, output = self._captured()
         record = CallTrace(
@@ -508,9 +517,11 @@ def _parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
             isinstance(value, str) and len(value) <= _MAX_PARAM_CHARS
         ):
             kept[str(key)] = value
-        elif isinstance(value, list | tuple) and all(
-            isinstance(v, str) and len(v) <= _MAX_PARAM_CHARS for v in value
-        ) and len(value) <= 16:
+        elif (
+            isinstance(value, list | tuple)
+            and all(isinstance(v, str) and len(v) <= _MAX_PARAM_CHARS for v in value)
+            and len(value) <= 16
+        ):
             kept[str(key)] = list(value)
     return kept
 

@@ -80,7 +80,9 @@ def _instruments(metrics: Any) -> tuple[Any, Any, Any, Any]:
         meter = metrics.get_meter("guardrails_engine")
         got = (
             meter.create_histogram(
-                "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration."
+                "gen_ai.client.operation.duration",
+                unit="s",
+                description="GenAI operation duration.",
             ),
             meter.create_histogram(
                 "gen_ai.client.token.usage",
@@ -133,9 +135,9 @@ def _span(trace: Any, record: CallTrace) -> None:
     for key, value in record.parameters.items():
         name = REQUEST_ATTRIBUTES.get(key)
         if name is not None and value is not None:
-            attributes[name] = [value] if name.endswith("stop_sequences") and isinstance(
-                value, str
-            ) else value
+            attributes[name] = (
+                [value] if name.endswith("stop_sequences") and isinstance(value, str) else value
+            )
     last = record.last
     if last.response_id is not None:
         attributes["gen_ai.response.id"] = last.response_id
@@ -171,7 +173,9 @@ def _span(trace: Any, record: CallTrace) -> None:
     start_ns = int(record.started_at * 1e9)
     end_ns = start_ns + int(record.duration_ms * 1e6)
     tracer = trace.get_tracer("guardrails_engine")
-    name = f"{record.operation} {record.request_model}" if record.request_model else record.operation
+    name = (
+        f"{record.operation} {record.request_model}" if record.request_model else record.operation
+    )
     span = tracer.start_span(
         name, kind=trace.SpanKind.CLIENT, start_time=start_ns, attributes=attributes
     )
@@ -190,11 +194,16 @@ def guardrail_events(record: CallTrace) -> list[dict[str, Any]]:
         "gen_ai.guardrail.policy.version": record.policy_hash,
     }
     for run in record.runs:
-        where: dict[str, Any] = {"guardrails_engine.part": run.part, "guardrails_engine.index": run.index}
+        where: dict[str, Any] = {
+            "guardrails_engine.part": run.part,
+            "guardrails_engine.index": run.index,
+        }
         if run.name is not None:
             where["guardrails_engine.tool"] = run.name
         if not run.trace.findings:
-            events.append({**base, **where, "gen_ai.guardrail.result": run.trace.decision or run.trace.ending})
+            events.append(
+                {**base, **where, "gen_ai.guardrail.result": run.trace.decision or run.trace.ending}
+            )
         for f in run.trace.findings:
             event = {
                 **base,

@@ -58,7 +58,9 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return out
 
 
-def report(path: str | Path, *, since: float | None = None, model: str | None = None) -> dict[str, Any]:
+def report(
+    path: str | Path, *, since: float | None = None, model: str | None = None
+) -> dict[str, Any]:
     """The report of the records in ``path`` started at or after ``since``, for ``model``.
 
     :raises TraceStoreError: when ``path`` is missing or not a trace database.
@@ -73,7 +75,8 @@ def report(path: str | Path, *, since: float | None = None, model: str | None = 
 
 
 def _report(conn: sqlite3.Connection, since: float | None, model: str | None) -> dict[str, Any]:
-    where, args = ["1"], []
+    where: list[str] = ["1"]
+    args: list[object] = []
     if since is not None:
         where.append("c.started_at >= ?")
         args.append(since)
@@ -119,7 +122,8 @@ def _report(conn: sqlite3.Connection, since: float | None, model: str | None) ->
     ).fetchall()
     counted: Counter[tuple[str, str]] = Counter()
     for check_id, reason in conn.execute(
-        f"SELECT f.check_id, f.reason FROM findings f JOIN calls c ON c.id = f.call_id WHERE {cond}",
+        "SELECT f.check_id, f.reason FROM findings f "
+        f"JOIN calls c ON c.id = f.call_id WHERE {cond}",
         args,
     ):
         counted[check_id, _POSITION.sub("", reason)] += 1
@@ -229,10 +233,22 @@ def render_text(data: dict[str, Any], width: int = 40) -> str:
 
 
 CSV_COLUMNS: Final = (
-    "scope", "name", "calls", "blocked", "repaired", "block_rate", "repair_rate",
-    "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "duration_p50_ms", "duration_p95_ms",
-    "duration_p99_ms", "input_tokens", "output_tokens",
-)  # fmt: skip
+    "scope",
+    "name",
+    "calls",
+    "blocked",
+    "repaired",
+    "block_rate",
+    "repair_rate",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "ttft_p99_ms",
+    "duration_p50_ms",
+    "duration_p95_ms",
+    "duration_p99_ms",
+    "input_tokens",
+    "output_tokens",
+)
 
 
 def render_csv(data: dict[str, Any]) -> str:
@@ -244,17 +260,44 @@ def render_csv(data: dict[str, Any]) -> str:
     def row(scope: str, name: str, s: dict[str, Any]) -> list[Any]:
         t, d = s["ttft_ms"], s["duration_ms"]
         return [
-            scope, name, s["calls"], s["blocked"], s["repaired"], s["block_rate"],
-            s["repair_rate"], t["p50"], t["p95"], t["p99"], d["p50"], d["p95"], d["p99"],
-            s["input_tokens"], s["output_tokens"],
-        ]  # fmt: skip
+            scope,
+            name,
+            s["calls"],
+            s["blocked"],
+            s["repaired"],
+            s["block_rate"],
+            s["repair_rate"],
+            t["p50"],
+            t["p95"],
+            t["p99"],
+            d["p50"],
+            d["p95"],
+            d["p99"],
+            s["input_tokens"],
+            s["output_tokens"],
+        ]
 
     writer.writerow(row("all", "", data["overall"]))
     for name, m in data["models"].items():
         writer.writerow(row("model", name, m))
     for check_id, c in data["checks"].items():
         writer.writerow(
-            ["check", check_id, c["calls_with_findings"], c["blocked"], c["repaired"],
-             c["block_rate"], c["repair_rate"], "", "", "", "", "", "", "", ""]  # fmt: skip
+            [
+                "check",
+                check_id,
+                c["calls_with_findings"],
+                c["blocked"],
+                c["repaired"],
+                c["block_rate"],
+                c["repair_rate"],
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
         )
     return out.getvalue()

@@ -200,7 +200,9 @@ class TraceStore:
     def __call__(self, record: Trace | CallTrace) -> None:
         """Queue a record for writing (a :class:`Trace` or a :class:`CallTrace`)."""
         if not isinstance(record, Trace | CallTrace):
-            raise TypeError(f"a TraceStore takes a Trace or a CallTrace, got {type(record).__name__}")
+            raise TypeError(
+                f"a TraceStore takes a Trace or a CallTrace, got {type(record).__name__}"
+            )
         if self._closed:
             logger.warning("guardrails_engine: a trace was given to a closed TraceStore")
             return
@@ -299,29 +301,67 @@ class TraceStore:
 
 
 def _insert(conn: sqlite3.Connection, record_id: str, received: float, record: Any) -> None:
+    row: tuple[object, ...]
     if isinstance(record, CallTrace):
         row = (
-            record_id, record.trace_id, "call", record.started_at, record.policy,
-            record.policy_hash, record.provider, record.operation, int(record.streamed),
-            record.request_model, record.response_model, record.response_id,
-            json.dumps(dict(record.parameters), default=str), record.decision, record.ending,
-            json.dumps(list(record.finish_reasons)), record.input_tokens, record.output_tokens,
-            record.upstream_first_ms, record.first_out_ms, record.duration_ms,
-            len(record.attempts), record.error, record.prompt, record.output,
-        )  # fmt: skip
+            record_id,
+            record.trace_id,
+            "call",
+            record.started_at,
+            record.policy,
+            record.policy_hash,
+            record.provider,
+            record.operation,
+            int(record.streamed),
+            record.request_model,
+            record.response_model,
+            record.response_id,
+            json.dumps(dict(record.parameters), default=str),
+            record.decision,
+            record.ending,
+            json.dumps(list(record.finish_reasons)),
+            record.input_tokens,
+            record.output_tokens,
+            record.upstream_first_ms,
+            record.first_out_ms,
+            record.duration_ms,
+            len(record.attempts),
+            record.error,
+            record.prompt,
+            record.output,
+        )
         runs = [(i, r) for i, a in enumerate(record.attempts) for r in a.runs]
     else:
         trace: Trace = record
         row = (
-            record_id, trace.trace_id, trace.kind, received - trace.duration_ms / 1000,
-            trace.policy, trace.policy_hash, None, None, None, None, None, None, None,
-            trace.decision, trace.ending, None, None, None, None, trace.first_out_ms,
-            trace.duration_ms, 1, trace.error, None, None,
-        )  # fmt: skip
+            record_id,
+            trace.trace_id,
+            trace.kind,
+            received - trace.duration_ms / 1000,
+            trace.policy,
+            trace.policy_hash,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            trace.decision,
+            trace.ending,
+            None,
+            None,
+            None,
+            None,
+            trace.first_out_ms,
+            trace.duration_ms,
+            1,
+            trace.error,
+            None,
+            None,
+        )
         runs = [(0, RunRecord("text", 0, None, trace))]
-    cur = conn.execute(
-        f"INSERT OR IGNORE INTO calls VALUES (NULL{', ?' * len(row)})", row
-    )
+    cur = conn.execute(f"INSERT OR IGNORE INTO calls VALUES (NULL{', ?' * len(row)})", row)
     if cur.rowcount == 0:  # written before (a retried batch)
         return
     call_id = cur.lastrowid
@@ -330,15 +370,32 @@ def _insert(conn: sqlite3.Connection, record_id: str, received: float, record: A
         run_id = conn.execute(
             "INSERT INTO runs VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                call_id, attempt, run.part, run.index, run.name, t.decision, t.ending,
-                t.chars_in, t.chars_out, t.holdback_max, t.first_out_ms, t.duration_ms,
-            ),  # fmt: skip
+                call_id,
+                attempt,
+                run.part,
+                run.index,
+                run.name,
+                t.decision,
+                t.ending,
+                t.chars_in,
+                t.chars_out,
+                t.holdback_max,
+                t.first_out_ms,
+                t.duration_ms,
+            ),
         ).lastrowid
         conn.executemany(
             "INSERT INTO findings VALUES (NULL, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (run_id, call_id, f["check_id"], f["check_type"], f["action"],
-                 f["entity_type"], f["reason"])  # fmt: skip
+                (
+                    run_id,
+                    call_id,
+                    f["check_id"],
+                    f["check_type"],
+                    f["action"],
+                    f["entity_type"],
+                    f["reason"],
+                )
                 for f in t.findings
             ],
         )
