@@ -221,7 +221,7 @@ def render_text(data: dict[str, Any], width: int = 40) -> str:
             )
     if data["reasons"]:
         lines += ["", "most frequent reasons:"]
-        lines += [f"  {r['count']:>6}  {r['check_id']}: {r['reason']}" for r in data["reasons"]]
+        lines += [f"  {r['count']:>6}  {r['reason']}" for r in data["reasons"]]
     hist = data["ttft_histogram"]
     if hist:
         lines += ["", "time to first token (ms):"]
