@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -191,6 +192,21 @@ def test_two_processes_lose_and_duplicate_nothing(db: Path) -> None:
     expected += [f"{p}-v{i}" for p in "ab" for i in range(0, 300, 50)]
     assert sorted(ids) == sorted(expected)
     assert _rows(db, "SELECT COUNT(*) FROM runs") == [(len(expected),)]
+
+
+def test_a_policy_with_a_store_pickles_to_a_store_on_the_same_file(
+    db: Path, policies_dir: Path
+) -> None:
+    with ge.TraceStore(db, max_rows=50) as store:
+        policy = ge.load_policy(policies_dir / "support-chat.yaml", on_trace=store)
+        copy = pickle.loads(pickle.dumps(policy))
+        other = copy.on_trace
+        assert isinstance(other, ge.TraceStore) and other is not store
+        assert (other.path, other.max_rows) == (db, 50)
+        copy.validate_sync("from the copy", trace_id="copy")
+        policy.validate_sync("from the original", trace_id="original")
+        other.close()
+    assert sorted(_rows(db, "SELECT trace_id FROM calls")) == [("copy",), ("original",)]
 
 
 def test_retention_by_rows_keeps_the_newest_and_leaves_no_orphans(

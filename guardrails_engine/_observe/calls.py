@@ -311,7 +311,7 @@ class CallRecorder:
         "_parameters",
         "_policy",
         "_prompt",
-        "_runs_closed",
+        "_lock",
         "_started",
         "_started_wall",
         "_streamed",
@@ -358,7 +358,7 @@ class CallRecorder:
         self._output: list[str] = []
         self._done = False
         self._ended: CallTrace | None = None
-        self._runs_closed = Lock()  # run hooks may fire from a worker thread
+        self._lock = Lock()  # run hooks may fire from a worker thread
 
     # -- what the adapters call ----------------------------------------------------
     def run(self, part: str, index: int = 0, name: str | None = None) -> RunHook:
@@ -370,7 +370,7 @@ class CallRecorder:
         self, trace: Trace, *, part: str, index: int = 0, name: str | None = None
     ) -> None:
         """Add a run's trace to the current attempt (what a :meth:`run` hook calls)."""
-        with self._runs_closed:
+        with self._lock:
             if not self._done:
                 self._attempt.runs.append(RunRecord(part, index, name, trace))
 
@@ -422,7 +422,7 @@ class CallRecorder:
     ) -> None:
         """Close the current attempt (``error``: why it failed) and start another one."""
         now = time.perf_counter()
-        with self._runs_closed:
+        with self._lock:
             if self._done:
                 return
             if error is not None:
@@ -442,7 +442,7 @@ class CallRecorder:
         left out (``completed``, or ``blocked`` when a run blocked); ``error`` is the
         exception that ended the call, if any (only its type is kept).
         """
-        with self._runs_closed:
+        with self._lock:
             if self._ended is not None:
                 return self._ended
             self._done = True

@@ -196,6 +196,12 @@ class TraceStore:
     def __repr__(self) -> str:
         return f"<TraceStore {str(self.path)!r}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A store pickles as its file and settings: unpickled (in a worker process, with
+        the policy whose sink it is), it is a store of its own on the same file."""
+        settings = (self.max_age_s, self.max_rows, self._batch, self._busy)
+        return (_reopen, (str(self.path), *settings))
+
     # -- the sink ---------------------------------------------------------------------
     def __call__(self, record: Trace | CallTrace) -> None:
         """Queue a record for writing (a :class:`Trace` or a :class:`CallTrace`)."""
@@ -298,6 +304,14 @@ class TraceStore:
                 "LIMIT 1 OFFSET ?)",
                 (self.max_rows,),
             )
+
+
+def _reopen(
+    path: str, max_age_s: float | None, max_rows: int | None, batch_size: int, busy: float
+) -> TraceStore:
+    return TraceStore(
+        path, max_age_s=max_age_s, max_rows=max_rows, batch_size=batch_size, busy_timeout_s=busy
+    )
 
 
 def _insert(conn: sqlite3.Connection, record_id: str, received: float, record: Any) -> None:
