@@ -177,7 +177,7 @@ def log_block(record: ge.CallTrace) -> None:
         f["reason"] for run in record.runs for f in run.trace.findings if f["action"] == "block"
     ]
     log.info(
-        "blocked trace_id=%s model=%s reasons: %s",
+        "blocked trace_id=%s model=%r reasons: %s",  # %r: a model name cannot forge lines
         record.trace_id,
         record.request_model,
         "; ".join(reasons) or record.ending,

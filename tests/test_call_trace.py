@@ -322,3 +322,35 @@ def test_wrong_arguments_are_type_errors(
     policy = kwargs.pop("policy", support_policy)
     with pytest.raises(TypeError, match=message):
         ge.CallRecorder(policy, **kwargs)
+
+
+def test_a_hostile_request_cannot_make_a_record_big(support_policy: ge.Policy) -> None:
+    huge = "m" * 100_000
+    params: dict[Any, Any] = {f"p{i}": i for i in range(1000)}
+    params[3] = "a key that is not a string"
+    params["k" * 1000] = 1
+    rec = ge.CallRecorder(support_policy, provider=huge, request_model=huge, parameters=params)
+    rec.response(id=huge, model=huge)
+    for _ in range(1000):
+        rec.finish_reason(huge)
+    record = rec.finish()
+    assert len(record.parameters) == 64 and all(isinstance(k, str) for k in record.parameters)
+    assert all(len(k) <= 200 for k in record.parameters)
+    assert len(record.finish_reasons) == 64
+    for name in (record.provider, record.request_model, record.response_model, record.response_id):
+        assert name == "m" * 256
+    assert len(json.dumps(record.to_dict())) < 40_000
+
+
+def test_capture_cuts_after_the_checks_so_no_value_is_split(support_policy: ge.Policy) -> None:
+    from guardrails_engine._observe.calls import MAX_CAPTURE_CHARS, MAX_SCREEN_CHARS
+
+    # the card straddles the cut: cut first, a part of it would pass the checks
+    prompt = "x" * (MAX_CAPTURE_CHARS - 9) + " " + CARD + " done"
+    rec = ge.CallRecorder(support_policy, provider="openai", capture_content=True)
+    rec.prompt(prompt)
+    rec.released("y" * (MAX_SCREEN_CHARS + 1))  # too long to screen: nothing kept
+    record = rec.finish()
+    assert record.prompt is not None and len(record.prompt) == MAX_CAPTURE_CHARS
+    assert "4111" not in record.prompt and "1111" not in record.prompt
+    assert record.output == ""

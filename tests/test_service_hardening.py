@@ -223,7 +223,7 @@ def test_a_block_is_logged_at_info_with_its_reasons_and_no_value(
     assert store.flush(10)
     lines = [r.getMessage() for r in caplog.records if r.name == "examples.service"]
     assert lines == [
-        f"blocked trace_id={trace_id} model={MODEL} reasons: secrets: api-key at 11-44, blocked"
+        f"blocked trace_id={trace_id} model={MODEL!r} reasons: secrets: api-key at 11-44, blocked"
     ]
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "examples.service")
     assert SECRET not in caplog.text

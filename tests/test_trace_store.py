@@ -370,3 +370,16 @@ def test_traces_refuses_what_is_not_a_trace_database(
     code, _, err = _run(capsys, str(other))
     assert code == 2 and "not a trace database" in err
     assert _rows(other, "SELECT name FROM sqlite_master") == [("t",)]  # left as it was
+
+
+def test_a_full_queue_drops_instead_of_growing(
+    db: Path, light: ge.Policy, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ge.TraceStore(db, max_queue=5)
+    trace = _call(light, None)
+    # The writer is behind (it is woken only when a record is given): fill its queue.
+    store._queue.extend((time.time(), trace) for _ in range(5))
+    store(trace)
+    assert store.dropped == 1
+    assert "queue full, 1 traces dropped" in caplog.text
+    store.close()

@@ -50,8 +50,15 @@ TraceSink = Callable[[Any], object]
 
 #: The check types that see captured content before it is kept.
 CAPTURE_CHECKS: Final = frozenset({"pii", "content"})
-#: The longest prompt or output kept when content is captured (longer text is cut first).
+#: The longest prompt or output kept when content is captured (cut after the checks, so a
+#: cut never splits a value into a part the checks would not know).
 MAX_CAPTURE_CHARS: Final = 100_000
+#: A longer prompt or output is not screened, and nothing of it is kept.
+MAX_SCREEN_CHARS: Final = 1_000_000
+#: Names (models, ids, providers, finish reasons) are cut to this many characters.
+MAX_NAME_CHARS: Final = 256
+#: At most this many request parameters are kept.
+MAX_PARAMETERS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +350,7 @@ class CallRecorder:
             raise TypeError(f"on_trace must be callable, got {type(on_trace).__name__}")
         now = time.perf_counter()
         self._policy = policy
-        self._operation = operation
+        self._operation = _cut(operation)
         self._streamed = streamed
         self._parameters = _parameters(parameters or {})
         self.trace_id: str = trace_id if trace_id is not None else new_trace_id()
@@ -353,7 +360,7 @@ class CallRecorder:
         self._started_wall = time.time() - (now - self._started)
         self._first_out: float | None = None
         self._attempts: list[CallAttempt] = []
-        self._attempt = _Attempt(provider, request_model, self._started)
+        self._attempt = _Attempt(_cut(provider), _name(request_model), self._started)
         self._prompt: str | None = None
         self._output: list[str] = []
         self._done = False
@@ -397,9 +404,9 @@ class CallRecorder:
     def response(self, *, id: str | None = None, model: str | None = None) -> None:
         """The response's id and model, as soon as the upstream says them."""
         if id is not None:
-            self._attempt.response_id = str(id)
+            self._attempt.response_id = _cut(str(id))
         if model is not None:
-            self._attempt.response_model = str(model)
+            self._attempt.response_model = _cut(str(model))
 
     def usage(self, *, input_tokens: int | None = None, output_tokens: int | None = None) -> None:
         """Token counts from the upstream's ``usage`` (the last values given win)."""
@@ -410,8 +417,8 @@ class CallRecorder:
 
     def finish_reason(self, reason: str | None) -> None:
         """A finish (stop) reason, one per choice, in the order they come."""
-        if reason is not None:
-            self._attempt.finish_reasons.append(str(reason))
+        if reason is not None and len(self._attempt.finish_reasons) < MAX_PARAMETERS:
+            self._attempt.finish_reasons.append(_cut(str(reason)))
 
     def attempt(
         self,
@@ -430,8 +437,8 @@ class CallRecorder:
             self._attempts.append(self._attempt.freeze(now))
             previous = self._attempt
             self._attempt = _Attempt(
-                provider if provider is not None else previous.provider,
-                request_model if request_model is not None else previous.request_model,
+                _cut(provider) if provider is not None else previous.provider,
+                _name(request_model) if request_model is not None else previous.request_model,
                 now,
             )
 
@@ -493,6 +500,14 @@ class CallRecorder:
         return prompt, output
 
 
+def _cut(value: str) -> str:
+    return value[:MAX_NAME_CHARS]
+
+
+def _name(value: str | None) -> str | None:
+    return None if value is None else value[:MAX_NAME_CHARS]
+
+
 def _decision(runs: tuple[RunRecord, ...]) -> str | None:
     decisions = [r.trace.decision for r in runs]
     if any(d is None for d in decisions):
@@ -511,18 +526,24 @@ def _parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The request parameters worth keeping: scalars and short strings (never messages)."""
     kept: dict[str, Any] = {}
     for key, value in parameters.items():
-        if key in ("messages", "input", "system", "prompt", "tools"):
+        if len(kept) >= MAX_PARAMETERS:
+            break
+        if (
+            not isinstance(key, str)
+            or len(key) > _MAX_PARAM_CHARS
+            or key in ("messages", "input", "system", "prompt", "tools")
+        ):
             continue
         if isinstance(value, _SCALARS) or (
             isinstance(value, str) and len(value) <= _MAX_PARAM_CHARS
         ):
-            kept[str(key)] = value
+            kept[key] = value
         elif (
             isinstance(value, list | tuple)
             and all(isinstance(v, str) and len(v) <= _MAX_PARAM_CHARS for v in value)
             and len(value) <= 16
         ):
-            kept[str(key)] = list(value)
+            kept[key] = list(value)
     return kept
 
 
@@ -583,7 +604,8 @@ def screen(policy: Policy, text: str) -> str:
     checker = _screen_policy(policy)
     if checker is None:
         return ""
-    text = text[:MAX_CAPTURE_CHARS]
+    if len(text) > MAX_SCREEN_CHARS:
+        return ""
     try:
         result = checker.validate_sync(text, on_trace=_DISCARD)
     except Exception as exc:  # fail closed: keep nothing
@@ -591,4 +613,4 @@ def screen(policy: Policy, text: str) -> str:
         return ""
     if result.decision.value == "block":
         return policy.block_message
-    return result.text
+    return result.text[:MAX_CAPTURE_CHARS]

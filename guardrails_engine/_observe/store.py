@@ -149,7 +149,9 @@ class TraceStore:
 
     ``max_age_s`` deletes records older than that many seconds, ``max_rows`` keeps
     only the newest that many records (both checked after each batch);
-    ``batch_size`` records at most go in one transaction.  Call :meth:`flush` to
+    ``batch_size`` records at most go in one transaction; past ``max_queue`` records
+    waiting to be written (the disk cannot keep up), a record is dropped (counted in
+    ``dropped``, logged) rather than let memory grow or the caller wait.  Call :meth:`flush` to
     wait until what was given is written, :meth:`close` (or ``with``, or
     ``await aclose()``) when done; a store still open at exit is closed then.
 
@@ -165,6 +167,7 @@ class TraceStore:
         max_rows: int | None = None,
         batch_size: int = 512,
         busy_timeout_s: float = 30.0,
+        max_queue: int = 100_000,
     ) -> None:
         if not isinstance(path, str | Path):
             raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
@@ -172,7 +175,11 @@ class TraceStore:
             isinstance(max_age_s, bool) or not isinstance(max_age_s, int | float) or max_age_s <= 0
         ):
             raise TypeError(f"max_age_s must be a positive number, got {max_age_s!r}")
-        for name, value in (("max_rows", max_rows), ("batch_size", batch_size)):
+        for name, value in (
+            ("max_rows", max_rows),
+            ("batch_size", batch_size),
+            ("max_queue", max_queue),
+        ):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
@@ -181,6 +188,7 @@ class TraceStore:
         self.max_age_s = max_age_s
         self.max_rows = max_rows
         self._batch = batch_size
+        self._max_queue = max_queue
         self._busy = busy_timeout_s
         connect(self.path, busy_timeout_s=busy_timeout_s).close()  # fail here, not later
         self._queue: deque[tuple[float, Any]] = deque()
@@ -199,7 +207,7 @@ class TraceStore:
     def __reduce__(self) -> tuple[Any, ...]:
         """A store pickles as its file and settings: unpickled (in a worker process, with
         the policy whose sink it is), it is a store of its own on the same file."""
-        settings = (self.max_age_s, self.max_rows, self._batch, self._busy)
+        settings = (self.max_age_s, self.max_rows, self._batch, self._busy, self._max_queue)
         return (_reopen, (str(self.path), *settings))
 
     # -- the sink ---------------------------------------------------------------------
@@ -211,6 +219,13 @@ class TraceStore:
             )
         if self._closed:
             logger.warning("guardrails_engine: a trace was given to a closed TraceStore")
+            return
+        if len(self._queue) >= self._max_queue:  # the disk cannot keep up: never wait for it
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                logger.warning(
+                    "guardrails_engine: TraceStore queue full, %d traces dropped", self.dropped
+                )
             return
         self._queue.append((time.time(), record))
         with self._wake:
@@ -307,10 +322,20 @@ class TraceStore:
 
 
 def _reopen(
-    path: str, max_age_s: float | None, max_rows: int | None, batch_size: int, busy: float
+    path: str,
+    max_age_s: float | None,
+    max_rows: int | None,
+    batch_size: int,
+    busy: float,
+    max_queue: int,
 ) -> TraceStore:
     return TraceStore(
-        path, max_age_s=max_age_s, max_rows=max_rows, batch_size=batch_size, busy_timeout_s=busy
+        path,
+        max_age_s=max_age_s,
+        max_rows=max_rows,
+        batch_size=batch_size,
+        busy_timeout_s=busy,
+        max_queue=max_queue,
     )
 
 
