@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Final
 
-from .._runtime.trace import logger
+from .._runtime.trace import configured, logger
 
 if TYPE_CHECKING:
     from .calls import CallTrace
@@ -111,9 +111,11 @@ def export_call(record: CallTrace) -> None:
     if api is None:
         return
     trace, metrics = api
-    try:
-        _span(trace, record)
-        _metrics(metrics, record)
+    try:  # (nothing is built for the API's no-op providers)
+        if configured(trace.get_tracer_provider()):
+            _span(trace, record)
+        if configured(metrics.get_meter_provider()):
+            _metrics(metrics, record)
     except Exception as exc:  # observability never breaks the call
         logger.warning("guardrails_engine: OpenTelemetry export raised %s", type(exc).__name__)
 

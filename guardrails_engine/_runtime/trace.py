@@ -35,7 +35,15 @@ if TYPE_CHECKING:
     from .plan import Plan
     from .run import Run
 
-__all__ = ["RunHook", "Trace", "TraceCallback", "deliver", "logger", "new_trace_id"]
+__all__ = [
+    "RunHook",
+    "Trace",
+    "TraceCallback",
+    "configured",
+    "deliver",
+    "logger",
+    "new_trace_id",
+]
 
 logger = logging.getLogger("guardrails_engine")
 
@@ -203,7 +211,9 @@ _OTEL_CHECKED = False
 
 
 def _otel() -> Any:
-    """The OpenTelemetry tracer, if the API is installed (else None)."""
+    """The OpenTelemetry tracer, if the API is installed and the application set a
+    tracer provider (else None: the API's own no-op or proxy provider records nothing,
+    so the trace is not built for it)."""
     global _OTEL, _OTEL_CHECKED
     if not _OTEL_CHECKED:
         _OTEL_CHECKED = True
@@ -215,7 +225,17 @@ def _otel() -> Any:
             _OTEL = otel_trace
     if _OTEL is None:
         return None
+    if not configured(_OTEL.get_tracer_provider()):
+        return None
     return _OTEL.get_tracer("guardrails_engine")
+
+
+def configured(provider: object) -> bool:
+    """Whether an OpenTelemetry tracer or meter provider is one the application set (an
+    SDK's), not the API's default no-op or proxy (defined in the API's own modules)."""
+    return not type(provider).__module__.startswith(
+        ("opentelemetry.trace", "opentelemetry.metrics")
+    )
 
 
 def _export(tracer: Any, trace: Trace, run: Run) -> None:
