@@ -89,6 +89,9 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from guardrails_engine._runtime import trace as ours
+
+unset = (ours._otel(), ours.configured(metrics.get_meter_provider()))
 url = {url!r}
 tracing = TracerProvider()
 tracing.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url + "/v1/traces")))
@@ -98,6 +101,7 @@ reader = PeriodicExportingMetricReader(
 )
 meters = MeterProvider(metric_readers=[reader])
 metrics.set_meter_provider(meters)
+print("providers:", unset[0] is None, unset[1], ours._otel() is not None)
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 
 import guardrails_engine as ge
@@ -249,3 +253,11 @@ def test_no_planted_value_in_spans_metrics_or_logs(received: tuple[Receiver, boo
     else:
         assert "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs
     assert '"kind":"call"' in log  # the logger had the call, at INFO
+
+
+def test_nothing_is_built_for_the_apis_own_providers(
+    received: tuple[Receiver, bool, str],
+) -> None:
+    # the child checked before it set its providers, and after
+    _, _, log = received
+    assert "providers: True False True\n" in log  # no tracer, not configured; then one
