@@ -112,23 +112,28 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise BadBody("'messages' must be a list of objects")
     if not isinstance(body.get("stream", False), bool):
         raise BadBody("'stream' must be true or false")
-    if any(isinstance(v, float) and not math.isfinite(v) for v in _numbers(body)):
-        raise BadBody("numbers must be finite")  # 1e999 parses as inf
+    _check_values(body)
     return body
 
 
-def _numbers(value: object) -> list[float]:
-    found: list[float] = []
+def _check_values(value: object) -> None:
+    """Numbers are finite (``1e999`` parses as inf) and strings are Unicode text (a lone
+    surrogate such as ``"\\ud800"`` parses, and could not be sent on as UTF-8)."""
     todo = [value]
     while todo:
         item = todo.pop()
-        if isinstance(item, float):
-            found.append(item)
+        if isinstance(item, float) and not math.isfinite(item):
+            raise BadBody("numbers must be finite")
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadBody("strings must be Unicode text (no lone surrogates)") from None
         elif isinstance(item, dict):
+            todo.extend(item.keys())
             todo.extend(item.values())
         elif isinstance(item, list):
             todo.extend(item)
-    return found
 
 
 async def read_body(request: Request, limit: int) -> bytes:

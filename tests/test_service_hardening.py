@@ -101,6 +101,8 @@ MALFORMED = {
     + b"1"
     + b"}" * 40
     + b"}",
+    "a lone surrogate": b'{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}',
+    "a lone surrogate in a key": b'{"model": "m", "messages": [{"\\udfff": 1}]}',
     "model not a string": b'{"model": 3, "messages": []}',
     "no model": b'{"messages": []}',
     "messages a string": b'{"model": "m", "messages": "hi"}',
