@@ -383,3 +383,21 @@ def test_a_full_queue_drops_instead_of_growing(
     assert store.dropped == 1
     assert "queue full, 1 traces dropped" in caplog.text
     store.close()
+
+
+def test_a_forked_child_writes_through_the_store_it_inherited(db: Path, light: ge.Policy) -> None:
+    with ge.TraceStore(db) as store:
+        light.validate_sync("parent", trace_id="parent", on_trace=store)
+        store.flush(10)
+        pid = os.fork()
+        if pid == 0:  # the child: its own writer; exit without running the parent's tests
+            try:
+                light.validate_sync("child", trace_id="child", on_trace=store)
+                store.close()
+            finally:
+                os._exit(0)
+        deadline = time.monotonic() + 30
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            assert time.monotonic() < deadline, "the forked child did not finish"
+            time.sleep(0.02)
+    assert sorted(_rows(db, "SELECT trace_id FROM calls")) == [("child",), ("parent",)]

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from pathlib import Path
 from typing import Any, Final
@@ -191,15 +193,21 @@ class TraceStore:
         self._max_queue = max_queue
         self._busy = busy_timeout_s
         connect(self.path, busy_timeout_s=busy_timeout_s).close()  # fail here, not later
+        self.dropped = 0
+        self._closed = False
+        self._start()
+        _OPEN.add(self)
+        atexit.register(self.close)
+
+    def _start(self) -> None:
+        """A new queue and writer thread (at creation, and in a forked child, which
+        inherits the queue but not the thread: what the parent had queued is its own)."""
         self._queue: deque[tuple[float, Any]] = deque()
         self._wake = threading.Condition()
         self._given = 0  # records given (under _wake)
         self._written = 0  # records handled: written or dropped (under _wake)
-        self.dropped = 0
-        self._closed = False
         self._thread = threading.Thread(target=self._writer, name="guardrails-traces", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
 
     def __repr__(self) -> str:
         return f"<TraceStore {str(self.path)!r}>"
@@ -244,6 +252,7 @@ class TraceStore:
             return
         self._closed = True
         atexit.unregister(self.close)
+        _OPEN.discard(self)
         with self._wake:
             self._wake.notify_all()
         self._thread.join()
@@ -319,6 +328,20 @@ class TraceStore:
                 "LIMIT 1 OFFSET ?)",
                 (self.max_rows,),
             )
+
+
+#: The stores not closed, to restart their writers in a forked child.
+_OPEN: weakref.WeakSet[TraceStore] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for store in list(_OPEN):
+        if not store._closed:
+            store._start()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _reopen(
