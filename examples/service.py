@@ -29,7 +29,7 @@ filter, the chunk (or ``chat.completion``) of that end also carries ``"guardrail
 true, "message": ...}``, an extra field that OpenAI clients ignore (the Python SDK keeps it in
 ``chunk.model_extra``); not an ``event:``, which the SDK would hand its caller as a chunk with
 ``choices=None``.  Why it blocked is not sent (it would help probe the policy): it is in the
-decision trace (logger ``guardrails_engine``, INFO).  When the client leaves mid-stream, the
+call's trace (under the id of the ``x-guardrails-trace-id`` header) and in the service's log.  When the client leaves mid-stream, the
 response is cancelled and the guard closed, which closes the upstream's HTTP response: the model
 stops generating.
 """
