@@ -115,19 +115,16 @@ def connect(
     """
     conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None)
     try:
+        if not create:  # a reader: no lock taken, nothing written
+            _check_version(path, conn.execute("PRAGMA user_version").fetchone()[0], create)
+            return conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise TraceStoreError(
-                    f"{path}: trace schema version {version} is newer than this "
-                    f"guardrails-engine reads ({SCHEMA_VERSION})"
-                )
-            if version < SCHEMA_VERSION and not create:
-                raise TraceStoreError(f"{path}: not a trace database (no trace schema)")
+            _check_version(path, version, create)
             if version < SCHEMA_VERSION:
                 for statement in SCHEMA.split(";\n"):  # (executescript would commit)
                     if statement.strip():
@@ -144,6 +141,16 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def _check_version(path: str | Path, version: int, create: bool) -> None:
+    if version > SCHEMA_VERSION:
+        raise TraceStoreError(
+            f"{path}: trace schema version {version} is newer than this "
+            f"guardrails-engine reads ({SCHEMA_VERSION})"
+        )
+    if version < SCHEMA_VERSION and not create:
+        raise TraceStoreError(f"{path}: not a trace database (no trace schema)")
 
 
 class TraceStore:
