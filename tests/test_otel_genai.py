@@ -107,24 +107,25 @@ logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 import guardrails_engine as ge
 
 policy = ge.load_policy("policies/support-chat.yaml")
-rec = ge.CallRecorder(
-    policy, provider="openai", request_model="gpt-test", capture_content={capture},
-    parameters={{"temperature": 0.5, "max_tokens": 100, "stop": "END"}},
-)
-rec.prompt("my card is {card}")
-push = policy.push_sync(trace_id=rec.trace_id, on_trace=rec.run("choice", 0))
-for chunk in ["Write to ", "{email}", " or pay with {card}."]:
-    rec.upstream_chunk()
-    rec.released(push.feed(chunk))
-rec.released(push.finish())
-tool = policy.push_sync(trace_id=rec.trace_id, on_trace=rec.run("tool_call", 1, "lookup"))
-tool.feed("key {secret}")
-tool.finish()
-rec.response(id="chatcmpl-42", model="gpt-test-2025")
-rec.usage(input_tokens=21, output_tokens=13)
-rec.finish_reason("stop")
-rec.finish_reason("tool_calls")
-rec.finish()
+for model, capture in (("gpt-test", False), ("gpt-capture", True)):
+    rec = ge.CallRecorder(
+        policy, provider="openai", request_model=model, capture_content=capture,
+        parameters={{"temperature": 0.5, "max_tokens": 100, "stop": "END"}},
+    )
+    rec.prompt("my card is {card}")
+    push = policy.push_sync(trace_id=rec.trace_id, on_trace=rec.run("choice", 0))
+    for chunk in ["Write to ", "{email}", " or pay with {card}."]:
+        rec.upstream_chunk()
+        rec.released(push.feed(chunk))
+    rec.released(push.finish())
+    tool = policy.push_sync(trace_id=rec.trace_id, on_trace=rec.run("tool_call", 1, "lookup"))
+    tool.feed("key {secret}")
+    tool.finish()
+    rec.response(id="chatcmpl-42", model="gpt-test-2025")
+    rec.usage(input_tokens=21, output_tokens=13)
+    rec.finish_reason("stop")
+    rec.finish_reason("tool_calls")
+    rec.finish()
 policy.validate_sync("mail {email}", trace_id="alone")
 tracing.force_flush()
 meters.force_flush()
@@ -144,31 +145,35 @@ def _attrs(kvs: Any) -> dict[str, Any]:
     return {kv.key: _value(kv.value) for kv in kvs if isinstance(kv, KeyValue)}
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["no-capture", "capture"])
-def received(request: pytest.FixtureRequest) -> Iterator[tuple[Receiver, bool, str]]:
+@pytest.fixture(scope="module")
+def received() -> Iterator[tuple[Receiver, str]]:
+    """One child: a call without content capture (gpt-test), one with (gpt-capture), and a
+    validate run on its own."""
     with Receiver() as receiver:
-        code = CHILD.format(
-            url=receiver.url, capture=request.param, card=CARD, email=EMAIL, secret=SECRET
-        )
+        code = CHILD.format(url=receiver.url, card=CARD, email=EMAIL, secret=SECRET)
         log = run_limited(code, seconds=120)
-        yield receiver, request.param, log
+        yield receiver, log
 
 
-def _chat(receiver: Receiver) -> Any:
-    chats = [s for s in receiver.spans if s.name == "chat gpt-test"]
+def _chat(receiver: Receiver, model: str = "gpt-test") -> Any:
+    chats = [s for s in receiver.spans if s.name == f"chat {model}"]
     assert len(chats) == 1, [s.name for s in receiver.spans]
     return chats[0]
 
 
-def test_a_chat_span_with_the_genai_attributes(received: tuple[Receiver, bool, str]) -> None:
-    receiver, _, _ = received
-    span = _chat(receiver)
+MODELS = pytest.mark.parametrize("model", ["gpt-test", "gpt-capture"])
+
+
+@MODELS
+def test_a_chat_span_with_the_genai_attributes(received: tuple[Receiver, str], model: str) -> None:
+    receiver, _ = received
+    span = _chat(receiver, model)
     assert span.kind == span.SPAN_KIND_CLIENT
     attrs = _attrs(span.attributes)
     assert {k: v for k, v in attrs.items() if k.startswith("gen_ai.") and "messages" not in k} == {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": "gpt-test",
+        "gen_ai.request.model": model,
         "gen_ai.request.temperature": 0.5,
         "gen_ai.request.max_tokens": 100,
         "gen_ai.request.stop_sequences": ["END"],
@@ -185,9 +190,10 @@ def test_a_chat_span_with_the_genai_attributes(received: tuple[Receiver, bool, s
     assert span.end_time_unix_nano >= span.start_time_unix_nano
 
 
-def test_guardrail_results_are_events(received: tuple[Receiver, bool, str]) -> None:
-    receiver, _, _ = received
-    span = _chat(receiver)
+@MODELS
+def test_guardrail_results_are_events(received: tuple[Receiver, str], model: str) -> None:
+    receiver, _ = received
+    span = _chat(receiver, model)
     events = [(e.name, _attrs(e.attributes)) for e in span.events]
     assert {name for name, _ in events} == {"gen_ai.guardrail.result"}
     got = sorted(
@@ -213,14 +219,15 @@ def test_guardrail_results_are_events(received: tuple[Receiver, bool, str]) -> N
     ]
 
 
-def test_a_run_on_its_own_keeps_its_own_span(received: tuple[Receiver, bool, str]) -> None:
-    receiver, _, _ = received
+def test_a_run_on_its_own_keeps_its_own_span(received: tuple[Receiver, str]) -> None:
+    receiver, _ = received
     names = sorted(s.name for s in receiver.spans)
-    assert names == ["chat gpt-test", "guardrails_engine.validate"]  # the call's runs: no span
+    # the calls' runs have no span of their own
+    assert names == ["chat gpt-capture", "chat gpt-test", "guardrails_engine.validate"]
 
 
-def test_genai_metrics(received: tuple[Receiver, bool, str]) -> None:
-    receiver, _, _ = received
+def test_genai_metrics(received: tuple[Receiver, str]) -> None:
+    receiver, _ = received
     by_name = {m.name: m for m in receiver.metrics}
     assert set(by_name) == {
         "gen_ai.client.operation.duration",
@@ -230,21 +237,33 @@ def test_genai_metrics(received: tuple[Receiver, bool, str]) -> None:
     }
     assert by_name["gen_ai.client.operation.duration"].unit == "s"
     usage = by_name["gen_ai.client.token.usage"].histogram.data_points
-    assert sorted((_attrs(p.attributes)["gen_ai.token.type"], p.sum) for p in usage) == [
-        ("input", 21),
-        ("output", 13),
+    got = sorted(
+        (
+            _attrs(p.attributes)["gen_ai.request.model"],
+            _attrs(p.attributes)["gen_ai.token.type"],
+            p.sum,
+        )
+        for p in usage
+    )
+    assert got == [
+        ("gpt-capture", "input", 21),
+        ("gpt-capture", "output", 13),
+        ("gpt-test", "input", 21),
+        ("gpt-test", "output", 13),
     ]
-    for point in usage:
-        assert _attrs(point.attributes)["gen_ai.request.model"] == "gpt-test"
 
 
-def test_no_planted_value_in_spans_metrics_or_logs(received: tuple[Receiver, bool, str]) -> None:
-    receiver, capture, log = received
+@MODELS
+def test_no_planted_value_in_spans_metrics_or_logs(
+    received: tuple[Receiver, str], model: str
+) -> None:
+    receiver, log = received
+    capture = model == "gpt-capture"
     assert receiver.raw
     for value in (EMAIL, CARD, SECRET, "jdoe@", "4111"):
         assert all(value.encode() not in body for body in receiver.raw)
         assert value not in log
-    attrs = _attrs(_chat(receiver).attributes)
+    attrs = _attrs(_chat(receiver, model).attributes)
     if capture:
         assert '"content": "my card is <CREDIT_CARD>"' in attrs["gen_ai.input.messages"]
         assert (
@@ -255,9 +274,7 @@ def test_no_planted_value_in_spans_metrics_or_logs(received: tuple[Receiver, boo
     assert '"kind":"call"' in log  # the logger had the call, at INFO
 
 
-def test_nothing_is_built_for_the_apis_own_providers(
-    received: tuple[Receiver, bool, str],
-) -> None:
+def test_nothing_is_built_for_the_apis_own_providers(received: tuple[Receiver, str]) -> None:
     # the child checked before it set its providers, and after
-    _, _, log = received
+    _, log = received
     assert "providers: True False True\n" in log  # no tracer, not configured; then one
