@@ -8,8 +8,10 @@ openai, starlette and uvicorn)::
 ``UPSTREAM_BASE_URL`` (default ``https://api.openai.com/v1``), ``UPSTREAM_API_KEY``,
 ``GUARDRAILS_POLICY`` (default ``policies/support-chat.yaml``), ``GUARDRAILS_TRACES`` (the
 trace database, default ``guardrails-traces.db``; empty: none), ``GUARDRAILS_MAX_BODY`` (bytes,
-default 1 MiB) and ``UPSTREAM_TIMEOUT_S`` (default 60) are read, and the policy loaded, once,
-when uvicorn loads ``app``.  No authentication of its own: put it behind yours.
+default 1 MiB), ``UPSTREAM_TIMEOUT_S`` (default 60) and ``GUARDRAILS_CAPTURE_CONTENT`` (``1``:
+keep prompts and replies in the traces, after the policy's pii and content checks) are read,
+and the policy loaded, once, when uvicorn loads ``app``.  No authentication of its own: put it
+behind yours.
 
 A request body larger than the limit gets a 413; a body that is not a JSON object with a
 string ``model``, a list of message objects and (if given) a boolean ``stream``, or that holds
@@ -29,9 +31,9 @@ filter, the chunk (or ``chat.completion``) of that end also carries ``"guardrail
 true, "message": ...}``, an extra field that OpenAI clients ignore (the Python SDK keeps it in
 ``chunk.model_extra``); not an ``event:``, which the SDK would hand its caller as a chunk with
 ``choices=None``.  Why it blocked is not sent (it would help probe the policy): it is in the
-call's trace (under the id of the ``x-guardrails-trace-id`` header) and in the service's log.  When the client leaves mid-stream, the
-response is cancelled and the guard closed, which closes the upstream's HTTP response: the model
-stops generating.
+call's trace (under the id of the ``x-guardrails-trace-id`` header) and in the service's log.
+When the client leaves mid-stream, the response is cancelled and the guard closed, which closes
+the upstream's HTTP response: the model stops generating.
 """
 
 from __future__ import annotations
@@ -237,14 +239,16 @@ def create_app(
     traces: ge.TraceStore | None = None,
     max_body: int = MAX_BODY,
     upstream_timeout_s: float = UPSTREAM_TIMEOUT_S,
+    capture_content: bool = False,
 ) -> Starlette:
     """The service: guard with ``policy`` what ``client`` (pointed at the upstream) answers.
 
     ``traces`` receives each call's trace; ``max_body`` bounds a request body (bytes);
-    ``upstream_timeout_s`` bounds each upstream request.  The app owns the client and the
-    trace store: both are closed when the app shuts down.  Blocks are logged at INFO.
-    Load ``policy`` with ``on_trace=route_runs`` so that each run's decision joins its
-    call's trace (:func:`from_env` does).
+    ``upstream_timeout_s`` bounds each upstream request; ``capture_content`` keeps the
+    prompt and the reply in the trace, after the policy's pii and content checks.  The app
+    owns the client and the trace store: both are closed when the app shuts down.  Blocks
+    are logged at INFO.  Load ``policy`` with ``on_trace=route_runs`` so that each run's
+    decision joins its call's trace (:func:`from_env` does).
     """
     mark = {"blocked": True, "message": policy.block_message}
     if log.level == logging.NOTSET:
@@ -269,8 +273,9 @@ def create_app(
                         for c in chunk.choices
                     ):
                         data["guardrails"] = mark
-                    if any(c.delta.content for c in chunk.choices):
-                        upstream.recorder.released()
+                    text = "".join(c.delta.content or "" for c in chunk.choices)
+                    if text:
+                        upstream.recorder.released(text)
                     yield sse(data)
         except openai.APIError as exc:  # the upstream failed mid-stream: say so as the API does
             failed = exc
@@ -300,7 +305,11 @@ def create_app(
             streamed=stream,
             parameters=body,
             on_trace=on_call,
+            capture_content=capture_content,
         )
+        recorder.prompt(
+            "\n".join(m["content"] for m in messages if isinstance(m.get("content"), str))
+        )  # (kept only when capturing, and checked first)
         headers = {TRACE_HEADER: recorder.trace_id}
         _CALL.set(Call(recorder))
         try:  # every other field goes to the upstream as it came
@@ -344,7 +353,7 @@ def create_app(
             raise
         for c in checked.choices:
             recorder.finish_reason(c.finish_reason)
-        recorder.released()
+        recorder.released("".join(c.message.content or "" for c in checked.choices))
         recorder.finish()
         data = checked.model_dump(mode="json", exclude_unset=True)
         if any(
@@ -388,6 +397,7 @@ def from_env() -> Starlette:
         traces=ge.TraceStore(path) if path else None,
         max_body=int(os.environ.get("GUARDRAILS_MAX_BODY", MAX_BODY)),
         upstream_timeout_s=timeout,
+        capture_content=os.environ.get("GUARDRAILS_CAPTURE_CONTENT", "") == "1",
     )
 
 

@@ -262,3 +262,31 @@ def test_the_service_extra_installs_what_the_command_needs() -> None:
     stdlib |= {"functools", "typing", "__future__"}
     assert imported - stdlib - {"guardrails_engine"} <= wanted
     assert "uvicorn" in wanted  # the documented command
+
+
+def test_captured_content_is_checked_before_it_is_stored(
+    fake: FakeOpenAI, traced_policy: ge.Policy, tmp_path: Path
+) -> None:
+    store = ge.TraceStore(tmp_path / "captured.db")
+
+    def make_app() -> Any:
+        client = openai.AsyncOpenAI(base_url=fake.base_url, api_key="x", max_retries=0)
+        return service.create_app(traced_policy, client, traces=store, capture_content=True)
+
+    running = Service(make_app)
+    try:
+        with httpx.Client(base_url=running.url, timeout=10) as http:
+            fake.add("chat", chat_chunks([(0, {"content": "Sure, "}), (0, {"content": EMAIL})]))
+            body = {**CHAT, "stream": True}
+            body["messages"] = [{"role": "user", "content": f"mail {EMAIL}, key {SECRET}"}]
+            with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                trace_id = response.headers[service.TRACE_HEADER]
+                list(sse_events(response))
+    finally:
+        running.stop()  # (closes the store)
+    conn = sqlite3.connect(store.path)
+    rows = conn.execute("SELECT prompt, output FROM calls WHERE trace_id = ?", (trace_id,))
+    assert rows.fetchall() == [(MESSAGE, "Sure, <EMAIL_ADDRESS>")]  # the key blocks the prompt
+    dump = "\n".join(conn.iterdump())
+    conn.close()
+    assert EMAIL not in dump and SECRET not in dump
