@@ -290,3 +290,30 @@ def test_captured_content_is_checked_before_it_is_stored(
     dump = "\n".join(conn.iterdump())
     conn.close()
     assert EMAIL not in dump and SECRET not in dump
+
+
+def test_from_env_traces_to_the_file_it_names_and_shows_blocks(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "env-traces.db"
+    monkeypatch.setenv("GUARDRAILS_TRACES", str(path))
+    monkeypatch.setenv("UPSTREAM_BASE_URL", fake.base_url)
+    monkeypatch.setenv("GUARDRAILS_POLICY", str(ROOT / "policies/support-chat.yaml"))
+    monkeypatch.setenv("GUARDRAILS_MAX_BODY", "100")
+    running = Service(service.from_env.__wrapped__)
+    try:
+        fake.add("json", completion([{"message": {"content": f"key {SECRET}"}}]))
+        with httpx.Client(base_url=running.url, timeout=10) as http:
+            big = b'{"model": "m", "messages": [], "x": "' + b"a" * 100 + b'"}'
+            assert _post(http, big).status_code == 413  # GUARDRAILS_MAX_BODY
+            response = http.post("/v1/chat/completions", json=CHAT)
+            assert response.status_code == 200
+        trace_id = response.headers[service.TRACE_HEADER]
+    finally:
+        running.stop()  # closes the store
+    log = logging.getLogger("examples.service")
+    assert log.level == logging.INFO and log.handlers  # shown without any set-up
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT decision FROM calls WHERE trace_id = ?", (trace_id,)).fetchall()
+    conn.close()
+    assert rows == [("block",)]
