@@ -12,6 +12,8 @@ from importlib import metadata as _metadata
 from ._core.errors import GuardrailsError, PolicyError, StreamStateError
 from ._core.model import Action, Decision, Finding, Result
 from ._evals.eval import Case, CaseError, EvalReport, evaluate, load_cases
+from ._observe.calls import CallAttempt, CallRecorder, CallTrace, RunRecord
+from ._observe.store import TraceStore, TraceStoreError
 from ._policy.policy import Policy, ToolPolicy, load_policy
 from ._runtime.drive import (
     Blocked,
@@ -37,6 +39,9 @@ _logging.getLogger("guardrails_engine").addHandler(_logging.NullHandler())
 __all__ = [
     "Action",
     "Blocked",
+    "CallAttempt",
+    "CallRecorder",
+    "CallTrace",
     "Case",
     "CaseError",
     "Decision",
@@ -49,6 +54,7 @@ __all__ = [
     "Push",
     "Released",
     "Result",
+    "RunRecord",
     "Stream",
     "StreamEvent",
     "StreamStateError",
@@ -56,6 +62,8 @@ __all__ = [
     "SyncStream",
     "ToolPolicy",
     "Trace",
+    "TraceStore",
+    "TraceStoreError",
     "evaluate",
     "load_cases",
     "load_policy",

@@ -23,6 +23,8 @@ from ._batch.runners import BatchError
 from ._core.errors import PolicyError
 from ._core.model import Decision, Result
 from ._evals.eval import CaseError, evaluate, load_cases
+from ._observe.report import parse_since, render_csv, render_text, report
+from ._observe.store import TraceStoreError
 from ._policy.policy import Policy, load_policy
 from ._spec.config import policy_json_schema
 from ._spec.loader import load_yaml
@@ -133,6 +135,19 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument(
         "--export-cases", metavar="FILE", help="write the uncovered texts as candidate eval cases"
     )
+    traces = sub.add_parser(
+        "traces",
+        help="report on a trace database (TraceStore): calls, latency, tokens, decisions",
+        description="Calls, p50/p95/p99 time to first token and duration, tokens, block and "
+        "repair rates per check and per model, the most frequent reasons, and a histogram "
+        "of the time to first token.",
+    )
+    traces.add_argument("db", help="the SQLite file a TraceStore writes")
+    traces.add_argument("--since", help="only records since: 30m, 12h, 7d, or an ISO date")
+    traces.add_argument("--model", help="only calls to (or answered by) this model")
+    fmt = traces.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the report as JSON")
+    fmt.add_argument("--csv", action="store_true", help="one CSV row for all, per model, per check")
     return parser
 
 
@@ -457,6 +472,22 @@ def _drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_BLOCK if report.alert else EXIT_OK
 
 
+def _traces(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        since = parse_since(args.since) if args.since is not None else None
+    except ValueError as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    data = report(args.db, since=since, model=args.model)
+    if args.json:
+        out.write(json.dumps(data, indent=2) + "\n")
+    elif args.csv:
+        out.write(render_csv(data))
+    else:
+        out.write(render_text(data))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
@@ -474,12 +505,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _entities(out)
         if args.command == "scan":
             return _scan(args, out, err)
+        if args.command == "traces":
+            return _traces(args, out, err)
         out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
         return EXIT_OK
-    except (PolicyError, CaseError, BatchInputError) as exc:
-        err.write(f"guardrails-engine: {exc}\n")
-        return EXIT_USAGE
-    except BatchError as exc:
+    except (PolicyError, CaseError, BatchInputError, BatchError, TraceStoreError) as exc:
         err.write(f"guardrails-engine: {exc}\n")
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as exc:

@@ -116,7 +116,8 @@ class Policy:
         ``source`` names the text in error messages; ``base_dir`` is the policy's
         folder: ``schema_file`` and the files ``$ref``s name are read only inside
         it (default: the current directory); ``on_trace`` receives the
-        :class:`Trace` of every run of the policy; ``trusted_modules`` are the
+        :class:`Trace` of every run of the policy and the ``CallTrace`` of every
+        guarded model call (whose runs it holds); ``trusted_modules`` are the
         modules (and their submodules) a ``model:`` may import, with those listed
         in the environment variable ``GUARDRAILS_TRUSTED_MODULES`` (comma-separated).
 
@@ -326,7 +327,8 @@ def load_policy(
 ) -> Policy:
     """Load and compile a policy file.
 
-    ``on_trace`` receives the :class:`Trace` of every run of the policy;
+    ``on_trace`` receives the :class:`Trace` of every run of the policy and the
+    ``CallTrace`` of every guarded model call (a ``TraceStore`` keeps both);
     ``trusted_modules``: see :meth:`Policy.from_yaml`.  Schema files are read
     only inside the policy's folder.
 
