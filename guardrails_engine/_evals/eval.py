@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .._core.errors import GuardrailsError
 from .._core.model import Action, Decision, Result
 from .._runtime.stats import Holdbacks
-from .._spec.loader import YamlRefused, load_yaml, repeated_key
+from .._spec.reading import YamlRefused, load_yaml, repeated_key
 
 __all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases"]
 

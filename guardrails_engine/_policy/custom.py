@@ -22,7 +22,8 @@ from .._core.errors import PolicyError
 from .._core.model import Action
 from .._core.trust import UntrustedModule, import_trusted
 from .._spec.config import ENTRY_POINT_GROUP, CustomSpec, PolicySpec
-from .._spec.loader import Located, installed_checks
+from .._spec.located import Located
+from .._spec.plugins import installed_checks
 from ..checks._base import Check, CheckConfig, Hit, RunContext, Session
 from ..checks._unit import USER_CODE, Compiled, MalformedFinding, UnitCheck, quotes
 

@@ -1,13 +1,14 @@
 """The policy file format (version 1) as pydantic models.
 
 These models live at the configuration edge only: they validate what a policy
-file says and are then compiled into check objects (see ``_policy.py``).
+file says and are then compiled into check objects (see ``_policy/registry.py``).
 Everything that can be checked without heavy imports is checked here; entity
 names and JSON Schemas are checked when the policy is compiled.
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 import regex
@@ -16,6 +17,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from .._scanning.analysis import backtracking
 
 __all__ = [
+    "BUILT_IN_TYPES",
+    "CHECK_SPECS",
     "CheckSpec",
     "ContentPatternSpec",
     "ContentSpec",
@@ -360,12 +363,23 @@ class CustomSpec(_CheckBase):
         return self
 
 
+# A new built-in check type is one more model here (and its factory in
+# ``_policy/registry.py``): the tables below are read off this union.
 CheckSpec = Annotated[
     PiiSpec | ContentSpec | SchemaSpec | LengthSpec | CustomSpec, Field(discriminator="type")
 ]
 
+
+def _by_type(union: Any) -> dict[str, type[_CheckBase]]:
+    models = typing.get_args(typing.get_args(union)[0])
+    return {typing.get_args(m.model_fields["type"].annotation)[0]: m for m in models}
+
+
+#: The model of each check type, by its ``type:`` name (the built-ins and ``custom``).
+CHECK_SPECS: dict[str, type[_CheckBase]] = _by_type(CheckSpec)
+
 #: The types of the built-in checks (and `custom`): no installed check may take them.
-BUILT_IN_TYPES = frozenset({"pii", "content", "schema", "length", "custom"})
+BUILT_IN_TYPES = frozenset(CHECK_SPECS)
 
 
 ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
