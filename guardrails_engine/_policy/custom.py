@@ -186,6 +186,7 @@ class Guarded(Check):
         self.action = inner.action
         self.on_error = inner.on_error
         self.blocking = bool(getattr(inner, "blocking", False))
+        self.json_output = bool(inner.json_output)
 
     def session(self) -> Session:
         try:

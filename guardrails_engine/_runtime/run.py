@@ -130,11 +130,12 @@ class Run:
         # Sessions that hold back release beyond their hold (release on completion).
         self._barriers = [s for _, s in self._sessions if s.holds_release]
         order = {c.id: i for i, c in enumerate(policy.checks)}
-        # A schema check means JSON output: replacements are written JSON-escaped,
-        # and sessions that know where the numbers are say so, if another check may repair.
-        json_output = any(c.type == "schema" for c in policy.checks)
+        # A check that reads JSON (schema) means JSON output: replacements are written
+        # JSON-escaped, and sessions that know where the numbers are say so, if another
+        # check may repair.
+        json_output = any(c.json_output for c in policy.checks)
         self._numbers: list[Session] = []
-        if json_output and any(c.type != "schema" for c in policy.checks):
+        if json_output and not all(c.json_output for c in policy.checks):
             self._numbers = [s for _, s in self._sessions if s.knows_numbers]
             for s in self._numbers:
                 s.record_numbers()

@@ -252,6 +252,10 @@ class Check:
     on_error: str
     #: Whether the session does blocking work (NER) that belongs in a worker thread.
     blocking: bool = False
+    #: Whether the check reads the output as JSON (a schema check).  If one does,
+    #: the run writes every other check's replacement JSON-escaped, and blocks a
+    #: truncation (cut JSON is not JSON); this check's own replacements are JSON.
+    json_output: bool = False
     #: What the policy said, for a check built from a :class:`CheckConfig` (the built-in
     #: checks are built from their specs, and write their own replacements).
     config: CheckConfig

@@ -370,6 +370,7 @@ def describe(error: ValidationError, known: frozenset[str] | None = None) -> str
 class SchemaCheck(Check):
     type = "schema"
     blocking = False
+    json_output = True
 
     def __init__(
         self, spec: SchemaSpec, on_error: str, loaded: LoadedSchema, *, stop: int | None = None
