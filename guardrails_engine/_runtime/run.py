@@ -4,7 +4,7 @@ The run is fed chunks and returns the text that became safe to release.  It
 does no I/O; the async and sync drivers (``drive.py``) and ``validate``
 (one chunk, then ``finish``) are thin loops around it.
 
-Detection runs on the canonical view of the text (``_canon.py``); hits are
+Detection runs on the canonical view of the text (``_scanning/canon.py``); hits are
 placed back in the original text before anything else looks at them.
 
 How text is released (here).  Every check session reports a *hold*: no hit

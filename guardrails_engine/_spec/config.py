@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._scanning.analysis import backtracking
+from .._scanning.redos import backtracking
 
 __all__ = [
     "BUILT_IN_TYPES",

@@ -7,7 +7,7 @@ original text, renders repairs and turns them into public findings.
 
 A session is fed text as it arrives and returns hits as soon as they are
 final.  Its ``hold`` is monotonic: no hit still to come starts before it.
-Sessions that ``scan`` see the canonical view of the text (see ``_canon.py``)
+Sessions that ``scan`` see the canonical view of the text (see ``_scanning/canon.py``)
 and report canonical offsets; the others see the original chunks.
 """
 
@@ -295,7 +295,7 @@ class PatternSession(Session):
     """A session over a :class:`PatternSet`, for checks that find spans by pattern.
 
     Past the hold-back cap, a match that may be in progress is *undecided*
-    (``_cap.py``): the stretch it may cover is reported as a hit of the check,
+    (``_scanning/cap.py``): the stretch it may cover is reported as a hit of the check,
     so a stream is never less careful than ``validate``.
     """
 
@@ -411,7 +411,7 @@ class PatternCheck(Check):
 
     def undecided(self, index: int, start: int, end: int, value: str) -> Hit:
         """A stretch that pattern ``index`` may have matched, undecided at the
-        hold-back cap (see ``_cap.py``)."""
+        hold-back cap (see ``_scanning/cap.py``)."""
         return Hit(self, start, end, "match in progress at the hold-back cap", value=value)
 
     def render(self, hit: Hit, context: RunContext) -> str:

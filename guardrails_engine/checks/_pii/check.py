@@ -3,7 +3,7 @@
 Pattern entities are found by presidio's regular expressions (driven by our
 scanner), custom recognizers and deny-lists; NER entities by presidio's spaCy
 recognizer, a sentence at a time.  Detection runs on the canonical view of
-the text (see ``_canon.py``).  Scores follow presidio, including its context
+the text (see ``_scanning/canon.py``).  Scores follow presidio, including its context
 rule: a context word among the five words before a value raises its score by
 0.35 (to at least 0.4).
 """
