@@ -11,6 +11,7 @@ from importlib import metadata as _metadata
 
 from ._core.errors import GuardrailsError, PolicyError, StreamStateError
 from ._core.model import Action, Decision, Finding, Result
+from ._core.public import report_as as _report_as
 from ._evals.eval import Case, CaseError, EvalReport, evaluate, load_cases
 from ._policy.policy import Policy, ToolPolicy, load_policy
 from ._runtime.drive import (
@@ -62,11 +63,5 @@ __all__ = [
     "policy_json_schema",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if hasattr(_obj, "__module__"):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):  # pragma: no cover
-            pass
-del _name, _obj, _metadata, _logging
+_report_as(__name__, globals(), __all__)
+del _metadata, _logging, _report_as
