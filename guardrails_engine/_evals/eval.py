@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from xml.sax.saxutils import escape, quoteattr
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,7 +41,8 @@ class CaseError(GuardrailsError, ValueError):
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built when first used, not when the package is imported.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class _FindingExpect(_Spec):
@@ -381,6 +381,8 @@ class EvalReport:
         return "\n".join(lines) + "\n"
 
     def to_junit(self) -> str:
+        from xml.sax.saxutils import escape, quoteattr  # (only here: it costs an import)
+
         out = [
             '<?xml version="1.0" encoding="utf-8"?>',
             f"<testsuite name={quoteattr('guardrails-eval ' + self.policy)} "

@@ -17,6 +17,7 @@ import anyio.to_thread
 from .._core.errors import PolicyError, check_source, check_text
 from .._core.model import Result
 from .._core.threads import thread_limiter
+from .._core.trust import TRUST_ENV
 from .._runtime.jobs import settle, settle_sync
 from .._runtime.run import Run
 from .._runtime.trace import TraceCallback, record
@@ -25,7 +26,6 @@ from .._spec.config import PolicySpec, ToolSpec
 from .._spec.loader import Located, parse_policy
 from ..checks._base import PatternCheck
 from ..checks._pii.entities import unknown_entities
-from ..checks._schema.check import TRUST_ENV, SchemaLoadError, read_confined_text
 from ..checks._unit import Compiled
 from .registry import Site, build_check
 
@@ -375,6 +375,10 @@ def _compile_tool(
     where: list[Any] = ["tools", name]
     folder = Path(origin.base_dir)
     if tool.policy is not None:
+        # (Here, not at the top: the schema check imports jsonschema, which costs a
+        # second, and only a policy with a schema check needs it.)
+        from ..checks._schema.check import SchemaLoadError, read_confined_text
+
         depth = origin.source.count(" > ")
         if depth >= _TOOL_DEPTH:
             raise located.error([*where, "policy"], "tool policies nest too deeply")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._core.errors import PolicyError
 from .._spec.config import (
@@ -36,8 +36,10 @@ from ..checks._length import LengthCheck
 from ..checks._pii.check import PiiCheck
 from ..checks._pii.ner import ModelMissing, default_model_name, load_model
 from ..checks._pii.presidio import NER_ENTITIES, catalog
-from ..checks._schema.check import SchemaCheck, SchemaError, SchemaLoadError, load_schema
 from .custom import compile_custom
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import SchemaError
 
 __all__ = ["CHECK_TYPES", "CheckFactory", "Site", "build_check"]
 
@@ -120,6 +122,12 @@ def build_content(c: ContentSpec, site: Site) -> Check:
 
 
 def build_schema(c: SchemaSpec, site: Site) -> Check:
+    # (Imported here: jsonschema costs a second to import, and only a policy with a
+    # schema check needs it; ``import guardrails_engine`` does not pay it.)
+    from jsonschema.exceptions import SchemaError
+
+    from ..checks._schema.check import SchemaCheck, SchemaLoadError, load_schema
+
     field = "schema" if c.schema_ is not None else "model" if c.model else "schema_file"
     try:
         loaded = load_schema(c, site.base_dir, site.trusted)
