@@ -80,15 +80,20 @@ def main() -> None:
             best[name] = min(best[name], seconds)
             outputs.add(out)
     c.header("trace overhead")
-    print(f"# {size:,} chars, 4-char chunks, {len(chunks):,} chunks, best of {rounds} interleaved runs")
+    print(
+        f"# {size:,} chars, 4-char chunks, {len(chunks):,} chunks, "
+        f"best of {rounds} interleaved runs"
+    )
     for name, seconds in best.items():
         ratio = seconds / best["off"]
-        print(f"{name:<9} {seconds * 1000:8.1f} ms   {ratio:5.3f}x of off   ({(ratio - 1) * 100:+5.1f} %)")
+        percent = (ratio - 1) * 100
+        print(f"{name:<9} {seconds * 1000:8.1f} ms   {ratio:5.3f}x of off   ({percent:+5.1f} %)")
     lines = log_path.read_text(encoding="utf-8").splitlines()
     print(f"log lines written: {len(lines)}; callback records: {len(records)}")
     print("outputs identical across scenarios:", "OK" if len(outputs) == 1 else "MISMATCH")
     verdict = "PASS" if best["log"] <= best["off"] * 1.05 else "FAIL"
-    print(f"{verdict}  target: logging to a file costs at most 5 % ({(best['log'] / best['off'] - 1) * 100:+.1f} %)")
+    cost = (best["log"] / best["off"] - 1) * 100
+    print(f"{verdict}  target: logging to a file costs at most 5 % ({cost:+.1f} %)")
 
 
 if __name__ == "__main__":

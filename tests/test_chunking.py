@@ -220,7 +220,14 @@ def test_corpus_agreement(support_chat: ge.Policy, chunking: str) -> None:
     assert disagreements == []
 
 
-PATTERN_ENTITIES = {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "IBAN_CODE"}
+PATTERN_ENTITIES = {
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IP_ADDRESS",
+    "IBAN_CODE",
+}
 
 
 def test_plain_recall_and_no_leaks(support_chat: ge.Policy) -> None:

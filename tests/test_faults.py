@@ -99,7 +99,13 @@ def _length_policy(max_chars: int) -> ge.Policy:
 
 # The comma after the key ends it for every pattern (after a bare space, an address
 # written in words, "sk-... at example dot com", might still be in progress).
-BLOCKING_CHUNKS = ["Hello there, ", f"here it is: {SECRET}, ", "more text", " and more", " and more"]
+BLOCKING_CHUNKS = [
+    "Hello there, ",
+    f"here it is: {SECRET}, ",
+    "more text",
+    " and more",
+    " and more",
+]
 
 
 def _assert_blocked_before_the_key(pieces: list[str]) -> None:
@@ -655,7 +661,7 @@ async def test_a_dropped_async_stream_closes_its_source(kind: str) -> None:
     del stream
     gc.collect()
     with anyio.fail_after(10):  # closed on the event loop, soon
-        while not source.closed:
+        while not source.closed:  # noqa: ASYNC110 (set by a finalizer, not an event)
             await anyio.sleep(0.01)
     assert source.pulls < 50
 
@@ -682,7 +688,7 @@ async def test_a_blocking_sync_source_does_not_hold_up_a_deadline() -> None:
     assert elapsed < 1.5, elapsed  # a behaviour bound: the source blocks 2 s per chunk
     # The abandoned pull closes the source when it returns.
     with anyio.fail_after(10):
-        while not closed.is_set():
+        while not closed.is_set():  # noqa: ASYNC110 (a threading.Event, set in a thread)
             await anyio.sleep(0.05)
 
 

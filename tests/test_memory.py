@@ -90,7 +90,8 @@ docs = {
 out = {}
 for name, schema in schemas.items():
     policy = ge.Policy.from_yaml(
-        "version: 1\\nname: d\\ncheck_timeout_ms: 3600000\\nchecks:\\n  - id: j\\n    type: schema\\n"
+        "version: 1\\nname: d\\ncheck_timeout_ms: 3600000\\nchecks:\\n"
+        "  - id: j\\n    type: schema\\n"
         f"    schema: {json.dumps(schema)}\\n"
     )
     for i, text in enumerate(docs[name]):

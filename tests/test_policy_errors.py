@@ -170,7 +170,8 @@ CASES = {
     ),
     "schema-bad-release": Case(
         _head(
-            "checks:\n  - id: j\n    type: schema\n    schema_file: s.json\n    release: eventually\n"
+            "checks:\n  - id: j\n    type: schema\n    schema_file: s.json\n"
+            "    release: eventually\n"
         ),
         7,
         "checks[0].release",
@@ -386,7 +387,8 @@ CASES = {
         6,
         "checks[0].schema",
         "j",
-        "{path}:6: checks[0].schema (check 'j'): give exactly one of `schema`, `schema_file` and `model`",
+        "{path}:6: checks[0].schema (check 'j'): "
+        "give exactly one of `schema`, `schema_file` and `model`",
     ),
     "schema-no-source": Case(
         _head("checks:\n  - id: j\n    type: schema\n"),
