@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 from _chunks import cut
+from _policies import make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,13 +103,8 @@ def rooted_schemas() -> st.SearchStrategy[Any]:
 
 
 def policy_for(schema: Any, release: str = "on_complete", extract: bool = False) -> ge.Policy:
-    body = json.dumps(schema)
-    return ge.Policy.from_yaml(
-        "version: 1\nname: t\nblock_message: '[blocked]'\nchecks:\n"
-        f"  - id: j\n    type: schema\n    release: {release}\n"
-        f"    extract: {str(extract).lower()}\n"
-        f"    schema: {body}\n"
-    )
+    entry = {"id": "j", "type": "schema", "release": release, "extract": extract}
+    return make_policy([{**entry, "schema": schema}], block_message="[blocked]")
 
 
 def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:

@@ -7,6 +7,7 @@ import tracemalloc
 
 import pytest
 from _child import run_limited
+from _policies import make_policy
 
 import guardrails_engine as ge
 
@@ -15,10 +16,8 @@ SCHEMA = {"type": "object", "properties": {"orders": {"type": "array", "maxItems
 
 
 def _policy(release: str) -> ge.Policy:
-    return ge.Policy.from_yaml(
-        "version: 1\nname: m\nchecks:\n  - id: j\n    type: schema\n    extract: false\n"
-        f"    release: {release}\n    schema: {json.dumps(SCHEMA)}\n"
-    )
+    entry = {"id": "j", "type": "schema", "extract": False, "release": release}
+    return make_policy([{**entry, "schema": SCHEMA}], name="m")
 
 
 def _peak(policy: ge.Policy, text: str) -> tuple[int, ge.Result | None]:

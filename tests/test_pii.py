@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _policies import make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +29,7 @@ PATTERN_ENTITIES = [
 ]
 
 
-def make(checks: str, **top: str) -> ge.Policy:
-    head = "".join(f"{k}: {v}\n" for k, v in top.items())
-    return ge.Policy.from_yaml(f"version: 1\nname: t\n{head}checks:\n{checks}")
+make = make_policy
 
 
 def rows() -> list[dict[str, object]]:

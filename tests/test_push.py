@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import anyio
 import pytest
 from hypothesis import given, settings
@@ -133,3 +135,12 @@ def test_blocked_is_one_value_everywhere() -> None:
     assert result.blocked == push.blocked == events[-2]
     assert result.blocked == ge.Blocked("[blocked]", result.findings)
     assert POLICY.validate_sync("All fine.").blocked is None
+
+
+def test_a_dropped_push_run_ends_as_cancelled() -> None:
+    traces: list[ge.Trace] = []
+    push = POLICY.push_sync(on_trace=traces.append)
+    assert push.feed("Mail jdoe@exa") == "Mail "
+    del push
+    gc.collect()
+    assert [t.ending for t in traces] == ["cancelled"]

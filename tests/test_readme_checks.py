@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
+from _policies import make_policy
 
 import guardrails_engine as ge
 from guardrails_engine.testing import check_chunkings
@@ -30,9 +31,8 @@ def examples() -> types.ModuleType:
 
 
 def _policy(checks: str) -> ge.Policy:
-    return ge.Policy.from_yaml(
-        f"version: 1\nname: readme\nblock_message: '[blocked]'\nchecks:\n{checks}",
-        trusted_modules=["readme_checks"],
+    return make_policy(
+        checks, name="readme", block_message="[blocked]", trusted=["readme_checks"]
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from _policies import make_policy
+
 import guardrails_engine as ge
 from guardrails_engine._policy.registry import CHECK_TYPES
 from guardrails_engine._spec.config import CHECK_SPECS
@@ -43,8 +45,7 @@ class JsonShape(Check):
 
 
 def _policy(*checks: str) -> ge.Policy:
-    text = "version: 1\nname: t\nchecks:\n" + "".join(f"  - {c}\n" for c in checks)
-    return ge.Policy.from_yaml(text, trusted_modules=["test_registry"])
+    return make_policy(checks, trusted=["test_registry"])
 
 
 _JSON = "{id: shape, type: custom, function: 'test_registry:JsonShape'}"

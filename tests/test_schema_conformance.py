@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from _policies import make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -434,10 +435,8 @@ def _schema(draft: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _policy(schema: dict[str, Any], release: str = "on_complete") -> ge.Policy:
-    return ge.Policy.from_yaml(
-        "version: 1\nname: conformance\nchecks:\n  - id: j\n    type: schema\n"
-        f"    extract: false\n    release: {release}\n    schema: {json.dumps(schema)}\n"
-    )
+    entry = {"id": "j", "type": "schema", "extract": False, "release": release}
+    return make_policy([{**entry, "schema": schema}], name="conformance")
 
 
 def _jsonschema_accepts(schema: dict[str, Any], text: str) -> bool:

@@ -551,6 +551,14 @@ class _Push(_Driver):
         if not self._done:
             self._failed(Ending.CANCELLED)
 
+    def __del__(self) -> None:
+        # Dropped before it ended (an adapter whose consumer stopped reading): the run
+        # ends as cancelled, and its trace says so, as for a dropped stream.
+        try:
+            self._closed()
+        except Exception:
+            _log.warning("closing a dropped push run failed", exc_info=True)
+
 
 class SyncPush(_Push, Closing):
     """One run that you feed text yourself (an adapter reading an SDK stream):
