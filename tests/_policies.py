@@ -8,6 +8,16 @@ from typing import Any
 
 import guardrails_engine as ge
 
+#: The pii entities found by patterns alone (no NER model).
+PATTERN_ENTITIES = (
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IP_ADDRESS",
+    "IBAN_CODE",
+)
+
 
 def make_policy(
     checks: str | Sequence[str | Mapping[str, Any]],

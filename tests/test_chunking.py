@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from _chunks import cut
+from _policies import PATTERN_ENTITIES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -220,14 +221,6 @@ def test_corpus_agreement(support_chat: ge.Policy, chunking: str) -> None:
     assert disagreements == []
 
 
-PATTERN_ENTITIES = {
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "US_SSN",
-    "IP_ADDRESS",
-    "IBAN_CODE",
-}
 
 
 def test_plain_recall_and_no_leaks(support_chat: ge.Policy) -> None:

@@ -12,21 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from _policies import make_policy
+from _policies import PATTERN_ENTITIES, make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import guardrails_engine as ge
 
 DATA = Path(__file__).parent / "data" / "pii_dev.jsonl"
-PATTERN_ENTITIES = [
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "US_SSN",
-    "IP_ADDRESS",
-    "IBAN_CODE",
-]
 
 
 make = make_policy
