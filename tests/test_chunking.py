@@ -157,6 +157,7 @@ def assert_only_safe(text: str, findings: tuple[ge.Finding, ...], released: str,
 actions = st.sampled_from(["repair", "block", "flag"])
 
 
+@pytest.mark.slow
 @settings(
     max_examples=600,
     deadline=None,
@@ -184,6 +185,7 @@ def test_chunking_does_not_change_the_answer(
     assert_same(p, text, cut(text, sizes))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts, st.data())
 def test_every_split_position(text: str, data: st.DataObject) -> None:
@@ -255,6 +257,7 @@ long_texts = st.lists(st.tuples(piece, st.sampled_from(SEPARATORS)), min_size=40
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150,
     deadline=None,

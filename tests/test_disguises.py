@@ -58,6 +58,7 @@ def test_every_disguised_value_of_a_family_is_caught(
     assert missed == []
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(CASES) - 1), st.randoms(use_true_random=False))
 def test_a_disguised_value_streams_as_it_validates(
@@ -75,6 +76,7 @@ def test_a_disguised_value_streams_as_it_validates(
 _ESCAPES = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);|%[0-9A-Fa-f]{2}")
 
 
+@pytest.mark.slow
 def test_no_repair_cuts_an_escape_or_a_markup_token_in_half(support_policy: ge.Policy) -> None:
     for case in CASES:
         result = support_policy.validate_sync(case.text)
@@ -274,6 +276,7 @@ def test_a_value_glued_to_a_long_run_is_masked_past_the_cap(support_policy: ge.P
 CAP_EXAMPLES = int(os.environ.get("GE_CAP_EXAMPLES", "300"))
 
 
+@pytest.mark.slow
 @settings(max_examples=CAP_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False), st.sampled_from([16, 64, 300]))
 def test_no_stream_releases_a_value_that_validate_removes_past_the_cap(

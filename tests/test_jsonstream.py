@@ -128,6 +128,7 @@ def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
     return None
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rooted_schemas(), documents, st.lists(st.integers(1, 6), min_size=1, max_size=8), st.booleans()

@@ -103,6 +103,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_json_nested_100000_levels_fits_in_modest_memory() -> None:
     # Each level costs a constant: paths are built only when a reason is written,
     # and a reason shows the two ends of a long path.
