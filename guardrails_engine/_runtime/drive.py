@@ -554,6 +554,8 @@ class _Push(_Driver):
     def __del__(self) -> None:
         # Dropped before it ended (an adapter whose consumer stopped reading): the run
         # ends as cancelled, and its trace says so, as for a dropped stream.
+        if getattr(self, "_done", True) or not hasattr(self, "_run"):
+            return  # (ended, or its run could not be made)
         try:
             self._closed()
         except Exception:
