@@ -184,6 +184,7 @@ def test_streams_equal_validate(policy: ge.Policy, name: str) -> None:
         assert_stream_matches(policy, text, chunks, asynchronous=True)
 
 
+@pytest.mark.slow
 def test_guarantees_hold_over_random_chunkings(policy: ge.Policy, service: _Server) -> None:
     service.release.set()
     check_chunkings(policy, list(TEXTS.values()), max_examples=40)

@@ -259,6 +259,7 @@ def _subset(tmp_path: Path, policy: str, ids: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_broken_policy_fails_eval_and_names_cases(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
