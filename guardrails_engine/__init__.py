@@ -7,12 +7,11 @@
 """
 
 import logging as _logging
-from importlib import metadata as _metadata
+from typing import Any as _Any
 
 from ._core.errors import GuardrailsError, PolicyError, StreamStateError
 from ._core.model import Action, Decision, Finding, Result
 from ._core.public import report_as as _report_as
-from ._evals.eval import Case, CaseError, EvalReport, evaluate, load_cases
 from ._policy.policy import Policy, ToolPolicy, load_policy
 from ._runtime.drive import (
     Blocked,
@@ -26,11 +25,6 @@ from ._runtime.drive import (
 )
 from ._runtime.trace import Trace
 from ._spec.config import policy_json_schema
-
-try:
-    __version__: str = _metadata.version("guardrails-engine")
-except _metadata.PackageNotFoundError:  # pragma: no cover - a checkout that is not installed
-    __version__ = "0+unknown"
 
 # Quiet unless the application configures logging (traces go out at INFO).
 _logging.getLogger("guardrails_engine").addHandler(_logging.NullHandler())
@@ -63,5 +57,31 @@ __all__ = [
     "policy_json_schema",
 ]
 
-_report_as(__name__, globals(), __all__)
-del _metadata, _logging, _report_as
+#: Names loaded on first use (``import guardrails_engine`` stays cheap): evaluation.
+_LAZY = ("Case", "CaseError", "EvalReport", "evaluate", "load_cases")
+
+_report_as(__name__, globals(), [n for n in __all__ if n not in _LAZY])
+del _logging
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        from ._evals import eval as _eval
+
+        _report_as(__name__, vars(_eval), _LAZY)
+        globals().update({n: getattr(_eval, n) for n in _LAZY})
+        return globals()[name]
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            version = metadata.version("guardrails-engine")
+        except metadata.PackageNotFoundError:  # pragma: no cover - a checkout not installed
+            version = "0+unknown"
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})

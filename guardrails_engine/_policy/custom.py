@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -118,6 +117,8 @@ def _resolve(
     assert name is not None
     written = _written(located, where)
     field = "entry_point" if isinstance(written, dict) and "entry_point" in written else "type"
+    from importlib import metadata  # (here: it costs an import, and few policies need it)
+
     found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not found:
         known = ", ".join(sorted(installed_checks())) or "none"

@@ -3,7 +3,6 @@ document's ``type: <installed type>`` read as ``type: custom, entry_point: ...``
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from .config import BUILT_IN_TYPES, ENTRY_POINT_GROUP
@@ -15,6 +14,8 @@ __all__ = ["installed_checks", "installed_types"]
 def installed_checks() -> frozenset[str]:
     """The check types that installed packages register (entry points; nothing is
     imported until a policy uses one)."""
+    from importlib import metadata  # (here: it costs an import, and few policies need it)
+
     found = metadata.entry_points(group=ENTRY_POINT_GROUP)
     return frozenset(ep.name for ep in found if ep.name not in BUILT_IN_TYPES)
 
