@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 from _chunks import cut
+from _policies import make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +42,10 @@ def schemas() -> st.SearchStrategy[Any]:
         st.just(True),
         st.just({}),
         st.builds(lambda t: {"type": t}, st.sampled_from(TYPES)),
-        st.builds(lambda t: {"type": t}, st.lists(st.sampled_from(TYPES), min_size=1, max_size=3, unique=True)),
+        st.builds(
+            lambda t: {"type": t},
+            st.lists(st.sampled_from(TYPES), min_size=1, max_size=3, unique=True),
+        ),
         st.builds(lambda e: {"enum": e}, st.lists(scalars, min_size=1, max_size=3)),
         st.builds(lambda c: {"const": c}, scalars),
         st.builds(lambda n: {"type": "string", "maxLength": n}, st.integers(0, 3)),
@@ -66,7 +70,11 @@ def schemas() -> st.SearchStrategy[Any]:
                 st.one_of(st.just(True), st.just(False), inner),
             ),
             st.builds(lambda i: {"items": i}, inner),
-            st.builds(lambda i, n: {"type": "array", "items": i, "maxItems": n}, inner, st.integers(0, 3)),
+            st.builds(
+                lambda i, n: {"type": "array", "items": i, "maxItems": n},
+                inner,
+                st.integers(0, 3),
+            ),
             st.builds(lambda p: {"prefixItems": p}, st.lists(inner, min_size=1, max_size=2)),
             st.builds(lambda n: {"maxProperties": n, "minProperties": 1}, st.integers(0, 2)),
             st.builds(lambda names: {"propertyNames": names}, inner),
@@ -95,12 +103,8 @@ def rooted_schemas() -> st.SearchStrategy[Any]:
 
 
 def policy_for(schema: Any, release: str = "on_complete", extract: bool = False) -> ge.Policy:
-    body = json.dumps(schema)
-    return ge.Policy.from_yaml(
-        "version: 1\nname: t\nblock_message: '[blocked]'\nchecks:\n"
-        f"  - id: j\n    type: schema\n    release: {release}\n    extract: {str(extract).lower()}\n"
-        f"    schema: {body}\n"
-    )
+    entry = {"id": "j", "type": "schema", "release": release, "extract": extract}
+    return make_policy([{**entry, "schema": schema}], block_message="[blocked]")
 
 
 def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
@@ -124,8 +128,11 @@ def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
     return None
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rooted_schemas(), documents, st.lists(st.integers(1, 6), min_size=1, max_size=8), st.booleans())
+@given(
+    rooted_schemas(), documents, st.lists(st.integers(1, 6), min_size=1, max_size=8), st.booleans()
+)
 def test_streamed_verdict_equals_jsonschema(
     schema: Any, document: Any, sizes: list[int], indent: bool
 ) -> None:
@@ -181,11 +188,31 @@ SCHEMAS: list[Any] = [
     {"type": "object", "properties": {"price": {"type": "number", "exclusiveMaximum": 100}}},
     {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "integer"}]},
     {"oneOf": [{"type": "object", "required": ["a"]}, {"type": "object", "required": ["b"]}]},
-    {"$defs": {"item": {"type": "object", "required": ["sku"]}}, "type": "array", "items": {"$ref": "#/$defs/item"}},
-    {"type": "object", "properties": {"email": {"type": "string", "pattern": "@"}}, "maxProperties": 2},
-    {"type": "object", "properties": {"n": {"const": 1}, "s": {"minLength": 2}}, "minProperties": 1},
-    {"type": "object", "properties": {"items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]}}},
-    {"allOf": [{"type": "object"}, {"required": ["x"]}], "properties": {"x": {"type": ["null", "string"]}}},
+    {
+        "$defs": {"item": {"type": "object", "required": ["sku"]}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/item"},
+    },
+    {
+        "type": "object",
+        "properties": {"email": {"type": "string", "pattern": "@"}},
+        "maxProperties": 2,
+    },
+    {
+        "type": "object",
+        "properties": {"n": {"const": 1}, "s": {"minLength": 2}},
+        "minProperties": 1,
+    },
+    {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]}
+        },
+    },
+    {
+        "allOf": [{"type": "object"}, {"required": ["x"]}],
+        "properties": {"x": {"type": ["null", "string"]}},
+    },
 ]
 
 
@@ -195,12 +222,13 @@ def corpus() -> list[tuple[int, Any]]:
         {"answer": "hi"}, {"answer": 1}, {}, {"id": 3}, {"id": 1.5}, {"id": 1, "x": 2}, [1, 2],
         [1, -1], [0, 1, 2, 3], {"tags": ["a", "b"]}, {"tags": ["c"]}, {"price": 99.5},
         {"price": 100}, "abc", "abcd", 7, 7.5, {"a": 1}, {"b": 1}, {"a": 1, "b": 2},
-        [{"sku": 1}], [{"no": 1}], {"email": "a@b"}, {"email": "ab"}, {"email": "a@b", "x": 1, "y": 2},
+        [{"sku": 1}], [{"no": 1}], {"email": "a@b"}, {"email": "ab"},
+        {"email": "a@b", "x": 1, "y": 2},
         {"n": 1, "s": "ab"}, {"n": 2}, {"s": "a"}, {"items": ["x", True]}, {"items": [1, True]},
         {"x": None}, {"x": 3}, {"y": 1}, None, True, [], "", {"answer": "a", "deep": [[[{}]]]},
     ]
     out = []
-    for i, schema in enumerate(SCHEMAS):
+    for i, _schema in enumerate(SCHEMAS):
         for value in rng.sample(values, 20):
             out.append((i, value))
     return out
@@ -248,8 +276,12 @@ def blocked_pulling(p: ge.Policy, text: str) -> tuple[Any, ge.Finding, int]:
 @pytest.mark.parametrize(
     "schema, document, reason",
     [
-        (SCHEMAS[1], {"id": 1, "extra": "x" * 500}, "$: properties not allowed by additionalProperties"),
-        (SCHEMAS[2], [1, 2, 3, 4] + list(range(200)), "$: violates maxItems 3"),
+        (
+            SCHEMAS[1],
+            {"id": 1, "extra": "x" * 500},
+            "$: properties not allowed by additionalProperties",
+        ),
+        (SCHEMAS[2], [1, 2, 3, 4, *range(200)], "$: violates maxItems 3"),
         (SCHEMAS[8], {"x": 1, "y": 2, "z": 3, "rest": "x" * 500}, "$: violates maxProperties 2"),
         (SCHEMAS[0], [{"answer": 1}], '$: expected "object", got array'),
         (SCHEMAS[5], "x" * 600, "$: matches none of the anyOf alternatives"),
@@ -265,7 +297,7 @@ def test_stream_stops_at_the_token_that_reveals_the_violation(
 ) -> None:
     text = json.dumps(document)
     p = policy_for(schema)
-    stream, finding, pulled = blocked_pulling(p, text)
+    _stream, finding, pulled = blocked_pulling(p, text)
     assert finding.reason == f"j: {reason}, blocked"
     assert pulled <= finding.end + 4  # the violation's end plus one chunk
     assert pulled < len(text) / 2
@@ -287,7 +319,10 @@ def test_stream_stops_at_the_token_that_reveals_the_violation(
         (
             {
                 "type": "array",
-                "items": {"type": "object", "properties": {"qty": {"type": "integer", "multipleOf": 5}}},
+                "items": {
+                    "type": "object",
+                    "properties": {"qty": {"type": "integer", "multipleOf": 5}},
+                },
             },
             [{"qty": 7}] + [{"qty": 5}] * 100,
             "$[0].qty: violates multipleOf 5",
@@ -446,7 +481,9 @@ trees = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda xs: ("array", xs)),
-        st.lists(st.tuples(st.sampled_from(NAMES), inner), max_size=5).map(lambda ms: ("object", ms)),
+        st.lists(st.tuples(st.sampled_from(NAMES), inner), max_size=5).map(
+            lambda ms: ("object", ms)
+        ),
     ),
     max_leaves=12,
 )
@@ -546,7 +583,8 @@ def test_schema_from_a_pydantic_model_and_local_ref_files(tmp_path: Any) -> None
     assert q.validate_sync('[{"no": 1}]').decision is ge.Decision.BLOCK
     with pytest.raises(ge.PolicyError, match="cannot read the schema: No module named"):
         ge.Policy.from_yaml(
-            "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    model: 'no_such_mod:X'\n",
+            "version: 1\nname: t\nchecks:\n"
+            "  - id: j\n    type: schema\n    model: 'no_such_mod:X'\n",
             trusted_modules=["no_such_mod"],
         )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from _policies import make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -214,7 +215,9 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
             "definitions": {
                 "node": {
                     "type": "object",
-                    "properties": {"kids": {"type": "array", "items": {"$ref": "#/definitions/node"}}},
+                    "properties": {
+                        "kids": {"type": "array", "items": {"$ref": "#/definitions/node"}}
+                    },
                     "required": ["v"],
                 }
             },
@@ -234,7 +237,10 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
     (
         "keywords beside $ref apply from 2019-09",
         SINCE_2019,
-        {"$defs": {"r": {"type": "array"}}, "properties": {"foo": {"$ref": "#/$defs/r", "maxItems": 2}}},
+        {
+            "$defs": {"r": {"type": "array"}},
+            "properties": {"foo": {"$ref": "#/$defs/r", "maxItems": 2}},
+        },
         ['{"foo": [1, 2, 3]}', '{"foo": [1]}', '{"foo": 1}'],
     ),
     (
@@ -373,8 +379,16 @@ DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
     (
         "additionalProperties and patternProperties as schemas",
         ALL,
-        {"patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": {"type": "string"}},
-        ['{"x1": "s", "x1": 1}', '{"x1": 1, "x1": "s"}', '{"b": 1, "b": "s"}', '{"b": "s", "b": 1}'],
+        {
+            "patternProperties": {"^x": {"type": "integer"}},
+            "additionalProperties": {"type": "string"},
+        },
+        [
+            '{"x1": "s", "x1": 1}',
+            '{"x1": 1, "x1": "s"}',
+            '{"b": 1, "b": "s"}',
+            '{"b": "s", "b": 1}',
+        ],
     ),
     (
         "anyOf and oneOf around a repeated name",
@@ -384,7 +398,9 @@ DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
                 {"properties": {"a": {"type": "integer"}}, "required": ["a"]},
                 {"properties": {"a": {"type": "string"}}, "required": ["a"]},
             ],
-            "properties": {"o": {"oneOf": [{"properties": {"k": {"type": "integer"}}}, {"type": "array"}]}},
+            "properties": {
+                "o": {"oneOf": [{"properties": {"k": {"type": "integer"}}}, {"type": "array"}]}
+            },
         },
         [
             '{"a": null, "a": 1}',
@@ -398,7 +414,11 @@ DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
         "a repeated name inside an array",
         ALL,
         {"type": "array", "items": {"properties": {"n": {"maxLength": 1}}}},
-        ['[{"n": "long", "n": "s"}]', '[{"n": "s", "n": "long"}]', '[{"n": "s"}, {"n": "xx", "n": "", "n": "yy"}]'],
+        [
+            '[{"n": "long", "n": "s"}]',
+            '[{"n": "s", "n": "long"}]',
+            '[{"n": "s"}, {"n": "xx", "n": "", "n": "yy"}]',
+        ],
     ),
 ]
 
@@ -415,10 +435,8 @@ def _schema(draft: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _policy(schema: dict[str, Any], release: str = "on_complete") -> ge.Policy:
-    return ge.Policy.from_yaml(
-        "version: 1\nname: conformance\nchecks:\n  - id: j\n    type: schema\n"
-        f"    extract: false\n    release: {release}\n    schema: {json.dumps(schema)}\n"
-    )
+    entry = {"id": "j", "type": "schema", "extract": False, "release": release}
+    return make_policy([{**entry, "schema": schema}], name="conformance")
 
 
 def _jsonschema_accepts(schema: dict[str, Any], text: str) -> bool:

@@ -3,7 +3,7 @@
 Pattern entities are found by presidio's regular expressions (driven by our
 scanner), custom recognizers and deny-lists; NER entities by presidio's spaCy
 recognizer, a sentence at a time.  Detection runs on the canonical view of
-the text (see ``_canon.py``).  Scores follow presidio, including its context
+the text (see ``_scanning/canon.py``).  Scores follow presidio, including its context
 rule: a context word among the five words before a value raises its score by
 0.35 (to at least 0.4).
 """
@@ -22,8 +22,6 @@ from ..._scanning.scan import PatternSet, ScanMatch, ScanView
 from ..._scanning.terms import term_pattern
 from ..._spec.config import DEFAULT_MIN_SCORE, AllowRegexSpec, PiiSpec
 from .._base import Hit, PatternCheck, PatternSession, RunContext, Session
-from .disguise import FAMILIES
-from .disguise import detectors as disguised
 from .ner import NerModel, sentence_end
 from .presidio import Detector, catalog, plain_interpreter
 
@@ -93,6 +91,11 @@ class PiiCheck(PatternCheck):
         detectors: list[Detector] = []
         pattern_entities = [e for e in spec.entities if e not in ner_entities]
         if pattern_entities:
+            # (Imported here: its patterns compile as it is imported, and only a
+            # policy with a pii check needs them.)
+            from .disguise import FAMILIES
+            from .disguise import detectors as disguised
+
             cat = catalog()
             for entity in pattern_entities:
                 detectors.extend(cat.detectors(entity))

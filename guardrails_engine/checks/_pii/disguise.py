@@ -1,6 +1,6 @@
 """Detectors for disguised values: what presidio's patterns do not read.
 
-The canonical view (``_canon.py``) undoes disguises of single characters:
+The canonical view (``_scanning/canon.py``) undoes disguises of single characters:
 invisible marks, other scripts' digits and look-alike letters, dashes,
 HTML and percent escapes.  What is left are disguises of *structure*, which
 need patterns of their own.  Each family can be turned off per pii check

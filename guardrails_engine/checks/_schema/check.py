@@ -370,12 +370,14 @@ def describe(error: ValidationError, known: frozenset[str] | None = None) -> str
 class SchemaCheck(Check):
     type = "schema"
     blocking = False
+    json_output = True
 
     def __init__(
         self, spec: SchemaSpec, on_error: str, loaded: LoadedSchema, *, stop: int | None = None
     ) -> None:
         self.id = spec.id
-        #: Read the output only up to here: past it a length limit decides (see _policy).
+        #: Read the output only up to here: past it a length limit decides
+        #: (see ``_json_stop`` in _policy/registry.py).
         self.stop = _NEVER if stop is None else stop
         self.action = Action(spec.action)
         self.on_error = spec.on_error or on_error
@@ -502,7 +504,7 @@ class _SchemaSession(Session):
         self._extracting = check.action is Action.REPAIR and check.extract
         self._doc: tuple[int, int, str] | None = None  # the document as judged: start, end, text
         self._parts: list[str] = []  # the output so far
-        self._limit = BLOCK  # (see _pieces)
+        self._limit = BLOCK  # (see _core/pieces.py)
         self._end = 0
         self._done = False  # a violation was found: nothing more to check
         self.hold = 0
