@@ -300,8 +300,10 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
 ]
 
 
-# A property named twice: the last occurrence counts, as json.loads (and so jsonschema)
-# reads it.  (name, drafts, schema, documents), each document with a repeated name.
+# A property named twice: with `duplicate_names: last` the last occurrence counts, as
+# json.loads (and so jsonschema) reads it; with `reject` (the default) each of these
+# documents is blocked where the name repeats.  (name, drafts, schema, documents), each
+# document with a repeated name.
 DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
     (
         "the last value of a property counts",
@@ -403,7 +405,7 @@ DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
 ]
 
 DUPLICATE_PARAMS = [
-    pytest.param(draft, body, docs, id=f"repeated names: {name} [draft {draft}]")
+    pytest.param(draft, body, docs, "last", id=f"repeated names: {name} [draft {draft}]")
     for name, drafts, body, docs in DUPLICATES
     for draft in drafts
 ]
@@ -414,16 +416,57 @@ def _schema(draft: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"$schema": DRAFTS[draft], **body}
 
 
-def _policy(schema: dict[str, Any], release: str = "on_complete") -> ge.Policy:
+def _policy(
+    schema: dict[str, Any], release: str = "on_complete", duplicates: str = "reject"
+) -> ge.Policy:
     return ge.Policy.from_yaml(
         "version: 1\nname: conformance\nchecks:\n  - id: j\n    type: schema\n"
-        f"    extract: false\n    release: {release}\n    schema: {json.dumps(schema)}\n"
+        f"    extract: false\n    release: {release}\n    duplicate_names: {duplicates}\n"
+        f"    schema: {json.dumps(schema)}\n"
     )
 
 
 def _jsonschema_accepts(schema: dict[str, Any], text: str) -> bool:
     cls = jsonschema.validators.validator_for(schema)
     return bool(cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(json.loads(text)))
+
+
+def _repeats(text: str) -> bool:
+    """Whether some object in ``text`` gives a name twice."""
+    repeated = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        out = dict(items)
+        repeated = repeated or len(out) < len(items)
+        return out
+
+    json.loads(text, object_pairs_hook=pairs)
+    return repeated
+
+
+def _first_repeat(text: str) -> tuple[int, int]:
+    """The span of the first name given twice in one object (names without escapes)."""
+    objects: list[set[str] | None] = []  # None: an array
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in "{[":
+            objects.append(set() if c == "{" else None)
+        elif c in "}]":
+            objects.pop()
+        elif c == '"':
+            end = text.index('"', i + 1) + 1
+            names = objects[-1]
+            if names is not None and text[end:].lstrip().startswith(":"):
+                name = text[i + 1 : end - 1]
+                if name in names:
+                    return i, end
+                names.add(name)
+            i = end
+            continue
+        i += 1
+    raise AssertionError(f"no repeated name in {text!r}")
 
 
 def _cut(text: str, sizes: list[int]) -> list[str]:
@@ -444,26 +487,28 @@ def _streamed(policy: ge.Policy, text: str, sizes: list[int]) -> ge.Result:
 
 
 PARAMS = [
-    pytest.param(draft, body, docs, id=f"{name} [draft {draft}]")
+    pytest.param(draft, body, docs, "reject", id=f"{name} [draft {draft}]")
     for name, drafts, body, docs in CASES
     for draft in drafts
 ]
 _POLICIES: dict[str, ge.Policy] = {}
 
 
-def _cached(schema: dict[str, Any], release: str = "on_complete") -> ge.Policy:
-    key = json.dumps(schema, sort_keys=True) + release
+def _cached(
+    schema: dict[str, Any], release: str = "on_complete", duplicates: str = "reject"
+) -> ge.Policy:
+    key = json.dumps(schema, sort_keys=True) + release + duplicates
     if key not in _POLICIES:
-        _POLICIES[key] = _policy(schema, release)
+        _POLICIES[key] = _policy(schema, release, duplicates)
     return _POLICIES[key]
 
 
-@pytest.mark.parametrize(("draft", "body", "docs"), PARAMS + DUPLICATE_PARAMS)
+@pytest.mark.parametrize(("draft", "body", "docs", "duplicates"), PARAMS + DUPLICATE_PARAMS)
 def test_validate_and_stream_agree_with_jsonschema(
-    draft: str, body: dict[str, Any], docs: list[str]
+    draft: str, body: dict[str, Any], docs: list[str], duplicates: str
 ) -> None:
     schema = _schema(draft, body)
-    policy = _cached(schema)
+    policy = _cached(schema, duplicates=duplicates)
     verdicts = set()
     for text in docs:
         want = _jsonschema_accepts(schema, text)
@@ -499,18 +544,21 @@ def test_format_annotate_does_not_check_formats() -> None:
     st.data(),
     st.lists(st.integers(1, 9), min_size=1, max_size=6),
     st.sampled_from(["on_complete", "incremental"]),
+    st.sampled_from(["reject", "last"]),
 )
 def test_repeated_names_in_random_chunkings_give_the_verdict_of_jsonschema(
     case: tuple[str, dict[str, Any], list[str]],
     data: st.DataObject,
     sizes: list[int],
     release: str,
+    duplicates: str,
 ) -> None:
+    """`last`: jsonschema's verdict on json.loads's reading; `reject`: each is blocked."""
     draft, body, docs = case
     text = data.draw(st.sampled_from(docs))
     schema = _schema(draft, body)
-    policy = _cached(schema, release)
-    want = _jsonschema_accepts(schema, text)
+    policy = _cached(schema, release, duplicates)
+    want = (duplicates == "last" or not _repeats(text)) and _jsonschema_accepts(schema, text)
     stream = policy.stream_sync(_cut(text, sizes))
     out = "".join(stream)
     got = stream.result
@@ -522,6 +570,26 @@ def test_repeated_names_in_random_chunkings_give_the_verdict_of_jsonschema(
     else:  # (incremental: what was checked may be out; never the violating value)
         assert text.startswith(out)
         assert len(out) <= min(f.start for f in got.findings)
+
+
+@pytest.mark.parametrize(
+    ("draft", "body", "text"),
+    [(d, b, t) for _, ds, b, docs in DUPLICATES for d in ds[-1:] for t in docs if _repeats(t)],
+)
+def test_rejected_repeats_block_at_the_name_that_repeats(
+    draft: str, body: dict[str, Any], text: str
+) -> None:
+    policy = _cached(_schema(draft, body))
+    whole = policy.validate_sync(text)
+    assert whole.decision is ge.Decision.BLOCK
+    (finding,) = whole.findings
+    repeat = _first_repeat(text)
+    if "(duplicate_names: reject)" in finding.reason:
+        assert (finding.start, finding.end) == repeat
+    else:  # another violation showed first, before the repeat
+        assert finding.end <= repeat[0]
+    for sizes in ([1], [3, 1, 7]):
+        assert _streamed(policy, text, sizes) == whole, (text, sizes)
 
 
 def test_a_number_past_the_digit_limit_is_refused() -> None:

@@ -283,6 +283,13 @@ class SchemaSpec(_CheckBase):
         description="assert (default): `format` is checked (date-time, email, uri, ...), in "
         "every draft; annotate: `format` is only an annotation, as 2019-09 and later say.",
     )
+    duplicate_names: Literal["reject", "last"] = Field(
+        "reject",
+        description="reject (default): a property name given twice in one object is a "
+        "violation where it repeats (RFC 7493), so every violation is seen where it shows; "
+        "last: the last occurrence counts, as json.loads reads it (a violation in a "
+        "property's value is then only sure when its object closes).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> SchemaSpec:

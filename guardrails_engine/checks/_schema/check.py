@@ -32,6 +32,7 @@ from ..._core.trust import TRUST_ENV, UntrustedModule, import_trusted
 from ..._spec.config import SchemaSpec
 from .._base import Applied, Check, Hit, RunContext, Session
 from .jsonstream import JsonScan, Violation, render_path, show
+from .keywords import DUPLICATE
 
 __all__ = [
     "MAX_SCHEMA_FILE_BYTES",
@@ -383,6 +384,8 @@ class SchemaCheck(Check):
         self.extract = spec.extract
         self.trailing_commas = "trailing_commas" in spec.repairs
         self.drop_additional = "additional_properties" in spec.repairs
+        #: `duplicate_names: reject` (default): a name given twice is a violation.
+        self.reject_duplicates = spec.duplicate_names == "reject"
         schema = self.schema = loaded.schema
         self.targets = loaded.targets
         self.known = schema_strings([schema, *loaded.documents])
@@ -429,9 +432,13 @@ class SchemaCheck(Check):
         covers every keyword of the schema, and the document is blocked if not.
         """
         try:
-            # A name given twice: the last value counts, as json (and so jsonschema) reads it.
-            document = json.loads(text)
+            # A name given twice: refused (`duplicate_names: reject`), or the last value
+            # counts, as json (and so jsonschema) reads it.
+            hook = _unique_names if self.reject_duplicates else None
+            document = json.loads(text, object_pairs_hook=hook)
             error = best_match(self.validator.iter_errors(document))
+        except _Repeated:
+            return [self.violation(at, at, self._repeated(text))]
         except json.JSONDecodeError as exc:
             what = f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
             return [self.violation(at, at, what)]
@@ -448,6 +455,30 @@ class SchemaCheck(Check):
         if error is None:
             return []
         return [self.violation(at, at, describe(error, self.known))]
+
+    def _repeated(self, text: str) -> str:
+        """The reason for a name given twice in ``text``: the parser says where."""
+        scan = JsonScan(
+            True, resolve=self.resolve, known=self.known, conforms=None, extract=False,
+            reject_duplicates=True,
+        )  # fmt: skip
+        try:
+            scan.feed(text, 0)
+        except Violation as v:
+            return v.reason
+        return f"$: {DUPLICATE}"  # (not reached: json and the parser read names alike)
+
+
+class _Repeated(ValueError):
+    """A property name given twice in one object (``duplicate_names: reject``)."""
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook`` that refuses a name given twice."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Repeated
+    return out
 
 
 _NEVER = 1 << 62
@@ -496,6 +527,7 @@ class _SchemaSession(Session):
             drop_additional=check.drop_additional,
             keywords=check.keywords,
             legacy_refs=check.legacy_refs,
+            reject_duplicates=check.reject_duplicates,
         )
         self._repaired = 0  # repairs of the parser already reported
         # With `action: repair` and `extract`, text around the JSON is removed.

@@ -9,12 +9,15 @@ ever reports what ``jsonschema`` would also report: keywords it cannot decide
 early are left to the final validation of the whole document, which stays the
 authority.  Reasons are written by :mod:`.paths`.
 
-A property named twice counts by its last occurrence (as ``json.loads`` and so
-``jsonschema`` read it): a violation in the value of a property is *pending*
-for that (object, name) until the object closes, dropped if the name comes
-again, and reported at the close otherwise.  What the set of names decides
-(``maxProperties``, ``required``, ``propertyNames``, ``additionalProperties:
-false``) counts each name once and is decided at once.
+A property named twice is, with ``duplicate_names: reject`` (the policy's
+default), a violation at the name that repeats (compared after unescaping), so
+every other violation is final where it shows.  With ``last`` it counts by its
+last occurrence (as ``json.loads`` and so ``jsonschema`` read it): a violation
+in the value of a property is *pending* for that (object, name) until the
+object closes, dropped if the name comes again, and reported at the close
+otherwise.  What the set of names decides (``maxProperties``, ``required``,
+``propertyNames``, ``additionalProperties: false``) counts each name once and is
+decided at once.
 
 ``anyOf``/``oneOf`` are followed branch by branch: a violation inside a
 branch kills the branch, and the group is violated when no branch is left.
@@ -75,6 +78,7 @@ class JsonScan(SchemaFollower):
         drop_additional: bool = False,
         keywords: frozenset[str] | None = None,
         legacy_refs: bool = False,
+        reject_duplicates: bool = False,
     ) -> None:
         super().__init__(
             schema,
@@ -84,6 +88,7 @@ class JsonScan(SchemaFollower):
             drop_additional=drop_additional,
             keywords=keywords,
             legacy_refs=legacy_refs,
+            reject_duplicates=reject_duplicates,
         )
         #: Opt-in repair: remove a trailing comma.
         self._trailing_commas = trailing_commas

@@ -29,7 +29,10 @@ from .state import (
     _not_multiple,
 )
 
-__all__ = ["SchemaFollower"]
+__all__ = ["DUPLICATE", "SchemaFollower"]
+
+#: The reason for a name given twice (after the path of its object).
+DUPLICATE = "a property name is given twice (duplicate_names: reject)"
 
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
@@ -48,7 +51,12 @@ class SchemaFollower:
         drop_additional: bool = False,
         keywords: frozenset[str] | None = None,
         legacy_refs: bool = False,
+        reject_duplicates: bool = False,
     ) -> None:
+        #: ``duplicate_names: reject``: a name given twice in one object is a
+        #: violation at the repeat, so nothing is ever pending (every violation is
+        #: final where it shows); else the last occurrence counts (``last``).
+        self._reject = reject_duplicates
         #: The keywords of the schema's draft (None: all); a keyword that its
         #: draft does not know is never checked early.
         self._multiple = keywords is None or "multipleOf" in keywords
@@ -143,7 +151,7 @@ class SchemaFollower:
         made before the member started, or the document.  Groups made inside the
         value go with it if the name comes again, so their branches die at once.
         """
-        scope = self._scopes[-1] if self._scopes else None
+        scope = self._scopes[-1] if self._scopes and not self._reject else None
         while guard is not None:
             group, i = guard
             if not group.alive[i]:
@@ -410,6 +418,9 @@ class SchemaFollower:
         if keys is None:
             keys = frame.keys = set()
         again = key in keys
+        if again and self._reject:
+            # (The name itself is never shown: it comes from the document.)
+            raise Violation(start, end, f"{self.where(frame.path)}: {DUPLICATE}")
         if again and frame.pending and frame.pending.pop(key, None) is not None:
             if not frame.pending:
                 assert self._holders[-1] is frame

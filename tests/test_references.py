@@ -1,0 +1,140 @@
+"""Where the references (jsonschema, presidio, phonenumbers) are right we agree with
+them, where they are wrong for a guardrail we differ on purpose: each row pinned here.
+
+See docs/references.md for the table of intended differences and their reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _chunks import cut
+
+import guardrails_engine as ge
+
+
+def _schema_policy(schema: Any, *extra: str) -> ge.Policy:
+    return ge.Policy.from_yaml(
+        "version: 1\nname: t\nblock_message: '[blocked]'\nchecks:\n"
+        + "".join(extra)
+        + f"  - id: j\n    type: schema\n    extract: false\n    schema: {json.dumps(schema)}\n"
+    )
+
+
+def _pulled_until_blocked(policy: ge.Policy, text: str, size: int = 4) -> int:
+    """How much of ``text`` a stream in ``size``-character chunks pulls before it blocks."""
+    pulled = 0
+
+    def source() -> Any:
+        nonlocal pulled
+        for chunk in cut(text, [size]):
+            pulled += len(chunk)
+            yield chunk
+
+    stream = policy.stream_sync(source())
+    assert "".join(stream) == "[blocked]"
+    return pulled
+
+
+# -- duplicate_names -----------------------------------------------------------------------
+
+TYPED = {"type": "object", "properties": {"a": {"type": "integer"}}}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 1}',
+        '{"a": 1, "\\u0061": 2}',  # the same name once unescaped
+        '{"b": {"x": 1, "y": [], "x": 2}}',
+        '{"l": [{"a": 1}, {"a": 2, "b": 0, "b": 0}]}',
+    ],
+)
+def test_a_repeated_name_is_a_violation_where_it_repeats(text: str) -> None:
+    policy = _schema_policy(TYPED)
+    whole = policy.validate_sync(text)
+    assert whole.decision is ge.Decision.BLOCK
+    (finding,) = whole.findings
+    assert finding.reason.endswith(
+        ": a property name is given twice (duplicate_names: reject), blocked"
+    )
+    # The span is the repeating name's token (the last name token read).
+    assert text[finding.start] == '"' and text[finding.end - 1] == '"'
+    assert text[finding.end :].lstrip().startswith(":")
+    assert json.loads(text[finding.start : finding.end]) in ("a", "b", "x")
+    for sizes in ([1], [2, 5], [len(text)]):
+        stream = policy.stream_sync(cut(text, sizes))
+        assert "".join(stream) == "[blocked]"
+        assert stream.result == whole
+
+
+def test_the_reason_never_shows_the_name() -> None:
+    policy = _schema_policy({"type": "object"})
+    result = policy.validate_sync('{"jane.doe@example.com": 1, "jane.doe@example.com": 2}')
+    assert result.reasons == (
+        "j: $: a property name is given twice (duplicate_names: reject), blocked",
+    )
+
+
+def test_names_made_equal_by_a_repair_are_refused_by_the_final_judgement() -> None:
+    # Two e-mail addresses as names, masked by the pii check: the output as a reader
+    # gets it has one name twice, and the final judgement (json with a hook that
+    # refuses repeats) says so, in validate and in every chunking alike.
+    pii = "  - {id: pii, type: pii, entities: [EMAIL_ADDRESS], action: repair}\n"
+    policy = _schema_policy({"type": "object"}, pii)
+    text = '{"ann@example.org": 1, "bob@example.com": 2}'
+    whole = policy.validate_sync(text)
+    assert whole.decision is ge.Decision.BLOCK
+    assert (
+        "j: $: a property name is given twice (duplicate_names: reject), blocked" in whole.reasons
+    )
+    for sizes in ([1], [3], [7, 2]):
+        stream = policy.stream_sync(cut(text, sizes))
+        out = "".join(stream)
+        assert stream.result == whole
+        assert "ann@" not in out and "bob@" not in out
+    last = ge.Policy.from_yaml(
+        "version: 1\nname: t\nchecks:\n" + pii + "  - id: j\n    type: schema\n"
+        "    duplicate_names: last\n    schema: {type: object}\n"
+    )
+    assert last.validate_sync(text).decision is ge.Decision.REPAIR
+
+
+def test_last_keeps_the_last_value() -> None:
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n"
+        f"    duplicate_names: last\n    schema: {json.dumps(TYPED)}\n"
+    )
+    assert policy.validate_sync('{"a": "x", "a": 1}').decision is ge.Decision.PASS
+    assert policy.validate_sync('{"a": 1, "a": "x"}').decision is ge.Decision.BLOCK
+
+
+def test_an_unknown_duplicate_names_value_is_a_policy_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n"
+        "    duplicate_names: first\n    schema: {type: object}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ge.PolicyError) as info:
+        ge.load_policy(path)
+    message = str(info.value)
+    assert f"{path}:6" in message and "duplicate_names" in message
+    assert "'reject'" in message and "'last'" in message
+
+
+@pytest.mark.parametrize("size", [1_000, 10_000, 100_000])
+def test_a_wrong_first_property_stops_the_stream_at_its_token(size: int) -> None:
+    # The early-detection row of benchmarks/early_detection.py: a wrong type in the
+    # first property of a large object is seen when that value starts.
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    text = json.dumps({"id": "x", "pad": "p" * size})
+    assert _pulled_until_blocked(_schema_policy(schema), text) <= len('{"id": "') + 4
+    last = ge.Policy.from_yaml(
+        "version: 1\nname: t\nblock_message: '[blocked]'\nchecks:\n  - id: j\n    type: schema\n"
+        f"    extract: false\n    duplicate_names: last\n    schema: {json.dumps(schema)}\n"
+    )
+    assert _pulled_until_blocked(last, text) >= len(text) - 4  # (documented: at the close)
