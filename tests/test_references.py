@@ -138,3 +138,91 @@ def test_a_wrong_first_property_stops_the_stream_at_its_token(size: int) -> None
         f"    extract: false\n    duplicate_names: last\n    schema: {json.dumps(schema)}\n"
     )
     assert _pulled_until_blocked(last, text) >= len(text) - 4  # (documented: at the close)
+
+
+# -- metaschemas, \p{..}, exact multipleOf ---------------------------------------------------
+
+METASCHEMAS = [
+    "https://json-schema.org/draft/2020-12/schema",
+    "https://json-schema.org/draft/2019-09/schema",
+    "http://json-schema.org/draft-07/schema#",
+    "http://json-schema.org/draft-06/schema#",
+    "http://json-schema.org/draft-04/schema#",
+]
+
+
+@pytest.mark.parametrize("uri", METASCHEMAS)
+def test_a_ref_to_an_official_metaschema_resolves_offline(uri: str) -> None:
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"s": {"$ref": uri}}}
+    policy = _schema_policy(schema)  # (no network here: a remote $ref would be refused)
+    for text in ('{"s": {"type": "object", "minLength": 2}}', '{"s": {"type": 5}}', '{"s": 3}'):
+        want = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+        whole = policy.validate_sync(text)
+        assert (whole.decision is ge.Decision.PASS) == want, (text, whole.reasons)
+        for sizes in ([1], [4]):
+            stream = policy.stream_sync(cut(text, sizes))
+            "".join(stream)
+            assert stream.result == whole
+    reasons = policy.validate_sync('{"s": {"minLength": -1}}').reasons
+    assert reasons == ("j: $.s.minLength: violates minimum 0, blocked",)
+
+
+def test_other_remote_refs_are_still_refused() -> None:
+    schema = {"properties": {"s": {"$ref": "https://json-schema.org/draft/2020-12/other"}}}
+    with pytest.raises(ge.PolicyError, match="remote references are never fetched"):
+        _schema_policy(schema)
+
+
+def test_a_unicode_property_pattern_is_read_with_the_regex_package() -> None:
+    import jsonschema
+
+    schema = {"properties": {"s": {"type": "string", "pattern": "^\\p{Letter}+$"}}}
+    # jsonschema refuses the schema (Python's re cannot read \p): an intended difference.
+    with pytest.raises(jsonschema.SchemaError):
+        jsonschema.Draft202012Validator.check_schema(schema)
+    policy = _schema_policy(schema)
+    for text, ok in (
+        ('{"s": "Zo\\u00eb"}', True),
+        ('{"s": "\\u0395\\u03bb"}', True),
+        ('{"s": "ab1"}', False),
+    ):
+        whole = policy.validate_sync(text)
+        assert (whole.decision is ge.Decision.PASS) == ok, whole.reasons
+        stream = policy.stream_sync(cut(text, [2]))
+        "".join(stream)
+        assert stream.result == whole
+    assert policy.validate_sync('{"s": "ab1"}').reasons == (
+        'j: $.s: violates pattern "^\\\\p{Letter}+$", blocked',
+    )
+
+
+def test_a_unicode_property_in_pattern_properties_is_refused_by_name() -> None:
+    with pytest.raises(ge.PolicyError) as info:
+        _schema_policy({"patternProperties": {"^\\p{Lu}": {"type": "integer"}}})
+    assert "patternProperties: the pattern '^\\\\p{Lu}' is not supported" in str(info.value)
+
+
+def test_a_schema_files_unreadable_pattern_is_named_by_where_it_is(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text('{"patternProperties": {"^\\\\p{Lu}": {}}}', encoding="utf-8")
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    schema_file: s.json\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ge.PolicyError) as info:
+        ge.load_policy(tmp_path / "p.yaml")
+    assert "the pattern at $.patternProperties is not supported" in str(info.value)
+    assert "p{Lu}" not in str(info.value)  # (a file's content is not repeated)
+
+
+def test_multiple_of_a_400_digit_integer_is_decided_exactly() -> None:
+    policy = _schema_policy({"properties": {"n": {"multipleOf": 0.5}}})
+    text = '{"n": ' + "9" * 400 + "}"
+    assert policy.validate_sync(text).decision is ge.Decision.PASS
+    stream = policy.stream_sync(cut(text, [7]))
+    assert "".join(stream) == text
+    bad = _schema_policy({"properties": {"n": {"multipleOf": 1.5}}})
+    assert bad.validate_sync(text.replace("9", "1")).reasons == (
+        "j: $.n: violates multipleOf 1.5, blocked",
+    )

@@ -600,11 +600,14 @@ def test_a_number_past_the_digit_limit_is_refused() -> None:
     assert _streamed(policy, doc, [2, 5]) == whole
 
 
-def test_multiple_of_overflow_is_a_violation_not_a_failure() -> None:
-    policy = _policy({"properties": {"a": {"multipleOf": 0.1}}})
-    result = policy.validate_sync('{"a": 1' + "0" * 400 + "}")
-    assert result.decision is ge.Decision.BLOCK
-    assert result.reasons == ("j: a number too large to check against multipleOf, blocked",)
+def test_multiple_of_an_integer_too_large_for_a_float_is_decided_exactly() -> None:
+    # jsonschema raises OverflowError here; exact fractions decide (the step as written).
+    policy = _policy({"properties": {"a": {"multipleOf": 0.1}, "b": {"multipleOf": 0.3}}})
+    assert policy.validate_sync('{"a": 1' + "0" * 400 + "}").decision is ge.Decision.PASS
+    bad = '{"b": 1' + "0" * 400 + "}"  # 10**400 / 0.3 is not an integer
+    whole = policy.validate_sync(bad)
+    assert whole.reasons == ("j: $.b: violates multipleOf 0.3, blocked",)
+    assert _streamed(policy, bad, [3]) == whole
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,6 +22,7 @@ import pydantic
 import yaml
 from jsonschema import validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
+from jsonschema_specifications import REGISTRY as SPECIFICATIONS  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012, specification_with
@@ -31,6 +32,7 @@ from ..._core.pieces import BLOCK, join_tail
 from ..._core.trust import TRUST_ENV, UntrustedModule, import_trusted
 from ..._spec.config import SchemaSpec
 from .._base import Applied, Check, Hit, RunContext, Session
+from .dialect import check_schema, extended, unreadable_pattern_keys
 from .jsonstream import JsonScan, Violation, render_path, show
 from .keywords import DUPLICATE
 
@@ -189,6 +191,13 @@ def load_schema(
     else:
         schema = spec.schema_
     check_schema(schema)
+    for where, key in unreadable_pattern_keys(schema):
+        # (A file's strings are not repeated: its key is named by where it is.)
+        what = repr(key) if spec.schema_ is not None else f"at {json_path(where)}"
+        raise SchemaLoadError(
+            f"patternProperties: the pattern {what} is not supported: Python's re cannot "
+            "read it (a Unicode property such as \\p{Letter} is supported in `pattern` only)"
+        )
     return _resolve_refs(schema, folder, here)
 
 
@@ -207,7 +216,7 @@ def _resolve_refs(schema: Any, folder: Path, here: Path) -> LoadedSchema:
         fetched[uri] = contents
         return Resource.from_contents(contents, default_specification=default)
 
-    registry: Registry[Any] = Registry(retrieve=retrieve)  # type: ignore[call-arg]
+    registry: Registry[Any] = Registry(retrieve=retrieve).with_resources(METASCHEMAS)  # type: ignore[call-arg]
     root = default.create_resource(schema)
     targets: dict[int, Any] = {}
     seen: set[int] = set()
@@ -242,8 +251,20 @@ def _resolve_refs(schema: Any, folder: Path, here: Path) -> LoadedSchema:
         (uri, Resource.from_contents(c, default_specification=default))
         for uri, c in fetched.items()
     ]
-    final: Registry[Any] = Registry(retrieve=_refuse).with_resources(resources)  # type: ignore[call-arg]
-    return LoadedSchema(schema, final, targets, tuple(fetched.values()))
+    final: Registry[Any] = Registry(retrieve=_refuse).with_resources(  # type: ignore[call-arg]
+        [*METASCHEMAS, *resources]
+    )
+    # The metaschemas reached name properties a reason may show.
+    bundled = [r.contents for _, r in METASCHEMAS if id(r.contents) in seen]
+    return LoadedSchema(schema, final, targets, (*fetched.values(), *bundled))
+
+
+#: The official metaschemas (drafts 3 to 2020-12, with 2019-09's and 2020-12's
+#: vocabularies), from jsonschema's bundled copies: a ``$ref`` to one resolves offline,
+#: as jsonschema resolves it, never fetched.
+METASCHEMAS: tuple[tuple[str, Resource[Any]], ...] = tuple(
+    (uri, SPECIFICATIONS[uri]) for uri in SPECIFICATIONS
+)
 
 
 def _refuse(uri: str) -> Resource[Any]:
@@ -264,11 +285,6 @@ def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, SchemaLoadError):
         return f"{exc.strerror or exc.__class__.__name__}: {exc.filename}"
     return str(exc)
-
-
-def check_schema(schema: Any) -> None:
-    """:raises jsonschema.exceptions.SchemaError: if ``schema`` is not a valid JSON Schema."""
-    validators.validator_for(schema).check_schema(schema)
 
 
 #: Keywords the streaming check decides in full (with annotations that decide nothing).
@@ -398,7 +414,7 @@ class SchemaCheck(Check):
         # `format: assert` (default): a guardrail wants formats checked, though
         # 2019-09 and later make them annotations; `annotate` follows the spec.
         checker = cls.FORMAT_CHECKER if spec.format == "assert" else None
-        self.validator: jsonschema.protocols.Validator = cls(
+        self.validator: jsonschema.protocols.Validator = extended(cls)(
             schema, format_checker=checker, registry=loaded.registry
         )
         self.conforms: Callable[[Any, str], bool] | None = (

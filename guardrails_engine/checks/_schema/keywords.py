@@ -27,6 +27,7 @@ from .state import (
     _Guard,
     _Held,
     _not_multiple,
+    search,
 )
 
 __all__ = ["DUPLICATE", "SchemaFollower"]
@@ -302,8 +303,8 @@ class SchemaFollower:
             self._violate(g, start, end, where, f"violates minLength {s['minLength']}")
         if isinstance(s.get("pattern"), str):
             try:
-                ok = re.search(s["pattern"], value) is not None
-            except re.error:
+                ok = search(s["pattern"], value)
+            except ValueError:
                 ok = True  # left to the final validation
             if not ok:
                 self._violate(g, start, end, where, f"violates pattern {show(s['pattern'])}")

@@ -4,10 +4,13 @@ value rules it shares with jsonschema (JSON equality, ``multipleOf``)."""
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
+
+import regex
 
 from .paths import _Path, _Where
 
@@ -128,15 +131,52 @@ def _dependent_required(s: Any) -> Mapping[str, list[str]]:
     }
 
 
-def _not_multiple(value: float, step: float) -> bool | None:
-    """jsonschema's ``multipleOf``: whether ``value`` fails it (None: cannot say here)."""
-    try:
-        if isinstance(step, float):
+def not_multiple(value: float, step: float) -> bool:
+    """``multipleOf``: whether ``value`` fails it, as jsonschema decides, and exactly
+    where jsonschema cannot (an integer too large for a float, which it fails on).
+
+    A float step divides in floats (jsonschema's rule, so ``0.3`` is not a multiple
+    of ``0.1``), falling back to exact fractions of the float when the quotient
+    overflows (jsonschema's fallback).  An integer too large to divide by a float is
+    divided exactly by the step as the schema writes it (``0.1`` is 1/10).
+
+    :raises ArithmeticError: if it cannot be decided (not reached for JSON numbers).
+    """
+    if isinstance(step, float):
+        try:
             quotient = value / step
-            try:
-                return int(quotient) != quotient
-            except OverflowError:
-                return (Fraction(value) / Fraction(step)).denominator != 1
+        except OverflowError:  # (jsonschema fails here)
+            return (Fraction(value) / Fraction(repr(step))).denominator != 1
+        try:
+            return int(quotient) != quotient
+        except OverflowError:
+            return (Fraction(value) / Fraction(step)).denominator != 1
+    try:
         return bool(value % step)
+    except OverflowError:  # a float by an integer too large for a float (jsonschema fails)
+        return Fraction(value) % step != 0
+
+
+def _not_multiple(value: float, step: float) -> bool | None:
+    """:func:`not_multiple`, or None when it cannot say (left to the final validation)."""
+    try:
+        return not_multiple(value, step)
     except (ArithmeticError, ValueError):
-        return None  # left to the final validation
+        return None
+
+
+def search(pattern: str, text: str) -> bool:
+    """Whether ``pattern`` matches somewhere in ``text``: with Python's ``re``, as
+    jsonschema reads it, and, for a pattern ``re`` cannot read (``\\p{Letter}``,
+    ``\\p{Script=Greek}``), with the ``regex`` package.
+
+    :raises ValueError: if neither reads it.
+    """
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        pass
+    try:
+        return regex.search(pattern, text) is not None
+    except regex.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
