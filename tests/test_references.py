@@ -226,3 +226,160 @@ def test_multiple_of_a_400_digit_integer_is_decided_exactly() -> None:
     assert bad.validate_sync(text.replace("9", "1")).reasons == (
         "j: $.n: violates multipleOf 1.5, blocked",
     )
+
+
+# -- presidio's rows: where we agree, and the intended differences -----------------------------
+
+PII_POLICY = (
+    "version: 1\nname: t\nchecks:\n  - id: pii\n    type: pii\n"
+    "    entities: [CREDIT_CARD, PHONE_NUMBER, US_SSN]\n    action: repair\n"
+)
+
+#: (text, entity, spans presidio's recognizer gives = spans we give)
+AGREED: list[tuple[str, str, list[tuple[int, int]]]] = [
+    ("ts 1748503543012 ok", "CREDIT_CARD", []),  # a millisecond timestamp that passes Luhn
+    ("ts 1748503543012", "CREDIT_CARD", []),
+    # presidio refuses only the contiguous form; in its own groups its pattern takes it.
+    ("ts 1748-503-543-012", "CREDIT_CARD", [(3, 19)]),
+    ("card 4111 1111 1111 1111 ok", "CREDIT_CARD", [(5, 24)]),
+    ("card 5555555555554444 ok", "CREDIT_CARD", [(5, 21)]),
+    ("dial (415) 555-0132 now", "PHONE_NUMBER", [(5, 19)]),
+    ("it is 536-90-4399 ok", "US_SSN", [(6, 17)]),
+    ("it is 536-90-0000 ok", "US_SSN", []),  # presidio's invalid SSNs stay invalid
+]
+
+#: (text, entity, presidio's spans, our spans, our score, why ours is right for a guardrail)
+DIFFERENT: list[tuple[str, str, list[tuple[int, int]], list[tuple[int, int]], float, str]] = [
+    (
+        "card 2720992593319364 x",
+        "CREDIT_CARD",
+        [],
+        [(5, 21)],
+        1.0,
+        "Mastercard's 2-series (2221-2720, since 2017) is missing from presidio's pattern",
+    ),
+    (
+        "card 2221-0012-3456-7896 x",
+        "CREDIT_CARD",
+        [],
+        [(5, 24)],
+        1.0,
+        "the same, in groups",
+    ),
+    (
+        "it is 693-09.4444 ok",
+        "US_SSN",
+        [],
+        [(6, 17)],
+        0.5,
+        "mixed delimiters are a disguise (separators family), not a reason to let it out",
+    ),
+    (
+        "...one is415-555-0132",
+        "PHONE_NUMBER",
+        [],
+        [(9, 21)],
+        0.4,
+        "a number glued to a short word is still a phone number (separators family)",
+    ),
+    (
+        "call (311) 372-4764 today",
+        "PHONE_NUMBER",
+        [],
+        [(5, 19)],
+        0.3,
+        "phone-shaped, possible but not valid (unknown area code): lower score, min_score decides",
+    ),
+    (
+        "or 001-511-554-1400 later",
+        "PHONE_NUMBER",
+        [],
+        [(3, 19)],
+        0.3,
+        "the same with an international prefix",
+    ),
+]
+
+#: Disguises of what the plain patterns refuse on purpose: nobody finds them.
+NOT_DISGUISED = [
+    ("ts 1748.5035.4301.2", "CREDIT_CARD"),  # a 13-digit number starting with 1
+    ("id 2100 0000 0000 0005", "CREDIT_CARD"),  # a 2 outside the 2-series (Luhn-valid)
+    ("id 2800.0000.0000.0008", "CREDIT_CARD"),
+]
+
+
+def _presidio(text: str, entity: str) -> list[tuple[int, int]]:
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        PhoneRecognizer,
+        UsSsnRecognizer,
+    )
+
+    recognizer = {
+        "CREDIT_CARD": CreditCardRecognizer,
+        "PHONE_NUMBER": PhoneRecognizer,
+        "US_SSN": UsSsnRecognizer,
+    }[entity]()
+    return sorted((r.start, r.end) for r in recognizer.analyze(text, [entity], None) if r.score > 0)
+
+
+def _ours(text: str, entity: str) -> list[tuple[int, int, float | None]]:
+    policy = ge.Policy.from_yaml(PII_POLICY)
+    whole = policy.validate_sync(text)
+    for sizes in ([1], [3, 2]):
+        stream = policy.stream_sync(cut(text, sizes))
+        "".join(stream)
+        assert stream.result == whole
+    return sorted((f.start, f.end, f.score) for f in whole.findings if f.entity_type == entity)
+
+
+@pytest.mark.parametrize(("text", "entity", "spans"), AGREED)
+def test_rows_where_we_agree_with_presidio(
+    text: str, entity: str, spans: list[tuple[int, int]]
+) -> None:
+    assert _presidio(text, entity) == spans
+    assert [(s, e) for s, e, _ in _ours(text, entity)] == spans
+
+
+@pytest.mark.parametrize(("text", "entity", "theirs", "ours", "score", "why"), DIFFERENT)
+def test_intended_differences_from_presidio(
+    text: str,
+    entity: str,
+    theirs: list[tuple[int, int]],
+    ours: list[tuple[int, int]],
+    score: float,
+    why: str,
+) -> None:
+    assert _presidio(text, entity) == theirs  # (the difference is real)
+    assert _ours(text, entity) == [(s, e, score) for s, e in ours], why
+
+
+@pytest.mark.parametrize(("text", "entity"), NOT_DISGUISED)
+def test_no_disguise_accepts_what_the_plain_pattern_refuses_on_purpose(
+    text: str, entity: str
+) -> None:
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    digits = "".join(ch for ch in text if ch.isdigit())
+    assert CreditCardRecognizer().validate_result(digits)  # Luhn-valid: not why it is refused
+    assert _presidio(digits, entity) == []
+    assert _ours(text, entity) == []
+
+
+def test_min_score_takes_or_leaves_a_possible_phone_number() -> None:
+    text = "call (311) 372-4764 or (415) 555-0132"
+    default = ge.Policy.from_yaml(PII_POLICY).validate_sync(text)
+    assert default.text == "call <PHONE_NUMBER> or <PHONE_NUMBER>"
+    strict = ge.Policy.from_yaml(PII_POLICY + "    min_score: 0.4\n").validate_sync(text)
+    assert strict.text == "call (311) 372-4764 or <PHONE_NUMBER>"
+    # A context word raises it as it raises any other (+0.35).
+    boosted = ge.Policy.from_yaml(PII_POLICY + "    min_score: 0.4\n")
+    assert boosted.validate_sync("my phone (311) 372-4764").findings[0].score == pytest.approx(0.65)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["order 3113724764 shipped", "ref 311-372", "in 2024-2025 we sold 1,234,567,890 units"],
+)
+def test_a_bare_or_short_number_is_not_a_possible_phone_number(text: str) -> None:
+    assert ge.Policy.from_yaml(PII_POLICY).validate_sync(text).findings == ()

@@ -25,7 +25,7 @@ from .._base import Hit, PatternCheck, PatternSession, RunContext, Session
 from .disguise import FAMILIES
 from .disguise import detectors as disguised
 from .ner import NerModel, sentence_end
-from .presidio import Detector, catalog, plain_interpreter
+from .presidio import POSSIBLE_PHONE_SCORE, Detector, catalog, plain_interpreter
 
 __all__ = ["PARTIAL_ENTITIES", "PiiCheck"]
 
@@ -78,8 +78,13 @@ class PiiCheck(PatternCheck):
         if isinstance(spec.min_score, dict):
             self.min_scores = dict(spec.min_score)
             self.default_min = self.min_scores.pop("default", DEFAULT_MIN_SCORE)
-        else:
+        elif "min_score" in spec.model_fields_set:
             self.min_scores, self.default_min = {}, spec.min_score
+        else:
+            # The default takes a phone-shaped number phonenumbers finds possible but
+            # not valid (scored lower); a `min_score` written in the policy decides.
+            self.min_scores = {"PHONE_NUMBER": POSSIBLE_PHONE_SCORE}
+            self.default_min = spec.min_score
         if isinstance(spec.repair, dict):
             self.styles = dict(spec.repair)
             self.default_style = self.styles.pop("default", "mask")
