@@ -383,3 +383,44 @@ def test_min_score_takes_or_leaves_a_possible_phone_number() -> None:
 )
 def test_a_bare_or_short_number_is_not_a_possible_phone_number(text: str) -> None:
     assert ge.Policy.from_yaml(PII_POLICY).validate_sync(text).findings == ()
+
+
+# -- the shipped example of a check of one's own -----------------------------------------------
+
+LINKS = Path(__file__).resolve().parent.parent / "policies" / "support-links.yaml"
+
+
+def test_the_custom_check_example_is_imported_only_when_trusted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GUARDRAILS_TRUSTED_MODULES", raising=False)
+    with pytest.raises(ge.PolicyError, match=r"module 'policy_checks\.links' is not trusted"):
+        ge.load_policy(LINKS)
+
+
+@pytest.mark.parametrize(
+    ("text", "out"),
+    [
+        ("See https://help.example.com/a.", "See https://help.example.com/a."),
+        ("See https://example.com.evil.io/a.", "See [link removed]."),
+        ("See http://evil.io/?example.com now", "See [link removed] now"),
+        ("See www.example.org, or www.exampleXorg.net.", "See www.example.org, or [link removed]."),
+        ("See https://[::1/x ok", "See [link removed] ok"),  # malformed: not ours
+    ],
+)
+def test_the_custom_check_example_keeps_only_our_links(text: str, out: str) -> None:
+    policy = ge.load_policy(LINKS, trusted_modules=["policy_checks"])
+    whole = policy.validate_sync(text)
+    assert whole.text == out
+    for sizes in ([1], [4, 1]):
+        stream = policy.stream_sync(cut(text, sizes))
+        assert "".join(stream) == out
+        assert stream.result == whole
+
+
+def test_the_custom_check_examples_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    from guardrails_engine._cli import main
+
+    cases = str(LINKS).replace(".yaml", ".cases.yaml")
+    assert main(["eval", "--policy", str(LINKS), cases]) == 0
+    assert "PASSED" in capsys.readouterr().out
