@@ -424,3 +424,19 @@ def test_the_custom_check_examples_cases_pass(capsys: pytest.CaptureFixture[str]
     cases = str(LINKS).replace(".yaml", ".cases.yaml")
     assert main(["eval", "--policy", str(LINKS), cases]) == 0
     assert "PASSED" in capsys.readouterr().out
+
+
+def test_a_name_that_ends_a_line_keeps_its_line_break() -> None:
+    # NER reads a sentence that ends with its line break; spaCy may take the break into
+    # an entity that ends the text it sees (presidio, reading the whole text, does not).
+    policy = ge.Policy.from_yaml(
+        "version: 1\nname: t\nchecks:\n"
+        "  - {id: pii, type: pii, entities: [PERSON, LOCATION], action: repair}\n"
+    )
+    text = "I met Jane Smith\nin Paris.\nThen Bob\n"
+    whole = policy.validate_sync(text)
+    assert whole.text == "I met <PERSON>\nin <LOCATION>.\nThen <PERSON>\n"
+    assert all(not text[f.end - 1].isspace() for f in whole.findings)
+    stream = policy.stream_sync(cut(text, [3]))
+    assert "".join(stream) == whole.text
+    assert stream.result == whole

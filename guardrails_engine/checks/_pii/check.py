@@ -274,7 +274,11 @@ class _PiiSession(Session):
         text = buf[lead - base : end - base]
         out = []
         for s, e, entity, score in check.ner.analyze(text, check.ner_entities):
-            if lead + s < start:
+            # A sentence ends with its line break, which spaCy may take into an entity
+            # that ends the text it sees (presidio, reading on, does not): never a span's.
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            if lead + s < start or e == s:
                 continue  # in the context sentence: it was decided with its own
             hit = check.keep(entity, lead + s, lead + e, score, text[s:e], ner=True)
             if hit is not None:
