@@ -63,9 +63,15 @@ _CARD_2_SERIES = (
     r"(?:[- ]?\d{4}){3}(?![\w-])"
 )
 
-# A phone-shaped number: written with a country code or with groups (a bare run of
-# digits, an order number, is not one unless phonenumbers finds it valid).
+# A candidate worth a second look: a country code or groups (a bare run of digits, an
+# order number, is a phone number only if phonenumbers finds it valid).
 _PHONE_SHAPED = regex.compile(r"^\+|\d[\s\-.()/]+\d|^\(")
+# A number written as North American numbers are: an optional +1 (or 1, 001, 011 1),
+# the area code (in parentheses or not), three digits, four digits, an extension.
+_NANP_SHAPED = regex.compile(
+    r"(?:(?:\+|00|011[\s.\-]?)?1[\s.\-]?)?(?:\(\d{3}\)[\s.\-]?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}"
+    r"(?:[\s]*(?:x|ext\.?|extension)[\s]*\d{1,6})?"
+)
 
 # A run of digits with the punctuation phone numbers are written with, and an
 # optional extension.  It starts and ends where a number does, not inside a
@@ -273,7 +279,7 @@ class Catalog:
                     if (
                         number.country_code == 1
                         and len(str(number.national_number)) == 10
-                        and _PHONE_SHAPED.search(found.raw_string) is not None
+                        and _NANP_SHAPED.fullmatch(found.raw_string) is not None
                     ):
                         spans.setdefault((found.start, found.end), POSSIBLE_PHONE_SCORE)
         return [(s, e, score) for (s, e), score in spans.items()]
