@@ -22,7 +22,12 @@ from guardrails_engine._cli import main
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SUITES = sorted(POLICIES_DIR.glob("*.cases.yaml"))
-PREFIX = {"chat-": "support-chat", "json-": "support-json", "redact-": "strict-redact"}
+PREFIX = {
+    "chat-": "support-chat",
+    "json-": "support-json",
+    "redact-": "strict-redact",
+    "links-": "support-links",
+}
 PATTERN_ENTITIES = (
     "EMAIL_ADDRESS",
     "PHONE_NUMBER",
