@@ -369,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prose_fp[who] = sum(len(found) for found in out)
     print(f"\n## recall on the Faker corpus ({len(faker_rows)} texts, {FAKER_DATA.name})")
     print(
-        f"{'entity':14s} {'gold':>5s} | {'recall P':>8s} {'recall O':>8s} | {'FP P':>4s} {'FP O':>4s}"
+        f"{'entity':14s} {'gold':>5s} | {'recall P':>8s} {'recall O':>8s} | "
+        f"{'FP P':>4s} {'FP O':>4s}"
     )
     totals = {who: Tally() for who in detectors}
     for entity in PATTERN_ENTITIES:
