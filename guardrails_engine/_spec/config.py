@@ -136,7 +136,8 @@ class PiiSpec(_CheckBase):
     min_score: Score | dict[str, Score] = Field(
         DEFAULT_MIN_SCORE,
         description="Findings scored below this are ignored; a number, or per entity with "
-        "an optional `default`.",
+        "an optional `default`. Unset: 0.4, and 0.3 for PHONE_NUMBER (phone-shaped numbers "
+        "phonenumbers finds possible but not valid); a value written here replaces both.",
     )
     action: Literal["repair", "block", "flag"] = "repair"
     repair: RepairStyle | dict[str, RepairStyle] = Field(
