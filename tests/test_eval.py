@@ -23,7 +23,12 @@ from guardrails_engine._cli import main
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SUITES = sorted(POLICIES_DIR.glob("*.cases.yaml"))
-PREFIX = {"chat-": "support-chat", "json-": "support-json", "redact-": "strict-redact"}
+PREFIX = {
+    "chat-": "support-chat",
+    "json-": "support-json",
+    "redact-": "strict-redact",
+    "links-": "support-links",
+}
 CHUNKINGS = ("whole", "chars", "random", "words")
 
 

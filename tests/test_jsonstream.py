@@ -102,21 +102,30 @@ def rooted_schemas() -> st.SearchStrategy[Any]:
     )
 
 
-def policy_for(schema: Any, release: str = "on_complete", extract: bool = False) -> ge.Policy:
+def policy_for(
+    schema: Any, release: str = "on_complete", extract: bool = False, duplicates: str = "reject"
+) -> ge.Policy:
     entry = {"id": "j", "type": "schema", "release": release, "extract": extract}
+    entry["duplicate_names"] = duplicates
     return make_policy([{**entry, "schema": schema}], block_message="[blocked]")
 
 
-def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
-    """The streaming check's own verdict, without the final jsonschema pass."""
+def scan_of(p: ge.Policy) -> JsonScan:
+    """The streaming check of ``p``'s schema check, on its own."""
     check = p.checks[0]
-    scan = JsonScan(
+    return JsonScan(
         check.schema,  # type: ignore[attr-defined]
         resolve=check.resolve,  # type: ignore[attr-defined]
         known=check.known,  # type: ignore[attr-defined]
         conforms=check.conforms,  # type: ignore[attr-defined]
         extract=False,
+        reject_duplicates=check.reject_duplicates,  # type: ignore[attr-defined]
     )
+
+
+def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
+    """The streaming check's own verdict, without the final jsonschema pass."""
+    scan = scan_of(p)
     offset = 0
     try:
         for chunk in cut(text, sizes):
@@ -140,11 +149,13 @@ def test_streamed_verdict_equals_jsonschema(
     one_verdict(schema, text, sizes, "on_complete")
 
 
-def one_verdict(schema: Any, text: str, sizes: list[int], release: str) -> None:
+def one_verdict(
+    schema: Any, text: str, sizes: list[int], release: str, duplicates: str = "reject"
+) -> None:
     """validate, the stream in these chunks and jsonschema (on ``json.loads(text)``)
     give one verdict."""
     valid = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
-    p = policy_for(schema, release)
+    p = policy_for(schema, release, duplicates=duplicates)
     whole = p.validate_sync(text)
     assert (whole.decision is ge.Decision.PASS) == valid, whole.reasons
     # The streaming check alone: never a violation jsonschema would not report
@@ -332,21 +343,27 @@ def test_stream_stops_at_the_token_that_reveals_the_violation(
 def test_a_bad_property_value_is_sure_when_its_object_closes(
     schema: Any, document: Any, reason: str
 ) -> None:
-    # The name may come again, and then its last value counts (as json.loads reads
-    # it): a violation in a property's value is pending until the object closes.
+    # With `duplicate_names: last` the name may come again, and then its last value
+    # counts (as json.loads reads it): a violation in a property's value is pending
+    # until the object closes.  With `reject` (the default) it is sure where it shows.
     text = json.dumps(document)
     close = text.index("}") + 1
-    p = policy_for(schema)
-    stream, finding, pulled = blocked_pulling(p, text)
+    late = policy_for(schema, duplicates="last")
+    stream, finding, pulled = blocked_pulling(late, text)
     assert finding.reason == f"j: {reason}, blocked"
     assert finding.end < close
     assert close <= pulled <= close + 4  # the object's close plus one chunk
-    assert stream.result == p.validate_sync(text)
+    assert stream.result == late.validate_sync(text)
+    early = policy_for(schema)
+    stream, finding, pulled = blocked_pulling(early, text)
+    assert finding.reason == f"j: {reason}, blocked"
+    assert pulled <= finding.end + 4  # the revealing token plus one chunk
+    assert stream.result == early.validate_sync(text)
 
 
 def test_a_pending_violation_holds_incremental_release_back() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
-    p = policy_for(schema, "incremental")
+    p = policy_for(schema, "incremental", duplicates="last")
     pad = '"pad": "' + "p" * 40 + '"'
     value_start = len('{"a": ')
     for text, valid in (
@@ -451,7 +468,7 @@ def test_pii_in_a_repeated_name_is_repaired_and_the_last_value_judged() -> None:
     p = ge.Policy.from_yaml(
         "version: 1\nname: t\nchecks:\n"
         "  - {id: pii, type: pii, entities: [EMAIL_ADDRESS], action: repair}\n"
-        "  - id: j\n    type: schema\n    release: incremental\n"
+        "  - id: j\n    type: schema\n    release: incremental\n    duplicate_names: last\n"
         "    schema: {type: object, properties: {a: {type: string, maxLength: 40}}}\n"
     )
     good = '{"a": 7, "a": "write to bob@example.com", "a": "mail ann@example.org now"}'
@@ -507,7 +524,65 @@ def render(tree: Any) -> str:
 def test_repeated_names_give_the_verdict_of_jsonschema(
     schema: Any, tree: Any, sizes: list[int], release: str
 ) -> None:
-    one_verdict(schema, render(tree), sizes, release)
+    one_verdict(schema, render(tree), sizes, release, duplicates="last")
+
+
+def _first_repeat(tree: Any, text: str) -> tuple[int, int] | None:
+    """Where the first name given twice in one object is, in ``render(tree)``, by
+    the order the names are written (None: no name repeats)."""
+    found: list[tuple[int, int]] = []
+    # Walk the text and the tree together: each member's name follows its own search.
+    pos = 0
+
+    def walk(node: Any) -> None:
+        nonlocal pos
+        if isinstance(node, tuple) and node[0] == "array":
+            for x in node[1]:
+                walk(x)
+        elif isinstance(node, tuple):
+            seen = set()
+            for k, v in node[1]:
+                pos = text.index(json.dumps(k) + ":", pos)
+                if k in seen:
+                    found.append((pos, pos + len(json.dumps(k))))
+                seen.add(k)
+                pos += len(json.dumps(k)) + 1
+                walk(v)
+
+    walk(tree)
+    return min(found) if found else None
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rooted_schemas(),
+    trees,
+    st.lists(st.integers(1, 6), min_size=1, max_size=8),
+    st.sampled_from(["on_complete", "incremental"]),
+)
+def test_rejected_repeats_block_where_they_repeat_and_other_documents_get_jsonschemas_verdict(
+    schema: Any, tree: Any, sizes: list[int], release: str
+) -> None:
+    text = render(tree)
+    repeat = _first_repeat(tree, text)
+    if repeat is None:
+        one_verdict(schema, text, sizes, release)
+        return
+    p = policy_for(schema, release)
+    whole = p.validate_sync(text)
+    assert whole.decision is ge.Decision.BLOCK
+    stream = p.stream_sync(cut(text, sizes))
+    out = "".join(stream)
+    assert stream.result == whole
+    assert out.endswith("[blocked]")
+    (finding,) = whole.findings
+    if finding.reason.endswith("(duplicate_names: reject), blocked"):
+        assert (finding.start, finding.end) == repeat
+    else:  # a violation that shows before the repeat
+        assert finding.end <= repeat[0]
+        # ... and is found from the text before the repeat alone.
+        with pytest.raises(Violation):
+            scan_of(p).feed(text[: repeat[0]], 0)
 
 
 def test_incremental_release_lets_validated_json_out() -> None:
@@ -598,6 +673,7 @@ checks:
   - id: j
     type: schema
     release: %s
+    duplicate_names: last
     repairs: [trailing_commas, additional_properties]
     schema:
       type: object

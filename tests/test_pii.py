@@ -397,7 +397,9 @@ def test_short_phone_candidates_skip_regions_without_losing_a_number(pieces: lis
                 m.group(), region, leniency=cat._phone_leniency
             )
         }
-        assert [(s, e) for s, e, _ in ours] == list(spans), m.group()
+        # (Numbers phonenumbers finds only possible are scored lower: see test_references.)
+        valid = [(s, e) for s, e, score in ours if score == cat.phone_score]
+        assert valid == list(spans), m.group()
 
 
 def test_phone_region_bounds_come_from_the_metadata() -> None:

@@ -141,7 +141,8 @@ class PiiSpec(_CheckBase):
     min_score: Score | dict[str, Score] = Field(
         DEFAULT_MIN_SCORE,
         description="Findings scored below this are ignored; a number, or per entity with "
-        "an optional `default`.",
+        "an optional `default`. Unset: 0.4, and 0.3 for PHONE_NUMBER (phone-shaped numbers "
+        "phonenumbers finds possible but not valid); a value written here replaces both.",
     )
     action: Literal["repair", "block", "flag"] = "repair"
     repair: RepairStyle | dict[str, RepairStyle] = Field(
@@ -287,6 +288,13 @@ class SchemaSpec(_CheckBase):
         "assert",
         description="assert (default): `format` is checked (date-time, email, uri, ...), in "
         "every draft; annotate: `format` is only an annotation, as 2019-09 and later say.",
+    )
+    duplicate_names: Literal["reject", "last"] = Field(
+        "reject",
+        description="reject (default): a property name given twice in one object is a "
+        "violation where it repeats (RFC 7493), so every violation is seen where it shows; "
+        "last: the last occurrence counts, as json.loads reads it (a violation in a "
+        "property's value is then only sure when its object closes).",
     )
 
     @model_validator(mode="after")
