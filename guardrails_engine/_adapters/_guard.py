@@ -150,19 +150,21 @@ class _TextRun:
     __slots__ = ("_closed", "_push")
 
     _push: Any  # Push | SyncPush | _Refused
+    #: Whether the run is a sync push run (the sync twin).
+    _sync = False
 
     def __init__(
         self,
         policy: Policy,
-        sync: bool,
-        runs: RunCount | None,
-        trace_id: str | None,
-        on_trace: _TraceCallback | None,
+        *,
+        runs: RunCount | None = None,
+        trace_id: str | None = None,
+        on_trace: _TraceCallback | None = None,
     ) -> None:
         self._closed = False
         if runs is not None and not runs.take():
             self._push = _Refused(too_many_runs(policy))
-        elif sync:
+        elif self._sync:
             self._push = policy.push_sync(trace_id=trace_id, on_trace=on_trace)
         else:
             self._push = policy.push(trace_id=trace_id, on_trace=on_trace)
@@ -200,16 +202,6 @@ class TextGuard(_TextRun, AsyncClosing):
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        policy: Policy,
-        *,
-        runs: RunCount | None = None,
-        trace_id: str | None = None,
-        on_trace: _TraceCallback | None = None,
-    ) -> None:
-        super().__init__(policy, False, runs, trace_id, on_trace)
-
     def feed(self, delta: str) -> Awaitable[str]:
         """Push one delta; await the text it releases ("" while held back or after the end)."""
         if type(delta) is not str:
@@ -235,16 +227,7 @@ class SyncTextGuard(_TextRun, Closing):
     """:class:`TextGuard` for sync callers (a sync push run; see the module doc)."""
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        policy: Policy,
-        *,
-        runs: RunCount | None = None,
-        trace_id: str | None = None,
-        on_trace: _TraceCallback | None = None,
-    ) -> None:
-        super().__init__(policy, True, runs, trace_id, on_trace)
+    _sync = True
 
     def feed(self, delta: str) -> str:
         """Push one delta: the text it releases ("" while held back or after the end)."""
@@ -273,15 +256,16 @@ class _ToolRun:
     __slots__ = ("_held", "_text", "blocked", "mode")
 
     _text: Any  # TextGuard | SyncTextGuard | None
+    _sync = False
 
     def __init__(
         self,
         policy: Policy,
         name: str | None,
-        sync: bool,
-        runs: RunCount | None,
-        trace_id: str | None,
-        on_trace: _TraceCallback | None,
+        *,
+        runs: RunCount | None = None,
+        trace_id: str | None = None,
+        on_trace: _TraceCallback | None = None,
     ) -> None:
         tool = policy.tools.get(name) if name is not None else None
         self._text = None
@@ -296,7 +280,7 @@ class _ToolRun:
             self.blocked = too_many_runs(policy)
         else:
             self.mode = tool.release
-            make = SyncTextGuard if sync else TextGuard
+            make = SyncTextGuard if self._sync else TextGuard
             self._text = make(tool.policy, trace_id=trace_id, on_trace=on_trace)
 
     @property
@@ -346,17 +330,6 @@ class ToolArgsGuard(_ToolRun, AsyncClosing):
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        policy: Policy,
-        name: str | None,
-        *,
-        runs: RunCount | None = None,
-        trace_id: str | None = None,
-        on_trace: _TraceCallback | None = None,
-    ) -> None:
-        super().__init__(policy, name, False, runs, trace_id, on_trace)
-
     async def feed(self, delta: str) -> str:
         """Push a piece of the arguments: what may be shown now."""
         text: TextGuard | None = self._text
@@ -377,17 +350,7 @@ class SyncToolArgsGuard(_ToolRun, Closing):
     """:class:`ToolArgsGuard` for sync callers (see the module doc)."""
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        policy: Policy,
-        name: str | None,
-        *,
-        runs: RunCount | None = None,
-        trace_id: str | None = None,
-        on_trace: _TraceCallback | None = None,
-    ) -> None:
-        super().__init__(policy, name, True, runs, trace_id, on_trace)
+    _sync = True
 
     def feed(self, delta: str) -> str:
         """Push a piece of the arguments: what may be shown now."""

@@ -7,11 +7,16 @@
 
 Public API (re-exported by ``guardrails_engine.anthropic``)::
 
-    guard(policy, stream) -> GuardedStream            # AsyncAnthropic: messages.create(
-                                                      # stream=True), messages.stream(...)
-    guard_sync(policy, stream) -> SyncGuardedStream   # the same for the sync client
-    await guard_reply(policy, message) -> Message     # a non-streamed Message
-    guard_reply_sync(policy, message) -> Message      # the same, sync
+    guard(policy, stream, *, refusals="guard") -> GuardedStream   # AsyncAnthropic:
+                                    # messages.create(stream=True), messages.stream(...)
+    guard_sync(policy, stream, *, refusals="guard") -> SyncGuardedStream  # sync client
+    await guard_reply(policy, message, *, refusals="guard") -> Message  # not streamed
+    guard_reply_sync(policy, message, *, refusals="guard") -> Message   # the same, sync
+
+The keyword arguments are the OpenAI adapter's.  ``refusals`` ("guard" or "pass", else
+``ValueError``): Anthropic sends no refusal text of its own (a refusal is a
+``stop_reason``; what the model wrote is in text blocks), so there is nothing to pass
+as is: text blocks are always guarded, with either value.
 
 What comes out has the SDK's own types and shape (``message_start``,
 ``content_block_start``/``_delta``/``_stop``, ``message_delta``, ``message_stop``),
@@ -39,15 +44,18 @@ with the ids, model and usage of the reply.
 - The upstream is also closed when the consumer stops early (``close()``/``aclose()``,
   ``with``/``async with``), when it is cancelled, and when anything raises.  Iterating
   a guarded stream after closing it early raises :class:`guardrails_engine.StreamStateError`.
-- The sync stream runs the policy inline (sync push runs, ``_guard.LoopRunner``): no
-  event loop is needed, so it also works in a thread whose event loop is running.
+- The sync stream runs the policy inline (sync push runs): no event loop is needed,
+  so it also works in a thread whose event loop is running.
+- This module only translates events (:class:`AnthropicTranslator`); the stream, its
+  endings and closing are :mod:`._stream`'s, the same as OpenAI's.
 - The ``messages.stream()`` helper: the guard reads the helper's raw event stream, so
   the helper's own ``text_stream``, ``get_final_message()`` and snapshots (which
   would hold the unguarded reply) are not filled: use the guarded events.
 - A ``Message`` (not streamed) gives a new ``Message``: text blocks guarded, each
   ``tool_use.input`` guarded as ``json.dumps(input)`` and parsed back; a block keeps
   the blocks before it, puts the block message in a text block and drops the rest,
-  with ``stop_reason: "refusal"``.
+  with ``stop_reason: "refusal"``.  The same runs as a stream's check it (the async
+  one awaits them: long texts and NER run in worker threads, citations too).
 """
 
 from __future__ import annotations
@@ -531,6 +539,26 @@ def _check_policy(policy: object, name: str) -> None:
         raise TypeError(f"{name}() takes a Policy first, got {type(policy).__name__}")
 
 
+def _runs(policy: object, stream: object, refusals: str, *, sync: bool) -> Runs:
+    """The runs of a guarded stream, once its arguments are checked."""
+    name, kind, other, reply = (
+        ("guard_sync", "a sync", "guard() for the async", "guard_reply_sync()")
+        if sync
+        else ("guard", "an async", "guard_sync() for the sync", "guard_reply()")
+    )
+    _check_policy(policy, name)
+    refusals_guarded(refusals)
+    mine, theirs = (_SYNC_KINDS, _ASYNC_KINDS) if sync else (_ASYNC_KINDS, _SYNC_KINDS)
+    protocol = "__iter__" if sync else "__aiter__"
+    if isinstance(stream, theirs) or not (isinstance(stream, mine) or hasattr(stream, protocol)):
+        raise TypeError(
+            f"{name}() takes {kind} Anthropic stream, got {type(stream).__name__}: "
+            f"use {other} client, {reply} for a Message"
+        )
+    assert isinstance(policy, Policy)
+    return Runs(policy, sync=sync)
+
+
 def guard(
     policy: Policy, stream: _AsyncSource, *, refusals: Refusals = "guard"
 ) -> GuardedStream[Event]:
@@ -540,16 +568,8 @@ def guard(
     events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
     stop early.  ``refusals`` as in the OpenAI adapter (see the module doc).
     """
-    _check_policy(policy, "guard")
-    refusals_guarded(refusals)
-    if isinstance(stream, _SYNC_KINDS) or not (
-        isinstance(stream, _ASYNC_KINDS) or hasattr(stream, "__aiter__")
-    ):
-        raise TypeError(
-            f"guard() takes an async Anthropic stream, got {type(stream).__name__}: "
-            "use guard_sync() for the sync client, guard_reply() for a Message"
-        )
-    return GuardedStream(stream, AnthropicTranslator(Runs(policy, sync=False)), _open_async)
+    runs = _runs(policy, stream, refusals, sync=False)
+    return GuardedStream(stream, AnthropicTranslator(runs), _open_async)
 
 
 def guard_sync(
@@ -557,13 +577,5 @@ def guard_sync(
 ) -> SyncGuardedStream[Event]:
     """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
     its ``messages.stream(...)`` helper, or any iterable of raw events)."""
-    _check_policy(policy, "guard_sync")
-    refusals_guarded(refusals)
-    if isinstance(stream, _ASYNC_KINDS) or not (
-        isinstance(stream, _SYNC_KINDS) or hasattr(stream, "__iter__")
-    ):
-        raise TypeError(
-            f"guard_sync() takes a sync Anthropic stream, got {type(stream).__name__}: "
-            "use guard() for the async client, guard_reply_sync() for a Message"
-        )
-    return SyncGuardedStream(stream, AnthropicTranslator(Runs(policy, sync=True)), _open_sync)
+    runs = _runs(policy, stream, refusals, sync=True)
+    return SyncGuardedStream(stream, AnthropicTranslator(runs), _open_sync)
