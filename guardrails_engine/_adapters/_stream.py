@@ -17,20 +17,22 @@ the same for every provider and differing only in I/O:
 - the runs are fed by a driver (:func:`drive` awaits them, :func:`drive_sync` calls
   their sync twins), so no async code is run from sync code here: the sync stream's
   runs are sync push runs;
-- the upstream is read in one place (``_pull``), opened lazily by the provider's
-  opener, and closed by one helper (:func:`aclose_upstream` / :func:`close_upstream`):
-  at a block (before the ending goes out), at its end, on an early stop
-  (``aclose()``/``close()``, ``async with``/``with``), when the consumer is cancelled
-  or anything raises, and when the guarded stream is dropped unclosed;
+- the upstream is read in one place (``__anext__``/``__next__``), opened lazily by
+  the provider's opener, and closed by one helper (:func:`aclose_upstream` /
+  :func:`close_upstream`, or the opener's own for a manager it entered): at a block
+  (before the ending goes out), at its end, on an early stop (``aclose()``/``close()``,
+  ``async with``/``with``), when the consumer is cancelled or anything raises, and
+  when the guarded stream is dropped unclosed;
 - after an early stop, iterating raises :class:`~guardrails_engine.StreamStateError`
   (as a ``policy.stream`` does: a reader must not take a cut reply for a whole one);
   after a block or the end, iteration just ends.
 
-Seams for what lands next: ``_pull`` is where every upstream event of a call is seen
-(its arrival time), the translator sees the reply's fields (model, id, usage, finish),
-and :class:`~._guard.Runs` makes every run of the call; the upstream is opened and closed
-only here, and the translator is made by a factory, so an upstream that has released
-nothing can be closed and replaced by another source of the same API.
+Seams for what lands next: ``__anext__``/``__next__`` is where every upstream event
+of a call is seen (its arrival time), the translator sees the reply's fields (model,
+id, usage, finish reason), and :class:`~._guard.Runs` makes (and closes) every run of
+the call, so each run's decision is seen there.  The upstream is opened and closed only
+here, through the opener: an upstream that has released nothing can be closed and
+replaced by another source of the same API (a new translator over new runs).
 """
 
 from __future__ import annotations
@@ -240,34 +242,38 @@ class GuardedStream(_Base[E], AsyncClosing):
                     raise StreamStateError("the guarded stream was closed before it ended")
                 raise StopAsyncIteration
             try:
-                shown = await self._pull()
+                # Read one upstream event (the one place a call's events are seen).
+                it = self._it
+                if it is None:
+                    it, self._shut = await self._opener(self._upstream)
+                    self._it = it
+                try:
+                    event = await it.__anext__()
+                except StopAsyncIteration:
+                    out.extend(await drive(self._tr.finish()))
+                    await self._end()
+                    continue
+                if self._wait:
+                    self._wait = False
+                    self._tr = self._tr.first(event)
+                step = self._tr.process(event)
+                run: Any
+                try:  # (drive(step), inline: this is the path of every chunk)
+                    run, text = next(step)
+                    while True:
+                        released = await (run.finish() if text is None else run.feed(text))
+                        run, text = step.send(released)
+                except StopIteration as stop:
+                    shown: list[E] = stop.value
+                if self._tr.blocked is not None:
+                    await self._end()  # (the upstream is closed before the ending goes out)
             except BaseException:
                 await self._end()
                 raise
-            if len(shown) == 1 and not out:
+            if len(shown) == 1:
                 return shown[0]  # (the common case: no queue)
             out.extend(shown)
         return out.popleft()
-
-    async def _pull(self) -> list[E]:
-        """Read one upstream event: the events it gives."""
-        it = self._it
-        if it is None:
-            it, self._shut = await self._opener(self._upstream)
-            self._it = it
-        try:
-            event = await it.__anext__()
-        except StopAsyncIteration:
-            shown = await drive(self._tr.finish())
-            await self._end()
-            return shown
-        if self._wait:
-            self._wait = False
-            self._tr = self._tr.first(event)
-        shown = await drive(self._tr.process(event))
-        if self._tr.blocked is not None:
-            await self._end()  # (the upstream is closed before the ending goes out)
-        return shown
 
     async def _end(self) -> None:
         self._ended = True
@@ -321,34 +327,37 @@ class SyncGuardedStream(_Base[E], Closing):
                     raise StreamStateError("the guarded stream was closed before it ended")
                 raise StopIteration
             try:
-                shown = self._pull()
+                # Read one upstream event (the one place a call's events are seen).
+                it = self._it
+                if it is None:
+                    it, self._shut = self._opener(self._upstream)
+                    self._it = it
+                try:
+                    event = next(it)
+                except StopIteration:
+                    out.extend(drive_sync(self._tr.finish()))
+                    self._end()
+                    continue
+                if self._wait:
+                    self._wait = False
+                    self._tr = self._tr.first(event)
+                step = self._tr.process(event)
+                run: Any
+                try:  # (drive_sync(step), inline: this is the path of every chunk)
+                    run, text = next(step)
+                    while True:
+                        run, text = step.send(run.finish() if text is None else run.feed(text))
+                except StopIteration as stop:
+                    shown: list[E] = stop.value
+                if self._tr.blocked is not None:
+                    self._end()  # (the upstream is closed before the ending goes out)
             except BaseException:
                 self._end()
                 raise
-            if len(shown) == 1 and not out:
+            if len(shown) == 1:
                 return shown[0]
             out.extend(shown)
         return out.popleft()
-
-    def _pull(self) -> list[E]:
-        """Read one upstream event: the events it gives."""
-        it = self._it
-        if it is None:
-            it, self._shut = self._opener(self._upstream)
-            self._it = it
-        try:
-            event = next(it)
-        except StopIteration:
-            shown = drive_sync(self._tr.finish())
-            self._end()
-            return shown
-        if self._wait:
-            self._wait = False
-            self._tr = self._tr.first(event)
-        shown = drive_sync(self._tr.process(event))
-        if self._tr.blocked is not None:
-            self._end()  # (the upstream is closed before the ending goes out)
-        return shown
 
     def _end(self) -> None:
         self._ended = True
