@@ -374,7 +374,8 @@ class Runs:
 
     Runs are sync or async as the call is (its driver then feeds them), and counted:
     past :data:`MAX_RUNS` a new run is blocked at once (finding ``runs``).  Runs that
-    are not counted (a citation's quoted text) are made with ``counted=False``.
+    are not counted (a citation's quoted text, checked whole) are made with
+    ``counted=False``.  :meth:`close` closes the counted runs still open.
     """
 
     __slots__ = ("_count", "_made", "policy", "sync")
@@ -387,10 +388,11 @@ class Runs:
 
     def text(self, policy: Policy | None = None, *, counted: bool = True) -> Guard:
         """A run of ``policy`` (the call's policy by default) over text."""
-        runs = self._count if counted else None
         make = SyncTextGuard if self.sync else TextGuard
+        runs = self._count if counted else None
         guard = make(self.policy if policy is None else policy, runs=runs)
-        self._made.append(guard)
+        if counted:  # (one not counted is fed whole at once: it is not kept, nor closed here)
+            self._made.append(guard)
         return guard
 
     def tool(self, name: str | None) -> ToolGuard:
