@@ -208,6 +208,18 @@ class _Base(Generic[E]):
         """The block (message and findings) once the reply was blocked, else ``None``."""
         return self._tr.blocked
 
+    def _over(self) -> None:
+        """Iteration is over: raise if it was stopped early (else the caller ends it)."""
+        if self._early:
+            raise StreamStateError("the guarded stream was closed before it ended")
+
+    def _step(self, event: Any) -> Step[list[E]]:
+        """The translator's step for an upstream event (the first picks the translator)."""
+        if self._wait:
+            self._wait = False
+            self._tr = self._tr.first(event)
+        return self._tr.process(event)
+
     def __repr__(self) -> str:
         state = "closed" if self._early else "ended" if self._ended else "open"
         if self._tr.blocked:
@@ -238,8 +250,7 @@ class GuardedStream(_Base[E], AsyncClosing):
         out = self._out
         while not out:
             if self._ended:
-                if self._early:
-                    raise StreamStateError("the guarded stream was closed before it ended")
+                self._over()
                 raise StopAsyncIteration
             try:
                 # Read one upstream event (the one place a call's events are seen).
@@ -253,10 +264,7 @@ class GuardedStream(_Base[E], AsyncClosing):
                     out.extend(await drive(self._tr.finish()))
                     await self._end()
                     continue
-                if self._wait:
-                    self._wait = False
-                    self._tr = self._tr.first(event)
-                step = self._tr.process(event)
+                step = self._step(event)
                 run: Any
                 try:  # (drive(step), inline: this is the path of every chunk)
                     run, text = next(step)
@@ -323,11 +331,9 @@ class SyncGuardedStream(_Base[E], Closing):
         out = self._out
         while not out:
             if self._ended:
-                if self._early:
-                    raise StreamStateError("the guarded stream was closed before it ended")
+                self._over()
                 raise StopIteration
             try:
-                # Read one upstream event (the one place a call's events are seen).
                 it = self._it
                 if it is None:
                     it, self._shut = self._opener(self._upstream)
@@ -338,10 +344,7 @@ class SyncGuardedStream(_Base[E], Closing):
                     out.extend(drive_sync(self._tr.finish()))
                     self._end()
                     continue
-                if self._wait:
-                    self._wait = False
-                    self._tr = self._tr.first(event)
-                step = self._tr.process(event)
+                step = self._step(event)
                 run: Any
                 try:  # (drive_sync(step), inline: this is the path of every chunk)
                     run, text = next(step)
