@@ -21,7 +21,7 @@ from guardrails_engine._adapters._guard import (
     TextGuard,
     ToolArgsGuard,
 )
-from guardrails_engine._adapters._stream import Step, drive, drive_sync, whole
+from guardrails_engine._adapters._stream import Step, drive_sync, whole
 
 MESSAGE = "[blocked]"
 POLICY = ge.Policy.from_yaml(
@@ -160,7 +160,7 @@ async def test_tool_args_guard_modes() -> None:
 
 
 def mail_step(runs: Runs) -> Step[str]:
-    """A step as a translator writes it: the runs it makes are sync or async as the call is."""
+    """A step as a translator writes it: its runs are sync or async as the call is."""
     return whole(runs.text(), "mail jdoe@example.com ")
 
 
@@ -186,4 +186,4 @@ async def test_a_sync_guard_works_where_an_event_loop_runs() -> None:
     runs = Runs(POLICY, sync=True)
     assert drive_sync(mail_step(runs)) == "mail <EMAIL_ADDRESS> "
     # The same step, async: its runs are awaited on this loop.
-    assert await drive(mail_step(Runs(POLICY, sync=False))) == "mail <EMAIL_ADDRESS> "
+    assert await mail_step(Runs(POLICY, sync=False)) == "mail <EMAIL_ADDRESS> "

@@ -218,6 +218,10 @@ class TextGuard(_TextRun, AsyncClosing):
         push: Push = self._push
         return push.finish()
 
+    def push(self, text: str | None) -> Awaitable[str]:
+        """``feed(text)``, or ``finish()`` for ``None`` (what a translator awaits)."""
+        return self.finish() if text is None else self.feed(text)
+
     async def aclose(self) -> None:
         """Stop (the run's decision is block unless it had ended); idempotent."""
         self.close()
@@ -244,6 +248,11 @@ class SyncTextGuard(_TextRun, Closing):
             return ""
         push: SyncPush = self._push
         return push.finish()
+
+    def push(self, text: str | None) -> Awaitable[str]:
+        """``feed(text)``, or ``finish()`` for ``None``, done when it returns (so a step
+        over sync runs never waits)."""
+        return _Ready(self.finish() if text is None else self.feed(text))
 
 
 class _ToolRun:
@@ -342,6 +351,10 @@ class ToolArgsGuard(_ToolRun, AsyncClosing):
         text: TextGuard | None = self._text
         return "" if text is None else self._finished(await text.finish())
 
+    def push(self, text: str | None) -> Awaitable[str]:
+        """``feed(text)``, or ``finish()`` for ``None`` (what a translator awaits)."""
+        return self.finish() if text is None else self.feed(text)
+
     async def aclose(self) -> None:
         self.close()
 
@@ -361,6 +374,10 @@ class SyncToolArgsGuard(_ToolRun, Closing):
         """The call's arguments are complete: the rest (``complete``: all of them)."""
         text: SyncTextGuard | None = self._text
         return "" if text is None else self._finished(text.finish())
+
+    def push(self, text: str | None) -> Awaitable[str]:
+        """``feed(text)``, or ``finish()`` for ``None``, done when it returns."""
+        return _Ready(self.finish() if text is None else self.feed(text))
 
 
 #: A text run of either twin, as a translator sees it.

@@ -1,22 +1,23 @@
 """The one guarded stream of every provider, over a small per-provider protocol.
 
 A provider module only translates events.  Its :class:`Translator` is sans-IO: for an
-upstream event it gives the events to hand out, and when it needs a run of the policy
-to take text it *yields* the run and the text (``released = yield guard, delta``;
-``tail = yield guard, None`` for the end of the text) and gets the released text back.
-The translator decides what an event contributes (text deltas per run, tool-call
-argument deltas, fields passed through) and how the provider ends a stream natively:
-on a block it sets :attr:`Translator.blocked` and returns the events of the native
-ending (the block message, then the provider's own "stopped by a filter" end).  A run
-that ends early without a block (a length check's truncation) releases nothing more:
-its choice, part or block shows no more text and the stream goes on.
+upstream event it gives the events to hand out, and when a run of the policy is to take
+text it awaits the run (``released = await guard.push(delta)``; ``await
+guard.push(None)`` for the end of the text).  The translator decides what an event
+contributes (text deltas per run, tool-call argument deltas, fields passed through)
+and how the provider ends a stream natively: on a block it sets
+:attr:`Translator.blocked` and returns the events of the native ending (the block
+message, then the provider's own "stopped by a filter" end).  A run that ends early
+without a block (a length check's truncation) releases nothing more: its choice, part
+or block shows no more text and the stream goes on.
 
 :class:`GuardedStream` (async) and :class:`SyncGuardedStream` own everything else,
 the same for every provider and differing only in I/O:
 
-- the runs are fed by a driver (:func:`drive` awaits them, :func:`drive_sync` calls
-  their sync twins), so no async code is run from sync code here: the sync stream's
-  runs are sync push runs;
+- the runs are the call's (:class:`~._guard.Runs`): async push runs for the async
+  stream (awaited on its event loop), sync push runs for the sync stream, whose
+  ``push`` is done when it returns, so a step of the sync stream never waits: it is
+  driven to its end in one go by :func:`drive_sync` (no event loop);
 - the upstream is read in one place (``__anext__``/``__next__``), opened lazily by
   the provider's opener, and closed by one helper (:func:`aclose_upstream` /
   :func:`close_upstream`, or the opener's own for a manager it entered): at a block
@@ -42,7 +43,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Generator,
+    Coroutine,
     Iterator,
 )
 from functools import partial
@@ -63,7 +64,6 @@ __all__ = [
     "Translator",
     "aclose_upstream",
     "close_upstream",
-    "drive",
     "drive_sync",
     "tool_text",
     "whole",
@@ -71,10 +71,8 @@ __all__ = [
 
 E = TypeVar("E")
 T = TypeVar("T")
-#: What a translator yields: a run, and the text to push (``None``: the text is complete).
-Op: TypeAlias = tuple[Guard | ToolGuard, str | None]
-#: A translator's step: yields :data:`Op`, is sent the released text, returns ``T``.
-Step: TypeAlias = Generator[Op, str, T]
+#: A translator's step: a coroutine whose only waits are its runs' ``push``.
+Step: TypeAlias = Coroutine[Any, Any, T]
 #: Opens a source: the iterator of its events, and how to close it.
 AsyncOpener: TypeAlias = Callable[
     [Any], Awaitable[tuple[AsyncIterator[Any], Callable[[], Awaitable[None]]]]
@@ -85,8 +83,7 @@ SyncOpener: TypeAlias = Callable[[Any], tuple[Iterator[Any], Callable[[], None]]
 class Translator(Generic[E]):
     """A provider's events in, guarded events out (sans-IO; see the module doc).
 
-    ``process`` and ``finish`` are steps (generators) run by a driver; every run they
-    push text into is made by the call's :class:`~._guard.Runs`.
+    Every run it pushes text into is made by the call's :class:`~._guard.Runs`.
     """
 
     __slots__ = ("blocked", "runs")
@@ -100,11 +97,11 @@ class Translator(Generic[E]):
         """The translator for a stream that starts with ``event`` (by default, this one)."""
         return self
 
-    def process(self, event: Any) -> Step[list[E]]:
+    async def process(self, event: Any) -> list[E]:
         """The events to hand out for one upstream event."""
         raise NotImplementedError
 
-    def finish(self) -> Step[list[E]]:
+    async def finish(self) -> list[E]:
         """The upstream ended: the rest (the tails of the runs that did not end)."""
         raise NotImplementedError
 
@@ -113,47 +110,35 @@ class Translator(Generic[E]):
         self.runs.close()
 
 
-def whole(guard: Guard | ToolGuard, text: str) -> Step[str]:
+async def whole(guard: Guard | ToolGuard, text: str) -> str:
     """A whole text through ``guard``: all that it releases (``guard.blocked`` says
     whether it was blocked)."""
-    out = (yield guard, text) if text else ""
+    out = await guard.push(text) if text else ""
     if guard.blocked is None:
-        out += yield guard, None
+        out += await guard.push(None)
     return out
 
 
-def tool_text(runs: Runs, name: str, text: str) -> Step[str | Blocked]:
+async def tool_text(runs: Runs, name: str, text: str) -> str | Blocked:
     """A tool call's whole arguments (or custom input) through the rule of ``name``:
     the checked text, or the block."""
     guard = runs.tool(name)
     if guard.blocked is not None:
         return guard.blocked
-    out = yield from whole(guard, text)
+    out = await whole(guard, text)
     return out if guard.blocked is None else guard.blocked
 
 
-async def drive(step: Step[T]) -> T:
-    """Run a step, awaiting the async runs it pushes text into."""
-    run: Any
-    try:
-        run, text = next(step)
-        while True:
-            run, text = step.send(await (run.finish() if text is None else run.feed(text)))
-    except StopIteration as stop:
-        value: T = stop.value
-        return value
-
-
 def drive_sync(step: Step[T]) -> T:
-    """Run a step whose runs are sync push runs (no event loop)."""
-    run: Any
+    """Run a step over sync runs to its end, now (their ``push`` is done on return, so
+    the step never waits; it needs no event loop)."""
     try:
-        run, text = next(step)
-        while True:
-            run, text = step.send(run.finish() if text is None else run.feed(text))
+        step.send(None)
     except StopIteration as stop:
         value: T = stop.value
         return value
+    step.close()
+    raise RuntimeError("a step of a sync guarded stream waited")  # pragma: no cover - a bug
 
 
 async def aclose_upstream(upstream: object) -> None:
@@ -213,7 +198,7 @@ class _Base(Generic[E]):
         if self._early:
             raise StreamStateError("the guarded stream was closed before it ended")
 
-    def _step(self, event: Any) -> Step[list[E]]:
+    def _step(self, event: Any) -> Step[list[E]]:  # (a coroutine, not awaited here)
         """The translator's step for an upstream event (the first picks the translator)."""
         if self._wait:
             self._wait = False
@@ -261,18 +246,10 @@ class GuardedStream(_Base[E], AsyncClosing):
                 try:
                     event = await it.__anext__()
                 except StopAsyncIteration:
-                    out.extend(await drive(self._tr.finish()))
+                    out.extend(await self._tr.finish())
                     await self._end()
                     continue
-                step = self._step(event)
-                run: Any
-                try:  # (drive(step), inline: this is the path of every chunk)
-                    run, text = next(step)
-                    while True:
-                        released = await (run.finish() if text is None else run.feed(text))
-                        run, text = step.send(released)
-                except StopIteration as stop:
-                    shown: list[E] = stop.value
+                shown = await self._step(event)
                 if self._tr.blocked is not None:
                     await self._end()  # (the upstream is closed before the ending goes out)
             except BaseException:
@@ -344,14 +321,7 @@ class SyncGuardedStream(_Base[E], Closing):
                     out.extend(drive_sync(self._tr.finish()))
                     self._end()
                     continue
-                step = self._step(event)
-                run: Any
-                try:  # (drive_sync(step), inline: this is the path of every chunk)
-                    run, text = next(step)
-                    while True:
-                        run, text = step.send(run.finish() if text is None else run.feed(text))
-                except StopIteration as stop:
-                    shown: list[E] = stop.value
+                shown = drive_sync(self._step(event))
                 if self._tr.blocked is not None:
                     self._end()  # (the upstream is closed before the ending goes out)
             except BaseException:

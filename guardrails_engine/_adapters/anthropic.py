@@ -105,7 +105,6 @@ from ._stream import (
     Translator,
     aclose_upstream,
     close_upstream,
-    drive,
     drive_sync,
     tool_text,
     whole,
@@ -121,7 +120,6 @@ __all__ = [
 ]
 
 Event: TypeAlias = RawMessageStreamEvent
-_Step: TypeAlias = Step[list[Any]]
 
 #: Events the ``messages.stream()`` helper adds to the raw ones (dropped when it is
 #: iterated as a generic source; the guard reads its raw stream when it can).
@@ -171,7 +169,7 @@ def _refusal_end(usage: Any) -> list[Any]:
     ]
 
 
-# -- the translator (sans-IO: the stream's driver feeds the runs it yields) -----------------
+# -- the translator (sans-IO: its runs are the stream's, sync or async) --------------------
 @dataclass(slots=True)
 class _Open:
     """A content block that started and has not stopped."""
@@ -193,14 +191,14 @@ class AnthropicTranslator(Translator[Event]):
         self._top = -1  # the highest block index seen
         self._usage: Any = None
 
-    def process(self, event: Any) -> _Step:
+    async def process(self, event: Any) -> list[Any]:
         kind = event.type
         if kind == "content_block_delta":
-            return (yield from self._delta(event))
+            return await self._delta(event)
         if kind == "content_block_start":
-            return (yield from self._start(event))
+            return await self._start(event)
         if kind == "content_block_stop":
-            return (yield from self._block_stop(event))
+            return await self._block_stop(event)
         if kind == "message_start":
             message = event.message
             self._usage = getattr(message, "usage", None)
@@ -215,11 +213,10 @@ class AnthropicTranslator(Translator[Event]):
             return []  # a helper's own events (its iteration was read): not raw events
         return [event]  # message_start, message_delta, message_stop, anything new
 
-    def finish(self) -> _Step:
+    async def finish(self) -> list[Any]:
         return []  # (the upstream ended without its stop events: nothing more is shown)
-        yield  # a generator  # pragma: no cover
 
-    def _start(self, event: Any) -> _Step:
+    async def _start(self, event: Any) -> list[Any]:
         index: int = event.index
         block = event.content_block
         if block.type == "tool_use":
@@ -229,14 +226,14 @@ class AnthropicTranslator(Translator[Event]):
                 self._open[index] = _Open(index, shown=False)
                 return self._block(tool.blocked, index)
             self._top = max(self._top, index)
-            return (yield from self._start_tool(event, tool))
+            return await self._start_tool(event, tool)
         self._top = max(self._top, index)  # the highest index handed out
         if block.type == "text":
-            return (yield from self._start_text(event))
+            return await self._start_text(event)
         self._open[index] = _Open(index)
         return [event]
 
-    def _start_text(self, event: Any) -> _Step:
+    async def _start_text(self, event: Any) -> list[Any]:
         index: int = event.index
         block = event.content_block
         guard = self.runs.text()
@@ -245,7 +242,7 @@ class AnthropicTranslator(Translator[Event]):
         if citations:  # quoted text is text too: each citation is checked on its own
             kept = []
             for citation in citations:
-                checked = yield from _cited(self.runs, citation)
+                checked = await _cited(self.runs, citation)
                 if checked is not None:
                     kept.append(checked)
             if kept != citations:
@@ -257,14 +254,14 @@ class AnthropicTranslator(Translator[Event]):
         out: list[Any] = [
             event.model_copy(update={"content_block": block.model_copy(update={"text": ""})})
         ]
-        piece = yield guard, block.text
+        piece = await guard.push(block.text)
         if piece:
             out.append(_text_delta(index, piece))
         if guard.blocked is not None:
             out += self._block(guard.blocked, index)
         return out
 
-    def _start_tool(self, event: Any, tool: ToolGuard) -> _Step:
+    async def _start_tool(self, event: Any, tool: ToolGuard) -> list[Any]:
         index: int = event.index
         block = event.content_block
         if tool.mode == "pass":
@@ -276,15 +273,15 @@ class AnthropicTranslator(Translator[Event]):
         out: list[Any] = [
             event.model_copy(update={"content_block": block.model_copy(update={"input": {}})})
         ]
-        piece = yield tool, json.dumps(block.input, ensure_ascii=False)
+        piece = await tool.push(json.dumps(block.input, ensure_ascii=False))
         return out + self._tool_piece(tool, index, piece)
 
-    def _delta(self, event: Any) -> _Step:
+    async def _delta(self, event: Any) -> list[Any]:
         index: int = event.index
         block = self._open.get(index)
         delta = event.delta
         if block is not None and block.tool is not None and delta.type == "input_json_delta":
-            piece = yield block.tool, delta.partial_json
+            piece = await block.tool.push(delta.partial_json)
             return self._tool_piece(block.tool, index, piece)
         if block is None or (block.tool is not None):
             # A delta outside any open block, or one that is not arguments in a checked
@@ -296,7 +293,7 @@ class AnthropicTranslator(Translator[Event]):
             return []  # arguments, thinking... in a text block: not shown unchecked
         if delta.type == "text_delta":
             guard = block.text
-            piece = yield guard, delta.text
+            piece = await guard.push(delta.text)
             out: list[Any] = []
             if piece == delta.text:
                 out.append(event)  # released as it came (the common case): the same event
@@ -308,7 +305,7 @@ class AnthropicTranslator(Translator[Event]):
                 out += self._block(guard.blocked, index)
             return out
         # citations_delta: its quoted text is checked on its own (dropped if blocked).
-        checked = yield from _cited(self.runs, delta.citation)
+        checked = await _cited(self.runs, delta.citation)
         if checked is None:
             return []
         if checked is delta.citation:
@@ -321,7 +318,7 @@ class AnthropicTranslator(Translator[Event]):
             out += self._block(tool.blocked, index)
         return out
 
-    def _block_stop(self, event: Any) -> _Step:
+    async def _block_stop(self, event: Any) -> list[Any]:
         index: int = event.index
         block = self._open.get(index)
         if block is None:
@@ -329,14 +326,14 @@ class AnthropicTranslator(Translator[Event]):
         out: list[Any] = []
         if block.text is not None:
             guard = block.text
-            piece = yield guard, None
+            piece = await guard.push(None)
             if piece:
                 out.append(_text_delta(index, piece))
             if guard.blocked is not None:
                 return out + self._block(guard.blocked, index)
         elif block.tool is not None:
             tool = block.tool
-            piece = yield tool, None
+            piece = await tool.push(None)
             if tool.blocked is not None:
                 return out + self._block(tool.blocked, index)
             if piece:
@@ -387,14 +384,14 @@ def _raw_of(helper: object) -> object | None:
     return None
 
 
-def _cited(runs: Runs, citation: Any) -> Step[Any]:
+async def _cited(runs: Runs, citation: Any) -> Any:
     """``citation`` with its ``cited_text`` checked by the policy (a run of its own, not
     counted): repaired, or ``None`` if it is blocked."""
     text = getattr(citation, "cited_text", None)
     if not isinstance(text, str) or not text:
         return citation
     guard = runs.text(counted=False)
-    shown = yield from whole(guard, text)
+    shown = await whole(guard, text)
     if guard.blocked is not None:
         return None
     return citation if shown == text else citation.model_copy(update={"cited_text": shown})
@@ -435,7 +432,7 @@ def _open_sync(source: Any) -> tuple[Iterator[Any], Callable[[], None]]:
 
 
 # -- non-streamed replies ----------------------------------------------------------------
-def _reply(runs: Runs, message: Message) -> Step[Message]:
+async def _reply(runs: Runs, message: Message) -> Message:
     """A copy of ``message`` with its text blocks, their citations and each
     ``tool_use.input`` (as ``json.dumps(input)``, parsed back) checked through runs of
     the call; a block keeps the blocks before it and ends with the block message."""
@@ -443,7 +440,7 @@ def _reply(runs: Runs, message: Message) -> Step[Message]:
     for position, block in enumerate(message.content):
         if block.type == "text":
             guard = runs.text()
-            text = yield from whole(guard, block.text)
+            text = await whole(guard, block.text)
             if guard.blocked is not None:
                 return _refused(message, content[:position], guard.blocked.message)
             update: dict[str, Any] = {"text": text}
@@ -452,14 +449,14 @@ def _reply(runs: Runs, message: Message) -> Step[Message]:
             if block.citations:  # quoted text is text too: each is checked on its own
                 kept = []
                 for citation in block.citations:
-                    checked = yield from _cited(runs, citation)
+                    checked = await _cited(runs, citation)
                     if checked is not None:
                         kept.append(checked)
                 update["citations"] = kept or None
             content[position] = block.model_copy(update=update)
         elif block.type == "tool_use":
             args = json.dumps(block.input, ensure_ascii=False)
-            shown = yield from tool_text(runs, block.name, args)
+            shown = await tool_text(runs, block.name, args)
             if isinstance(shown, Blocked):
                 return _refused(message, content[:position], shown.message)
             if shown == args:
@@ -516,7 +513,7 @@ async def guard_reply(policy: Policy, message: Message, *, refusals: Refusals = 
     """:func:`guard_reply_sync`, async (long texts and NER run in worker threads)."""
     runs, step = _reply_of(policy, message, refusals, "guard_reply", sync=False)
     try:
-        return await drive(step)
+        return await step
     finally:
         runs.close()
 

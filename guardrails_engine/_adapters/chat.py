@@ -21,7 +21,7 @@ from openai.types.chat.chat_completion_chunk import (
 from .. import Blocked
 from ._guard import Guard, Runs, ToolGuard, names_matter, tool_renamed
 from ._logprobs import Logprobs
-from ._stream import Step, Translator, tool_text, whole
+from ._stream import Translator, tool_text, whole
 
 __all__ = ["ChatTranslator", "reply"]
 
@@ -100,7 +100,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
         self._choices: dict[int, _ChatChoice] = {}
         self._last: ChatCompletionChunk | None = None
 
-    def process(self, chunk: ChatCompletionChunk) -> Step[list[ChatCompletionChunk]]:
+    async def process(self, chunk: ChatCompletionChunk) -> list[ChatCompletionChunk]:
         choices = chunk.choices
         if not choices:  # the usage chunk (include_usage), or a moderation chunk
             return [chunk]
@@ -122,7 +122,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 and delta.function_call is None
             ):
                 guard = state.text
-                released = yield guard, content
+                released = await guard.push(content)
                 if guard.blocked is not None:
                     return self._block(_Stop(choice.index, released, guard.blocked))
                 if released or delta.role is not None or delta.audio is not None:
@@ -140,7 +140,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 state = self._choices.get(choice.index)
                 if state is None:
                     state = self._choices[choice.index] = _ChatChoice()
-                yield from self._choice(state, choice)
+                await self._choice(state, choice)
                 if not _is_empty(choice):
                     kept.append(choice)
         except _Stop as stop:  # (the choices before the blocked one in this chunk are shown)
@@ -152,14 +152,14 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             chunk.choices = kept
         return [chunk]
 
-    def _choice(self, state: _ChatChoice, choice: ChunkChoice) -> Step[None]:
+    async def _choice(self, state: _ChatChoice, choice: ChunkChoice) -> None:
         delta = choice.delta
         content = delta.content
         if content:
             guard = state.text
             if guard is None:
                 guard = state.text = self.runs.text()
-            released = yield guard, content
+            released = await guard.push(content)
             if guard.blocked is not None:
                 raise _Stop(choice.index, released, guard.blocked)
             if choice.logprobs is not None or state.logprobs is not None:
@@ -170,7 +170,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             guard = state.refusal
             if guard is None:
                 guard = state.refusal = self.runs.text()
-            released = yield guard, refusal
+            released = await guard.push(refusal)
             if guard.blocked is not None:
                 raise _Stop(choice.index, delta.content or "", guard.blocked)
             if released != refusal:
@@ -191,12 +191,12 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
         try:
             if delta.tool_calls:
                 calls = delta.tool_calls
-                delta.tool_calls = yield from self._tool_calls(state, choice.index, calls)
+                delta.tool_calls = await self._tool_calls(state, choice.index, calls)
             if delta.function_call is not None:
                 legacy = delta.function_call
-                delta.function_call = yield from self._function_call(state, choice.index, legacy)
+                delta.function_call = await self._function_call(state, choice.index, legacy)
             if choice.finish_reason is not None:
-                yield from self._finish(state, choice)
+                await self._finish(state, choice)
         except _Stop as stop:  # the text this chunk released comes before the message
             stop.released = (delta.content or "") + stop.released
             raise
@@ -211,16 +211,16 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
         probs = carried.take(shown)
         choice.logprobs = ChoiceLogprobs.model_construct(content=probs) if probs else None
 
-    def _tool_calls(
+    async def _tool_calls(
         self, state: _ChatChoice, index: int, calls: list[ChoiceDeltaToolCall]
-    ) -> Step[list[ChoiceDeltaToolCall]]:
+    ) -> list[ChoiceDeltaToolCall]:
         out: list[ChoiceDeltaToolCall] = []
         for tc in calls:
             call = state.calls.get(tc.index)
             if call is None:  # a new call: the ones before it are complete
                 for prev in state.calls.values():
                     if not prev.done:
-                        out.extend((yield from self._end_call(prev, index)))
+                        out.extend(await self._end_call(prev, index))
                 name = tc.function.name if tc.function is not None else None
                 if not name and names_matter(self.runs.policy):
                     raise _Stop(index, "", tool_renamed(self.runs.policy))
@@ -242,7 +242,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             args = fn.arguments if fn is not None else None
             released = ""
             if args:
-                released = yield call.guard, args
+                released = await call.guard.push(args)
                 if call.guard.blocked is not None:
                     raise _Stop(index, "", call.guard.blocked)
             if mode == "incremental":
@@ -253,9 +253,9 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             # complete: shown once complete (see _end_call)
         return out
 
-    def _function_call(
+    async def _function_call(
         self, state: _ChatChoice, index: int, fc: ChoiceDeltaFunctionCall
-    ) -> Step[ChoiceDeltaFunctionCall | None]:
+    ) -> ChoiceDeltaFunctionCall | None:
         call = state.function
         if call is None:
             if not fc.name and names_matter(self.runs.policy):
@@ -270,7 +270,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             return fc
         released = ""
         if fc.arguments:
-            released = yield call.guard, fc.arguments
+            released = await call.guard.push(fc.arguments)
             if call.guard.blocked is not None:
                 raise _Stop(index, "", call.guard.blocked)
         if mode == "incremental" and (released or fc.name):
@@ -278,26 +278,26 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             return fc
         return None  # complete: shown once complete (see _end_function)
 
-    def _end_function(
+    async def _end_function(
         self, call: _FunctionCall, index: int
-    ) -> Step[ChoiceDeltaFunctionCall | None]:
+    ) -> ChoiceDeltaFunctionCall | None:
         call.done = True
         guard = call.guard
         if guard.mode == "pass":
             return None
-        tail = yield guard, None
+        tail = await guard.push(None)
         if guard.blocked is not None:
             raise _Stop(index, "", guard.blocked)
         if guard.mode == "incremental":
             return ChoiceDeltaFunctionCall.model_construct(arguments=tail) if tail else None
         return ChoiceDeltaFunctionCall.model_construct(name=call.name, arguments=tail)
 
-    def _end_call(self, call: _Call, index: int) -> Step[list[ChoiceDeltaToolCall]]:
+    async def _end_call(self, call: _Call, index: int) -> list[ChoiceDeltaToolCall]:
         call.done = True
         guard = call.guard
         if guard.mode == "pass":
             return []
-        tail = yield guard, None
+        tail = await guard.push(None)
         if guard.blocked is not None:
             raise _Stop(index, "", guard.blocked)
         if guard.mode == "incremental":
@@ -312,29 +312,29 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             )
         ]
 
-    def _tails(self, state: _ChatChoice, index: int) -> Step[_Tails]:
+    async def _tails(self, state: _ChatChoice, index: int) -> _Tails:
         """Finish the choice's runs: the rest of its text, refusal and calls."""
         state.finished = True
         text = refusal = ""
         if state.text is not None:
-            text = yield state.text, None
+            text = await state.text.push(None)
             if state.text.blocked is not None:
                 raise _Stop(index, text, state.text.blocked)
         if state.refusal is not None:
-            refusal = yield state.refusal, None
+            refusal = await state.refusal.push(None)
             if state.refusal.blocked is not None:
                 raise _Stop(index, text, state.refusal.blocked)
         calls: list[ChoiceDeltaToolCall] = []
         for call in state.calls.values():
             if not call.done:
-                calls.extend((yield from self._end_call(call, index)))
+                calls.extend(await self._end_call(call, index))
         function = None
         if state.function is not None and not state.function.done:
-            function = yield from self._end_function(state.function, index)
+            function = await self._end_function(state.function, index)
         return text, refusal, calls, function
 
-    def _finish(self, state: _ChatChoice, choice: ChunkChoice) -> Step[None]:
-        text, refusal, calls, function = yield from self._tails(state, choice.index)
+    async def _finish(self, state: _ChatChoice, choice: ChunkChoice) -> None:
+        text, refusal, calls, function = await self._tails(state, choice.index)
         delta = choice.delta
         if text:
             delta.content = (delta.content or "") + text
@@ -354,7 +354,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 )
             delta.function_call = function
 
-    def finish(self) -> Step[list[ChatCompletionChunk]]:
+    async def finish(self) -> list[ChatCompletionChunk]:
         """The upstream ended: the rest of every choice that did not finish."""
         last = self._last
         if last is None or self.blocked is not None:
@@ -364,7 +364,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             for index, state in sorted(self._choices.items()):
                 if state.finished:
                     continue
-                text, refusal, calls, function = yield from self._tails(state, index)
+                text, refusal, calls, function = await self._tails(state, index)
                 if text or refusal or calls or function:
                     delta = ChoiceDelta.model_construct(
                         content=text or None,
@@ -415,7 +415,7 @@ def _chunk_like(last: ChatCompletionChunk, choices: list[ChunkChoice]) -> ChatCo
 
 
 # -- the non-streamed reply ---------------------------------------------------------------
-def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> Step[ChatCompletion]:
+async def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> ChatCompletion:
     """A copy of ``completion`` with every text checked (each choice on its own): through
     runs of the call, the tool-call arguments by the same rule as a stream's."""
     completion = completion.model_copy(deep=True)
@@ -430,7 +430,7 @@ def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> Step[ChatCo
             if text is None:
                 continue
             guard = runs.text()
-            shown = yield from whole(guard, text)
+            shown = await whole(guard, text)
             if guard.blocked is not None:
                 blocked = guard.blocked
                 break
@@ -448,7 +448,7 @@ def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> Step[ChatCo
             else:
                 calls.append((call.custom, "input", call.custom.name, call.custom.input))
         for holder, field, name, text in calls if blocked is None else ():
-            checked = yield from tool_text(runs, name, text)
+            checked = await tool_text(runs, name, text)
             if isinstance(checked, Blocked):
                 blocked = checked
                 break

@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 from .. import Policy
 from . import chat, responses
 from ._guard import Refusals, Runs, refusals_guarded
-from ._stream import GuardedStream, Step, SyncGuardedStream, Translator, drive, drive_sync
+from ._stream import GuardedStream, Step, SyncGuardedStream, Translator, drive_sync
 
 __all__ = [
     "GuardedStream",
@@ -65,9 +65,8 @@ class _Pick(Translator[Any]):
         chunks = isinstance(event, ChatCompletionChunk)
         return _translator(self.runs, chunks, self._refusals)
 
-    def finish(self) -> Step[list[Any]]:
+    async def finish(self) -> list[Any]:
         return []
-        yield  # a generator  # pragma: no cover
 
 
 def _make(policy: Policy, stream: object, refusals: str, *, sync: bool) -> Translator[Any]:
@@ -133,7 +132,7 @@ async def guard_reply(policy: Policy, reply: Reply, *, refusals: Refusals = "gua
     and NER run in worker threads)."""
     runs, step = _reply(policy, reply, refusals, sync=False)
     try:
-        out: Reply = await drive(step)
+        out: Reply = await step
         return out
     finally:
         runs.close()

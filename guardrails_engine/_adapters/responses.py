@@ -33,7 +33,7 @@ from openai.types.responses.response import IncompleteDetails
 from .. import Blocked
 from ._guard import Guard, Runs, ToolGuard, names_matter
 from ._logprobs import Logprobs
-from ._stream import Step, Translator, tool_text, whole
+from ._stream import Translator, tool_text, whole
 
 __all__ = ["ResponsesTranslator", "reply"]
 
@@ -103,13 +103,13 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
         self._seq += 1
         return event
 
-    def process(self, event: ResponseStreamEvent) -> Step[list[ResponseStreamEvent]]:
+    async def process(self, event: ResponseStreamEvent) -> list[ResponseStreamEvent]:
         if event.type == "response.output_text.delta":  # the common case, inline
             part = self._parts.get((event.output_index, event.content_index))
             if part is not None and part.guard is not None:
                 delta = event.delta
                 guard = part.guard
-                released = yield guard, delta
+                released = await guard.push(delta)
                 if guard.blocked is not None:
                     return self._block(_Stop(0, released, guard.blocked, part=True))
                 part.logprobs.add(delta, event.logprobs)
@@ -122,11 +122,11 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                 self._seq += 1
                 return [event]
         try:
-            return (yield from self._process(event))
+            return await self._process(event)
         except _Stop as stop:
             return self._block(stop)
 
-    def _process(self, event: Any) -> Step[list[Any]]:
+    async def _process(self, event: Any) -> list[Any]:
         kind = event.type
         if kind == "response.output_text.delta" or (
             kind == "response.refusal.delta" and self._refusals
@@ -134,7 +134,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             part = self._part(event, "text" if kind == "response.output_text.delta" else "refusal")
             assert part.guard is not None
             delta = event.delta
-            released = yield part.guard, delta
+            released = await part.guard.push(delta)
             if part.guard.blocked is not None:
                 raise _Stop(0, released, part.guard.blocked, part=True)
             part.text += released
@@ -153,7 +153,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             text_kind = kind == "response.output_text.done"
             part = self._part(event, "text" if text_kind else "refusal")
             assert part.guard is not None
-            tail = yield part.guard, None
+            tail = await part.guard.push(None)
             if part.guard.blocked is not None:
                 raise _Stop(0, tail, part.guard.blocked, part=True)
             out: list[Any] = []
@@ -184,7 +184,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             call = self._calls.get(event.output_index)
             if call is None or call.guard.mode == "pass":
                 return [self._num(event)]
-            released = yield call.guard, event.delta
+            released = await call.guard.push(event.delta)
             if call.guard.blocked is not None:
                 raise _Stop(event.output_index, "", call.guard.blocked)
             call.text += released
@@ -196,7 +196,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             call = self._calls.get(event.output_index)
             if call is None or call.guard.mode == "pass":
                 return [self._num(event)]
-            tail = yield call.guard, None
+            tail = await call.guard.push(None)
             if call.guard.blocked is not None:
                 raise _Stop(event.output_index, "", call.guard.blocked)
             out = []
@@ -234,7 +234,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                     return []  # shown with its arguments, once they are complete
             return [self._num(event)]
         if kind == "response.output_item.done":
-            yield from self._guard_item(event.output_index, event.item)
+            await self._guard_item(event.output_index, event.item)
             self._items[event.output_index] = event.item
             return [self._num(event)]
         if kind == "response.output_text.annotation_added":
@@ -251,7 +251,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             response = event.response
             for index, item in enumerate(response.output):
-                yield from self._guard_item(index, item)
+                await self._guard_item(index, item)
             return [self._num(event)]
         return [self._num(event)]
 
@@ -262,7 +262,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             part = self._parts[key] = _Part(self.runs.text(), kind, event.item_id)
         return part
 
-    def _guard_item(self, index: int, item: Any) -> Step[None]:
+    async def _guard_item(self, index: int, item: Any) -> None:
         """Write the guarded texts into an output item (done, or in the final response);
         text that was not streamed (no deltas came for it) goes through a run here."""
         if isinstance(item, ResponseOutputMessage):
@@ -278,7 +278,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                     guard = self.runs.text()
                     part = self._parts[(index, ci)] = _Part(guard, kind, item.id)
                     part.logprobs.ok = False
-                    released = yield from whole(guard, text)
+                    released = await whole(guard, text)
                     if guard.blocked is not None:
                         raise _Stop(0, released, guard.blocked, part=True)
                     part.text = released
@@ -287,7 +287,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             call = self._calls.get(index)
             if call is None:  # not streamed: its arguments are checked whole
                 text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-                checked = yield from tool_text(self.runs, item.name, text)
+                checked = await tool_text(self.runs, item.name, text)
                 if isinstance(checked, Blocked):
                     raise _Stop(index, "", checked)
             elif call.guard.mode == "pass":
@@ -314,7 +314,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                 else:
                     item.input = call.text
 
-    def finish(self) -> Step[list[ResponseStreamEvent]]:
+    async def finish(self) -> list[ResponseStreamEvent]:
         """The upstream ended without its last events: the rest of every open part."""
         if self.blocked is not None:
             return []
@@ -323,7 +323,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             for part in self._parts.values():
                 if part.guard is None or part.guard.done:
                     continue
-                tail = yield part.guard, None
+                tail = await part.guard.push(None)
                 if part.guard.blocked is not None:
                     raise _Stop(0, tail, part.guard.blocked, part=True)
                 if tail:
@@ -558,7 +558,7 @@ def _incomplete(response: Response) -> None:
 
 
 # -- the non-streamed reply ---------------------------------------------------------------
-def reply(runs: Runs, response: Response, refusals: bool) -> Step[Response]:
+async def reply(runs: Runs, response: Response, refusals: bool) -> Response:
     """A copy of ``response`` with every text checked, through runs of the call (tool
     arguments by the same rule as a stream's); cut after the item that is blocked."""
     response = response.model_copy(deep=True)
@@ -576,7 +576,7 @@ def reply(runs: Runs, response: Response, refusals: bool) -> Step[Response]:
                     parts.append(part)
                     continue
                 guard = runs.text()
-                shown = yield from whole(guard, text)
+                shown = await whole(guard, text)
                 if guard.blocked is not None:
                     blocked = guard.blocked
                     parts.append(_text_part(blocked.message))
@@ -595,7 +595,7 @@ def reply(runs: Runs, response: Response, refusals: bool) -> Step[Response]:
         elif isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
             function = isinstance(item, ResponseFunctionToolCall)
             text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-            checked = yield from tool_text(runs, item.name, text)
+            checked = await tool_text(runs, item.name, text)
             if isinstance(checked, Blocked):
                 blocked = checked
                 output.append(_message_item(f"{item.id or item.call_id}_blocked", checked.message))
