@@ -220,7 +220,10 @@ class TextGuard(_TextRun, AsyncClosing):
 
     def push(self, text: str | None) -> Awaitable[str]:
         """``feed(text)``, or ``finish()`` for ``None`` (what a translator awaits)."""
-        return self.finish() if text is None else self.feed(text)
+        push = self._push
+        if self._closed or push.done:
+            return _EMPTY
+        return push.finish() if text is None else push.feed(text)  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Stop (the run's decision is block unless it had ended); idempotent."""
@@ -252,7 +255,10 @@ class SyncTextGuard(_TextRun, Closing):
     def push(self, text: str | None) -> Awaitable[str]:
         """``feed(text)``, or ``finish()`` for ``None``, done when it returns (so a step
         over sync runs never waits)."""
-        return _Ready(self.finish() if text is None else self.feed(text))
+        push = self._push
+        if self._closed or push.done:
+            return _EMPTY
+        return _Ready(push.finish() if text is None else push.feed(text))
 
 
 class _ToolRun:

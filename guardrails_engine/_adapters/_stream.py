@@ -198,12 +198,10 @@ class _Base(Generic[E]):
         if self._early:
             raise StreamStateError("the guarded stream was closed before it ended")
 
-    def _step(self, event: Any) -> Step[list[E]]:  # (a coroutine, not awaited here)
-        """The translator's step for an upstream event (the first picks the translator)."""
-        if self._wait:
-            self._wait = False
-            self._tr = self._tr.first(event)
-        return self._tr.process(event)
+    def _first(self, event: Any) -> Translator[E]:
+        """The translator for the first upstream event (:meth:`Translator.first`)."""
+        self._wait = False
+        return self._tr.first(event)
 
     def __repr__(self) -> str:
         state = "closed" if self._early else "ended" if self._ended else "open"
@@ -249,7 +247,9 @@ class GuardedStream(_Base[E], AsyncClosing):
                     out.extend(await self._tr.finish())
                     await self._end()
                     continue
-                shown = await self._step(event)
+                if self._wait:
+                    self._tr = self._first(event)
+                shown = await self._tr.process(event)
                 if self._tr.blocked is not None:
                     await self._end()  # (the upstream is closed before the ending goes out)
             except BaseException:
@@ -321,7 +321,9 @@ class SyncGuardedStream(_Base[E], Closing):
                     out.extend(drive_sync(self._tr.finish()))
                     self._end()
                     continue
-                shown = drive_sync(self._step(event))
+                if self._wait:
+                    self._tr = self._first(event)
+                shown = drive_sync(self._tr.process(event))
                 if self._tr.blocked is not None:
                     self._end()  # (the upstream is closed before the ending goes out)
             except BaseException:
