@@ -53,6 +53,7 @@ import anyio
 
 from .. import Blocked, StreamStateError
 from .._core.closing import AsyncClosing, Closing, event_loop, schedule_close
+from .._core.syncrun import run_inline
 from ._guard import Guard, Runs, ToolGuard
 
 __all__ = [
@@ -129,16 +130,9 @@ async def tool_text(runs: Runs, name: str, text: str) -> str | Blocked:
     return out if guard.blocked is None else guard.blocked
 
 
-def drive_sync(step: Step[T]) -> T:
-    """Run a step over sync runs to its end, now (their ``push`` is done on return, so
-    the step never waits; it needs no event loop)."""
-    try:
-        step.send(None)
-    except StopIteration as stop:
-        value: T = stop.value
-        return value
-    step.close()
-    raise RuntimeError("a step of a sync guarded stream waited")  # pragma: no cover - a bug
+#: Run a step over sync runs to its end, now: their ``push`` is done on return, so the
+#: step never waits and needs no event loop.
+drive_sync = run_inline
 
 
 async def aclose_upstream(upstream: object) -> None:
