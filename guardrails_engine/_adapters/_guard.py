@@ -16,6 +16,9 @@ in two twins that differ only in I/O:
     ``g.result -> Result | None``    the run's result once it ended (``None`` if closed early)
     ``await g.aclose()`` / ``g.close()``   stop early (idempotent)
 ``SyncTextGuard``: the same with plain calls (a sync push run: no event loop).
+``await g.push(text)`` (both twins): ``feed(text)``, or ``finish()`` for ``None``: what a
+    translator awaits; the sync twin's is done when it returns, so a translator's step
+    over sync runs never waits (see :mod:`._stream`).
 
 ``ToolArgsGuard(policy, name, ...)`` / ``SyncToolArgsGuard``
     One tool call's arguments (JSON text).  ``policy`` is the main policy: the rule is
