@@ -207,10 +207,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                 call.text += tail
             if tail:
                 out.append(self._num(_arg_delta(event, tail)))
-            if kind == _ARG_DONES[0]:
-                event.arguments = call.text
-            else:
-                event.input = call.text
+            setattr(event, "arguments" if kind == _ARG_DONES[0] else "input", call.text)
             out.append(self._num(event))
             return out
         if kind == "response.content_part.added":
@@ -489,20 +486,17 @@ def _part_end(part: _Part, key: tuple[int, int]) -> list[Any]:
 
 
 def _arg_delta(done: Any, text: str) -> Any:
-    if done.type == _ARG_DONES[0]:
-        return ResponseFunctionCallArgumentsDeltaEvent.model_construct(
-            delta=text,
-            item_id=done.item_id,
-            output_index=done.output_index,
-            sequence_number=0,
-            type="response.function_call_arguments.delta",
-        )
-    return ResponseCustomToolCallInputDeltaEvent.model_construct(
+    """The delta event of a call's arguments (or custom input) that ``done`` ends."""
+    function = done.type == _ARG_DONES[0]
+    make: Any = ResponseFunctionCallArgumentsDeltaEvent
+    if not function:
+        make = ResponseCustomToolCallInputDeltaEvent
+    return make.model_construct(
         delta=text,
         item_id=done.item_id,
         output_index=done.output_index,
         sequence_number=0,
-        type="response.custom_tool_call_input.delta",
+        type=_ARG_DELTAS[0] if function else _ARG_DELTAS[1],
     )
 
 
