@@ -317,7 +317,14 @@ class SyncGuardedStream(_Base[E], Closing):
                     continue
                 if self._wait:
                     self._tr = self._first(event)
-                shown = drive_sync(self._tr.process(event))
+                step = self._tr.process(event)
+                try:  # (drive_sync(step), inline: the path of every chunk)
+                    step.send(None)
+                except StopIteration as stop:
+                    shown: list[E] = stop.value
+                else:  # pragma: no cover - a bug: a step over sync runs waited
+                    step.close()
+                    raise RuntimeError("a step of a sync guarded stream waited")
                 if self._tr.blocked is not None:
                     self._end()  # (the upstream is closed before the ending goes out)
             except BaseException:
