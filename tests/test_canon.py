@@ -40,6 +40,8 @@ def canon_char(ch: str) -> str:
     cat = unicodedata.category(ch)
     if cat == "Cf":
         return ""
+    if cat == "Cc":  # control characters other than whitespace are removed
+        return ch if ch in "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85" else ""
     if cat in ("Zs", "Zl", "Zp"):
         return " "
     return unicodedata.normalize("NFKC", ch)
