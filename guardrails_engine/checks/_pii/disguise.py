@@ -73,7 +73,9 @@ _DOT_BRACKETED = rf"[ \t]?{_OPEN}[ \t]?(?:dot|\.)[ \t]?{_CLOSE}[ \t]?"
 # Written with a bracket or markdown around the "@" or a dot: one of them is in every match
 # (so text without one is not searched).  No named groups: the analysis of the scanner reads
 # the pattern with the standard library's parser, which knows them only once.
-_AT = rf"(?:{_AT_BRACKETED}|{_MARK}@@?{_MARK}|[ \t]+@@?[ \t]+)"
+# Space on one side of the "@" or both (a line break included): "jdoe @example.com".
+_AT_SPACE = r"(?:[ \t]+|[ \t]*\r?\n[ \t]*)"
+_AT = rf"(?:{_AT_BRACKETED}|{_MARK}@@?{_MARK}|{_AT_SPACE}@@?{_AT_SPACE}?|@@?{_AT_SPACE})"
 _DOT = rf"(?:{_DOT_BRACKETED}|{_MARK}\.{_MARK})"
 # Written as bare words: "jdoe at example dot com".
 _AT_WORD = r"[ \t]+at[ \t]+"
@@ -98,10 +100,10 @@ _EMAIL_SPACED = regex.compile(
 )
 # How an "@" and a dot are written, read back.
 _AT_AS_WRITTEN = regex.compile(
-    rf"\s*{_OPEN}\s*(?:at|@)\s*{_CLOSE}\s*|[ \t]+at[ \t]+|[*_`~]*@@?[*_`~]*|[ \t]+@@?[ \t]+",
+    rf"\s*{_OPEN}\s*(?:at|@)\s*{_CLOSE}\s*|[ \t]+at[ \t]+|[*_`~]*@@?[*_`~]*|\s+@@?\s*",
     regex.IGNORECASE,
 )
-_SPACE = regex.compile(r"[ \t]+")
+_SPACE = regex.compile(r"\s+")
 # A dot as the words pattern writes it, in the name part of an address.
 _DOT_AS_WRITTEN = regex.compile(
     rf"(?i)\s*{_OPEN}\s*(?:dot|\.)\s*{_CLOSE}\s*|[ \t]+dot[ \t]+|[*`~]*\.[*`~]*"
@@ -193,6 +195,8 @@ class _Families:
         read = _AT_AS_WRITTEN.sub("@", text, count=1)
         read = _SPACE.sub("", _DOT_AS_WRITTEN.sub(".", read))
         local, _, domain = read.partition("@")
+        if regex.search(r"\s@|@\s", text) and local.casefold() in _PROSE:
+            return []  # "write to us @example.com": a handle after a word of prose
         if bare and (
             regex.search(r"(?i)[ \t]dot[ \t]", text) is None
             or local.casefold() in _PROSE
