@@ -120,7 +120,7 @@ class AllowRegexSpec(_Spec):
     regex: Annotated[str, AfterValidator(_compiles)]
 
 
-DisguiseFamily = Literal["separators", "words", "bare-words", "context"]
+DisguiseFamily = Literal["separators", "words", "bare-words", "context", "encodings"]
 #: The families of disguise patterns a pii check uses unless it says otherwise.
 DEFAULT_DISGUISES: tuple[DisguiseFamily, ...] = ("separators", "words", "context")
 
@@ -164,7 +164,8 @@ class PiiSpec(_CheckBase):
     disguises: Literal["all", "none"] | list[DisguiseFamily] = Field(
         default_factory=lambda: list(DEFAULT_DISGUISES),
         description="Patterns for disguised values (README, 'Disguised values'): a list of "
-        "separators, words, bare-words, context (default: all but bare-words), all, or none.",
+        "separators, words, bare-words, context, encodings (default: all but bare-words and "
+        "encodings), all, or none.",
     )
     ner_model: str | None = Field(
         None,

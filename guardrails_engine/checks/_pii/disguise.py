@@ -20,6 +20,13 @@ need patterns of their own.  Each family can be turned off per pii check
   known top-level domain).
 - ``context``: a nine-digit number up to 60 characters after "SSN" or
   "social security" (presidio looks five words back).
+- ``encodings`` (opt-in): a run of base64 (standard or URL-safe), hex, or a
+  percent-encoding the canonical view did not undo (a double encoding:
+  ``%2540`` reads ``%40`` in the view) is decoded, once, and the decoded text
+  is searched with the entity's patterns and the ``separators`` family; a
+  value in it makes the whole run a finding.  Bounded: runs of 16 to 1,024
+  characters only, decoded text that is UTF-8 and printable only, each run
+  decoded once (linear cost, nothing decompressed).
 
 They add no finding to ordinary prose (``benchmarks/evasion.py`` measures it
 on the PII-free prose corpus).
@@ -27,21 +34,22 @@ on the PII-free prose corpus).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import regex
 
+from ..._scanning.scan import ScanMatch
 from .presidio import Detector, catalog, is_ipv4
-
-if TYPE_CHECKING:
-    from ..._scanning.scan import ScanMatch
 
 __all__ = ["FAMILIES", "detectors"]
 
 #: The families, in the order they are documented.
-FAMILIES = ("separators", "words", "bare-words", "context")
+FAMILIES = ("separators", "words", "bare-words", "context", "encodings")
 
 # Between two groups of digits: a short run of what may separate them (brackets,
 # quotes, markdown, a percent-escaped space included).
@@ -119,6 +127,55 @@ _PROSE = frozenset(
     laughed start started end ended hit shot one two some any every each no what where job
     jobs years prices deals shopping shop stock shares career careers interview work time""".split()
 )
+
+
+# Encoded runs (see ``encodings``): 16 to 1,024 characters, not part of a longer run.
+_MAX_ENCODED = 1024
+_BASE64 = regex.compile(
+    rf"(?<![A-Za-z0-9+/\-_=])[A-Za-z0-9+/\-_]{{16,{_MAX_ENCODED}}}={{0,2}}(?![A-Za-z0-9+/\-_=])"
+)
+_HEX = regex.compile(
+    rf"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{{2}}){{8,{_MAX_ENCODED // 2}}}(?![0-9A-Fa-f])"
+)
+# Percent escapes left in the view (a double encoding, decoded once by the view).
+_PERCENT = regex.compile(
+    r"(?<![\w.\-+~@%])(?=[\w.\-+~@%]{0,64}%[0-9A-Fa-f]{2})"
+    rf"(?:[\w.\-+~@]|%[0-9A-Fa-f]{{2}}){{3,{_MAX_ENCODED}}}(?![\w.\-+~@%])"
+)
+
+
+def _printable(data: bytes) -> str | None:
+    """``data`` as text, if it is UTF-8 and printable (whitespace allowed)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text or not all(ch.isprintable() or ch in "\t\n\r" for ch in text):
+        return None
+    return text
+
+
+def _from_base64(run: str) -> str | None:
+    body = run.rstrip("=")
+    if len(body) % 4 == 1:
+        return None
+    body += "=" * (-len(body) % 4)
+    try:
+        if "-" in body or "_" in body:
+            data = base64.urlsafe_b64decode(body)
+        else:
+            data = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return _printable(data)
+
+
+def _from_hex(run: str) -> str | None:
+    return _printable(bytes.fromhex(run))
+
+
+def _from_percent(run: str) -> str | None:
+    return _printable(urllib.parse.unquote_to_bytes(run))
 
 
 def _digits(text: str) -> str:
@@ -207,6 +264,26 @@ class _Families:
             return []
         return [(m.start, m.end, 1.0)]
 
+    def encoded(
+        self, entity: str, decode: Callable[[str], str | None]
+    ) -> Callable[[ScanMatch], list[tuple[int, int, float]]]:
+        """An interpreter: the run decoded, searched for ``entity`` (its plain patterns and
+        the separators family); a value in it makes the whole run one."""
+
+        def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
+            decoded = decode(m.match.group())
+            if decoded is None:
+                return []
+            inner = self._catalog.detectors(entity) + self.detectors(entity, "separators")
+            best = 0.0
+            for d in inner:
+                for found in d.pattern.finditer(decoded):
+                    for _, _, score in d.interpret(ScanMatch(0, found, 0)):
+                        best = max(best, score)
+            return [(m.start, m.end, best)] if best > 0 else []
+
+        return interpret
+
     # -- detectors ---------------------------------------------------------------
     @functools.cache  # noqa: B019 - one instance per process
     def detectors(self, entity: str, family: str) -> tuple[Detector, ...]:
@@ -234,6 +311,12 @@ class _Families:
             return (d("e-mail (bare words)", _EMAIL_BARE, self.email, self._email_context),)
         elif family == "context" and entity == "US_SSN":
             return (d("SSN (context)", _SSN_CONTEXT, self.ssn, ()),)
+        elif family == "encodings" and self._catalog.detectors(entity):
+            return (
+                d("base64", _BASE64, self.encoded(entity, _from_base64), ()),
+                d("hex", _HEX, self.encoded(entity, _from_hex), ()),
+                d("percent-encoded", _PERCENT, self.encoded(entity, _from_percent), ()),
+            )
         return ()
 
 
