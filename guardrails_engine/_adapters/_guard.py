@@ -17,8 +17,8 @@ needs on top (tool-argument rules and release modes):
 
 ``ToolArgsGuard(policy, name, *, trace_id=None, on_trace=None)`` (async)
     One tool call's arguments (JSON text).  ``policy`` is the main policy: the rule is
-    ``policy.tools[name]``; a tool without one passes (``mode == "pass"``), or is blocked
-    at once when ``policy.unknown_tools == "block"`` (``mode == "block"``, ``blocked`` set).
+    ``policy.tool_rule(name)``; a call it passes has ``mode == "pass"``, one it refuses is
+    blocked at once (``mode == "block"``, ``blocked`` set).
     ``mode`` is ``"pass"``, ``"block"``, ``"complete"`` or ``"incremental"`` (the rule's
     ``release``).  ``feed``/``finish``/``blocked``/``done``/``result``/``aclose`` as above,
     except that in ``complete`` mode ``feed`` returns "" and ``finish`` returns all the
@@ -256,15 +256,17 @@ class ToolArgsGuard:
         runs: RunCount | None = None,
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
+        json: bool = True,
     ) -> None:
-        tool = policy.tools.get(name) if name is not None else None
+        tool = policy.tool_rule(name, json=json)
         self._text: TextGuard | None = None
         self._held = ""
         self.blocked: Blocked | None = None
         if tool is None:
-            self.mode = "block" if policy.unknown_tools == "block" else "pass"
-            if self.mode == "block":
-                self.blocked = unknown_tool(policy)
+            self.mode = "pass"
+        elif isinstance(tool, Blocked):
+            self.mode = "block"
+            self.blocked = tool
         elif runs is not None and not runs.take():
             self.mode = "block"
             self.blocked = too_many_runs(policy)

@@ -98,7 +98,7 @@ import anyio
 
 from .. import Blocked, Policy, StreamStateError
 from .._core.closing import AsyncClosing, Closing, event_loop, schedule_close
-from ._guard import LoopRunner, RunCount, TextGuard, ToolArgsGuard, inline, unknown_tool
+from ._guard import LoopRunner, RunCount, TextGuard, ToolArgsGuard, inline
 
 __all__ = [
     "GuardedStream",
@@ -710,12 +710,12 @@ def _checks(policy: Policy, message: Message) -> Iterator[tuple[int, _Check | Bl
         if block.type == "text":
             yield position, _Check(policy, block.text, False)
         elif block.type == "tool_use":
-            rule = policy.tools.get(block.name)
-            if rule is not None:
+            rule = policy.tool_rule(block.name)
+            if isinstance(rule, Blocked):
+                yield position, rule
+            elif rule is not None:
                 args = json.dumps(block.input, ensure_ascii=False)
                 yield position, _Check(rule.policy, args, True)
-            elif policy.unknown_tools == "block":
-                yield position, unknown_tool(policy)
         else:
             yield position, None
 

@@ -38,7 +38,6 @@ from ._guard import (
     ToolArgsGuard,
     names_matter,
     tool_renamed,
-    unknown_tool,
 )
 
 try:
@@ -913,7 +912,7 @@ async def _guard_chat_reply(
                 name, text = call.function.name, call.function.arguments
             else:
                 name, text = call.custom.name, call.custom.input
-            checked = await _tool_text(policy, name, text, validate)
+            checked = await _tool_text(policy, name, text, validate, json=call.type == "function")
             if isinstance(checked, Blocked):
                 blocked = checked
             elif call.type == "function":
@@ -934,11 +933,13 @@ async def _guard_chat_reply(
     return reply
 
 
-async def _tool_text(policy: Policy, name: str, text: str, validate: Validate) -> str | Blocked:
-    """A tool call's arguments (or custom input) through the tool's rule."""
-    tool = policy.tools.get(name)
-    if tool is None:
-        return unknown_tool(policy) if policy.unknown_tools == "block" else text
+async def _tool_text(
+    policy: Policy, name: str, text: str, validate: Validate, *, json: bool = True
+) -> str | Blocked:
+    """A tool call's arguments (or custom input, ``json=False``) through the tool's rule."""
+    tool = policy.tool_rule(name, json=json)
+    if tool is None or isinstance(tool, Blocked):
+        return text if tool is None else tool
     result = await validate(tool.policy, text)
     if result.blocked:
         return Blocked(result.text, result.findings)
@@ -979,7 +980,8 @@ async def _guard_response(
             output.append(item)
         elif isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
             text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-            checked = await _tool_text(policy, item.name, text, validate)
+            json = isinstance(item, ResponseFunctionToolCall)
+            checked = await _tool_text(policy, item.name, text, validate, json=json)
             if isinstance(checked, Blocked):
                 blocked = checked
                 output.append(_message_item(f"{item.id or item.call_id}_blocked", checked.message))
@@ -1227,8 +1229,9 @@ class _ResponsesProcessor:
                 for content in item.content:  # its text comes as deltas, checked
                     _blank(content, self._refusals)
             if isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
+                json = isinstance(item, ResponseFunctionToolCall)
                 call = self._calls[event.output_index] = _RCall(
-                    ToolArgsGuard(self._policy, item.name, runs=self._runs), event
+                    ToolArgsGuard(self._policy, item.name, runs=self._runs, json=json), event
                 )
                 if call.guard.blocked is not None:
                     raise _Stop(event.output_index, "", call.guard.blocked)
@@ -1298,7 +1301,8 @@ class _ResponsesProcessor:
             call = self._calls.get(index)
             if call is None:  # not streamed: its arguments are checked whole
                 text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-                checked = await _tool_text(self._policy, item.name, text, _validate)
+                json = isinstance(item, ResponseFunctionToolCall)
+                checked = await _tool_text(self._policy, item.name, text, _validate, json=json)
                 if isinstance(checked, Blocked):
                     raise _Stop(index, "", checked)
             elif call.guard.mode == "pass":

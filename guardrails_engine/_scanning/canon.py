@@ -107,8 +107,16 @@ _TABLE = _Table()
 _SPAN = 128
 _TAIL = 2 * _SPAN
 # LaTeX spacing commands (before the JSON escapes: ``\thinspace`` is not a tab).
-_LATEX = ("qquad", "quad", "enspace", "thinspace", "thickspace", "medspace", "negthinspace",
-          "space")
+_LATEX = (
+    "qquad",
+    "quad",
+    "enspace",
+    "thinspace",
+    "thickspace",
+    "medspace",
+    "negthinspace",
+    "space",
+)
 _BDO_OPEN = (
     r"<(?i:bdo)[ \t\n]{1,3}(?i:dir)[ \t]{0,3}=[ \t]{0,3}(?P<q>[\"']?)(?i:rtl)(?P=q)[ \t]{0,3}>"
 )
@@ -177,9 +185,7 @@ def _tag(token: str) -> str | None:
         name, _, attrs = name.partition("\t") if "\t" in name else name.partition("\n")
     name = name.rstrip("/").lower()
     if attrs and (
-        "@" in attrs
-        or any(c in attrs for c in "&%\\")
-        or sum(c.isdigit() for c in attrs) > 3
+        "@" in attrs or any(c in attrs for c in "&%\\") or sum(c.isdigit() for c in attrs) > 3
     ):
         return None
     if name in _INLINE_TAGS or "-" in name:

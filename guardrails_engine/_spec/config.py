@@ -421,8 +421,10 @@ class PolicySpec(_Spec):
         default_factory=dict,
         description="Per tool name: the checks of its calls' arguments (provider adapters).",
     )
-    unknown_tools: Literal["pass", "block"] = Field(
-        "pass", description="A call of a tool not listed in `tools`: pass it through, or block."
+    unknown_tools: Literal["check", "pass", "block"] = Field(
+        "check",
+        description="A call of a tool not listed in `tools`: check its argument strings with "
+        "the policy's pii and content checks (default), pass it through, or block.",
     )
 
 
