@@ -24,7 +24,7 @@ need patterns of their own.  Each family can be turned off per pii check
   percent-encoding the canonical view did not undo (a double encoding:
   ``%2540`` reads ``%40`` in the view) is decoded, once, and the decoded text
   is searched with the entity's patterns and the ``separators`` family; a
-  value in it makes the whole run a finding.  Bounded: runs of 16 to 1,024
+  value in it makes the whole run a finding.  Bounded: runs of 12 to 1,024
   characters only, decoded text that is UTF-8 and printable only, each run
   decoded once (linear cost, nothing decompressed).
 
@@ -129,10 +129,10 @@ _PROSE = frozenset(
 )
 
 
-# Encoded runs (see ``encodings``): 16 to 1,024 characters, not part of a longer run.
+# Encoded runs (see ``encodings``): 12 to 1,024 characters, not part of a longer run.
 _MAX_ENCODED = 1024
 _BASE64 = regex.compile(
-    rf"(?<![A-Za-z0-9+/\-_=])[A-Za-z0-9+/\-_]{{16,{_MAX_ENCODED}}}={{0,2}}(?![A-Za-z0-9+/\-_=])"
+    rf"(?<![A-Za-z0-9+/\-_=])[A-Za-z0-9+/\-_]{{12,{_MAX_ENCODED}}}={{0,2}}(?![A-Za-z0-9+/\-_=])"
 )
 _HEX = regex.compile(
     rf"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{{2}}){{8,{_MAX_ENCODED // 2}}}(?![0-9A-Fa-f])"
@@ -312,10 +312,13 @@ class _Families:
         elif family == "context" and entity == "US_SSN":
             return (d("SSN (context)", _SSN_CONTEXT, self.ssn, ()),)
         elif family == "encodings" and self._catalog.detectors(entity):
+            # The entity's context words, read before the run ("SSN: NTM2LTkw...").
+            words = {w: None for det in self._catalog.detectors(entity) for w in det.context}
+            ctx = tuple(words)
             return (
-                d("base64", _BASE64, self.encoded(entity, _from_base64), ()),
-                d("hex", _HEX, self.encoded(entity, _from_hex), ()),
-                d("percent-encoded", _PERCENT, self.encoded(entity, _from_percent), ()),
+                d("base64", _BASE64, self.encoded(entity, _from_base64), ctx),
+                d("hex", _HEX, self.encoded(entity, _from_hex), ctx),
+                d("percent-encoded", _PERCENT, self.encoded(entity, _from_percent), ctx),
             )
         return ()
 
