@@ -243,7 +243,10 @@ def _decoded(m: re.Match[str], prev: str, after: str) -> str | None:
 
 def _open_at(chunk: str, start: int) -> int:
     """Where the end of ``chunk`` (from ``start``) may be an unfinished token; else its length."""
-    m = _OPEN_ESCAPE.search(chunk, max(start, len(chunk) - _TAIL))
+    lo = max(start, len(chunk) - _TAIL)
+    if not has_escape(chunk[lo:]):
+        return len(chunk)
+    m = _OPEN_ESCAPE.search(chunk, lo)
     return len(chunk) if m is None else m.start()
 
 
