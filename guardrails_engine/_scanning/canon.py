@@ -259,9 +259,14 @@ def _plain_ascii(text: str) -> bool:
     return text.isascii() and _ASCII_CONTROL.search(text) is None
 
 
+_TOKEN_CHARS = frozenset("\\&%<*~`\u202e")
+
+
 def has_escape(text: str) -> bool:
     """Whether ``text`` may hold a token a renderer undoes (an escape, a tag, markdown, LaTeX,
     a bidi override)."""
+    if len(text) < 64:  # (a chunk: one pass)
+        return not _TOKEN_CHARS.isdisjoint(text)
     return (
         "\\" in text
         or "&" in text
@@ -334,7 +339,9 @@ class OffsetMap:
             s, e = m.span()
             rep = _decoded(m, chunk[s - 1] if s else self._prev, chunk[e : e + 1])
             if rep is None:
-                pos = s + 1  # not a token after all: plain text (a token may start inside)
+                # Not a token after all: plain text (a token may start inside; not in a
+                # run of markers, whose every later start follows a marker).
+                pos = e if m.lastgroup == "emphasis" else s + 1
                 continue
             if s > at:
                 out.append(self._plain(chunk[at:s]))
