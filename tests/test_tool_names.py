@@ -113,6 +113,15 @@ def test_a_replacement_in_the_arguments_is_json_escaped() -> None:
     assert json.loads(result.text) == {"a": 'the a "quoted" word plan'}
 
 
+def test_numbers_and_empty_arguments_keep_the_json_valid(policy: ge.Policy) -> None:
+    rule = policy.tool_rule("anything")
+    assert isinstance(rule, ge.ToolPolicy)
+    result = rule.policy.validate_sync('{"n": 4111111111111111, "ok": [1, 2]}')
+    assert json.loads(result.text) == {"n": "<CREDIT_CARD>", "ok": [1, 2]}
+    for empty in ("", "{}"):  # a tool without parameters
+        assert not rule.policy.validate_sync(empty).blocked
+
+
 def test_a_custom_tools_free_text_is_checked_as_text(policy: ge.Policy) -> None:
     rule = policy.tool_rule("shell", json=False)
     assert isinstance(rule, ge.ToolPolicy)

@@ -13,8 +13,9 @@
   see: the block says why.
 * Any other name (a tool without a rule) follows ``unknown_tools``: ``check`` (the
   default) sends the argument strings through the policy's ``pii`` and ``content``
-  checks (JSON arguments: through a schema check that accepts any JSON, so replacements
-  are JSON-escaped and a repair that would break the JSON blocks instead); ``pass``
+  checks (JSON arguments: with a schema check that accepts any JSON and only flags, so
+  the run reads them as JSON: replacements are JSON-escaped, a value in a number becomes a
+  string, and empty arguments of a tool without parameters still pass); ``pass``
   opts out (the arguments go as they are); ``block`` refuses the call.
 """
 
@@ -106,7 +107,9 @@ def unlisted_rule(policy: Policy, *, json: bool) -> ToolPolicy | None:
             schema_id = _ARGUMENTS_ID
             while schema_id in ids:
                 schema_id += "_"
-            specs.append({"id": schema_id, "type": "schema", "schema": {}})
+            # (action flag: arguments that are not JSON, or empty ones, are not this
+            # check's business; it makes the run read the arguments as JSON.)
+            specs.append({"id": schema_id, "type": "schema", "schema": {}, "action": "flag"})
         sub_spec = PolicySpec.model_validate(
             {
                 **spec.model_dump(by_alias=True, exclude={"checks", "tools", "name"}),
