@@ -83,7 +83,7 @@ def test_encodings_are_opt_in() -> None:
         assert default.validate_sync(TEMPLATE.format(run)).findings == (), how
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(ENCODED) - 1), st.randoms(use_true_random=False))
 def test_an_encoded_value_streams_as_it_validates(
     encodings: ge.Policy, i: int, rnd: random.Random

@@ -85,7 +85,7 @@ def test_a_rendered_value_is_caught_and_its_whole_written_span_repaired(
     assert f"<{entity}>" in result.text
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(LEAKS) - 1), st.randoms(use_true_random=False))
 def test_a_rendered_value_streams_as_it_validates(
     policy: ge.Policy, i: int, rnd: random.Random
@@ -149,7 +149,7 @@ def _whole(text: str) -> tuple[str, OffsetMap]:
     return view, m
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.sampled_from(PIECES), max_size=14).map("".join),
     st.lists(st.integers(1, 6), min_size=1, max_size=8),
