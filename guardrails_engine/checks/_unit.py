@@ -23,6 +23,7 @@ from typing import Any, Literal, overload
 import regex
 from pydantic import BaseModel
 
+from .._core.deadline import Deadline
 from .._core.model import Action
 from ._base import Check, CheckConfig, Hit, PartialFailure, Session
 
@@ -343,6 +344,7 @@ class UnitSession(Session):
         self._seen = 0  # boundaries are searched from here (less any trailing run)
         self.jobs: list[Job] = []  # deferred calls, in text order
         self.hold = 0
+        self.deadline = Deadline()  # (the run gives it its own)
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         if self.check.unit == "text":
@@ -424,6 +426,9 @@ class UnitSession(Session):
             self.jobs.append(Job(self.check, text, offset))
             return
         try:
+            # Between units the deadline holds: a slow function is not called on
+            # every unit of a long text (validate) when a stream would stop after one.
+            self.deadline.check()
             hits += self.check.hits(self.check.call(text), text, offset)
         except Exception as exc:
             self.hold = max(self.hold, offset)
