@@ -26,8 +26,8 @@ from .._core.model import Finding, Result
 from .._scanning.canon import OffsetMap, has_escape
 from .._scanning.scan import ScanView, SharedScan
 from ..checks._base import Check, Hit, PartialFailure, PatternCheck, PatternSession, Session
-from ..checks._unit import MalformedFinding
-from .decision import Decisions, Ending, Failure
+from ..checks._unit import MOST_RUN_FINDINGS, MalformedFinding
+from .decision import Decisions, Ending, Failure, StreamLimit
 from .plan import Plan
 from .release import Release
 from .repairs import Repairs
@@ -40,6 +40,9 @@ _NEVER = 1 << 62
 SLICE = 16_384
 _TRIM_AT = 1024
 _MARGIN = 256
+
+
+_STREAM_LIMIT = StreamLimit()
 
 
 def _budgets(policy: Plan) -> list[int]:
@@ -99,6 +102,7 @@ class Run:
         "_ending",
         "_failed",
         "_finishing",
+        "_found",
         "_hold_seen",
         "_lazy_only",
         "_live",
@@ -158,6 +162,7 @@ class Run:
         self._base = 0
         self._end = 0  # original characters received
         self._failed: set[int] = set()
+        self._found = [0] * len(self._sessions)  # hits per check so far
         self._ending: Ending | None = None
         # Sessions that defer calls (async or blocking unit checks) to the driver,
         # and whether the text ended while some were waiting.
@@ -232,7 +237,8 @@ class Run:
         """
         if self._ending is not None or not chunk:
             return ""
-        if len(chunk) <= SLICE:
+        if len(chunk) <= SLICE or self._deferring:
+            # (Calls deferred to the driver are run between chunks, not slices.)
             return self._feed(chunk)
         pieces = []
         for at in range(0, len(chunk), SLICE):
@@ -365,6 +371,16 @@ class Run:
             self._out.clear()
             self.stats.ended_at = time.perf_counter()
 
+    def expire(self, ending: Ending, what: str) -> None:
+        """The stream's own time limit passed (``ending``: timed out, or idle): the run
+        ends blocked; what was released stays released, the finding says ``what``."""
+        if self._ending is not None:
+            return
+        at = self._out.released
+        hit = Hit(_STREAM_LIMIT, at, at, what, kind="whole")
+        self._decisions.add([hit])
+        self._conclude(ending, [h for h in self._decisions.hits if h.start < at] + [hit])
+
     def findings_so_far(self) -> list[Finding]:
         return self._decisions.findings(self._decisions.hits)
 
@@ -395,6 +411,11 @@ class Run:
             session.deadline.at = None
         seconds[i] += time.perf_counter() - t0
         if found:
+            self._found[i] += len(found)
+            if self._found[i] > MOST_RUN_FINDINGS:
+                # Findings are bounded per run (memory): past it the check stops.
+                what = f"more than {MOST_RUN_FINDINGS:,} findings in one run"
+                found = self._fail(i, check, session, MalformedFinding(what))
             self._add(found, session.scans)
         if seconds[i] > self._budget[i]:
             self._overrun(i, check, session)
