@@ -306,7 +306,18 @@ def _run_start(buf: str, lo: int, hi: int) -> int:
 
 
 class _GroupState:
-    __slots__ = ("dead", "deadline", "eager", "group", "hold", "long_at", "long_until", "pos")
+    __slots__ = (
+        "dead",
+        "deadline",
+        "eager",
+        "group",
+        "hold",
+        "long_at",
+        "long_until",
+        "pos",
+        "space_at",
+        "space_upto",
+    )
 
     def __init__(self, group: _Group, deadline: Deadline) -> None:
         self.group = group
@@ -320,6 +331,20 @@ class _GroupState:
         # where it starts, and the end of the text at which to look again.
         self.long_at = -1
         self.long_until = 0
+        # The text before ``space_upto`` was searched for whitespace: the last
+        # found ends at ``space_at`` (-1: none), so a long word is not read
+        # again at every chunk (absolute offsets).
+        self.space_upto = 0
+        self.space_at = -1
+
+    def _run_start(self, buf: str, base: int, lo: int, stop: int) -> int:
+        """:func:`_run_start` of ``buf[lo:stop]``, reading only what is new since the last call."""
+        if stop + base < self.space_upto:  # (a shorter text than last time: no memory)
+            self.space_upto, self.space_at = 0, -1
+        m = _LAST_SPACE.search(buf, max(lo, self.space_upto - base), stop)
+        at = self.space_at if m is None else m.end() + base
+        self.space_upto, self.space_at = stop + base, at
+        return max(lo, at - base)
 
     def feed(self, buf: str, base: int, end: int, out: list[ScanMatch], maybe: bool = True) -> None:
         """Scan what arrived.  ``maybe``: False if the caller knows that no
@@ -340,7 +365,7 @@ class _GroupState:
         else:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...
-            run = _run_start(buf, lo, stop)
+            run = self._run_start(buf, base, lo, stop)
             h = group.finder.find_in_word(buf, run, stop, self.deadline)
             far = group.far
             if far is not None:

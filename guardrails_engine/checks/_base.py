@@ -304,7 +304,7 @@ class PatternSession(Session):
     so a stream is never less careful than ``validate``.
     """
 
-    __slots__ = ("_check", "_open", "_state", "deadline", "hold")
+    __slots__ = ("_check", "_open", "_seen", "_state", "deadline", "hold")
 
     capped = True
     scans = True
@@ -320,6 +320,7 @@ class PatternSession(Session):
         # (The scanner's: checks that share a scanner share its deadline.)
         self.deadline = self.scanner.deadline
         self._open: Undecided | None = None  # an undecided stretch past the cap
+        self._seen: dict[int, int] = {}  # per pattern: no match in progress before it
         self.hold = 0
 
     @property
@@ -365,7 +366,9 @@ class PatternSession(Session):
             self._close(buf, base, hits, final=False, upto=upto)
         hits += self.interpret(state.force(buf, base, upto))
         if self._open is None and before < upto:
-            begun = Undecided.begin(self._check.patterns.patterns, buf, base, before, upto)
+            begun = Undecided.begin(
+                self._check.patterns.patterns, buf, base, before, upto, self._seen
+            )
             if begun is not None:
                 start, self._open = begun
                 hits.append(self._stretch(self._open, buf, base, start, upto, joins=False))
