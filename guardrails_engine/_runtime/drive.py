@@ -57,6 +57,8 @@ YIELD_AFTER = 0.002
 #: which may let other tasks run between two (one slice of hostile text costs a
 #: few milliseconds at most).
 ASYNC_SLICE = 1024
+_MIN_SLICE = 16
+_FIRST_SLICE = 256
 
 
 #: Iterators over values already in memory: pulling them never blocks.
@@ -314,11 +316,13 @@ class Stream(_Driver, AsyncClosing):
         "_busy",
         "_close_pending",
         "_closed",
+        "_cost",
         "_declared",
         "_iter",
         "_lock",
         "_loop",
         "_mode",
+        "_slice",
         "_source",
         "_yielded",
     )
@@ -339,6 +343,8 @@ class Stream(_Driver, AsyncClosing):
         self._blocking = policy.blocking
         self._async = False  # the source is an async iterable
         self._yielded = 0.0  # when other tasks last ran (by this stream's doing)
+        self._slice = _FIRST_SLICE  # the size of the next slice of a long chunk
+        self._cost = 0.0  # seconds per character of the recent slices (the most)
         self._source = source
         # A sync source that may block is pulled in a worker thread (see _pull_mode).
         self._declared = blocking_source
@@ -440,13 +446,21 @@ class Stream(_Driver, AsyncClosing):
             return _END
 
     async def _feed(self, chunk: object) -> bool:
-        """Feed a chunk (in slices, letting other tasks run once the work has taken
-        :data:`YIELD_AFTER` since they last did); True when the source should be closed."""
-        if type(chunk) is not str or len(chunk) <= ASYNC_SLICE or self._run.defers:
+        """Feed a chunk; True when the source should be closed.
+
+        Other tasks run once the work has taken :data:`YIELD_AFTER` since they
+        last did (by work done, not by chunks counted), and a chunk is fed in
+        slices sized by the cost per character of the last one, so that one
+        slice takes about that long even on hostile text.
+        """
+        clock = time.perf_counter
+        size = self._slice
+        if type(chunk) is not str or len(chunk) <= size or self._run.defers:
             pieces: Sequence[object] = (chunk,)
         else:
-            pieces = [chunk[at : at + ASYNC_SLICE] for at in range(0, len(chunk), ASYNC_SLICE)]
+            pieces = [chunk[at : at + size] for at in range(0, len(chunk), size)]
         for piece in pieces:
+            began = clock()
             if self._blocking:
                 decided = await self._work(self._take, piece)
             else:
@@ -455,9 +469,16 @@ class Stream(_Driver, AsyncClosing):
                 decided = self._resumed(await settle(self._run))
             if decided or (self._limits.active and self._expired(waiting=False)):
                 return True
-            if time.perf_counter() - self._yielded >= YIELD_AFTER:
+            now = clock()
+            if type(piece) is str and len(piece) >= _MIN_SLICE:
+                # The cost per character, as the most of the recent slices (a slice
+                # that decides held text costs more than one that only holds it).
+                cost = max((now - began) / len(piece), self._cost * 0.9)
+                self._cost = cost
+                self._slice = max(_MIN_SLICE, min(ASYNC_SLICE, int(YIELD_AFTER / (cost + 1e-9))))
+            if now - self._yielded >= YIELD_AFTER:
                 await anyio.lowlevel.checkpoint()
-                self._yielded = time.perf_counter()
+                self._yielded = clock()
         return False
 
     async def _work(self, func: Callable[..., T], *args: object) -> T:

@@ -440,7 +440,9 @@ class _GroupState:
             overlapping = group.overlapping[j]
             while p < limit:
                 if p < far:
-                    m = pattern.search(buf, p - base, timeout=deadline.left())
+                    # (``concurrent``: the engine lets other threads run meanwhile,
+                    # so a validate in a worker thread does not stall an event loop.)
+                    m = pattern.search(buf, p - base, timeout=deadline.left(), concurrent=True)
                 else:
                     m = pattern.search(buf, p - base)
                 if m is None or m.start() + base >= limit:
@@ -483,7 +485,8 @@ class _GroupState:
             for c in found:
                 if c < q:
                     continue
-                mm = pattern.match(buf, c, timeout=deadline.left())  # far from the end, by design
+                # (Far from the end, by design.)
+                mm = pattern.match(buf, c, timeout=deadline.left(), concurrent=True)
                 if mm is not None and mm.end() > c:
                     out.append(ScanMatch(index, mm, base))
                     q = c + 1 if group.overlapping[j] else mm.end()
