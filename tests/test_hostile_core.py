@@ -377,7 +377,7 @@ p = ge.Policy.from_yaml(
 )
 text = " ".join(f"Sentence {i} is here and it is long enough to hold findings." for i in range(400))
 r = p.validate_sync(text)
-s = p.stream_sync(text.split(" "))
+s = p.stream_sync([text[i:i + 7] for i in range(0, len(text), 7)])
 "".join(s)
 print(json.dumps([r.decision.value, r.reasons[-1], len(r.findings), s.result.reasons[-1]]))
 """,
