@@ -76,11 +76,13 @@ _UNCOMBINABLE = regex.compile(r"\\[1-9]|\\g<|\(\?P=|\(\?\(|\(\?[a-zA-Z]+\)")
 
 @dataclass(frozen=True, slots=True)
 class ScanMatch:
-    """One final match: the pattern's index and the match, offset by ``base``."""
+    """One final match: the pattern's index and the match, offset by ``base``; and
+    the deadline of the scan that found it (for work on the match that may be long)."""
 
     index: int
     match: regex.Match[str]
     base: int
+    deadline: Deadline | None = None
 
     @property
     def start(self) -> int:
@@ -449,7 +451,7 @@ class _GroupState:
                     break
                 s, e = m.start() + base, m.end() + base
                 if e > s:
-                    out.append(ScanMatch(index, m, base))
+                    out.append(ScanMatch(index, m, base, deadline))
                     p = s + 1 if overlapping else e
                 else:
                     p = s + 1
@@ -488,7 +490,7 @@ class _GroupState:
                 # (Far from the end, by design.)
                 mm = pattern.match(buf, c, timeout=deadline.left(), concurrent=True)
                 if mm is not None and mm.end() > c:
-                    out.append(ScanMatch(index, mm, base))
+                    out.append(ScanMatch(index, mm, base, deadline))
                     q = c + 1 if group.overlapping[j] else mm.end()
             self.pos[j] = max(q + base, limit)
 
@@ -624,7 +626,7 @@ class SharedScan:
         owner, offsets, pending = self._owner, self._offsets, self._pending
         for m in found:
             k = owner[m.index]
-            pending[k].append(ScanMatch(m.index - offsets[k], m.match, m.base))
+            pending[k].append(ScanMatch(m.index - offsets[k], m.match, m.base, m.deadline))
 
     def _take(self, k: int) -> list[ScanMatch]:
         out = self._pending[k]

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 if TYPE_CHECKING:
+    from ..._core.deadline import Deadline
     from ..._scanning.scan import ScanMatch
 
 __all__ = ["NER_ENTITIES", "Catalog", "Detector", "catalog", "is_ipv4", "plain_interpreter"]
@@ -209,11 +210,13 @@ class Catalog:
         text = m.match.group()
         if is_ipv4(text):
             return []  # an IPv4 address, which phonenumbers would read as a number
-        return [(m.start + s, m.start + e, self.phone_score) for s, e in self.phone_spans(text)]
+        spans = self.phone_spans(text, m.deadline)
+        return [(m.start + s, m.start + e, self.phone_score) for s, e in spans]
 
-    def phone_spans(self, text: str) -> list[tuple[int, int]]:
+    def phone_spans(self, text: str, deadline: Deadline | None = None) -> list[tuple[int, int]]:
         """Where python-phonenumbers finds a number in ``text``, in any of presidio's
-        regions (with presidio's leniency)."""
+        regions (with presidio's leniency).  On a long run of digits this may take
+        seconds: ``deadline`` is looked at between numbers."""
         pn = self._phonenumbers
         spans: dict[tuple[int, int], None] = {}
         digits = len(_DIALABLE.findall(text))  # (too many is safe)
@@ -223,6 +226,8 @@ class Catalog:
                 continue  # too short to be valid there (the common case: "17 days")
             for found in pn.PhoneNumberMatcher(text, region, leniency=self._phone_leniency):
                 spans[(found.start, found.end)] = None
+                if deadline is not None:
+                    deadline.check()
         return list(spans)
 
 
