@@ -442,9 +442,7 @@ class _GroupState:
             overlapping = group.overlapping[j]
             while p < limit:
                 if p < far:
-                    # (``concurrent``: the engine lets other threads run meanwhile,
-                    # so a validate in a worker thread does not stall an event loop.)
-                    m = pattern.search(buf, p - base, timeout=deadline.left(), concurrent=True)
+                    m = pattern.search(buf, p - base, timeout=deadline.left())
                 else:
                     m = pattern.search(buf, p - base)
                 if m is None or m.start() + base >= limit:
@@ -488,7 +486,7 @@ class _GroupState:
                 if c < q:
                     continue
                 # (Far from the end, by design.)
-                mm = pattern.match(buf, c, timeout=deadline.left(), concurrent=True)
+                mm = pattern.match(buf, c, timeout=deadline.left())
                 if mm is not None and mm.end() > c:
                     out.append(ScanMatch(index, mm, base, deadline))
                     q = c + 1 if group.overlapping[j] else mm.end()
