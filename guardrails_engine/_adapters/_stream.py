@@ -127,10 +127,12 @@ async def whole(guard: Guard | ToolGuard, text: str) -> str:
     return out
 
 
-async def tool_text(runs: Runs, name: str, text: str, index: int = 0) -> str | Blocked:
-    """A tool call's whole arguments (or custom input) through the rule of ``name``
-    (the ``index``-th call): the checked text, or the block."""
-    guard = runs.tool(name, index)
+async def tool_text(
+    runs: Runs, name: str, text: str, index: int = 0, *, json: bool = True
+) -> str | Blocked:
+    """A tool call's whole arguments (or custom input, ``json=False``) through the rule
+    of ``name`` (the ``index``-th call, in the trace): the checked text, or the block."""
+    guard = runs.tool(name, index, json=json)
     if guard.blocked is not None:
         return guard.blocked
     out = await whole(guard, text)

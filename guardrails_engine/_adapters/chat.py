@@ -492,7 +492,7 @@ async def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> ChatC
             else:
                 calls.append((call.custom, "input", call.custom.name, call.custom.input))
         for at, (holder, field, name, text) in enumerate(calls if blocked is None else ()):
-            checked = await tool_text(runs, name, text, at)
+            checked = await tool_text(runs, name, text, at, json=field == "arguments")
             if isinstance(checked, Blocked):
                 blocked = checked
                 break

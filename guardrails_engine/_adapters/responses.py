@@ -222,7 +222,8 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                 for content in item.content:  # its text comes as deltas, checked
                     _blank(content, self._refusals)
             if isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
-                guard = self.runs.tool(item.name, event.output_index)
+                json = isinstance(item, ResponseFunctionToolCall)
+                guard = self.runs.tool(item.name, event.output_index, json=json)
                 call = self._calls[event.output_index] = _RCall(guard, event)
                 if call.guard.blocked is not None:
                     raise _Stop(event.output_index, "", call.guard.blocked)
@@ -294,7 +295,8 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             call = self._calls.get(index)
             if call is None:  # not streamed: its arguments are checked whole
                 text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-                checked = await tool_text(self.runs, item.name, text, index)
+                json = isinstance(item, ResponseFunctionToolCall)
+                checked = await tool_text(self.runs, item.name, text, index, json=json)
                 if isinstance(checked, Blocked):
                     raise _Stop(index, "", checked)
             elif call.guard.mode == "pass":
@@ -634,7 +636,7 @@ async def reply(runs: Runs, response: Response, refusals: bool) -> Response:
         elif isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
             function = isinstance(item, ResponseFunctionToolCall)
             text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-            checked = await tool_text(runs, item.name, text, index)
+            checked = await tool_text(runs, item.name, text, index, json=function)
             if isinstance(checked, Blocked):
                 blocked = checked
                 output.append(_message_item(f"{item.id or item.call_id}_blocked", checked.message))

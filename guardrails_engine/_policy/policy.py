@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 
 from .._core.errors import PolicyError, check_source, check_text
+from .._core.files import FileRefused, read_confined_text
 from .._core.model import Result
 from .._core.threads import thread_limiter
 from .._core.trust import TRUST_ENV
@@ -28,9 +29,10 @@ from ..checks._base import PatternCheck
 from ..checks._pii.entities import unknown_entities
 from ..checks._unit import Compiled
 from .registry import Site, build_check
+from .tools import tool_rule
 
 if TYPE_CHECKING:
-    from .._runtime.drive import Push, Stream, SyncPush, SyncStream
+    from .._runtime.drive import Blocked, Push, Stream, SyncPush, SyncStream
     from ..checks._base import Check
 
 __all__ = ["Policy", "ToolPolicy", "load_policy"]
@@ -54,6 +56,7 @@ class Policy:
         "_scan",
         "_source",
         "_spec",
+        "_tool_cache",
         "_tools",
     )
 
@@ -69,6 +72,7 @@ class Policy:
         tools: dict[str, ToolPolicy] | None = None,
     ) -> None:
         self._tools = tools or {}
+        self._tool_cache: dict[str, ToolPolicy | None] = {}  # (tools.py: unlisted tools)
         self._spec = spec
         self._origin = origin
         self._checks = checks
@@ -170,8 +174,21 @@ class Policy:
 
     @property
     def unknown_tools(self) -> str:
-        """What happens to a call of a tool not in :attr:`tools`: ``pass`` or ``block``."""
+        """What happens to a call of a tool not in :attr:`tools`: ``check``, ``pass`` or
+        ``block``."""
         return self._spec.unknown_tools
+
+    def tool_rule(self, name: str | None, *, json: bool = True) -> ToolPolicy | Blocked | None:
+        """The rule for the arguments of a call of tool ``name``: a :class:`ToolPolicy`
+        to check them with, a :class:`Blocked` (refuse the call), or ``None`` (they go as
+        they are).  Names are matched after canonicalisation; ``json``: the arguments are
+        JSON, not a custom tool's free text.  See ``_policy/tools.py``."""
+        return tool_rule(self, name, json=json)
+
+    @property
+    def tool_cache(self) -> dict[str, ToolPolicy | None]:
+        """(Internal) the rules of unlisted tools, compiled on first use."""
+        return self._tool_cache
 
     @property
     def block_message(self) -> str:
@@ -377,17 +394,13 @@ def _compile_tool(
     where: list[Any] = ["tools", name]
     folder = Path(origin.base_dir)
     if tool.policy is not None:
-        # (Here, not at the top: the schema check imports jsonschema, which costs a
-        # second, and only a policy with a schema check needs it.)
-        from ..checks._schema.check import SchemaLoadError, read_confined_text
-
         depth = origin.source.count(" > ")
         if depth >= _TOOL_DEPTH:
             raise located.error([*where, "policy"], "tool policies nest too deeply")
         path = folder / tool.policy
         try:
             text = read_confined_text(path, folder.resolve())
-        except SchemaLoadError as exc:
+        except FileRefused as exc:
             raise located.error([*where, "policy"], f"cannot read the policy: {exc}") from None
         except OSError as exc:
             what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"

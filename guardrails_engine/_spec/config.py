@@ -82,6 +82,20 @@ class StreamSpec(_Spec):
         le=1_000_000,
         description="Cap on what pattern checks hold back; past it, held text is decided as is.",
     )
+    deadline_ms: int | None = Field(
+        None,
+        ge=1,
+        le=86_400_000,
+        description="The most time a stream or push run may take, from its first pull (or "
+        "its creation); past it, it ends blocked (ending: timed_out). Default: none.",
+    )
+    idle_timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=86_400_000,
+        description="The most time a stream or push run may wait for the next chunk from "
+        "its source; past it, it ends blocked (ending: idle). Default: none.",
+    )
 
 
 class _CheckBase(_Spec):
@@ -125,7 +139,7 @@ class AllowRegexSpec(_Spec):
     regex: Annotated[str, AfterValidator(_compiles)]
 
 
-DisguiseFamily = Literal["separators", "words", "bare-words", "context"]
+DisguiseFamily = Literal["separators", "words", "bare-words", "context", "encodings"]
 #: The families of disguise patterns a pii check uses unless it says otherwise.
 DEFAULT_DISGUISES: tuple[DisguiseFamily, ...] = ("separators", "words", "context")
 
@@ -170,7 +184,8 @@ class PiiSpec(_CheckBase):
     disguises: Literal["all", "none"] | list[DisguiseFamily] = Field(
         default_factory=lambda: list(DEFAULT_DISGUISES),
         description="Patterns for disguised values (docs/disguised-values.md): a list of "
-        "separators, words, bare-words, context (default: all but bare-words), all, or none.",
+        "separators, words, bare-words, context, encodings (default: all but bare-words and "
+        "encodings), all, or none.",
     )
     ner_model: str | None = Field(
         None,
@@ -496,8 +511,10 @@ class PolicySpec(_Spec):
         default_factory=dict,
         description="Per tool name: the checks of its calls' arguments (provider adapters).",
     )
-    unknown_tools: Literal["pass", "block"] = Field(
-        "pass", description="A call of a tool not listed in `tools`: pass it through, or block."
+    unknown_tools: Literal["check", "pass", "block"] = Field(
+        "check",
+        description="A call of a tool not listed in `tools`: check its argument strings with "
+        "the policy's pii and content checks (default), pass it through, or block.",
     )
 
 
