@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import anyio
 import openai
 import pytest
 from _fake_anthropic import FakeAnthropic, Text, Tool, message_json, sse_events
@@ -304,7 +305,7 @@ def test_a_tool_without_a_rule_is_a_block_of_the_adapter_in_the_trace(
 
 
 @pytest.mark.anyio
-async def test_a_block_an_early_close_and_an_upstream_failure_are_endings(
+async def test_a_block_an_early_close_a_cancellation_and_an_upstream_failure_are_endings(
     aoclient: openai.AsyncOpenAI, ofake: FakeOpenAI, policy: ge.Policy
 ) -> None:
     ofake.add("chat", chat_chunks([(0, {"content": f"the key is {SECRET} ok"})], usage=USAGE))
@@ -324,6 +325,14 @@ async def test_a_block_an_early_close_and_an_upstream_failure_are_endings(
     await guarded.__anext__()
     await guarded.aclose()
     assert guarded.record is not None and guarded.record.ending == "closed"
+
+    ofake.add("chat", chat_chunks([(0, {"content": "Hello there. "})] * 5), delay=0.5)
+    stream = await aoclient.chat.completions.create(model=ASKED, messages=[], stream=True)
+    guarded = ge_openai.guard(policy, stream)
+    with anyio.move_on_after(0.2):  # cancels the read of the next chunk
+        async for _ in guarded:
+            pass
+    assert guarded.record is not None and guarded.record.ending == "cancelled"
 
     ofake.add("chat", chat_chunks([(0, {"content": "slow"})] * 3), delay=2)
     stream = await aoclient.chat.completions.create(
