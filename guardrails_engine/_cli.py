@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -411,7 +412,7 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .batch import scan_files
 
-    if args.partition_mb <= 0:
+    if not math.isfinite(args.partition_mb) or args.partition_mb <= 0:
         raise BatchInputError(f"--partition-mb must be positive, not {args.partition_mb}")
     summary = scan_files(
         load_policy(args.policy),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,9 @@ def plan(
     for path in _files(paths):
         kind = _kind(path)
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                # a FIFO, a device or a socket would block the reader or never end
+                raise BatchInputError(f"{path}: not a regular file")
             if kind == "jsonl":
                 size = os.path.getsize(path)
                 for start in range(0, max(size, 1), partition_bytes):
