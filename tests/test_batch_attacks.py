@@ -87,9 +87,7 @@ def test_the_input_folder_as_output_folder_is_refused(policy: ge.Policy, tmp_pat
     assert sorted(p.name for p in logs.iterdir()) == ["a.jsonl"]
 
 
-def test_an_output_path_that_is_a_file_is_a_usage_error(
-    policy: ge.Policy, tmp_path: Path
-) -> None:
+def test_an_output_path_that_is_a_file_is_a_usage_error(policy: ge.Policy, tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_text('{"text": "hi"}\n', encoding="utf-8")
     (tmp_path / "taken").write_text("keep me", encoding="utf-8")
     with pytest.raises(BatchInputError, match="not a folder"):
@@ -104,8 +102,8 @@ def test_ids_that_are_not_scalars_or_not_json_are_bad_rows(
     lines = [
         '{"id": NaN, "text": "one"}',
         '{"id": -Infinity, "text": "two"}',
-        '{"id": ["%s"], "text": "three"}' % EMAIL,
-        '{"id": {"who": "%s"}, "text": "four"}' % EMAIL,
+        '{"id": ["' + EMAIL + '"], "text": "three"}',
+        '{"id": {"who": "' + EMAIL + '"}, "text": "four"}',
         '{"id": 7, "text": "five"}',
         '{"id": 7, "text": "duplicate ids are both kept"}',
         '{"id": 2.5, "text": "six"}',
@@ -171,9 +169,7 @@ def test_the_text_field_as_id_field_is_refused(policy: ge.Policy, tmp_path: Path
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_cli_usage_errors_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pol = tmp_path / "p.yaml"
     pol.write_text(POLICY, encoding="utf-8")
     src = tmp_path / "a.jsonl"
