@@ -298,6 +298,17 @@ def _eval_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             line=None,
             field="--min-pass-rate",
         )
+    for name, value, ok in (
+        ("--concurrency", args.concurrency, args.concurrency >= 1),
+        ("--timeout", args.timeout, math.isfinite(args.timeout) and args.timeout > 0),
+    ):
+        if not ok:
+            raise CaseError(
+                f"{name} must be positive, not {value}",
+                source="<command line>",
+                line=None,
+                field=name,
+            )
     policy = load_policy(args.policy)
     cases = [c for path in args.cases for c in me.load_model_cases(path)]
     baseline = None
@@ -322,7 +333,17 @@ def _eval_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     cache: dict[str, dict[str, object]] = {}
     if args.judge_cache and os.path.exists(args.judge_cache):
         with open(args.judge_cache, encoding="utf-8") as f:
-            cache = json.load(f)
+            try:
+                cache = json.load(f)
+            except ValueError:
+                cache = None  # type: ignore[assignment]
+        if not isinstance(cache, dict):
+            raise CaseError(
+                "not a judge cache (a JSON object of verdicts)",
+                source=args.judge_cache,
+                line=None,
+                field="--judge-cache",
+            )
     judge = None
     if args.judge:
         base = args.anthropic_base_url if args.judge.startswith("anthropic:") else args.base_url

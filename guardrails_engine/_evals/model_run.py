@@ -353,4 +353,12 @@ def load_baseline(text: str) -> dict[str, Any]:
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("outcomes"), list):
         raise ValueError("not a model evaluation report (no outcomes)")
+    for n, o in enumerate(data["outcomes"]):
+        if not (
+            isinstance(o, dict)
+            and all(isinstance(o.get(k), str) for k in ("case", "model", "status"))
+        ):
+            raise ValueError(
+                f"not a model evaluation report (outcome {n} needs case, model and status)"
+            )
     return data
