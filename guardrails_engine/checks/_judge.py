@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -70,7 +71,18 @@ JUDGE_SYSTEM = (
 )
 
 
+_TAGS = re.compile(r"<(\s*/?\s*)(question|reference|response)\b", re.IGNORECASE)
+
+
+def _data(text: str) -> str:
+    """Text to put inside a tag: a tag of ours in it is defused (``&lt;``), so a
+    response cannot close its tag and write a rubric of its own after it."""
+    return _TAGS.sub(r"&lt;\1\2", text)
+
+
 def judge_prompt(rubric: str, question: str, expected: str | None, output: str) -> str:
+    question, output = _data(question), _data(output)
+    expected = None if expected is None else _data(expected)
     asked = f"<question>\n{question}\n</question>\n\n" if question else ""
     reference = f"<reference>\n{expected}\n</reference>\n\n" if expected is not None else ""
     return f"RUBRIC: {rubric}\n\n{asked}{reference}<response>\n{output}\n</response>"
