@@ -310,7 +310,18 @@ def _eval_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 field=name,
             )
     policy = load_policy(args.policy)
-    cases = [c for path in args.cases for c in me.load_model_cases(path)]
+    cases: list[me.ModelCase] = []
+    where: dict[str, str] = {}
+    for path in args.cases:
+        for c in me.load_model_cases(path):
+            if where.setdefault(c.id, path) != path:
+                raise CaseError(
+                    f"case id {c.id!r} is used twice (also in {where[c.id]})",
+                    source=path,
+                    line=None,
+                    field="id",
+                )
+            cases.append(c)
     baseline = None
     if args.baseline:
         with open(args.baseline, encoding="utf-8") as f:

@@ -226,3 +226,57 @@ def test_recorded_figures_that_are_not_finite_keep_the_report_json(
     report = json.loads(text, parse_constant=strict)
     (o,) = report["outcomes"]
     assert o["duration_s"] is None and o["first_chunk_s"] is None and o["input_tokens"] is None
+
+
+def test_a_system_prompt_that_ends_like_a_file_name_is_text(tmp_path: Path) -> None:
+    # Before: any system text ending in .txt/.md/.prompt was taken for a file name, so
+    # this prompt could not be written at all (an error: cannot read it).
+    (tmp_path / "brief.txt").write_text("From the file.", encoding="utf-8")
+    path = tmp_path / "c.cases.yaml"
+    path.write_text(
+        '- {id: a, input: x, system: "Reply in the style of notes.md", criteria: [{contains: x}]}\n'
+        "- {id: b, input: x, system: brief.txt, criteria: [{contains: x}]}\n",
+        encoding="utf-8",
+    )
+    a, b = me.load_model_cases(path)
+    assert a.messages[0].content == "Reply in the style of notes.md"
+    assert b.messages[0].content == "From the file."
+    path.write_text('- {id: a, input: x, system: "missing.txt", criteria: [{contains: x}]}\n')
+    with pytest.raises(ge.CaseError, match=r"c\.cases\.yaml:1: system: cannot read 'missing"):
+        me.load_model_cases(path)
+
+
+def test_files_outside_the_case_folder_are_refused_through_a_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "s.json").write_text('{"type": "object"}', encoding="utf-8")
+    (outside / "p.txt").write_text("secret prompt", encoding="utf-8")
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    (folder / "s.json").symlink_to(outside / "s.json")
+    (folder / "p.txt").symlink_to(outside / "p.txt")
+    for line, field in (
+        ("{id: a, input: x, criteria: [{schema: s.json}]}", "schema"),
+        ("{id: a, input: x, system: p.txt, criteria: [{contains: x}]}", "system"),
+    ):
+        (folder / "c.yaml").write_text(f"- {line}\n", encoding="utf-8")
+        with pytest.raises(ge.CaseError) as info:
+            me.load_model_cases(folder / "c.yaml")
+        assert f"{field}: cannot read" in str(info.value) and "secret" not in str(info.value)
+
+
+def test_the_same_case_id_in_two_files_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: both ran, both were scored against the one recorded output of "c1", and
+    # a baseline could not tell them apart.
+    args = _cli(tmp_path)
+    again = tmp_path / "again.cases.yaml"
+    again.write_text('- id: c1\n  input: "bye"\n  criteria: [{contains: "bye"}]\n')
+    outs = tmp_path / "outs.jsonl"
+    outs.write_text('{"case": "c1", "output": "hello"}\n', encoding="utf-8")
+    assert main([*args, str(again), "--outputs", str(outs)]) == 2
+    assert "case id 'c1' is used twice" in capsys.readouterr().err
+    cases = me.load_model_cases(again)
+    with pytest.raises(ValueError, match="same id"):
+        me.evaluate_models(POLICY, cases + cases, me.recorded.targets(POLICY, outs))

@@ -316,6 +316,11 @@ async def run_models(
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise ValueError(f"two targets have the same name: {names}")
+    ids = [c.id for c in cases]
+    if len(set(ids)) != len(ids):
+        # outcomes, recorded outputs and baselines are found by case id
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"two cases have the same id: {twice}")
     limiter = anyio.CapacityLimiter(concurrency)
     outcomes: dict[tuple[int, int], Outcome] = {}
     total = len(cases) * len(targets)
