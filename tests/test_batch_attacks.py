@@ -196,3 +196,25 @@ def test_crlf_bom_no_final_newline_and_tiny_partitions_give_each_row_once(
         out = tmp_path / f"out{size}"
         geb.scan_files(policy, [str(src)], out, partition_bytes=size)
         assert sorted(r["id"] for r in _out_rows(out)) == list(range(40)), size  # type: ignore[type-var]
+
+
+def test_a_pool_charges_a_lost_worker_to_the_item_it_ran_not_the_queue(tmp_path: Path) -> None:
+    # Before: each time the pool broke, every item still queued was charged an
+    # attempt, so crashes of items 1 and 2 (each fine when run again) and one of
+    # item 3 failed the job with "item 3 stopped its worker process 3 times" when
+    # it had run once; a long job lost to three unrelated worker deaths.
+    import functools
+
+    from _dying import die
+
+    from guardrails_engine._batch.runners import BatchError, ProcessPool
+
+    how = {1: "once", 2: "once", 3: "always"}
+    items = [(i, how.get(i, "")) for i in range(5)]
+    results = {}
+    with pytest.raises(BatchError, match="item 3 stopped its worker process 3 times"):
+        for i, r in ProcessPool(1).map(functools.partial(die, str(tmp_path)), items):
+            results[i] = r
+    assert results == {0: 0, 1: 10, 2: 20}
+    deaths = {p.name: len(p.read_text()) for p in tmp_path.iterdir()}
+    assert deaths == {"killed-1": 1, "killed-2": 1, "killed-3": 3}  # a poison item still ends it
