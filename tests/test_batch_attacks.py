@@ -218,3 +218,16 @@ def test_a_pool_charges_a_lost_worker_to_the_item_it_ran_not_the_queue(tmp_path:
     assert results == {0: 0, 1: 10, 2: 20}
     deaths = {p.name: len(p.read_text()) for p in tmp_path.iterdir()}
     assert deaths == {"killed-1": 1, "killed-2": 1, "killed-3": 3}  # a poison item still ends it
+
+
+def test_a_file_named_twice_is_read_once(policy: ge.Policy, tmp_path: Path) -> None:
+    # Before: `scan logs/ logs/a.jsonl` (or a symlink beside its target) wrote every
+    # row of a.jsonl twice.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.jsonl").write_text('{"id": 1, "text": "one"}\n{"id": 2, "text": "two"}\n')
+    (tmp_path / "alias.jsonl").symlink_to(logs / "a.jsonl")
+    paths = [str(logs), str(logs / "a.jsonl"), str(tmp_path / "alias.jsonl"), str(logs)]
+    summary = geb.scan_files(policy, paths, tmp_path / "out")
+    assert summary.rows == 2
+    assert sorted(r["id"] for r in _out_rows(tmp_path / "out")) == [1, 2]  # type: ignore[type-var]

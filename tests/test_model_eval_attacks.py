@@ -280,3 +280,20 @@ def test_the_same_case_id_in_two_files_is_refused(
     cases = me.load_model_cases(again)
     with pytest.raises(ValueError, match="same id"):
         me.evaluate_models(POLICY, cases + cases, me.recorded.targets(POLICY, outs))
+
+
+@pytest.mark.parametrize("reply", [(None, 3), (b'{"score": 1}', 0), ('{"score": 1}', "many")])
+def test_an_ask_of_your_own_that_returns_no_text_is_an_error(reply: Any) -> None:
+    # Before: an ask returning None or bytes raised out of the judge (the run died);
+    # a token count that is not a number did the same.
+    import anyio
+
+    async def ask(system: str, prompt: str) -> Any:
+        return reply
+
+    judge = me.Judge(ask, model="mine")
+    v = anyio.run(judge.verdict, "rubric", "q", None, "an output", 0.5)
+    if isinstance(reply[0], str):
+        assert v.passed is True and v.tokens == 0
+    else:
+        assert v.passed is None and "not text" in v.reason and judge.calls == 2

@@ -72,7 +72,16 @@ def _files(paths: Sequence[str]) -> list[str]:
             out.append(p)
     if not out:
         raise BatchInputError("no input files")
-    return out
+    # A file named twice (a folder and a file in it, a symlink and its target) is
+    # read once: every input row comes out exactly once.
+    seen: set[str] = set()
+    unique = []
+    for f in out:
+        real = os.path.realpath(f)
+        if real not in seen:
+            seen.add(real)
+            unique.append(f)
+    return unique
 
 
 def plan(

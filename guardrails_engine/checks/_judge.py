@@ -203,7 +203,10 @@ class Judge:
             except Exception as exc:  # the client's own error: an error, never a pass
                 why = f"the judge failed ({type(exc).__name__})"
                 continue
-            tokens += used
+            tokens += used if isinstance(used, int) and not isinstance(used, bool) else 0
+            if not isinstance(text, str):  # an ask of your own that returned no text
+                why = f"the judge's verdict is malformed (not text: {type(text).__name__})"
+                continue
             try:
                 score, reason = parse_verdict(text)
             except _Malformed as exc:
