@@ -231,3 +231,26 @@ def test_a_file_named_twice_is_read_once(policy: ge.Policy, tmp_path: Path) -> N
     summary = geb.scan_files(policy, paths, tmp_path / "out")
     assert summary.rows == 2
     assert sorted(r["id"] for r in _out_rows(tmp_path / "out")) == [1, 2]  # type: ignore[type-var]
+
+
+def test_part_files_half_written_by_a_killed_worker_are_removed(
+    policy: ge.Policy, tmp_path: Path
+) -> None:
+    # Before: a worker killed while writing left .part-*.tmp in the output folder
+    # for ever (as large as a partition), through --overwrite too.
+    src = tmp_path / "a.jsonl"
+    src.write_text('{"id": 1, "text": "one"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    half = out / ".part-00000.jsonl.4242.0123abcd.tmp"
+    half.write_text('{"id": 1, "decision": "pa', encoding="utf-8")
+    geb.scan_files(policy, [str(src)], out)
+    assert sorted(p.name for p in out.iterdir()) == ["_summary.json", "part-00000.jsonl"]
+    half.write_text("again", encoding="utf-8")
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    geb.scan_files(policy, [str(src)], out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_summary.json",
+        "notes.txt",
+        "part-00000.jsonl",
+    ]

@@ -297,3 +297,14 @@ def test_an_ask_of_your_own_that_returns_no_text_is_an_error(reply: Any) -> None
         assert v.passed is True and v.tokens == 0
     else:
         assert v.passed is None and "not text" in v.reason and judge.calls == 2
+
+
+def test_a_long_reason_is_cut_so_the_verdict_cache_stays_small() -> None:
+    # Before: a reason of any length was kept whole, in the bounded (4096 entries)
+    # verdict cache of the judge check and in reports: megabytes per entry.
+    from guardrails_engine.checks._judge import parse_verdict
+
+    score, reason = parse_verdict(json.dumps({"score": 0.5, "reason": "why " * 4000}))
+    assert score == 0.5 and len(reason) == 500
+    _, listed = parse_verdict(json.dumps({"score": 0.5, "reason": ["a"] * 1000}))
+    assert len(listed) <= 500

@@ -79,8 +79,14 @@ def _prepare(out_dir: str, overwrite: bool, parts: Sequence[Partition]) -> None:
             f"{out_dir}: holds the output of an earlier scan ({len(old)} files); "
             "choose another folder or pass overwrite"
         )
-    for p in old:
+    for p in old + _leftovers(out):
         p.unlink()
+
+
+def _leftovers(out: Path) -> list[Path]:
+    """Part files half written by a worker that was killed (hidden, but as large as
+    a partition's rows)."""
+    return [p for p in out.glob(".part-*.tmp") if p.is_file()]
 
 
 def scan_files(
@@ -114,6 +120,8 @@ def scan_files(
         if own:
             runner.close()
     total.seconds = time.perf_counter() - started
+    for p in _leftovers(Path(out_dir)):
+        p.unlink(missing_ok=True)
     (Path(out_dir) / "_summary.json").write_text(
         json.dumps(total.to_dict(), indent=2) + "\n", encoding="utf-8"
     )
