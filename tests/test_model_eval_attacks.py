@@ -51,6 +51,8 @@ def _answer(provider: str, model: str, body: dict[str, Any]) -> Scripted:
         return say("words " * 5000 + json.dumps({"score": 0.9, "reason": "ok"}), size=4000)
     if model == "judge":
         return say(json.dumps({"score": 0.9, "reason": "fine"}))
+    if model == "judge-ctrl":
+        return say(json.dumps({"score": 0.1, "reason": "bad\u0000 \u001b[2J\u000c end"}))
     return say(ANSWERS.get(prompt.split(":", 1)[0], "I do not know."), size=8)
 
 
@@ -308,3 +310,23 @@ def test_a_long_reason_is_cut_so_the_verdict_cache_stays_small() -> None:
     assert score == 0.5 and len(reason) == 500
     _, listed = parse_verdict(json.dumps({"score": 0.5, "reason": ["a"] * 1000}))
     assert len(listed) <= 500
+
+
+def test_control_characters_from_a_judge_or_a_case_id_keep_the_reports_readable(
+    fake: FakeModels, tmp_path: Path
+) -> None:
+    # Before: a judge's reason with NUL or ESC (or a case id with one, from a JSON-lines
+    # case file) made the JUnit report XML that no CI could parse, and wrote
+    # terminal escapes into the text report.
+    import xml.etree.ElementTree as ET
+
+    path = tmp_path / "c.cases.jsonl"
+    case = {"id": "odd\u0001id", "input": "plain: q", "criteria": [{"judge": "Is good."}]}
+    path.write_text(json.dumps(case) + "\n", encoding="utf-8")
+    report = _run(fake, me.load_model_cases(path), _judge(fake, "judge-ctrl"))
+    (o,) = report.outcomes
+    assert o.status == "fail"
+    root = ET.fromstring(report.to_junit().encode("utf-8"))
+    assert root.find(".//failure") is not None
+    text = report.to_text()
+    assert "\x1b" not in text and "\x00" not in text and "end" in text

@@ -101,6 +101,8 @@ class _Malformed(Exception):
     pass
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
 #: A verdict is a short JSON object: a longer answer is malformed (and is never
 #: searched for objects, which takes time quadratic in its length).
 MAX_ANSWER_CHARS = 20_000
@@ -153,7 +155,8 @@ def parse_verdict(text: str) -> tuple[float, str]:
             reason = json.dumps(reason)
         except (ValueError, RecursionError):
             reason = ""
-    return float(score), reason[:MAX_REASON_CHARS]
+    # control characters (NUL, ESC...) would break a JUnit report or a terminal
+    return float(score), _CONTROL.sub(" ", reason[:MAX_REASON_CHARS])
 
 
 class Judge:
