@@ -254,3 +254,17 @@ def test_part_files_half_written_by_a_killed_worker_are_removed(
         "notes.txt",
         "part-00000.jsonl",
     ]
+
+
+def test_a_folder_of_results_is_read_without_its_metadata(
+    policy: ge.Policy, tmp_path: Path
+) -> None:
+    # Before: a folder input took _summary.json (pretty-printed, so a bad row per
+    # line) and hidden files as JSON lines.
+    first = tmp_path / "first"
+    src = tmp_path / "a.jsonl"
+    src.write_text('{"id": 1, "text": "one"}\n', encoding="utf-8")
+    geb.scan_files(policy, [str(src)], first, write_text=True)
+    (first / ".hidden.jsonl").write_text('{"text": "x"}\n', encoding="utf-8")
+    summary = geb.scan_files(policy, [str(first)], tmp_path / "second")
+    assert summary.rows == 1 and summary.bad_rows == 0

@@ -67,7 +67,13 @@ def _files(paths: Sequence[str]) -> list[str]:
     out: list[str] = []
     for p in paths:
         if os.path.isdir(p):
-            out.extend(str(c) for c in sorted(Path(p).iterdir()) if c.suffix.lower() in _SUFFIXES)
+            # hidden and _-prefixed files are metadata (a scan's _summary.json, Spark's
+            # _SUCCESS), as for Spark, pyarrow and Dask reading a folder as a dataset
+            out.extend(
+                str(c)
+                for c in sorted(Path(p).iterdir())
+                if c.suffix.lower() in _SUFFIXES and not c.name.startswith((".", "_"))
+            )
         else:
             out.append(p)
     if not out:
