@@ -42,9 +42,10 @@ import json
 import logging
 import math
 import os
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
@@ -152,30 +153,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-class Call:
-    """The call being served: its recorder, and how many of its runs ended."""
-
-    def __init__(self, recorder: ge.CallRecorder) -> None:
-        self.recorder = recorder
-        self.runs = 0
-
-
-_CALL: ContextVar[Call | None] = ContextVar("service_call", default=None)
-
-
-def route_runs(trace: Any) -> None:
-    """The policy's ``on_trace``: a run's trace goes into the call being served.
-
-    Until the adapters take ``trace_id=``/``on_trace=`` themselves, the service finds the
-    call through a context variable (the response is sent in the request's task, or in
-    tasks that copy its context); runs are numbered in the order they end.
-    """
-    call = _CALL.get()
-    if call is not None and isinstance(trace, ge.Trace):
-        call.recorder.run_ended(trace, part="run", index=call.runs)
-        call.runs += 1
-
-
 def log_block(record: ge.CallTrace) -> None:
     """One INFO line per blocked call: the trace id, the model and the reasons (no values)."""
     if record.decision != "block":
@@ -201,37 +178,6 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": {"message": message, "type": "proxy_error"}}, status, headers)
 
 
-class Upstream:
-    """The SDK stream as the guard reads it, noting the choices the model's own filter
-    ended, so that only the guard's blocks are marked, and what the call's trace needs
-    (chunks, id, model, usage, finish reasons).  ``close()`` closes the SDK stream."""
-
-    def __init__(self, stream: AsyncStream[ChatCompletionChunk], recorder: ge.CallRecorder) -> None:
-        self.stream = stream
-        self.recorder = recorder
-        self.filtered: set[int] = set()
-
-    def __aiter__(self) -> Upstream:
-        return self
-
-    async def __anext__(self) -> ChatCompletionChunk:
-        chunk = await self.stream.__anext__()
-        rec = self.recorder
-        rec.upstream_chunk()
-        rec.response(id=chunk.id, model=chunk.model)
-        for c in chunk.choices:
-            rec.finish_reason(c.finish_reason)
-        if chunk.usage is not None:
-            rec.usage(
-                input_tokens=chunk.usage.prompt_tokens, output_tokens=chunk.usage.completion_tokens
-            )
-        self.filtered.update(c.index for c in chunk.choices if c.finish_reason == FILTERED)
-        return chunk
-
-    async def close(self) -> None:
-        await self.stream.close()
-
-
 def create_app(
     policy: ge.Policy,
     client: AsyncOpenAI,
@@ -247,8 +193,9 @@ def create_app(
     ``upstream_timeout_s`` bounds each upstream request; ``capture_content`` keeps the
     prompt and the reply in the trace, after the policy's pii and content checks.  The app
     owns the client and the trace store: both are closed when the app shuts down.  Blocks
-    are logged at INFO.  Load ``policy`` with ``on_trace=route_runs`` so that each run's
-    decision joins its call's trace (:func:`from_env` does).
+    are logged at INFO.  Each call's trace (its runs included) is made by the adapter
+    (``trace_id=``/``on_trace=``); the service only makes one for a call the upstream
+    failed before answering.
     """
     mark = {"blocked": True, "message": policy.block_message}
     if log.level == logging.NOTSET:
@@ -260,108 +207,89 @@ def create_app(
         log_block(record)
 
     async def events(
-        guarded: ge_openai.GuardedStream[ChatCompletionChunk], upstream: Upstream
+        guarded: ge_openai.GuardedStream[ChatCompletionChunk],
     ) -> AsyncIterator[bytes]:
-        ending: str | None = None
-        failed: BaseException | None = None
         try:
             async with guarded:  # closes the upstream at the end, at a block, on cancellation
                 async for chunk in guarded:
                     data = chunk.model_dump(mode="json", exclude_unset=True)
-                    if any(
-                        c.finish_reason == FILTERED and c.index not in upstream.filtered
-                        for c in chunk.choices
+                    # Past a block, a content_filter end is the guard's (before it, the
+                    # model's own filter's).
+                    if guarded.blocked is not None and any(
+                        c.finish_reason == FILTERED for c in chunk.choices
                     ):
                         data["guardrails"] = mark
-                    text = "".join(c.delta.content or "" for c in chunk.choices)
-                    if text:
-                        upstream.recorder.released(text)
                     yield sse(data)
         except openai.APIError as exc:  # the upstream failed mid-stream: say so as the API does
-            failed = exc
             yield sse({"error": {"message": exc.message, "type": "upstream_error"}})
             return
-        except GeneratorExit:  # the client left
-            ending = "closed"
-            raise
-        except BaseException:
-            ending = "cancelled"
-            raise
-        finally:
-            upstream.recorder.finish(ending=ending, error=failed)
         yield sse("[DONE]")
 
     async def chat_completions(request: Request) -> Response:
+        began = time.perf_counter()
         try:
             body = parse_body(await read_body(request, max_body))
         except BadBody as exc:
             return error(exc.status, str(exc))
-        model, messages = body.pop("model"), body.pop("messages")
         stream = body.pop("stream", False)
-        recorder = ge.CallRecorder(
-            policy,
-            provider="openai",
-            request_model=model,
-            streamed=stream,
-            parameters=body,
-            on_trace=on_call,
-            capture_content=capture_content,
-        )
-        recorder.prompt(
-            "\n".join(m["content"] for m in messages if isinstance(m.get("content"), str))
-        )  # (kept only when capturing, and checked first)
-        headers = {TRACE_HEADER: recorder.trace_id}
-        _CALL.set(Call(recorder))
-        try:  # every other field goes to the upstream as it came
+        # The trace keeps the model, the generation parameters and (when capturing, checked
+        # first) the prompt; every other field goes to the upstream as it came.
+        traced: dict[str, Any] = {
+            "on_trace": on_call,
+            "capture_content": capture_content,
+            "parameters": body,
+            "started": began,
+        }
+        try:
             reply = await client.chat.completions.create(
-                model=model,
-                messages=messages,
+                model=body["model"],
+                messages=body["messages"],
                 stream=stream,
-                extra_body=body,
+                extra_body={k: v for k, v in body.items() if k not in ("model", "messages")},
                 timeout=upstream_timeout_s,
             )
-        except openai.APIStatusError as exc:
+        except openai.APIError as exc:
+            recorder = ge.CallRecorder(  # no reply to guard: the service traces the call
+                policy,
+                provider="openai",
+                request_model=body["model"],
+                streamed=stream,
+                parameters={k: v for k, v in body.items() if isinstance(v, int | float)},
+                on_trace=on_call,
+                capture_content=capture_content,
+                started=began,
+            )
+            recorder.prompt(  # (kept only when capturing, and checked first)
+                "\n".join(
+                    m["content"] for m in body["messages"] if isinstance(m.get("content"), str)
+                )
+            )
+            headers = {TRACE_HEADER: recorder.trace_id}
             recorder.finish(error=exc)
-            return error(exc.status_code, exc.message, headers)
-        except openai.APITimeoutError as exc:
-            recorder.finish(error=exc)
-            return error(504, "the upstream did not answer in time", headers)
-        except openai.APIError as exc:  # no answer from the upstream
-            recorder.finish(error=exc)
-            return error(502, exc.message, headers)
+            if isinstance(exc, openai.APIStatusError):
+                return error(exc.status_code, exc.message, headers)
+            if isinstance(exc, openai.APITimeoutError):
+                return error(504, "the upstream did not answer in time", headers)
+            return error(502, exc.message, headers)  # no answer from the upstream
         if isinstance(reply, AsyncStream):
-            upstream = Upstream(reply, recorder)
-            guarded = ge_openai.guard(policy, upstream)
+            guarded = ge_openai.guard(policy, reply, **traced)
             # The guard is also closed after the response: when the client left while an
             # event was being sent, or before the first one.
             return StreamingResponse(
-                events(guarded, upstream),
+                events(guarded),
                 media_type="text/event-stream",
-                headers={"cache-control": "no-cache", **headers},
+                headers={"cache-control": "no-cache", TRACE_HEADER: str(guarded.trace_id)},
                 background=BackgroundTask(guarded.aclose),
             )
-        recorder.response(id=reply.id, model=reply.model)
-        if reply.usage is not None:
-            recorder.usage(
-                input_tokens=reply.usage.prompt_tokens,
-                output_tokens=reply.usage.completion_tokens,
-            )
-        try:
-            checked = await ge_openai.guard_reply(policy, reply)
-        except BaseException as exc:
-            recorder.finish(error=exc)
-            raise
-        for c in checked.choices:
-            recorder.finish_reason(c.finish_reason)
-        recorder.released("".join(c.message.content or "" for c in checked.choices))
-        recorder.finish()
+        trace_id = uuid.uuid4().hex
+        checked = await ge_openai.guard_reply(policy, reply, trace_id=trace_id, **traced)
         data = checked.model_dump(mode="json", exclude_unset=True)
         if any(
             c.finish_reason == FILTERED != u.finish_reason
             for c, u in zip(checked.choices, reply.choices, strict=True)
         ):
             data["guardrails"] = mark
-        return JSONResponse(data, headers=headers)
+        return JSONResponse(data, headers={TRACE_HEADER: trace_id})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -377,9 +305,7 @@ def create_app(
 @cache
 def from_env() -> Starlette:
     """The service as the environment configures it (built once)."""
-    policy = ge.load_policy(
-        os.environ.get("GUARDRAILS_POLICY", "policies/support-chat.yaml"), on_trace=route_runs
-    )
+    policy = ge.load_policy(os.environ.get("GUARDRAILS_POLICY", "policies/support-chat.yaml"))
     timeout = float(os.environ.get("UPSTREAM_TIMEOUT_S", UPSTREAM_TIMEOUT_S))
     client = AsyncOpenAI(
         base_url=os.environ.get("UPSTREAM_BASE_URL", "https://api.openai.com/v1"),

@@ -15,7 +15,9 @@ Public API::
     await guard_reply(policy, message, *, refusals="guard") -> Message     # not streamed
     guard_reply_sync(policy, message, *, refusals="guard") -> Message      # the same, sync
 
-The keyword arguments are the OpenAI adapter's (Anthropic has no refusal text apart
+Every entry point also takes the call's trace arguments (``trace_id``, ``on_trace``,
+``capture_content``, ``request_model``, ``parameters``, ``started``), as the OpenAI
+adapter's do.  The keyword arguments are the OpenAI adapter's (Anthropic has no refusal text apart
 from the reply's text, so both ``refusals`` values guard it).  Closing a guarded
 stream early and iterating it again raises ``StreamStateError``, as with OpenAI.
 

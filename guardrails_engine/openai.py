@@ -26,6 +26,13 @@ API
     A non-streamed ``ChatCompletion`` or ``Response`` -> a new object of the same type
     with every text checked (the input is not changed).
 
+``trace_id=None, on_trace=None, capture_content=False, request_model=None,
+parameters=None, started=None`` (every entry point)
+    The call's trace, a ``ge.CallTrace`` (docs/tracing.md): to ``on_trace`` and the
+    policy's sink; ``g.trace_id`` at once, ``g.record`` once the stream ended.  The model
+    and parameters are read from the SDK stream's request; ``parameters`` (the keyword
+    arguments given to ``create()``) or ``request_model`` say them for a reply.
+
 Semantics
 ---------
 - One run of the policy per choice (``n > 1``: keyed by ``choice.index``) and, for

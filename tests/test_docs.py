@@ -211,7 +211,12 @@ class EchoOpenAI(FakeOpenAI):
                 n = int(request.get("n") or 1)
                 if stream:
                     deltas = [(i, {"content": p}) for p in _pieces(text) for i in range(n)]
-                    self.add("chat", chat_chunks(deltas))
+                    usage = None  # sent when asked for, as the API does
+                    if (request.get("stream_options") or {}).get("include_usage"):
+                        out = len(_pieces(text)) * n
+                        usage = {"prompt_tokens": 12, "completion_tokens": out}
+                        usage["total_tokens"] = 12 + out
+                    self.add("chat", chat_chunks(deltas, usage=usage))
                 else:
                     self.add("json", completion([{"message": {"content": text}}] * n))
         await super().__call__(scope, replay, send)

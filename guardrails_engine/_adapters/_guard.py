@@ -40,10 +40,14 @@ show no text.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .. import Action, Blocked, Finding, Policy, Push, Result, SyncPush, Trace
 from .._core.closing import AsyncClosing, Closing
+from ._trace import adapter_block
+
+if TYPE_CHECKING:
+    from .._observe.calls import CallRecorder
 
 __all__ = [
     "MAX_RUNS",
@@ -397,32 +401,64 @@ class Runs:
     past :data:`MAX_RUNS` a new run is blocked at once (finding ``runs``).  Runs that
     are not counted (a citation's quoted text, checked whole) are made with
     ``counted=False``.  :meth:`close` closes the counted runs still open.
+
+    ``rec``, the call's recorder (if the call is traced): each run gets its trace id
+    and a hook that puts the run's trace into the call's record, as ``part`` (what a run
+    of text is: ``"choice"``, ``"output_item"``, ``"content_block"``) or ``"tool_call"``,
+    with the ``index`` the translator gives (the choice, output item or block).
     """
 
-    __slots__ = ("_count", "_made", "policy", "sync")
+    __slots__ = ("_count", "_made", "part", "policy", "rec", "sync")
 
-    def __init__(self, policy: Policy, *, sync: bool) -> None:
+    def __init__(
+        self, policy: Policy, *, sync: bool, rec: CallRecorder | None = None, part: str = "choice"
+    ) -> None:
         self.policy = policy
         self.sync = sync
+        self.rec = rec
+        self.part = part
         self._count = RunCount()
         self._made: list[Guard | ToolGuard] = []
 
-    def text(self, policy: Policy | None = None, *, counted: bool = True) -> Guard:
+    def _traced(self, part: str, index: int, name: str | None = None) -> dict[str, Any]:
+        rec = self.rec
+        if rec is None:
+            return {}
+        return {"trace_id": rec.trace_id, "on_trace": rec.run(part, index, name)}
+
+    def text(
+        self,
+        policy: Policy | None = None,
+        *,
+        counted: bool = True,
+        index: int = 0,
+        part: str | None = None,
+    ) -> Guard:
         """A run of ``policy`` (the call's policy by default) over text."""
         make = SyncTextGuard if self.sync else TextGuard
         runs = self._count if counted else None
-        guard = make(self.policy if policy is None else policy, runs=runs)
+        traced = self._traced(part or self.part, index)
+        guard = make(self.policy if policy is None else policy, runs=runs, **traced)
+        if guard.blocked is not None:  # refused: one run too many
+            self._refused(guard.blocked)
         if counted:  # (one not counted is fed whole at once: it is not kept, nor closed here)
             self._made.append(guard)
         return guard
 
-    def tool(self, name: str | None, *, json: bool = True) -> ToolGuard:
+    def tool(self, name: str | None, index: int = 0, *, json: bool = True) -> ToolGuard:
         """The run of one tool call's arguments (by the rule of ``name``; ``json``:
-        they are JSON, not a custom tool's free text)."""
+        they are JSON, not a custom tool's free text); ``index``: its place in the trace."""
         make = SyncToolArgsGuard if self.sync else ToolArgsGuard
-        guard = make(self.policy, name, runs=self._count, json=json)
+        traced = self._traced("tool_call", index, name)
+        guard = make(self.policy, name, runs=self._count, json=json, **traced)
+        if guard.blocked is not None:  # a tool blocked by name, or one run too many
+            self._refused(guard.blocked)
         self._made.append(guard)
         return guard
+
+    def _refused(self, blocked: Blocked) -> None:
+        if self.rec is not None:
+            adapter_block(self.rec, self.policy, blocked)
 
     def close(self) -> None:
         """Close every run of the call that is still open (idempotent)."""

@@ -54,7 +54,9 @@ import anyio
 from .. import Blocked, StreamStateError
 from .._core.closing import AsyncClosing, Closing, event_loop, schedule_close
 from .._core.syncrun import run_inline
+from .._observe.calls import CallTrace
 from ._guard import Guard, Runs, ToolGuard
+from ._trace import ended
 
 __all__ = [
     "AsyncOpener",
@@ -110,6 +112,11 @@ class Translator(Generic[E]):
         """Close every run still open (idempotent)."""
         self.runs.close()
 
+    def shown(self, events: list[E]) -> str | None:
+        """The text these events show the reader (``""`` for tool arguments alone), or
+        ``None`` when they show no piece of the reply (what a call's trace times)."""
+        return None
+
 
 async def whole(guard: Guard | ToolGuard, text: str) -> str:
     """A whole text through ``guard``: all that it releases (``guard.blocked`` says
@@ -120,10 +127,12 @@ async def whole(guard: Guard | ToolGuard, text: str) -> str:
     return out
 
 
-async def tool_text(runs: Runs, name: str, text: str, *, json: bool = True) -> str | Blocked:
+async def tool_text(
+    runs: Runs, name: str, text: str, index: int = 0, *, json: bool = True
+) -> str | Blocked:
     """A tool call's whole arguments (or custom input, ``json=False``) through the rule
-    of ``name``: the checked text, or the block."""
-    guard = runs.tool(name, json=json)
+    of ``name`` (the ``index``-th call, in the trace): the checked text, or the block."""
+    guard = runs.tool(name, index, json=json)
     if guard.blocked is not None:
         return guard.blocked
     out = await whole(guard, text)
@@ -169,11 +178,27 @@ def open_sync(source: Any) -> tuple[Iterator[Any], Callable[[], None]]:
 class _Base(Generic[E]):
     """What the twins share: state, ``blocked``, the repr."""
 
-    __slots__ = ("_closed", "_early", "_ended", "_it", "_out", "_shut", "_tr", "_upstream", "_wait")
+    __slots__ = (
+        "_closed",
+        "_early",
+        "_ended",
+        "_it",
+        "_look",
+        "_out",
+        "_rec",
+        "_shut",
+        "_tr",
+        "_upstream",
+        "_wait",
+    )
 
     def __init__(self, source: Any, translator: Translator[E]) -> None:
         self._upstream = source
         self._tr = translator
+        # The call's recorder (its runs'), and whether what goes out is still looked at
+        # (until the first piece, or all along when content is captured).
+        self._rec = rec = translator.runs.rec
+        self._look = rec is not None
         self._wait = True  # the first event is still to come (``Translator.first``)
         self._it: Any = None
         self._shut: Any = None  # closes the opened upstream
@@ -191,6 +216,35 @@ class _Base(Generic[E]):
         """Iteration is over: raise if it was stopped early (else the caller ends it)."""
         if self._early:
             raise StreamStateError("the guarded stream was closed before it ended")
+
+    @property
+    def trace_id(self) -> str | None:
+        """The id of the call's trace (``None`` if the call is not traced)."""
+        return self._rec.trace_id if self._rec is not None else None
+
+    @property
+    def record(self) -> CallTrace | None:
+        """The call's trace once the stream has ended (closed, blocked or at its end)."""
+        return self._rec.record if self._rec is not None else None
+
+    def _seen(self, events: Any) -> None:
+        """Note the first piece that goes out (and the text, when captured)."""
+        text = self._tr.shown(events)
+        if text is not None:
+            rec: Any = self._rec
+            rec.released(text)
+            self._look = rec.capturing
+
+    def _finish(self, ending: str | None, error: BaseException | None) -> None:
+        """The call's trace, once its guards are closed."""
+        rec = self._rec
+        if rec is None:
+            return
+        ended(rec, self._tr.runs.policy, self._tr.blocked, self._it)
+        if error is not None:
+            rec.finish(error=error)
+        else:
+            rec.finish(ending=ending or ("blocked" if self._tr.blocked else "completed"))
 
     def _first(self, event: Any) -> Translator[E]:
         """The translator for the first upstream event (:meth:`Translator.first`)."""
@@ -239,22 +293,28 @@ class GuardedStream(_Base[E], AsyncClosing):
                     event = await it.__anext__()
                 except StopAsyncIteration:
                     out.extend(await self._tr.finish())
+                    if self._look:
+                        self._seen(out)
                     await self._end()
                     continue
+                if self._rec is not None:
+                    self._rec.upstream_chunk()
                 if self._wait:
                     self._tr = self._first(event)
                 shown = await self._tr.process(event)
+                if self._look:
+                    self._seen(shown)
                 if self._tr.blocked is not None:
                     await self._end()  # (the upstream is closed before the ending goes out)
-            except BaseException:
-                await self._end()
+            except BaseException as exc:
+                await self._end(error=exc)
                 raise
             if len(shown) == 1:
                 return shown[0]  # (the common case: no queue)
             out.extend(shown)
         return out.popleft()
 
-    async def _end(self) -> None:
+    async def _end(self, ending: str | None = None, error: BaseException | None = None) -> None:
         self._ended = True
         if self._closed:
             return
@@ -263,13 +323,16 @@ class GuardedStream(_Base[E], AsyncClosing):
             await (self._shut() if self._shut is not None else aclose_upstream(self._upstream))
         finally:
             self._tr.close()
+            if isinstance(error, anyio.get_cancelled_exc_class()):
+                ending, error = "cancelled", None
+            self._finish(ending, error)
 
     async def aclose(self) -> None:
         """Stop: close the SDK stream and the policy runs (idempotent)."""
         if not self._ended:
             self._ended = self._early = True
         self._out.clear()
-        await self._end()
+        await self._end("closed")
 
     def __del__(self) -> None:
         # Dropped without aclose() (a consumer that broke out of its loop): close on
@@ -313,8 +376,12 @@ class SyncGuardedStream(_Base[E], Closing):
                     event = next(it)
                 except StopIteration:
                     out.extend(drive_sync(self._tr.finish()))
+                    if self._look:
+                        self._seen(out)
                     self._end()
                     continue
+                if self._rec is not None:
+                    self._rec.upstream_chunk()
                 if self._wait:
                     self._tr = self._first(event)
                 step = self._tr.process(event)
@@ -325,17 +392,19 @@ class SyncGuardedStream(_Base[E], Closing):
                 else:  # pragma: no cover - a bug: a step over sync runs waited
                     step.close()
                     raise RuntimeError("a step of a sync guarded stream waited")
+                if self._look:
+                    self._seen(shown)
                 if self._tr.blocked is not None:
                     self._end()  # (the upstream is closed before the ending goes out)
-            except BaseException:
-                self._end()
+            except BaseException as exc:
+                self._end(error=exc)
                 raise
             if len(shown) == 1:
                 return shown[0]
             out.extend(shown)
         return out.popleft()
 
-    def _end(self) -> None:
+    def _end(self, ending: str | None = None, error: BaseException | None = None) -> None:
         self._ended = True
         if self._closed:
             return
@@ -347,13 +416,14 @@ class SyncGuardedStream(_Base[E], Closing):
                 close_upstream(self._upstream)
         finally:
             self._tr.close()
+            self._finish(ending, error)
 
     def close(self) -> None:
         """Stop: close the SDK stream and the policy runs (idempotent)."""
         if not self._ended:
             self._ended = self._early = True
         self._out.clear()
-        self._end()
+        self._end("closed")
 
     def __del__(self) -> None:
         if not self._closed:

@@ -61,7 +61,15 @@ with the ids, model and usage of the reply.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeAlias
@@ -97,6 +105,7 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 import anyio
 
 from .. import Blocked, Policy
+from .._observe.calls import CallRecorder, TraceSink
 from ._guard import Guard, Refusals, Runs, ToolGuard, refusals_guarded
 from ._stream import (
     GuardedStream,
@@ -109,6 +118,8 @@ from ._stream import (
     tool_text,
     whole,
 )
+from ._trace import recorder
+from ._trace import traced_args as _traced
 
 __all__ = [
     "GuardedStream",
@@ -202,10 +213,14 @@ class AnthropicTranslator(Translator[Event]):
         if kind == "message_start":
             message = event.message
             self._usage = getattr(message, "usage", None)
+            if self.runs.rec is not None:
+                _note_start(self.runs.rec, message)
             if getattr(message, "content", None):  # content comes as blocks, checked
                 event = event.model_copy(
                     update={"message": message.model_copy(update={"content": []})}
                 )
+        elif kind == "message_delta" and self.runs.rec is not None:
+            _note_delta(self.runs.rec, event)
         elif kind == "message_stop" and type(event) is not RawMessageStopEvent:
             # A helper's stop event (a subclass): it carries the unguarded snapshot.
             return [RawMessageStopEvent(type="message_stop")]
@@ -220,7 +235,7 @@ class AnthropicTranslator(Translator[Event]):
         index: int = event.index
         block = event.content_block
         if block.type == "tool_use":
-            tool = self.runs.tool(block.name)
+            tool = self.runs.tool(block.name, index)
             if tool.mode == "block" and tool.blocked is not None:
                 # The call never starts: the block message takes its place.
                 self._open[index] = _Open(index, shown=False)
@@ -236,13 +251,13 @@ class AnthropicTranslator(Translator[Event]):
     async def _start_text(self, event: Any) -> list[Any]:
         index: int = event.index
         block = event.content_block
-        guard = self.runs.text()
+        guard = self.runs.text(index=index)
         self._open[index] = _Open(index, text=guard)
         citations = getattr(block, "citations", None)
         if citations:  # quoted text is text too: each citation is checked on its own
             kept = []
             for citation in citations:
-                checked = await _cited(self.runs, citation)
+                checked = await _cited(self.runs, citation, index)
                 if checked is not None:
                     kept.append(checked)
             if kept != citations:
@@ -305,12 +320,23 @@ class AnthropicTranslator(Translator[Event]):
                 out += self._block(guard.blocked, index)
             return out
         # citations_delta: its quoted text is checked on its own (dropped if blocked).
-        checked = await _cited(self.runs, delta.citation)
+        checked = await _cited(self.runs, delta.citation, index)
         if checked is None:
             return []
         if checked is delta.citation:
             return [event]
         return [event.model_copy(update={"delta": delta.model_copy(update={"citation": checked})})]
+
+    def shown(self, events: list[Any]) -> str | None:
+        got: str | None = None
+        for event in events:
+            if event.type == "content_block_delta":
+                delta = event.delta
+                if delta.type == "text_delta":
+                    got = (got or "") + delta.text
+                elif delta.type == "input_json_delta":
+                    got = got or ""
+        return got
 
     def _tool_piece(self, tool: ToolGuard, index: int, piece: str) -> list[Any]:
         out: list[Any] = [_json_delta(index, piece)] if piece else []
@@ -371,6 +397,27 @@ class AnthropicTranslator(Translator[Event]):
         return out + _refusal_end(self._usage)
 
 
+def _note_start(rec: CallRecorder, message: Any) -> None:
+    rec.response(id=getattr(message, "id", None) or None, model=getattr(message, "model", None))
+    usage = getattr(message, "usage", None)
+    if usage is not None:
+        rec.usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+    rec.finish_reason(getattr(message, "stop_reason", None))
+
+
+def _note_delta(rec: CallRecorder, event: Any) -> None:
+    usage = event.usage
+    if usage is not None:
+        rec.usage(
+            input_tokens=getattr(usage, "input_tokens", None), output_tokens=usage.output_tokens
+        )
+    rec.finish_reason(event.delta.stop_reason)
+
+
+def _reply_text(message: Message) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
 # -- reading the SDK's stream objects -----------------------------------------------------
 def _raw_of(helper: object) -> object | None:
     """The raw event stream of a ``messages.stream()`` helper stream.
@@ -384,13 +431,14 @@ def _raw_of(helper: object) -> object | None:
     return None
 
 
-async def _cited(runs: Runs, citation: Any) -> Any:
+async def _cited(runs: Runs, citation: Any, index: int) -> Any:
     """``citation`` with its ``cited_text`` checked by the policy (a run of its own, not
-    counted): repaired, or ``None`` if it is blocked."""
+    counted; part ``"citation"`` of block ``index`` in the trace): repaired, or ``None``
+    if it is blocked."""
     text = getattr(citation, "cited_text", None)
     if not isinstance(text, str) or not text:
         return citation
-    guard = runs.text(counted=False)
+    guard = runs.text(counted=False, index=index, part="citation")
     shown = await whole(guard, text)
     if guard.blocked is not None:
         return None
@@ -439,7 +487,7 @@ async def _reply(runs: Runs, message: Message) -> Message:
     content = list(message.content)
     for position, block in enumerate(message.content):
         if block.type == "text":
-            guard = runs.text()
+            guard = runs.text(index=position)
             text = await whole(guard, block.text)
             if guard.blocked is not None:
                 return _refused(message, content[:position], guard.blocked.message)
@@ -449,14 +497,14 @@ async def _reply(runs: Runs, message: Message) -> Message:
             if block.citations:  # quoted text is text too: each is checked on its own
                 kept = []
                 for citation in block.citations:
-                    checked = await _cited(runs, citation)
+                    checked = await _cited(runs, citation, position)
                     if checked is not None:
                         kept.append(checked)
                 update["citations"] = kept or None
             content[position] = block.model_copy(update=update)
         elif block.type == "tool_use":
             args = json.dumps(block.input, ensure_ascii=False)
-            shown = await tool_text(runs, block.name, args)
+            shown = await tool_text(runs, block.name, args, position)
             if isinstance(shown, Blocked):
                 return _refused(message, content[:position], shown.message)
             if shown == args:
@@ -482,7 +530,13 @@ def _refused(message: Message, kept: list[Any], text: str) -> Message:
 
 
 def _reply_of(
-    policy: object, message: object, refusals: str, name: str, *, sync: bool
+    policy: object,
+    message: object,
+    refusals: str,
+    name: str,
+    traced: dict[str, Any],
+    *,
+    sync: bool,
 ) -> tuple[Runs, Step[Message]]:
     _check_policy(policy, name)
     refusals_guarded(refusals)
@@ -496,26 +550,78 @@ def _reply_of(
             )
         )
     assert isinstance(policy, Policy)
-    runs = Runs(policy, sync=sync)
+    rec = recorder(policy, "anthropic", streamed=False, **traced)
+    _note_start(rec, message)
+    runs = Runs(policy, sync=sync, rec=rec, part="content_block")
     return runs, _reply(runs, message)
 
 
-def guard_reply_sync(policy: Policy, message: Message, *, refusals: Refusals = "guard") -> Message:
-    """A new ``Message`` with its text and tool arguments guarded (see the module doc)."""
-    runs, step = _reply_of(policy, message, refusals, "guard_reply_sync", sync=True)
+def _replied(runs: Runs, out: Message | None, error: BaseException | None = None) -> None:
+    """The trace of a guarded reply, once its runs are closed."""
+    rec = runs.rec
+    assert rec is not None
+    if error is not None:
+        if isinstance(error, anyio.get_cancelled_exc_class()):
+            rec.finish(ending="cancelled")
+        else:
+            rec.finish(error=error)
+        return
+    assert out is not None
+    rec.released(_reply_text(out))
+    rec.finish()
+
+
+def guard_reply_sync(
+    policy: Policy,
+    message: Message,
+    *,
+    refusals: Refusals = "guard",
+    trace_id: str | None = None,
+    on_trace: TraceSink | None = None,
+    capture_content: bool = False,
+    request_model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    started: float | None = None,
+) -> Message:
+    """A new ``Message`` with its text and tool arguments guarded (see the module doc);
+    traced as the OpenAI adapter's calls are."""
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
+    runs, step = _reply_of(policy, message, refusals, "guard_reply_sync", traced, sync=True)
     try:
-        return drive_sync(step)
-    finally:
+        out = drive_sync(step)
+    except BaseException as exc:
         runs.close()
+        _replied(runs, None, exc)
+        raise
+    runs.close()
+    _replied(runs, out)
+    return out
 
 
-async def guard_reply(policy: Policy, message: Message, *, refusals: Refusals = "guard") -> Message:
+async def guard_reply(
+    policy: Policy,
+    message: Message,
+    *,
+    refusals: Refusals = "guard",
+    trace_id: str | None = None,
+    on_trace: TraceSink | None = None,
+    capture_content: bool = False,
+    request_model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    started: float | None = None,
+) -> Message:
     """:func:`guard_reply_sync`, async (long texts and NER run in worker threads)."""
-    runs, step = _reply_of(policy, message, refusals, "guard_reply", sync=False)
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
+    runs, step = _reply_of(policy, message, refusals, "guard_reply", traced, sync=False)
     try:
-        return await step
-    finally:
+        out = await step
+    except BaseException as exc:
         runs.close()
+        _replied(runs, None, exc)
+        raise
+    runs.close()
+    _replied(runs, out)
+    return out
 
 
 # -- the entry points ---------------------------------------------------------------------
@@ -536,7 +642,9 @@ def _check_policy(policy: object, name: str) -> None:
         raise TypeError(f"{name}() takes a Policy first, got {type(policy).__name__}")
 
 
-def _runs(policy: object, stream: object, refusals: str, *, sync: bool) -> Runs:
+def _runs(
+    policy: object, stream: object, refusals: str, traced: dict[str, Any], *, sync: bool
+) -> Runs:
     """The runs of a guarded stream, once its arguments are checked."""
     name, kind, other, reply = (
         ("guard_sync", "a sync", "guard() for the async", "guard_reply_sync()")
@@ -553,26 +661,47 @@ def _runs(policy: object, stream: object, refusals: str, *, sync: bool) -> Runs:
             f"use {other} client, {reply} for a Message"
         )
     assert isinstance(policy, Policy)
-    return Runs(policy, sync=sync)
+    rec = recorder(policy, "anthropic", streamed=True, **traced)
+    return Runs(policy, sync=sync, rec=rec, part="content_block")
 
 
 def guard(
-    policy: Policy, stream: _AsyncSource, *, refusals: Refusals = "guard"
+    policy: Policy,
+    stream: _AsyncSource,
+    *,
+    refusals: Refusals = "guard",
+    trace_id: str | None = None,
+    on_trace: TraceSink | None = None,
+    capture_content: bool = False,
+    request_model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    started: float | None = None,
 ) -> GuardedStream[Event]:
     """Guard an async Anthropic stream: ``await client.messages.create(..., stream=True)``
     of ``AsyncAnthropic``, its ``messages.stream(...)`` helper (the manager, which the
     guard enters and leaves, or the stream it gives), or any async iterable of raw
     events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
-    stop early.  ``refusals`` as in the OpenAI adapter (see the module doc).
+    stop early.  ``refusals`` and the call's trace as in the OpenAI adapter.
     """
-    runs = _runs(policy, stream, refusals, sync=False)
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
+    runs = _runs(policy, stream, refusals, traced, sync=False)
     return GuardedStream(stream, AnthropicTranslator(runs), _open_async)
 
 
 def guard_sync(
-    policy: Policy, stream: _SyncSource, *, refusals: Refusals = "guard"
+    policy: Policy,
+    stream: _SyncSource,
+    *,
+    refusals: Refusals = "guard",
+    trace_id: str | None = None,
+    on_trace: TraceSink | None = None,
+    capture_content: bool = False,
+    request_model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    started: float | None = None,
 ) -> SyncGuardedStream[Event]:
     """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
     its ``messages.stream(...)`` helper, or any iterable of raw events)."""
-    runs = _runs(policy, stream, refusals, sync=True)
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
+    runs = _runs(policy, stream, refusals, traced, sync=True)
     return SyncGuardedStream(stream, AnthropicTranslator(runs), _open_sync)

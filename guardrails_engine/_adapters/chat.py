@@ -6,7 +6,7 @@ semantics), and the non-streamed ``ChatCompletion`` through the same runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
@@ -19,11 +19,14 @@ from openai.types.chat.chat_completion_chunk import (
 )
 
 from .. import Blocked
+
+if TYPE_CHECKING:
+    from .._observe.calls import CallRecorder
 from ._guard import Guard, Runs, ToolGuard, names_matter, tool_renamed
 from ._logprobs import Logprobs
 from ._stream import Translator, tool_text, whole
 
-__all__ = ["ChatTranslator", "reply"]
+__all__ = ["ChatTranslator", "note_reply", "reply", "reply_text"]
 
 _Tails = tuple[str, str, list[ChoiceDeltaToolCall], ChoiceDeltaFunctionCall | None]
 
@@ -103,9 +106,11 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
     async def process(self, chunk: ChatCompletionChunk) -> list[ChatCompletionChunk]:
         choices = chunk.choices
         if not choices:  # the usage chunk (include_usage), or a moderation chunk
+            if chunk.usage is not None and self.runs.rec is not None:
+                _usage(self.runs.rec, chunk.usage)
             return [chunk]
         self._last = chunk
-        if len(choices) == 1:  # the common case, a text delta, inline
+        if len(choices) == 1 and chunk.usage is None:  # the common case, a text delta, inline
             choice = choices[0]
             delta = choice.delta
             content = delta.content
@@ -134,6 +139,12 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                     return []  # all held back: nothing to show in this chunk
                 delta.__dict__["content"] = released
                 return [chunk]
+        rec = self.runs.rec
+        if rec is not None:
+            if not self._choices:  # the first chunk of the reply
+                rec.response(id=chunk.id or None, model=chunk.model or None)
+            if chunk.usage is not None:
+                _usage(rec, chunk.usage)
         kept: list[ChunkChoice] = []
         try:
             for choice in choices:
@@ -158,7 +169,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
         if content:
             guard = state.text
             if guard is None:
-                guard = state.text = self.runs.text()
+                guard = state.text = self.runs.text(index=choice.index)
             released = await guard.push(content)
             if guard.blocked is not None:
                 raise _Stop(choice.index, released, guard.blocked)
@@ -169,7 +180,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
         if refusal and self._refusals:
             guard = state.refusal
             if guard is None:
-                guard = state.refusal = self.runs.text()
+                guard = state.refusal = self.runs.text(index=choice.index)
             released = await guard.push(refusal)
             if guard.blocked is not None:
                 raise _Stop(choice.index, delta.content or "", guard.blocked)
@@ -196,6 +207,8 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 legacy = delta.function_call
                 delta.function_call = await self._function_call(state, choice.index, legacy)
             if choice.finish_reason is not None:
+                if self.runs.rec is not None:
+                    self.runs.rec.finish_reason(choice.finish_reason)
                 await self._finish(state, choice)
         except _Stop as stop:  # the text this chunk released comes before the message
             stop.released = (delta.content or "") + stop.released
@@ -224,7 +237,7 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 name = tc.function.name if tc.function is not None else None
                 if not name and names_matter(self.runs.policy):
                     raise _Stop(index, "", tool_renamed(self.runs.policy))
-                call = state.calls[tc.index] = _Call(self.runs.tool(name), tc)
+                call = state.calls[tc.index] = _Call(self.runs.tool(name, tc.index), tc)
                 if call.guard.blocked is not None:
                     raise _Stop(index, "", call.guard.blocked)
             elif (
@@ -378,6 +391,17 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             return head + self._block(stop)
         return [_chunk_like(last, choices)] if choices else []
 
+    def shown(self, events: list[ChatCompletionChunk]) -> str | None:
+        got: str | None = None
+        for chunk in events:
+            for choice in chunk.choices:
+                d = choice.delta
+                if d.content or d.refusal:
+                    got = (got or "") + (d.content or "") + (d.refusal or "")
+                elif d.tool_calls or d.function_call is not None:
+                    got = got or ""
+        return got
+
     def _block(self, stop: _Stop) -> list[ChatCompletionChunk]:
         """The block message on the blocked choice, then content_filter on every open one."""
         self.blocked = stop.blocked
@@ -414,6 +438,26 @@ def _chunk_like(last: ChatCompletionChunk, choices: list[ChunkChoice]) -> ChatCo
     )
 
 
+def _usage(rec: CallRecorder, usage: Any) -> None:
+    rec.usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+
+
+def note_reply(rec: CallRecorder, completion: ChatCompletion) -> None:
+    """What a call's trace keeps of a completion as the upstream sent it."""
+    rec.response(id=completion.id or None, model=completion.model or None)
+    if completion.usage is not None:
+        _usage(rec, completion.usage)
+    for choice in completion.choices:
+        rec.finish_reason(choice.finish_reason)
+
+
+def reply_text(completion: ChatCompletion) -> str:
+    """The text a guarded completion shows (its choices' content and refusals)."""
+    return "".join(
+        (c.message.content or "") + (c.message.refusal or "") for c in completion.choices
+    )
+
+
 # -- the non-streamed reply ---------------------------------------------------------------
 async def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> ChatCompletion:
     """A copy of ``completion`` with every text checked (each choice on its own): through
@@ -429,7 +473,7 @@ async def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> ChatC
         for field, text in texts:
             if text is None:
                 continue
-            guard = runs.text()
+            guard = runs.text(index=choice.index)
             shown = await whole(guard, text)
             if guard.blocked is not None:
                 blocked = guard.blocked
@@ -447,8 +491,8 @@ async def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> ChatC
                 calls.append((fn, "arguments", fn.name, fn.arguments))
             else:
                 calls.append((call.custom, "input", call.custom.name, call.custom.input))
-        for holder, field, name, text in calls if blocked is None else ():
-            checked = await tool_text(runs, name, text, json=field == "arguments")
+        for at, (holder, field, name, text) in enumerate(calls if blocked is None else ()):
+            checked = await tool_text(runs, name, text, at, json=field == "arguments")
             if isinstance(checked, Blocked):
                 blocked = checked
                 break

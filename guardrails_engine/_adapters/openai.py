@@ -2,10 +2,13 @@
 
 Public API (re-exported by ``guardrails_engine.openai``)::
 
-    guard(policy, stream, *, refusals="guard") -> GuardedStream          # async SDK stream
-    guard_sync(policy, stream, *, refusals="guard") -> SyncGuardedStream # sync SDK stream
-    await guard_reply(policy, reply, *, refusals="guard")   # ChatCompletion | Response
-    guard_reply_sync(policy, reply, *, refusals="guard")    # the same, sync
+    guard(policy, stream, *, refusals="guard", **traced) -> GuardedStream   # async SDK stream
+    guard_sync(policy, stream, *, refusals="guard", **traced) -> SyncGuardedStream  # sync
+    await guard_reply(policy, reply, *, refusals="guard", **traced)  # ChatCompletion | Response
+    guard_reply_sync(policy, reply, *, refusals="guard", **traced)   # the same, sync
+
+``traced``: the call's trace (docs/tracing.md): ``trace_id=None, on_trace=None,
+capture_content=False, request_model=None, parameters=None, started=None``.
 
 What comes out has the SDK's own types.  See ``guardrails_engine/openai.py`` for the
 semantics.  The events are translated by :mod:`.chat` and :mod:`.responses`; the
@@ -14,8 +17,10 @@ stream itself is :mod:`._stream`'s, the same for every provider.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any, TypeVar
+
+import anyio
 
 try:
     from openai import AsyncStream as _AsyncStream
@@ -28,9 +33,12 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
     ) from exc
 
 from .. import Policy
+from .._observe.calls import CallRecorder, TraceSink
 from . import chat, responses
 from ._guard import Refusals, Runs, refusals_guarded
 from ._stream import GuardedStream, Step, SyncGuardedStream, Translator, drive_sync
+from ._trace import recorder
+from ._trace import traced_args as _traced
 
 __all__ = [
     "GuardedStream",
@@ -49,6 +57,7 @@ Reply = TypeVar("Reply", ChatCompletion, Response)
 def _translator(runs: Runs, chunks: bool, refusals: bool) -> Translator[Any]:
     if chunks:
         return chat.ChatTranslator(runs, refusals)
+    runs.part = "output_item"
     return responses.ResponsesTranslator(runs, refusals)
 
 
@@ -69,11 +78,14 @@ class _Pick(Translator[Any]):
         return []
 
 
-def _make(policy: Policy, stream: object, refusals: str, *, sync: bool) -> Translator[Any]:
+def _make(
+    policy: Policy, stream: object, refusals: str, traced: dict[str, Any], *, sync: bool
+) -> Translator[Any]:
     if not isinstance(policy, Policy):
         raise TypeError(f"guard() takes a Policy first, got {type(policy).__name__}")
     guarded = refusals_guarded(refusals)
-    runs = Runs(policy, sync=sync)
+    rec = recorder(policy, "openai", streamed=True, **traced)
+    runs = Runs(policy, sync=sync, rec=rec)
     cast_to = getattr(stream, "_cast_to", None)  # what the SDK stream says it yields
     if cast_to is None:
         return _Pick(runs, guarded)
@@ -85,17 +97,26 @@ def guard(
     stream: AsyncIterable[Chunk],
     *,
     refusals: Refusals = "guard",
+    trace_id: str | None = None,
+    on_trace: TraceSink | None = None,
+    capture_content: bool = False,
+    request_model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    started: float | None = None,
 ) -> GuardedStream[Chunk]:
     """Guard an async SDK stream (``AsyncStream[ChatCompletionChunk]`` or Responses events).
 
     Iterate the result as the SDK stream; ``async with`` or ``aclose()`` to stop early.
+    The call's trace (``stream.trace_id``; ``stream.record`` once it ended) goes to
+    ``on_trace`` and the policy's sink (docs/tracing.md).
     """
     if isinstance(stream, _SyncStream) or not isinstance(stream, AsyncIterable):
         raise TypeError(
             f"guard() takes an async SDK stream, got {type(stream).__name__}: "
             "use guard_sync() for the sync client"
         )
-    return GuardedStream(stream, _make(policy, stream, refusals, sync=False))
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
+    return GuardedStream(stream, _make(policy, stream, refusals, traced, sync=False))
 
 
 def guard_sync(
@@ -103,46 +124,107 @@ def guard_sync(
     stream: Iterable[Chunk],
     *,
     refusals: Refusals = "guard",
+    trace_id: str | None = None,
+    on_trace: TraceSink | None = None,
+    capture_content: bool = False,
+    request_model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    started: float | None = None,
 ) -> SyncGuardedStream[Chunk]:
-    """Guard a sync SDK stream (``Stream[ChatCompletionChunk]`` or Responses events)."""
+    """Guard a sync SDK stream (``Stream[ChatCompletionChunk]`` or Responses events);
+    traced as :func:`guard`."""
     if isinstance(stream, _AsyncStream) or not isinstance(stream, Iterable):
         raise TypeError(
             f"guard_sync() takes a sync SDK stream, got {type(stream).__name__}: "
             "use guard() for the async client"
         )
-    return SyncGuardedStream(stream, _make(policy, stream, refusals, sync=True))
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
+    return SyncGuardedStream(stream, _make(policy, stream, refusals, traced, sync=True))
 
 
-def _reply(policy: Policy, reply: Any, refusals: str, *, sync: bool) -> tuple[Runs, Step[Any]]:
+def _reply(
+    policy: Policy, reply: Any, refusals: str, traced: dict[str, Any], *, sync: bool
+) -> tuple[Runs, Step[Any]]:
     if not isinstance(policy, Policy):
         raise TypeError(f"guard_reply() takes a Policy first, got {type(policy).__name__}")
     guarded = refusals_guarded(refusals)
-    runs = Runs(policy, sync=sync)
     if isinstance(reply, ChatCompletion):
+        rec = recorder(policy, "openai", streamed=False, **traced)
+        chat.note_reply(rec, reply)
+        runs = Runs(policy, sync=sync, rec=rec)
         return runs, chat.reply(runs, reply, guarded)
     if isinstance(reply, Response):
+        rec = recorder(policy, "openai", streamed=False, **traced)
+        responses.note_reply(rec, reply)
+        runs = Runs(policy, sync=sync, rec=rec, part="output_item")
         return runs, responses.reply(runs, reply, guarded)
     raise TypeError(
         f"guard_reply() takes a ChatCompletion or a Response, got {type(reply).__name__}"
     )
 
 
-async def guard_reply(policy: Policy, reply: Reply, *, refusals: Refusals = "guard") -> Reply:
+def _replied(runs: Runs, out: Any, error: BaseException | None = None) -> None:
+    """The trace of a guarded reply, once its runs are closed."""
+    rec: CallRecorder | None = runs.rec
+    if rec is None:
+        return
+    if error is not None:
+        cancelled = isinstance(error, anyio.get_cancelled_exc_class())
+        rec.finish(ending="cancelled") if cancelled else rec.finish(error=error)
+        return
+    text = chat.reply_text(out) if isinstance(out, ChatCompletion) else responses.reply_text(out)
+    rec.released(text)
+    rec.finish()  # (blocked when a run of the reply blocked)
+
+
+async def guard_reply(
+    policy: Policy,
+    reply: Reply,
+    *,
+    refusals: Refusals = "guard",
+    trace_id: str | None = None,
+    on_trace: TraceSink | None = None,
+    capture_content: bool = False,
+    request_model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    started: float | None = None,
+) -> Reply:
     """A new ``ChatCompletion`` / ``Response`` with every text checked (async: long texts
-    and NER run in worker threads)."""
-    runs, step = _reply(policy, reply, refusals, sync=False)
+    and NER run in worker threads); traced as :func:`guard`."""
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
+    runs, step = _reply(policy, reply, refusals, traced, sync=False)
     try:
         out: Reply = await step
-        return out
-    finally:
+    except BaseException as exc:
         runs.close()
+        _replied(runs, None, exc)
+        raise
+    runs.close()
+    _replied(runs, out)
+    return out
 
 
-def guard_reply_sync(policy: Policy, reply: Reply, *, refusals: Refusals = "guard") -> Reply:
+def guard_reply_sync(
+    policy: Policy,
+    reply: Reply,
+    *,
+    refusals: Refusals = "guard",
+    trace_id: str | None = None,
+    on_trace: TraceSink | None = None,
+    capture_content: bool = False,
+    request_model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    started: float | None = None,
+) -> Reply:
     """:func:`guard_reply` for sync callers (no event loop)."""
-    runs, step = _reply(policy, reply, refusals, sync=True)
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
+    runs, step = _reply(policy, reply, refusals, traced, sync=True)
     try:
         out: Reply = drive_sync(step)
-        return out
-    finally:
+    except BaseException as exc:
         runs.close()
+        _replied(runs, None, exc)
+        raise
+    runs.close()
+    _replied(runs, out)
+    return out

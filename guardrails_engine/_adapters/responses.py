@@ -6,7 +6,7 @@ semantics), and the non-streamed ``Response`` through the same runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openai.types.responses import (
     Response,
@@ -31,11 +31,14 @@ from openai.types.responses import (
 from openai.types.responses.response import IncompleteDetails
 
 from .. import Blocked
+
+if TYPE_CHECKING:
+    from .._observe.calls import CallRecorder
 from ._guard import Guard, Runs, ToolGuard, names_matter
 from ._logprobs import Logprobs
 from ._stream import Translator, tool_text, whole
 
-__all__ = ["ResponsesTranslator", "reply"]
+__all__ = ["ResponsesTranslator", "note_reply", "reply", "reply_text"]
 
 
 class _Stop(Exception):
@@ -220,7 +223,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                     _blank(content, self._refusals)
             if isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
                 json = isinstance(item, ResponseFunctionToolCall)
-                guard = self.runs.tool(item.name, json=json)
+                guard = self.runs.tool(item.name, event.output_index, json=json)
                 call = self._calls[event.output_index] = _RCall(guard, event)
                 if call.guard.blocked is not None:
                     raise _Stop(event.output_index, "", call.guard.blocked)
@@ -243,12 +246,16 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             return [self._num(event)]
         if kind in ("response.created", "response.in_progress"):
             response = event.response
+            if self.runs.rec is not None:
+                self.runs.rec.response(id=response.id or None, model=response.model or None)
             if response.output:  # output comes in its own events, checked there
                 response.output = []
             self._snapshot = response
             return [self._num(event)]
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             response = event.response
+            if self.runs.rec is not None:
+                note_reply(self.runs.rec, response)
             for index, item in enumerate(response.output):
                 await self._guard_item(index, item)
             return [self._num(event)]
@@ -258,7 +265,9 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
         key = (event.output_index, event.content_index)
         part = self._parts.get(key)
         if part is None:
-            part = self._parts[key] = _Part(self.runs.text(), kind, event.item_id)
+            part = self._parts[key] = _Part(
+                self.runs.text(index=event.output_index), kind, event.item_id
+            )
         return part
 
     async def _guard_item(self, index: int, item: Any) -> None:
@@ -274,7 +283,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                         text, kind = content.refusal, "refusal"
                     else:
                         continue
-                    guard = self.runs.text()
+                    guard = self.runs.text(index=index)
                     part = self._parts[(index, ci)] = _Part(guard, kind, item.id)
                     part.logprobs.ok = False
                     released = await whole(guard, text)
@@ -287,7 +296,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             if call is None:  # not streamed: its arguments are checked whole
                 text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
                 json = isinstance(item, ResponseFunctionToolCall)
-                checked = await tool_text(self.runs, item.name, text, json=json)
+                checked = await tool_text(self.runs, item.name, text, index, json=json)
                 if isinstance(checked, Blocked):
                     raise _Stop(index, "", checked)
             elif call.guard.mode == "pass":
@@ -333,6 +342,16 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
         except _Stop as stop:
             return self._block(stop)
         return out
+
+    def shown(self, events: list[Any]) -> str | None:
+        got: str | None = None
+        for event in events:
+            kind = event.type
+            if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+                got = (got or "") + event.delta
+            elif kind in _ARG_DELTAS:
+                got = got or ""
+        return got
 
     def _block(self, stop: _Stop) -> list[ResponseStreamEvent]:
         """The block message as output text, the items' incomplete ends, then
@@ -554,13 +573,38 @@ def _incomplete(response: Response) -> None:
     response.incomplete_details = IncompleteDetails.model_construct(reason="content_filter")
 
 
+def note_reply(rec: CallRecorder, response: Response) -> None:
+    """What a call's trace keeps of a response as the upstream sent it: id, model, usage
+    and how it ended (``incomplete_details.reason`` if incomplete, else its status)."""
+    rec.response(id=response.id or None, model=response.model or None)
+    usage = response.usage
+    if usage is not None:
+        rec.usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+    details = response.incomplete_details
+    reason = details.reason if details is not None and details.reason else response.status
+    rec.finish_reason(reason)
+
+
+def reply_text(response: Response) -> str:
+    """The text a guarded response shows (output text and refusals)."""
+    texts: list[str] = []
+    for item in response.output:
+        if isinstance(item, ResponseOutputMessage):
+            for part in item.content:
+                if isinstance(part, ResponseOutputText):
+                    texts.append(part.text)
+                elif isinstance(part, ResponseOutputRefusal):
+                    texts.append(part.refusal)
+    return "".join(texts)
+
+
 # -- the non-streamed reply ---------------------------------------------------------------
 async def reply(runs: Runs, response: Response, refusals: bool) -> Response:
     """A copy of ``response`` with every text checked, through runs of the call (tool
     arguments by the same rule as a stream's); cut after the item that is blocked."""
     response = response.model_copy(deep=True)
     output: list[Any] = []
-    for item in response.output:
+    for index, item in enumerate(response.output):
         blocked: Blocked | None = None
         if isinstance(item, ResponseOutputMessage):
             parts: list[Any] = []
@@ -572,7 +616,7 @@ async def reply(runs: Runs, response: Response, refusals: bool) -> Response:
                 else:
                     parts.append(part)
                     continue
-                guard = runs.text()
+                guard = runs.text(index=index)
                 shown = await whole(guard, text)
                 if guard.blocked is not None:
                     blocked = guard.blocked
@@ -592,7 +636,7 @@ async def reply(runs: Runs, response: Response, refusals: bool) -> Response:
         elif isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
             function = isinstance(item, ResponseFunctionToolCall)
             text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-            checked = await tool_text(runs, item.name, text, json=function)
+            checked = await tool_text(runs, item.name, text, index, json=function)
             if isinstance(checked, Blocked):
                 blocked = checked
                 output.append(_message_item(f"{item.id or item.call_id}_blocked", checked.message))

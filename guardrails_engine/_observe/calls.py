@@ -401,6 +401,28 @@ class CallRecorder:
         if self._capture:
             self._prompt = text
 
+    @property
+    def capturing(self) -> bool:
+        """Whether content is captured (the prompt and the released text are kept)."""
+        return self._capture
+
+    def request(
+        self,
+        *,
+        model: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        prompt: str | None = None,
+    ) -> None:
+        """The request's model, parameters and prompt (kept only when capturing), read
+        after the recorder was made (an adapter reads the request): they fill in what
+        was not given."""
+        if model is not None and self._attempt.request_model is None:
+            self._attempt.request_model = _name(str(model))
+        if parameters:
+            self._parameters = {**_parameters(parameters), **self._parameters}
+        if prompt is not None and self._prompt is None:
+            self.prompt(prompt)
+
     def response(self, *, id: str | None = None, model: str | None = None) -> None:
         """The response's id and model, as soon as the upstream says them."""
         if id is not None:
