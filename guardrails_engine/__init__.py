@@ -23,6 +23,16 @@ from ._runtime.drive import (
     SyncPush,
     SyncStream,
 )
+from ._runtime.fallback import (
+    Attempt,
+    Breaker,
+    Fallback,
+    FallbackEvent,
+    FallbackResult,
+    Interrupted,
+    Refusal,
+)
+from ._runtime.fallback_drive import FallbackStream, SyncFallbackStream
 from ._runtime.trace import Trace
 from ._spec.config import policy_json_schema
 
@@ -36,22 +46,31 @@ _logging.getLogger("guardrails_engine").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Action",
+    "Attempt",
     "Blocked",
+    "Breaker",
     "Case",
     "CaseError",
     "Decision",
     "Ended",
     "EvalReport",
+    "Fallback",
+    "FallbackEvent",
+    "FallbackResult",
+    "FallbackStream",
     "Finding",
     "GuardrailsError",
+    "Interrupted",
     "Policy",
     "PolicyError",
     "Push",
+    "Refusal",
     "Released",
     "Result",
     "Stream",
     "StreamEvent",
     "StreamStateError",
+    "SyncFallbackStream",
     "SyncPush",
     "SyncStream",
     "ToolPolicy",

@@ -14,6 +14,7 @@ import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._scanning.analysis import backtracking
+from .fallback import FallbackSpec
 
 __all__ = [
     "CheckSpec",
@@ -76,6 +77,13 @@ class StreamSpec(_Spec):
         ge=16,
         le=1_000_000,
         description="Cap on what pattern checks hold back; past it, held text is decided as is.",
+    )
+    first_chunk_timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=86_400_000,
+        description="The most time a stream waits for its source's first chunk; past it, "
+        "the source is abandoned (a `timeout`: see `fallback`). Default: none.",
     )
 
 
@@ -422,6 +430,9 @@ class PolicySpec(_Spec):
     )
     unknown_tools: Literal["pass", "block"] = Field(
         "pass", description="A call of a tool not listed in `tools`: pass it through, or block."
+    )
+    fallback: FallbackSpec | None = Field(
+        None, description="When a stream's source is replaced by the next one (streams only)."
     )
 
 
