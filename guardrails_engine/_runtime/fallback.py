@@ -323,12 +323,12 @@ class Rule:
         return Fallback(reason, self.attempt + 1, safe, detail)
 
     # -- what the current source did -----------------------------------------------------
-    def took(self, event: Released) -> None:
-        if not self.released:
-            self.released = True
+    def took(self, chars: int) -> None:
+        """The current source released ``chars`` characters (at least one)."""
+        self.released = True
         if self._first_release is None:
             self._first_release = time.perf_counter()
-        self._released_chars += len(event.text)
+        self._released_chars += chars
 
     def abandoned(self, reason: Reason, detail: str) -> None:
         """The current source ends by ``reason`` (it is being closed)."""
@@ -379,6 +379,13 @@ class Rule:
 
     def cancelled(self) -> None:
         self._record("cancelled")
+
+    def closed(self, ending: str) -> tuple[Attempt, ...]:
+        """The current source ended by ``ending`` (an adapter's stream): every attempt."""
+        self._record(ending)
+        if self.attempt == 0 and ending == "completed" and self.breaker is not None:
+            self.breaker.succeeded()
+        return tuple(self._attempts)
 
     def _unfinished(self, findings: tuple[Finding, ...]) -> Result:
         return Result(Decision.BLOCK, self._policy.block_message, findings)

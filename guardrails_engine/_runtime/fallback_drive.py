@@ -133,7 +133,7 @@ class _Driver:
         (ended, or abandoned for the next source)."""
         rule = self._rule
         if isinstance(event, Released):
-            rule.took(event)
+            rule.took(len(event.text))
             self._queue.append(event)
             return False
         if isinstance(event, Blocked):
