@@ -380,6 +380,11 @@ class Rule:
     def cancelled(self) -> None:
         self._record("cancelled")
 
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """Every attempt that ended so far."""
+        return tuple(self._attempts)
+
     def closed(self, ending: str) -> tuple[Attempt, ...]:
         """The current source ended by ``ending`` (an adapter's stream): every attempt."""
         self._record(ending)
