@@ -6,11 +6,12 @@
     first released piece of the fallback; p50 and p99 over many runs; async (asyncio:
     an async source interrupted) and sync (a sync source pulled in a thread that the
     limit abandons).
-(b) Cost when it does not fire: a 32,000-character text in 4-character chunks through
+(b) Cost when it does not fire: a 16,000-character text in 4-character chunks through
     ``policy.stream_sync`` / ``policy.stream``: without fallback, with ``fallback=``
     (a callable never called), and with ``fallback=`` plus ``first_chunk_timeout_ms``
     (the first chunk pulled within the limit); runs interleaved, best of each; the
-    difference per chunk (us) against no fallback.
+    difference per chunk (us) against no fallback; with pattern-pii and with a light
+    policy (one content check), on which the difference is not lost in the checks' cost.
 
     .venv/bin/python benchmarks/fallback.py [--quick]
 """
@@ -30,8 +31,18 @@ import guardrails_engine as ge
 LIMIT_MS = 50
 
 
-def policy(extra: str) -> ge.Policy:
-    return ge.Policy.from_yaml(c.PATTERN_PII.read_text(encoding="utf-8") + extra)
+#: A policy whose run costs little per chunk, so that what the fallback adds shows.
+LIGHT = """
+version: 1
+name: light
+checks:
+  - {id: words, type: content, terms: ["internal use only"], action: repair}
+"""
+
+
+def policy(extra: str, base: str | None = None) -> ge.Policy:
+    text = c.PATTERN_PII.read_text(encoding="utf-8") if base is None else base
+    return ge.Policy.from_yaml(text + extra)
 
 
 def takeover(runs: int) -> None:
@@ -78,11 +89,11 @@ def takeover(runs: int) -> None:
     never.set()
 
 
-def cost(size: int, rounds: int) -> None:
+def cost(size: int, rounds: int, base: str | None) -> None:
     text = c.pii_text(size)
     chunks = c.chunks(text, 4)
-    plain = policy("")
-    timed = policy("stream: {first_chunk_timeout_ms: 1000}\n")
+    plain = policy("", base)
+    timed = policy("stream: {first_chunk_timeout_ms: 1000}\n", base)
     expected = plain.validate_sync(text).text
 
     def never(why: ge.Fallback) -> list[str]:
@@ -136,9 +147,10 @@ def main() -> None:
     c.header("fallback")
     print("(a) takeover after a hung first source")
     takeover(30 if args.quick else 200)
-    size, rounds = (8_000, 3) if args.quick else (32_000, 7)
-    print(f"(b) cost when no fallback fires: {size:,} characters in 4-character chunks")
-    cost(size, rounds)
+    size, rounds = (8_000, 3) if args.quick else (16_000, 15)
+    for name, base in (("pattern-pii", None), ("light (one content check)", LIGHT)):
+        print(f"(b) cost when no fallback fires, {name}: {size:,} characters in 4-character chunks")
+        cost(size, rounds, base)
 
 
 if __name__ == "__main__":

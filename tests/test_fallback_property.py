@@ -120,6 +120,23 @@ def test_sync_released_text_is_validate_of_its_source(
     ) as stream:
         events = list(stream.events())
     check(events, first, "".join(chunks[:at]), trigger != "none", second)
+    # Iterating gives the same text: released, then the ending message.
+    with POLICY.stream_sync(
+        primary(chunks, at, trigger), fallback=lambda why: cut(second, sizes2)
+    ) as stream:
+        text = "".join(stream)
+    shown = [e.text if isinstance(e, ge.Released) else e.message for e in events[:-1]]
+    assert text == "".join(shown)
+    a, b = stream.result, events[-1].result
+    assert a is not None
+    assert (a.decision, a.text, a.findings, a.ending, a.source) == (
+        b.decision,
+        b.text,
+        b.findings,
+        b.ending,
+        b.source,
+    )
+    assert [x.ending for x in a.attempts] == [x.ending for x in b.attempts]
 
 
 async def aprimary(chunks: list[str], at: int, trigger: str) -> AsyncIterator[str]:
@@ -160,7 +177,12 @@ def test_async_released_text_is_validate_of_its_source(
 
         with anyio.fail_after(10):
             async with POLICY.stream(aprimary(chunks, at, trigger), fallback=fallback) as s:
-                return [e async for e in s.events()]
+                events = [e async for e in s.events()]
+            async with POLICY.stream(aprimary(chunks, at, trigger), fallback=fallback) as s:
+                text = "".join([piece async for piece in s])
+        shown = [e.text if isinstance(e, ge.Released) else e.message for e in events[:-1]]
+        assert text == "".join(shown)
+        return events
 
     events = anyio.run(run, backend=backend)
     check(events, first, "".join(chunks[:at]), trigger != "none", second)

@@ -298,6 +298,24 @@ class FallbackStream(_Driver, AsyncClosing):
         return self
 
     async def __anext__(self) -> str:
+        current = self._current
+        if current is not None and self._rule.released and not self._queue:
+            # Past the first release nothing falls back: the source's stream's text as
+            # it is (the block message included), the end and failures taken as events.
+            try:
+                return await current.__anext__()
+            except StopAsyncIteration:
+                self._current = None
+                self._take(Ended(current.result), current.run.ending)
+            except anyio.get_cancelled_exc_class():
+                self._current = None
+                self._stopped()
+                await current.aclose()
+                raise
+            except Exception as exc:
+                self._current = None
+                await current.aclose()
+                self._failed(_reason(exc), _detail(exc), current.run.findings_so_far())
         while True:
             text = self._text(await self._next_event())
             if text:
@@ -442,6 +460,23 @@ class SyncFallbackStream(_Driver, Closing):
         return self
 
     def __next__(self) -> str:
+        current = self._current
+        if current is not None and self._rule.released and not self._queue:
+            # (As in FallbackStream.__anext__: past the first release, the text as it is.)
+            try:
+                return next(current)
+            except StopIteration:
+                self._current = None
+                self._take(Ended(current.result), current.run.ending)
+            except Exception as exc:
+                self._current = None
+                current.close()
+                self._failed(_reason(exc), _detail(exc), current.run.findings_so_far())
+            except BaseException:
+                self._current = None
+                self._stopped()
+                current.close()
+                raise
         while True:
             text = self._text(self._next_event())
             if text:
