@@ -12,6 +12,8 @@ from importlib import metadata as _metadata
 from ._core.errors import GuardrailsError, PolicyError, StreamStateError
 from ._core.model import Action, Decision, Finding, Result
 from ._evals.eval import Case, CaseError, EvalReport, evaluate, load_cases
+from ._observe.calls import CallAttempt, CallRecorder, CallTrace, RunRecord
+from ._observe.store import TraceStore, TraceStoreError
 from ._policy.policy import Policy, ToolPolicy, load_policy
 from ._runtime.drive import (
     Blocked,
@@ -49,6 +51,9 @@ __all__ = [
     "Attempt",
     "Blocked",
     "Breaker",
+    "CallAttempt",
+    "CallRecorder",
+    "CallTrace",
     "Case",
     "CaseError",
     "Decision",
@@ -67,6 +72,7 @@ __all__ = [
     "Refusal",
     "Released",
     "Result",
+    "RunRecord",
     "Stream",
     "StreamEvent",
     "StreamStateError",
@@ -75,6 +81,8 @@ __all__ = [
     "SyncStream",
     "ToolPolicy",
     "Trace",
+    "TraceStore",
+    "TraceStoreError",
     "evaluate",
     "load_cases",
     "load_policy",

@@ -1,7 +1,8 @@
 """The ``guardrails-engine`` command.
 
-Exit status: 0 pass or repair (``eval``: every case passed), 1 block (``eval``:
-a case failed), 2 a bad policy, input or usage.
+Exit status: 0 pass or repair (``eval``: every case passed; ``drift``: no window
+alerts), 1 block (``eval``: a case failed; ``drift``: a window alerts), 2 a bad
+policy, input or usage.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from typing import TextIO
 import yaml
 
 from . import __version__
+from ._batch.inputs import BatchInputError
+from ._batch.runners import BatchError
 from ._core.errors import PolicyError
 from ._core.model import Decision, Result
 from ._evals.eval import CaseError, evaluate, load_cases
+from ._observe.report import parse_since, render_csv, render_text, report
+from ._observe.store import TraceStoreError
 from ._policy.policy import Policy, load_policy
 from ._spec.config import policy_json_schema
 from ._spec.loader import load_yaml
@@ -69,7 +74,95 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", choices=("text", "json", "junit"), default="text")
     ev.add_argument("--output", help="write the report to this file instead of stdout")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random chunkings")
+    _add_where(ev)
+    models = ev.add_argument_group(
+        "models",
+        "with --model or --outputs the cases are model cases (a prompt, an expected output, "
+        "criteria): each is sent to each model through the policy and scored; exit 1 below "
+        "--min-pass-rate or on a regression against --baseline",
+    )
+    models.add_argument(
+        "--model", action="append", default=[], help="provider:model (openai:..., anthropic:...)"
+    )
+    models.add_argument("--outputs", help="recorded outputs (JSON lines), scored offline")
+    models.add_argument("--judge", help="the judge model (provider:model) for judge criteria")
+    models.add_argument("--base-url", help="an OpenAI-compatible endpoint (else OPENAI_BASE_URL)")
+    models.add_argument(
+        "--anthropic-base-url", help="the Anthropic endpoint (else ANTHROPIC_BASE_URL)"
+    )
+    models.add_argument("--baseline", help="an earlier JSON report: list and fail on regressions")
+    models.add_argument("--min-pass-rate", type=float, help="exit 1 below this pass rate (0-1)")
+    models.add_argument("--concurrency", type=int, default=4, help="calls at once (default 4)")
+    models.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
+    models.add_argument("--judge-cache", help="a JSON file of judge verdicts, read and updated")
+    scan = sub.add_parser(
+        "scan",
+        help="scan logged texts (JSON lines, Parquet) into a folder of results",
+        description="One output file per partition and _summary.json in --output; the "
+        "summary on stderr. Exit 0 when done (--strict: 1 if a row could not be checked), "
+        "2 for a bad policy, input or usage.",
+    )
+    scan.add_argument("--policy", required=True, help="policy file (YAML)")
+    scan.add_argument("inputs", nargs="+", help=".jsonl/.ndjson/.parquet files or folders")
+    scan.add_argument("--field", default="text", help="the field holding the text (default: text)")
+    scan.add_argument("--id-field", default="id", help="the field holding the id (default: id)")
+    scan.add_argument("--output", required=True, help="folder for the results")
+    scan.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    scan.add_argument(
+        "--write-text", action="store_true", help="also write the checked text, as repaired"
+    )
+    scan.add_argument("--strict", action="store_true", help="exit 1 if any row is bad")
+    scan.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier scan"
+    )
+    scan.add_argument(
+        "--partition-mb", type=float, default=8.0, help="JSON lines per task, in MB (default: 8)"
+    )
+    _add_where(scan)
+    dr = sub.add_parser(
+        "drift",
+        help="how much current traffic no reference text covers, per window (docs/semantic.md)",
+        description="Exit 0 when no window alerts, 1 when one does, 2 for bad input.",
+    )
+    dr.add_argument("--reference", required=True, help="eval case file, or JSON lines of texts")
+    dr.add_argument("current", nargs="+", help="JSON lines of current texts (or case files)")
+    dr.add_argument("--field", default="text", help="the text's key in JSON lines (default text)")
+    dr.add_argument("--window", type=_positive, default=100, help="texts per window (100)")
+    dr.add_argument("--q", type=float, default=0.05, help="coverage percentile (0.05)")
+    form = dr.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="write the report as JSON")
+    form.add_argument("--csv", action="store_true", help="write the windows as CSV")
+    dr.add_argument(
+        "--export-cases", metavar="FILE", help="write the uncovered texts as candidate eval cases"
+    )
+    traces = sub.add_parser(
+        "traces",
+        help="report on a trace database (TraceStore): calls, latency, tokens, decisions",
+        description="Calls, p50/p95/p99 time to first token and duration, tokens, block and "
+        "repair rates per check and per model, the most frequent reasons, and a histogram "
+        "of the time to first token.",
+    )
+    traces.add_argument("db", help="the SQLite file a TraceStore writes")
+    traces.add_argument("--since", help="only records since: 30m, 12h, 7d, or an ISO date")
+    traces.add_argument("--model", help="only calls to (or answered by) this model")
+    fmt = traces.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the report as JSON")
+    fmt.add_argument("--csv", action="store_true", help="one CSV row for all, per model, per check")
     return parser
+
+
+def _add_where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="a pool of N processes on this machine")
+    where.add_argument("--local", type=int, help="a Dask LocalCluster of N worker processes")
+    where.add_argument("--scheduler", help="an existing Dask cluster (tcp://host:8786)")
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def _summary(result: Result) -> str:
@@ -201,10 +294,120 @@ class _Progress:
         self._err.flush()
 
 
-def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _write_report(args: argparse.Namespace, text: str, out: TextIO) -> None:
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        out.write(text)
+
+
+def _eval_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from . import modeleval as me
+
+    if args.min_pass_rate is not None and not 0 <= args.min_pass_rate <= 1:
+        raise CaseError(
+            f"--min-pass-rate must be between 0 and 1, not {args.min_pass_rate}",
+            source="<command line>",
+            line=None,
+            field="--min-pass-rate",
+        )
     policy = load_policy(args.policy)
-    cases = [c for path in args.cases for c in load_cases(path)]
-    report = evaluate(policy, cases, seed=args.seed, progress=_Progress(err))
+    cases = [c for path in args.cases for c in me.load_model_cases(path)]
+    baseline = None
+    if args.baseline:
+        with open(args.baseline, encoding="utf-8") as f:
+            try:
+                baseline = me.load_baseline(f.read())
+            except ValueError as exc:
+                raise CaseError(str(exc), source=args.baseline, line=None, field=None) from None
+    targets: list[me.Target] = []
+    for spec in args.model:
+        base = args.anthropic_base_url if spec.startswith("anthropic:") else args.base_url
+        try:
+            targets.append(me.target(policy, spec, base_url=base))
+        except ValueError as exc:
+            raise CaseError(str(exc), source="<command line>", line=None, field="--model") from None
+    if args.outputs:
+        try:
+            targets.extend(me.recorded.targets(policy, args.outputs))
+        except ValueError as exc:
+            raise CaseError(str(exc), source=args.outputs, line=None, field=None) from None
+    cache: dict[str, dict[str, object]] = {}
+    if args.judge_cache and os.path.exists(args.judge_cache):
+        with open(args.judge_cache, encoding="utf-8") as f:
+            cache = json.load(f)
+    judge = None
+    if args.judge:
+        base = args.anthropic_base_url if args.judge.startswith("anthropic:") else args.base_url
+        try:
+            judge = me.judge(args.judge, base_url=base, cache=cache)
+        except ValueError as exc:
+            raise CaseError(str(exc), source="<command line>", line=None, field="--judge") from None
+    report = me.evaluate_models(
+        policy,
+        cases,
+        targets,
+        judge=judge,
+        concurrency=args.concurrency,
+        call_timeout=args.timeout,
+        progress=_Progress(err),
+    )
+    if args.judge_cache:
+        with open(args.judge_cache, "w", encoding="utf-8") as f:
+            json.dump(cache, f, indent=1)
+    if args.format == "json":
+        _write_report(args, json.dumps(report.to_dict(), indent=2) + "\n", out)
+    elif args.format == "junit":
+        _write_report(args, report.to_junit(), out)
+    else:
+        _write_report(args, report.to_text(), out)
+    status = EXIT_OK
+    rate = report.pass_rate()
+    if args.min_pass_rate is not None and rate < args.min_pass_rate:
+        err.write(f"pass rate {rate:.1%} is below {args.min_pass_rate:.1%}\n")
+        status = EXIT_BLOCK
+    if baseline is not None:
+        regressions = report.regressions(baseline)
+        for case, model, now in regressions:
+            err.write(f"regression: {case} on {model} passed before, {now} now\n")
+        if regressions:
+            status = EXIT_BLOCK
+    return status
+
+
+_MODEL_CASE_KEYS = ("expected_output", "criteria", "messages", "system")
+
+
+def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.model or args.outputs:
+        return _eval_models(args, out, err)
+    policy = load_policy(args.policy)
+    try:
+        cases = [c for path in args.cases for c in load_cases(path)]
+    except CaseError as exc:
+        if exc.field in _MODEL_CASE_KEYS:
+            raise CaseError(
+                f"{exc.message} (a model case: run it with --model or --outputs)",
+                source=exc.source,
+                line=exc.line,
+                field=exc.field,
+            ) from None
+        raise
+    if args.workers or args.local or args.scheduler:
+        from .batch import evaluate as spread
+
+        report = spread(
+            policy,
+            cases,
+            seed=args.seed,
+            workers=args.workers,
+            local=args.local,
+            scheduler=args.scheduler,
+            progress=_Progress(err),
+        )
+    else:
+        report = evaluate(policy, cases, seed=args.seed, progress=_Progress(err))
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=2) + "\n"
     elif args.format == "junit":
@@ -220,6 +423,71 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if report.passed else EXIT_BLOCK
 
 
+def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .batch import scan_files
+
+    if args.partition_mb <= 0:
+        raise BatchInputError(f"--partition-mb must be positive, not {args.partition_mb}")
+    summary = scan_files(
+        load_policy(args.policy),
+        args.inputs,
+        args.output,
+        field=args.field,
+        id_field=args.id_field or None,
+        write_text=args.write_text,
+        format=args.format,
+        workers=args.workers,
+        local=args.local,
+        scheduler=args.scheduler,
+        partition_bytes=max(1, int(args.partition_mb * 1024 * 1024)),
+        overwrite=args.overwrite,
+        progress=_Progress(err),
+    )
+    err.write(summary.to_text())
+    return EXIT_BLOCK if args.strict and summary.bad_rows else EXIT_OK
+
+
+def _drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ._evals.drift import DriftError, DriftReference, read_texts
+
+    try:
+        if not 0 < args.q < 0.5:
+            raise DriftError(f"--q must be between 0 and 0.5, got {args.q}")
+        reference = read_texts(args.reference, args.field)
+        current = [t for path in args.current for t in read_texts(path, args.field)]
+        report = DriftReference(reference, q=args.q).check(current, window=args.window)
+    except (DriftError, ImportError) as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    if args.json:
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    elif args.csv:
+        out.write(report.to_csv())
+    else:
+        out.write(report.to_text())
+    if args.export_cases:
+        with open(args.export_cases, "w", encoding="utf-8") as f:
+            f.write(report.export_cases())
+        err.write(f"{len(report.uncovered)} uncovered texts written to {args.export_cases}\n")
+    return EXIT_BLOCK if report.alert else EXIT_OK
+
+
+def _traces(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        since = parse_since(args.since) if args.since is not None else None
+    except ValueError as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    data = report(args.db, since=since, model=args.model)
+    if args.json:
+        out.write(json.dumps(data, indent=2) + "\n")
+    elif args.csv:
+        out.write(render_csv(data))
+    else:
+        out.write(render_text(data))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
@@ -231,11 +499,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lint(args.policies, out, err)
         if args.command == "eval":
             return _eval(args, out, err)
+        if args.command == "drift":
+            return _drift(args, out, err)
         if args.command == "entities":
             return _entities(out)
+        if args.command == "scan":
+            return _scan(args, out, err)
+        if args.command == "traces":
+            return _traces(args, out, err)
         out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
         return EXIT_OK
-    except (PolicyError, CaseError) as exc:
+    except (PolicyError, CaseError, BatchInputError, BatchError, TraceStoreError) as exc:
         err.write(f"guardrails-engine: {exc}\n")
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as exc:

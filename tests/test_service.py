@@ -349,8 +349,9 @@ def test_errors_come_back_in_the_apis_shape(http: httpx.Client, upstream: FakeOp
 
 
 def test_the_app_is_configured_by_the_environment(
-    monkeypatch: pytest.MonkeyPatch, fake: FakeOpenAI, upstream: FakeOpenAI
+    monkeypatch: pytest.MonkeyPatch, fake: FakeOpenAI, upstream: FakeOpenAI, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv("GUARDRAILS_TRACES", str(tmp_path / "traces.db"))  # not in the checkout
     monkeypatch.setenv("UPSTREAM_BASE_URL", fake.base_url)
     monkeypatch.delenv("UPSTREAM_API_KEY", raising=False)  # a local upstream needs none
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

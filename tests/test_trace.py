@@ -559,7 +559,7 @@ def spans(span_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]
 
 
 def _ours(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.name.startswith("guardrails.")]
+    return [s for s in exporter.get_finished_spans() if s.name.startswith("guardrails_engine.")]
 
 
 def test_otel_span_per_run(chat: ge.Policy, spans: InMemorySpanExporter) -> None:
@@ -575,34 +575,34 @@ def test_otel_span_per_run(chat: ge.Policy, spans: InMemorySpanExporter) -> None
     stream.close()
     got = _ours(spans)
     assert [s.name for s in got] == [
-        "guardrails.validate",
-        "guardrails.stream",
-        "guardrails.stream",
+        "guardrails_engine.validate",
+        "guardrails_engine.stream",
+        "guardrails_engine.stream",
     ]
     for span, trace in zip(got, rec.traces, strict=True):
         attrs = dict(span.attributes or {})
-        assert attrs["guardrails.trace_id"] == trace.trace_id
-        assert attrs["guardrails.kind"] == trace.kind
-        assert attrs["guardrails.policy"] == "support-chat"
-        assert attrs["guardrails.policy_hash"] == chat.content_hash
-        assert attrs["guardrails.decision"] == (trace.decision or "")
-        assert attrs["guardrails.ending"] == trace.ending
-        assert attrs["guardrails.findings"] == len(trace.findings)
+        assert attrs["guardrails_engine.trace_id"] == trace.trace_id
+        assert attrs["guardrails_engine.kind"] == trace.kind
+        assert attrs["guardrails_engine.policy"] == "support-chat"
+        assert attrs["guardrails_engine.policy_hash"] == chat.content_hash
+        assert attrs["guardrails_engine.decision"] == (trace.decision or "")
+        assert attrs["guardrails_engine.ending"] == trace.ending
+        assert attrs["guardrails_engine.findings"] == len(trace.findings)
         for stat in ("chunks_in", "chars_in", "chunks_out", "chars_out", "holdback_max"):
-            assert attrs[f"guardrails.{stat}"] == getattr(trace, stat), stat
-        assert attrs["guardrails.holdback_median"] == trace.holdback_median
-        assert attrs["guardrails.duration_ms"] == trace.duration_ms
-        assert {k for k in attrs if k.startswith("guardrails.check_ms.")} == {
-            f"guardrails.check_ms.{c}" for c in CHECK_IDS
+            assert attrs[f"guardrails_engine.{stat}"] == getattr(trace, stat), stat
+        assert attrs["guardrails_engine.holdback_median"] == trace.holdback_median
+        assert attrs["guardrails_engine.duration_ms"] == trace.duration_ms
+        assert {k for k in attrs if k.startswith("guardrails_engine.check_ms.")} == {
+            f"guardrails_engine.check_ms.{c}" for c in CHECK_IDS
         }
         if trace.first_out_ms is None:
-            assert "guardrails.first_out_ms" not in attrs
+            assert "guardrails_engine.first_out_ms" not in attrs
         else:
-            assert attrs["guardrails.first_out_ms"] == trace.first_out_ms
+            assert attrs["guardrails_engine.first_out_ms"] == trace.first_out_ms
         assert span.start_time is not None and span.end_time is not None
         assert span.start_time <= span.end_time
         events = list(span.events)
-        assert [e.name for e in events] == ["guardrails.finding"] * len(trace.findings)
+        assert [e.name for e in events] == ["guardrails_engine.finding"] * len(trace.findings)
         for event, finding in zip(events, trace.findings, strict=True):
             assert dict(event.attributes or {}) == {
                 k: v for k, v in finding.items() if v is not None
@@ -611,8 +611,8 @@ def test_otel_span_per_run(chat: ge.Policy, spans: InMemorySpanExporter) -> None
     assert [dict(e.attributes or {})["reason"] for e in validate_span.events] == list(
         result.reasons
     )
-    assert dict(got[1].attributes or {})["guardrails.decision"] == "block"
-    assert dict(got[2].attributes or {})["guardrails.decision"] == ""
+    assert dict(got[1].attributes or {})["guardrails_engine.decision"] == "block"
+    assert dict(got[2].attributes or {})["guardrails_engine.decision"] == ""
 
 
 @pytest.mark.anyio
@@ -620,7 +620,7 @@ async def test_otel_span_for_async_runs(chat: ge.Policy, spans: InMemorySpanExpo
     await chat.validate("All good.", trace_id="oa-1")
     [p async for p in chat.stream(AsyncSource(_chunks(TEXT, 4)), trace_id="oa-2")]
     attrs = [dict(s.attributes or {}) for s in _ours(spans)]
-    assert [(a["guardrails.trace_id"], a["guardrails.ending"]) for a in attrs] == [
+    assert [(a["guardrails_engine.trace_id"], a["guardrails_engine.ending"]) for a in attrs] == [
         ("oa-1", "completed"),
         ("oa-2", "completed"),
     ]

@@ -9,6 +9,7 @@ meets the expectation.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -16,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 from xml.sax.saxutils import escape, quoteattr
 
 import yaml
@@ -27,7 +28,7 @@ from .._core.model import Action, Decision, Result
 from .._runtime.stats import Holdbacks
 from .._spec.loader import YamlRefused, load_yaml, repeated_key
 
-__all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases"]
+__all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases", "read_cases"]
 
 CHUNKINGS = ("whole", "chars", "random", "words")
 
@@ -36,7 +37,7 @@ class CaseError(GuardrailsError, ValueError):
     """A case file that cannot be read: names the file, the line and the field."""
 
     def __init__(self, message: str, *, source: str, line: int | None, field: str | None) -> None:
-        self.source, self.line, self.field = source, line, field
+        self.source, self.line, self.field, self.message = source, line, field, message
         where = source if line is None else f"{source}:{line}"
         super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
 
@@ -113,13 +114,30 @@ def load_cases(path: str | Path) -> list[Case]:
 
     :raises CaseError: naming the file, the line and the field of a bad case.
     """
+    return read_cases(path, Case.from_dict)
+
+
+class _Named(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+C = TypeVar("C", bound=_Named)
+
+
+def read_cases(path: str | Path, build: Callable[..., C]) -> list[C]:
+    """Read a case file, each case made by ``build(data, default_id=...)`` (which
+    raises pydantic's ValidationError for a bad case, mapped to its line and field).
+
+    :raises CaseError: naming the file, the line and the field of a bad case.
+    """
     p = Path(path)
     source = str(p)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseError(f"cannot read: {exc}", source=source, line=None, field=None) from exc
-    cases: list[Case] = []
+    cases: list[C] = []
     seen: dict[str, int] = {}  # case id -> its line
     if p.suffix == ".jsonl":
         for n, raw in enumerate(text.splitlines(), start=1):
@@ -141,10 +159,10 @@ def load_cases(path: str | Path) -> list[Case]:
             if not isinstance(data, dict):
                 raise CaseError("a case must be an object", source=source, line=n, field=None)
             try:
-                cases.append(Case.from_dict(data, default_id=f"{p.name}:{n}"))
+                cases.append(build(data, default_id=f"{p.name}:{n}"))
             except ValidationError as exc:
                 raise _case_error(exc, source, n) from None
-            _unique(cases[-1], n, seen, source)
+            _unique(cases[-1].id, n, seen, source)
         return cases
     try:
         root, data = load_yaml(text)  # bounded: aliases, size and depth
@@ -171,21 +189,21 @@ def load_cases(path: str | Path) -> list[Case]:
         if not isinstance(item, dict):
             raise CaseError("a case must be a mapping", source=source, line=line, field=None)
         try:
-            cases.append(Case.from_dict(item, default_id=f"{p.name}:{line}"))
+            cases.append(build(item, default_id=f"{p.name}:{line}"))
         except ValidationError as exc:
             err = exc.errors()[0]
             key_line = _line_of(node, [x for x in err["loc"] if isinstance(x, str | int)])
             raise _case_error(exc, source, key_line or line) from None
-        _unique(cases[-1], _line_of(node, ["id"]) or line, seen, source)
+        _unique(cases[-1].id, _line_of(node, ["id"]) or line, seen, source)
     return cases
 
 
-def _unique(case: Case, line: int, seen: dict[str, int], source: str) -> None:
+def _unique(case_id: str, line: int, seen: dict[str, int], source: str) -> None:
     """Case ids name results and failures: two cases may not share one."""
-    first = seen.setdefault(case.id, line)
+    first = seen.setdefault(case_id, line)
     if first != line:
         raise CaseError(
-            f"case id {case.id!r} is used twice (first at line {first})",
+            f"case id {case_id!r} is used twice (first at line {first})",
             source=source,
             line=line,
             field="id",
@@ -302,6 +320,9 @@ class EvalReport:
     seed: int
     chunkings: tuple[str, ...]
     per_check: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    #: Per ``check/topic`` of the topic checks: tp, fp, fn, precision, recall, and the
+    #: AUC of the topic's score over the cases that list findings (their labels).
+    per_topic: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -339,6 +360,7 @@ class EvalReport:
             "leaked_chars": self.leaked,
             "holdback": self.holdback(),
             "per_check": self.per_check,
+            "per_topic": self.per_topic,
             "failures": [
                 {
                     "id": r.case.id,
@@ -371,6 +393,18 @@ class EvalReport:
                     f"    {check:<24} {s['precision']:>9.3f} {s['recall']:>7.3f} "
                     f"{s['tp']:>5} {s['fp']:>5} {s['fn']:>5}"
                 )
+        if self.per_topic:
+            lines.append("per topic (whole runs, cases that list findings):")
+            lines.append(
+                f"    {'check/topic':<32} {'precision':>9} {'recall':>7} {'auc':>6} "
+                f"{'tp':>5} {'fp':>5} {'fn':>5}"
+            )
+            for key, s in sorted(self.per_topic.items()):
+                auc = "-" if s.get("auc") is None else f"{s['auc']:.3f}"
+                lines.append(
+                    f"    {key:<32} {s['precision']:>9.3f} {s['recall']:>7.3f} {auc:>6} "
+                    f"{s['tp']:>5} {s['fp']:>5} {s['fn']:>5}"
+                )
         hb = self.holdback()
         lines.append(f"stream/whole disagreements: {self.disagreements}")
         lines.append(f"characters leaked (released by a stream, removed whole): {self.leaked}")
@@ -398,6 +432,58 @@ class EvalReport:
         return "\n".join(out) + "\n"
 
 
+def run_case(
+    policy: Any, case: Case, *, seed: int = 0, chunkings: Sequence[str] = CHUNKINGS
+) -> CaseResult:
+    """Run one case whole and under each chunking (seeded by the case's id, so a
+    case gives the same runs wherever and in whatever order it runs)."""
+    rng = random.Random(f"{seed}:{case.id}")
+    whole = policy.validate_sync(case.input)
+    runs = [_outcome("whole", whole, whole.text, [])]
+    for chunking in chunkings:
+        if chunking == "whole":
+            continue
+        stream = policy.stream_sync(_chunk(case.input, chunking, rng))
+        released = "".join(stream)
+        result = stream.result
+        assert result is not None  # a list source always ends
+        runs.append(_outcome(chunking, result, released, list(stream.run.holdbacks)))
+    failures = [p for run in runs for p in _problems(case, run)]
+    cr = CaseResult(case, runs, failures)
+    cr.disagreements = sum(
+        1
+        for run in runs[1:]
+        if (run.decision, run.text, run.findings)
+        != (runs[0].decision, runs[0].text, runs[0].findings)
+    )
+    removed = [
+        case.input[f.start : f.end]
+        for f in whole.findings
+        if f.action is not Action.FLAG and f.end - f.start >= 4
+    ]
+    for run in runs[1:]:
+        cr.leaked += sum(len(v) for v in removed if v in run.released and v not in whole.text)
+    return cr
+
+
+def run_cases(
+    policy: Any, seed: int, chunkings: Sequence[str], cases: Sequence[Case]
+) -> list[CaseResult]:
+    """:func:`run_case` over a batch of cases (one task of a distributed eval)."""
+    return [run_case(policy, c, seed=seed, chunkings=chunkings) for c in cases]
+
+
+#: A way to run tasks elsewhere: ``map(fn, items)`` yields ``(index, fn(item))``
+#: as each item finishes (``guardrails_engine.batch`` has one per backend).
+MapTasks = Callable[
+    [Callable[[Sequence[Case]], list[CaseResult]], Sequence[Sequence[Case]]],
+    Iterable[tuple[int, list[CaseResult]]],
+]
+
+#: Cases per task when a suite is spread over workers.
+CASES_PER_TASK = 64
+
+
 def evaluate(
     policy: Any,
     cases: Iterable[Case | dict[str, Any]],
@@ -405,63 +491,106 @@ def evaluate(
     seed: int = 0,
     chunkings: Sequence[str] = CHUNKINGS,
     progress: Callable[[int, int], None] | None = None,
+    map_tasks: MapTasks | None = None,
 ) -> EvalReport:
     """Run every case whole and streamed; return the report.
 
     ``policy`` is a :class:`~guardrails_engine.Policy`; ``cases`` are
-    :class:`Case`\\ s or dicts in the case format.
+    :class:`Case`\\ s or dicts in the case format.  ``map_tasks`` spreads the
+    cases over workers in batches (see ``guardrails_engine.batch.evaluate``); the
+    report is the same as in one process.
     """
     items = [
         c if isinstance(c, Case) else Case.from_dict(c, default_id=f"case {i}")
         for i, c in enumerate(cases)
     ]
-    results: list[CaseResult] = []
+    if map_tasks is None:
+        results: list[CaseResult] = []
+        for case in items:
+            results.append(run_case(policy, case, seed=seed, chunkings=chunkings))
+            if progress is not None:
+                progress(len(results), len(items))
+    else:
+        batches = [items[i : i + CASES_PER_TASK] for i in range(0, len(items), CASES_PER_TASK)]
+        task = functools.partial(run_cases, policy, seed, tuple(chunkings))
+        done: dict[int, list[CaseResult]] = {}
+        for i, batch in map_tasks(task, batches):
+            done[i] = batch
+            if progress is not None:
+                progress(min(len(done) * CASES_PER_TASK, len(items)), len(items))
+        results = [r for i in range(len(batches)) for r in done[i]]
     counts: dict[str, Counter[str]] = {}
-    for i, case in enumerate(items):
-        rng = random.Random(f"{seed}:{case.id}")
-        whole = policy.validate_sync(case.input)
-        runs = [_outcome("whole", whole, whole.text, [])]
-        for chunking in chunkings:
-            if chunking == "whole":
-                continue
-            stream = policy.stream_sync(_chunk(case.input, chunking, rng))
-            released = "".join(stream)
-            result = stream.result
-            assert result is not None  # a list source always ends
-            runs.append(_outcome(chunking, result, released, list(stream.run.holdbacks)))
-        failures = [p for run in runs for p in _problems(case, run)]
-        cr = CaseResult(case, runs, failures)
-        cr.disagreements = sum(
-            1
-            for run in runs[1:]
-            if (run.decision, run.text, run.findings)
-            != (runs[0].decision, runs[0].text, runs[0].findings)
-        )
-        removed = [
-            case.input[f.start : f.end]
-            for f in whole.findings
-            if f.action is not Action.FLAG and f.end - f.start >= 4
-        ]
-        for run in runs[1:]:
-            cr.leaked += sum(len(v) for v in removed if v in run.released and v not in whole.text)
-        results.append(cr)
+    topics = _Topics(policy)
+    for cr in results:
+        case = cr.case
         if case.findings is not None:
-            want, got = Counter(case.findings), Counter(runs[0].findings)
+            want, got = Counter(case.findings), Counter(cr.runs[0].findings)
             for key in want | got:
                 c = counts.setdefault(key[0], Counter())
                 c["tp"] += min(want[key], got[key])
                 c["fp"] += max(0, got[key] - want[key])
                 c["fn"] += max(0, want[key] - got[key])
-        if progress is not None:
-            progress(i + 1, len(items))
-    per_check: dict[str, dict[str, float | int]] = {}
-    for check, c in counts.items():
-        tp, fp, fn = c["tp"], c["fp"], c["fn"]
-        per_check[check] = {
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "precision": tp / (tp + fp) if tp + fp else 1.0,
-            "recall": tp / (tp + fn) if tp + fn else 1.0,
-        }
-    return EvalReport(getattr(policy, "name", "?"), results, seed, tuple(chunkings), per_check)
+            topics.add(case, cr.runs[0].findings)
+    return EvalReport(
+        getattr(policy, "name", "?"),
+        results,
+        seed,
+        tuple(chunkings),
+        {check: _rates(c) for check, c in counts.items()},
+        topics.report(),
+    )
+
+
+def _rates(c: Counter[str]) -> dict[str, float | int]:
+    tp, fp, fn = c["tp"], c["fp"], c["fn"]
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+    }
+
+
+class _Topics:
+    """Per topic of the policy's topic checks: counts, and scores with labels for AUC."""
+
+    def __init__(self, policy: Any) -> None:
+        self.checks = [
+            c for c in getattr(policy, "checks", ()) if getattr(c, "type", "") == "topic"
+        ]
+        self.counts: dict[str, Counter[str]] = {}
+        self.scored: dict[str, list[tuple[float, bool]]] = {}
+
+    def add(self, case: Case, found: list[tuple[str, str | None]]) -> None:
+        assert case.findings is not None
+        want, got = Counter(case.findings), Counter(found)
+        for check in self.checks:
+            scores = check.text_scores(case.input)
+            for topic, score in scores.items():
+                key = (check.id, topic)
+                c = self.counts.setdefault(f"{check.id}/{topic}", Counter())
+                c["tp"] += min(want[key], got[key])
+                c["fp"] += max(0, got[key] - want[key])
+                c["fn"] += max(0, want[key] - got[key])
+                self.scored.setdefault(f"{check.id}/{topic}", []).append((score, key in want))
+
+    def report(self) -> dict[str, dict[str, float | int]]:
+        out: dict[str, dict[str, float | int]] = {}
+        for key, c in self.counts.items():
+            out[key] = _rates(c)
+            auc = _auc(self.scored.get(key, []))
+            if auc is not None:
+                out[key]["auc"] = auc
+        return out
+
+
+def _auc(scored: list[tuple[float, bool]]) -> float | None:
+    """The probability that a positive case outscores a negative one (ties count half);
+    ``None`` without both."""
+    pos = [s for s, label in scored if label]
+    neg = [s for s, label in scored if not label]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))

@@ -29,6 +29,7 @@ from .._spec.config import (
     PolicySpec,
     SchemaSpec,
     ToolSpec,
+    TopicSpec,
 )
 from .._spec.loader import Located, parse_policy
 from ..checks._base import PatternCheck
@@ -48,6 +49,7 @@ from ..checks._schema.check import (
 )
 from ..checks._unit import Compiled
 from .custom import compile_custom
+from .topic import compile_topic
 
 if TYPE_CHECKING:
     from .._runtime.drive import Push, Stream, SyncPush, SyncStream
@@ -116,7 +118,8 @@ class Policy:
         ``source`` names the text in error messages; ``base_dir`` is the policy's
         folder: ``schema_file`` and the files ``$ref``s name are read only inside
         it (default: the current directory); ``on_trace`` receives the
-        :class:`Trace` of every run of the policy; ``trusted_modules`` are the
+        :class:`Trace` of every run of the policy and the ``CallTrace`` of every
+        guarded model call (whose runs it holds); ``trusted_modules`` are the
         modules (and their submodules) a ``model:`` may import, with those listed
         in the environment variable ``GUARDRAILS_TRUSTED_MODULES`` (comma-separated).
 
@@ -361,7 +364,8 @@ def load_policy(
 ) -> Policy:
     """Load and compile a policy file.
 
-    ``on_trace`` receives the :class:`Trace` of every run of the policy;
+    ``on_trace`` receives the :class:`Trace` of every run of the policy and the
+    ``CallTrace`` of every guarded model call (a ``TraceStore`` keeps both);
     ``trusted_modules``: see :meth:`Policy.from_yaml`.  Schema files are read
     only inside the policy's folder.
 
@@ -609,6 +613,8 @@ def _compile_one(
         return SchemaCheck(c, spec.on_error, loaded, stop=_json_stop(spec))
     if isinstance(c, CustomSpec):
         return compile_custom(c, spec, located, where, trusted)
+    if isinstance(c, TopicSpec):
+        return compile_topic(c, spec, located, base_dir, trusted, where)
     assert isinstance(c, LengthSpec)
     json_output = any(isinstance(x, SchemaSpec) for x in spec.checks)
     return LengthCheck(c, spec.on_error, json_output=json_output)

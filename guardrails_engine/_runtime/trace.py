@@ -11,6 +11,13 @@ far the stream was held back.  It goes to up to three places:
 * OpenTelemetry, when the ``otel`` extra is installed: a span per run with the
   decision and the stats as attributes and an event per finding.
 
+A *sink* is any callable that takes a record (:func:`deliver` calls it): a plain
+function, a list's ``append``, or a ``TraceStore``.  A record goes to each sink once,
+even when the policy's sink and the run's are the same object.  A run that is part
+of a larger record (one choice of a guarded model call) is given a :class:`RunHook`
+as its callback: its trace goes to that hook alone, which puts it into the call's
+record (``_observe/calls.py``); the call's record then goes to the sinks.
+
 Tracing never changes a result, and a failing callback never fails a run.
 """
 
@@ -28,7 +35,15 @@ if TYPE_CHECKING:
     from .plan import Plan
     from .run import Run
 
-__all__ = ["Trace", "TraceCallback", "logger", "new_trace_id"]
+__all__ = [
+    "RunHook",
+    "Trace",
+    "TraceCallback",
+    "configured",
+    "deliver",
+    "logger",
+    "new_trace_id",
+]
 
 logger = logging.getLogger("guardrails_engine")
 
@@ -84,6 +99,34 @@ class Trace:
         }
 
 
+class RunHook:
+    """A run's trace callback that takes the run into a larger record.
+
+    :func:`record` gives the trace of a run whose callback is a hook to the hook
+    alone: not to the policy's sink, the logger or OpenTelemetry, which receive the
+    larger record instead (so nothing is counted twice).
+    """
+
+    __slots__ = ()
+
+    def __call__(self, trace: Trace) -> None:
+        raise NotImplementedError
+
+
+def deliver(sinks: tuple[Callable[[Any], object] | None, ...], item: object) -> None:
+    """Give ``item`` to each sink once (``None`` skipped); a sink that raises is logged
+    (its exception's type only) and skipped."""
+    seen: list[object] = []
+    for sink in sinks:
+        if sink is None or any(sink is s for s in seen):
+            continue
+        seen.append(sink)
+        try:
+            sink(item)
+        except Exception as exc:  # a broken sink must not break the service
+            logger.warning("guardrails_engine: trace callback raised %s", type(exc).__name__)
+
+
 def record(
     policy: Plan,
     run: Run,
@@ -94,18 +137,18 @@ def record(
     error: BaseException | None = None,
 ) -> Trace | None:
     """Build the trace of a run that ended and send it where it is wanted."""
-    callbacks = [c for c in (policy.on_trace, callback) if c is not None]
+    if isinstance(callback, RunHook):  # part of a larger record, which goes out instead
+        trace = _build(policy, run, kind=kind, trace_id=trace_id, error=error)
+        deliver((callback,), trace)
+        return trace
     otel = _otel()
-    if not callbacks and otel is None and not logger.isEnabledFor(logging.INFO):
+    sinks = (policy.on_trace, callback)
+    if sinks == (None, None) and otel is None and not logger.isEnabledFor(logging.INFO):
         return None
     trace = _build(policy, run, kind=kind, trace_id=trace_id, error=error)
     if logger.isEnabledFor(logging.INFO):
         logger.info(json.dumps(trace.to_dict(), separators=(",", ":")))
-    for cb in callbacks:
-        try:
-            cb(trace)
-        except Exception as exc:  # a broken callback must not break the service
-            logger.warning("guardrails_engine: trace callback raised %s", type(exc).__name__)
+    deliver(sinks, trace)
     if otel is not None:
         _export(otel, trace, run)
     return trace
@@ -168,7 +211,9 @@ _OTEL_CHECKED = False
 
 
 def _otel() -> Any:
-    """The OpenTelemetry tracer, if the API is installed (else None)."""
+    """The OpenTelemetry tracer, if the API is installed and the application set a
+    tracer provider (else None: the API's own no-op or proxy provider records nothing,
+    so the trace is not built for it)."""
     global _OTEL, _OTEL_CHECKED
     if not _OTEL_CHECKED:
         _OTEL_CHECKED = True
@@ -180,38 +225,48 @@ def _otel() -> Any:
             _OTEL = otel_trace
     if _OTEL is None:
         return None
+    if not configured(_OTEL.get_tracer_provider()):
+        return None
     return _OTEL.get_tracer("guardrails_engine")
+
+
+def configured(provider: object) -> bool:
+    """Whether an OpenTelemetry tracer or meter provider is one the application set (an
+    SDK's), not the API's default no-op or proxy (defined in the API's own modules)."""
+    return not type(provider).__module__.startswith(
+        ("opentelemetry.trace", "opentelemetry.metrics")
+    )
 
 
 def _export(tracer: Any, trace: Trace, run: Run) -> None:
     start_ns = time.time_ns() - int(trace.duration_ms * 1_000_000)
     attributes: dict[str, Any] = {
-        "guardrails.trace_id": trace.trace_id,
-        "guardrails.kind": trace.kind,
-        "guardrails.policy": trace.policy,
-        "guardrails.policy_hash": trace.policy_hash,
-        "guardrails.decision": trace.decision or "",
-        "guardrails.ending": trace.ending,
-        "guardrails.findings": len(trace.findings),
-        "guardrails.chunks_in": trace.chunks_in,
-        "guardrails.chars_in": trace.chars_in,
-        "guardrails.chunks_out": trace.chunks_out,
-        "guardrails.chars_out": trace.chars_out,
-        "guardrails.holdback_max": trace.holdback_max,
-        "guardrails.holdback_median": trace.holdback_median,
-        "guardrails.duration_ms": trace.duration_ms,
+        "guardrails_engine.trace_id": trace.trace_id,
+        "guardrails_engine.kind": trace.kind,
+        "guardrails_engine.policy": trace.policy,
+        "guardrails_engine.policy_hash": trace.policy_hash,
+        "guardrails_engine.decision": trace.decision or "",
+        "guardrails_engine.ending": trace.ending,
+        "guardrails_engine.findings": len(trace.findings),
+        "guardrails_engine.chunks_in": trace.chunks_in,
+        "guardrails_engine.chars_in": trace.chars_in,
+        "guardrails_engine.chunks_out": trace.chunks_out,
+        "guardrails_engine.chars_out": trace.chars_out,
+        "guardrails_engine.holdback_max": trace.holdback_max,
+        "guardrails_engine.holdback_median": trace.holdback_median,
+        "guardrails_engine.duration_ms": trace.duration_ms,
     }
     if trace.first_out_ms is not None:
-        attributes["guardrails.first_out_ms"] = trace.first_out_ms
+        attributes["guardrails_engine.first_out_ms"] = trace.first_out_ms
     for check_id, ms in trace.check_ms.items():
-        attributes[f"guardrails.check_ms.{check_id}"] = ms
+        attributes[f"guardrails_engine.check_ms.{check_id}"] = ms
     try:
         span = tracer.start_span(
-            f"guardrails.{trace.kind}", start_time=start_ns, attributes=attributes
+            f"guardrails_engine.{trace.kind}", start_time=start_ns, attributes=attributes
         )
         for f in trace.findings:
             span.add_event(
-                "guardrails.finding",
+                "guardrails_engine.finding",
                 attributes={k: v for k, v in f.items() if v is not None},
             )
         span.end()

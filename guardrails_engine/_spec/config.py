@@ -25,6 +25,7 @@ __all__ = [
     "PolicySpec",
     "SchemaSpec",
     "StreamSpec",
+    "TopicSpec",
 ]
 
 OnError = Literal["block", "pass"]
@@ -368,12 +369,64 @@ class CustomSpec(_CheckBase):
         return self
 
 
+TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Example = Annotated[str, Field(max_length=2_000), AfterValidator(_not_blank)]
+
+
+class TopicSpec(_CheckBase):
+    """Denied topics: each sentence (or the text) is scored against examples by meaning."""
+
+    type: Literal["topic"]
+    deny: dict[TopicName, list[Example]] = Field(
+        default_factory=dict,
+        description="Per denied topic, example sentences of it (with those of examples_file).",
+    )
+    allow: list[Example] = Field(
+        default_factory=list,
+        description="Sentences that must pass: near a topic in words, not in meaning.",
+    )
+    examples_file: str | None = Field(
+        None,
+        description="A YAML file with `deny:` and `allow:` in the same format, inside the "
+        "policy's folder.",
+    )
+    threshold: Score | dict[str, Score] = Field(
+        0.3,
+        description="A unit scoring at least this for a topic is a finding: a number, or per "
+        "topic with an optional `default`.",
+    )
+    unit: Literal["sentence", "text"] = Field(
+        "sentence", description="What is scored: each sentence, or the whole text."
+    )
+    action: Literal["block", "flag"] = "block"
+    embedder: str | None = Field(
+        None,
+        pattern=_IMPORT_PATH,
+        description="A callable from a list of texts to a matrix (one row a text), as "
+        "`package.module:name` in a trusted module; default: WordLlama (extra `semantic`).",
+    )
+
+    @model_validator(mode="after")
+    def _some_topic(self) -> TopicSpec:
+        if not self.deny and self.examples_file is None:
+            raise ValueError("a topic check needs `deny` or `examples_file`")
+        for topic, examples in self.deny.items():
+            if not examples:
+                raise ValueError(f"topic {topic!r} has no examples")
+        if isinstance(self.threshold, dict):
+            for key in self.threshold:
+                if key != "default" and self.examples_file is None and key not in self.deny:
+                    raise ValueError(f"threshold names {key!r}, which is not a denied topic")
+        return self
+
+
 CheckSpec = Annotated[
-    PiiSpec | ContentSpec | SchemaSpec | LengthSpec | CustomSpec, Field(discriminator="type")
+    PiiSpec | ContentSpec | SchemaSpec | LengthSpec | CustomSpec | TopicSpec,
+    Field(discriminator="type"),
 ]
 
 #: The types of the built-in checks (and `custom`): no installed check may take them.
-BUILT_IN_TYPES = frozenset({"pii", "content", "schema", "length", "custom"})
+BUILT_IN_TYPES = frozenset({"pii", "content", "schema", "length", "custom", "topic"})
 
 
 ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]

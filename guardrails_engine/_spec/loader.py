@@ -113,7 +113,7 @@ class Located:
         )
 
 
-_TAGS = frozenset({"pii", "content", "schema", "length", "custom"})
+_TAGS = frozenset({"pii", "content", "schema", "length", "custom", "topic"})
 
 
 _FIELD_NAME = regex.compile(r"[A-Za-z_][A-Za-z0-9_]*")

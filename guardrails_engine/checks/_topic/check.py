@@ -1,0 +1,65 @@
+"""The ``topic`` check: each sentence (or the text) scored against denied topics.
+
+It is a unit check (``_unit.py``): the engine holds the open sentence, cuts
+units by a rule that reads only the text, and scores each complete unit once, so
+a stream and ``validate`` score the same units and find the same topics.  A
+finding names the topic and the score, never the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .._base import CheckConfig
+from .._unit import Compiled, Found, Unit, UnitCheck
+from .model import TopicModel
+
+__all__ = ["TopicCheck"]
+
+
+class TopicCheck(Compiled):
+    """Denied topics, as a policy configured them (shared by every run)."""
+
+    def __init__(
+        self,
+        config: CheckConfig,
+        model: TopicModel,
+        thresholds: Mapping[str, float],
+        *,
+        unit: Unit,
+        max_unit_chars: int,
+    ) -> None:
+        self.model = model
+        self.thresholds = tuple(thresholds[t] for t in model.topics)
+        declared = UnitCheck(self._find, unit=unit)
+        super().__init__(config, declared, unit=unit, max_unit_chars=max_unit_chars)
+
+    def scores(self, text: str) -> dict[str, float]:
+        """The score of ``text`` (one unit) for each topic."""
+        row = self.model.scores([text])[0]
+        return {t: float(s) for t, s in zip(self.model.topics, row, strict=True)}
+
+    def _find(self, text: str) -> list[Found]:
+        row = self.model.scores([text])[0]
+        over = [(float(s), i) for i, s in enumerate(row) if s >= self.thresholds[i]]
+        if not over:
+            return []
+        score, best = max(over)  # the topic the unit is most like
+        topic = self.model.topics[best]
+        return [Found(label=topic, reason=f"topic {topic} (score {score:.2f})", score=score)]
+
+    def text_scores(self, text: str) -> dict[str, float]:
+        """Each topic's best score over the units of ``text``, cut as a run cuts them
+        (for evaluation: AUC needs the scores below the threshold too)."""
+        units: list[str] = []
+        cutter = Compiled(
+            self.config,
+            UnitCheck(units.append, unit=self.unit),
+            unit=self.unit,
+            max_unit_chars=self.max_unit_chars,
+        )
+        cutter.session().finish(text, 0)
+        if not units:
+            return dict.fromkeys(self.model.topics, 0.0)
+        best = self.model.scores(units).max(axis=0)
+        return {t: float(s) for t, s in zip(self.model.topics, best, strict=True)}

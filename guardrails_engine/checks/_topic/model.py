@@ -1,0 +1,221 @@
+"""Scoring a text against denied topics, by meaning and by words.
+
+Built once per compiled policy from its examples (their embeddings are computed
+here and never again), as two classifiers trained at compile time on the same
+data: each topic's examples are a class, and *ordinary text* is one more class:
+the policy's ``allow`` examples and a packaged set of ordinary assistant
+sentences (:mod:`._background`).
+
+- **Meaning**: logistic regression on the embeddings (WordLlama by default),
+  centred on the mean of ordinary text and normalised (averaged word vectors
+  share a large common direction; removing it spreads sentences apart).  It
+  generalises past the examples' words ("Tylenol" near "paracetamol").
+- **Words**: logistic regression on TF-IDF of words and word pairs.  It is
+  precise where a sentence shares a topic's words but not its meaning ("the
+  dosage of the API rate limit").
+
+Each example is also learned with one word left out (three variants), so that
+no single word carries a topic.  A unit's score for a topic is the geometric mean
+of the two probabilities: both views must agree.
+``benchmarks/topic_accuracy.py`` compares each part, and plain nearest-example
+cosine, on held-out sentences; ``docs/semantic.md`` says why this combination.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import regex
+
+from ._background import BACKGROUND
+from .embed import Embedder, Matrix, embed
+
+__all__ = ["ClassifierMissing", "TopicModel"]
+
+#: Inverse regularisation of both regressions (scikit-learn's ``C``).
+C_EMBEDDING, C_WORDS = 30.0, 10.0
+
+Vector = npt.NDArray[np.float32]
+
+
+_WORD = regex.compile(r"\w\w+")
+
+
+def _words(text: str) -> list[str]:
+    """The words of a text, as the TF-IDF part counts them (lower case, 2+ letters)."""
+    return _WORD.findall(text.casefold())
+
+
+#: Variants of an example made by leaving one word out (examples of four words or more).
+VARIANTS = 3
+
+
+def _with_variants(examples: Sequence[str]) -> list[str]:
+    """The examples, each followed by :data:`VARIANTS` copies that leave one word out
+    (chosen by a generator seeded with the example: the same policy compiles the same):
+    a topic is learned from what its examples share, not from any one word."""
+    out: list[str] = []
+    for example in examples:
+        out.append(example)
+        words = example.split()
+        if len(words) < 4:
+            continue
+        rng = random.Random(zlib.crc32(example.encode("utf-8")))
+        for _ in range(VARIANTS):
+            i = rng.randrange(len(words))
+            out.append(" ".join(words[:i] + words[i + 1 :]))
+    return out
+
+
+class ClassifierMissing(ImportError):
+    """scikit-learn (the ``semantic`` extra) is not installed."""
+
+
+def _normalised(m: Matrix) -> Matrix:
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    out: Matrix = (m / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out
+
+
+def _softmax(z: npt.NDArray[Any]) -> Matrix:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: Matrix = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+class _Linear:
+    """A fitted multinomial logistic regression, as plain arrays (topic columns first,
+    ordinary text last)."""
+
+    __slots__ = ("bias", "weights")
+
+    def __init__(self, x: Any, labels: list[int], n_classes: int, c: float) -> None:
+        try:
+            from sklearn.linear_model import LogisticRegression
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            raise ClassifierMissing(
+                "a topic check needs scikit-learn: pip install 'guardrails-engine[semantic]'"
+            ) from None
+        clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
+        # One BLAS thread: on a busy machine, BLAS threads waiting for each other made
+        # this fit 20 times slower (8 s against 0.4 s for the benchmark's policy).
+        with threadpool_limits(limits=1):
+            clf.fit(x, labels)
+        order = [list(clf.classes_).index(i) for i in range(n_classes)]
+        coef = np.asarray(clf.coef_, dtype=np.float64)
+        bias = np.asarray(clf.intercept_, dtype=np.float64)
+        if n_classes == 2:  # binary: one row, the second class's log-odds
+            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+            bias = np.array([-bias[0] / 2, bias[0] / 2])
+        self.weights = coef[order].T.copy()
+        self.bias = bias[order].copy()
+
+    def proba(self, x: Any) -> Matrix:
+        return _softmax(np.asarray(x @ self.weights) + self.bias)
+
+
+class TopicModel:
+    """Denied topics with their examples, embedded and fitted (immutable)."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        deny: Mapping[str, Sequence[str]],
+        allow: Sequence[str] = (),
+        *,
+        background: Sequence[str] = BACKGROUND,
+        parts: tuple[str, ...] = ("meaning", "words"),
+    ) -> None:
+        if not deny:
+            raise ValueError("no denied topic")
+        if not parts or not set(parts) <= {"meaning", "words"}:
+            raise ValueError(f"parts are 'meaning' and/or 'words', got {parts!r}")
+        self.embedder = embedder
+        self.topics: tuple[str, ...] = tuple(deny)
+        self.parts = parts
+        grown = {t: _with_variants(deny[t]) for t in self.topics}
+        examples = [e for t in self.topics for e in grown[t]]
+        ordinary = [*allow, *background]
+        labels = [i for i, t in enumerate(self.topics) for _ in grown[t]]
+        labels += [len(self.topics)] * len(ordinary)
+        n_classes = len(self.topics) + 1
+        if not ordinary:
+            raise ValueError("no ordinary text to tell the topics from")
+        self.mean: Vector | None = None
+        self.dim = 0
+        self._meaning: _Linear | None = None
+        self._words_model: _Linear | None = None
+        if "meaning" in parts:
+            raw = embed(embedder, [*examples, *ordinary])
+            self.dim = raw.shape[1]
+            self.mean = raw[len(examples) :].mean(axis=0).astype(np.float32)
+            x = _normalised(raw - self.mean)
+            self._meaning = _Linear(x, labels, n_classes, C_EMBEDDING)
+        if "words" in parts:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            vectorizer = TfidfVectorizer(
+                ngram_range=(1, 2),
+                sublinear_tf=True,
+                token_pattern=None,
+                tokenizer=_words,
+                lowercase=False,
+            )
+            x = vectorizer.fit_transform([*examples, *ordinary])
+            self._words_model = _Linear(x, labels, n_classes, C_WORDS)
+            # Transformed here, not by scikit-learn (ten times faster on one sentence).
+            self._vocabulary: dict[str, int] = {
+                str(k): int(v) for k, v in vectorizer.vocabulary_.items()
+            }
+            self._idf = np.asarray(vectorizer.idf_, dtype=np.float64)
+
+    def vectors(self, texts: Sequence[str]) -> Matrix:
+        """The texts' embeddings, centred and normalised as the examples were."""
+        assert self.mean is not None
+        return _normalised(embed(self.embedder, texts, self.dim) - self.mean)
+
+    def _tfidf(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        """TF-IDF rows as scikit-learn's vectorizer makes them (sublinear tf, l2)."""
+        vocabulary, idf = self._vocabulary, self._idf
+        out = np.zeros((len(texts), len(idf)))
+        for row, text in enumerate(texts):
+            counts: dict[int, int] = {}
+            tokens = _words(text)
+            for gram in (*tokens, *(f"{a} {b}" for a, b in itertools.pairwise(tokens))):
+                j = vocabulary.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if counts:
+                idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
+                tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64))
+                vals = tf * idf[idx]
+                out[row, idx] = vals / np.linalg.norm(vals)
+        return out
+
+    def part_scores(self, texts: Sequence[str]) -> dict[str, Matrix]:
+        """Each part's probabilities (rows: texts, columns: topics)."""
+        out: dict[str, Matrix] = {}
+        k = len(self.topics)
+        if self._meaning is not None:
+            out["meaning"] = self._meaning.proba(self.vectors(texts))[:, :k]
+        if self._words_model is not None:
+            out["words"] = self._words_model.proba(self._tfidf(texts))[:, :k]
+        return out
+
+    def scores(self, texts: Sequence[str]) -> Matrix:
+        """Each text's score for each topic, in 0-1 (rows: texts, columns: :attr:`topics`):
+        the geometric mean of the parts' probabilities (both must agree)."""
+        parts = list(self.part_scores(texts).values())
+        product = parts[0].astype(np.float64)
+        for part in parts[1:]:
+            product = product * part
+        out: Matrix = (product ** (1.0 / len(parts))).astype(np.float32)
+        return out

@@ -1,0 +1,440 @@
+"""Evaluate models, not only the policy: send each case's prompt to each model
+through the policy, score the answers (exact, contains, regex, JSON Schema,
+semantic similarity, an LLM judge) and compare the models side by side.
+
+::
+
+    import guardrails_engine as ge
+    from guardrails_engine import modeleval as me
+
+    policy = ge.load_policy("policies/support-chat.yaml")
+    cases = me.load_model_cases("evals/support.cases.yaml")
+    report = me.evaluate_models(
+        policy, cases,
+        [me.target(policy, "openai:gpt-4o-mini"), me.target(policy, "anthropic:claude-x")],
+        judge=me.judge("openai:o3-mini"),
+    )
+    print(report.to_text())
+
+This is ``guardrails-engine eval --policy P cases.yaml --model openai:gpt-4o-mini
+--model anthropic:claude-x --judge openai:o3-mini``.  A model's answer streams
+through a push run of the policy, so what is scored is what a user would have
+seen (repaired, or the block message), with the guardrail's decision and the
+call's figures: time to the first chunk, to the first released piece, duration,
+tokens.  ``recorded(path)`` scores outputs recorded earlier, offline.
+
+Needs the SDK of each provider used (extras ``[openai]``, ``[anthropic]``) and,
+for ``similarity``, an embedder (extra ``[semantic]``, or your own callable).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ._evals.model_cases import Criterion, Message, ModelCase, load_model_cases
+from ._evals.model_run import Completion, ModelReport, Outcome, Target, load_baseline, run_models
+from ._evals.scoring import Ask, Embed, Judge, Score
+from ._policy.policy import Policy
+from .checks._judge import ProviderAsk
+
+__all__ = [
+    "Completion",
+    "Criterion",
+    "Judge",
+    "Message",
+    "ModelCase",
+    "ModelReport",
+    "Outcome",
+    "Score",
+    "Target",
+    "aevaluate_models",
+    "anthropic_target",
+    "default_embedder",
+    "evaluate_models",
+    "judge",
+    "load_baseline",
+    "load_model_cases",
+    "openai_target",
+    "recorded",
+    "target",
+]
+
+#: Anthropic requires max_tokens; this is used when a target does not set it.
+ANTHROPIC_MAX_TOKENS = 1024
+
+
+def _split(spec: str) -> tuple[str, str]:
+    if not isinstance(spec, str):
+        raise TypeError(f"a model is a str like 'openai:gpt-4o-mini', not {type(spec).__name__}")
+    provider, sep, model = spec.partition(":")
+    if not sep or not model or provider not in ("openai", "anthropic"):
+        raise ValueError(f"a model is 'openai:<model>' or 'anthropic:<model>', not {spec!r}")
+    return provider, model
+
+
+class _Guarded:
+    """Feeds a model's text into a push run and keeps the call's figures."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.push = policy.push()
+        self.started = time.perf_counter()
+        self.first_chunk: float | None = None
+        self.first_release: float | None = None
+        self.released: list[str] = []
+
+    def chunk(self) -> None:
+        if self.first_chunk is None:
+            self.first_chunk = time.perf_counter() - self.started
+
+    def _out(self, text: str) -> None:
+        if text:
+            if self.first_release is None:
+                self.first_release = time.perf_counter() - self.started
+            self.released.append(text)
+
+    async def feed(self, text: str) -> bool:
+        """Feed a piece; False once the run is blocked (stop reading)."""
+        self._out(await self.push.feed(text))
+        return self.push.blocked is None
+
+    async def done(self, **figures: Any) -> Completion:
+        self._out(await self.push.finish())
+        result = self.push.result
+        assert result is not None
+        text = "".join(self.released)
+        if self.push.blocked is not None:
+            text += self.push.blocked.message
+        return Completion(
+            text=text,
+            decision=result.decision.value,
+            reasons=result.reasons,
+            first_chunk=self.first_chunk,
+            first_release=self.first_release,
+            duration=time.perf_counter() - self.started,
+            **figures,
+        )
+
+
+class openai_target:
+    """A model behind the OpenAI Chat Completions API (or any compatible server:
+    ``base_url``), streamed through the policy.  ``params`` go to the request
+    (``temperature``, ``max_tokens``, ...)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        model: str,
+        *,
+        client: Any = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        name: str | None = None,
+        **params: Any,
+    ) -> None:
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
+        self.policy = policy
+        self.model = model
+        self.name = name or f"openai:{model}"
+        self.params = params
+        self._client = client
+        self._owned = client is None
+        self._base_url = base_url
+        self._api_key = api_key
+
+    async def aclose(self) -> None:
+        """Close the client this target made (a client you passed is yours)."""
+        if self._owned and self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                import openai
+            except ImportError:
+                raise ImportError(
+                    "needs the OpenAI SDK: pip install 'guardrails-engine[openai]'"
+                ) from None
+            self._client = openai.AsyncOpenAI(base_url=self._base_url, api_key=self._api_key)
+        return self._client
+
+    async def __call__(self, case: ModelCase) -> Completion:
+        g = _Guarded(self.policy)
+        stream = await self.client().chat.completions.create(
+            model=self.model,
+            messages=[m.model_dump() for m in case.messages],
+            stream=True,
+            stream_options={"include_usage": True},
+            **self.params,
+        )
+        usage: Any = None
+        finish: str | None = None
+        try:
+            async for chunk in stream:
+                g.chunk()
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices[:1]:
+                    finish = choice.finish_reason or finish
+                    text = choice.delta.content or choice.delta.refusal or ""
+                    if text and not await g.feed(text):
+                        break
+                if g.push.blocked is not None:
+                    break
+        finally:
+            await stream.close()
+        return await g.done(
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+            finish_reason=finish,
+        )
+
+
+class anthropic_target:
+    """A model behind the Anthropic Messages API, streamed through the policy."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        model: str,
+        *,
+        client: Any = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        name: str | None = None,
+        **params: Any,
+    ) -> None:
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
+        self.policy = policy
+        self.model = model
+        self.name = name or f"anthropic:{model}"
+        self.params = {"max_tokens": ANTHROPIC_MAX_TOKENS, **params}
+        self._client = client
+        self._owned = client is None
+        self._base_url = base_url
+        self._api_key = api_key
+
+    async def aclose(self) -> None:
+        """Close the client this target made (a client you passed is yours)."""
+        if self._owned and self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                import anthropic
+            except ImportError:
+                raise ImportError(
+                    "needs the Anthropic SDK: pip install 'guardrails-engine[anthropic]'"
+                ) from None
+            self._client = anthropic.AsyncAnthropic(base_url=self._base_url, api_key=self._api_key)
+        return self._client
+
+    async def __call__(self, case: ModelCase) -> Completion:
+        g = _Guarded(self.policy)
+        system = "\n\n".join(m.content for m in case.messages if m.role == "system")
+        extra = {"system": system} if system else {}
+        stream = await self.client().messages.create(
+            model=self.model,
+            messages=[m.model_dump() for m in case.messages if m.role != "system"],
+            stream=True,
+            **extra,
+            **self.params,
+        )
+        tokens_in: int | None = None
+        tokens_out: int | None = None
+        stop: str | None = None
+        try:
+            async for event in stream:
+                g.chunk()
+                kind = getattr(event, "type", "")
+                if kind == "message_start":
+                    tokens_in = getattr(event.message.usage, "input_tokens", None)
+                elif kind == "message_delta":
+                    stop = event.delta.stop_reason or stop
+                    tokens_out = getattr(event.usage, "output_tokens", tokens_out)
+                elif kind == "content_block_delta" and event.delta.type == "text_delta":
+                    if not await g.feed(event.delta.text):
+                        break
+        finally:
+            await stream.close()
+        return await g.done(input_tokens=tokens_in, output_tokens=tokens_out, finish_reason=stop)
+
+
+class recorded:
+    """Outputs recorded earlier (JSON lines: ``{"case": id, "model": name, "output":
+    text}``, optionally ``first_chunk_s``, ``duration_s``, ``input_tokens``,
+    ``output_tokens``), scored offline after going through the policy.  One target
+    per model named in the file: ``recorded.targets(policy, path)``."""
+
+    def __init__(self, policy: Policy, name: str, rows: dict[str, dict[str, Any]]) -> None:
+        self.policy = policy
+        self.name = name
+        self._rows = rows
+
+    @classmethod
+    def targets(cls, policy: Policy, path: str | Path) -> list[recorded]:
+        by_model: dict[str, dict[str, dict[str, Any]]] = {}
+        p = Path(path)
+        with p.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    raise ValueError(f"{p}:{n}: not valid JSON") from None
+                if not (
+                    isinstance(row, dict)
+                    and isinstance(row.get("case"), str)
+                    and isinstance(row.get("output"), str)
+                ):
+                    raise ValueError(f"{p}:{n}: a row needs 'case' and 'output' strings")
+                model = str(row.get("model", "recorded"))
+                by_model.setdefault(model, {})[row["case"]] = row
+        if not by_model:
+            raise ValueError(f"{p}: no recorded outputs")
+        return [cls(policy, m, rows) for m, rows in sorted(by_model.items())]
+
+    async def __call__(self, case: ModelCase) -> Completion:
+        row = self._rows.get(case.id)
+        if row is None:
+            return Completion(error="no recorded output for this case")
+        result = await self.policy.validate(row["output"])
+
+        def num(key: str) -> Any:
+            v = row.get(key)
+            return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+        return Completion(
+            text=result.text,
+            decision=result.decision.value,
+            reasons=result.reasons,
+            first_chunk=num("first_chunk_s"),
+            first_release=num("first_release_s"),
+            duration=num("duration_s"),
+            input_tokens=num("input_tokens"),
+            output_tokens=num("output_tokens"),
+        )
+
+
+def target(
+    policy: Policy,
+    spec: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **params: Any,
+) -> Target:
+    """A target from ``provider:model`` (``openai:gpt-4o-mini``, ``anthropic:claude-x``).
+    Without ``base_url``/``api_key`` the SDKs read their environment variables
+    (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``ANTHROPIC_BASE_URL``, ...)."""
+    provider, model = _split(spec)
+    cls = openai_target if provider == "openai" else anthropic_target
+    return cls(policy, model, base_url=base_url, api_key=api_key, **params)
+
+
+def judge(
+    spec: str | Ask,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    cache: MutableMapping[str, dict[str, Any]] | None = None,
+    name: str | None = None,
+) -> Judge:
+    """An LLM judge: ``openai:<model>`` (JSON mode), ``anthropic:<model>``, or your own
+    async ``ask(system, prompt) -> (text, tokens)``.  See :class:`Judge` for the rules
+    (temperature 0, a timeout and one retry, majority of three on a failing verdict,
+    a cache)."""
+    if callable(spec) and not isinstance(spec, str):
+        label = name or str(getattr(spec, "__name__", "judge"))
+        return Judge(spec, model=label, timeout=timeout, cache=cache)
+    _split(spec)
+    ask = ProviderAsk(spec, base_url=base_url, api_key=api_key)
+    return Judge(ask, model=name or spec, timeout=timeout, cache=cache)
+
+
+async def _aclose(obj: object) -> None:
+    close = getattr(obj, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def default_embedder() -> Embed:
+    """The offline embedder of the ``[semantic]`` extra, the one ``type: topic``
+    uses (WordLlama, its weights inside its wheel; never downloads)."""
+    from .checks._topic.embed import default_embedder as shared
+
+    model = shared()
+
+    def embed(texts: Sequence[str]) -> Any:
+        return model(list(texts))
+
+    return embed
+
+
+async def aevaluate_models(
+    policy: Policy,
+    cases: Iterable[ModelCase],
+    targets: Sequence[Target],
+    *,
+    judge: Judge | None = None,
+    embed: Embed | None = None,
+    concurrency: int = 4,
+    call_timeout: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> ModelReport:
+    """The async form of :func:`evaluate_models`."""
+    items = list(cases)
+    if embed is None and any(c.kind == "similarity" for case in items for c in case.criteria):
+        embed = await anyio.to_thread.run_sync(default_embedder)
+    try:
+        return await run_models(
+            items,
+            targets,
+            judge=judge,
+            embed=embed,
+            concurrency=concurrency,
+            call_timeout=call_timeout,
+            progress=progress,
+        )
+    finally:
+        # clients made for this evaluation are closed in its event loop
+        for t in targets:
+            await _aclose(t)
+
+
+def evaluate_models(
+    policy: Policy,
+    cases: Iterable[ModelCase],
+    targets: Sequence[Target],
+    *,
+    judge: Judge | None = None,
+    embed: Embed | None = None,
+    concurrency: int = 4,
+    call_timeout: float = 120.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> ModelReport:
+    """Send every case to every target through the policy, score, and report."""
+    return anyio.run(
+        lambda: aevaluate_models(
+            policy,
+            cases,
+            targets,
+            judge=judge,
+            embed=embed,
+            concurrency=concurrency,
+            call_timeout=call_timeout,
+            progress=progress,
+        )
+    )
