@@ -7,13 +7,11 @@
 """
 
 import logging as _logging
-from importlib import metadata as _metadata
+from typing import Any as _Any
 
 from ._core.errors import GuardrailsError, PolicyError, StreamStateError
 from ._core.model import Action, Decision, Finding, Result
-from ._evals.eval import Case, CaseError, EvalReport, evaluate, load_cases
-from ._observe.calls import CallAttempt, CallRecorder, CallTrace, RunRecord
-from ._observe.store import TraceStore, TraceStoreError
+from ._core.public import report_as as _report_as
 from ._policy.policy import Policy, ToolPolicy, load_policy
 from ._runtime.drive import (
     Blocked,
@@ -37,11 +35,6 @@ from ._runtime.fallback import (
 from ._runtime.fallback_drive import FallbackStream, SyncFallbackStream
 from ._runtime.trace import Trace
 from ._spec.config import policy_json_schema
-
-try:
-    __version__: str = _metadata.version("guardrails-engine")
-except _metadata.PackageNotFoundError:  # pragma: no cover - a checkout that is not installed
-    __version__ = "0+unknown"
 
 # Quiet unless the application configures logging (traces go out at INFO).
 _logging.getLogger("guardrails_engine").addHandler(_logging.NullHandler())
@@ -89,11 +82,39 @@ __all__ = [
     "policy_json_schema",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if hasattr(_obj, "__module__"):
+#: Names loaded on first use (``import guardrails_engine`` stays cheap): evaluation and
+#: call traces, by the module that defines them.
+_LAZY_FROM = {
+    "_evals.eval": ("Case", "CaseError", "EvalReport", "evaluate", "load_cases"),
+    "_observe.calls": ("CallAttempt", "CallRecorder", "CallTrace", "RunRecord"),
+    "_observe.store": ("TraceStore", "TraceStoreError"),
+}
+_LAZY = tuple(n for names in _LAZY_FROM.values() for n in names)
+
+_report_as(__name__, globals(), [n for n in __all__ if n not in _LAZY])
+del _logging
+
+
+def __getattr__(name: str) -> _Any:
+    for module, names in _LAZY_FROM.items():
+        if name in names:
+            from importlib import import_module
+
+            loaded = vars(import_module(f".{module}", __name__))
+            _report_as(__name__, loaded, names)
+            globals().update({n: loaded[n] for n in names})
+            return globals()[name]
+    if name == "__version__":
+        from importlib import metadata
+
         try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):  # pragma: no cover
-            pass
-del _name, _obj, _metadata, _logging
+            version = metadata.version("guardrails-engine")
+        except metadata.PackageNotFoundError:  # pragma: no cover - a checkout not installed
+            version = "0+unknown"
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})

@@ -64,7 +64,9 @@ _TEMPLATES = {
 
 _VALUES = {"EMAIL_ADDRESS": EMAILS, "CREDIT_CARD": CARDS, "US_SSN": SSNS, "PHONE_NUMBER": PHONES}
 
-_ARABIC = str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669")
+_ARABIC = str.maketrans(
+    "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+)
 _DEVANAGARI = str.maketrans(
     "0123456789", "\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f"
 )
@@ -158,7 +160,11 @@ def _email_transforms() -> list[tuple[str, Callable[[str], str], str]]:
         ("marks", lambda v: "".join(c + "\u0301" for c in v), "combining marks"),
         ("marks", lambda v: _in_tld(v, "oeac", "\u043e\u0435\u0430\u0441"),
          "Cyrillic letter in the top-level domain"),
-        ("marks", lambda v: _in_tld(v, "oe", "\u03bf\u03b5"), "Greek letter in the top-level domain"),
+        (
+            "marks",
+            lambda v: _in_tld(v, "oe", "\u03bf\u03b5"),
+            "Greek letter in the top-level domain",
+        ),
         ("marks", lambda v: "\u202e" + v + "\u202c", "bidi controls"),
         ("invisible", lambda v: v.replace("@", "\u034f@\u034f"), "U+034F around @"),
         ("invisible", lambda v: v.replace("@", "\ufe0f@").replace(".", ".\u2800"),

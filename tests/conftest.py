@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 import guardrails_engine as ge
+from guardrails_engine._core.trust import TRUST_ENV
 
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+# policies/support-links.yaml uses a check of its own, policies/policy_checks (the shipped
+# example of `type: custom`): importable and trusted in the tests, as .ci/run makes it for
+# its eval, so that every test that loads the shipped policies loads it too.
+sys.path.insert(0, str(POLICIES_DIR))
+os.environ[TRUST_ENV] = ",".join(filter(None, [os.environ.get(TRUST_ENV), "policy_checks"]))
 
 
 @pytest.fixture(params=["asyncio", "trio"])

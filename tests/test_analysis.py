@@ -7,7 +7,8 @@ import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardrails_engine._scanning.analysis import backtracking, facts, union
+from guardrails_engine._scanning.analysis import facts, union
+from guardrails_engine._scanning.redos import backtracking
 
 
 def classes_match(classes: tuple[str, ...] | None, text: str, flags: int = 0) -> list[str]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import inspect
 import json
+import typing
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -14,6 +16,7 @@ import pydantic
 import pytest
 
 import guardrails_engine as ge
+from guardrails_engine import checks as ge_checks
 from guardrails_engine._policy import policy as _policy
 
 PII_TEXT = (
@@ -50,6 +53,21 @@ def test_public_names_exist_and_report_the_package(name: str) -> None:
     obj = getattr(ge, name)
     if isinstance(obj, type) or inspect.isfunction(obj):  # (not a type alias such as StreamEvent)
         assert obj.__module__ == "guardrails_engine"
+
+
+@pytest.mark.parametrize(
+    "module, name",
+    [("guardrails_engine", n) for n in ge.__all__]
+    + [("guardrails_engine.checks", n) for n in ge_checks.__all__],
+)
+def test_public_names_report_their_package_and_keep_their_type_hints(
+    module: str, name: str
+) -> None:
+    obj = getattr(importlib.import_module(module), name)
+    if isinstance(obj, type) or inspect.isfunction(obj):
+        assert obj.__module__ == module
+    if isinstance(obj, type):
+        typing.get_type_hints(obj)  # annotations resolve where they were written
 
 
 def test_issue_names_exist() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from _chunks import cut
+from _policies import PATTERN_ENTITIES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -156,6 +157,7 @@ def assert_only_safe(text: str, findings: tuple[ge.Finding, ...], released: str,
 actions = st.sampled_from(["repair", "block", "flag"])
 
 
+@pytest.mark.slow
 @settings(
     max_examples=600,
     deadline=None,
@@ -183,6 +185,7 @@ def test_chunking_does_not_change_the_answer(
     assert_same(p, text, cut(text, sizes))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts, st.data())
 def test_every_split_position(text: str, data: st.DataObject) -> None:
@@ -220,7 +223,6 @@ def test_corpus_agreement(support_chat: ge.Policy, chunking: str) -> None:
     assert disagreements == []
 
 
-PATTERN_ENTITIES = {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "IBAN_CODE"}
 
 
 def test_plain_recall_and_no_leaks(support_chat: ge.Policy) -> None:
@@ -255,6 +257,7 @@ long_texts = st.lists(st.tuples(piece, st.sampled_from(SEPARATORS)), min_size=40
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150,
     deadline=None,

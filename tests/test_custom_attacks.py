@@ -19,6 +19,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from _child import run_limited
+from _policies import make_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -39,12 +40,8 @@ MOD = "test_custom_attacks"
 SECRET = "Zyxwvut"  # a "detected value" that must never reach reasons, logs or traces
 
 
-def _policy(body: str, *, cap: int = 1024, extra: str = "") -> ge.Policy:
-    return ge.Policy.from_yaml(
-        f"version: 1\nname: t\nblock_message: '[blocked]'\nstream: {{max_holdback_chars: {cap}}}\n"
-        f"{extra}checks:\n{body}",
-        trusted_modules=[MOD],
-    )
+def _policy(body: str, *, cap: int = 1024) -> ge.Policy:
+    return make_policy(body, block_message="[blocked]", cap=cap, trusted=[MOD])
 
 
 def _custom(name: str, **keys: Any) -> str:
@@ -550,7 +547,7 @@ def test_a_check_error_message_reaches_no_reason_log_or_trace(
         assert isinstance(result, ge.Result)
         (reason,) = result.reasons
         assert SECRET not in reason and "bad:" not in reason, reason
-        assert result.blocked is (on_error == "block")
+        assert (result.blocked is not None) is (on_error == "block")
     if on_error == "block":
         assert released == "[blocked]"
     for trace in traces:

@@ -18,6 +18,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from _child import run_limited
+from _policies import make_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -183,6 +184,7 @@ def test_streams_equal_validate(policy: ge.Policy, name: str) -> None:
         assert_stream_matches(policy, text, chunks, asynchronous=True)
 
 
+@pytest.mark.slow
 def test_guarantees_hold_over_random_chunkings(policy: ge.Policy, service: _Server) -> None:
     service.release.set()
     check_chunkings(policy, list(TEXTS.values()), max_examples=40)
@@ -262,11 +264,7 @@ def _env() -> dict[str, str]:
 
 
 def _own(body: str, *, cap: int = 1024) -> ge.Policy:
-    return ge.Policy.from_yaml(
-        f"version: 1\nname: t\nblock_message: '[blocked]'\nstream: {{max_holdback_chars: {cap}}}\n"
-        f"checks:\n{body}",
-        trusted_modules=TRUSTED,
-    )
+    return make_policy(body, block_message="[blocked]", cap=cap, trusted=TRUSTED)
 
 
 def test_units_are_cut_the_same_in_stream_and_validate() -> None:

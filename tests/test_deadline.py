@@ -19,7 +19,9 @@ from guardrails_engine._scanning.scan import DEADLINE
 
 #: Lets a snippet load a pattern that the load-time analysis would refuse, to
 #: stand for one that slipped through it.
-SLIP_THROUGH = "import guardrails_engine._spec.config as _cfg\n_cfg.backtracking = lambda *a: None\n"
+SLIP_THROUGH = (
+    "import guardrails_engine._spec.config as _cfg\n_cfg.backtracking = lambda *a: None\n"
+)
 
 
 def run(code: str, *, seconds: float = 60) -> Any:

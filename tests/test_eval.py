@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _policies import PATTERN_ENTITIES
 
 import guardrails_engine as ge
 from guardrails_engine._cli import main
@@ -22,15 +23,12 @@ from guardrails_engine._cli import main
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SUITES = sorted(POLICIES_DIR.glob("*.cases.yaml"))
-PREFIX = {"chat-": "support-chat", "json-": "support-json", "redact-": "strict-redact"}
-PATTERN_ENTITIES = (
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "US_SSN",
-    "IP_ADDRESS",
-    "IBAN_CODE",
-)
+PREFIX = {
+    "chat-": "support-chat",
+    "json-": "support-json",
+    "redact-": "strict-redact",
+    "links-": "support-links",
+}
 CHUNKINGS = ("whole", "chars", "random", "words")
 
 
@@ -266,6 +264,7 @@ def _subset(tmp_path: Path, policy: str, ids: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_broken_policy_fails_eval_and_names_cases(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from _policies import make_policy
 
 import guardrails_engine as ge
 from guardrails_engine.checks import _base as _check
@@ -80,26 +81,39 @@ async def _collect(stream: ge.Stream) -> list[str]:
     return [piece async for piece in stream]
 
 
+async def _drain_ended(stream: ge.Stream) -> None:
+    """Iterating a stream that ended (decided, or its source failed) gives nothing."""
+    assert await _collect(stream) == []
+
+
+def _drain_ended_sync(stream: ge.SyncStream) -> None:
+    assert list(stream) == []
+
+
 async def _drain_closed(stream: ge.Stream) -> None:
-    """Iterating an ended or closed stream gives nothing (or StreamStateError)."""
-    with contextlib.suppress(ge.StreamStateError):
-        assert await _collect(stream) == []
+    """Iterating a stream the consumer closed before it ended is a StreamStateError."""
+    with pytest.raises(ge.StreamStateError, match="closed before it ended"):
+        await _collect(stream)
 
 
 def _drain_closed_sync(stream: ge.SyncStream) -> None:
-    with contextlib.suppress(ge.StreamStateError):
-        assert list(stream) == []
+    with pytest.raises(ge.StreamStateError, match="closed before it ended"):
+        list(stream)
 
 
 def _length_policy(max_chars: int) -> ge.Policy:
-    return ge.Policy.from_yaml(
-        f"version: 1\nname: t\nchecks:\n  - id: len\n    type: length\n    max_chars: {max_chars}\n"
-    )
+    return make_policy([{"id": "len", "type": "length", "max_chars": max_chars}])
 
 
 # The comma after the key ends it for every pattern (after a bare space, an address
 # written in words, "sk-... at example dot com", might still be in progress).
-BLOCKING_CHUNKS = ["Hello there, ", f"here it is: {SECRET}, ", "more text", " and more", " and more"]
+BLOCKING_CHUNKS = [
+    "Hello there, ",
+    f"here it is: {SECRET}, ",
+    "more text",
+    " and more",
+    " and more",
+]
 
 
 def _assert_blocked_before_the_key(pieces: list[str]) -> None:
@@ -125,7 +139,7 @@ def test_sync_block_closes_the_source(support_policy: ge.Policy) -> None:
     assert source.pulls == 2  # the key (and the comma that ends it) came in the 2nd chunk
     _assert_blocked_before_the_key(pieces)
     assert stream.result is not None and stream.result.decision is ge.Decision.BLOCK
-    _drain_closed_sync(stream)
+    _drain_ended_sync(stream)
     assert source.pulls == 2
 
 
@@ -138,7 +152,7 @@ async def test_async_block_closes_the_source(support_policy: ge.Policy) -> None:
     assert source.pulls == 2
     _assert_blocked_before_the_key(pieces)
     assert stream.result is not None and stream.result.decision is ge.Decision.BLOCK
-    await _drain_closed(stream)
+    await _drain_ended(stream)
     assert source.pulls == 2
 
 
@@ -309,7 +323,7 @@ def test_sync_source_error_reaches_the_consumer(support_policy: ge.Policy) -> No
     assert info.value is error
     assert pieces == ["Hello, ", "mail me at "]
     assert not any("jdoe" in piece for piece in pieces)
-    _drain_closed_sync(stream)  # the held-back text is discarded, not released later
+    _drain_ended_sync(stream)  # the held-back text is discarded, not released later
     assert source.closed
     assert stream.result is None  # a stream whose source failed has no final answer
 
@@ -326,7 +340,7 @@ async def test_async_source_error_reaches_the_consumer(support_policy: ge.Policy
     assert info.value is error
     assert pieces == ["Hello, ", "mail me at "]
     assert not any("jdoe" in piece for piece in pieces)
-    await _drain_closed(stream)
+    await _drain_ended(stream)
     assert source.closed
     assert stream.result is None
 
@@ -598,9 +612,7 @@ async def test_cancel_during_a_blocking_feed_closes_the_source(ner_policy: ge.Po
 
 
 def _prose_policy() -> ge.Policy:
-    return ge.Policy.from_yaml(
-        "version: 1\nname: p\nchecks:\n  - id: c\n    type: content\n    terms: [forbidden]\n"
-    )
+    return make_policy(["{id: c, type: content, terms: [forbidden]}"], name="p")
 
 
 def test_a_dropped_sync_stream_closes_its_source() -> None:
@@ -655,7 +667,7 @@ async def test_a_dropped_async_stream_closes_its_source(kind: str) -> None:
     del stream
     gc.collect()
     with anyio.fail_after(10):  # closed on the event loop, soon
-        while not source.closed:
+        while not source.closed:  # noqa: ASYNC110 (set by a finalizer, not an event)
             await anyio.sleep(0.01)
     assert source.pulls < 50
 
@@ -682,7 +694,7 @@ async def test_a_blocking_sync_source_does_not_hold_up_a_deadline() -> None:
     assert elapsed < 1.5, elapsed  # a behaviour bound: the source blocks 2 s per chunk
     # The abandoned pull closes the source when it returns.
     with anyio.fail_after(10):
-        while not closed.is_set():
+        while not closed.is_set():  # noqa: ASYNC110 (a threading.Event, set in a thread)
             await anyio.sleep(0.05)
 
 

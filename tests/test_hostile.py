@@ -108,6 +108,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CASES)
 def test_pathological_outputs_finish(name: str) -> None:
     policy, unit, size = CASES[name]
@@ -115,6 +116,7 @@ def test_pathological_outputs_finish(name: str) -> None:
     assert whole in ("pass", "repair", "block") and streamed in ("pass", "repair", "block")
 
 
+@pytest.mark.slow
 def test_dotted_digits_with_urls_finish_within_the_deadline() -> None:
     # presidio's URL patterns backtrack through every dot: the default deadline
     # (10 s) bounds them; either the check finishes or it times out and blocks.
@@ -122,6 +124,7 @@ def test_dotted_digits_with_urls_finish_within_the_deadline() -> None:
     assert whole in ("pass", "repair", "block") and streamed in ("pass", "repair", "block")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("words", [1, 2])
 def test_ten_thousand_terms_load_and_stream(words: int) -> None:
     out = _run(

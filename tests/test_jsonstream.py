@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 from _chunks import cut
+from _policies import make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +42,10 @@ def schemas() -> st.SearchStrategy[Any]:
         st.just(True),
         st.just({}),
         st.builds(lambda t: {"type": t}, st.sampled_from(TYPES)),
-        st.builds(lambda t: {"type": t}, st.lists(st.sampled_from(TYPES), min_size=1, max_size=3, unique=True)),
+        st.builds(
+            lambda t: {"type": t},
+            st.lists(st.sampled_from(TYPES), min_size=1, max_size=3, unique=True),
+        ),
         st.builds(lambda e: {"enum": e}, st.lists(scalars, min_size=1, max_size=3)),
         st.builds(lambda c: {"const": c}, scalars),
         st.builds(lambda n: {"type": "string", "maxLength": n}, st.integers(0, 3)),
@@ -66,7 +70,11 @@ def schemas() -> st.SearchStrategy[Any]:
                 st.one_of(st.just(True), st.just(False), inner),
             ),
             st.builds(lambda i: {"items": i}, inner),
-            st.builds(lambda i, n: {"type": "array", "items": i, "maxItems": n}, inner, st.integers(0, 3)),
+            st.builds(
+                lambda i, n: {"type": "array", "items": i, "maxItems": n},
+                inner,
+                st.integers(0, 3),
+            ),
             st.builds(lambda p: {"prefixItems": p}, st.lists(inner, min_size=1, max_size=2)),
             st.builds(lambda n: {"maxProperties": n, "minProperties": 1}, st.integers(0, 2)),
             st.builds(lambda names: {"propertyNames": names}, inner),
@@ -94,25 +102,30 @@ def rooted_schemas() -> st.SearchStrategy[Any]:
     )
 
 
-def policy_for(schema: Any, release: str = "on_complete", extract: bool = False) -> ge.Policy:
-    body = json.dumps(schema)
-    return ge.Policy.from_yaml(
-        "version: 1\nname: t\nblock_message: '[blocked]'\nchecks:\n"
-        f"  - id: j\n    type: schema\n    release: {release}\n    extract: {str(extract).lower()}\n"
-        f"    schema: {body}\n"
-    )
+def policy_for(
+    schema: Any, release: str = "on_complete", extract: bool = False, duplicates: str = "reject"
+) -> ge.Policy:
+    entry = {"id": "j", "type": "schema", "release": release, "extract": extract}
+    entry["duplicate_names"] = duplicates
+    return make_policy([{**entry, "schema": schema}], block_message="[blocked]")
 
 
-def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
-    """The streaming check's own verdict, without the final jsonschema pass."""
+def scan_of(p: ge.Policy) -> JsonScan:
+    """The streaming check of ``p``'s schema check, on its own."""
     check = p.checks[0]
-    scan = JsonScan(
+    return JsonScan(
         check.schema,  # type: ignore[attr-defined]
         resolve=check.resolve,  # type: ignore[attr-defined]
         known=check.known,  # type: ignore[attr-defined]
         conforms=check.conforms,  # type: ignore[attr-defined]
         extract=False,
+        reject_duplicates=check.reject_duplicates,  # type: ignore[attr-defined]
     )
+
+
+def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
+    """The streaming check's own verdict, without the final jsonschema pass."""
+    scan = scan_of(p)
     offset = 0
     try:
         for chunk in cut(text, sizes):
@@ -124,8 +137,11 @@ def streaming_verdict(p: ge.Policy, text: str, sizes: list[int]) -> str | None:
     return None
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rooted_schemas(), documents, st.lists(st.integers(1, 6), min_size=1, max_size=8), st.booleans())
+@given(
+    rooted_schemas(), documents, st.lists(st.integers(1, 6), min_size=1, max_size=8), st.booleans()
+)
 def test_streamed_verdict_equals_jsonschema(
     schema: Any, document: Any, sizes: list[int], indent: bool
 ) -> None:
@@ -133,11 +149,13 @@ def test_streamed_verdict_equals_jsonschema(
     one_verdict(schema, text, sizes, "on_complete")
 
 
-def one_verdict(schema: Any, text: str, sizes: list[int], release: str) -> None:
+def one_verdict(
+    schema: Any, text: str, sizes: list[int], release: str, duplicates: str = "reject"
+) -> None:
     """validate, the stream in these chunks and jsonschema (on ``json.loads(text)``)
     give one verdict."""
     valid = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
-    p = policy_for(schema, release)
+    p = policy_for(schema, release, duplicates=duplicates)
     whole = p.validate_sync(text)
     assert (whole.decision is ge.Decision.PASS) == valid, whole.reasons
     # The streaming check alone: never a violation jsonschema would not report
@@ -181,11 +199,31 @@ SCHEMAS: list[Any] = [
     {"type": "object", "properties": {"price": {"type": "number", "exclusiveMaximum": 100}}},
     {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "integer"}]},
     {"oneOf": [{"type": "object", "required": ["a"]}, {"type": "object", "required": ["b"]}]},
-    {"$defs": {"item": {"type": "object", "required": ["sku"]}}, "type": "array", "items": {"$ref": "#/$defs/item"}},
-    {"type": "object", "properties": {"email": {"type": "string", "pattern": "@"}}, "maxProperties": 2},
-    {"type": "object", "properties": {"n": {"const": 1}, "s": {"minLength": 2}}, "minProperties": 1},
-    {"type": "object", "properties": {"items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]}}},
-    {"allOf": [{"type": "object"}, {"required": ["x"]}], "properties": {"x": {"type": ["null", "string"]}}},
+    {
+        "$defs": {"item": {"type": "object", "required": ["sku"]}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/item"},
+    },
+    {
+        "type": "object",
+        "properties": {"email": {"type": "string", "pattern": "@"}},
+        "maxProperties": 2,
+    },
+    {
+        "type": "object",
+        "properties": {"n": {"const": 1}, "s": {"minLength": 2}},
+        "minProperties": 1,
+    },
+    {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]}
+        },
+    },
+    {
+        "allOf": [{"type": "object"}, {"required": ["x"]}],
+        "properties": {"x": {"type": ["null", "string"]}},
+    },
 ]
 
 
@@ -195,12 +233,13 @@ def corpus() -> list[tuple[int, Any]]:
         {"answer": "hi"}, {"answer": 1}, {}, {"id": 3}, {"id": 1.5}, {"id": 1, "x": 2}, [1, 2],
         [1, -1], [0, 1, 2, 3], {"tags": ["a", "b"]}, {"tags": ["c"]}, {"price": 99.5},
         {"price": 100}, "abc", "abcd", 7, 7.5, {"a": 1}, {"b": 1}, {"a": 1, "b": 2},
-        [{"sku": 1}], [{"no": 1}], {"email": "a@b"}, {"email": "ab"}, {"email": "a@b", "x": 1, "y": 2},
+        [{"sku": 1}], [{"no": 1}], {"email": "a@b"}, {"email": "ab"},
+        {"email": "a@b", "x": 1, "y": 2},
         {"n": 1, "s": "ab"}, {"n": 2}, {"s": "a"}, {"items": ["x", True]}, {"items": [1, True]},
         {"x": None}, {"x": 3}, {"y": 1}, None, True, [], "", {"answer": "a", "deep": [[[{}]]]},
     ]
     out = []
-    for i, schema in enumerate(SCHEMAS):
+    for i, _schema in enumerate(SCHEMAS):
         for value in rng.sample(values, 20):
             out.append((i, value))
     return out
@@ -248,8 +287,12 @@ def blocked_pulling(p: ge.Policy, text: str) -> tuple[Any, ge.Finding, int]:
 @pytest.mark.parametrize(
     "schema, document, reason",
     [
-        (SCHEMAS[1], {"id": 1, "extra": "x" * 500}, "$: properties not allowed by additionalProperties"),
-        (SCHEMAS[2], [1, 2, 3, 4] + list(range(200)), "$: violates maxItems 3"),
+        (
+            SCHEMAS[1],
+            {"id": 1, "extra": "x" * 500},
+            "$: properties not allowed by additionalProperties",
+        ),
+        (SCHEMAS[2], [1, 2, 3, 4, *range(200)], "$: violates maxItems 3"),
         (SCHEMAS[8], {"x": 1, "y": 2, "z": 3, "rest": "x" * 500}, "$: violates maxProperties 2"),
         (SCHEMAS[0], [{"answer": 1}], '$: expected "object", got array'),
         (SCHEMAS[5], "x" * 600, "$: matches none of the anyOf alternatives"),
@@ -265,7 +308,7 @@ def test_stream_stops_at_the_token_that_reveals_the_violation(
 ) -> None:
     text = json.dumps(document)
     p = policy_for(schema)
-    stream, finding, pulled = blocked_pulling(p, text)
+    _stream, finding, pulled = blocked_pulling(p, text)
     assert finding.reason == f"j: {reason}, blocked"
     assert pulled <= finding.end + 4  # the violation's end plus one chunk
     assert pulled < len(text) / 2
@@ -287,7 +330,10 @@ def test_stream_stops_at_the_token_that_reveals_the_violation(
         (
             {
                 "type": "array",
-                "items": {"type": "object", "properties": {"qty": {"type": "integer", "multipleOf": 5}}},
+                "items": {
+                    "type": "object",
+                    "properties": {"qty": {"type": "integer", "multipleOf": 5}},
+                },
             },
             [{"qty": 7}] + [{"qty": 5}] * 100,
             "$[0].qty: violates multipleOf 5",
@@ -297,21 +343,27 @@ def test_stream_stops_at_the_token_that_reveals_the_violation(
 def test_a_bad_property_value_is_sure_when_its_object_closes(
     schema: Any, document: Any, reason: str
 ) -> None:
-    # The name may come again, and then its last value counts (as json.loads reads
-    # it): a violation in a property's value is pending until the object closes.
+    # With `duplicate_names: last` the name may come again, and then its last value
+    # counts (as json.loads reads it): a violation in a property's value is pending
+    # until the object closes.  With `reject` (the default) it is sure where it shows.
     text = json.dumps(document)
     close = text.index("}") + 1
-    p = policy_for(schema)
-    stream, finding, pulled = blocked_pulling(p, text)
+    late = policy_for(schema, duplicates="last")
+    stream, finding, pulled = blocked_pulling(late, text)
     assert finding.reason == f"j: {reason}, blocked"
     assert finding.end < close
     assert close <= pulled <= close + 4  # the object's close plus one chunk
-    assert stream.result == p.validate_sync(text)
+    assert stream.result == late.validate_sync(text)
+    early = policy_for(schema)
+    stream, finding, pulled = blocked_pulling(early, text)
+    assert finding.reason == f"j: {reason}, blocked"
+    assert pulled <= finding.end + 4  # the revealing token plus one chunk
+    assert stream.result == early.validate_sync(text)
 
 
 def test_a_pending_violation_holds_incremental_release_back() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
-    p = policy_for(schema, "incremental")
+    p = policy_for(schema, "incremental", duplicates="last")
     pad = '"pad": "' + "p" * 40 + '"'
     value_start = len('{"a": ')
     for text, valid in (
@@ -416,7 +468,7 @@ def test_pii_in_a_repeated_name_is_repaired_and_the_last_value_judged() -> None:
     p = ge.Policy.from_yaml(
         "version: 1\nname: t\nchecks:\n"
         "  - {id: pii, type: pii, entities: [EMAIL_ADDRESS], action: repair}\n"
-        "  - id: j\n    type: schema\n    release: incremental\n"
+        "  - id: j\n    type: schema\n    release: incremental\n    duplicate_names: last\n"
         "    schema: {type: object, properties: {a: {type: string, maxLength: 40}}}\n"
     )
     good = '{"a": 7, "a": "write to bob@example.com", "a": "mail ann@example.org now"}'
@@ -446,7 +498,9 @@ trees = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda xs: ("array", xs)),
-        st.lists(st.tuples(st.sampled_from(NAMES), inner), max_size=5).map(lambda ms: ("object", ms)),
+        st.lists(st.tuples(st.sampled_from(NAMES), inner), max_size=5).map(
+            lambda ms: ("object", ms)
+        ),
     ),
     max_leaves=12,
 )
@@ -470,7 +524,65 @@ def render(tree: Any) -> str:
 def test_repeated_names_give_the_verdict_of_jsonschema(
     schema: Any, tree: Any, sizes: list[int], release: str
 ) -> None:
-    one_verdict(schema, render(tree), sizes, release)
+    one_verdict(schema, render(tree), sizes, release, duplicates="last")
+
+
+def _first_repeat(tree: Any, text: str) -> tuple[int, int] | None:
+    """Where the first name given twice in one object is, in ``render(tree)``, by
+    the order the names are written (None: no name repeats)."""
+    found: list[tuple[int, int]] = []
+    # Walk the text and the tree together: each member's name follows its own search.
+    pos = 0
+
+    def walk(node: Any) -> None:
+        nonlocal pos
+        if isinstance(node, tuple) and node[0] == "array":
+            for x in node[1]:
+                walk(x)
+        elif isinstance(node, tuple):
+            seen = set()
+            for k, v in node[1]:
+                pos = text.index(json.dumps(k) + ":", pos)
+                if k in seen:
+                    found.append((pos, pos + len(json.dumps(k))))
+                seen.add(k)
+                pos += len(json.dumps(k)) + 1
+                walk(v)
+
+    walk(tree)
+    return min(found) if found else None
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rooted_schemas(),
+    trees,
+    st.lists(st.integers(1, 6), min_size=1, max_size=8),
+    st.sampled_from(["on_complete", "incremental"]),
+)
+def test_rejected_repeats_block_where_they_repeat_and_other_documents_get_jsonschemas_verdict(
+    schema: Any, tree: Any, sizes: list[int], release: str
+) -> None:
+    text = render(tree)
+    repeat = _first_repeat(tree, text)
+    if repeat is None:
+        one_verdict(schema, text, sizes, release)
+        return
+    p = policy_for(schema, release)
+    whole = p.validate_sync(text)
+    assert whole.decision is ge.Decision.BLOCK
+    stream = p.stream_sync(cut(text, sizes))
+    out = "".join(stream)
+    assert stream.result == whole
+    assert out.endswith("[blocked]")
+    (finding,) = whole.findings
+    if finding.reason.endswith("(duplicate_names: reject), blocked"):
+        assert (finding.start, finding.end) == repeat
+    else:  # a violation that shows before the repeat
+        assert finding.end <= repeat[0]
+        # ... and is found from the text before the repeat alone.
+        with pytest.raises(Violation):
+            scan_of(p).feed(text[: repeat[0]], 0)
 
 
 def test_incremental_release_lets_validated_json_out() -> None:
@@ -546,7 +658,8 @@ def test_schema_from_a_pydantic_model_and_local_ref_files(tmp_path: Any) -> None
     assert q.validate_sync('[{"no": 1}]').decision is ge.Decision.BLOCK
     with pytest.raises(ge.PolicyError, match="cannot read the schema: No module named"):
         ge.Policy.from_yaml(
-            "version: 1\nname: t\nchecks:\n  - id: j\n    type: schema\n    model: 'no_such_mod:X'\n",
+            "version: 1\nname: t\nchecks:\n"
+            "  - id: j\n    type: schema\n    model: 'no_such_mod:X'\n",
             trusted_modules=["no_such_mod"],
         )
 
@@ -560,6 +673,7 @@ checks:
   - id: j
     type: schema
     release: %s
+    duplicate_names: last
     repairs: [trailing_commas, additional_properties]
     schema:
       type: object

@@ -7,6 +7,7 @@ import tracemalloc
 
 import pytest
 from _child import run_limited
+from _policies import make_policy
 
 import guardrails_engine as ge
 
@@ -15,10 +16,8 @@ SCHEMA = {"type": "object", "properties": {"orders": {"type": "array", "maxItems
 
 
 def _policy(release: str) -> ge.Policy:
-    return ge.Policy.from_yaml(
-        "version: 1\nname: m\nchecks:\n  - id: j\n    type: schema\n    extract: false\n"
-        f"    release: {release}\n    schema: {json.dumps(SCHEMA)}\n"
-    )
+    entry = {"id": "j", "type": "schema", "extract": False, "release": release}
+    return make_policy([{**entry, "schema": SCHEMA}], name="m")
 
 
 def _peak(policy: ge.Policy, text: str) -> tuple[int, ge.Result | None]:
@@ -90,7 +89,8 @@ docs = {
 out = {}
 for name, schema in schemas.items():
     policy = ge.Policy.from_yaml(
-        "version: 1\\nname: d\\ncheck_timeout_ms: 3600000\\nchecks:\\n  - id: j\\n    type: schema\\n"
+        "version: 1\\nname: d\\ncheck_timeout_ms: 3600000\\nchecks:\\n"
+        "  - id: j\\n    type: schema\\n"
         f"    schema: {json.dumps(schema)}\\n"
     )
     for i, text in enumerate(docs[name]):
@@ -103,6 +103,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_json_nested_100000_levels_fits_in_modest_memory() -> None:
     # Each level costs a constant: paths are built only when a reason is written,
     # and a reason shows the two ends of a long path.

@@ -1,4 +1,5 @@
-"""PII that holds up against real output: disguises, repair styles, allow/deny, NER in the stream."""
+"""PII that holds up against real output: disguises, repair styles, allow/deny, NER in the
+stream."""
 
 from __future__ import annotations
 
@@ -11,18 +12,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _policies import PATTERN_ENTITIES, make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import guardrails_engine as ge
 
 DATA = Path(__file__).parent / "data" / "pii_dev.jsonl"
-PATTERN_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "IBAN_CODE"]
 
 
-def make(checks: str, **top: str) -> ge.Policy:
-    head = "".join(f"{k}: {v}\n" for k, v in top.items())
-    return ge.Policy.from_yaml(f"version: 1\nname: t\n{head}checks:\n{checks}")
+make = make_policy
 
 
 def rows() -> list[dict[str, object]]:
@@ -82,7 +81,10 @@ def test_recall_in_every_disguise(patterns: ge.Policy) -> None:
     "text, value",
     [
         ("card 4111\u200b1111 1111 1111 ok", "4111\u200b1111 1111 1111"),
-        ("ssn \uff10\uff17\uff18-\uff10\uff15-\uff11\uff11\uff12\uff10 ok", "\uff10\uff17\uff18-\uff10\uff15-\uff11\uff11\uff12\uff10"),
+        (
+            "ssn \uff10\uff17\uff18-\uff10\uff15-\uff11\uff11\uff12\uff10 ok",
+            "\uff10\uff17\uff18-\uff10\uff15-\uff11\uff11\uff12\uff10",
+        ),
         ("mail jdoe\u2060@example.com ok", "jdoe\u2060@example.com"),
         ("call +1\u00a0347\u00a0590\u00a00177 ok", "+1\u00a0347\u00a0590\u00a00177"),
         ("ip 10.0\u200c.0.7 ok", "10.0\u200c.0.7"),
@@ -113,7 +115,9 @@ def test_content_terms_see_the_canonical_view() -> None:
 # -- repair styles ---------------------------------------------------------------
 
 
-def pii_policy(extra: str, entities: str = "[EMAIL_ADDRESS, CREDIT_CARD, PHONE_NUMBER]") -> ge.Policy:
+def pii_policy(
+    extra: str, entities: str = "[EMAIL_ADDRESS, CREDIT_CARD, PHONE_NUMBER]"
+) -> ge.Policy:
     return make(f"  - id: pii\n    type: pii\n    entities: {entities}\n{extra}")
 
 
@@ -270,7 +274,11 @@ def test_custom_recognizer() -> None:
             "checks[0].mask_template",
             "only use the placeholder",
         ),
-        ("    entities: [PERSON]\n    ner_model: no_such_model_xyz\n", "checks[0].ner_model", "not installed"),
+        (
+            "    entities: [PERSON]\n    ner_model: no_such_model_xyz\n",
+            "checks[0].ner_model",
+            "not installed",
+        ),
     ],
 )
 def test_pii_policy_errors(check: str, field: str, message: str) -> None:
@@ -361,7 +369,10 @@ def test_no_raw_value_in_reasons(ner: ge.Policy, patterns: ge.Policy) -> None:
 # -- phone candidates too short for a region are not handed to phonenumbers there ----------
 
 _PHONE_PIECES = st.sampled_from(
-    ["1", "2", "4", "7", "9", "0", "00", "44", "49", "+", "(", ")", "-", ".", " ", "/", " ext ", "x", "55"]
+    [
+        *("1", "2", "4", "7", "9", "0", "00", "44", "49", "+", "(", ")", "-", "."),
+        *(" ", "/", " ext ", "x", "55"),
+    ]
 )
 
 
@@ -386,7 +397,9 @@ def test_short_phone_candidates_skip_regions_without_losing_a_number(pieces: lis
                 m.group(), region, leniency=cat._phone_leniency
             )
         }
-        assert [(s, e) for s, e, _ in ours] == list(spans), m.group()
+        # (Numbers phonenumbers finds only possible are scored lower: see test_references.)
+        valid = [(s, e) for s, e, score in ours if score == cat.phone_score]
+        assert valid == list(spans), m.group()
 
 
 def test_phone_region_bounds_come_from_the_metadata() -> None:

@@ -119,7 +119,8 @@ CASES = {
         "checks[0].type",
         "c1",
         "{path}:5: checks[0].type (check 'c1'): unknown check type 'toxicity' "
-        "(expected one of 'pii', 'content', 'schema', 'length', 'custom')",
+        "(expected one of 'pii', 'content', 'schema', 'length', 'custom', 'topic', 'judge'); "
+        "did you mean 'topic'?",
     ),
     "check-without-type": Case(
         _head("checks:\n  - id: c1\n    terms: [foo]\n"),
@@ -127,7 +128,7 @@ CASES = {
         "checks[0].type",
         "c1",
         "{path}:4: checks[0].type (check 'c1'): "
-        "a check needs a `type` (pii, content, schema, length or custom)",
+        "a check needs a `type` (pii, content, schema, length, custom or topic)",
     ),
     "check-not-a-mapping": Case(
         _head("checks:\n  - just a string\n"),
@@ -170,7 +171,8 @@ CASES = {
     ),
     "schema-bad-release": Case(
         _head(
-            "checks:\n  - id: j\n    type: schema\n    schema_file: s.json\n    release: eventually\n"
+            "checks:\n  - id: j\n    type: schema\n    schema_file: s.json\n"
+            "    release: eventually\n"
         ),
         7,
         "checks[0].release",
@@ -354,7 +356,8 @@ CASES = {
         "checks[0].type",
         "c",
         "{path}:5: checks[0].type (check 'c'): unknown check type 'contnet' "
-        "(expected one of 'pii', 'content', 'schema', 'length', 'custom'); did you mean 'content'?",
+        "(expected one of 'pii', 'content', 'schema', 'length', 'custom', 'topic', 'judge'); "
+        "did you mean 'content'?",
     ),
     "duplicate-keys-and-other-problems-together": Case(
         _head(
@@ -386,7 +389,8 @@ CASES = {
         6,
         "checks[0].schema",
         "j",
-        "{path}:6: checks[0].schema (check 'j'): give exactly one of `schema`, `schema_file` and `model`",
+        "{path}:6: checks[0].schema (check 'j'): "
+        "give exactly one of `schema`, `schema_file` and `model`",
     ),
     "schema-no-source": Case(
         _head("checks:\n  - id: j\n    type: schema\n"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import anyio
 import pytest
 from hypothesis import given, settings
@@ -98,3 +100,47 @@ def test_a_push_run_is_traced_like_a_stream() -> None:
     push.finish()
     assert [t.trace_id for t in traces] == ["t-1"]
     assert traces[0].decision == "repair"
+
+
+def test_push_runs_close_as_context_managers() -> None:
+    with POLICY.push_sync() as push:
+        push.feed("Mail jdoe@exa")
+    assert push.done and push.result is None  # left unfinished: closed, no result
+    with POLICY.push_sync() as push:
+        shown = push.feed("Mail jdoe@example.com now. ") + push.finish()
+    assert shown == "Mail <EMAIL_ADDRESS> now. " and push.result is not None
+
+    async def main() -> tuple[ge.Push, ge.Push]:
+        async with POLICY.push() as unfinished:
+            await unfinished.feed("Mail jdoe@exa")
+        async with POLICY.push() as finished:
+            await finished.feed("the forbidden word. ")
+            await finished.finish()
+        await finished.aclose()  # idempotent, and a run that ended keeps its result
+        return unfinished, finished
+
+    unfinished, finished = anyio.run(main)
+    assert unfinished.done and unfinished.result is None and unfinished.blocked is None
+    assert finished.result is not None and finished.result.decision is ge.Decision.BLOCK
+
+
+def test_blocked_is_one_value_everywhere() -> None:
+    text = "Before the forbidden word, after it."
+    result = POLICY.validate_sync(text)
+    push = POLICY.push_sync()
+    push.feed(text)
+    push.finish()
+    events = list(POLICY.stream_sync([text]).events())
+    assert isinstance(result.blocked, ge.Blocked)
+    assert result.blocked == push.blocked == events[-2]
+    assert result.blocked == ge.Blocked("[blocked]", result.findings)
+    assert POLICY.validate_sync("All fine.").blocked is None
+
+
+def test_a_dropped_push_run_ends_as_cancelled() -> None:
+    traces: list[ge.Trace] = []
+    push = POLICY.push_sync(on_trace=traces.append)
+    assert push.feed("Mail jdoe@exa") == "Mail "
+    del push
+    gc.collect()
+    assert [t.ending for t in traces] == ["cancelled"]

@@ -73,6 +73,7 @@ def whole_text_matches(patterns: list[regex.Pattern[str]], text: str) -> list[tu
     return sorted(out)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(
     st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=8, unique=True),

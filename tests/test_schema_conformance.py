@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from _policies import make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -214,7 +215,9 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
             "definitions": {
                 "node": {
                     "type": "object",
-                    "properties": {"kids": {"type": "array", "items": {"$ref": "#/definitions/node"}}},
+                    "properties": {
+                        "kids": {"type": "array", "items": {"$ref": "#/definitions/node"}}
+                    },
                     "required": ["v"],
                 }
             },
@@ -234,7 +237,10 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
     (
         "keywords beside $ref apply from 2019-09",
         SINCE_2019,
-        {"$defs": {"r": {"type": "array"}}, "properties": {"foo": {"$ref": "#/$defs/r", "maxItems": 2}}},
+        {
+            "$defs": {"r": {"type": "array"}},
+            "properties": {"foo": {"$ref": "#/$defs/r", "maxItems": 2}},
+        },
         ['{"foo": [1, 2, 3]}', '{"foo": [1]}', '{"foo": 1}'],
     ),
     (
@@ -300,8 +306,10 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
 ]
 
 
-# A property named twice: the last occurrence counts, as json.loads (and so jsonschema)
-# reads it.  (name, drafts, schema, documents), each document with a repeated name.
+# A property named twice: with `duplicate_names: last` the last occurrence counts, as
+# json.loads (and so jsonschema) reads it; with `reject` (the default) each of these
+# documents is blocked where the name repeats.  (name, drafts, schema, documents), each
+# document with a repeated name.
 DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
     (
         "the last value of a property counts",
@@ -373,8 +381,16 @@ DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
     (
         "additionalProperties and patternProperties as schemas",
         ALL,
-        {"patternProperties": {"^x": {"type": "integer"}}, "additionalProperties": {"type": "string"}},
-        ['{"x1": "s", "x1": 1}', '{"x1": 1, "x1": "s"}', '{"b": 1, "b": "s"}', '{"b": "s", "b": 1}'],
+        {
+            "patternProperties": {"^x": {"type": "integer"}},
+            "additionalProperties": {"type": "string"},
+        },
+        [
+            '{"x1": "s", "x1": 1}',
+            '{"x1": 1, "x1": "s"}',
+            '{"b": 1, "b": "s"}',
+            '{"b": "s", "b": 1}',
+        ],
     ),
     (
         "anyOf and oneOf around a repeated name",
@@ -384,7 +400,9 @@ DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
                 {"properties": {"a": {"type": "integer"}}, "required": ["a"]},
                 {"properties": {"a": {"type": "string"}}, "required": ["a"]},
             ],
-            "properties": {"o": {"oneOf": [{"properties": {"k": {"type": "integer"}}}, {"type": "array"}]}},
+            "properties": {
+                "o": {"oneOf": [{"properties": {"k": {"type": "integer"}}}, {"type": "array"}]}
+            },
         },
         [
             '{"a": null, "a": 1}',
@@ -398,12 +416,16 @@ DUPLICATES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
         "a repeated name inside an array",
         ALL,
         {"type": "array", "items": {"properties": {"n": {"maxLength": 1}}}},
-        ['[{"n": "long", "n": "s"}]', '[{"n": "s", "n": "long"}]', '[{"n": "s"}, {"n": "xx", "n": "", "n": "yy"}]'],
+        [
+            '[{"n": "long", "n": "s"}]',
+            '[{"n": "s", "n": "long"}]',
+            '[{"n": "s"}, {"n": "xx", "n": "", "n": "yy"}]',
+        ],
     ),
 ]
 
 DUPLICATE_PARAMS = [
-    pytest.param(draft, body, docs, id=f"repeated names: {name} [draft {draft}]")
+    pytest.param(draft, body, docs, "last", id=f"repeated names: {name} [draft {draft}]")
     for name, drafts, body, docs in DUPLICATES
     for draft in drafts
 ]
@@ -414,16 +436,55 @@ def _schema(draft: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"$schema": DRAFTS[draft], **body}
 
 
-def _policy(schema: dict[str, Any], release: str = "on_complete") -> ge.Policy:
-    return ge.Policy.from_yaml(
-        "version: 1\nname: conformance\nchecks:\n  - id: j\n    type: schema\n"
-        f"    extract: false\n    release: {release}\n    schema: {json.dumps(schema)}\n"
-    )
+def _policy(
+    schema: dict[str, Any], release: str = "on_complete", duplicates: str = "reject"
+) -> ge.Policy:
+    entry = {"id": "j", "type": "schema", "extract": False, "release": release}
+    entry["duplicate_names"] = duplicates
+    return make_policy([{**entry, "schema": schema}], name="conformance")
 
 
 def _jsonschema_accepts(schema: dict[str, Any], text: str) -> bool:
     cls = jsonschema.validators.validator_for(schema)
     return bool(cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(json.loads(text)))
+
+
+def _repeats(text: str) -> bool:
+    """Whether some object in ``text`` gives a name twice."""
+    repeated = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        out = dict(items)
+        repeated = repeated or len(out) < len(items)
+        return out
+
+    json.loads(text, object_pairs_hook=pairs)
+    return repeated
+
+
+def _first_repeat(text: str) -> tuple[int, int]:
+    """The span of the first name given twice in one object (names without escapes)."""
+    objects: list[set[str] | None] = []  # None: an array
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in "{[":
+            objects.append(set() if c == "{" else None)
+        elif c in "}]":
+            objects.pop()
+        elif c == '"':
+            end = text.index('"', i + 1) + 1
+            names = objects[-1]
+            if names is not None and text[end:].lstrip().startswith(":"):
+                name = text[i + 1 : end - 1]
+                if name in names:
+                    return i, end
+                names.add(name)
+            i = end
+            continue
+        i += 1
+    raise AssertionError(f"no repeated name in {text!r}")
 
 
 def _cut(text: str, sizes: list[int]) -> list[str]:
@@ -444,26 +505,28 @@ def _streamed(policy: ge.Policy, text: str, sizes: list[int]) -> ge.Result:
 
 
 PARAMS = [
-    pytest.param(draft, body, docs, id=f"{name} [draft {draft}]")
+    pytest.param(draft, body, docs, "reject", id=f"{name} [draft {draft}]")
     for name, drafts, body, docs in CASES
     for draft in drafts
 ]
 _POLICIES: dict[str, ge.Policy] = {}
 
 
-def _cached(schema: dict[str, Any], release: str = "on_complete") -> ge.Policy:
-    key = json.dumps(schema, sort_keys=True) + release
+def _cached(
+    schema: dict[str, Any], release: str = "on_complete", duplicates: str = "reject"
+) -> ge.Policy:
+    key = json.dumps(schema, sort_keys=True) + release + duplicates
     if key not in _POLICIES:
-        _POLICIES[key] = _policy(schema, release)
+        _POLICIES[key] = _policy(schema, release, duplicates)
     return _POLICIES[key]
 
 
-@pytest.mark.parametrize(("draft", "body", "docs"), PARAMS + DUPLICATE_PARAMS)
+@pytest.mark.parametrize(("draft", "body", "docs", "duplicates"), PARAMS + DUPLICATE_PARAMS)
 def test_validate_and_stream_agree_with_jsonschema(
-    draft: str, body: dict[str, Any], docs: list[str]
+    draft: str, body: dict[str, Any], docs: list[str], duplicates: str
 ) -> None:
     schema = _schema(draft, body)
-    policy = _cached(schema)
+    policy = _cached(schema, duplicates=duplicates)
     verdicts = set()
     for text in docs:
         want = _jsonschema_accepts(schema, text)
@@ -499,18 +562,21 @@ def test_format_annotate_does_not_check_formats() -> None:
     st.data(),
     st.lists(st.integers(1, 9), min_size=1, max_size=6),
     st.sampled_from(["on_complete", "incremental"]),
+    st.sampled_from(["reject", "last"]),
 )
 def test_repeated_names_in_random_chunkings_give_the_verdict_of_jsonschema(
     case: tuple[str, dict[str, Any], list[str]],
     data: st.DataObject,
     sizes: list[int],
     release: str,
+    duplicates: str,
 ) -> None:
+    """`last`: jsonschema's verdict on json.loads's reading; `reject`: each is blocked."""
     draft, body, docs = case
     text = data.draw(st.sampled_from(docs))
     schema = _schema(draft, body)
-    policy = _cached(schema, release)
-    want = _jsonschema_accepts(schema, text)
+    policy = _cached(schema, release, duplicates)
+    want = (duplicates == "last" or not _repeats(text)) and _jsonschema_accepts(schema, text)
     stream = policy.stream_sync(_cut(text, sizes))
     out = "".join(stream)
     got = stream.result
@@ -524,6 +590,26 @@ def test_repeated_names_in_random_chunkings_give_the_verdict_of_jsonschema(
         assert len(out) <= min(f.start for f in got.findings)
 
 
+@pytest.mark.parametrize(
+    ("draft", "body", "text"),
+    [(d, b, t) for _, ds, b, docs in DUPLICATES for d in ds[-1:] for t in docs if _repeats(t)],
+)
+def test_rejected_repeats_block_at_the_name_that_repeats(
+    draft: str, body: dict[str, Any], text: str
+) -> None:
+    policy = _cached(_schema(draft, body))
+    whole = policy.validate_sync(text)
+    assert whole.decision is ge.Decision.BLOCK
+    (finding,) = whole.findings
+    repeat = _first_repeat(text)
+    if "(duplicate_names: reject)" in finding.reason:
+        assert (finding.start, finding.end) == repeat
+    else:  # another violation showed first, before the repeat
+        assert finding.end <= repeat[0]
+    for sizes in ([1], [3, 1, 7]):
+        assert _streamed(policy, text, sizes) == whole, (text, sizes)
+
+
 def test_a_number_past_the_digit_limit_is_refused() -> None:
     policy = _policy({"properties": {"a": {"type": "integer"}}})
     doc = '{"a": ' + "9" * 5000 + "}"
@@ -532,11 +618,14 @@ def test_a_number_past_the_digit_limit_is_refused() -> None:
     assert _streamed(policy, doc, [2, 5]) == whole
 
 
-def test_multiple_of_overflow_is_a_violation_not_a_failure() -> None:
-    policy = _policy({"properties": {"a": {"multipleOf": 0.1}}})
-    result = policy.validate_sync('{"a": 1' + "0" * 400 + "}")
-    assert result.decision is ge.Decision.BLOCK
-    assert result.reasons == ("j: a number too large to check against multipleOf, blocked",)
+def test_multiple_of_an_integer_too_large_for_a_float_is_decided_exactly() -> None:
+    # jsonschema raises OverflowError here; exact fractions decide (the step as written).
+    policy = _policy({"properties": {"a": {"multipleOf": 0.1}, "b": {"multipleOf": 0.3}}})
+    assert policy.validate_sync('{"a": 1' + "0" * 400 + "}").decision is ge.Decision.PASS
+    bad = '{"b": 1' + "0" * 400 + "}"  # 10**400 / 0.3 is not an integer
+    whole = policy.validate_sync(bad)
+    assert whole.reasons == ("j: $.b: violates multipleOf 0.3, blocked",)
+    assert _streamed(policy, bad, [3]) == whole
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

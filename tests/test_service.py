@@ -316,13 +316,20 @@ def test_a_reply_that_is_not_streamed_is_guarded(
 def test_a_client_that_leaves_mid_stream_makes_the_service_close_the_upstream(
     http: httpx.Client, upstream: FakeOpenAI
 ) -> None:
-    upstream.add("chat", chat_chunks([(0, {"content": f"word{i} "}) for i in range(200)]), SLOW)
+    words = [f"word{i} " for i in range(200)]
+    upstream.add("chat", chat_chunks([(0, {"content": w}) for w in words]), SLOW)
+    shown = ""
     with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as response:
         for n, event in enumerate(sse_events(response)):
-            assert json.loads(event["data"])["choices"] is not None
+            data = json.loads(event["data"])
+            assert data["object"] == "chat.completion.chunk"
+            assert [c["index"] for c in data["choices"]] == [0]
+            shown += text_of([data])
             if n == 3:
                 break
         at_close = upstream.served[-1].sent
+    # What the client saw is the upstream's text as far as it was released, in order.
+    assert shown and "".join(words).startswith(shown)
     left_soon(upstream, at_close, within=3)
 
 

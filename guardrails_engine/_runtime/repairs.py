@@ -88,7 +88,7 @@ def joined(hits: Sequence[Hit]) -> Sequence[Hit]:
 class Repairs:
     """The repairs of one run: those waiting, those applied, and their replacements."""
 
-    __slots__ = ("_context", "_json", "_numbers", "_order", "applied", "waiting")
+    __slots__ = ("_context", "_numbers", "_order", "applied", "json_output", "waiting")
 
     def __init__(self, order: dict[str, int], *, json_output: bool, numbers: list[Session]):
         #: Repairs not yet applied, any order (mutated in place: the run keeps a reference).
@@ -96,9 +96,10 @@ class Repairs:
         #: Repairs applied, one per merged span.
         self.applied: list[Applied] = []
         self._order = order
-        # A schema check means JSON output: replacements are written JSON-escaped.
-        self._json = json_output
-        # Schema sessions that say where the numbers are.
+        #: A check reads the output as JSON: replacements are written JSON-escaped,
+        #: and nothing is truncated.
+        self.json_output = json_output
+        # Sessions of JSON checks that say where the numbers are.
         self._numbers = numbers
         self._context: RunContext = {}
 
@@ -108,7 +109,7 @@ class Repairs:
             return ""  # the hit it continues wrote the replacement
         if hit.replacement is None:
             text = hit.check.render(hit, self._context)
-            if self._json and hit.check.type != "schema":
+            if self.json_output and not hit.check.json_output:
                 # The output is JSON: a replacement inside a string value must
                 # not end it (a quote) or start an escape (a backslash); one
                 # for a whole number (a card written as 4111111111111111) is

@@ -4,7 +4,7 @@ The run is fed chunks and returns the text that became safe to release.  It
 does no I/O; the async and sync drivers (``drive.py``) and ``validate``
 (one chunk, then ``finish``) are thin loops around it.
 
-Detection runs on the canonical view of the text (``_canon.py``); hits are
+Detection runs on the canonical view of the text (``_scanning/canon.py``); hits are
 placed back in the original text before anything else looks at them.
 
 How text is released (here).  Every check session reports a *hold*: no hit
@@ -130,11 +130,12 @@ class Run:
         # Sessions that hold back release beyond their hold (release on completion).
         self._barriers = [s for _, s in self._sessions if s.holds_release]
         order = {c.id: i for i, c in enumerate(policy.checks)}
-        # A schema check means JSON output: replacements are written JSON-escaped,
-        # and sessions that know where the numbers are say so, if another check may repair.
-        json_output = any(c.type == "schema" for c in policy.checks)
+        # A check that reads JSON (schema) means JSON output: replacements are written
+        # JSON-escaped, and sessions that know where the numbers are say so, if another
+        # check may repair.
+        json_output = any(c.json_output for c in policy.checks)
         self._numbers: list[Session] = []
-        if json_output and any(c.type != "schema" for c in policy.checks):
+        if json_output and not all(c.json_output for c in policy.checks):
             self._numbers = [s for _, s in self._sessions if s.knows_numbers]
             for s in self._numbers:
                 s.record_numbers()

@@ -15,7 +15,7 @@ therefore also run as a *probe*, ``(?:R)(?!)``: it can never match, so with
 seen.  A complete match starting before the hold is final.
 
 Keeping the cost low.  What is known of each pattern before any text
-(``_analysis.py``) decides where a probe is needed at all:
+(``analysis.py``) decides where a probe is needed at all:
 
 - a match can only start at a *candidate*: its leading assertion holds and its
   first character is one it can start with; the candidates of a group are
@@ -263,7 +263,7 @@ class _Group:
 
 
 # A call of a named group, ``(?&name)``, which the standard library's parser
-# cannot read (a trie of terms calls its trie of words, see _terms.py).
+# cannot read (a trie of terms calls its trie of words, see terms.py).
 _CALL = regex.compile(r"\(\?&\w+\)")
 
 

@@ -1,22 +1,25 @@
 """The policy file format (version 1) as pydantic models.
 
 These models live at the configuration edge only: they validate what a policy
-file says and are then compiled into check objects (see ``_policy.py``).
+file says and are then compiled into check objects (see ``_policy/registry.py``).
 Everything that can be checked without heavy imports is checked here; entity
 names and JSON Schemas are checked when the policy is compiled.
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._scanning.analysis import backtracking
+from .._scanning.redos import backtracking
 from .fallback import FallbackSpec
 
 __all__ = [
+    "BUILT_IN_TYPES",
+    "CHECK_SPECS",
     "CheckSpec",
     "ContentPatternSpec",
     "ContentSpec",
@@ -67,7 +70,8 @@ def _not_blank(term: str) -> str:
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Validators are built when a policy is first read, not when the package is imported.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class StreamSpec(_Spec):
@@ -145,7 +149,8 @@ class PiiSpec(_CheckBase):
     min_score: Score | dict[str, Score] = Field(
         DEFAULT_MIN_SCORE,
         description="Findings scored below this are ignored; a number, or per entity with "
-        "an optional `default`.",
+        "an optional `default`. Unset: 0.4, and 0.3 for PHONE_NUMBER (phone-shaped numbers "
+        "phonenumbers finds possible but not valid); a value written here replaces both.",
     )
     action: Literal["repair", "block", "flag"] = "repair"
     repair: RepairStyle | dict[str, RepairStyle] = Field(
@@ -292,6 +297,13 @@ class SchemaSpec(_CheckBase):
         description="assert (default): `format` is checked (date-time, email, uri, ...), in "
         "every draft; annotate: `format` is only an annotation, as 2019-09 and later say.",
     )
+    duplicate_names: Literal["reject", "last"] = Field(
+        "reject",
+        description="reject (default): a property name given twice in one object is a "
+        "violation where it repeats (RFC 7493), so every violation is seen where it shows; "
+        "last: the last occurrence counts, as json.loads reads it (a violation in a "
+        "property's value is then only sure when its object closes).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> SchemaSpec:
@@ -420,13 +432,24 @@ class TopicSpec(_CheckBase):
         return self
 
 
+# A new built-in check type is one more model here (and its factory in
+# ``_policy/registry.py``): the tables below are read off this union.
 CheckSpec = Annotated[
     PiiSpec | ContentSpec | SchemaSpec | LengthSpec | CustomSpec | TopicSpec,
     Field(discriminator="type"),
 ]
 
+
+def _by_type(union: Any) -> dict[str, type[_CheckBase]]:
+    models = typing.get_args(typing.get_args(union)[0])
+    return {typing.get_args(m.model_fields["type"].annotation)[0]: m for m in models}
+
+
+#: The model of each check type, by its ``type:`` name (the built-ins and ``custom``).
+CHECK_SPECS: dict[str, type[_CheckBase]] = _by_type(CheckSpec)
+
 #: The types of the built-in checks (and `custom`): no installed check may take them.
-BUILT_IN_TYPES = frozenset({"pii", "content", "schema", "length", "custom", "topic"})
+BUILT_IN_TYPES = frozenset(CHECK_SPECS)
 
 
 ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]

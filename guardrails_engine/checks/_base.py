@@ -7,7 +7,7 @@ original text, renders repairs and turns them into public findings.
 
 A session is fed text as it arrives and returns hits as soon as they are
 final.  Its ``hold`` is monotonic: no hit still to come starts before it.
-Sessions that ``scan`` see the canonical view of the text (see ``_canon.py``)
+Sessions that ``scan`` see the canonical view of the text (see ``_scanning/canon.py``)
 and report canonical offsets; the others see the original chunks.
 """
 
@@ -252,6 +252,10 @@ class Check:
     on_error: str
     #: Whether the session does blocking work (NER) that belongs in a worker thread.
     blocking: bool = False
+    #: Whether the check reads the output as JSON (a schema check).  If one does,
+    #: the run writes every other check's replacement JSON-escaped, and blocks a
+    #: truncation (cut JSON is not JSON); this check's own replacements are JSON.
+    json_output: bool = False
     #: What the policy said, for a check built from a :class:`CheckConfig` (the built-in
     #: checks are built from their specs, and write their own replacements).
     config: CheckConfig
@@ -291,7 +295,7 @@ class PatternSession(Session):
     """A session over a :class:`PatternSet`, for checks that find spans by pattern.
 
     Past the hold-back cap, a match that may be in progress is *undecided*
-    (``_cap.py``): the stretch it may cover is reported as a hit of the check,
+    (``_scanning/cap.py``): the stretch it may cover is reported as a hit of the check,
     so a stream is never less careful than ``validate``.
     """
 
@@ -407,7 +411,7 @@ class PatternCheck(Check):
 
     def undecided(self, index: int, start: int, end: int, value: str) -> Hit:
         """A stretch that pattern ``index`` may have matched, undecided at the
-        hold-back cap (see ``_cap.py``)."""
+        hold-back cap (see ``_scanning/cap.py``)."""
         return Hit(self, start, end, "match in progress at the hold-back cap", value=value)
 
     def render(self, hit: Hit, context: RunContext) -> str:

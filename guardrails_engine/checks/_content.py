@@ -36,7 +36,7 @@ class ContentCheck(PatternCheck):
             f"term {term!r}" if spec.show_terms else f"terms[{i}]"
             for i, term in enumerate(spec.terms)
         )
-        # Many terms are one pattern, a trie (pattern 0): see _terms.py.  A few
+        # Many terms are one pattern, a trie (pattern 0): see _scanning/terms.py.  A few
         # are a pattern each, which the scanner's required characters gate better.
         self.terms = TermSet(spec.terms) if len(spec.terms) >= TRIE_FROM else None
         if self.terms is not None:

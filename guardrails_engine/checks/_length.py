@@ -34,12 +34,9 @@ class LengthCheck(Check):
     type = "length"
     blocking = False
 
-    def __init__(self, spec: LengthSpec, on_error: str, *, json_output: bool = False) -> None:
+    def __init__(self, spec: LengthSpec, on_error: str) -> None:
         self.id = spec.id
         self.action = Action(spec.action)
-        #: The policy has a schema check: the output is JSON, which a cut would
-        #: break, so `repair` blocks instead of truncating.
-        self.json_output = json_output
         self.on_error = spec.on_error or on_error
         self.max_chars = spec.max_chars
         self.max_words = spec.max_words
@@ -161,14 +158,7 @@ class _LengthSession(Session):
             start, end, what = min(cuts)
             self.done = True
             self.hold = _NEVER
-            check = self._check
-            if check.json_output and check.action is Action.REPAIR:
-                # Cut JSON is not JSON: no valid output can be made by truncating.
-                what += " (JSON output is never truncated)"
-                hit = Hit(check, start, end, what, kind="whole")
-                hit.action = Action.BLOCK
-                return (hit,)
-            hit = Hit(check, start, end, what, kind="truncate")
+            hit = Hit(self._check, start, end, what, kind="truncate")
             # Held since: the look-back window of a character cut, the cut itself
             # for a word cut (see the holds above).
             hit.floor = self._lo if what.startswith("longer") else start

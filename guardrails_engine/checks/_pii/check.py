@@ -3,7 +3,7 @@
 Pattern entities are found by presidio's regular expressions (driven by our
 scanner), custom recognizers and deny-lists; NER entities by presidio's spaCy
 recognizer, a sentence at a time.  Detection runs on the canonical view of
-the text (see ``_canon.py``).  Scores follow presidio, including its context
+the text (see ``_scanning/canon.py``).  Scores follow presidio, including its context
 rule: a context word among the five words before a value raises its score by
 0.35 (to at least 0.4).
 """
@@ -22,10 +22,8 @@ from ..._scanning.scan import PatternSet, ScanMatch, ScanView
 from ..._scanning.terms import term_pattern
 from ..._spec.config import DEFAULT_MIN_SCORE, AllowRegexSpec, PiiSpec
 from .._base import Hit, PatternCheck, PatternSession, RunContext, Session
-from .disguise import FAMILIES
-from .disguise import detectors as disguised
 from .ner import NerModel, sentence_end
-from .presidio import Detector, catalog, plain_interpreter
+from .presidio import POSSIBLE_PHONE_SCORE, Detector, catalog, plain_interpreter
 
 __all__ = ["PARTIAL_ENTITIES", "PiiCheck"]
 
@@ -78,8 +76,13 @@ class PiiCheck(PatternCheck):
         if isinstance(spec.min_score, dict):
             self.min_scores = dict(spec.min_score)
             self.default_min = self.min_scores.pop("default", DEFAULT_MIN_SCORE)
-        else:
+        elif "min_score" in spec.model_fields_set:
             self.min_scores, self.default_min = {}, spec.min_score
+        else:
+            # The default takes a phone-shaped number phonenumbers finds possible but
+            # not valid (scored lower); a `min_score` written in the policy decides.
+            self.min_scores = {"PHONE_NUMBER": POSSIBLE_PHONE_SCORE}
+            self.default_min = spec.min_score
         if isinstance(spec.repair, dict):
             self.styles = dict(spec.repair)
             self.default_style = self.styles.pop("default", "mask")
@@ -93,6 +96,11 @@ class PiiCheck(PatternCheck):
         detectors: list[Detector] = []
         pattern_entities = [e for e in spec.entities if e not in ner_entities]
         if pattern_entities:
+            # (Imported here: its patterns compile as it is imported, and only a
+            # policy with a pii check needs them.)
+            from .disguise import FAMILIES
+            from .disguise import detectors as disguised
+
             cat = catalog()
             for entity in pattern_entities:
                 detectors.extend(cat.detectors(entity))
@@ -269,7 +277,11 @@ class _PiiSession(Session):
         text = buf[lead - base : end - base]
         out = []
         for s, e, entity, score in check.ner.analyze(text, check.ner_entities):
-            if lead + s < start:
+            # A sentence ends with its line break, which spaCy may take into an entity
+            # that ends the text it sees (presidio, reading on, does not): never a span's.
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            if lead + s < start or e == s:
                 continue  # in the context sentence: it was decided with its own
             hit = check.keep(entity, lead + s, lead + e, score, text[s:e], ner=True)
             if hit is not None:

@@ -1,6 +1,6 @@
 """Detectors for disguised values: what presidio's patterns do not read.
 
-The canonical view (``_canon.py``) undoes disguises of single characters:
+The canonical view (``_scanning/canon.py``) undoes disguises of single characters:
 invisible marks, other scripts' digits and look-alike letters, dashes,
 HTML and percent escapes.  What is left are disguises of *structure*, which
 need patterns of their own.  Each family can be turned off per pii check
@@ -50,9 +50,11 @@ _SEP = _SEP_CHAR + "{1,10}"
 _SEP0 = _SEP_CHAR + "{0,10}"
 
 _CARD = regex.compile(
-    r"(?<!\d)\(?(?:4\d{3}|5[0-5]\d{2}|6\d{3}|1\d{3}|3\d{3})"
+    r"(?<!\d)\(?(?:4\d{3}|5[0-5]\d{2}|6\d{3}|1\d{3}|3\d{3}|2[2-7]\d{2})"
     rf"(?:{_SEP0}\d{{3,4}}){{2}}{_SEP0}\d{{3,5}}(?!\d)"
 )
+# The 2-series numbers a card is (Mastercard, 2221-2720, 16 digits).
+_MASTERCARD_2 = regex.compile(r"(?:222[1-9]|22[3-9]\d|2[3-6]\d\d|27[01]\d|2720)\d{12}")
 _SSN = regex.compile(rf"(?<!\d)\d{{3}}{_SEP}\d{{2}}{_SEP}\d{{4}}(?!\d)")
 _SSN_CONTEXT = regex.compile(
     r"(?<=(?i:\bssn|\bss\#|\bsocial\s+security)[^\d\n]{0,60})(?<!\d)\d{9}(?!\d)"
@@ -150,6 +152,13 @@ class _Families:
         digits = _digits(text)
         if not 12 <= len(digits) <= 19 or not self._luhn(digits):
             return []
+        # Never a disguise of what the plain patterns refuse on purpose: presidio's
+        # 13 digits starting with 1 (a millisecond timestamp), a 2 that is not
+        # Mastercard's 2-series.
+        if (len(digits) == 13 and digits[0] == "1") or (
+            digits[0] == "2" and not _MASTERCARD_2.fullmatch(digits)
+        ):
+            return []
         start = m.start + (1 if text.startswith("(") else 0)
         return [(start, m.end, 1.0)]
 
@@ -177,10 +186,9 @@ class _Families:
                     where.append(k - 1)
                 plain.append(ch)
                 where.append(k)
-        score = self._catalog.phone_score
         return [
             (m.start + where[s], m.start + where[e - 1] + 1, score)
-            for s, e in self._catalog.phone_spans("".join(plain))
+            for s, e, score in self._catalog.phone_spans("".join(plain))
         ]
 
     def email(self, m: ScanMatch) -> list[tuple[int, int, float]]:

@@ -7,7 +7,8 @@ from typing import Any
 import regex
 
 from ..._core.errors import PolicyError
-from ..._spec.loader import Located, check_lists, did_you_mean
+from ..._spec.located import Located, check_lists
+from ..._spec.problems import did_you_mean
 from .presidio import NER_ENTITIES, catalog
 
 __all__ = ["unknown_entities"]

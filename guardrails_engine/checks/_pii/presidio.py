@@ -36,12 +36,42 @@ import regex
 if TYPE_CHECKING:
     from ..._scanning.scan import ScanMatch
 
-__all__ = ["NER_ENTITIES", "Catalog", "Detector", "catalog", "is_ipv4", "plain_interpreter"]
+__all__ = [
+    "NER_ENTITIES",
+    "POSSIBLE_PHONE_SCORE",
+    "Catalog",
+    "Detector",
+    "catalog",
+    "is_ipv4",
+    "plain_interpreter",
+]
 
 #: Entities that presidio finds with an NER model (spaCy), not with patterns.
 NER_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
 
 MAX_SCORE = 1.0
+
+#: The score of a phone-shaped number that python-phonenumbers finds possible but
+#: not valid (an area code it does not know: ``(311) 372-4764``), below presidio's
+#: 0.4 for a valid one, so that ``min_score`` can take or leave it.
+POSSIBLE_PHONE_SCORE = 0.3
+
+#: Mastercard's 2-series (2221-2720, issued since 2017), absent from presidio's
+#: card pattern: 16 digits in groups of four, checked with Luhn as presidio's are.
+_CARD_2_SERIES = (
+    r"(?<![\w-])(?:222[1-9]|22[3-9]\d|2[3-6]\d\d|27[01]\d|2720)"
+    r"(?:[- ]?\d{4}){3}(?![\w-])"
+)
+
+# A candidate worth a second look: a country code or groups (a bare run of digits, an
+# order number, is a phone number only if phonenumbers finds it valid).
+_PHONE_SHAPED = regex.compile(r"^\+|\d[\s\-.()/]+\d|^\(")
+# A number written as North American numbers are: an optional +1 (or 1, 001, 011 1),
+# the area code (in parentheses or not), three digits, four digits, an extension.
+_NANP_SHAPED = regex.compile(
+    r"(?:(?:\+|00|011[\s.\-]?)?1[\s.\-]?)?(?:\(\d{3}\)[\s.\-]?|\d{3}[\s.\-])\d{3}[\s.\-]\d{4}"
+    r"(?:[\s]*(?:x|ext\.?|extension)[\s]*\d{1,6})?"
+)
 
 # A run of digits with the punctuation phone numbers are written with, and an
 # optional extension.  It starts and ends where a number does, not inside a
@@ -114,6 +144,7 @@ class Catalog:
         self.phone_score = float(phone.SCORE)
         self.phone_context = tuple(w.casefold() for w in phone.context)
         self._iban_cls = predefined.IbanRecognizer
+        self._card: Any = predefined.CreditCardRecognizer()
         self._email_cls = predefined.EmailRecognizer
 
     @property
@@ -153,6 +184,17 @@ class Catalog:
                         context,
                     )
                 )
+        if entity == "CREDIT_CARD":
+            card = self._card
+            out.append(
+                Detector(
+                    entity,
+                    "Mastercard 2-series",
+                    regex.compile(_CARD_2_SERIES),
+                    self._interpreter(card, card.patterns[0].score),
+                    tuple(w.casefold() for w in card.context or ()),
+                )
+            )
         return tuple(out)
 
     def _interpreter(self, recognizer: Any, score: float, quoted: bool = False) -> Interpret:
@@ -209,21 +251,38 @@ class Catalog:
         text = m.match.group()
         if is_ipv4(text):
             return []  # an IPv4 address, which phonenumbers would read as a number
-        return [(m.start + s, m.start + e, self.phone_score) for s, e in self.phone_spans(text)]
+        return [(m.start + s, m.start + e, score) for s, e, score in self.phone_spans(text)]
 
-    def phone_spans(self, text: str) -> list[tuple[int, int]]:
+    def phone_spans(self, text: str) -> list[tuple[int, int, float]]:
         """Where python-phonenumbers finds a number in ``text``, in any of presidio's
-        regions (with presidio's leniency)."""
+        regions (with presidio's leniency), with its score.
+
+        Where it finds none, a phone-shaped number (a country code, or groups) of
+        the North American plan (ten digits, with ``+1`` or not) that it finds
+        possible but not valid is one too, scored :data:`POSSIBLE_PHONE_SCORE`:
+        its area code is one phonenumbers does not know (``(311) 372-4764``).
+        """
         pn = self._phonenumbers
-        spans: dict[tuple[int, int], None] = {}
+        spans: dict[tuple[int, int], float] = {}
         digits = len(_DIALABLE.findall(text))  # (too many is safe)
         fewest = self._phone_fewest
         for region in self._phone_regions:
             if digits < fewest.get(region, 0):
                 continue  # too short to be valid there (the common case: "17 days")
             for found in pn.PhoneNumberMatcher(text, region, leniency=self._phone_leniency):
-                spans[(found.start, found.end)] = None
-        return list(spans)
+                spans[(found.start, found.end)] = self.phone_score
+        if not spans and digits >= 10 and _PHONE_SHAPED.search(text):
+            # (Each region reads its own international prefix: 00 in Europe, 011 here.)
+            for region in self._phone_regions:
+                for found in pn.PhoneNumberMatcher(text, region, leniency=0):
+                    number = found.number
+                    if (
+                        number.country_code == 1
+                        and len(str(number.national_number)) == 10
+                        and _NANP_SHAPED.fullmatch(found.raw_string) is not None
+                    ):
+                        spans.setdefault((found.start, found.end), POSSIBLE_PHONE_SCORE)
+        return [(s, e, score) for (s, e), score in spans.items()]
 
 
 def is_ipv4(text: str) -> bool:

@@ -22,6 +22,7 @@ import pydantic
 import yaml
 from jsonschema import validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
+from jsonschema_specifications import REGISTRY as SPECIFICATIONS  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012, specification_with
@@ -31,7 +32,9 @@ from ..._core.pieces import BLOCK, join_tail
 from ..._core.trust import TRUST_ENV, UntrustedModule, import_trusted
 from ..._spec.config import SchemaSpec
 from .._base import Applied, Check, Hit, RunContext, Session
+from .dialect import check_schema, extended, unreadable_pattern_keys
 from .jsonstream import JsonScan, Violation, render_path, show
+from .keywords import DUPLICATE
 
 __all__ = [
     "MAX_SCHEMA_FILE_BYTES",
@@ -188,6 +191,13 @@ def load_schema(
     else:
         schema = spec.schema_
     check_schema(schema)
+    for where, key in unreadable_pattern_keys(schema):
+        # (A file's strings are not repeated: its key is named by where it is.)
+        what = repr(key) if spec.schema_ is not None else f"at {json_path(where)}"
+        raise SchemaLoadError(
+            f"patternProperties: the pattern {what} is not supported: Python's re cannot "
+            "read it (a Unicode property such as \\p{Letter} is supported in `pattern` only)"
+        )
     return _resolve_refs(schema, folder, here)
 
 
@@ -206,7 +216,7 @@ def _resolve_refs(schema: Any, folder: Path, here: Path) -> LoadedSchema:
         fetched[uri] = contents
         return Resource.from_contents(contents, default_specification=default)
 
-    registry: Registry[Any] = Registry(retrieve=retrieve)  # type: ignore[call-arg]
+    registry: Registry[Any] = Registry(retrieve=retrieve).with_resources(METASCHEMAS)  # type: ignore[call-arg]
     root = default.create_resource(schema)
     targets: dict[int, Any] = {}
     seen: set[int] = set()
@@ -241,8 +251,20 @@ def _resolve_refs(schema: Any, folder: Path, here: Path) -> LoadedSchema:
         (uri, Resource.from_contents(c, default_specification=default))
         for uri, c in fetched.items()
     ]
-    final: Registry[Any] = Registry(retrieve=_refuse).with_resources(resources)  # type: ignore[call-arg]
-    return LoadedSchema(schema, final, targets, tuple(fetched.values()))
+    final: Registry[Any] = Registry(retrieve=_refuse).with_resources(  # type: ignore[call-arg]
+        [*METASCHEMAS, *resources]
+    )
+    # The metaschemas reached name properties a reason may show.
+    bundled = [r.contents for _, r in METASCHEMAS if id(r.contents) in seen]
+    return LoadedSchema(schema, final, targets, (*fetched.values(), *bundled))
+
+
+#: The official metaschemas (drafts 3 to 2020-12, with 2019-09's and 2020-12's
+#: vocabularies), from jsonschema's bundled copies: a ``$ref`` to one resolves offline,
+#: as jsonschema resolves it, never fetched.
+METASCHEMAS: tuple[tuple[str, Resource[Any]], ...] = tuple(
+    (uri, SPECIFICATIONS[uri]) for uri in SPECIFICATIONS
+)
 
 
 def _refuse(uri: str) -> Resource[Any]:
@@ -263,11 +285,6 @@ def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, SchemaLoadError):
         return f"{exc.strerror or exc.__class__.__name__}: {exc.filename}"
     return str(exc)
-
-
-def check_schema(schema: Any) -> None:
-    """:raises jsonschema.exceptions.SchemaError: if ``schema`` is not a valid JSON Schema."""
-    validators.validator_for(schema).check_schema(schema)
 
 
 #: Keywords the streaming check decides in full (with annotations that decide nothing).
@@ -370,12 +387,14 @@ def describe(error: ValidationError, known: frozenset[str] | None = None) -> str
 class SchemaCheck(Check):
     type = "schema"
     blocking = False
+    json_output = True
 
     def __init__(
         self, spec: SchemaSpec, on_error: str, loaded: LoadedSchema, *, stop: int | None = None
     ) -> None:
         self.id = spec.id
-        #: Read the output only up to here: past it a length limit decides (see _policy).
+        #: Read the output only up to here: past it a length limit decides
+        #: (see ``_json_stop`` in _policy/registry.py).
         self.stop = _NEVER if stop is None else stop
         self.action = Action(spec.action)
         self.on_error = spec.on_error or on_error
@@ -383,6 +402,8 @@ class SchemaCheck(Check):
         self.extract = spec.extract
         self.trailing_commas = "trailing_commas" in spec.repairs
         self.drop_additional = "additional_properties" in spec.repairs
+        #: `duplicate_names: reject` (default): a name given twice is a violation.
+        self.reject_duplicates = spec.duplicate_names == "reject"
         schema = self.schema = loaded.schema
         self.targets = loaded.targets
         self.known = schema_strings([schema, *loaded.documents])
@@ -395,7 +416,7 @@ class SchemaCheck(Check):
         # `format: assert` (default): a guardrail wants formats checked, though
         # 2019-09 and later make them annotations; `annotate` follows the spec.
         checker = cls.FORMAT_CHECKER if spec.format == "assert" else None
-        self.validator: jsonschema.protocols.Validator = cls(
+        self.validator: jsonschema.protocols.Validator = extended(cls)(
             schema, format_checker=checker, registry=loaded.registry
         )
         self.conforms: Callable[[Any, str], bool] | None = (
@@ -429,9 +450,13 @@ class SchemaCheck(Check):
         covers every keyword of the schema, and the document is blocked if not.
         """
         try:
-            # A name given twice: the last value counts, as json (and so jsonschema) reads it.
-            document = json.loads(text)
+            # A name given twice: refused (`duplicate_names: reject`), or the last value
+            # counts, as json (and so jsonschema) reads it.
+            hook = _unique_names if self.reject_duplicates else None
+            document = json.loads(text, object_pairs_hook=hook)
             error = best_match(self.validator.iter_errors(document))
+        except _Repeated:
+            return [self.violation(at, at, self._repeated(text))]
         except json.JSONDecodeError as exc:
             what = f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
             return [self.violation(at, at, what)]
@@ -448,6 +473,30 @@ class SchemaCheck(Check):
         if error is None:
             return []
         return [self.violation(at, at, describe(error, self.known))]
+
+    def _repeated(self, text: str) -> str:
+        """The reason for a name given twice in ``text``: the parser says where."""
+        scan = JsonScan(
+            True, resolve=self.resolve, known=self.known, conforms=None, extract=False,
+            reject_duplicates=True,
+        )  # fmt: skip
+        try:
+            scan.feed(text, 0)
+        except Violation as v:
+            return v.reason
+        return f"$: {DUPLICATE}"  # (not reached: json and the parser read names alike)
+
+
+class _Repeated(ValueError):
+    """A property name given twice in one object (``duplicate_names: reject``)."""
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook`` that refuses a name given twice."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Repeated
+    return out
 
 
 _NEVER = 1 << 62
@@ -496,13 +545,14 @@ class _SchemaSession(Session):
             drop_additional=check.drop_additional,
             keywords=check.keywords,
             legacy_refs=check.legacy_refs,
+            reject_duplicates=check.reject_duplicates,
         )
         self._repaired = 0  # repairs of the parser already reported
         # With `action: repair` and `extract`, text around the JSON is removed.
         self._extracting = check.action is Action.REPAIR and check.extract
         self._doc: tuple[int, int, str] | None = None  # the document as judged: start, end, text
         self._parts: list[str] = []  # the output so far
-        self._limit = BLOCK  # (see _pieces)
+        self._limit = BLOCK  # (see _core/pieces.py)
         self._end = 0
         self._done = False  # a violation was found: nothing more to check
         self.hold = 0
