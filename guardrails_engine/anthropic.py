@@ -9,15 +9,20 @@
 
 Public API::
 
-    guard(policy, stream) -> GuardedStream            # AsyncAnthropic: create(stream=True),
-                                                      # messages.stream(...) (manager or stream)
-    guard_sync(policy, stream) -> SyncGuardedStream   # the same for the sync client
-    await guard_reply(policy, message) -> Message     # a non-streamed Message
-    guard_reply_sync(policy, message) -> Message      # the same, sync
+    guard(policy, stream, *, refusals="guard") -> GuardedStream
+        # AsyncAnthropic: create(stream=True), messages.stream(...) (manager or stream)
+    guard_sync(policy, stream, *, refusals="guard") -> SyncGuardedStream   # sync client
+    await guard_reply(policy, message, *, refusals="guard") -> Message     # not streamed
+    guard_reply_sync(policy, message, *, refusals="guard") -> Message      # the same, sync
+
+The keyword arguments are the OpenAI adapter's (Anthropic has no refusal text apart
+from the reply's text, so both ``refusals`` values guard it).  Closing a guarded
+stream early and iterating it again raises ``StreamStateError``, as with OpenAI.
 
 See :mod:`guardrails_engine._adapters.anthropic` for the semantics.
 """
 
+from ._adapters._guard import Refusals
 from ._adapters.anthropic import (
     GuardedStream,
     SyncGuardedStream,
@@ -29,6 +34,7 @@ from ._adapters.anthropic import (
 
 __all__ = [
     "GuardedStream",
+    "Refusals",
     "SyncGuardedStream",
     "guard",
     "guard_reply",

@@ -16,8 +16,9 @@ API
     An async SDK stream (``AsyncStream[ChatCompletionChunk]`` from
     ``chat.completions.create(stream=True)``, or the Responses events of
     ``responses.create(stream=True)``) -> an async iterator of the same types.
-    ``async with`` it or ``await g.aclose()`` to stop early; ``g.blocked`` is the
-    ``ge.Blocked`` (message and findings) once the reply was blocked.
+    ``async with`` it or ``await g.aclose()`` to stop early (iterating it after that
+    raises ``ge.StreamStateError``, as with every guarded or policy stream);
+    ``g.blocked`` is the ``ge.Blocked`` (message and findings) once the reply was blocked.
 ``guard_sync(policy, stream, *, refusals="guard") -> SyncGuardedStream``
     The same for the sync client's ``Stream``; ``with`` / ``close()``.  (``guard`` refuses
     a sync stream and ``guard_sync`` an async one, with a message naming the other.)
@@ -76,9 +77,11 @@ Semantics
 - A reply opens at most ``MAX_RUNS`` (1,024) runs (choices, parts, calls with a rule):
   past that it is blocked, finding ``runs`` (the same in the Anthropic adapter).
 - Not checked: audio (and its transcript) and reasoning text (passed through).
-- Cost: about +2.2 to +2.5 us a chunk over ``policy.stream`` (``policy.stream_sync``),
+- Cost: about +2 us a chunk over ``policy.stream`` (``policy.stream_sync``),
   async and sync (``benchmarks/adapters.py``).  The sync adapter runs the policy inline
   (sync push runs), so it also works in a thread whose event loop is running.
+- Non-streamed replies are checked by the same runs as a stream (the async
+  ``guard_reply`` awaits them: long texts and NER run in worker threads).
 """
 
 from __future__ import annotations

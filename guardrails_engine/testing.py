@@ -27,9 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from ._core.model import Action, Decision, Finding, Result
+from ._core.syncrun import run_sync
 from ._policy.policy import Policy
 
 if TYPE_CHECKING:
@@ -187,4 +186,4 @@ def _async(policy: Policy, chunks: list[str]) -> tuple[list[str], Result]:
         assert result is not None, "the stream did not end"
         return pieces, result
 
-    return anyio.run(main)
+    return run_sync(main)

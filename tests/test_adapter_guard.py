@@ -1,4 +1,5 @@
-"""guardrails_engine._adapters._guard: push text into a policy run, get released text out."""
+"""guardrails_engine._adapters._guard and _stream: push text into a policy run, get released
+text out; the steps of a translator driven sync and async."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from hypothesis import strategies as st
 
 import guardrails_engine as ge
 from guardrails_engine._adapters._guard import (
-    LoopRunner,
+    Runs,
     SyncTextGuard,
     SyncToolArgsGuard,
     TextGuard,
     ToolArgsGuard,
 )
+from guardrails_engine._adapters._stream import Step, drive_sync, whole
 
 MESSAGE = "[blocked]"
 POLICY = ge.Policy.from_yaml(
@@ -160,23 +162,22 @@ async def test_tool_args_guard_modes() -> None:
     assert passing.mode == "pass" and await passing.feed('{"a": 1}') == '{"a": 1}'
 
 
-def test_sync_guards_and_the_runner() -> None:
-    runner = LoopRunner()
+def mail_step(runs: Runs) -> Step[str]:
+    """A step as a translator writes it: its runs are sync or async as the call is."""
+    return whole(runs.text(), "mail jdoe@example.com ")
+
+
+def test_sync_guards_and_the_sync_driver() -> None:
     text = SyncTextGuard(POLICY)
     tool = SyncToolArgsGuard(POLICY, "order")
     assert text.feed("hello there ") + text.finish() == "hello there "
     assert tool.feed('{"id": "7"}') == "" and tool.finish() == '{"id": "7"}'
     text.close()
     tool.close()
-    # A step of an adapter runs inline, its guards sync-backed: no event loop.
-    async def step() -> str:
-        guard = TextGuard(POLICY)
-        return await guard.feed("mail jdoe@example.com ") + await guard.finish()
-
-    assert runner.run(step()) == "mail <EMAIL_ADDRESS> "
-    runner.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        runner.run(step())
+    # A step of an adapter runs inline, its runs sync push runs: no event loop.
+    runs = Runs(POLICY, sync=True)
+    assert drive_sync(mail_step(runs)) == "mail <EMAIL_ADDRESS> "
+    runs.close()
 
 
 @pytest.mark.anyio
@@ -185,9 +186,7 @@ async def test_a_sync_guard_works_where_an_event_loop_runs() -> None:
     assert guard.feed("write to jdoe@example.com ") + guard.finish() == (
         "write to <EMAIL_ADDRESS> "
     )
-    runner = LoopRunner()
-
-    async def step() -> str:
-        return await TextGuard(POLICY).feed("plain words ")
-
-    assert runner.run(step()) == "plain "
+    runs = Runs(POLICY, sync=True)
+    assert drive_sync(mail_step(runs)) == "mail <EMAIL_ADDRESS> "
+    # The same step, async: its runs are awaited on this loop.
+    assert await mail_step(Runs(POLICY, sync=False)) == "mail <EMAIL_ADDRESS> "

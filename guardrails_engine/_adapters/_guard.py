@@ -1,11 +1,12 @@
-"""The SDK-agnostic core of the provider adapters: push text in, get released text out.
+"""The runs of a guarded call: push text in, get released text out.
 
 A policy run is driven by pulling (``policy.stream(source)``); an adapter reads an SDK
 stream and has deltas to *push* into one run per choice, content block or tool call.
-These guards are push runs of the policy (``policy.push()``), with what an adapter
-needs on top (tool-argument rules and release modes):
+These guards are push runs of the policy (``policy.push()`` / ``policy.push_sync()``),
+with what an adapter needs on top (tool-argument rules and release modes).  Each comes
+in two twins that differ only in I/O:
 
-``TextGuard(policy, *, trace_id=None, on_trace=None)`` (async)
+``TextGuard(policy, *, runs=None, trace_id=None, on_trace=None)`` (async)
     ``await g.feed(delta) -> str``   released text for this delta ("" while held back)
     ``await g.finish() -> str``      the text is complete: the rest of the released text
     ``g.blocked -> Blocked | None``  set once the run is blocked: show ``blocked.message``
@@ -13,53 +14,62 @@ needs on top (tool-argument rules and release modes):
     ``g.done -> bool``               the run ended (finished, blocked or closed):
                                      ``feed`` returns "" from then on
     ``g.result -> Result | None``    the run's result once it ended (``None`` if closed early)
-    ``await g.aclose()``             stop early (idempotent; call it in ``finally``)
+    ``await g.aclose()`` / ``g.close()``   stop early (idempotent)
+``SyncTextGuard``: the same with plain calls (a sync push run: no event loop).
+``await g.push(text)`` (both twins): ``feed(text)``, or ``finish()`` for ``None``: what a
+    translator awaits; the sync twin's is done when it returns, so a translator's step
+    over sync runs never waits (see :mod:`._stream`).
 
-``ToolArgsGuard(policy, name, *, trace_id=None, on_trace=None)`` (async)
+``ToolArgsGuard(policy, name, ...)`` / ``SyncToolArgsGuard``
     One tool call's arguments (JSON text).  ``policy`` is the main policy: the rule is
     ``policy.tools[name]``; a tool without one passes (``mode == "pass"``), or is blocked
     at once when ``policy.unknown_tools == "block"`` (``mode == "block"``, ``blocked`` set).
     ``mode`` is ``"pass"``, ``"block"``, ``"complete"`` or ``"incremental"`` (the rule's
-    ``release``).  ``feed``/``finish``/``blocked``/``done``/``result``/``aclose`` as above,
-    except that in ``complete`` mode ``feed`` returns "" and ``finish`` returns all the
-    guarded arguments, once they are complete and the run did not block.
+    ``release``).  As above, except that in ``complete`` mode ``feed`` returns "" and
+    ``finish`` returns all the guarded arguments, once complete and the run did not block.
 
-``SyncTextGuard``, ``SyncToolArgsGuard``: the same with plain calls and ``close()``.
-``LoopRunner``: runs an adapter's async steps for sync callers, inline: guards made
-    inside ``runner.run(step)`` are sync-backed (``policy.push_sync()``), so the step never
-    waits and needs no event loop (the same adapter code serves the sync and the async
-    SDK streams).
+:class:`Runs` makes every run of one guarded call (a stream or a reply), sync or async
+as the call is, and counts them (at most :data:`MAX_RUNS`): the one place where a
+call's runs are made (and so where their decisions can be seen).
 
-A guard is used by one task at a time (no concurrent ``feed``).  Each is a push run of
-the policy (``policy.push()`` / ``policy.push_sync()``): the run's guarantees and trace
-are those of a stream.  Nothing here logs or keeps text beyond the run; reprs show no text.
+A guard is used by one task at a time (no concurrent ``feed``).  Its guarantees and
+trace are those of a stream.  Nothing here logs or keeps text beyond the run; reprs
+show no text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Final, Literal
 
 from .. import Action, Blocked, Finding, Policy, Push, Result, SyncPush, Trace
 from .._core.closing import AsyncClosing, Closing
 
 __all__ = [
     "MAX_RUNS",
-    "LoopRunner",
+    "Guard",
+    "Refusals",
     "RunCount",
+    "Runs",
     "SyncTextGuard",
     "SyncToolArgsGuard",
     "TextGuard",
     "ToolArgsGuard",
-    "inline",
+    "ToolGuard",
+    "names_matter",
+    "refusals_guarded",
+    "too_many_runs",
     "tool_renamed",
     "unknown_tool",
 ]
 
-T = TypeVar("T")
 _TraceCallback = Callable[[Trace], None]
+#: How refusal text is treated: checked by the policy like text (default), or passed as is.
+Refusals = Literal["guard", "pass"]
+
+#: The most runs (choices, content parts, tool calls with a rule) one guarded call opens;
+#: past it the call is blocked, so that an upstream cannot make one reply cost without bound.
+MAX_RUNS = 1024
 
 
 class _Ready:
@@ -77,127 +87,39 @@ class _Ready:
 
 _EMPTY: Final = _Ready("")
 
-#: Set while a :class:`LoopRunner` runs an adapter step: guards made then are sync-backed.
-_INLINE: ContextVar[bool] = ContextVar("guardrails_engine_inline", default=False)
 
-
-class _PushGuard:
-    """What a text guard is: one push run of the policy, and whether it was closed."""
-
-    __slots__ = ("_closed", "_push")
-
-    _push: Push | SyncPush | _Refused
-    _closed: bool
-
-    @property
-    def blocked(self) -> Blocked | None:
-        """The block, once the run is blocked (show its ``message``)."""
-        return self._push.blocked
-
-    @property
-    def done(self) -> bool:
-        """The run ended: finished, blocked or closed."""
-        return self._closed or self._push.done
-
-    @property
-    def result(self) -> Result | None:
-        """The run's result once it ended; ``None`` while it runs or if it was closed early."""
-        return self._push.result
-
-    def close(self) -> None:
-        """Stop (the run's decision is block unless it had ended); idempotent."""
-        if not self._closed:
-            self._closed = True
-            self._push.close()
-
-
-class TextGuard(_PushGuard, AsyncClosing):
-    """One run of a policy over text pushed delta by delta; see the module doc.
-
-    A push run of the policy (``policy.push()``, or ``policy.push_sync()`` when made
-    inside :meth:`LoopRunner.run`, whose steps then never wait).
-    """
-
-    __slots__ = ("_inline",)
-
-    def __init__(
-        self,
-        policy: Policy,
-        *,
-        runs: RunCount | None = None,
-        trace_id: str | None = None,
-        on_trace: _TraceCallback | None = None,
-    ) -> None:
-        self._inline = _INLINE.get()
-        self._closed = False
-        if runs is not None and not runs.take():
-            self._push = _Refused(too_many_runs(policy))
-            return
-        self._push = (
-            policy.push_sync(trace_id=trace_id, on_trace=on_trace)
-            if self._inline
-            else policy.push(trace_id=trace_id, on_trace=on_trace)
-        )
-
-    def feed(self, delta: str) -> Awaitable[str]:
-        """Push one delta; await the text it releases ("" while held back or after the end)."""
-        if not isinstance(delta, str):
-            raise TypeError(f"a delta must be str, got {type(delta).__name__}")
-        push = self._push
-        if self._closed or isinstance(push, _Refused) or push.done:
-            return _EMPTY
-        if isinstance(push, SyncPush):
-            return _Ready(push.feed(delta))
-        return push.feed(delta)
-
-    def finish(self) -> Awaitable[str]:
-        """The text is complete: await the rest of the released text."""
-        push = self._push
-        if self._closed or isinstance(push, _Refused) or push.done:
-            return _EMPTY
-        if isinstance(push, SyncPush):
-            return _Ready(push.finish())
-        return push.finish()
-
-    async def aclose(self) -> None:
-        """Stop (the run's decision is block unless it had ended); idempotent."""
-        self.close()
+def _finding(check_id: str, check_type: str, reason: str) -> Finding:
+    return Finding(
+        check_id=check_id, check_type=check_type, action=Action.BLOCK, reason=reason, start=0, end=0
+    )
 
 
 def unknown_tool(policy: Policy) -> Blocked:
     """The block of a call of a tool that has no rule, under ``unknown_tools: block``."""
-    finding = Finding(
-        check_id="unknown_tools",
-        check_type="tools",
-        action=Action.BLOCK,
-        reason="tools: a call of a tool that has no rule (unknown_tools: block)",
-        start=0,
-        end=0,
-    )
-    return Blocked(policy.block_message, (finding,))
+    reason = "tools: a call of a tool that has no rule (unknown_tools: block)"
+    return Blocked(policy.block_message, (_finding("unknown_tools", "tools", reason),))
 
 
 def tool_renamed(policy: Policy) -> Blocked:
     """The block of a call whose name came late or changed while it streamed: its
     arguments cannot be trusted to the rule of either name."""
-    finding = Finding(
-        check_id="tools",
-        check_type="tools",
-        action=Action.BLOCK,
-        reason="tools: a tool call whose name came late or changed",
-        start=0,
-        end=0,
-    )
-    return Blocked(policy.block_message, (finding,))
+    reason = "tools: a tool call whose name came late or changed"
+    return Blocked(policy.block_message, (_finding("tools", "tools", reason),))
 
 
-#: The most runs (choices, content parts, tool calls with a rule) one guarded reply opens;
-#: past it the reply is blocked, so that an upstream cannot make one reply cost without bound.
-MAX_RUNS = 1024
+def too_many_runs(policy: Policy) -> Blocked:
+    """The block of a call that opens more than :data:`MAX_RUNS` runs."""
+    reason = f"adapter: the reply opens more than {MAX_RUNS:,} runs (choices, parts, calls)"
+    return Blocked(policy.block_message, (_finding("runs", "adapter", reason),))
+
+
+def names_matter(policy: Policy) -> bool:
+    """Whether a call's name decides how its arguments are checked."""
+    return bool(policy.tools) or policy.unknown_tools == "block"
 
 
 class RunCount:
-    """How many runs a guarded reply has opened (one per reply)."""
+    """How many runs a guarded call has opened (one per call)."""
 
     __slots__ = ("n",)
 
@@ -208,19 +130,6 @@ class RunCount:
         """One more run: whether it is within :data:`MAX_RUNS`."""
         self.n += 1
         return self.n <= MAX_RUNS
-
-
-def too_many_runs(policy: Policy) -> Blocked:
-    """The block of a reply that opens more than :data:`MAX_RUNS` runs."""
-    finding = Finding(
-        check_id="runs",
-        check_type="adapter",
-        action=Action.BLOCK,
-        reason=f"adapter: the reply opens more than {MAX_RUNS:,} runs (choices, parts, calls)",
-        start=0,
-        end=0,
-    )
-    return Blocked(policy.block_message, (finding,))
 
 
 class _Refused:
@@ -238,15 +147,134 @@ class _Refused:
         pass
 
 
-def names_matter(policy: Policy) -> bool:
-    """Whether a call's name decides how its arguments are checked."""
-    return bool(policy.tools) or policy.unknown_tools == "block"
+class _TextRun:
+    """What both text guards are: one push run of the policy, and whether it was closed."""
+
+    __slots__ = ("_closed", "_push")
+
+    _push: Any  # Push | SyncPush | _Refused
+    #: Whether the run is a sync push run (the sync twin).
+    _sync = False
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        runs: RunCount | None = None,
+        trace_id: str | None = None,
+        on_trace: _TraceCallback | None = None,
+    ) -> None:
+        self._closed = False
+        if runs is not None and not runs.take():
+            self._push = _Refused(too_many_runs(policy))
+        elif self._sync:
+            self._push = policy.push_sync(trace_id=trace_id, on_trace=on_trace)
+        else:
+            self._push = policy.push(trace_id=trace_id, on_trace=on_trace)
+
+    @property
+    def blocked(self) -> Blocked | None:
+        """The block, once the run is blocked (show its ``message``)."""
+        blocked: Blocked | None = self._push.blocked
+        return blocked
+
+    @property
+    def done(self) -> bool:
+        """The run ended: finished, blocked or closed."""
+        return self._closed or bool(self._push.done)
+
+    @property
+    def result(self) -> Result | None:
+        """The run's result once it ended; ``None`` while it runs or if it was closed early."""
+        result: Result | None = self._push.result
+        return result
+
+    def close(self) -> None:
+        """Stop (the run's decision is block unless it had ended); idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._push.close()
+
+    def __repr__(self) -> str:
+        state = "blocked" if self.blocked else "done" if self.done else "open"
+        return f"<{type(self).__name__} {state}>"
 
 
-class ToolArgsGuard:
-    """The arguments of one tool call, checked as they stream; see the module doc."""
+class TextGuard(_TextRun, AsyncClosing):
+    """One async run of a policy over text pushed delta by delta; see the module doc."""
+
+    __slots__ = ()
+
+    def feed(self, delta: str) -> Awaitable[str]:
+        """Push one delta; await the text it releases ("" while held back or after the end)."""
+        if type(delta) is not str:
+            raise TypeError(f"a delta must be str, got {type(delta).__name__}")
+        if self.done:
+            return _EMPTY
+        push: Push = self._push
+        return push.feed(delta)
+
+    def finish(self) -> Awaitable[str]:
+        """The text is complete: await the rest of the released text."""
+        if self.done:
+            return _EMPTY
+        push: Push = self._push
+        return push.finish()
+
+    def push(self, text: str | None) -> Awaitable[str]:
+        """``feed(text)``, or ``finish()`` for ``None`` (what a translator awaits)."""
+        push = self._push
+        if self._closed or push.done:
+            return _EMPTY
+        return push.finish() if text is None else push.feed(text)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Stop (the run's decision is block unless it had ended); idempotent."""
+        self.close()
+
+
+class SyncTextGuard(_TextRun, Closing):
+    """:class:`TextGuard` for sync callers (a sync push run; see the module doc)."""
+
+    __slots__ = ()
+    _sync = True
+
+    def feed(self, delta: str) -> str:
+        """Push one delta: the text it releases ("" while held back or after the end)."""
+        if type(delta) is not str:
+            raise TypeError(f"a delta must be str, got {type(delta).__name__}")
+        if self.done:
+            return ""
+        push: SyncPush = self._push
+        return push.feed(delta)
+
+    def finish(self) -> str:
+        """The text is complete: the rest of the released text."""
+        if self.done:
+            return ""
+        push: SyncPush = self._push
+        return push.finish()
+
+    def push(self, text: str | None) -> Awaitable[str]:
+        """``feed(text)``, or ``finish()`` for ``None``, done when it returns (so a step
+        over sync runs never waits)."""
+        push = self._push
+        if self._closed or push.done:
+            return _EMPTY
+        return _Ready(push.finish() if text is None else push.feed(text))
+
+
+class _ToolRun:
+    """What both tool-argument guards are: the rule's mode, and its text run if any.
+
+    The twins differ only in how they call the text run; what the mode makes of its
+    releases is here (:meth:`_fed`, :meth:`_finished`).
+    """
 
     __slots__ = ("_held", "_text", "blocked", "mode")
+
+    _text: Any  # TextGuard | SyncTextGuard | None
+    _sync = False
 
     def __init__(
         self,
@@ -258,7 +286,7 @@ class ToolArgsGuard:
         on_trace: _TraceCallback | None = None,
     ) -> None:
         tool = policy.tools.get(name) if name is not None else None
-        self._text: TextGuard | None = None
+        self._text = None
         self._held = ""
         self.blocked: Blocked | None = None
         if tool is None:
@@ -270,7 +298,8 @@ class ToolArgsGuard:
             self.blocked = too_many_runs(policy)
         else:
             self.mode = tool.release
-            self._text = TextGuard(tool.policy, trace_id=trace_id, on_trace=on_trace)
+            make = SyncTextGuard if self._sync else TextGuard
+            self._text = make(tool.policy, trace_id=trace_id, on_trace=on_trace)
 
     @property
     def done(self) -> bool:
@@ -281,173 +310,132 @@ class ToolArgsGuard:
         """The arguments' result (``None`` for a tool without a rule, or one closed early)."""
         return None if self._text is None else self._text.result
 
-    def feed(self, delta: str) -> Awaitable[str]:
-        """Push a piece of the arguments; await what may be shown now."""
-        text = self._text
-        if text is None:
-            return _EMPTY if self.mode == "block" else _Ready(delta)
+    def _unchecked(self, delta: str) -> str:
+        return "" if self.mode == "block" else delta
+
+    def _fed(self, released: str) -> str:
+        self._note()
         if self.mode == "incremental":
-            return self._checked(text.feed(delta))
-        return self._kept(text.feed(delta))
-
-    def finish(self) -> Awaitable[str]:
-        """The call's arguments are complete: await the rest (``complete``: all of them)."""
-        text = self._text
-        if text is None:
-            return _EMPTY
-        if self.mode == "incremental":
-            return self._checked(text.finish())
-        return self._all(text.finish())
-
-    async def _checked(self, released: Awaitable[str]) -> str:
-        out = await released
-        text = self._text
-        if text is not None and text.blocked is not None:
-            self.blocked = text.blocked
-        return out
-
-    async def _kept(self, released: Awaitable[str]) -> str:
-        self._held += await self._checked(released)
+            return released
+        self._held += released
         return ""
 
-    async def _all(self, released: Awaitable[str]) -> str:
-        held = self._held + await self._checked(released)
+    def _finished(self, released: str) -> str:
+        self._note()
+        if self.mode == "incremental":
+            return released
+        held = self._held + released
         self._held = ""
         return "" if self.blocked is not None else held
 
-    async def aclose(self) -> None:
-        self._held = ""
-        if self._text is not None:
-            await self._text.aclose()
-
-
-class LoopRunner:
-    """Runs an adapter's steps (coroutines) for sync callers, inline.
-
-    Guards made while it runs a step are sync-backed (``policy.push_sync()``), so a step
-    never waits: it runs to its end in one ``send`` (no event loop, so a sync adapter also
-    works in a thread whose event loop is running).  Checks that defer calls (async
-    checks of your own) run on an event loop of their own (see ``SyncPush``).
-    """
-
-    __slots__ = ("_closed",)
-
-    def __init__(self) -> None:
-        self._closed = False
-
-    def run(self, awaitable: Awaitable[T]) -> T:
-        if self._closed:
-            _discard(awaitable)
-            raise RuntimeError("this LoopRunner is closed")
-        return _inline(awaitable)
+    def _note(self) -> None:
+        text = self._text
+        if text is not None and text.blocked is not None:
+            self.blocked = text.blocked
 
     def close(self) -> None:
-        self._closed = True
+        """Stop early (idempotent)."""
+        self._held = ""
+        if self._text is not None:
+            self._text.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.mode}>"
 
 
-@contextmanager
-def inline() -> Iterator[None]:
-    """Guards made inside are sync-backed (see :class:`LoopRunner`)."""
-    token = _INLINE.set(True)
-    try:
-        yield
-    finally:
-        _INLINE.reset(token)
-
-
-def _inline(awaitable: Awaitable[T]) -> T:
-    """Run ``awaitable`` to its end now; it must not wait for anything."""
-    token = _INLINE.set(True)
-    step = _wrap(awaitable)
-    try:
-        step.send(None)
-    except StopIteration as stop:
-        value: T = stop.value
-        return value
-    finally:
-        _INLINE.reset(token)
-    step.close()
-    raise RuntimeError("an adapter step waited for an event loop in a sync stream")
-
-
-def _discard(awaitable: object) -> None:
-    close = getattr(awaitable, "close", None)  # a coroutine that will not run
-    if close is not None:
-        close()
-
-
-async def _wrap(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-class SyncTextGuard(_PushGuard, Closing):
-    """:class:`TextGuard` for sync callers (see the module doc)."""
+class ToolArgsGuard(_ToolRun, AsyncClosing):
+    """The arguments of one tool call, checked as they stream (async); see the module doc."""
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        policy: Policy,
-        *,
-        trace_id: str | None = None,
-        on_trace: _TraceCallback | None = None,
-    ) -> None:
-        self._push = policy.push_sync(trace_id=trace_id, on_trace=on_trace)
-        self._closed = False
+    async def feed(self, delta: str) -> str:
+        """Push a piece of the arguments: what may be shown now."""
+        text: TextGuard | None = self._text
+        if text is None:
+            return self._unchecked(delta)
+        return self._fed(await text.feed(delta))
 
-    def feed(self, delta: str) -> str:
-        if not isinstance(delta, str):
-            raise TypeError(f"a delta must be str, got {type(delta).__name__}")
-        push = self._push
-        assert isinstance(push, SyncPush)
-        return "" if self.done else push.feed(delta)
+    async def finish(self) -> str:
+        """The call's arguments are complete: the rest (``complete``: all of them)."""
+        text: TextGuard | None = self._text
+        return "" if text is None else self._finished(await text.finish())
 
-    def finish(self) -> str:
-        push = self._push
-        assert isinstance(push, SyncPush)
-        return "" if self.done else push.finish()
+    def push(self, text: str | None) -> Awaitable[str]:
+        """``feed(text)``, or ``finish()`` for ``None`` (what a translator awaits)."""
+        return self.finish() if text is None else self.feed(text)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
-class SyncToolArgsGuard(Closing):
+class SyncToolArgsGuard(_ToolRun, Closing):
     """:class:`ToolArgsGuard` for sync callers (see the module doc)."""
 
-    __slots__ = ("_guard",)
-
-    def __init__(
-        self,
-        policy: Policy,
-        name: str | None,
-        *,
-        trace_id: str | None = None,
-        on_trace: _TraceCallback | None = None,
-    ) -> None:
-        token = _INLINE.set(True)  # its run is sync-backed
-        try:
-            self._guard = ToolArgsGuard(policy, name, trace_id=trace_id, on_trace=on_trace)
-        finally:
-            _INLINE.reset(token)
-
-    @property
-    def mode(self) -> str:
-        return self._guard.mode
-
-    @property
-    def blocked(self) -> Blocked | None:
-        return self._guard.blocked
-
-    @property
-    def done(self) -> bool:
-        return self._guard.done
-
-    @property
-    def result(self) -> Result | None:
-        return self._guard.result
+    __slots__ = ()
+    _sync = True
 
     def feed(self, delta: str) -> str:
-        return _inline(self._guard.feed(delta))
+        """Push a piece of the arguments: what may be shown now."""
+        text: SyncTextGuard | None = self._text
+        return self._unchecked(delta) if text is None else self._fed(text.feed(delta))
 
     def finish(self) -> str:
-        return _inline(self._guard.finish())
+        """The call's arguments are complete: the rest (``complete``: all of them)."""
+        text: SyncTextGuard | None = self._text
+        return "" if text is None else self._finished(text.finish())
+
+    def push(self, text: str | None) -> Awaitable[str]:
+        """``feed(text)``, or ``finish()`` for ``None``, done when it returns."""
+        return _Ready(self.finish() if text is None else self.feed(text))
+
+
+#: A text run of either twin, as a translator sees it.
+Guard = TextGuard | SyncTextGuard
+#: A tool call's run of either twin.
+ToolGuard = ToolArgsGuard | SyncToolArgsGuard
+
+
+class Runs:
+    """Every run of one guarded call (a stream or a reply) is made here.
+
+    Runs are sync or async as the call is (its driver then feeds them), and counted:
+    past :data:`MAX_RUNS` a new run is blocked at once (finding ``runs``).  Runs that
+    are not counted (a citation's quoted text, checked whole) are made with
+    ``counted=False``.  :meth:`close` closes the counted runs still open.
+    """
+
+    __slots__ = ("_count", "_made", "policy", "sync")
+
+    def __init__(self, policy: Policy, *, sync: bool) -> None:
+        self.policy = policy
+        self.sync = sync
+        self._count = RunCount()
+        self._made: list[Guard | ToolGuard] = []
+
+    def text(self, policy: Policy | None = None, *, counted: bool = True) -> Guard:
+        """A run of ``policy`` (the call's policy by default) over text."""
+        make = SyncTextGuard if self.sync else TextGuard
+        runs = self._count if counted else None
+        guard = make(self.policy if policy is None else policy, runs=runs)
+        if counted:  # (one not counted is fed whole at once: it is not kept, nor closed here)
+            self._made.append(guard)
+        return guard
+
+    def tool(self, name: str | None) -> ToolGuard:
+        """The run of one tool call's arguments (by the rule of ``name``)."""
+        make = SyncToolArgsGuard if self.sync else ToolArgsGuard
+        guard = make(self.policy, name, runs=self._count)
+        self._made.append(guard)
+        return guard
 
     def close(self) -> None:
-        _inline(self._guard.aclose())
+        """Close every run of the call that is still open (idempotent)."""
+        for guard in self._made:
+            guard.close()
+
+
+def refusals_guarded(refusals: object) -> bool:
+    """``refusals=`` of a provider's guard: whether refusal text is checked."""
+    if refusals not in ("guard", "pass"):
+        raise ValueError(f"refusals must be 'guard' or 'pass', got {refusals!r}")
+    return refusals == "guard"

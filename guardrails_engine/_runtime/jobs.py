@@ -19,7 +19,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from .._core.closing import event_loop
+from .._core.syncrun import run_sync
 from .._core.threads import source_limiter
 from ..checks._unit import MalformedFinding, stand_in
 from .run import Run
@@ -113,24 +113,8 @@ async def _in_daemon_thread(call: Callable[[], Any]) -> Any:
 
 
 def settle_sync(run: Run) -> str:
-    """:func:`settle` from sync code: on an event loop of its own (in a thread of its
-    own if this thread already runs one)."""
+    """:func:`settle` from sync code (:func:`~.._core.syncrun.run_sync`: on an event loop
+    of its own, in a thread of its own if this thread already runs one)."""
     if not run.deferred:
         return ""
-    if event_loop() is None:
-        return anyio.run(settle, run)
-    out: list[str] = []
-    error: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            out.append(anyio.run(settle, run))
-        except BaseException as exc:  # handed to the caller's thread
-            error.append(exc)
-
-    thread = threading.Thread(target=work, name="guardrails-engine-checks", daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return out[0]
+    return run_sync(settle, run)

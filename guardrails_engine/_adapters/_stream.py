@@ -1,0 +1,363 @@
+"""The one guarded stream of every provider, over a small per-provider protocol.
+
+A provider module only translates events.  Its :class:`Translator` is sans-IO: for an
+upstream event it gives the events to hand out, and when a run of the policy is to take
+text it awaits the run (``released = await guard.push(delta)``; ``await
+guard.push(None)`` for the end of the text).  The translator decides what an event
+contributes (text deltas per run, tool-call argument deltas, fields passed through)
+and how the provider ends a stream natively: on a block it sets
+:attr:`Translator.blocked` and returns the events of the native ending (the block
+message, then the provider's own "stopped by a filter" end).  A run that ends early
+without a block (a length check's truncation) releases nothing more: its choice, part
+or block shows no more text and the stream goes on.
+
+:class:`GuardedStream` (async) and :class:`SyncGuardedStream` own everything else,
+the same for every provider and differing only in I/O:
+
+- the runs are the call's (:class:`~._guard.Runs`): async push runs for the async
+  stream (awaited on its event loop), sync push runs for the sync stream, whose
+  ``push`` is done when it returns, so a step of the sync stream never waits: it is
+  driven to its end in one go by :func:`drive_sync` (no event loop);
+- the upstream is read in one place (``__anext__``/``__next__``), opened lazily by
+  the provider's opener, and closed by one helper (:func:`aclose_upstream` /
+  :func:`close_upstream`, or the opener's own for a manager it entered): at a block
+  (before the ending goes out), at its end, on an early stop (``aclose()``/``close()``,
+  ``async with``/``with``), when the consumer is cancelled or anything raises, and
+  when the guarded stream is dropped unclosed;
+- after an early stop, iterating raises :class:`~guardrails_engine.StreamStateError`
+  (as a ``policy.stream`` does: a reader must not take a cut reply for a whole one);
+  after a block or the end, iteration just ends.
+
+Seams for what lands next: ``__anext__``/``__next__`` is where every upstream event
+of a call is seen (its arrival time), the translator sees the reply's fields (model,
+id, usage, finish reason), and :class:`~._guard.Runs` makes (and closes) every run of
+the call, so each run's decision is seen there.  The upstream is opened and closed only
+here, through the opener: an upstream that has released nothing can be closed and
+replaced by another source of the same API (a new translator over new runs).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+)
+from functools import partial
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import anyio
+
+from .. import Blocked, StreamStateError
+from .._core.closing import AsyncClosing, Closing, event_loop, schedule_close
+from .._core.syncrun import run_inline
+from ._guard import Guard, Runs, ToolGuard
+
+__all__ = [
+    "AsyncOpener",
+    "GuardedStream",
+    "Step",
+    "SyncGuardedStream",
+    "SyncOpener",
+    "Translator",
+    "aclose_upstream",
+    "close_upstream",
+    "drive_sync",
+    "tool_text",
+    "whole",
+]
+
+E = TypeVar("E")
+T = TypeVar("T")
+#: A translator's step: a coroutine whose only waits are its runs' ``push``.
+Step: TypeAlias = Coroutine[Any, Any, T]
+#: Opens a source: the iterator of its events, and how to close it.
+AsyncOpener: TypeAlias = Callable[
+    [Any], Awaitable[tuple[AsyncIterator[Any], Callable[[], Awaitable[None]]]]
+]
+SyncOpener: TypeAlias = Callable[[Any], tuple[Iterator[Any], Callable[[], None]]]
+
+
+class Translator(Generic[E]):
+    """A provider's events in, guarded events out (sans-IO; see the module doc).
+
+    Every run it pushes text into is made by the call's :class:`~._guard.Runs`.
+    """
+
+    __slots__ = ("blocked", "runs")
+
+    def __init__(self, runs: Runs) -> None:
+        self.runs = runs
+        #: Set once a run of the reply is blocked: the events just returned end it natively.
+        self.blocked: Blocked | None = None
+
+    def first(self, event: Any) -> Translator[E]:
+        """The translator for a stream that starts with ``event`` (by default, this one)."""
+        return self
+
+    async def process(self, event: Any) -> list[E]:
+        """The events to hand out for one upstream event."""
+        raise NotImplementedError
+
+    async def finish(self) -> list[E]:
+        """The upstream ended: the rest (the tails of the runs that did not end)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close every run still open (idempotent)."""
+        self.runs.close()
+
+
+async def whole(guard: Guard | ToolGuard, text: str) -> str:
+    """A whole text through ``guard``: all that it releases (``guard.blocked`` says
+    whether it was blocked)."""
+    out = await guard.push(text) if text else ""
+    if guard.blocked is None:
+        out += await guard.push(None)
+    return out
+
+
+async def tool_text(runs: Runs, name: str, text: str) -> str | Blocked:
+    """A tool call's whole arguments (or custom input) through the rule of ``name``:
+    the checked text, or the block."""
+    guard = runs.tool(name)
+    if guard.blocked is not None:
+        return guard.blocked
+    out = await whole(guard, text)
+    return out if guard.blocked is None else guard.blocked
+
+
+#: Run a step over sync runs to its end, now: their ``push`` is done on return, so the
+#: step never waits and needs no event loop.
+drive_sync = run_inline
+
+
+async def aclose_upstream(upstream: object) -> None:
+    """Close an async upstream, shielded from cancellation: its ``aclose()`` (the async
+    name; an object with both has a sync ``close``), else the SDKs' async ``close()``."""
+    close = getattr(upstream, "aclose", None) or getattr(upstream, "close", None)
+    if close is None:
+        return
+    with anyio.CancelScope(shield=True):
+        result = close()
+        if isinstance(result, Awaitable):
+            await result
+
+
+def close_upstream(upstream: object) -> None:
+    """Close a sync upstream (its ``close()``, if it has one)."""
+    close = getattr(upstream, "close", None)
+    if close is not None:
+        close()
+
+
+async def open_async(source: Any) -> tuple[AsyncIterator[Any], Callable[[], Awaitable[None]]]:
+    """An async iterable read as it is (an SDK stream is its own iterator)."""
+    it = source if isinstance(source, AsyncIterator) else aiter(source)
+    return it, partial(aclose_upstream, source)
+
+
+def open_sync(source: Any) -> tuple[Iterator[Any], Callable[[], None]]:
+    """An iterable read as it is (an SDK stream is its own iterator)."""
+    it = source if isinstance(source, Iterator) else iter(source)
+    return it, partial(close_upstream, source)
+
+
+class _Base(Generic[E]):
+    """What the twins share: state, ``blocked``, the repr."""
+
+    __slots__ = ("_closed", "_early", "_ended", "_it", "_out", "_shut", "_tr", "_upstream", "_wait")
+
+    def __init__(self, source: Any, translator: Translator[E]) -> None:
+        self._upstream = source
+        self._tr = translator
+        self._wait = True  # the first event is still to come (``Translator.first``)
+        self._it: Any = None
+        self._shut: Any = None  # closes the opened upstream
+        self._out: deque[E] = deque()
+        self._ended = False
+        self._early = False  # stopped before the end: iterating raises
+        self._closed = False
+
+    @property
+    def blocked(self) -> Blocked | None:
+        """The block (message and findings) once the reply was blocked, else ``None``."""
+        return self._tr.blocked
+
+    def _over(self) -> None:
+        """Iteration is over: raise if it was stopped early (else the caller ends it)."""
+        if self._early:
+            raise StreamStateError("the guarded stream was closed before it ended")
+
+    def _first(self, event: Any) -> Translator[E]:
+        """The translator for the first upstream event (:meth:`Translator.first`)."""
+        self._wait = False
+        return self._tr.first(event)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._early else "ended" if self._ended else "open"
+        if self._tr.blocked:
+            state = "blocked"
+        return f"<{type(self).__name__} {state}>"
+
+
+class GuardedStream(_Base[E], AsyncClosing):
+    """The guarded events of an async SDK stream, as an async iterator of the SDK's types.
+
+    ``async with`` it, or ``await aclose()`` to stop early: the SDK stream (and its HTTP
+    response) is closed then, at a block, at the end, and when the consumer is cancelled.
+    """
+
+    __slots__ = ("_loop", "_opener")
+
+    def __init__(
+        self, source: Any, translator: Translator[E], opener: AsyncOpener = open_async
+    ) -> None:
+        super().__init__(source, translator)
+        self._opener = opener
+        self._loop = event_loop()  # where to close it if it is dropped unclosed
+
+    def __aiter__(self) -> GuardedStream[E]:
+        return self
+
+    async def __anext__(self) -> E:
+        out = self._out
+        while not out:
+            if self._ended:
+                self._over()
+                raise StopAsyncIteration
+            try:
+                # Read one upstream event (the one place a call's events are seen).
+                it = self._it
+                if it is None:
+                    it, self._shut = await self._opener(self._upstream)
+                    self._it = it
+                try:
+                    event = await it.__anext__()
+                except StopAsyncIteration:
+                    out.extend(await self._tr.finish())
+                    await self._end()
+                    continue
+                if self._wait:
+                    self._tr = self._first(event)
+                shown = await self._tr.process(event)
+                if self._tr.blocked is not None:
+                    await self._end()  # (the upstream is closed before the ending goes out)
+            except BaseException:
+                await self._end()
+                raise
+            if len(shown) == 1:
+                return shown[0]  # (the common case: no queue)
+            out.extend(shown)
+        return out.popleft()
+
+    async def _end(self) -> None:
+        self._ended = True
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await (self._shut() if self._shut is not None else aclose_upstream(self._upstream))
+        finally:
+            self._tr.close()
+
+    async def aclose(self) -> None:
+        """Stop: close the SDK stream and the policy runs (idempotent)."""
+        if not self._ended:
+            self._ended = self._early = True
+        self._out.clear()
+        await self._end()
+
+    def __del__(self) -> None:
+        # Dropped without aclose() (a consumer that broke out of its loop): close on
+        # the event loop it ran in.  `async with` / aclose() close it at once.
+        if self._closed or self._it is None:
+            return
+        schedule_close(self._loop, self.aclose)
+
+
+class SyncGuardedStream(_Base[E], Closing):
+    """The guarded events of a sync SDK stream, as an iterator of the SDK's types.
+
+    ``with`` it, or call :meth:`close` to stop early: the SDK stream is closed then, at a
+    block and at the end.  The policy runs inline (sync push runs: no event loop, so it
+    also works in a thread whose event loop is running).
+    """
+
+    __slots__ = ("_opener",)
+
+    def __init__(
+        self, source: Any, translator: Translator[E], opener: SyncOpener = open_sync
+    ) -> None:
+        super().__init__(source, translator)
+        self._opener = opener
+
+    def __iter__(self) -> SyncGuardedStream[E]:
+        return self
+
+    def __next__(self) -> E:
+        out = self._out
+        while not out:
+            if self._ended:
+                self._over()
+                raise StopIteration
+            try:
+                it = self._it
+                if it is None:
+                    it, self._shut = self._opener(self._upstream)
+                    self._it = it
+                try:
+                    event = next(it)
+                except StopIteration:
+                    out.extend(drive_sync(self._tr.finish()))
+                    self._end()
+                    continue
+                if self._wait:
+                    self._tr = self._first(event)
+                step = self._tr.process(event)
+                try:  # (drive_sync(step), inline: the path of every chunk)
+                    step.send(None)
+                except StopIteration as stop:
+                    shown: list[E] = stop.value
+                else:  # pragma: no cover - a bug: a step over sync runs waited
+                    step.close()
+                    raise RuntimeError("a step of a sync guarded stream waited")
+                if self._tr.blocked is not None:
+                    self._end()  # (the upstream is closed before the ending goes out)
+            except BaseException:
+                self._end()
+                raise
+            if len(shown) == 1:
+                return shown[0]
+            out.extend(shown)
+        return out.popleft()
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._shut is not None:
+                self._shut()
+            else:
+                close_upstream(self._upstream)
+        finally:
+            self._tr.close()
+
+    def close(self) -> None:
+        """Stop: close the SDK stream and the policy runs (idempotent)."""
+        if not self._ended:
+            self._ended = self._early = True
+        self._out.clear()
+        self._end()
+
+    def __del__(self) -> None:
+        if not self._closed:
+            try:
+                self.close()
+            except Exception:  # pragma: no cover - nothing to report it to
+                pass
