@@ -64,7 +64,7 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 try:
     import anthropic as _sdk
@@ -96,7 +96,11 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 
 import anyio
 
-from .. import Blocked, Policy
+from .. import Blocked, Breaker, Policy
+from .._runtime.fallback import breaker_of, fallbacks_of, uses_fallback
+
+if TYPE_CHECKING:
+    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
 from ._guard import Guard, Refusals, Runs, ToolGuard, refusals_guarded
 from ._stream import (
     GuardedStream,
@@ -557,22 +561,60 @@ def _runs(policy: object, stream: object, refusals: str, *, sync: bool) -> Runs:
 
 
 def guard(
-    policy: Policy, stream: _AsyncSource, *, refusals: Refusals = "guard"
-) -> GuardedStream[Event]:
+    policy: Policy,
+    stream: _AsyncSource,
+    *,
+    refusals: Refusals = "guard",
+    fallbacks: Any = None,
+    breaker: Breaker | None = None,
+) -> GuardedStream[Event] | FallbackGuardedStream:
     """Guard an async Anthropic stream: ``await client.messages.create(..., stream=True)``
     of ``AsyncAnthropic``, its ``messages.stream(...)`` helper (the manager, which the
     guard enters and leaves, or the stream it gives), or any async iterable of raw
     events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
-    stop early.  ``refusals`` as in the OpenAI adapter (see the module doc).
+    stop early.  ``refusals`` and ``fallbacks`` as in the OpenAI adapter.
     """
+    if uses_fallback(policy, fallbacks, breaker):
+        return cast(
+            "FallbackGuardedStream",
+            _fallback(policy, stream, refusals, fallbacks, breaker, sync=False),
+        )
     runs = _runs(policy, stream, refusals, sync=False)
     return GuardedStream(stream, AnthropicTranslator(runs), _open_async)
 
 
 def guard_sync(
-    policy: Policy, stream: _SyncSource, *, refusals: Refusals = "guard"
-) -> SyncGuardedStream[Event]:
+    policy: Policy,
+    stream: _SyncSource,
+    *,
+    refusals: Refusals = "guard",
+    fallbacks: Any = None,
+    breaker: Breaker | None = None,
+) -> SyncGuardedStream[Event] | SyncFallbackGuardedStream:
     """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
     its ``messages.stream(...)`` helper, or any iterable of raw events)."""
+    if uses_fallback(policy, fallbacks, breaker):
+        return cast(
+            "SyncFallbackGuardedStream",
+            _fallback(policy, stream, refusals, fallbacks, breaker, sync=True),
+        )
     runs = _runs(policy, stream, refusals, sync=True)
     return SyncGuardedStream(stream, AnthropicTranslator(runs), _open_sync)
+
+
+def _fallback(
+    policy: Policy, stream: Any, refusals: str, fallbacks: Any, breaker: Any, *, sync: bool
+) -> Any:
+    from .anthropic_fallback import AnthropicApi
+    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
+
+    name = "guard_sync" if sync else "guard"
+    _check_policy(policy, name)
+    kind = SyncFallbackGuardedStream if sync else FallbackGuardedStream
+    return kind(
+        policy,
+        stream,
+        AnthropicApi(policy, refusals),
+        fallbacks_of(fallbacks, name),
+        breaker_of(breaker, name),
+    )

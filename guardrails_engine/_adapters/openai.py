@@ -15,7 +15,7 @@ stream itself is :mod:`._stream`'s, the same for every provider.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 try:
     from openai import AsyncStream as _AsyncStream
@@ -27,7 +27,11 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
         "guardrails_engine.openai needs the OpenAI SDK: pip install 'guardrails-engine[openai]'"
     ) from exc
 
-from .. import Policy
+from .. import Breaker, Policy
+from .._runtime.fallback import breaker_of, fallbacks_of, uses_fallback
+
+if TYPE_CHECKING:
+    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
 from . import chat, responses
 from ._guard import Refusals, Runs, refusals_guarded
 from ._stream import GuardedStream, Step, SyncGuardedStream, Translator, drive_sync
@@ -85,11 +89,21 @@ def guard(
     stream: AsyncIterable[Chunk],
     *,
     refusals: Refusals = "guard",
-) -> GuardedStream[Chunk]:
+    fallbacks: Any = None,
+    breaker: Breaker | None = None,
+) -> GuardedStream[Chunk] | FallbackGuardedStream:
     """Guard an async SDK stream (``AsyncStream[ChatCompletionChunk]`` or Responses events).
 
     Iterate the result as the SDK stream; ``async with`` or ``aclose()`` to stop early.
+    ``fallbacks``: callables that take a :class:`~guardrails_engine.Fallback` and return
+    the next source (docs/fallback.md); ``stream`` may then be the coroutine of the
+    request, so that its failure (a 500) falls back too.
     """
+    if uses_fallback(policy, fallbacks, breaker):
+        return cast(
+            "FallbackGuardedStream",
+            _fallback(policy, stream, refusals, fallbacks, breaker, sync=False),
+        )
     if isinstance(stream, _SyncStream) or not isinstance(stream, AsyncIterable):
         raise TypeError(
             f"guard() takes an async SDK stream, got {type(stream).__name__}: "
@@ -103,14 +117,42 @@ def guard_sync(
     stream: Iterable[Chunk],
     *,
     refusals: Refusals = "guard",
-) -> SyncGuardedStream[Chunk]:
-    """Guard a sync SDK stream (``Stream[ChatCompletionChunk]`` or Responses events)."""
+    fallbacks: Any = None,
+    breaker: Breaker | None = None,
+) -> SyncGuardedStream[Chunk] | SyncFallbackGuardedStream:
+    """Guard a sync SDK stream (``Stream[ChatCompletionChunk]`` or Responses events);
+    ``fallbacks`` as in :func:`guard` (``stream`` may then be a function making the request)."""
+    if uses_fallback(policy, fallbacks, breaker):
+        return cast(
+            "SyncFallbackGuardedStream",
+            _fallback(policy, stream, refusals, fallbacks, breaker, sync=True),
+        )
     if isinstance(stream, _AsyncStream) or not isinstance(stream, Iterable):
         raise TypeError(
             f"guard_sync() takes a sync SDK stream, got {type(stream).__name__}: "
             "use guard() for the async client"
         )
     return SyncGuardedStream(stream, _make(policy, stream, refusals, sync=True))
+
+
+def _fallback(
+    policy: Policy, stream: Any, refusals: str, fallbacks: Any, breaker: Any, *, sync: bool
+) -> Any:
+    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
+    from .openai_fallback import OpenAIApi
+
+    name = "guard_sync" if sync else "guard"
+    if not isinstance(policy, Policy):
+        raise TypeError(f"{name}() takes a Policy first, got {type(policy).__name__}")
+    refusals_guarded(refusals)
+    kind = SyncFallbackGuardedStream if sync else FallbackGuardedStream
+    return kind(
+        policy,
+        stream,
+        OpenAIApi(policy, refusals),
+        fallbacks_of(fallbacks, name),
+        breaker_of(breaker, name),
+    )
 
 
 def _reply(policy: Policy, reply: Any, refusals: str, *, sync: bool) -> tuple[Runs, Step[Any]]:

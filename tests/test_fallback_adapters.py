@@ -1,0 +1,258 @@
+"""Fallbacks through both adapters, against fake servers speaking the real wire formats,
+driven by the real SDK clients: the primary returns a 500, stalls before its first token,
+refuses, or is blocked; the output keeps the SDK's types and the abandoned upstream
+connection is closed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from _fake_anthropic import FakeAnthropic, Text, sse_events
+from _fake_openai import FakeOpenAI, chat_chunks
+from anthropic.types import RawContentBlockDeltaEvent
+from openai.types.chat import ChatCompletionChunk
+
+import guardrails_engine as ge
+from guardrails_engine import anthropic as ge_anthropic
+from guardrails_engine import openai as ge_openai
+
+POLICY = ge.Policy.from_yaml(
+    """
+version: 1
+name: adapters-fallback
+block_message: "[blocked]"
+stream: {first_chunk_timeout_ms: 300}
+fallback: {on: [error, timeout, refusal, block]}
+checks:
+  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
+  - {id: words, type: content, terms: [forbidden], action: block}
+"""
+)
+SECOND = ["Second model: ", "mail ann@", "example.com ", "today."]
+SECOND_OUT = "Second model: mail <EMAIL_ADDRESS> today."
+FIRST = ["Hello ", "there, ", "all is well. "]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # (the SDKs' async clients on asyncio)
+
+
+@pytest.fixture(scope="module")
+def oai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def ant() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic().start()
+    yield server
+    server.stop()
+
+
+def _chat(pieces: list[str], key: str = "content") -> list[dict[str, Any]]:
+    return chat_chunks([(0, {key: p}) for p in pieces])
+
+
+def _oai_text(chunks: list[ChatCompletionChunk]) -> str:
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def _ant_text(events: list[Any]) -> str:
+    return "".join(
+        e.delta.text
+        for e in events
+        if isinstance(e, RawContentBlockDeltaEvent) and e.delta.type == "text_delta"
+    )
+
+
+# -- OpenAI ------------------------------------------------------------------------------
+def _script_openai(server: FakeOpenAI, trigger: str) -> None:
+    if trigger == "500":
+        return  # an unscripted request gets a 500
+    if trigger == "stall":
+        server.add("chat", _chat(FIRST), delay=5)  # the role chunk, then nothing for 5 s
+    elif trigger == "refuse":
+        server.add("chat", _chat(["I can't ", "help with that."], key="refusal"))
+    else:
+        server.add("chat", _chat(["This is forbidden text. "]))
+
+
+TRIGGERS = {"500": "error", "stall": "timeout", "refuse": "refusal", "block": "block"}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("trigger", list(TRIGGERS))
+async def test_openai_fallback_to_a_second_model(oai: FakeOpenAI, trigger: str) -> None:
+    _script_openai(oai, trigger)
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        told: list[ge.Fallback] = []
+
+        def second(why: ge.Fallback) -> Any:
+            told.append(why)
+            oai.add("chat", _chat(SECOND))  # (scripted now: the primary may take none)
+            messages = [{"role": "user", "content": "again"}]
+            return client.chat.completions.create(model="b", messages=messages, stream=True)
+
+        primary = client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async with ge_openai.guard(POLICY, primary, fallbacks=[second]) as stream:
+            chunks = [c async for c in stream]
+    assert _oai_text(chunks) == SECOND_OUT
+    assert [w.reason for w in told] == [TRIGGERS[trigger]]
+    assert [a.ending for a in stream.attempts] == [TRIGGERS[trigger], "completed"]
+    first = oai.served[-2]
+    if trigger == "stall":
+        assert first.left and first.sent < first.total  # the abandoned connection was closed
+    if trigger == "refuse":
+        assert not any(c.choices and c.choices[0].delta.refusal for c in chunks)
+
+
+@pytest.mark.anyio
+async def test_openai_text_fallback_is_written_as_chunks(oai: FakeOpenAI) -> None:
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async with ge_openai.guard(POLICY, primary, fallbacks=[lambda why: SECOND]) as stream:
+            chunks = [c async for c in stream]
+    assert _oai_text(chunks) == SECOND_OUT
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+@pytest.mark.anyio
+async def test_openai_no_fallback_after_a_release(oai: FakeOpenAI) -> None:
+    oai.add("chat", _chat([*FIRST, "and forbidden words. "]))
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        stream_ = await client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        called: list[ge.Fallback] = []
+        guarded = ge_openai.guard(POLICY, stream_, fallbacks=[called.append])
+        async with guarded:
+            chunks = [c async for c in guarded]
+    text = _oai_text(chunks)
+    assert text.startswith("Hello there, ") and text.endswith("[blocked]")
+    assert called == [] and guarded.blocked is not None
+
+
+def test_openai_sync_stall_and_block(oai: FakeOpenAI) -> None:
+    oai.add("chat", _chat(["This is forbidden text. "]))
+    with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with ge_openai.guard_sync(POLICY, primary, fallbacks=[lambda why: SECOND]) as stream:
+            chunks = list(stream)
+    assert _oai_text(chunks) == SECOND_OUT
+    assert [a.ending for a in stream.attempts] == ["block", "completed"]
+
+
+# -- Anthropic ---------------------------------------------------------------------------
+def _script_anthropic(server: FakeAnthropic, trigger: str) -> None:
+    if trigger == "500":
+        return  # no reply queued: the server fails the request
+    if trigger == "stall":
+        server.stream(sse_events([Text(FIRST)]), delay=5)
+    elif trigger == "refuse":
+        server.stream(sse_events([], stop_reason="refusal"))
+    else:
+        server.stream(sse_events([Text(["This is forbidden text. "])]))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("trigger", list(TRIGGERS))
+async def test_anthropic_fallback_to_a_second_model(ant: FakeAnthropic, trigger: str) -> None:
+    _script_anthropic(ant, trigger)
+    async with anthropic.AsyncAnthropic(base_url=ant.url, api_key="x", max_retries=0) as client:
+
+        def ask(model: str) -> Any:
+            messages = [{"role": "user", "content": "hi"}]
+            return client.messages.create(
+                model=model, max_tokens=100, messages=messages, stream=True
+            )
+
+        told: list[ge.Fallback] = []
+
+        def second(why: ge.Fallback) -> Any:
+            told.append(why)
+            ant.stream(sse_events([Text(SECOND)]))
+            return ask("b")
+
+        async with ge_anthropic.guard(POLICY, ask("a"), fallbacks=[second]) as stream:
+            events = [e async for e in stream]
+    assert _ant_text(events) == SECOND_OUT
+    assert [w.reason for w in told] == [TRIGGERS[trigger]]
+    assert [a.ending for a in stream.attempts] == [TRIGGERS[trigger], "completed"]
+    assert events[0].type == "message_start" and events[-1].type == "message_stop"
+    assert sum(e.type == "message_start" for e in events) == 1  # nothing of the first
+    if trigger == "stall":
+        first = ant.exchanges[-2].wait()
+        assert first.left_after is not None  # the abandoned connection was closed
+
+
+@pytest.mark.anyio
+async def test_anthropic_text_fallback_is_written_as_events(ant: FakeAnthropic) -> None:
+    async def texts(why: ge.Fallback) -> AsyncIterator[str]:
+        for piece in SECOND:
+            yield piece
+
+    async with anthropic.AsyncAnthropic(base_url=ant.url, api_key="x", max_retries=0) as client:
+        primary = client.messages.create(
+            model="a", max_tokens=10, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async with ge_anthropic.guard(POLICY, primary, fallbacks=[texts]) as stream:
+            events = [e async for e in stream]
+    assert _ant_text(events) == SECOND_OUT
+    assert [e.type for e in events][:2] == ["message_start", "content_block_start"]
+    assert events[-2].delta.stop_reason == "end_turn"
+
+
+@pytest.mark.anyio
+async def test_anthropic_refusal_after_release_is_the_providers(ant: FakeAnthropic) -> None:
+    ant.stream(sse_events([Text(FIRST)], stop_reason="refusal"))
+    called: list[ge.Fallback] = []
+    async with anthropic.AsyncAnthropic(base_url=ant.url, api_key="x", max_retries=0) as client:
+        primary = await client.messages.create(
+            model="a", max_tokens=10, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async with ge_anthropic.guard(POLICY, primary, fallbacks=[called.append]) as stream:
+            events = [e async for e in stream]
+    assert called == [] and _ant_text(events) == "".join(FIRST)
+    assert [e.delta.stop_reason for e in events if e.type == "message_delta"] == ["refusal"]
+
+
+@pytest.mark.anyio
+async def test_an_error_after_release_is_raised_the_sdks_way() -> None:
+    # A stream that breaks halfway (an SDK error mid-stream): no replay, the error is raised
+    # after the text released, and `interrupted` says why.
+    good = sse_events([Text(FIRST)])
+
+    async def breaks() -> AsyncIterator[Any]:
+        from anthropic.types import RawMessageStreamEvent
+        from pydantic import TypeAdapter
+
+        adapter: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+        for _, data in good[:-3]:
+            if data["type"] != "ping":
+                yield adapter.validate_python(data)
+        raise anthropic.APIConnectionError(request=httpx.Request("POST", "http://x"))
+
+    called: list[ge.Fallback] = []
+    stream = ge_anthropic.guard(POLICY, breaks(), fallbacks=[called.append])
+    events: list[Any] = []
+    with pytest.raises(anthropic.APIConnectionError):
+        async for event in stream:
+            events.append(event)
+    assert called == [] and _ant_text(events) == "".join(FIRST)
+    assert stream.interrupted is not None and stream.interrupted.reason == "error"
