@@ -256,3 +256,45 @@ async def test_an_error_after_release_is_raised_the_sdks_way() -> None:
             events.append(event)
     assert called == [] and _ant_text(events) == "".join(FIRST)
     assert stream.interrupted is not None and stream.interrupted.reason == "error"
+
+
+def test_openai_sync_primary_made_lazily_fails_with_a_500(oai: FakeOpenAI) -> None:
+    with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+
+        def request() -> Any:  # no reply scripted: the fake answers 500
+            messages = [{"role": "user", "content": "hi"}]
+            return client.chat.completions.create(model="a", messages=messages, stream=True)
+
+        with ge_openai.guard_sync(POLICY, request, fallbacks=[lambda why: SECOND]) as stream:
+            chunks = list(stream)
+    assert _oai_text(chunks) == SECOND_OUT
+    assert (stream.attempts[0].ending, stream.attempts[0].detail) == (
+        "error",
+        "the source raised InternalServerError",
+    )
+
+
+@pytest.mark.anyio
+async def test_a_breaker_skips_a_failing_primary_across_calls(oai: FakeOpenAI) -> None:
+    breaker = ge.Breaker(failures=2, window_s=60, cooldown_s=60)
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+
+        def request() -> Any:
+            messages = [{"role": "user", "content": "hi"}]
+            return client.chat.completions.create(model="a", messages=messages, stream=True)
+
+        for _ in range(2):  # two 500s
+            async with ge_openai.guard(
+                POLICY, request(), fallbacks=[lambda why: SECOND], breaker=breaker
+            ) as stream:
+                [c async for c in stream]
+        assert breaker.open
+        served = len(oai.served)
+        primary = request()
+        async with ge_openai.guard(
+            POLICY, primary, fallbacks=[lambda why: SECOND], breaker=breaker
+        ) as stream:
+            chunks = [c async for c in stream]
+    assert _oai_text(chunks) == SECOND_OUT
+    assert len(oai.served) == served  # the primary's request was never sent
+    assert stream.attempts[0].ending == "skipped"

@@ -303,7 +303,9 @@ class FallbackStream(_Driver, AsyncClosing):
             # Past the first release nothing falls back: the source's stream's text as
             # it is (the block message included), the end and failures taken as events.
             try:
-                return await current.__anext__()
+                piece = await current.__anext__()
+                self._rule.took(len(piece))
+                return piece
             except StopAsyncIteration:
                 self._current = None
                 self._take(Ended(current.result), current.run.ending)
@@ -464,7 +466,9 @@ class SyncFallbackStream(_Driver, Closing):
         if current is not None and self._rule.released and not self._queue:
             # (As in FallbackStream.__anext__: past the first release, the text as it is.)
             try:
-                return next(current)
+                piece = next(current)
+                self._rule.took(len(piece))
+                return piece
             except StopIteration:
                 self._current = None
                 self._take(Ended(current.result), current.run.ending)
