@@ -7,6 +7,12 @@ every letter and digit of it is covered by a finding that repairs or blocks
 (for presidio: by a result of the value's entity type with a score of at
 least 0.4, the policy's ``min_score``).
 
+Then the same table for what a renderer undoes (HTML tags with attributes, comments,
+inline tags, markdown escapes and emphasis, bidi overrides and ``<bdo>``, LaTeX spacing,
+spacing around the ``@``; ``tests/_rendered.py``) and for encoded values (base64, hex,
+double percent-encoding), caught by the default policy and with the opt-in ``encodings``
+family.
+
 It prints, per family: cases, caught and leaked by ``policies/support-chat.yaml``
 (validate, and a stream in random 1-8 character chunks, which must agree), and
 by presidio's ``AnalyzerEngine.analyze`` for the same entities; then false
@@ -35,6 +41,8 @@ import guardrails_engine as ge
 
 sys.path.insert(0, str(ROOT / "tests"))
 from _disguised import corpus, value_positions
+from _rendered import ENCODED, RENDERED
+from _rendered import corpus as rendered_corpus
 
 ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "IBAN_CODE"]
 MIN_SCORE = 0.4
@@ -125,13 +133,27 @@ def main() -> None:
         line += f" {total['presidio caught']:>8} {total['cases'] - total['presidio caught']:>6}"
     print(line)
 
+    encodings = ge.Policy.from_yaml(
+        source.replace(
+            "repair: mask\n",
+            "repair: mask\n    disguises: [separators, words, context, encodings]\n",
+            1,
+        ),
+        base_dir=Path(SUPPORT_CHAT).parent,
+    )
+    rendered_table(policy, encodings, engine)
+
     prose = [_scrub(r) for v in ("plain", "zwsp", "fullwidth", "nbsp") for r in rows(v)]
     shipped = _passing_eval_texts()
     print("\nfalse positives (texts with a pii finding):")
     for name, texts in (("PII-free prose (pii_dev)", prose), ("shipped pass cases", shipped)):
         mine = sum(1 for t in texts if _pii(policy, t))
         none = sum(1 for t in texts if _pii(plain, t))
-        line = f"  {name:26} {len(texts):>4} texts: ours {mine}, ours with disguises: none {none}"
+        enc = sum(1 for t in texts if _pii(encodings, t))
+        line = (
+            f"  {name:26} {len(texts):>4} texts: ours {mine}, with encodings {enc}, "
+            f"ours with disguises: none {none}"
+        )
         if engine is not None:
             theirs_fp = sum(
                 1
@@ -142,6 +164,40 @@ def main() -> None:
                 )
             )
             line += f", presidio {theirs_fp}"
+        print(line)
+
+
+def rendered_table(policy: ge.Policy, encodings: ge.Policy, engine: Any) -> None:
+    """Rendered and encoded values: ours (default; encodings on) against presidio."""
+    cases = rendered_corpus()
+    rnd = random.Random(11)
+    table: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for case in cases:
+        row = table[case.family]
+        row["cases"] += 1
+        caught, agree = ours(policy, case, rnd.randrange(1 << 30))
+        row["default"] += caught
+        enc_caught, enc_agree = ours(encodings, case, rnd.randrange(1 << 30))
+        row["encodings"] += enc_caught
+        row["stream disagrees"] += (not agree) + (not enc_agree)
+        if engine is not None:
+            row["presidio"] += theirs(engine, case)
+    print(f"\nrendered and encoded: {len(cases)} values (tests/_rendered.py)\n")
+    head = f"{'family':18} {'cases':>5} {'default':>7} {'+encodings':>10} {'stream!=':>8}"
+    if engine is not None:
+        head += f" {'presidio':>8}"
+    print(head)
+    total: collections.Counter[str] = collections.Counter()
+    for family in (*RENDERED, *ENCODED, "all"):
+        row = total if family == "all" else table[family]
+        if family != "all":
+            total.update(row)
+        line = (
+            f"{family:18} {row['cases']:>5} {row['default']:>7} {row['encodings']:>10} "
+            f"{row['stream disagrees']:>8}"
+        )
+        if engine is not None:
+            line += f" {row['presidio']:>8}"
         print(line)
 
 

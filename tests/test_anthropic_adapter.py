@@ -733,7 +733,8 @@ def test_unknown_tools_pass_or_block(
     script = sse_events([Tool("search", chunks)], stop_reason="tool_use")
     fake.stream(script)
     events = list(ge_anthropic.guard_sync(policy, client.messages.create(**ARGS, stream=True)))
-    assert tool_inputs(events) == {0: "".join(chunks)}  # no rule, unknown_tools: pass
+    # no rule, unknown_tools: check (the default): the policy's pii check masks the value
+    assert tool_inputs(events) == {0: '{"q": "<EMAIL_ADDRESS>"}'}
     fake.stream(script, delay=SLOW)
     events = list(
         ge_anthropic.guard_sync(tools_policy, client.messages.create(**ARGS, stream=True))

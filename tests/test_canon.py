@@ -34,12 +34,16 @@ ESCAPES = [
 ]
 PIECES = list(ALPHABET) + ESCAPES
 SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+MARKDOWN = "!#$%&'()*+,-.:;<=>?@[]^_`{|}~ "
+MARKDOWN_SPACING = {",": " ", ";": " ", ":": " ", " ": " ", "!": ""}
 
 
 def canon_char(ch: str) -> str:
     cat = unicodedata.category(ch)
     if cat == "Cf":
         return ""
+    if cat == "Cc":  # control characters other than whitespace are removed
+        return ch if ch in "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85" else ""
     if cat in ("Zs", "Zl", "Zp"):
         return " "
     return unicodedata.normalize("NFKC", ch)
@@ -58,7 +62,10 @@ def reference(text: str) -> tuple[str, list[int], list[int]]:
             if len(digits) == 4 and all(c in "0123456789abcdefABCDEF" for c in digits):
                 code = int(digits, 16)
                 ch, n = ("\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)), 6
-        rep = canon_char(ch)
+        elif ch == "\\" and text[i + 1 : i + 2] and text[i + 1] in MARKDOWN:
+            # A markdown escape of ASCII punctuation (LaTeX spacing: a space, or nothing).
+            ch, n = MARKDOWN_SPACING.get(text[i + 1], text[i + 1]), 2
+        rep = canon_char(ch) if ch else ""
         out.append(rep)
         starts.extend([i] * len(rep))
         ends.extend([i + n] * len(rep))

@@ -186,7 +186,7 @@ def test_ordinary_text_with_numbers_and_markup_has_no_pii_finding(
         ("example.c\u043em \u0391\u0392", "example.com AB"),  # look-alike letters
         ("a\u0301b\u0332", "ab"),  # combining marks
         ("4\ufe0f\u20e3", "4"),  # keycap
-        ("\u202ejdoe\u202c", "jdoe"),  # bidi controls
+        ("\u202ejdoe\u202c", "eodj\njdoe"),  # a bidi override: as shown, then as written
         ("j&#100;&#x6F;e&commat;x&period;com", "jdoe@x.com"),  # HTML references
         ("a&bogus;b AT&T &#99999999; &amp", "a&bogus;b AT&T &#99999999; &amp"),  # not escapes
         ("jdoe%40example%2Ecom 100% %20", "jdoe@example.com 100% %20"),  # percent escapes

@@ -418,7 +418,8 @@ def test_unknown_tool_is_blocked_and_a_tool_without_rule_passes(
     assert tool_calls_of(chunks) == {} and content_of(chunks) == MESSAGE
     assert finish_of(chunks) == ["content_filter"]
     lenient = ge.Policy.from_yaml(
-        "version: 1\nname: lenient\nchecks:\n  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}\n"
+        "version: 1\nname: lenient\nunknown_tools: pass\n"
+        "checks:\n  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}\n"
     )
     pieces = ['{"to": "', EMAIL, '"}']
     server.add("chat", chat_chunks(_tool_stream("anything", pieces), finish={0: "tool_calls"}))

@@ -70,12 +70,12 @@ def test_pii_in_a_tool_argument_keeps_the_json_valid() -> None:
     assert json.loads(result.text) == {"to": "<EMAIL_ADDRESS>", "body": "hi"}
 
 
-def test_unknown_tools_defaults_to_pass_and_no_tools() -> None:
+def test_unknown_tools_defaults_to_check_and_no_tools() -> None:
     policy = ge.Policy.from_yaml(
         "version: 1\nname: t\nchecks:\n  - {id: len, type: length, max_chars: 10}\n"
     )
     assert dict(policy.tools) == {}
-    assert policy.unknown_tools == "pass"
+    assert policy.unknown_tools == "check"
 
 
 def test_a_tool_policy_file_is_read_inside_the_folder(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ in two twins that differ only in I/O:
 ``ToolArgsGuard(policy, name, ...)`` / ``SyncToolArgsGuard``
     One tool call's arguments (JSON text).  ``policy`` is the main policy: the rule is
     ``policy.tools[name]``; a tool without one passes (``mode == "pass"``), or is blocked
-    at once when ``policy.unknown_tools == "block"`` (``mode == "block"``, ``blocked`` set).
+    at once when ``policy.tool_rule(name)`` refuses it (``mode == "block"``, ``blocked`` set).
     ``mode`` is ``"pass"``, ``"block"``, ``"complete"`` or ``"incremental"`` (the rule's
     ``release``).  As above, except that in ``complete`` mode ``feed`` returns "" and
     ``finish`` returns all the guarded arguments, once complete and the run did not block.
@@ -60,7 +60,6 @@ __all__ = [
     "refusals_guarded",
     "too_many_runs",
     "tool_renamed",
-    "unknown_tool",
 ]
 
 _TraceCallback = Callable[[Trace], None]
@@ -92,12 +91,6 @@ def _finding(check_id: str, check_type: str, reason: str) -> Finding:
     return Finding(
         check_id=check_id, check_type=check_type, action=Action.BLOCK, reason=reason, start=0, end=0
     )
-
-
-def unknown_tool(policy: Policy) -> Blocked:
-    """The block of a call of a tool that has no rule, under ``unknown_tools: block``."""
-    reason = "tools: a call of a tool that has no rule (unknown_tools: block)"
-    return Blocked(policy.block_message, (_finding("unknown_tools", "tools", reason),))
 
 
 def tool_renamed(policy: Policy) -> Blocked:
@@ -284,15 +277,17 @@ class _ToolRun:
         runs: RunCount | None = None,
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
+        json: bool = True,
     ) -> None:
-        tool = policy.tools.get(name) if name is not None else None
+        tool = policy.tool_rule(name, json=json)
         self._text = None
         self._held = ""
         self.blocked: Blocked | None = None
         if tool is None:
-            self.mode = "block" if policy.unknown_tools == "block" else "pass"
-            if self.mode == "block":
-                self.blocked = unknown_tool(policy)
+            self.mode = "pass"
+        elif isinstance(tool, Blocked):
+            self.mode = "block"
+            self.blocked = tool
         elif runs is not None and not runs.take():
             self.mode = "block"
             self.blocked = too_many_runs(policy)
@@ -421,10 +416,11 @@ class Runs:
             self._made.append(guard)
         return guard
 
-    def tool(self, name: str | None) -> ToolGuard:
-        """The run of one tool call's arguments (by the rule of ``name``)."""
+    def tool(self, name: str | None, *, json: bool = True) -> ToolGuard:
+        """The run of one tool call's arguments (by the rule of ``name``; ``json``:
+        they are JSON, not a custom tool's free text)."""
         make = SyncToolArgsGuard if self.sync else ToolArgsGuard
-        guard = make(self.policy, name, runs=self._count)
+        guard = make(self.policy, name, runs=self._count, json=json)
         self._made.append(guard)
         return guard
 

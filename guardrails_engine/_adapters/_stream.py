@@ -120,10 +120,10 @@ async def whole(guard: Guard | ToolGuard, text: str) -> str:
     return out
 
 
-async def tool_text(runs: Runs, name: str, text: str) -> str | Blocked:
-    """A tool call's whole arguments (or custom input) through the rule of ``name``:
-    the checked text, or the block."""
-    guard = runs.tool(name)
+async def tool_text(runs: Runs, name: str, text: str, *, json: bool = True) -> str | Blocked:
+    """A tool call's whole arguments (or custom input, ``json=False``) through the rule
+    of ``name``: the checked text, or the block."""
+    guard = runs.tool(name, json=json)
     if guard.blocked is not None:
         return guard.blocked
     out = await whole(guard, text)

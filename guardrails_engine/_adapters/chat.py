@@ -448,7 +448,7 @@ async def reply(runs: Runs, completion: ChatCompletion, refusals: bool) -> ChatC
             else:
                 calls.append((call.custom, "input", call.custom.name, call.custom.input))
         for holder, field, name, text in calls if blocked is None else ():
-            checked = await tool_text(runs, name, text)
+            checked = await tool_text(runs, name, text, json=field == "arguments")
             if isinstance(checked, Blocked):
                 blocked = checked
                 break

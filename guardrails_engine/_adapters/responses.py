@@ -219,7 +219,9 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                 for content in item.content:  # its text comes as deltas, checked
                     _blank(content, self._refusals)
             if isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
-                call = self._calls[event.output_index] = _RCall(self.runs.tool(item.name), event)
+                json = isinstance(item, ResponseFunctionToolCall)
+                guard = self.runs.tool(item.name, json=json)
+                call = self._calls[event.output_index] = _RCall(guard, event)
                 if call.guard.blocked is not None:
                     raise _Stop(event.output_index, "", call.guard.blocked)
                 if call.guard.mode != "pass":  # its arguments come as deltas, checked
@@ -284,7 +286,8 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             call = self._calls.get(index)
             if call is None:  # not streamed: its arguments are checked whole
                 text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-                checked = await tool_text(self.runs, item.name, text)
+                json = isinstance(item, ResponseFunctionToolCall)
+                checked = await tool_text(self.runs, item.name, text, json=json)
                 if isinstance(checked, Blocked):
                     raise _Stop(index, "", checked)
             elif call.guard.mode == "pass":
@@ -589,7 +592,7 @@ async def reply(runs: Runs, response: Response, refusals: bool) -> Response:
         elif isinstance(item, (ResponseFunctionToolCall, ResponseCustomToolCall)):
             function = isinstance(item, ResponseFunctionToolCall)
             text = item.arguments if isinstance(item, ResponseFunctionToolCall) else item.input
-            checked = await tool_text(runs, item.name, text)
+            checked = await tool_text(runs, item.name, text, json=function)
             if isinstance(checked, Blocked):
                 blocked = checked
                 output.append(_message_item(f"{item.id or item.call_id}_blocked", checked.message))

@@ -28,9 +28,10 @@ from ..checks._base import PatternCheck
 from ..checks._pii.entities import unknown_entities
 from ..checks._unit import Compiled
 from .registry import Site, build_check
+from .tools import tool_rule
 
 if TYPE_CHECKING:
-    from .._runtime.drive import Push, Stream, SyncPush, SyncStream
+    from .._runtime.drive import Blocked, Push, Stream, SyncPush, SyncStream
     from .._runtime.fallback import Breaker, FallbackSource
     from .._runtime.fallback_drive import FallbackStream, SyncFallbackStream
     from ..checks._base import Check
@@ -56,6 +57,7 @@ class Policy:
         "_scan",
         "_source",
         "_spec",
+        "_tool_cache",
         "_tools",
     )
 
@@ -71,6 +73,7 @@ class Policy:
         tools: dict[str, ToolPolicy] | None = None,
     ) -> None:
         self._tools = tools or {}
+        self._tool_cache: dict[str, ToolPolicy | None] = {}  # (tools.py: unlisted tools)
         self._spec = spec
         self._origin = origin
         self._checks = checks
@@ -172,8 +175,21 @@ class Policy:
 
     @property
     def unknown_tools(self) -> str:
-        """What happens to a call of a tool not in :attr:`tools`: ``pass`` or ``block``."""
+        """What happens to a call of a tool not in :attr:`tools`: ``check``, ``pass`` or
+        ``block``."""
         return self._spec.unknown_tools
+
+    def tool_rule(self, name: str | None, *, json: bool = True) -> ToolPolicy | Blocked | None:
+        """The rule for the arguments of a call of tool ``name``: a :class:`ToolPolicy`
+        to check them with, a :class:`Blocked` (refuse the call), or ``None`` (they go as
+        they are).  Names are matched after canonicalisation; ``json``: the arguments are
+        JSON, not a custom tool's free text.  See ``_policy/tools.py``."""
+        return tool_rule(self, name, json=json)
+
+    @property
+    def tool_cache(self) -> dict[str, ToolPolicy | None]:
+        """(Internal) the rules of unlisted tools, compiled on first use."""
+        return self._tool_cache
 
     @property
     def block_message(self) -> str:

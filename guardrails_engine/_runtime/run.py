@@ -275,6 +275,10 @@ class Run:
         self._end += len(chunk)
         if self._scanning:
             self._buf += self._map.add(chunk)
+            if self._map.pending > self._cap:
+                # A token still open (a comment, a bidi run) would hold back more than
+                # the cap: read what is kept back as it stands.
+                self._buf += self._map.flush()
 
     def _feed_sessions(
         self, buf: str, chunk: str, *, scans: bool | None = None, quiet: bool = False

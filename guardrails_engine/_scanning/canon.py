@@ -97,62 +97,157 @@ def _view(ch: str) -> str:
 _TABLE = _Table()
 
 
-# Escapes read as the character they stand for: JSON string escapes, HTML
-# character references (numeric, and named ones with their semicolon), and
-# percent escapes of printable ASCII (``%40`` is "@"; ``%20`` stays as it is).
+# What a renderer undoes, read as the text it shows; each is one token of the view, like a
+# character: JSON string escapes, HTML character references (numeric, and named ones with
+# their semicolon), percent escapes of printable ASCII (``%40`` is "@"; ``%20`` stays as it
+# is), markdown backslash escapes and LaTeX spacing commands, HTML tags (with attributes) and
+# comments, text that a bidi override or ``<bdo dir=rtl>`` shows reversed, and emphasis
+# markers inside a word.  Every token is bounded (``_SPAN``), so what the view keeps back at
+# the end of a chunk is too (``_TAIL``).
+_SPAN = 128
+_TAIL = 2 * _SPAN
+# LaTeX spacing commands (before the JSON escapes: ``\thinspace`` is not a tab).
+_LATEX = (
+    "qquad",
+    "quad",
+    "enspace",
+    "thinspace",
+    "thickspace",
+    "medspace",
+    "negthinspace",
+    "space",
+)
+_BDO_OPEN = (
+    r"<(?i:bdo)[ \t\n]{1,3}(?i:dir)[ \t]{0,3}=[ \t]{0,3}(?P<q>[\"']?)(?i:rtl)(?P=q)[ \t]{0,3}>"
+)
+_COMMENT_CHAR = r"(?:(?!-->|<!--)[\s\S])"
 _ESCAPE = re.compile(
-    r'\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])'
-    r"|&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};)"
-    r"|%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E])"
-    r"|</?[A-Za-z][A-Za-z0-9]{0,9}[ \t]*/?>"
+    rf"(?P<latex>\\(?:{'|'.join(_LATEX)}))"
+    r'|(?P<json>\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt]))'
+    r"|(?P<md>\\[!-/:-@\[-`{-~ ])"
+    r"|(?P<entity>&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};))"
+    r"|(?P<percent>%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E]))"
+    rf"|(?P<comment><!--{_COMMENT_CHAR}{{0,{_SPAN}}}-->)"
+    rf"|(?P<bdo>{_BDO_OPEN}(?P<bdo_text>[^<\n]{{0,{_SPAN}}})</(?i:bdo)[ \t]{{0,3}}>)"
+    rf"|(?P<tag></?[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n][^<>]{{0,{_SPAN}}})?/?>)"
+    rf"|(?P<rlo>\u202e(?P<rlo_text>[^\u202c\u202e\n]{{0,{_SPAN}}})(?:\u202c|(?=\n)|\Z))"
+    r"|(?P<emphasis>\*{1,3}|~~|`{1,2})"
 )
-# HTML tags (without attributes) that format a word: read as nothing; those
-# that break a line or a block: read as a space.
-_INLINE_TAGS = frozenset(
-    "b i u s em strong code span mark small del ins tt kbd samp var sup sub font big q cite "
-    "abbr".split()
-)
-_BLOCK_TAGS = frozenset(
-    "br p div li ul ol tr td th table hr h1 h2 h3 h4 h5 h6 pre blockquote".split()
-)
-_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-# The end of a text that may be the start of an escape.
+
+
+def _prefixes(word: str) -> str:
+    """A pattern for the proper prefixes of ``word`` (empty included)."""
+    out = ""
+    for ch in reversed(word[:-1]):
+        out = f"(?:{re.escape(ch)}{out})?"
+    return out
+
+
+# The end of a text that may be the start of a token, or a token that more text may change.
 _OPEN_ESCAPE = re.compile(
-    r"(?:\\(?:u[0-9a-fA-F]{0,3})?"
+    rf"(?:\\(?:u[0-9a-fA-F]{{0,3}}|{'|'.join(_prefixes(w) for w in _LATEX)})"
     r"|&(?:#[0-9]{0,7}|#[xX][0-9a-fA-F]{0,6}|[A-Za-z][A-Za-z0-9]{0,31})?"
     r"|%[2-7]?"
-    r"|</?(?:[A-Za-z][A-Za-z0-9]{0,9}[ \t]*/?)?)\Z"
+    rf"|<!(?:-(?:-{_COMMENT_CHAR}{{0,{_SPAN}}}-{{0,2}})?)?"
+    rf"|{_BDO_OPEN}[^<\n]{{0,{_SPAN}}}(?:<(?:/(?:[bB](?:[dD](?:[oO][ \t]{{0,3}})?)?)?)?)?"
+    rf"|</?(?:[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n][^<>]{{0,{_SPAN}}})?/?)?"
+    rf"|\u202e[^\u202c\u202e\n]{{0,{_SPAN}}}"
+    r"|\*{1,3}|~{1,2}|`{1,2}"
+    r")\Z"
 )
+# HTML elements whose tags a renderer shows as nothing, the text around them joined: the
+# phrasing content of the HTML standard that holds text (and obsolete inline ones), and
+# custom elements (a name with a hyphen).
+_INLINE_TAGS = frozenset(
+    """a abbr b bdi bdo cite code data del dfn em i ins kbd label map mark q rp rt ruby s samp
+    slot small span strong sub sup time u var wbr font big tt nobr strike acronym blink
+    link meta template noscript output""".split()
+)
+# Tags that break a line or a block, or show something (an image, a control): a space.
+_BLOCK_TAGS = frozenset(
+    """br p div li ul ol dl dt dd tr td th table thead tbody tfoot caption hr h1 h2 h3 h4 h5
+    h6 pre blockquote section article aside header footer nav main figure figcaption address
+    details summary center img input button select textarea embed iframe object video audio
+    canvas svg math picture progress meter area""".split()
+)
+_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+# Markdown escapes that are LaTeX spacing commands in math (``\,`` a thin space) read as a
+# space (``\!``, a negative space, as nothing); the others as the character they escape.
+_MD_SPACING = {",": " ", ";": " ", ":": " ", " ": " ", "!": ""}
+_MARKERS = frozenset("*~`")
 
 
-def _decoded(escape: str) -> str | None:
-    """The canonical view of one escape, or None if it stands for nothing
-    (an unknown entity name, a percent escape of a space)."""
-    lead = escape[0]
-    if lead == "<":
-        name = escape.strip("</> \t").lower()
-        if name in _INLINE_TAGS:
-            return ""
-        return " " if name in _BLOCK_TAGS else None
-    if lead == "%":
-        code = int(escape[1:], 16)
+def _tag(token: str) -> str | None:
+    """The view of an HTML tag: nothing (inline), a space (block), or None (not read: an
+    unknown element, or attributes that may hold a value, so they stay in the view)."""
+    name, _, attrs = token.strip("<>").lstrip("/").partition(" ")
+    if not attrs:
+        name, _, attrs = name.partition("\t") if "\t" in name else name.partition("\n")
+    name = name.rstrip("/").lower()
+    if attrs and (
+        "@" in attrs or any(c in attrs for c in "&%\\") or sum(c.isdigit() for c in attrs) > 3
+    ):
+        return None
+    if name in _INLINE_TAGS or "-" in name:
+        return ""
+    return " " if name in _BLOCK_TAGS else None
+
+
+def _decoded(m: re.Match[str], prev: str, after: str) -> str | None:
+    """The canonical view of one token, or None if it stands for nothing (an unknown
+    entity name, a percent escape of a space, markers that do not mark emphasis).
+    ``prev`` and ``after``: the characters around it ("" at the ends of the text)."""
+    kind, token = m.lastgroup, m.group()
+    if kind == "emphasis":
+        # Inside a word (a letter or digit on one side, no space on either): a marker.
+        if not prev or not after or prev in _MARKERS or after in _MARKERS:
+            return None
+        if prev.isspace() or after.isspace() or not (prev.isalnum() or after.isalnum()):
+            return None
+        return ""
+    if kind == "tag":
+        return _tag(token)
+    if kind == "comment":
+        return ""
+    if kind in ("bdo", "rlo"):
+        # Read in the order it is shown, then (on a line of its own) in the order it is
+        # written, which is what a program reading the raw text sees.
+        text = canonical(m.group(f"{kind}_text"))
+        shown = text[::-1]
+        return text if shown == text else f"{shown}\n{text}"
+    if kind == "latex":
+        return "" if token == "\\negthinspace" else " "
+    if kind == "md":
+        ch = token[1]
+        return _MD_SPACING[ch] if ch in _MD_SPACING else _TABLE[ord(ch)]
+    if kind == "percent":
+        code = int(token[1:], 16)
         return None if code == 0x20 else _TABLE[code]
-    if lead == "&":
-        if escape[1] == "#":
-            digits = escape[2:].rstrip(";")
+    if kind == "entity":
+        if token[1] == "#":
+            digits = token[2:].rstrip(";")
             code = int(digits[1:], 16) if digits[:1] in ("x", "X") else int(digits)
             if code > 0x10FFFF:
                 return None
         else:
-            named = html.entities.html5.get(escape[1:])
+            named = html.entities.html5.get(token[1:])
             return None if named is None else "".join(_TABLE[ord(c)] for c in named)
-    elif escape[1] != "u":
-        return _TABLE[ord(_SIMPLE[escape[1]])]
+    elif token[1] != "u":
+        return _TABLE[ord(_SIMPLE[token[1]])]
     else:
-        code = int(escape[2:], 16)
+        code = int(token[2:], 16)
     if 0xD800 <= code <= 0xDFFF:
         return "\ufffd"  # half a surrogate pair: not a character on its own
     return _TABLE[code]
+
+
+def _open_at(chunk: str, start: int) -> int:
+    """Where the end of ``chunk`` (from ``start``) may be an unfinished token; else its length."""
+    lo = max(start, len(chunk) - _TAIL)
+    if not has_escape(chunk[lo:]):
+        return len(chunk)
+    m = _OPEN_ESCAPE.search(chunk, lo)
+    return len(chunk) if m is None else m.start()
 
 
 # ASCII control characters that are not whitespace: removed from the view.
@@ -164,9 +259,24 @@ def _plain_ascii(text: str) -> bool:
     return text.isascii() and _ASCII_CONTROL.search(text) is None
 
 
+_TOKEN_CHARS = frozenset("\\&%<*~`\u202e")
+
+
 def has_escape(text: str) -> bool:
-    """Whether ``text`` may hold an escape (JSON, HTML, percent, a tag)."""
-    return "\\" in text or "&" in text or "%" in text or "<" in text
+    """Whether ``text`` may hold a token a renderer undoes (an escape, a tag, markdown, LaTeX,
+    a bidi override)."""
+    if len(text) < 64:  # (a chunk: one pass)
+        return not _TOKEN_CHARS.isdisjoint(text)
+    return (
+        "\\" in text
+        or "&" in text
+        or "%" in text
+        or "<" in text
+        or "*" in text
+        or "~" in text
+        or "`" in text
+        or "\u202e" in text
+    )
 
 
 def canonical(text: str) -> str:
@@ -187,7 +297,7 @@ class OffsetMap:
     undisguised text has none and maps by identity.
     """
 
-    __slots__ = ("_canon", "_ends", "_held", "_orig", "canon_end", "orig_end")
+    __slots__ = ("_canon", "_ends", "_held", "_orig", "_prev", "canon_end", "orig_end")
 
     def __init__(self) -> None:
         self._canon: list[int] = [0]
@@ -197,6 +307,7 @@ class OffsetMap:
         # The original end of each canonical character that an escape became.
         self._ends: dict[int, int] = {}
         self._held = ""  # the end of the last chunk, if it may start an escape
+        self._prev = ""  # the original character before what is kept back
 
     @property
     def identity(self) -> bool:
@@ -205,42 +316,57 @@ class OffsetMap:
     def add(self, chunk: str, *, last: bool = False) -> str:
         """Append an original chunk; return its canonical view.
 
-        A chunk that ends in what may be the start of an escape keeps it back
-        until the next chunk (or :meth:`flush`) says what it is; with ``last``
-        nothing more comes.
+        A chunk that ends in what may be the start of a token (or a token that
+        more text may change) keeps it back until the next chunk (or
+        :meth:`flush`) says what it is; with ``last`` nothing more comes.
         """
         if self._held:
             chunk = self._held + chunk
             self._held = ""
+        if not chunk:
+            return ""
         if not has_escape(chunk):
+            self._prev = chunk[-1]
             return self._plain(chunk)
+        n = len(chunk)
+        hold = n if last else _open_at(chunk, 0)
         out: list[str] = []
-        pos = 0
-        for m in _ESCAPE.finditer(chunk):
+        pos = at = 0  # where to search next; the start of what is not yet read
+        while pos < hold:
+            m = _ESCAPE.search(chunk, pos)
+            if m is None or m.start() >= hold:
+                break
             s, e = m.span()
-            if e == len(chunk) and chunk[s + 1] == "#" and chunk[e - 1] != ";" and not last:
-                break  # "&#64" may go on ("&#645;"): the next chunk says
-            rep = _decoded(m.group())
+            rep = _decoded(m, chunk[s - 1] if s else self._prev, chunk[e : e + 1])
             if rep is None:
-                continue  # not an escape after all: plain text
-            if s > pos:
-                out.append(self._plain(chunk[pos:s]))
-            c, o, n = self.canon_end, self.orig_end, len(rep)
-            for k in range(n):
-                self._break(c + k, o)
-            self._break(c + n, o + (e - s))
-            for k in range(n):
-                self._ends[c + k] = o + (e - s)
-            self.canon_end, self.orig_end = c + n, o + (e - s)
+                # Not a token after all: plain text (a token may start inside; not in a
+                # run of markers, whose every later start follows a marker).
+                pos = e if m.lastgroup == "emphasis" else s + 1
+                continue
+            if s > at:
+                out.append(self._plain(chunk[at:s]))
+            c, o, k = self.canon_end, self.orig_end, len(rep)
+            for j in range(k):
+                self._break(c + j, o)
+            self._break(c + k, o + (e - s))
+            for j in range(k):
+                self._ends[c + j] = o + (e - s)
+            self.canon_end, self.orig_end = c + k, o + (e - s)
             out.append(rep)
-            pos = e
-        tail = None if last else _OPEN_ESCAPE.search(chunk, pos)
-        if tail is not None:
-            self._held = chunk[tail.start() :]
-            out.append(self._plain(chunk[pos : tail.start()]))
-        else:
-            out.append(self._plain(chunk[pos:]))
+            pos = at = e
+            if hold < e:  # (an open token inside the one just read)
+                hold = _open_at(chunk, e)
+        if hold > at:
+            out.append(self._plain(chunk[at:hold]))
+        self._held = chunk[hold:]
+        if hold:
+            self._prev = chunk[hold - 1]
         return "".join(out)
+
+    @property
+    def pending(self) -> int:
+        """How many original characters are kept back (the start of a token)."""
+        return len(self._held)
 
     def flush(self) -> str:
         """The text is complete: the canonical view of what was kept back."""

@@ -133,7 +133,7 @@ class AllowRegexSpec(_Spec):
     regex: Annotated[str, AfterValidator(_compiles)]
 
 
-DisguiseFamily = Literal["separators", "words", "bare-words", "context"]
+DisguiseFamily = Literal["separators", "words", "bare-words", "context", "encodings"]
 #: The families of disguise patterns a pii check uses unless it says otherwise.
 DEFAULT_DISGUISES: tuple[DisguiseFamily, ...] = ("separators", "words", "context")
 
@@ -178,7 +178,8 @@ class PiiSpec(_CheckBase):
     disguises: Literal["all", "none"] | list[DisguiseFamily] = Field(
         default_factory=lambda: list(DEFAULT_DISGUISES),
         description="Patterns for disguised values (docs/disguised-values.md): a list of "
-        "separators, words, bare-words, context (default: all but bare-words), all, or none.",
+        "separators, words, bare-words, context, encodings (default: all but bare-words and "
+        "encodings), all, or none.",
     )
     ner_model: str | None = Field(
         None,
@@ -504,8 +505,10 @@ class PolicySpec(_Spec):
         default_factory=dict,
         description="Per tool name: the checks of its calls' arguments (provider adapters).",
     )
-    unknown_tools: Literal["pass", "block"] = Field(
-        "pass", description="A call of a tool not listed in `tools`: pass it through, or block."
+    unknown_tools: Literal["check", "pass", "block"] = Field(
+        "check",
+        description="A call of a tool not listed in `tools`: check its argument strings with "
+        "the policy's pii and content checks (default), pass it through, or block.",
     )
     fallback: FallbackSpec | None = Field(
         None, description="When a stream's source is replaced by the next one (streams only)."

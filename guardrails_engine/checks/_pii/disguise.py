@@ -20,6 +20,13 @@ need patterns of their own.  Each family can be turned off per pii check
   known top-level domain).
 - ``context``: a nine-digit number up to 60 characters after "SSN" or
   "social security" (presidio looks five words back).
+- ``encodings`` (opt-in): a run of base64 (standard or URL-safe), hex, or a
+  percent-encoding the canonical view did not undo (a double encoding:
+  ``%2540`` reads ``%40`` in the view) is decoded, once, and the decoded text
+  is searched with the entity's patterns and the ``separators`` family; a
+  value in it makes the whole run a finding.  Bounded: runs of 12 to 1,024
+  characters only, decoded text that is UTF-8 and printable only, each run
+  decoded once (linear cost, nothing decompressed).
 
 They add no finding to ordinary prose (``benchmarks/evasion.py`` measures it
 on the PII-free prose corpus).
@@ -27,21 +34,22 @@ on the PII-free prose corpus).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import regex
 
+from ..._scanning.scan import ScanMatch
 from .presidio import Detector, catalog, is_ipv4
-
-if TYPE_CHECKING:
-    from ..._scanning.scan import ScanMatch
 
 __all__ = ["FAMILIES", "detectors"]
 
 #: The families, in the order they are documented.
-FAMILIES = ("separators", "words", "bare-words", "context")
+FAMILIES = ("separators", "words", "bare-words", "context", "encodings")
 
 # Between two groups of digits: a short run of what may separate them (brackets,
 # quotes, markdown, a percent-escaped space included).
@@ -75,7 +83,9 @@ _DOT_BRACKETED = rf"[ \t]?{_OPEN}[ \t]?(?:dot|\.)[ \t]?{_CLOSE}[ \t]?"
 # Written with a bracket or markdown around the "@" or a dot: one of them is in every match
 # (so text without one is not searched).  No named groups: the analysis of the scanner reads
 # the pattern with the standard library's parser, which knows them only once.
-_AT = rf"(?:{_AT_BRACKETED}|{_MARK}@@?{_MARK}|[ \t]+@@?[ \t]+)"
+# Space on one side of the "@" or both (a line break included): "jdoe @example.com".
+_AT_SPACE = r"(?:[ \t]+|[ \t]*\r?\n[ \t]*)"
+_AT = rf"(?:{_AT_BRACKETED}|{_MARK}@@?{_MARK}|{_AT_SPACE}@@?{_AT_SPACE}?|@@?{_AT_SPACE})"
 _DOT = rf"(?:{_DOT_BRACKETED}|{_MARK}\.{_MARK})"
 # Written as bare words: "jdoe at example dot com".
 _AT_WORD = r"[ \t]+at[ \t]+"
@@ -100,10 +110,10 @@ _EMAIL_SPACED = regex.compile(
 )
 # How an "@" and a dot are written, read back.
 _AT_AS_WRITTEN = regex.compile(
-    rf"\s*{_OPEN}\s*(?:at|@)\s*{_CLOSE}\s*|[ \t]+at[ \t]+|[*_`~]*@@?[*_`~]*|[ \t]+@@?[ \t]+",
+    rf"\s*{_OPEN}\s*(?:at|@)\s*{_CLOSE}\s*|[ \t]+at[ \t]+|[*_`~]*@@?[*_`~]*|\s+@@?\s*",
     regex.IGNORECASE,
 )
-_SPACE = regex.compile(r"[ \t]+")
+_SPACE = regex.compile(r"\s+")
 # A dot as the words pattern writes it, in the name part of an address.
 _DOT_AS_WRITTEN = regex.compile(
     rf"(?i)\s*{_OPEN}\s*(?:dot|\.)\s*{_CLOSE}\s*|[ \t]+dot[ \t]+|[*`~]*\.[*`~]*"
@@ -119,6 +129,55 @@ _PROSE = frozenset(
     laughed start started end ended hit shot one two some any every each no what where job
     jobs years prices deals shopping shop stock shares career careers interview work time""".split()
 )
+
+
+# Encoded runs (see ``encodings``): 12 to 1,024 characters, not part of a longer run.
+_MAX_ENCODED = 1024
+_BASE64 = regex.compile(
+    rf"(?<![A-Za-z0-9+/\-_=])[A-Za-z0-9+/\-_]{{12,{_MAX_ENCODED}}}={{0,2}}(?![A-Za-z0-9+/\-_=])"
+)
+_HEX = regex.compile(
+    rf"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{{2}}){{8,{_MAX_ENCODED // 2}}}(?![0-9A-Fa-f])"
+)
+# Percent escapes left in the view (a double encoding, decoded once by the view).
+_PERCENT = regex.compile(
+    r"(?<![\w.\-+~@%])(?=[\w.\-+~@%]{0,64}%[0-9A-Fa-f]{2})"
+    rf"(?:[\w.\-+~@]|%[0-9A-Fa-f]{{2}}){{3,{_MAX_ENCODED}}}(?![\w.\-+~@%])"
+)
+
+
+def _printable(data: bytes) -> str | None:
+    """``data`` as text, if it is UTF-8 and printable (whitespace allowed)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text or not all(ch.isprintable() or ch in "\t\n\r" for ch in text):
+        return None
+    return text
+
+
+def _from_base64(run: str) -> str | None:
+    body = run.rstrip("=")
+    if len(body) % 4 == 1:
+        return None
+    body += "=" * (-len(body) % 4)
+    try:
+        if "-" in body or "_" in body:
+            data = base64.urlsafe_b64decode(body)
+        else:
+            data = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return _printable(data)
+
+
+def _from_hex(run: str) -> str | None:
+    return _printable(bytes.fromhex(run))
+
+
+def _from_percent(run: str) -> str | None:
+    return _printable(urllib.parse.unquote_to_bytes(run))
 
 
 def _digits(text: str) -> str:
@@ -201,6 +260,8 @@ class _Families:
         read = _AT_AS_WRITTEN.sub("@", text, count=1)
         read = _SPACE.sub("", _DOT_AS_WRITTEN.sub(".", read))
         local, _, domain = read.partition("@")
+        if regex.search(r"\s@|@\s", text) and local.casefold() in _PROSE:
+            return []  # "write to us @example.com": a handle after a word of prose
         if bare and (
             regex.search(r"(?i)[ \t]dot[ \t]", text) is None
             or local.casefold() in _PROSE
@@ -210,6 +271,26 @@ class _Families:
         if self._email.fullmatch(read) is None or self._tld(read).fqdn == "":
             return []
         return [(m.start, m.end, 1.0)]
+
+    def encoded(
+        self, entity: str, decode: Callable[[str], str | None]
+    ) -> Callable[[ScanMatch], list[tuple[int, int, float]]]:
+        """An interpreter: the run decoded, searched for ``entity`` (its plain patterns and
+        the separators family); a value in it makes the whole run one."""
+
+        def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
+            decoded = decode(m.match.group())
+            if decoded is None:
+                return []
+            inner = self._catalog.detectors(entity) + self.detectors(entity, "separators")
+            best = 0.0
+            for d in inner:
+                for found in d.pattern.finditer(decoded):
+                    for _, _, score in d.interpret(ScanMatch(0, found, 0)):
+                        best = max(best, score)
+            return [(m.start, m.end, best)] if best > 0 else []
+
+        return interpret
 
     # -- detectors ---------------------------------------------------------------
     @functools.cache  # noqa: B019 - one instance per process
@@ -238,6 +319,15 @@ class _Families:
             return (d("e-mail (bare words)", _EMAIL_BARE, self.email, self._email_context),)
         elif family == "context" and entity == "US_SSN":
             return (d("SSN (context)", _SSN_CONTEXT, self.ssn, ()),)
+        elif family == "encodings" and self._catalog.detectors(entity):
+            # The entity's context words, read before the run ("SSN: NTM2LTkw...").
+            words = {w: None for det in self._catalog.detectors(entity) for w in det.context}
+            ctx = tuple(words)
+            return (
+                d("base64", _BASE64, self.encoded(entity, _from_base64), ctx),
+                d("hex", _HEX, self.encoded(entity, _from_hex), ctx),
+                d("percent-encoded", _PERCENT, self.encoded(entity, _from_percent), ctx),
+            )
         return ()
 
 
