@@ -574,7 +574,7 @@ def guard(
     events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
     stop early.  ``refusals`` and ``fallbacks`` as in the OpenAI adapter.
     """
-    if uses_fallback(policy, fallbacks, breaker):
+    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
         return cast(
             "FallbackGuardedStream",
             _fallback(policy, stream, refusals, fallbacks, breaker, sync=False),
@@ -593,7 +593,7 @@ def guard_sync(
 ) -> SyncGuardedStream[Event] | SyncFallbackGuardedStream:
     """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
     its ``messages.stream(...)`` helper, or any iterable of raw events)."""
-    if uses_fallback(policy, fallbacks, breaker):
+    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
         return cast(
             "SyncFallbackGuardedStream",
             _fallback(policy, stream, refusals, fallbacks, breaker, sync=True),

@@ -99,7 +99,7 @@ def guard(
     the next source (docs/fallback.md); ``stream`` may then be the coroutine of the
     request, so that its failure (a 500) falls back too.
     """
-    if uses_fallback(policy, fallbacks, breaker):
+    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
         return cast(
             "FallbackGuardedStream",
             _fallback(policy, stream, refusals, fallbacks, breaker, sync=False),
@@ -122,7 +122,7 @@ def guard_sync(
 ) -> SyncGuardedStream[Chunk] | SyncFallbackGuardedStream:
     """Guard a sync SDK stream (``Stream[ChatCompletionChunk]`` or Responses events);
     ``fallbacks`` as in :func:`guard` (``stream`` may then be a function making the request)."""
-    if uses_fallback(policy, fallbacks, breaker):
+    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
         return cast(
             "SyncFallbackGuardedStream",
             _fallback(policy, stream, refusals, fallbacks, breaker, sync=True),
