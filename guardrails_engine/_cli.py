@@ -119,6 +119,23 @@ def _parser() -> argparse.ArgumentParser:
         "--partition-mb", type=float, default=8.0, help="JSON lines per task, in MB (default: 8)"
     )
     _add_where(scan)
+    cases = sub.add_parser(
+        "cases",
+        help="grow an evaluation suite: add production failures from a trace database",
+    )
+    cases_sub = cases.add_subparsers(dest="cases_command", required=True)
+    add = cases_sub.add_parser(
+        "add",
+        help="append the failed calls of a trace database as model cases",
+        description="A failure is a call the policy blocked or one that ended in an error; "
+        "its prompt (captured, screened by the policy) becomes the case's input. "
+        "Exit 0, or 2 for bad input.",
+    )
+    add.add_argument("file", help="the case file to append to (YAML list or .jsonl)")
+    add.add_argument("--traces", required=True, help="the trace database (TraceStore)")
+    add.add_argument("--blocked", action="store_true", help="only calls the policy blocked")
+    add.add_argument("--since", help="only calls since: 30m, 12h, 7d, or an ISO date")
+    add.add_argument("--model", help="only calls to (or answered by) this model")
     dr = sub.add_parser(
         "drift",
         help="how much current traffic no reference text covers, per window (docs/semantic.md)",
@@ -472,6 +489,30 @@ def _drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_BLOCK if report.alert else EXIT_OK
 
 
+def _cases_add(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .modeleval import append_cases, cases_from_traces
+
+    try:
+        since = parse_since(args.since) if args.since is not None else None
+    except ValueError as exc:
+        err.write(f"guardrails-engine: {exc}\n")
+        return EXIT_USAGE
+    found, missing = cases_from_traces(
+        args.traces, blocked_only=args.blocked, since=since, model=args.model
+    )
+    added = append_cases(args.file, found)
+    out.write(
+        f"{added} case{'s' * (added != 1)} added to {args.file} "
+        f"({len(found) - added} already there)\n"
+    )
+    if missing:
+        err.write(
+            f"{missing} failed call{'s' * (missing != 1)} had no captured prompt "
+            "(trace with capture_content=True to grow cases from them)\n"
+        )
+    return EXIT_OK
+
+
 def _traces(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         since = parse_since(args.since) if args.since is not None else None
@@ -507,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _scan(args, out, err)
         if args.command == "traces":
             return _traces(args, out, err)
+        if args.command == "cases":
+            return _cases_add(args, out, err)
         out.write(json.dumps(policy_json_schema(), indent=2) + "\n")
         return EXIT_OK
     except (PolicyError, CaseError, BatchInputError, BatchError, TraceStoreError) as exc:

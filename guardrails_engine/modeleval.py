@@ -55,6 +55,8 @@ __all__ = [
     "Target",
     "aevaluate_models",
     "anthropic_target",
+    "append_cases",
+    "cases_from_traces",
     "default_embedder",
     "evaluate_models",
     "judge",
@@ -438,3 +440,95 @@ def evaluate_models(
             progress=progress,
         )
     )
+
+
+# -- growing the suite from production ------------------------------------------------
+
+
+def cases_from_traces(
+    db: str | Path,
+    *,
+    blocked_only: bool = False,
+    since: float | None = None,
+    model: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Failed calls of a trace database (``TraceStore``) as model cases, and how many
+    failures had no captured prompt (they need ``capture_content``).
+
+    A failure is a call the policy blocked, or one that ended in an error
+    (``blocked_only``: only blocks).  The case's input is the prompt as stored: the
+    policy's pii and content checks already screened it when it was captured, so a
+    value the policy removes never reaches the case file.  Each case expects the
+    guardrail to pass next time: the model should answer without being blocked.
+    """
+    from ._observe.store import connect
+
+    where = ["kind = 'call'", "(decision = 'block' OR ending = 'blocked'"]
+    where[-1] += ")" if blocked_only else " OR ending = 'error' OR error IS NOT NULL)"
+    args: list[Any] = []
+    if since is not None:
+        where.append("started_at >= ?")
+        args.append(since)
+    if model is not None:
+        where.append("(request_model = ? OR response_model = ?)")
+        args.extend([model, model])
+    conn = connect(db, create=False)
+    try:
+        rows = conn.execute(
+            "SELECT record_id, prompt, decision, ending, request_model FROM calls WHERE "
+            + " AND ".join(where)
+            + " ORDER BY started_at",
+            args,
+        ).fetchall()
+    finally:
+        conn.close()
+    cases: list[dict[str, Any]] = []
+    missing = 0
+    for record_id, prompt, _decision, _ending, _model in rows:
+        if not isinstance(prompt, str) or not prompt.strip():
+            missing += 1
+            continue
+        cases.append(
+            {"id": f"trace-{record_id[:16]}", "input": prompt, "expect": {"decision": "pass"}}
+        )
+    return cases, missing
+
+
+def append_cases(path: str | Path, cases: Sequence[dict[str, Any]]) -> int:
+    """Append model cases to a case file (a YAML list or JSON lines), skipping ids it
+    already has; return how many were added.  The file is created if missing.
+
+    :raises CaseError: if the file exists and is not a list of cases.
+    """
+    import yaml
+
+    from ._evals.eval import CaseError
+
+    p = Path(path)
+    known: set[str] = set()
+    if p.exists() and p.stat().st_size:
+        known = {c.id for c in load_model_cases(p)}
+        if p.suffix != ".jsonl":
+            text = p.read_text(encoding="utf-8")
+            first = next(
+                (ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), ""
+            )
+            if not first.startswith("-"):
+                raise CaseError(
+                    "cases are appended to a file that is a YAML list of cases",
+                    source=str(p),
+                    line=None,
+                    field=None,
+                )
+    new = [c for c in cases if c["id"] not in known]
+    if not new:
+        return 0
+    with p.open("a", encoding="utf-8") as f:
+        if p.stat().st_size and not p.read_bytes().endswith(b"\n"):
+            f.write("\n")
+        if p.suffix == ".jsonl":
+            for c in new:
+                f.write(json.dumps(c, ensure_ascii=False) + "\n")
+        else:
+            f.write(yaml.safe_dump(new, sort_keys=False, allow_unicode=True))
+    return len(new)

@@ -24,7 +24,8 @@ from typing import Any, Literal
 import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..checks._schema.check import SchemaLoadError, read_confined_text
+from .._core.files import FileRefused as SchemaLoadError
+from .._core.files import read_confined_text
 from .eval import read_cases
 
 __all__ = ["Criterion", "Message", "ModelCase", "load_model_cases"]

@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 
 from .._core.errors import PolicyError, check_source, check_text
+from .._core.files import FileRefused, read_confined_text
 from .._core.model import Result
 from .._core.threads import thread_limiter
 from .._core.trust import TRUST_ENV
@@ -430,17 +431,13 @@ def _compile_tool(
     where: list[Any] = ["tools", name]
     folder = Path(origin.base_dir)
     if tool.policy is not None:
-        # (Here, not at the top: the schema check imports jsonschema, which costs a
-        # second, and only a policy with a schema check needs it.)
-        from ..checks._schema.check import SchemaLoadError, read_confined_text
-
         depth = origin.source.count(" > ")
         if depth >= _TOOL_DEPTH:
             raise located.error([*where, "policy"], "tool policies nest too deeply")
         path = folder / tool.policy
         try:
             text = read_confined_text(path, folder.resolve())
-        except SchemaLoadError as exc:
+        except FileRefused as exc:
             raise located.error([*where, "policy"], f"cannot read the policy: {exc}") from None
         except OSError as exc:
             what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"

@@ -27,7 +27,6 @@ from .._core.model import Action, Finding
 from .._runtime.drive import Blocked
 from .._scanning.canon import canonical
 from .._spec.config import PolicySpec, SchemaSpec
-from ..checks._schema.check import SchemaCheck, load_schema
 
 if TYPE_CHECKING:
     from .policy import Policy, ToolPolicy
@@ -120,6 +119,9 @@ def unlisted_rule(policy: Policy, *, json: bool) -> ToolPolicy | None:
         if json:
             last = sub_spec.checks[-1]
             assert isinstance(last, SchemaSpec)
+            # (Here: the schema check imports jsonschema, which only this needs.)
+            from ..checks._schema.check import SchemaCheck, load_schema
+
             checks.append(SchemaCheck(last, sub_spec.on_error, load_schema(last, None)))
         sub = Policy(sub_spec, tuple(checks), source=policy.source, digest=policy.content_hash)
         rule = ToolPolicy("*", sub, "complete")

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .._core.files import FileRefused as SchemaLoadError
+from .._core.files import read_confined_text
 from .._core.model import Action
 from .._core.trust import UntrustedModule, import_trusted
 from .._spec.config import Example, PolicySpec, TopicName, TopicSpec
 from .._spec.located import Located
 from .._spec.reading import load_yaml, repeated_key
 from ..checks._base import CheckConfig
-from ..checks._schema.check import SchemaLoadError, read_confined_text
 
 if TYPE_CHECKING:
     from ..checks._topic import Embedder, TopicCheck

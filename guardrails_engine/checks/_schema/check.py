@@ -8,8 +8,6 @@ the document.
 from __future__ import annotations
 
 import json
-import os
-import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,9 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012, specification_with
 
+from ..._core.files import MAX_FILE_BYTES as MAX_SCHEMA_FILE_BYTES
+from ..._core.files import FileRefused as SchemaLoadError
+from ..._core.files import read_confined_text
 from ..._core.model import Action, done
 from ..._core.pieces import BLOCK, join_tail
 from ..._core.trust import TRUST_ENV, UntrustedModule, import_trusted
@@ -60,14 +61,9 @@ _JSON_TYPES = {
 
 
 #: The largest schema file read (a ``schema_file`` or a file a ``$ref`` names), in bytes.
-MAX_SCHEMA_FILE_BYTES = 1 << 20
 
 #: Keywords that name another schema by URI.
 _REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
-
-
-class SchemaLoadError(ValueError):
-    """A schema cannot be had: the message names paths and refs, never a file's content."""
 
 
 class _Refused(Exception):
@@ -126,30 +122,6 @@ def read_confined(path: Path, folder: Path) -> Any:
         return yaml.load(text, Loader=_NoAliases)
     except (yaml.YAMLError, RecursionError):
         raise SchemaLoadError(f"{path} is neither JSON nor YAML") from None
-
-
-def read_confined_text(path: Path, folder: Path) -> str:
-    """The UTF-8 text of ``path``, confined as :func:`read_confined` says."""
-    st = os.stat(path)
-    real = path.resolve()
-    if not real.is_relative_to(folder):
-        raise SchemaLoadError(f"{path} is outside the policy's folder {folder}")
-    if not stat.S_ISREG(st.st_mode):
-        raise SchemaLoadError(f"{path} is not a regular file")
-    if st.st_size > MAX_SCHEMA_FILE_BYTES:
-        raise SchemaLoadError(f"{path} is larger than {MAX_SCHEMA_FILE_BYTES:,} bytes")
-    # Non-blocking and not through a symlink: what was checked is what is read.
-    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise SchemaLoadError(f"{path} is not a regular file")
-        data = f.read(MAX_SCHEMA_FILE_BYTES + 1)
-    if len(data) > MAX_SCHEMA_FILE_BYTES:
-        raise SchemaLoadError(f"{path} is larger than {MAX_SCHEMA_FILE_BYTES:,} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SchemaLoadError(f"{path} is not UTF-8 text") from None
 
 
 def _local_path(uri: str, folder: Path, here: Path) -> Path:
