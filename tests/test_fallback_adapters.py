@@ -298,3 +298,19 @@ async def test_a_breaker_skips_a_failing_primary_across_calls(oai: FakeOpenAI) -
     assert _oai_text(chunks) == SECOND_OUT
     assert len(oai.served) == served  # the primary's request was never sent
     assert stream.attempts[0].ending == "skipped"
+
+
+def test_openai_sync_stall_before_the_first_token(oai: FakeOpenAI) -> None:
+    # The sync guard reads until the first token in a thread that the limit abandons;
+    # the upstream is closed when that read returns (here, with the next event).
+    oai.add("chat", _chat(FIRST), delay=1.5)
+    with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with ge_openai.guard_sync(POLICY, primary, fallbacks=[lambda why: SECOND]) as stream:
+            chunks = list(stream)
+    assert _oai_text(chunks) == SECOND_OUT
+    assert [a.ending for a in stream.attempts] == ["timeout", "completed"]
+    first = oai.last(timeout=10)
+    assert first.left and first.sent < first.total

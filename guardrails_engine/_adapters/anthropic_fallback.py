@@ -44,19 +44,21 @@ class AnthropicApi:
         self._refusals = refusals
         self._n = 0
 
-    def guarded(self, source: Any, wrap: Callable[[Any], Any], *, sync: bool) -> Any:
+    def guarded(
+        self, source: Any, wrap: Callable[[Any, Any], tuple[Any, Any]], *, sync: bool
+    ) -> Any:
         translator = AnthropicTranslator(Runs(self._policy, sync=sync))
         if sync:
 
             def opener_sync(src: Any) -> tuple[Any, Any]:
                 it, shut = _open_sync(src)
-                return wrap(it), shut
+                return wrap(it, shut)
 
             return SyncGuardedStream(source, translator, opener_sync)
 
         async def opener(src: Any) -> tuple[Any, Any]:
             it, shut = await _open_async(src)
-            return wrap(it), shut
+            return wrap(it, shut)
 
         return GuardedStream(source, translator, opener)
 

@@ -22,6 +22,7 @@ plain text into its events (a fallback may return any iterable of ``str``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -39,9 +40,11 @@ __all__ = ["Api", "FallbackGuardedStream", "SyncFallbackGuardedStream"]
 class Api(Protocol):
     """What the fallback needs of one provider API."""
 
-    def guarded(self, source: Any, wrap: Callable[[Any], Any], *, sync: bool) -> Any:
-        """A guarded stream of ``source`` (an SDK stream, or its events), whose upstream
-        iterator is passed through ``wrap``."""
+    def guarded(
+        self, source: Any, wrap: Callable[[Any, Any], tuple[Any, Any]], *, sync: bool
+    ) -> Any:
+        """A guarded stream of ``source`` (an SDK stream, or its events), whose opened
+        upstream (its iterator and how to close it) is passed through ``wrap``."""
 
     def token(self, event: Any) -> bool:
         """An upstream event that carries text (the first token has come)."""
@@ -86,13 +89,26 @@ class _State:
 class _Upstream:
     """An upstream iterator read with the first-token time limit and refusals."""
 
-    __slots__ = ("_api", "_at", "_it", "_state")
+    __slots__ = ("_api", "_at", "_it", "_lock", "_pending", "_reading", "_shut", "_state")
 
-    def __init__(self, it: Any, api: Api, state: _State, at: float | None) -> None:
+    def __init__(self, it: Any, shut: Any, api: Api, state: _State, at: float | None) -> None:
         self._it = it
+        self._shut = shut
         self._api = api
         self._state = state
         self._at = at  # when the first token is due (None: it came, or no limit)
+        self._lock = threading.Lock()
+        self._reading = False  # a sync read abandoned by the limit is still running
+        self._pending = False  # close the upstream when that read returns
+
+    def close(self) -> Any:
+        """Close the upstream: now, or (sync) when a read the limit abandoned returns,
+        since a sync SDK stream is not closed under a read in progress."""
+        with self._lock:
+            if self._reading:
+                self._pending = True
+                return None
+        return self._shut()
 
     def _seen(self, event: Any) -> Any:
         api, state = self._api, self._state
@@ -121,11 +137,39 @@ class _Upstream:
         return self
 
     def __next__(self) -> Any:
-        # (A sync read cannot be interrupted: the limit is looked at when it returns.)
-        event = next(self._it)
         at = self._at
-        if at is not None and time.perf_counter() > at and not self._api.token(event):
+        if at is None:
+            return self._seen(next(self._it))
+        # Until the first token, each read is made in a thread that the limit abandons
+        # (the upstream is closed when that read returns: see close()).
+        box: list[Any] = []
+        done = threading.Event()
+        self._reading = True
+
+        def read() -> None:
+            try:
+                box.append((next(self._it, _END), None))
+            except BaseException as exc:
+                box.append((None, exc))
+            finally:
+                with self._lock:
+                    self._reading = False
+                    pending, self._pending = self._pending, False
+                done.set()
+                if pending:
+                    try:
+                        self._shut()
+                    except Exception:  # nothing to report it to: the stream moved on
+                        pass
+
+        threading.Thread(target=read, name="guardrails-engine first token", daemon=True).start()
+        if not done.wait(max(0.0, at - time.perf_counter())):
             raise _Stalled(_stalled(self._state.limit))
+        event, error = box[0]
+        if error is not None:
+            raise error
+        if event is _END:
+            raise StopIteration
         return self._seen(event)
 
 
@@ -196,10 +240,11 @@ class _Base:
         current = self._current
         return None if current is None else current.blocked
 
-    def _wrap(self, it: Any) -> _Upstream:
+    def _wrap(self, it: Any, shut: Any) -> tuple[_Upstream, Any]:
         limit = self._state.limit
         at = None if limit is None else time.perf_counter() + limit
-        return _Upstream(it, self._api, self._state, at)
+        upstream = _Upstream(it, shut, self._api, self._state, at)
+        return upstream, upstream.close
 
     def _arm(self) -> None:
         self._state.refuse = self._rule.falls_back("refusal")
@@ -422,8 +467,7 @@ _END: Any = object()
 
 
 class SyncFallbackGuardedStream(_Base, Closing):
-    """The sync twin of :class:`FallbackGuardedStream` (a sync read cannot be interrupted:
-    the first-token limit is looked at when the upstream returns)."""
+    """The sync twin of :class:`FallbackGuardedStream`."""
 
     __slots__ = ()
 

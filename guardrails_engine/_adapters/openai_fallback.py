@@ -37,19 +37,21 @@ class OpenAIApi:
         self._n = 0
         self._model = "fallback"
 
-    def guarded(self, source: Any, wrap: Callable[[Any], Any], *, sync: bool) -> Any:
+    def guarded(
+        self, source: Any, wrap: Callable[[Any, Any], tuple[Any, Any]], *, sync: bool
+    ) -> Any:
         translator = _make(self._policy, source, self._refusals, sync=sync)
         if sync:
 
             def opener_sync(src: Any) -> tuple[Any, Any]:
                 it, shut = open_sync(src)
-                return wrap(it), shut
+                return wrap(it, shut)
 
             return SyncGuardedStream(source, translator, opener_sync)
 
         async def opener(src: Any) -> tuple[Any, Any]:
             it, shut = await open_async(src)
-            return wrap(it), shut
+            return wrap(it, shut)
 
         return GuardedStream(source, translator, opener)
 
