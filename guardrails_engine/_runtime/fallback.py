@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,7 +85,8 @@ class Attempt:
     ``ending``: ``completed``, ``blocked``, ``truncated``, or the trigger that
     abandoned it (``error``, ``timeout``, ``refusal``, ``block``), or ``skipped``
     (the breaker was open) or ``cancelled``; ``released``: characters released
-    from it; ``first_release_ms``: from its start to its first released piece.
+    from it (through an adapter: the events that showed something);
+    ``first_release_ms``: from its start to its first released piece.
     """
 
     number: int
@@ -411,8 +412,3 @@ def fixed(text: str) -> tuple[str, ...]:
 def is_awaitable(value: object) -> bool:
     return isinstance(value, Awaitable)
 
-
-def is_source(value: object) -> bool:
-    return isinstance(value, AsyncIterable | Iterable) and not isinstance(
-        value, bytes | bytearray | memoryview
-    )
