@@ -314,3 +314,24 @@ def test_openai_sync_stall_before_the_first_token(oai: FakeOpenAI) -> None:
     assert [a.ending for a in stream.attempts] == ["timeout", "completed"]
     first = oai.last(timeout=10)
     assert first.left and first.sent < first.total
+
+
+def test_anthropic_sync_block_falls_back_and_tells_no_value(ant: FakeAnthropic) -> None:
+    ant.stream(sse_events([Text(["Mail jdoe@example.com, it is forbidden. "])]))
+    told: list[ge.Fallback] = []
+
+    def second(why: ge.Fallback) -> list[str]:
+        told.append(why)
+        return SECOND
+
+    with anthropic.Anthropic(base_url=ant.url, api_key="x", max_retries=0) as client:
+        primary = client.messages.create(
+            model="a", max_tokens=10, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with ge_anthropic.guard_sync(POLICY, primary, fallbacks=[second]) as stream:
+            events = list(stream)
+    assert _ant_text(events) == SECOND_OUT
+    assert events[0].type == "message_start"
+    (why,) = told
+    assert why.reason == "block" and {f.check_id for f in why.findings} == {"pii", "words"}
+    assert "jdoe" not in repr(why)
