@@ -3,9 +3,12 @@ family, in validate and in a 4-character stream (diagnostic, not a target).
 
 A model can be talked into writing long runs of digits, dots or address-like
 fragments; a policy can carry ten thousand terms or a pattern that backtracks.
-For each family, prints the time of one ``validate_sync`` and of a stream in
-4-character chunks, microseconds per character of each, and whether the
-stream's output equals validate's (past ``max_holdback_chars`` a match still in
+For each family, at 10k and 100k characters (and 1M with ``--full``), with a
+policy that has a length limit (support-chat), one without (pii-and-url) and
+the shipped strict-redact, prints the time of one ``validate_sync``, of a
+stream in 4-character chunks and of a stream of the whole text as one chunk,
+microseconds per character, validate's decision, and whether the
+streams' outputs equal validate's (past ``max_holdback_chars`` a match still in
 progress is decided as the text stands, so a difference there is the
 documented exception).  ``--deadline-cost`` instead prints what a 4-character
 chunk of ordinary prose costs a stream over validate.
@@ -14,7 +17,7 @@ Every policy is written inline in the syntax of every version since the start
 of issue 11, so the same script measures "before" (an older checkout on
 ``PYTHONPATH``) and "after":
 
-    .venv/bin/python benchmarks/adversarial.py [--size N] [--quick] [--only NAME]
+    .venv/bin/python benchmarks/adversarial.py [--full] [--size N] [--quick] [--only NAME]
     PYTHONPATH=/tmp/before .venv/bin/python benchmarks/adversarial.py   # an older copy
     .venv/bin/python benchmarks/adversarial.py --deadline-cost
 """
@@ -89,35 +92,50 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, value
 
 
-def _row(name: str, label: str, policy: ge.Policy, text: str) -> None:
+def _row(name: str, label: str, policy: ge.Policy, text: str, *, one_chunk: bool = True) -> None:
     chunks = c.chunks(text, 4)
     whole_s, whole = timed(lambda: policy.validate_sync(text))
     stream_s, out = timed(lambda: "".join(policy.stream_sync(iter(chunks))))
     same = "yes" if out == whole.text else "no (cap)"  # type: ignore[attr-defined]
     if any("timed out" in r for r in whole.reasons):  # type: ignore[attr-defined]
         same = "timed out"
+    one = ""
+    if one_chunk:
+        # The whole text as one chunk: what an SDK reading a full socket hands over.
+        one_s, one_out = timed(lambda: "".join(policy.stream_sync([text])))
+        one = f" {one_s * 1e3:10.1f} {'yes' if one_out == whole.text else 'no':>4s}"  # type: ignore[attr-defined]
     n = len(text)
     print(
-        f"{name:28s} {label:13s} {whole_s * 1e3:11.1f} {stream_s * 1e3:10.1f} "
-        f"{whole_s / n * 1e6:9.1f} {stream_s / n * 1e6:9.1f}  {same}",
+        f"{name:28s} {label:13s} {n:>9,d} {whole_s * 1e3:11.1f} {stream_s * 1e3:10.1f} "
+        f"{whole_s / n * 1e6:9.1f} {stream_s / n * 1e6:9.1f}  {same:9s} "
+        f"{whole.decision.value:6s}{one}",  # type: ignore[attr-defined]
         flush=True,
     )
 
 
-def families(size: int, only: str | None) -> None:
-    c.header(f"adversarial runs of {size:,} characters, 4-character chunks")
+STRICT_REDACT = c.HERE.parent / "policies" / "strict-redact.yaml"
+
+
+def families(sizes: list[int], only: str | None) -> None:
+    c.header("adversarial runs, validate and a stream in 4-character chunks and in one chunk")
     policies = {
-        "support-chat": ge.Policy.from_yaml(SUPPORT_CHAT),
-        "pii-and-url": c.load(PII_AND_URL),
+        "support-chat": ge.Policy.from_yaml(SUPPORT_CHAT),  # a length limit (2,000)
+        "pii-and-url": c.load(PII_AND_URL),  # no length limit
+        "strict-redact": c.load(STRICT_REDACT),  # a word limit, redact, cap 256
     }
-    head = f"{'run':28s} {'policy':13s} {'validate ms':>11s} {'stream ms':>10s}"
-    print(head + f" {'us/char v':>9s} {'us/char s':>9s}  same")
-    for name, unit in RUNS.items():
-        if only and only not in name:
-            continue
-        text = (unit * (size // len(unit) + 1))[:size]
-        for label, policy in policies.items():
-            _row(name, label, policy, text)
+    head = f"{'run':28s} {'policy':13s} {'chars':>9s} {'validate ms':>11s} {'stream ms':>10s}"
+    print(
+        head + f" {'us/char v':>9s} {'us/char s':>9s}  {'same':9s} {'result':6s}"
+        f" {'1-chunk ms':>10s} same"
+    )
+    for size in sizes:
+        for name, unit in RUNS.items():
+            if only and only not in name:
+                continue
+            text = (unit * (size // len(unit) + 1))[:size]
+            for label, policy in policies.items():
+                _row(name, label, policy, text)
+    size = sizes[0]
     # Many terms: the per-chunk cost of a content check against one with 10 terms.
     prose = c.clean_text(size)
     for words in (1, 2):
@@ -128,7 +146,7 @@ def families(size: int, only: str | None) -> None:
             terms = _terms(n, words)
             load_s, policy = timed(lambda t=terms: ge.Policy.from_yaml(_term_policy(t)))
             text = prose[: size // 2] + " " + terms[n // 2] + " " + prose[size // 2 :]
-            _row(f"{name} ({n:,}; load {load_s:.1f} s)", "terms", policy, text)  # type: ignore[arg-type]
+            _row(f"{name} ({n:,}; load {load_s:.1f} s)", "terms", policy, text, one_chunk=False)  # type: ignore[arg-type]
     # A pattern that backtracks catastrophically, let past the load-time analysis.
     if not only or "backtracking" in only:
         import guardrails_engine._spec.config as config
@@ -143,7 +161,7 @@ def families(size: int, only: str | None) -> None:
         # Without a deadline the cost doubles every ~1.5 characters: 30 is ~1 s.
         for n in (30, size) if deadline else (24, 27, 30):
             _row(f"backtracking (a|aa)+b, {n:,}", "deadline" if deadline else "none",
-                 policy, "x " + "a" * n)  # fmt: skip
+                 policy, "x " + "a" * n, one_chunk=False)  # fmt: skip
 
 
 def deadline_cost(repeat: int) -> None:
@@ -166,7 +184,8 @@ def deadline_cost(repeat: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--size", type=int, default=5000, help="characters per run (default 5000)")
+    parser.add_argument("--size", type=int, help="characters per run (default: 10k and 100k)")
+    parser.add_argument("--full", action="store_true", help="also 1M characters (minutes)")
     parser.add_argument("--quick", action="store_true", help="1,000 characters")
     parser.add_argument("--only", help="only the families whose name contains this")
     parser.add_argument("--deadline-cost", action="store_true", help="per-chunk cost on prose")
@@ -175,7 +194,13 @@ def main() -> None:
     if args.deadline_cost:
         deadline_cost(1 if args.quick else args.repeat)
     else:
-        families(1000 if args.quick else args.size, args.only)
+        if args.quick:
+            sizes = [1000]
+        elif args.size:
+            sizes = [args.size]
+        else:
+            sizes = [10_000, 100_000] + ([1_000_000] if args.full else [])
+        families(sizes, args.only)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import pytest
 from _child import run_limited
 
 import guardrails_engine as ge
-from guardrails_engine._scanning.scan import DEADLINE
 
 #: Lets a snippet load a pattern that the load-time analysis would refuse, to
 #: stand for one that slipped through it.
@@ -167,7 +166,8 @@ def test_time_is_counted_over_the_whole_run() -> None:
     # An ordinary text well within the default passes, and leaves no deadline behind.
     ok = policy.stream_sync(iter(["w1 w2 ", "w3"]))
     assert list(ok) and ok.result is not None and len(ok.result.findings) == 3
-    assert DEADLINE.at is None
+    # (Each session's own deadline, passed to it: none is left set between calls.)
+    assert all(s.deadline.at is None for _, s in ok.run._sessions)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,10 @@ The hierarchy::
 
     GuardrailsError            anything this library raises on purpose
     ├── PolicyError            a policy that cannot be loaded (also a ValueError)
-    └── StreamStateError       a stream iterated after the consumer closed it early
+    ├── StreamStateError       a stream iterated after the consumer closed it early
+    └── CheckThreadsExhausted  a blocking check has too many calls that never returned
+                               (never raised to the caller: the check fails with it,
+                               and its on_error decides)
 
 A block is not an exception: it is a :class:`~guardrails_engine.Result` whose
 ``decision`` is ``Decision.BLOCK``.  Errors raised by a caller's token source
@@ -15,7 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["GuardrailsError", "PolicyError", "StreamStateError", "check_source", "check_text"]
+__all__ = [
+    "CheckThreadsExhausted",
+    "GuardrailsError",
+    "PolicyError",
+    "StreamStateError",
+    "check_source",
+    "check_text",
+]
 
 
 class GuardrailsError(Exception):
@@ -107,6 +117,11 @@ def _restore(
 
 class StreamStateError(GuardrailsError, RuntimeError):
     """A stream was iterated after the consumer closed it before it ended."""
+
+
+class CheckThreadsExhausted(GuardrailsError, RuntimeError):
+    """Every thread a blocking check may use is held by a call that ran past its
+    time and has not returned: the check fails at once (``on_error`` decides)."""
 
 
 def check_text(value: object, call: str) -> None:

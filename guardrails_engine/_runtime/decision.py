@@ -15,7 +15,7 @@ from .._core.model import Action, Decision, Finding, Result
 from ..checks._base import Check, Hit, RunContext, Session
 from .repairs import Repairs, dedup, joined, unshadowed
 
-__all__ = ["Decisions", "Ending", "Failure"]
+__all__ = ["Decisions", "Ending", "Failure", "StreamLimit"]
 
 
 class Ending(enum.StrEnum):
@@ -24,8 +24,17 @@ class Ending(enum.StrEnum):
     COMPLETED = "completed"
     BLOCKED = "blocked"
     TRUNCATED = "truncated"
+    #: ``stream.deadline_ms`` passed: blocked (what was released stays released).
+    TIMED_OUT = "timed_out"
+    #: ``stream.idle_timeout_ms`` passed without a chunk from the source: blocked.
+    IDLE = "idle"
     SOURCE_ERROR = "source_error"
     CANCELLED = "cancelled"
+
+    @property
+    def blocks(self) -> bool:
+        """The run ended with a block (the block message is shown)."""
+        return self in (Ending.BLOCKED, Ending.TIMED_OUT, Ending.IDLE)
 
 
 class Failure(Check):
@@ -61,6 +70,28 @@ def _never_cut(hit: Hit) -> Hit:
     block.kind = "whole"
     block.action = Action.BLOCK
     return block
+
+
+class StreamLimit(Check):
+    """Stands in for the stream's own time limits (``stream.deadline_ms``,
+    ``stream.idle_timeout_ms``) in the finding that ends a run past one."""
+
+    type: str = "stream"
+    blocking = False
+
+    def __init__(self) -> None:
+        self.id = "stream"
+        self.on_error = "block"
+        self.action = Action.BLOCK
+
+    def session(self) -> Session:  # pragma: no cover - never run
+        raise NotImplementedError
+
+    def render(self, hit: Hit, context: RunContext) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def outcome(self, hit: Hit) -> str:
+        return "blocked"
 
 
 class Decisions:

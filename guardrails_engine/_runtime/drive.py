@@ -50,8 +50,15 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: A stream over a sync source lets other tasks run every this many chunks.
-_YIELD_EVERY = 16
+#: A stream on an event loop lets other tasks run once it has worked this long
+#: (seconds) since it last did: by work done, not by chunks counted.
+YIELD_AFTER = 0.002
+#: A chunk is fed to the run in slices of this many characters by an async stream,
+#: which may let other tasks run between two (one slice of hostile text costs a
+#: few milliseconds at most).
+ASYNC_SLICE = 1024
+_MIN_SLICE = 16
+_FIRST_SLICE = 256
 
 
 #: Iterators over values already in memory: pulling them never blocks.
@@ -99,10 +106,73 @@ class Ended:
 StreamEvent = Released | Blocked | Ended
 
 
+class _Limits:
+    """A stream's own time limits: ``stream.deadline_ms`` (from its first pull) and
+    ``stream.idle_timeout_ms`` (the longest wait for the next chunk)."""
+
+    __slots__ = ("_at", "_deadline", "_idle", "_last")
+
+    def __init__(self, deadline_ms: int | None, idle_timeout_ms: int | None) -> None:
+        self._deadline = None if deadline_ms is None else deadline_ms / 1000
+        self._idle = None if idle_timeout_ms is None else idle_timeout_ms / 1000
+        self._at: float | None = None  # when the deadline passes
+        self._last: float | None = None  # when the last chunk came (or the run started)
+
+    @property
+    def active(self) -> bool:
+        return self._deadline is not None or self._idle is not None
+
+    def start(self) -> None:
+        """The run starts now (a no-op after the first call)."""
+        if self._last is None:
+            now = time.perf_counter()
+            self._last = now
+            if self._deadline is not None:
+                self._at = now + self._deadline
+
+    def chunk(self) -> None:
+        """A chunk came from the source now."""
+        self._last = time.perf_counter()
+
+    def wait(self) -> float | None:
+        """How long the next wait for the source may take (seconds; None: no limit)."""
+        self.start()
+        now = time.perf_counter()
+        left = None if self._at is None else self._at - now
+        if self._idle is not None and self._last is not None:
+            idle = self._last + self._idle - now
+            left = idle if left is None or idle < left else left
+        return None if left is None else max(0.0, left)
+
+    def due(self) -> tuple[Ending, str]:
+        """The limit a wait of :meth:`wait` ran into."""
+        passed = self.passed(waiting=True, slack=0.001)
+        if passed is not None:
+            return passed
+        return self._reason(Ending.TIMED_OUT if self._idle is None else Ending.IDLE)
+
+    def _reason(self, ending: Ending) -> tuple[Ending, str]:
+        if ending is Ending.TIMED_OUT:
+            return ending, f"deadline of {round((self._deadline or 0) * 1000):,} ms passed"
+        return ending, f"no text from the source for {round((self._idle or 0) * 1000):,} ms"
+
+    def passed(self, *, waiting: bool, slack: float = 0.0) -> tuple[Ending, str] | None:
+        """The limit that has passed, if any, with the finding's reason; ``waiting``:
+        the run was waiting for the source (else working: the idle limit waits)."""
+        now = time.perf_counter() + slack
+        if self._at is not None and now >= self._at:
+            return self._reason(Ending.TIMED_OUT)
+        idle = self._idle
+        if waiting and idle is not None and self._last is not None and now >= self._last + idle:
+            return self._reason(Ending.IDLE)
+        return None
+
+
 class _Driver:
     __slots__ = (
         "_closed_early",
         "_done",
+        "_limits",
         "_message",
         "_on_trace",
         "_pieces",
@@ -116,6 +186,8 @@ class _Driver:
         self._policy = policy
         self._done = False  # (first: a finalizer reads it if Run() raises)
         self._run = Run(policy)
+        stream = policy.spec.stream
+        self._limits = _Limits(stream.deadline_ms, stream.idle_timeout_ms)
         self._pieces: deque[str] = deque()
         self._message = False  # the block message is the last piece
         self._closed_early = False  # closed by the consumer before it ended
@@ -179,9 +251,19 @@ class _Driver:
             return True
         return False
 
+    def _expired(self, *, waiting: bool) -> bool:
+        """Whether the stream's own time limit passed: it then ends blocked."""
+        passed = self._limits.passed(waiting=waiting)
+        if passed is None:
+            return False
+        self._run.expire(*passed)
+        self._end()
+        return True
+
     def _end(self) -> None:
         self._done = True
-        if self._run.ending is Ending.BLOCKED:
+        ending = self._run.ending
+        if ending is not None and ending.blocks:
             message = self._run.result().text
             if message:
                 self._pieces.append(message)
@@ -198,7 +280,8 @@ class _Driver:
     def _last_events(self) -> list[StreamEvent]:
         """The events of a stream that ended with an empty queue."""
         result = self.result
-        if self._run.ending is Ending.BLOCKED and not self._message and result is not None:
+        ending = self._run.ending
+        if ending is not None and ending.blocks and not self._message and result is not None:
             if not result.text:  # an empty block message: no piece, still an event
                 self._message = True  # (reported once)
                 return [Blocked("", result.findings), Ended(result)]
@@ -224,13 +307,15 @@ class Stream(_Driver, AsyncClosing):
         "_busy",
         "_close_pending",
         "_closed",
+        "_cost",
         "_declared",
         "_iter",
         "_lock",
         "_loop",
         "_mode",
-        "_pulls",
+        "_slice",
         "_source",
+        "_yielded",
     )
 
     def __init__(
@@ -248,7 +333,9 @@ class Stream(_Driver, AsyncClosing):
         # NER runs in worker threads, so the event loop stays responsive.
         self._blocking = policy.blocking
         self._async = False  # the source is an async iterable
-        self._pulls = 0
+        self._yielded = 0.0  # when other tasks last ran (by this stream's doing)
+        self._slice = _FIRST_SLICE  # the size of the next slice of a long chunk
+        self._cost = 0.0  # seconds per character of the recent slices (the most)
         self._source = source
         # A sync source that may block is pulled in a worker thread (see _pull_mode).
         self._declared = blocking_source
@@ -288,50 +375,26 @@ class Stream(_Driver, AsyncClosing):
             if not self._async:
                 self._mode = _pull_mode(src, cast(Iterator[str], it), self._declared)
             self._loop = event_loop()
+            self._yielded = time.perf_counter()
+        limits = self._limits
         try:
-            try:
-                if self._async:
-                    chunk: Any = await cast(AsyncIterator[str], it).__anext__()
-                elif self._mode in (_THREAD, _PROBE):
-                    # Pulled in a worker thread that a cancellation abandons (the
-                    # source is closed when that pull returns), so deadlines hold.
-                    chunk, took = await anyio.to_thread.run_sync(
-                        self._next_in_thread,
-                        cast(Iterator[str], it),
-                        abandon_on_cancel=True,
-                        limiter=source_limiter(),
-                    )
-                    if self._mode == _PROBE:
-                        self._mode = _THREAD if took > SLOW_PULL else _WATCH
-                    if chunk is _END:
-                        raise StopIteration
-                else:
-                    # A sync source never yields to the event loop: do it for it,
-                    # so other tasks run and cancellation is delivered.
-                    self._pulls += 1
-                    if self._pulls % _YIELD_EVERY == 0:
-                        await anyio.lowlevel.checkpoint()
-                    else:
-                        await anyio.lowlevel.checkpoint_if_cancelled()
-                    if self._mode == _WATCH:
-                        began = time.perf_counter()
-                        chunk = next(cast(Iterator[str], it))
-                        if time.perf_counter() - began > SLOW_PULL:
-                            self._mode = _THREAD  # it blocks after all: threads from now on
-                    else:
-                        chunk = next(cast(Iterator[str], it))
-            except (StopAsyncIteration, StopIteration):
+            if limits.active:
+                with anyio.move_on_after(limits.wait()) as scope:
+                    chunk = await self._next(it)
+                if scope.cancelled_caught:
+                    self._run.expire(*limits.due())  # the source kept it waiting too long
+                    self._end()
+                    await self._close_source()
+                    return
+                limits.chunk()
+            else:
+                chunk = await self._next(it)
+            if chunk is _END:
                 await self._work(self._exhausted)
                 if self._run.deferred:
                     self._resumed(await settle(self._run))
                 return
-            if self._blocking:
-                decided = await self._work(self._take, chunk)
-            else:
-                decided = self._take(chunk)  # no blocking work: inline
-            if not decided and self._run.deferred:
-                decided = self._resumed(await settle(self._run))
-            if decided:
+            if await self._feed(chunk):
                 await self._close_source()
         except anyio.get_cancelled_exc_class():
             self._failed(Ending.CANCELLED)
@@ -342,6 +405,72 @@ class Stream(_Driver, AsyncClosing):
                 self._failed(Ending.SOURCE_ERROR, exc)
             await self._close_source()
             raise
+
+    async def _next(self, it: AsyncIterator[str] | Iterator[str]) -> Any:
+        """The next chunk of the source, or ``_END``."""
+        try:
+            if self._async:
+                return await cast(AsyncIterator[str], it).__anext__()
+            if self._mode in (_THREAD, _PROBE):
+                # Pulled in a worker thread that a cancellation abandons (the
+                # source is closed when that pull returns), so deadlines hold.
+                chunk, took = await anyio.to_thread.run_sync(
+                    self._next_in_thread,
+                    cast(Iterator[str], it),
+                    abandon_on_cancel=True,
+                    limiter=source_limiter(),
+                )
+                if self._mode == _PROBE:
+                    self._mode = _THREAD if took > SLOW_PULL else _WATCH
+                return chunk
+            # A sync source never yields to the event loop: cancellation is
+            # delivered here, and other tasks run when the work calls for it.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            if self._mode == _WATCH:
+                began = time.perf_counter()
+                chunk = next(cast(Iterator[str], it))
+                if time.perf_counter() - began > SLOW_PULL:
+                    self._mode = _THREAD  # it blocks after all: threads from now on
+                return chunk
+            return next(cast(Iterator[str], it))
+        except (StopAsyncIteration, StopIteration):
+            return _END
+
+    async def _feed(self, chunk: object) -> bool:
+        """Feed a chunk; True when the source should be closed.
+
+        Other tasks run once the work has taken :data:`YIELD_AFTER` since they
+        last did (by work done, not by chunks counted), and a chunk is fed in
+        slices sized by the cost per character of the last one, so that one
+        slice takes about that long even on hostile text.
+        """
+        clock = time.perf_counter
+        size = self._slice
+        if type(chunk) is not str or len(chunk) <= size or self._run.defers:
+            pieces: Sequence[object] = (chunk,)
+        else:
+            pieces = [chunk[at : at + size] for at in range(0, len(chunk), size)]
+        for piece in pieces:
+            began = clock()
+            if self._blocking:
+                decided = await self._work(self._take, piece)
+            else:
+                decided = self._take(piece)  # no blocking work: inline
+            if not decided and self._run.deferred:
+                decided = self._resumed(await settle(self._run))
+            if decided or (self._limits.active and self._expired(waiting=False)):
+                return True
+            now = clock()
+            if type(piece) is str and len(piece) >= _MIN_SLICE:
+                # The cost per character, as the most of the recent slices (a slice
+                # that decides held text costs more than one that only holds it).
+                cost = max((now - began) / len(piece), self._cost * 0.9)
+                self._cost = cost
+                self._slice = max(_MIN_SLICE, min(ASYNC_SLICE, int(YIELD_AFTER / (cost + 1e-9))))
+            if now - self._yielded >= YIELD_AFTER:
+                await anyio.lowlevel.checkpoint()
+                self._yielded = clock()
+        return False
 
     async def _work(self, func: Callable[..., T], *args: object) -> T:
         """Run blocking work (NER) in a worker thread, the rest inline."""
@@ -451,6 +580,9 @@ class SyncStream(_Driver, Closing):
     def _pull(self) -> None:
         if self._iter is None:
             self._iter = iter(self._source)
+        limits = self._limits
+        if limits.active:
+            limits.start()
         try:
             chunk: Any = next(self._iter)
         except StopIteration:
@@ -462,6 +594,12 @@ class SyncStream(_Driver, Closing):
             self._failed(Ending.SOURCE_ERROR, exc)
             self._close_source()
             raise
+        if limits.active:
+            # (A sync source cannot be interrupted: the limits are looked at when it returns.)
+            if self._expired(waiting=True):
+                self._close_source()
+                return
+            limits.chunk()
         if type(chunk) is str:  # _take, inlined for the common case
             piece = self._run.feed(chunk)
             if piece:
@@ -470,6 +608,8 @@ class SyncStream(_Driver, Closing):
                 self._end()
                 self._close_source()
             elif self._run.deferred and self._settle():
+                self._close_source()
+            elif limits.active and self._expired(waiting=False):
                 self._close_source()
             return
         try:
@@ -522,6 +662,10 @@ class _Push(_Driver):
 
     __slots__ = ()
 
+    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
+        super().__init__(policy, trace_id, on_trace)
+        self._limits.start()  # (a push run's limits run from its creation)
+
     @property
     def done(self) -> bool:
         """The run ended (completed, blocked, or closed): ``feed`` returns "" from now on."""
@@ -530,10 +674,43 @@ class _Push(_Driver):
     @property
     def blocked(self) -> Blocked | None:
         """Set once the run is blocked: show ``message`` after the text returned so far."""
-        if self._run.ending is not Ending.BLOCKED:
+        ending = self._run.ending
+        if ending is None or not ending.blocks:
             return None
         result = self._run.result()
         return Blocked(result.text, result.findings)
+
+    def time_left(self) -> float | None:
+        """How long (seconds) the caller may wait for its next chunk before the run's
+        own limits (``stream.deadline_ms``, ``stream.idle_timeout_ms``) end it;
+        ``None``: no limit.  A caller that reads a source of its own (an adapter
+        reading an SDK stream) bounds its wait by it, and calls :meth:`expire` when
+        that wait runs out."""
+        if self._done or not self._limits.active:
+            return None
+        return self._limits.wait()
+
+    def expire(self) -> None:
+        """The source kept the run waiting past :meth:`time_left`: end it blocked
+        (ending ``timed_out`` or ``idle``); what was returned so far stays returned."""
+        if not self._done:
+            self._run.expire(*self._limits.due())
+            self._end()
+
+    def _before(self) -> bool:
+        """A chunk (or the end) came: whether the run's limits ended it first."""
+        limits = self._limits
+        if not limits.active:
+            return False
+        if self._expired(waiting=True):
+            return True
+        limits.chunk()
+        return False
+
+    def _after(self) -> None:
+        """The work on a chunk is done: the deadline may have passed meanwhile."""
+        if not self._done and self._limits.active:
+            self._expired(waiting=False)
 
     def _drain(self) -> str:
         """The released text waiting (never the block message: see :attr:`blocked`)."""
@@ -579,18 +756,22 @@ class SyncPush(_Push, Closing):
             return ""
         if type(text) is not str:
             raise TypeError(f"feed() takes a str, got {type(text).__name__}")
+        if self._before():
+            return self._drain()
         decided = self._take(text)
         if not decided and self._run.deferred:
             self._resumed(settle_sync(self._run))
+        self._after()
         return self._drain()
 
     def finish(self) -> str:
         """The text is complete: the rest of the safe text."""
-        if self._done:
-            return ""
+        if self._done or self._before():
+            return self._drain()
         self._exhausted()
         if self._run.deferred:
             self._resumed(settle_sync(self._run))
+        self._after()
         return self._drain()
 
     def close(self) -> None:
@@ -614,12 +795,14 @@ class Push(_Push, AsyncClosing):
             return ""
         if type(text) is not str:
             raise TypeError(f"feed() takes a str, got {type(text).__name__}")
+        if self._before():
+            return self._drain()
         return await self._step(self._take, text)
 
     async def finish(self) -> str:
         """The text is complete: the rest of the safe text."""
-        if self._done:
-            return ""
+        if self._done or self._before():
+            return self._drain()
         return await self._step(self._exhausted)
 
     async def _step(self, work: Callable[..., object], *args: object) -> str:
@@ -634,6 +817,7 @@ class Push(_Push, AsyncClosing):
         except anyio.get_cancelled_exc_class():
             self._failed(Ending.CANCELLED)
             raise
+        self._after()
         return self._drain()
 
     async def aclose(self) -> None:

@@ -20,7 +20,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from .._core.syncrun import run_sync
-from .._core.threads import source_limiter
+from .._core.threads import CheckThreads, source_limiter
 from ..checks._unit import MalformedFinding, stand_in
 from .run import Run
 
@@ -56,7 +56,7 @@ async def _call(limit: float, job: Any) -> None:
                 except MalformedFinding as exc:  # its own: the message may quote text
                     job.error = stand_in(exc)
             else:
-                job.result = await _in_daemon_thread(job.call)
+                job.result = await _in_daemon_thread(job.call, job.check.threads)
         except Exception as exc:
             job.error = exc
         except (KeyboardInterrupt, SystemExit):
@@ -85,9 +85,10 @@ def _cancelled() -> bool:
     return task is None or task.cancelling() > 0
 
 
-async def _in_daemon_thread(call: Callable[[], Any]) -> Any:
+async def _in_daemon_thread(call: Callable[[], Any], threads: CheckThreads) -> Any:
     """``call()`` in a thread of its own that does not keep the process alive: a
-    check that hangs is abandoned at its deadline, and must not hold up the exit."""
+    check that hangs is abandoned at its deadline, and must not hold up the exit
+    (``threads`` bounds how many it may leave behind)."""
     done = anyio.Event()
     token = anyio.lowlevel.current_token()
     outcome: list[Any] = []
@@ -103,8 +104,11 @@ async def _in_daemon_thread(call: Callable[[], Any]) -> Any:
             pass
 
     async with source_limiter():  # (per event loop)
-        threading.Thread(target=work, name="guardrails-engine-check", daemon=True).start()
-        await done.wait()
+        abandon = threads.start(work, "guardrails-engine-check")
+        try:
+            await done.wait()
+        finally:
+            abandon()  # (a no-op if the call returned)
     ok, value = outcome[0]
     if not ok:
         # (In a worker thread even KeyboardInterrupt and SystemExit are the check's.)

@@ -18,25 +18,31 @@ merge).  How the run ends is ``decision.py``; what it measures, ``stats.py``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._core.deadline import Deadline
 from .._core.model import Finding, Result
 from .._scanning.canon import OffsetMap, has_escape
-from .._scanning.scan import DEADLINE, ScanView, SharedScan
+from .._scanning.scan import ScanView, SharedScan
 from ..checks._base import Check, Hit, PartialFailure, PatternCheck, PatternSession, Session
-from ..checks._unit import MalformedFinding
-from .decision import Decisions, Ending, Failure
+from ..checks._unit import MOST_RUN_FINDINGS, MalformedFinding
+from .decision import Decisions, Ending, Failure, StreamLimit
 from .plan import Plan
 from .release import Release
 from .repairs import Repairs
 from .stats import Holdbacks, RunStats
 
-__all__ = ["Ending", "Run"]
+__all__ = ["SLICE", "Ending", "Run"]
 
 _NEVER = 1 << 62
+#: A chunk longer than this is taken in slices of this size (see :meth:`Run.feed`).
+SLICE = 16_384
 _TRIM_AT = 1024
 _MARGIN = 256
+
+
+_STREAM_LIMIT = StreamLimit()
 
 
 def _budgets(policy: Plan) -> list[int]:
@@ -49,22 +55,28 @@ def _budgets(policy: Plan) -> list[int]:
 def _sessions(
     policy: Plan, budget_ms: Sequence[int]
 ) -> tuple[list[tuple[Check, Session]], tuple[int, ...]]:
-    """A session per check; checks that only scan patterns share one scanner
-    (if they have the same time: they share it too).  Also: the indices of the
-    checks that share it."""
+    """A session per check, each with a deadline of its own; checks that only scan
+    patterns share one scanner (if they have the same time: they share it, and its
+    deadline, too).  Also: the indices of the checks that share it."""
     shared = policy.shared_patterns
     views: dict[int, ScanView] = {}
+    shared_deadline = Deadline()
     if shared is not None and len({budget_ms[i] for i in shared[1]}) == 1:
         patterns, indices, sizes = shared
-        scan = SharedScan(patterns, sizes)
+        scan = SharedScan(patterns, sizes, shared_deadline)
         views = {i: scan.view(k) for k, i in enumerate(indices)}
     out: list[tuple[Check, Session]] = []
     for i, c in enumerate(policy.checks):
         view = views.get(i)
-        if view is not None and isinstance(c, PatternCheck):
-            out.append((c, c.session(view)))
+        session: Session
+        if isinstance(c, PatternCheck):
+            deadline = shared_deadline if view is not None else Deadline()
+            session = c.session(view, deadline)
         else:
-            out.append((c, c.session()))
+            session = c.session()
+            deadline = Deadline()
+        session.deadline = deadline
+        out.append((c, session))
     return out, tuple(views)
 
 
@@ -90,6 +102,7 @@ class Run:
         "_ending",
         "_failed",
         "_finishing",
+        "_found",
         "_hold_seen",
         "_lazy_only",
         "_live",
@@ -150,6 +163,7 @@ class Run:
         self._base = 0
         self._end = 0  # original characters received
         self._failed: set[int] = set()
+        self._found = [0] * len(self._sessions)  # hits per check so far
         self._ending: Ending | None = None
         # Sessions that defer calls (async or blocking unit checks) to the driver,
         # and whether the text ended while some were waiting.
@@ -206,25 +220,35 @@ class Run:
         """The driver ran the waiting calls: take their hits, return what became safe."""
         if self._ending is not None:
             return ""
-        for i, check, session in self._deferring:
+        for i, _, session in self._deferring:
             if i in self._failed or not session.jobs:
                 continue
-            try:
-                found = session.collect()
-            except Exception as exc:
-                found = self._fail(i, check, session, exc)
-            if found:
-                self._add(found, session.scans)
-            if self.stats.check_seconds[i] > self._budget[i]:
-                self._overrun(i, check, session)
+            self._call(i, session.collect)
         if self.deferred:
             return ""
         return self._advance(final=self._finishing)
 
     def feed(self, chunk: str) -> str:
-        """Take the next chunk; return the text that became safe (possibly "")."""
+        """Take the next chunk; return the text that became safe (possibly "").
+
+        A chunk longer than :data:`SLICE` is taken in slices, as if it had come
+        in pieces (every chunking gives the same answer): the work between two
+        looks at the deadlines and at the outcome is bounded, and a length limit
+        or a block stops it early.
+        """
         if self._ending is not None or not chunk:
             return ""
+        if len(chunk) <= SLICE or self._deferring:
+            # (Calls deferred to the driver are run between chunks, not slices.)
+            return self._feed(chunk)
+        pieces = []
+        for at in range(0, len(chunk), SLICE):
+            pieces.append(self._feed(chunk[at : at + SLICE]))
+            if self._ending is not None:
+                break
+        return "".join(pieces)
+
+    def _feed(self, chunk: str) -> str:
         self._receive(chunk)
         # ASCII without whitespace or an escape (JSON, HTML, percent): its canonical
         # view has no whitespace.
@@ -238,8 +262,7 @@ class Run:
             and "\r" not in chunk
             and not has_escape(chunk)
         )
-        decisions = self._decisions
-        if quiet and self._lazy_only and decisions.block is None and decisions.cut is None:
+        if quiet and self._lazy_only and not self._decisions.pending:
             # Only pattern sessions, and none would scan: no hold moves, so
             # nothing new is safe unless the hold-back cap is passed.
             if not any(scanner.eager for scanner in self._scanners):
@@ -247,24 +270,7 @@ class Run:
                     self.stats.holdbacks.add(self._end - self._out.released)
                     return ""
         self._feed_sessions(self._buf, chunk, quiet=quiet)
-        if decisions.block is not None or decisions.cut is not None:
-            return self._advance(final=False)
-        # Nothing decided yet: _advance, the common case.
-        end = self._end
-        hold = self._hold_seen = self._hold()
-        if end - hold > self._cap:
-            return self._advance(final=False)
-        for barrier in self._barriers:
-            if barrier.barrier < hold:
-                hold = barrier.barrier  # e.g. a schema check that releases on completion
-        out = self._out
-        if hold > out.released or self._waiting:
-            piece = out.release(hold, self._repairs, final=False)
-            self._trim()
-        else:
-            piece = ""
-        self.stats.holdbacks.add(end - out.released)
-        return piece
+        return self._advance(final=False)
 
     def _receive(self, chunk: str) -> None:
         stats = self.stats
@@ -286,27 +292,12 @@ class Run:
         """Feed the sessions (only those that scan, or only those that do not,
         with ``scans``); with ``quiet``, skip pattern sessions that would not scan."""
         base = self._base
-        clock = time.perf_counter
-        seconds = self.stats.check_seconds
-        budget = self._budget
-        for i, check, session, lazy in self._live:
+        for i, _, session, lazy in self._live:
             if scans is not None and session.scans != scans:
                 continue
             if quiet and lazy is not None and not lazy.eager:
                 continue
-            t0 = clock()
-            if session.scans:  # (the others read each character once: linear)
-                DEADLINE.at = t0 + budget[i] - seconds[i]
-            try:
-                found = session.feed(buf, base, chunk)
-            except Exception as exc:
-                found = self._fail(i, check, session, exc)
-            seconds[i] += clock() - t0
-            if found:
-                self._add(found, session.scans)
-            if seconds[i] > budget[i]:
-                self._overrun(i, check, session)
-        DEADLINE.at = None
+            self._call(i, session.feed, buf, base, chunk)
 
     def check(self, text: str) -> str:
         """Check a whole text at once: the same answer as feeding it in any chunks.
@@ -374,18 +365,8 @@ class Run:
         if self._scanning:
             self._buf += self._map.flush()  # an escape the text ended in the middle of
         buf, base = self._buf, self._base
-        for i, check, session, _ in self._live:
-            t0 = self._start(i)
-            try:
-                found = session.finish(buf, base)
-            except Exception as exc:
-                found = self._fail(i, check, session, exc)
-            self._stop(i, t0)
-            if found:
-                self._add(found, session.scans)
-            if self.stats.check_seconds[i] > self._budget[i]:
-                self._overrun(i, check, session)
-        DEADLINE.at = None
+        for i, _, session, _ in self._live:
+            self._call(i, session.finish, buf, base)
         return self._final()
 
     def abort(self, ending: Ending) -> None:
@@ -394,6 +375,16 @@ class Run:
             self._ending = ending
             self._out.clear()
             self.stats.ended_at = time.perf_counter()
+
+    def expire(self, ending: Ending, what: str) -> None:
+        """The stream's own time limit passed (``ending``: timed out, or idle): the run
+        ends blocked; what was released stays released, the finding says ``what``."""
+        if self._ending is not None:
+            return
+        at = self._out.released
+        hit = Hit(_STREAM_LIMIT, at, at, what, kind="whole")
+        self._decisions.add([hit])
+        self._conclude(ending, [h for h in self._decisions.hits if h.start < at] + [hit])
 
     def findings_so_far(self) -> list[Finding]:
         return self._decisions.findings(self._decisions.hits)
@@ -404,14 +395,35 @@ class Run:
         return result if result is not None else self._decisions.unfinished()
 
     # -- checks: time, failure -------------------------------------------------
-    def _start(self, i: int) -> float:
-        """Check ``i`` starts work: its deadline is set; returns the clock."""
-        t0 = time.perf_counter()
-        DEADLINE.at = t0 + self._budget[i] - self.stats.check_seconds[i]
-        return t0
+    def _call(self, i: int, work: Callable[..., Sequence[Hit]], *args: Any) -> None:
+        """Call a method of check ``i``'s session within what the check has left of
+        its time: its deadline is set for the call, the time is charged to it, its
+        hits are taken; if it raises or runs past its time, on_error decides.
 
-    def _stop(self, i: int, t0: float) -> None:
-        self.stats.check_seconds[i] += time.perf_counter() - t0
+        The one way the run calls a session (feed, finish, force, collect).
+        """
+        if i in self._failed:
+            return  # (it shared a scanner with a check that ran out of time)
+        check, session = self._sessions[i]
+        seconds = self.stats.check_seconds
+        t0 = time.perf_counter()
+        session.deadline.at = t0 + self._budget[i] - seconds[i]
+        try:
+            found = work(*args)
+        except Exception as exc:
+            found = self._fail(i, check, session, exc)
+        finally:
+            session.deadline.at = None
+        seconds[i] += time.perf_counter() - t0
+        if found:
+            self._found[i] += len(found)
+            if self._found[i] > MOST_RUN_FINDINGS:
+                # Findings are bounded per run (memory): past it the check stops.
+                what = f"more than {MOST_RUN_FINDINGS:,} findings in one run"
+                found = self._fail(i, check, session, MalformedFinding(what))
+            self._add(found, session.scans)
+        if seconds[i] > self._budget[i]:
+            self._overrun(i, check, session)
 
     def _overrun(self, i: int, check: Check, session: Session) -> None:
         """A check spent more than its time on this run: it stops, on_error decides."""
@@ -480,31 +492,23 @@ class Run:
         return hold
 
     def _advance(self, *, final: bool) -> str:
+        """The release rule, the one place text is released: up to the smallest hold
+        (all of it, if ``final``), bounded by an undecided block or cut and by the
+        barriers; a decided block or cut ends the run; past the hold-back cap, held
+        text is decided as it stands first."""
         hold = self._end if final else self._hold()
         if not final and self._end - hold > self._cap:
             self._force()
             hold = self._hold()
         self._hold_seen = hold
         decisions, out = self._decisions, self._out
-
-        due = decisions.due(hold, final=final)
-        if due is not None:
-            ending, hit = due
-            if ending is Ending.BLOCKED:
-                self._conclude(Ending.BLOCKED, [h for h in decisions.hits if h.start <= hit.start])
-                return ""
-            # A repair that crosses the cut goes whole, and so does the
-            # whitespace before it; the finding says where the text really ends.
-            at = out.back_over_space(self._repairs.straddle(hit.start), hit.floor)
-            piece = out.release(at, self._repairs, final=True)
-            moved = hit.moved(at, hit.end)
-            self._conclude(
-                Ending.TRUNCATED,
-                [h for h in decisions.hits if h.start < hit.start and h is not hit] + [moved],
-            )
-            return piece
-
-        target = decisions.limit(hold)
+        if final or decisions.pending:
+            due = decisions.due(hold, final=final)
+            if due is not None:
+                return self._end_with(*due)
+            target = decisions.limit(hold)
+        else:
+            target = hold  # nothing may end the run yet: the common case
         for session in self._barriers:
             if session.barrier < target:
                 target = session.barrier  # e.g. a schema check that releases on completion
@@ -527,6 +531,23 @@ class Run:
         else:
             self.stats.holdbacks.add(self._end - out.released)
             self._trim()
+        return piece
+
+    def _end_with(self, ending: Ending, hit: Hit) -> str:
+        """A block or a cut is decided: end the run; return the text released."""
+        decisions, out = self._decisions, self._out
+        if ending is Ending.BLOCKED:
+            self._conclude(Ending.BLOCKED, [h for h in decisions.hits if h.start <= hit.start])
+            return ""
+        # A repair that crosses the cut goes whole, and so does the
+        # whitespace before it; the finding says where the text really ends.
+        at = out.back_over_space(self._repairs.straddle(hit.start), hit.floor)
+        piece = out.release(at, self._repairs, final=True)
+        moved = hit.moved(at, hit.end)
+        self._conclude(
+            Ending.TRUNCATED,
+            [h for h in decisions.hits if h.start < hit.start and h is not hit] + [moved],
+        )
         return piece
 
     def _judge_repaired(self) -> list[Hit]:
@@ -554,7 +575,7 @@ class Run:
         else:
             upto = self._base + len(prefix) - self._cap
             upto_orig = self._to_orig(upto)
-        for i, (check, session) in enumerate(self._sessions):
+        for i, (_, session) in enumerate(self._sessions):
             if not session.capped or i in self._failed:
                 continue
             if prefix is not None and not session.scans:
@@ -562,17 +583,7 @@ class Run:
             limit = upto if session.scans else upto_orig
             if session.hold >= limit:
                 continue
-            t0 = self._start(i)
-            try:
-                found = session.force(buf, self._base, limit)
-            except Exception as exc:
-                found = self._fail(i, check, session, exc)
-            self._stop(i, t0)
-            if found:
-                self._add(found, session.scans)
-            if self.stats.check_seconds[i] > self._budget[i]:
-                self._overrun(i, check, session)
-        DEADLINE.at = None
+            self._call(i, session.force, buf, self._base, limit)
 
     def _canonical(self, orig: int) -> int:
         """The first canonical offset at or after original offset ``orig``."""

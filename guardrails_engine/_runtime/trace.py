@@ -204,7 +204,7 @@ def _build(
     )
 
 
-_FINAL = frozenset({"completed", "blocked", "truncated"})
+_FINAL = frozenset({"completed", "blocked", "truncated", "timed_out", "idle"})
 
 _OTEL: Any = None
 _OTEL_CHECKED = False

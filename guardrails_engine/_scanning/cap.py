@@ -181,7 +181,7 @@ class Undecided:
     every pattern that may have been in progress must have ended.
     """
 
-    __slots__ = ("at", "index", "open", "until")
+    __slots__ = ("at", "index", "open", "scanned", "until")
 
     def __init__(self, at: int, index: int, outside: list[regex.Pattern[str] | None]) -> None:
         self.at = at
@@ -191,14 +191,28 @@ class Undecided:
         self.open = outside
         #: The furthest end found so far.
         self.until = at
+        #: The text up to here holds no end of a pattern still open.
+        self.scanned = at
 
     @classmethod
     def begin(
-        cls, patterns: Iterable[regex.Pattern[str]], buf: str, base: int, hold: int, upto: int
+        cls,
+        patterns: Iterable[regex.Pattern[str]],
+        buf: str,
+        base: int,
+        hold: int,
+        upto: int,
+        seen: dict[int, int] | None = None,
     ) -> tuple[int, Undecided] | None:
         """A match of one of ``patterns`` may be in progress from ``hold`` on
         past ``upto`` (the cap): where the undecided stretch starts, and the
-        stretch; None if no pattern can be."""
+        stretch; None if no pattern can be.
+
+        ``seen`` (per run, kept by the caller) remembers per pattern the first
+        offset where a match may still be in progress: the text only grows, so
+        no match can start before it later either.  A stream past the cap asks
+        at every chunk; without it each question would read the held text again
+        (the cost per character would grow with the cap)."""
         cap = base + len(buf) - upto
         lo0, hi = max(hold, base) - base, upto - base
         best: tuple[int, int] | None = None
@@ -208,6 +222,8 @@ class Undecided:
             if not f.wide(cap):
                 continue  # no match of it is longer than the cap: decided exactly
             lo = lo0
+            if seen is not None and j in seen:
+                lo = max(lo, seen[j] - base)
             if f.outside_back is not None:
                 # A match in progress has consumed nothing outside its alphabet.
                 m = f.outside_back.search(buf, lo, hi)
@@ -223,6 +239,8 @@ class Undecided:
             # Where a match may really be in progress (once per stretch: the
             # probe reads to the end of the text).
             pm = f.probe.search(buf, lo, partial=True)
+            if seen is not None:
+                seen[j] = base + (len(buf) if pm is None else pm.start())
             if pm is None or pm.start() >= hi:
                 continue
             x = pm.start()
@@ -240,7 +258,9 @@ class Undecided:
         alphabet; patterns whose end is found are dropped from ``open``.
         """
         still: list[regex.Pattern[str] | None] = []
-        lo = max(frm, base) - base
+        # (The text before ``scanned`` was searched already: the patterns still
+        # open found no end there, and it does not change.)
+        lo = max(frm, base, self.scanned) - base
         for outside in self.open:
             m = outside.search(buf, lo) if outside is not None else None
             if m is None:
@@ -248,4 +268,5 @@ class Undecided:
             elif m.start() + base > self.until:
                 self.until = m.start() + base
         self.open = still
+        self.scanned = base + len(buf)
         return None if still else self.until

@@ -40,19 +40,17 @@ again.  A run shares one scanner between the checks that only scan patterns
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import regex
 
+from .._core.deadline import Deadline
 from .analysis import Facts, facts
 from .compose import SCOPABLE, ascii_gate, classes, probe, streamable
 from .terms import OVERLAPPING
 
 __all__ = [
-    "DEADLINE",
     "PatternSet",
     "ScanMatch",
     "ScanState",
@@ -62,40 +60,13 @@ __all__ = [
 ]
 
 
-class _Deadline(threading.local):
-    """When the check being fed must stop (``time.perf_counter`` time), per thread.
-
-    The pipeline sets it before it feeds a session and clears it after; the
-    scanner reads it only for a call into the engine that may read far
-    (:data:`_GUARD_FROM`), since the engine's ``timeout=`` costs microseconds.
-    """
-
-    at: float | None = None
-
-
-DEADLINE = _Deadline()
-
 # A call into the engine with a user's pattern that may read more than this
-# many characters is given the time left before the deadline (``timeout=``,
+# many characters is given the time left before the run's deadline for the check (``timeout=``,
 # about 2 us a call); shorter ones are not: a pattern that passed the
 # load-time analysis runs in bounded time on them, and one that slipped
 # through it is stopped after such a call (most calls on prose are shorter:
 # guarding every one would add 2-3 us per 4-character chunk).
 _GUARD_FROM = 24
-
-
-def _left() -> float | None:
-    """Seconds left before the deadline (None: no deadline).
-
-    :raises TimeoutError: if it has passed.
-    """
-    at = DEADLINE.at
-    if at is None:
-        return None
-    left = at - time.perf_counter()
-    if left <= 0:
-        raise TimeoutError("check deadline passed")
-    return left
 
 
 # Back-references and conditionals refer to group numbers, which an
@@ -105,11 +76,13 @@ _UNCOMBINABLE = regex.compile(r"\\[1-9]|\\g<|\(\?P=|\(\?\(|\(\?[a-zA-Z]+\)")
 
 @dataclass(frozen=True, slots=True)
 class ScanMatch:
-    """One final match: the pattern's index and the match, offset by ``base``."""
+    """One final match: the pattern's index and the match, offset by ``base``; and
+    the deadline of the scan that found it (for work on the match that may be long)."""
 
     index: int
     match: regex.Match[str]
     base: int
+    deadline: Deadline | None = None
 
     @property
     def start(self) -> int:
@@ -150,7 +123,7 @@ class _Finder:
             chr(c) for c in range(128) if probes == 0 and first and first.match(chr(c))
         )
 
-    def find(self, buf: str, p: int, stop: int) -> int:
+    def find(self, buf: str, p: int, stop: int, deadline: Deadline) -> int:
         """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
         if p >= stop:
             return stop
@@ -159,7 +132,8 @@ class _Finder:
         first = self.first
         far = len(buf) - p > _GUARD_FROM
         if first is None:
-            pm = self.probe.search(buf, p, partial=True, timeout=_left() if far else None)
+            left = deadline.left() if far else None
+            pm = self.probe.search(buf, p, partial=True, timeout=left)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
         m = first.search(buf, p)
@@ -170,11 +144,12 @@ class _Finder:
             if budget == 0:
                 if self.probes == 0:
                     return c
-                pm = self.probe.search(buf, c, partial=True, timeout=_left() if far else None)
+                left = deadline.left() if far else None
+                pm = self.probe.search(buf, c, partial=True, timeout=left)
                 return stop if pm is None else min(pm.start(), stop)
             budget -= 1
             if far and len(buf) - c > _GUARD_FROM:
-                pm = self.probe.match(buf, c, partial=True, timeout=_left())
+                pm = self.probe.match(buf, c, partial=True, timeout=deadline.left())
             else:
                 pm = self.probe.match(buf, c, partial=True)
             if pm is not None:
@@ -182,13 +157,13 @@ class _Finder:
             m = first.search(buf, c + 1)
         return stop
 
-    def find_in_word(self, buf: str, p: int, stop: int) -> int:
+    def find_in_word(self, buf: str, p: int, stop: int, deadline: Deadline) -> int:
         """:meth:`find` in a whitespace-free stretch ``[p, stop)``.  In a long
         one (an unbroken token) a probe can cost milliseconds a candidate, and
         an address may be in progress from its first character anyway: there
         the first candidate holds (``p`` if candidates are not known), unasked."""
         if stop - p <= _LONG_WORD:
-            return self.find(buf, p, stop)
+            return self.find(buf, p, stop, deadline)
         if self.first is None:
             return p
         m = self.first.search(buf, p, stop)
@@ -311,8 +286,9 @@ class PatternSet:
         self._groups = tuple(groups)
         self._trigger = classes(self.patterns, [f.required for f in known], lead=False)
 
-    def state(self) -> ScanState:
-        return ScanState(self)
+    def state(self, deadline: Deadline | None = None) -> ScanState:
+        """A scanning state for one run; ``deadline`` stops its long calls."""
+        return ScanState(self, deadline)
 
 
 # How far before the end of the buffer a stretch to collect must end for
@@ -332,10 +308,22 @@ def _run_start(buf: str, lo: int, hi: int) -> int:
 
 
 class _GroupState:
-    __slots__ = ("dead", "eager", "group", "hold", "long_at", "long_until", "pos")
+    __slots__ = (
+        "dead",
+        "deadline",
+        "eager",
+        "group",
+        "hold",
+        "long_at",
+        "long_until",
+        "pos",
+        "space_at",
+        "space_upto",
+    )
 
-    def __init__(self, group: _Group) -> None:
+    def __init__(self, group: _Group, deadline: Deadline) -> None:
         self.group = group
+        self.deadline = deadline
         self.pos = [0] * len(group.patterns)
         self.dead = 0
         self.hold = 0
@@ -345,6 +333,20 @@ class _GroupState:
         # where it starts, and the end of the text at which to look again.
         self.long_at = -1
         self.long_until = 0
+        # The text before ``space_upto`` was searched for whitespace: the last
+        # found ends at ``space_at`` (-1: none), so a long word is not read
+        # again at every chunk (absolute offsets).
+        self.space_upto = 0
+        self.space_at = -1
+
+    def _run_start(self, buf: str, base: int, lo: int, stop: int) -> int:
+        """:func:`_run_start` of ``buf[lo:stop]``, reading only what is new since the last call."""
+        if stop + base < self.space_upto:  # (a shorter text than last time: no memory)
+            self.space_upto, self.space_at = 0, -1
+        m = _LAST_SPACE.search(buf, max(lo, self.space_upto - base), stop)
+        at = self.space_at if m is None else m.end() + base
+        self.space_upto, self.space_at = stop + base, at
+        return max(lo, at - base)
 
     def feed(self, buf: str, base: int, end: int, out: list[ScanMatch], maybe: bool = True) -> None:
         """Scan what arrived.  ``maybe``: False if the caller knows that no
@@ -358,15 +360,15 @@ class _GroupState:
             if x == self.long_at and end < self.long_until:
                 h = lo  # still in progress there, as far as it is worth asking
             else:
-                h = group.finder.find(buf, lo, stop)
+                h = group.finder.find(buf, lo, stop, self.deadline)
                 if stop - h > _LONG_WORD:
                     self.long_at = h + base
                     self.long_until = end + (stop - h) // 4
         else:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...
-            run = _run_start(buf, lo, stop)
-            h = group.finder.find_in_word(buf, run, stop)
+            run = self._run_start(buf, base, lo, stop)
+            h = group.finder.find_in_word(buf, run, stop, self.deadline)
             far = group.far
             if far is not None:
                 # ... or, for a pattern that reads further than one character
@@ -384,7 +386,7 @@ class _GroupState:
                     if gate is not None and word.isascii() and gate.isdisjoint(word):
                         h2 = run  # no character that such a match must hold
                     else:
-                        h2 = far.find_in_word(buf, before, run)
+                        h2 = far.find_in_word(buf, before, run, self.deadline)
                     if h2 < h:
                         h = h2
                         self.eager = True  # the next chunk settles it
@@ -432,6 +434,7 @@ class _GroupState:
             self._collect_at_starts(buf, base, start, limit, out, which)
             return
         far = len(buf) + base - _GUARD_FROM
+        deadline = self.deadline
         for j in range(len(patterns)) if which is None else which:
             pattern = patterns[j]
             p = max(self.pos[j], start)
@@ -439,14 +442,14 @@ class _GroupState:
             overlapping = group.overlapping[j]
             while p < limit:
                 if p < far:
-                    m = pattern.search(buf, p - base, timeout=_left())
+                    m = pattern.search(buf, p - base, timeout=deadline.left())
                 else:
                     m = pattern.search(buf, p - base)
                 if m is None or m.start() + base >= limit:
                     break
                 s, e = m.start() + base, m.end() + base
                 if e > s:
-                    out.append(ScanMatch(index, m, base))
+                    out.append(ScanMatch(index, m, base, deadline))
                     p = s + 1 if overlapping else e
                 else:
                     p = s + 1
@@ -474,6 +477,7 @@ class _GroupState:
             found.append(m.start())
             m = starts.search(buf, m.start() + 1, lim)
         patterns = group.patterns
+        deadline = self.deadline
         for j in range(len(patterns)) if which is None else which:
             pattern = patterns[j]
             index = group.indices[j]
@@ -481,9 +485,10 @@ class _GroupState:
             for c in found:
                 if c < q:
                     continue
-                mm = pattern.match(buf, c, timeout=_left())  # far from the end, by design
+                # (Far from the end, by design.)
+                mm = pattern.match(buf, c, timeout=deadline.left())
                 if mm is not None and mm.end() > c:
-                    out.append(ScanMatch(index, mm, base))
+                    out.append(ScanMatch(index, mm, base, deadline))
                     q = c + 1 if group.overlapping[j] else mm.end()
             self.pos[j] = max(q + base, limit)
 
@@ -508,10 +513,12 @@ class ScanState:
     (lookbehind and ``\\b`` read earlier characters; the pipeline keeps 256).
     """
 
-    __slots__ = ("_seen", "_states", "_trigger", "eager", "hold")
+    __slots__ = ("_seen", "_states", "_trigger", "deadline", "eager", "hold")
 
-    def __init__(self, patterns: PatternSet) -> None:
-        self._states = tuple(_GroupState(g) for g in patterns._groups)
+    def __init__(self, patterns: PatternSet, deadline: Deadline | None = None) -> None:
+        #: When long calls into the engine must stop (the run sets ``deadline.at``).
+        self.deadline = Deadline() if deadline is None else deadline
+        self._states = tuple(_GroupState(g, self.deadline) for g in patterns._groups)
         # Any group's required characters: one search tells every group that
         # it has nothing to find (the common case), or not.
         self._trigger = patterns._trigger if len(self._states) > 1 else None
@@ -593,8 +600,10 @@ class SharedScan:
 
     __slots__ = ("_before", "_fed", "_last", "_offsets", "_owner", "_pending", "_state")
 
-    def __init__(self, patterns: PatternSet, sizes: Sequence[int]) -> None:
-        self._state = patterns.state()
+    def __init__(
+        self, patterns: PatternSet, sizes: Sequence[int], deadline: Deadline | None = None
+    ) -> None:
+        self._state = patterns.state(deadline)
         offsets, owner, at = [], [], 0
         for k, n in enumerate(sizes):
             offsets.append(at)
@@ -615,7 +624,7 @@ class SharedScan:
         owner, offsets, pending = self._owner, self._offsets, self._pending
         for m in found:
             k = owner[m.index]
-            pending[k].append(ScanMatch(m.index - offsets[k], m.match, m.base))
+            pending[k].append(ScanMatch(m.index - offsets[k], m.match, m.base, m.deadline))
 
     def _take(self, k: int) -> list[ScanMatch]:
         out = self._pending[k]

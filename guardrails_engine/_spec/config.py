@@ -83,6 +83,20 @@ class StreamSpec(_Spec):
         le=1_000_000,
         description="Cap on what pattern checks hold back; past it, held text is decided as is.",
     )
+    deadline_ms: int | None = Field(
+        None,
+        ge=1,
+        le=86_400_000,
+        description="The most time a stream or push run may take, from its first pull (or "
+        "its creation); past it, it ends blocked (ending: timed_out). Default: none.",
+    )
+    idle_timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=86_400_000,
+        description="The most time a stream or push run may wait for the next chunk from "
+        "its source; past it, it ends blocked (ending: idle). Default: none.",
+    )
     first_chunk_timeout_ms: int | None = Field(
         None,
         ge=1,

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
+from .._core.deadline import Deadline
 from .._core.model import Action
 from .._scanning.cap import Undecided
 from .._scanning.scan import PatternSet, ScanMatch, ScanState, ScanView
@@ -156,6 +157,11 @@ class Session:
 
     #: No hit still to come starts before this offset (monotonic).
     hold: int
+    #: When the session's work must stop.  The run gives every session a deadline
+    #: of its own before it feeds it, and sets it before each call; a session that
+    #: loops over many pieces of work (units, matches) calls ``deadline.check()``
+    #: between them, which raises ``TimeoutError`` once it has passed.
+    deadline: Deadline
     #: Whether ``max_holdback_chars`` applies (pattern checks: yes; schema: no).
     capped: bool = True
     #: Whether the session reads the canonical scan buffer (else it only sees chunks).
@@ -288,6 +294,9 @@ class Check:
         return _OUTCOME[hit.action]
 
 
+#: Matches interpreted between two looks at the deadline.
+_BATCH = 16
+
 _OUTCOME = {Action.REPAIR: "replaced", Action.BLOCK: "blocked", Action.FLAG: "flagged"}
 
 
@@ -299,16 +308,23 @@ class PatternSession(Session):
     so a stream is never less careful than ``validate``.
     """
 
-    __slots__ = ("_check", "_open", "_state", "hold")
+    __slots__ = ("_check", "_open", "_seen", "_state", "deadline", "hold")
 
     capped = True
     scans = True
 
-    def __init__(self, check: PatternCheck, scan: ScanView | None = None) -> None:
+    def __init__(
+        self, check: PatternCheck, scan: ScanView | None = None, deadline: Deadline | None = None
+    ) -> None:
         self._check = check
         # Its own scanner, or its view of one the run shares between checks.
-        self._state: ScanState | ScanView = scan if scan is not None else check.patterns.state()
+        self._state: ScanState | ScanView = (
+            scan if scan is not None else check.patterns.state(deadline)
+        )
+        # (The scanner's: checks that share a scanner share its deadline.)
+        self.deadline = self.scanner.deadline
         self._open: Undecided | None = None  # an undecided stretch past the cap
+        self._seen: dict[int, int] = {}  # per pattern: no match in progress before it
         self.hold = 0
 
     @property
@@ -354,7 +370,9 @@ class PatternSession(Session):
             self._close(buf, base, hits, final=False, upto=upto)
         hits += self.interpret(state.force(buf, base, upto))
         if self._open is None and before < upto:
-            begun = Undecided.begin(self._check.patterns.patterns, buf, base, before, upto)
+            begun = Undecided.begin(
+                self._check.patterns.patterns, buf, base, before, upto, self._seen
+            )
             if begun is not None:
                 start, self._open = begun
                 hits.append(self._stretch(self._open, buf, base, start, upto, joins=False))
@@ -364,7 +382,15 @@ class PatternSession(Session):
 
     def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
         """Hits of final matches (a session that keeps per-run state overrides it)."""
-        return self._check.interpret(matches)
+        if len(matches) <= _BATCH:
+            return self._check.interpret(matches)
+        # Many matches (a run of digits): interpreting one may cost a millisecond
+        # (a phone number is parsed), so the deadline is looked at between batches.
+        hits: list[Hit] = []
+        for i in range(0, len(matches), _BATCH):
+            self.deadline.check()
+            hits += self._check.interpret(matches[i : i + _BATCH])
+        return hits
 
     def _stretch(
         self, undecided: Undecided, buf: str, base: int, start: int, end: int, *, joins: bool
@@ -403,8 +429,9 @@ class PatternCheck(Check):
 
     patterns: PatternSet
 
-    def session(self, scan: ScanView | None = None) -> Session:
-        return PatternSession(self, scan)
+    def session(self, scan: ScanView | None = None, deadline: Deadline | None = None) -> Session:
+        """A session of its own scanner (with ``deadline``), or over ``scan``."""
+        return PatternSession(self, scan, deadline)
 
     def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:
         raise NotImplementedError

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import regex
 
+from .._core.deadline import Deadline
 from .._core.model import Action
 from .._scanning.scan import PatternSet, ScanMatch, ScanView
 from .._scanning.terms import Overlaps, TermSet, term_pattern
@@ -55,8 +56,8 @@ class ContentCheck(PatternCheck):
         self.labels = tuple(labels)
         self.patterns = PatternSet(compiled)
 
-    def session(self, scan: ScanView | None = None) -> Session:
-        return _ContentSession(self, scan)
+    def session(self, scan: ScanView | None = None, deadline: Deadline | None = None) -> Session:
+        return _ContentSession(self, scan, deadline)
 
     def interpret(
         self, matches: Sequence[ScanMatch], overlaps: Overlaps | None = None
@@ -86,8 +87,10 @@ class _ContentSession(PatternSession):
 
     __slots__ = ("_overlaps",)
 
-    def __init__(self, check: ContentCheck, scan: ScanView | None) -> None:
-        super().__init__(check, scan)
+    def __init__(
+        self, check: ContentCheck, scan: ScanView | None, deadline: Deadline | None
+    ) -> None:
+        super().__init__(check, scan, deadline)
         self._overlaps = Overlaps()
 
     def interpret(self, matches: Sequence[ScanMatch]) -> list[Hit]:

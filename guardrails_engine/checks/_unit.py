@@ -23,10 +23,15 @@ from typing import Any, Literal, overload
 import regex
 from pydantic import BaseModel
 
+from .._core.deadline import Deadline
 from .._core.model import Action
+from .._core.threads import CheckThreads
 from ._base import Check, CheckConfig, Hit, PartialFailure, Session
 
 __all__ = [
+    "MOST_FINDINGS",
+    "MOST_RUN_FINDINGS",
+    "MOST_RUN_FINDING_CHARS",
     "USER_CODE",
     "Found",
     "Job",
@@ -78,6 +83,10 @@ class CheckRaised(Exception):
 
 #: The most findings one call of a unit check may return.
 MOST_FINDINGS = 10_000
+#: The most findings one check may report in one run, and the most characters
+#: their values may cover together; past either, the check fails (on_error decides).
+MOST_RUN_FINDINGS = 100_000
+MOST_RUN_FINDING_CHARS = 10_000_000
 
 _STAND_INS: dict[str, type[CheckRaised]] = {}
 
@@ -216,6 +225,8 @@ class Compiled(Check):
         self.unit: Unit = unit
         self.max_unit_chars = max_unit_chars
         self.deferred = declared.is_async or declared.blocking
+        #: The threads of its blocking calls, for every run (bounded: see CheckThreads).
+        self.threads = CheckThreads()
 
     def session(self) -> Session:
         return UnitSession(self)
@@ -343,6 +354,9 @@ class UnitSession(Session):
         self._seen = 0  # boundaries are searched from here (less any trailing run)
         self.jobs: list[Job] = []  # deferred calls, in text order
         self.hold = 0
+        self.deadline = Deadline()  # (the run gives it its own)
+        self._found = 0  # findings so far in this run
+        self._found_chars = 0  # and the characters they cover
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
         if self.check.unit == "text":
@@ -375,7 +389,9 @@ class UnitSession(Session):
             try:
                 if job.error is not None:
                     raise job.error
-                hits += self.check.hits(job.result, job.text, job.offset)
+                found = self.check.hits(job.result, job.text, job.offset)
+                self._count(found)
+                hits += found
             except Exception as exc:
                 # The units before this one keep their findings; the failure is here.
                 self.hold = max(self.hold, job.offset)
@@ -424,10 +440,27 @@ class UnitSession(Session):
             self.jobs.append(Job(self.check, text, offset))
             return
         try:
-            hits += self.check.hits(self.check.call(text), text, offset)
+            # Between units the deadline holds: a slow function is not called on
+            # every unit of a long text (validate) when a stream would stop after one.
+            self.deadline.check()
+            found = self.check.hits(self.check.call(text), text, offset)
+            self._count(found)
+            hits += found
         except Exception as exc:
             self.hold = max(self.hold, offset)
             raise PartialFailure(exc, hits) from exc
+
+    def _count(self, found: Sequence[Hit]) -> None:
+        """Findings of one run are bounded in number and in the text they hold (the
+        hits are checked as the units are: a validate does not build them all first)."""
+        self._found += len(found)
+        self._found_chars += sum(h.end - h.start for h in found)
+        if self._found > MOST_RUN_FINDINGS:
+            raise MalformedFinding(f"more than {MOST_RUN_FINDINGS:,} findings in one run")
+        if self._found_chars > MOST_RUN_FINDING_CHARS:
+            raise MalformedFinding(
+                f"findings covering more than {MOST_RUN_FINDING_CHARS:,} characters in one run"
+            )
 
     def _update(self) -> None:
         hold = self.jobs[0].offset if self.jobs else self._start

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import regex
 
+from ..._core.deadline import Deadline
 from ..._core.model import Action, done
 from ..._scanning.scan import PatternSet, ScanMatch, ScanView
 from ..._scanning.terms import term_pattern
@@ -135,10 +136,10 @@ class PiiCheck(PatternCheck):
         self.cap = cap
 
     # -- sessions ---------------------------------------------------------------
-    def session(self, scan: ScanView | None = None) -> Session:
+    def session(self, scan: ScanView | None = None, deadline: Deadline | None = None) -> Session:
         if not self.blocking:
-            return PatternSession(self, scan)
-        return _PiiSession(self)
+            return PatternSession(self, scan, deadline)
+        return _PiiSession(self, deadline)
 
     # -- hits -------------------------------------------------------------------
     def _min_score(self, entity: str) -> float:
@@ -231,7 +232,9 @@ def _has_context(text: str, start: int, words: tuple[str, ...]) -> bool:
     one label counts each value once.
     """
     window = text[max(0, start - CONTEXT_WINDOW_CHARS) : start]
-    first = _TOKEN.match(text, start)
+    # (The value's first word is read as far as the window's size: a run of
+    # dotted digits is one word as long as the text, read again per value.)
+    first = _TOKEN.match(text, start, start + CONTEXT_WINDOW_CHARS)
     tokens = _TOKEN.findall(window) + ([first.group()] if first else [])
     stop = _stop_words()
     kept = [t for t in (t.casefold() for t in tokens) if t not in stop]
@@ -252,15 +255,16 @@ def _stop_words() -> frozenset[str]:
 class _PiiSession(Session):
     """Patterns as they stream, NER a sentence at a time."""
 
-    __slots__ = ("_check", "_context", "_patterns", "_sentence", "hold", "needed")
+    __slots__ = ("_check", "_context", "_patterns", "_sentence", "deadline", "hold", "needed")
 
     capped = True
     scans = True
     reads_back = True  # NER reads the sentence before its hold
 
-    def __init__(self, check: PiiCheck) -> None:
+    def __init__(self, check: PiiCheck, deadline: Deadline | None) -> None:
         self._check = check
-        self._patterns = PatternSession(check) if check.detectors else None
+        self.deadline = Deadline() if deadline is None else deadline
+        self._patterns = PatternSession(check, None, self.deadline) if check.detectors else None
         self._sentence = 0  # start of the sentence still open
         self._context = 0  # start of the sentence before it
         self.hold = 0

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 if TYPE_CHECKING:
+    from ..._core.deadline import Deadline
     from ..._scanning.scan import ScanMatch
 
 __all__ = [
@@ -251,11 +252,15 @@ class Catalog:
         text = m.match.group()
         if is_ipv4(text):
             return []  # an IPv4 address, which phonenumbers would read as a number
-        return [(m.start + s, m.start + e, score) for s, e, score in self.phone_spans(text)]
+        spans = self.phone_spans(text, m.deadline)
+        return [(m.start + s, m.start + e, score) for s, e, score in spans]
 
-    def phone_spans(self, text: str) -> list[tuple[int, int, float]]:
+    def phone_spans(
+        self, text: str, deadline: Deadline | None = None
+    ) -> list[tuple[int, int, float]]:
         """Where python-phonenumbers finds a number in ``text``, in any of presidio's
-        regions (with presidio's leniency), with its score.
+        regions (with presidio's leniency), with its score.  On a long run of digits this
+        may take seconds: ``deadline`` is looked at between numbers.
 
         Where it finds none, a phone-shaped number (a country code, or groups) of
         the North American plan (ten digits, with ``+1`` or not) that it finds
@@ -271,6 +276,8 @@ class Catalog:
                 continue  # too short to be valid there (the common case: "17 days")
             for found in pn.PhoneNumberMatcher(text, region, leniency=self._phone_leniency):
                 spans[(found.start, found.end)] = self.phone_score
+                if deadline is not None:
+                    deadline.check()
         if not spans and digits >= 10 and _PHONE_SHAPED.search(text):
             # (Each region reads its own international prefix: 00 in Europe, 011 here.)
             for region in self._phone_regions:
@@ -282,6 +289,8 @@ class Catalog:
                         and _NANP_SHAPED.fullmatch(found.raw_string) is not None
                     ):
                         spans.setdefault((found.start, found.end), POSSIBLE_PHONE_SCORE)
+                    if deadline is not None:
+                        deadline.check()
         return [(s, e, score) for (s, e), score in spans.items()]
 
 
