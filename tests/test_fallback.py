@@ -17,7 +17,6 @@ import anyio.lowlevel
 import pytest
 
 import guardrails_engine as ge
-from guardrails_engine._spec.config import StreamSpec
 
 YAML = """
 version: 1
@@ -40,8 +39,6 @@ SECOND = "Second model: mail ann@example.com today."
 SECOND_OUT = POLICY.validate_sync(SECOND).text
 #: Released by the first source before its trigger, in the "after" cases.
 BEFORE = ["Hello there. ", "Some text "]
-
-HAS_IDLE = "idle_timeout_ms" in StreamSpec.model_fields
 
 
 class Source:
@@ -187,7 +184,7 @@ def _after(trigger: str) -> Source:
     return Source(BEFORE, trigger)
 
 
-AFTER = [t for t in TRIGGERS if t != "hang"]
+AFTER = [t for t in TRIGGERS if t != "hang"]  # (a hang after a release: idle, below)
 
 
 @pytest.mark.parametrize("trigger", AFTER)
@@ -205,19 +202,18 @@ async def test_async_trigger_after_release_ends_without_replay(trigger: str) -> 
     _check_no_replay(events, first, second, trigger)
 
 
-@pytest.mark.skipif(not HAS_IDLE, reason="stream.idle_timeout_ms comes with the hostile-core work")
+IDLE = YAML.format(on="error, timeout, refusal, block", extra="").replace(
+    "first_chunk_timeout_ms: 300", "first_chunk_timeout_ms: 300, idle_timeout_ms: 300"
+)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("released_first", [False, True])
 async def test_async_hang_mid_stream(released_first: bool) -> None:
-    # Mid-stream: chunks came, then nothing. Before a release (all of it held by a
-    # schema check that releases on completion) the fallback takes over; after, the
-    # stream ends with a timeout.
-    extra = ""
-    p = ge.Policy.from_yaml(
-        YAML.format(on="error, timeout, refusal, block", extra=extra).replace(
-            "first_chunk_timeout_ms: 300", "first_chunk_timeout_ms: 300, idle_timeout_ms: 300"
-        )
-    )
+    # Mid-stream: chunks came, then nothing (stream.idle_timeout_ms). Before a release
+    # ("Hello" is held: a value may go on) the fallback takes over; after, the stream
+    # ends with a timeout, not the block message.
+    p = ge.Policy.from_yaml(IDLE)
     chunks = BEFORE if released_first else ["Hello"]
     first, second = Source(chunks, "hang"), Second()
     events, result = await run_async(p, first, second)
@@ -226,6 +222,40 @@ async def test_async_hang_mid_stream(released_first: bool) -> None:
         _check_no_replay(events, first, second, "hang")
     else:
         assert released(events) == SECOND_OUT and result.source == 1
+        assert [a.ending for a in result.attempts] == ["timeout", "completed"]
+
+
+def test_sync_hang_mid_stream() -> None:
+    # A sync source cannot be interrupted: the idle limit is looked at when it returns.
+    p = ge.Policy.from_yaml(IDLE)
+
+    def slow() -> Iterator[str]:
+        yield "Hello"
+        time.sleep(0.5)  # past idle_timeout_ms
+        yield " there."
+
+    second = Second(sync=True)
+    with p.stream_sync(slow(), fallback=second) as stream:
+        text = "".join(stream)
+    assert text == SECOND_OUT
+    assert [c.reason for c in second.calls] == ["timeout"]
+
+
+def test_the_deadline_after_a_release_is_an_interrupted_ending() -> None:
+    p = ge.Policy.from_yaml(IDLE.replace("idle_timeout_ms: 300", "deadline_ms: 300"))
+
+    def slow() -> Iterator[str]:
+        yield "Hello there. "
+        time.sleep(0.5)  # past deadline_ms
+        yield "More text. "
+
+    with p.stream_sync(slow(), fallback=Second(sync=True)) as stream:
+        events = list(stream.events())
+    assert released(events) == "Hello there. "
+    ending = events[-2]
+    assert isinstance(ending, ge.Interrupted) and ending.reason == "timeout"
+    assert ending.message == "[cut]" and events[-1].result.ending == "timeout"
+    assert not any(isinstance(e, ge.Blocked) for e in events)
 
 
 def test_iterating_gives_the_text_and_the_ending_message() -> None:

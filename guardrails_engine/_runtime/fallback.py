@@ -268,6 +268,7 @@ class Rule:
         "attempt",
         "breaker",
         "first_chunk_s",
+        "limited",
         "released",
         "result",
         "sources",
@@ -290,6 +291,9 @@ class Rule:
         self._closing = spec.closing_message
         ms = policy.spec.stream.first_chunk_timeout_ms
         self.first_chunk_s = None if ms is None else ms / 1000
+        stream = policy.spec.stream
+        #: The sources' streams have time limits of their own (deadline, idle).
+        self.limited = stream.deadline_ms is not None or stream.idle_timeout_ms is not None
         self.breaker = breaker
         self.attempt = 0  # the attempt running (0: the first source)
         self.trigger: Reason | None = None  # what started it
@@ -324,6 +328,12 @@ class Rule:
         return Fallback(reason, self.attempt + 1, safe, detail)
 
     # -- what the current source did -----------------------------------------------------
+    @property
+    def fast(self) -> bool:
+        """Text was released and no time limit can end the source's stream: its text
+        can be handed out as it is."""
+        return self.released and not self.limited
+
     def took(self, chars: int) -> None:
         """The current source released ``chars`` characters (at least one)."""
         self.released = True

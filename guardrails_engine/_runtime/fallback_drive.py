@@ -26,6 +26,7 @@ from .._core.closing import AsyncClosing, Closing
 from .._core.errors import StreamStateError, check_source
 from .._core.model import Finding
 from .._core.threads import source_limiter
+from .decision import Ending
 from .drive import _IN_MEMORY, Blocked, Ended, Released, Stream, SyncStream, _close_sync
 from .fallback import (
     Breaker,
@@ -45,6 +46,12 @@ from .trace import TraceCallback
 
 __all__ = ["FallbackStream", "SyncFallbackStream"]
 
+#: The endings of a source's stream that its time limits (``stream.deadline_ms``,
+#: ``stream.idle_timeout_ms``) caused: a ``timeout``, not a block.
+_LIMITS = {
+    Ending.TIMED_OUT: "the stream's deadline passed",
+    Ending.IDLE: "no chunk within the idle timeout",
+}
 _NONE: Any = object()  # no first chunk held
 _END: Any = object()  # the source is exhausted
 
@@ -137,6 +144,9 @@ class _Driver:
             self._queue.append(event)
             return False
         if isinstance(event, Blocked):
+            if ending in _LIMITS:  # the stream's own deadline or idle limit: a timeout
+                self._failed("timeout", _LIMITS[ending], event.findings)
+                return True
             if rule.falls_back("block"):
                 self._failed("block", "the policy blocked the text", event.findings)
                 return True
@@ -299,7 +309,7 @@ class FallbackStream(_Driver, AsyncClosing):
 
     async def __anext__(self) -> str:
         current = self._current
-        if current is not None and self._rule.released and not self._queue:
+        if current is not None and self._rule.fast and not self._queue:
             # Past the first release nothing falls back: the source's stream's text as
             # it is (the block message included), the end and failures taken as events.
             try:
@@ -463,7 +473,7 @@ class SyncFallbackStream(_Driver, Closing):
 
     def __next__(self) -> str:
         current = self._current
-        if current is not None and self._rule.released and not self._queue:
+        if current is not None and self._rule.fast and not self._queue:
             # (As in FallbackStream.__anext__: past the first release, the text as it is.)
             try:
                 piece = next(current)
