@@ -335,3 +335,34 @@ def test_anthropic_sync_block_falls_back_and_tells_no_value(ant: FakeAnthropic) 
     (why,) = told
     assert why.reason == "block" and {f.check_id for f in why.findings} == {"pii", "words"}
     assert "jdoe" not in repr(why)
+
+
+@pytest.mark.anyio
+async def test_openai_idle_after_a_release_ends_with_a_timeout(oai: FakeOpenAI) -> None:
+    # stream.idle_timeout_ms: text, then the upstream stalls; nothing is replayed, the
+    # stream ends the provider's way (an exception after the text) and the connection
+    # is closed.
+    policy = ge.Policy.from_yaml(
+        """
+version: 1
+name: idle
+stream: {idle_timeout_ms: 300}
+fallback: {on: [error, timeout]}
+checks:
+  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
+"""
+    )
+    oai.add("chat", [*_chat(["Hello there. "])[1:2], *_chat(["More. "])[1:]], delay=2)
+    called: list[ge.Fallback] = []
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        stream = ge_openai.guard(policy, primary, fallbacks=[called.append])
+        chunks: list[Any] = []
+        with pytest.raises(TimeoutError):
+            async for chunk in stream:
+                chunks.append(chunk)
+    assert called == [] and _oai_text(chunks) == "Hello there. "
+    assert stream.interrupted is not None and stream.interrupted.reason == "timeout"
+    assert oai.last(timeout=10).left

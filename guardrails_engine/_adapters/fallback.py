@@ -78,10 +78,13 @@ class _Stalled(Exception):
 class _State:
     """Shared by a fallback stream and the upstream wrapper of its current source."""
 
-    __slots__ = ("limit", "model", "refuse")
+    __slots__ = ("deadline", "idle", "limit", "model", "refuse")
 
-    def __init__(self, limit: float | None) -> None:
-        self.limit = limit
+    def __init__(self, policy: Policy, limit: float | None) -> None:
+        stream = policy.spec.stream
+        self.limit = limit  # first_chunk_timeout_ms (s)
+        self.deadline = None if stream.deadline_ms is None else stream.deadline_ms / 1000
+        self.idle = None if stream.idle_timeout_ms is None else stream.idle_timeout_ms / 1000
         self.refuse = False  # a refusal falls back now
         self.model: str | None = None  # the model the primary named
 
@@ -89,7 +92,18 @@ class _State:
 class _Upstream:
     """An upstream iterator read with the first-token time limit and refusals."""
 
-    __slots__ = ("_api", "_at", "_it", "_lock", "_pending", "_reading", "_shut", "_state")
+    __slots__ = (
+        "_api",
+        "_at",
+        "_end",
+        "_it",
+        "_last",
+        "_lock",
+        "_pending",
+        "_reading",
+        "_shut",
+        "_state",
+    )
 
     def __init__(self, it: Any, shut: Any, api: Api, state: _State, at: float | None) -> None:
         self._it = it
@@ -97,6 +111,10 @@ class _Upstream:
         self._api = api
         self._state = state
         self._at = at  # when the first token is due (None: it came, or no limit)
+        now = time.perf_counter()
+        # When the source's time is up (stream.deadline_ms), and when the last event came.
+        self._end = None if state.deadline is None else now + state.deadline
+        self._last = now
         self._lock = threading.Lock()
         self._reading = False  # a sync read abandoned by the limit is still running
         self._pending = False  # close the upstream when that read returns
@@ -110,8 +128,26 @@ class _Upstream:
                 return None
         return self._shut()
 
+    def _wait(self) -> tuple[float | None, str]:
+        """How long the next read may take (None: no limit), and what passing it means."""
+        now = time.perf_counter()
+        state = self._state
+        limits: list[tuple[float, str]] = []
+        if self._at is not None:
+            limits.append((self._at, _stalled(state.limit)))
+        if self._end is not None:
+            limits.append((self._end, f"deadline of {round((state.deadline or 0) * 1000):,} ms"))
+        if state.idle is not None:
+            idle = f"no event within {round(state.idle * 1000):,} ms"
+            limits.append((self._last + state.idle, idle))
+        if not limits:
+            return None, ""
+        at, what = min(limits)
+        return max(0.0, at - now), what
+
     def _seen(self, event: Any) -> Any:
         api, state = self._api, self._state
+        self._last = time.perf_counter()
         if self._at is not None and api.token(event):
             self._at = None
         if state.model is None:
@@ -124,22 +160,27 @@ class _Upstream:
         return self
 
     async def __anext__(self) -> Any:
-        at = self._at
-        if at is None:
+        wait, what = self._wait()
+        if wait is None:
             return self._seen(await self._it.__anext__())
-        with anyio.move_on_after(max(0.0, at - time.perf_counter())) as scope:
+        with anyio.move_on_after(wait) as scope:
             event = await self._it.__anext__()
         if scope.cancelled_caught:
-            raise _Stalled(_stalled(self._state.limit))
+            raise _Stalled(what)
         return self._seen(event)
 
     def __iter__(self) -> _Upstream:
         return self
 
     def __next__(self) -> Any:
+        if self._at is None:
+            # (The deadline and the idle limit are looked at when a sync read returns.)
+            event = next(self._it)
+            wait, what = self._wait()
+            if wait is not None and wait <= 0.0:
+                raise _Stalled(what)
+            return self._seen(event)
         at = self._at
-        if at is None:
-            return self._seen(next(self._it))
         # Until the first token, each read is made in a thread that the limit abandons
         # (the upstream is closed when that read returns: see close()).
         box: list[Any] = []
@@ -220,7 +261,7 @@ class _Base:
         self._primary = primary
         self._api = api
         self._rule = Rule(policy, fallbacks, breaker)
-        self._state = _State(self._rule.first_chunk_s)
+        self._state = _State(policy, self._rule.first_chunk_s)
         self._current: Any = None
         self._out: deque[Any] = deque()
         self._held: list[Any] = []  # events that show nothing yet
@@ -284,7 +325,10 @@ class _Base:
         self.interrupted = Interrupted(reason, "", detail)
         self._out.extend(self._held)
         self._held.clear()
-        self._error = exc if exc is not None else TimeoutError(detail)
+        # A failure is raised the provider's way: the SDK's error as it came, a time
+        # limit as TimeoutError.
+        timed_out = exc is None or isinstance(exc, _Stalled)
+        self._error = TimeoutError(detail) if timed_out else exc
 
     def _finished(self) -> None:
         self._out.extend(self._held)
