@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 from _fake_anthropic import FakeAnthropic, Text, sse_events
-from _fake_openai import FakeOpenAI, chat_chunks
+from _fake_openai import FakeOpenAI, chat_chunks, response_events
 from anthropic.types import RawContentBlockDeltaEvent
 from openai.types.chat import ChatCompletionChunk
 
@@ -366,3 +366,29 @@ checks:
     assert called == [] and _oai_text(chunks) == "Hello there. "
     assert stream.interrupted is not None and stream.interrupted.reason == "timeout"
     assert oai.last(timeout=10).left
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("trigger", ["500", "refuse"])
+async def test_openai_responses_fallback_to_a_responses_stream(
+    oai: FakeOpenAI, trigger: str
+) -> None:
+    if trigger == "refuse":
+        oai.add("responses", response_events([("refusal", ["I can't ", "do that."])]))
+
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+
+        def ask() -> Any:
+            return client.responses.create(model="m", input="hi", stream=True)
+
+        def second(why: ge.Fallback) -> Any:
+            oai.add("responses", response_events([("text", SECOND)]))
+            return ask()
+
+        async with ge_openai.guard(POLICY, ask(), fallbacks=[second]) as stream:
+            events = [e async for e in stream]
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert "".join(deltas) == SECOND_OUT
+    assert not any(e.type.startswith("response.refusal") for e in events)
+    assert sum(e.type == "response.created" for e in events) == 1
+    assert [a.ending for a in stream.attempts] == [TRIGGERS[trigger], "completed"]
