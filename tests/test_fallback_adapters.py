@@ -26,7 +26,7 @@ POLICY = ge.Policy.from_yaml(
 version: 1
 name: adapters-fallback
 block_message: "[blocked]"
-stream: {first_chunk_timeout_ms: 300}
+stream: {first_chunk_timeout_ms: 1000}
 fallback: {on: [error, timeout, refusal, block]}
 checks:
   - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
@@ -303,7 +303,7 @@ async def test_a_breaker_skips_a_failing_primary_across_calls(oai: FakeOpenAI) -
 def test_openai_sync_stall_before_the_first_token(oai: FakeOpenAI) -> None:
     # The sync guard reads until the first token in a thread that the limit abandons;
     # the upstream is closed when that read returns (here, with the next event).
-    oai.add("chat", _chat(FIRST), delay=1.5)
+    oai.add("chat", _chat(FIRST), delay=2)
     with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
         primary = client.chat.completions.create(
             model="a", messages=[{"role": "user", "content": "hi"}], stream=True
