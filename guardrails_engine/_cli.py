@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -329,8 +330,30 @@ def _eval_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             line=None,
             field="--min-pass-rate",
         )
+    for name, value, ok in (
+        ("--concurrency", args.concurrency, args.concurrency >= 1),
+        ("--timeout", args.timeout, math.isfinite(args.timeout) and args.timeout > 0),
+    ):
+        if not ok:
+            raise CaseError(
+                f"{name} must be positive, not {value}",
+                source="<command line>",
+                line=None,
+                field=name,
+            )
     policy = load_policy(args.policy)
-    cases = [c for path in args.cases for c in me.load_model_cases(path)]
+    cases: list[me.ModelCase] = []
+    where: dict[str, str] = {}
+    for path in args.cases:
+        for c in me.load_model_cases(path):
+            if where.setdefault(c.id, path) != path:
+                raise CaseError(
+                    f"case id {c.id!r} is used twice (also in {where[c.id]})",
+                    source=path,
+                    line=None,
+                    field="id",
+                )
+            cases.append(c)
     baseline = None
     if args.baseline:
         with open(args.baseline, encoding="utf-8") as f:
@@ -353,7 +376,17 @@ def _eval_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     cache: dict[str, dict[str, object]] = {}
     if args.judge_cache and os.path.exists(args.judge_cache):
         with open(args.judge_cache, encoding="utf-8") as f:
-            cache = json.load(f)
+            try:
+                cache = json.load(f)
+            except ValueError:
+                cache = None  # type: ignore[assignment]
+        if not isinstance(cache, dict):
+            raise CaseError(
+                "not a judge cache (a JSON object of verdicts)",
+                source=args.judge_cache,
+                line=None,
+                field="--judge-cache",
+            )
     judge = None
     if args.judge:
         base = args.anthropic_base_url if args.judge.startswith("anthropic:") else args.base_url
@@ -443,7 +476,7 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .batch import scan_files
 
-    if args.partition_mb <= 0:
+    if not math.isfinite(args.partition_mb) or args.partition_mb <= 0:
         raise BatchInputError(f"--partition-mb must be positive, not {args.partition_mb}")
     summary = scan_files(
         load_policy(args.policy),

@@ -29,7 +29,7 @@ from ._batch.inputs import DEFAULT_PARTITION_BYTES, BatchInputError
 from ._batch.job import ScanOptions
 from ._batch.job import scan_files as _scan_files
 from ._batch.outputs import Format
-from ._batch.rows import ScanRow, ScanSummary, row_of, scan_records
+from ._batch.rows import ScanRow, ScanSummary, check_fields, row_of, scan_records
 from ._batch.runners import BatchError, make_runner
 from ._evals.eval import Case, EvalReport
 from ._evals.eval import evaluate as _evaluate
@@ -161,6 +161,7 @@ def scan_dask(
     dicts per row), ``error`` and, with ``write_text``, ``text``; a bag gives a bag
     of row dicts (:meth:`ScanRow.to_dict`).
     """
+    check_fields(field, id_field)
     compiled = _policy(policy)
     try:
         import dask.bag as db

@@ -30,6 +30,7 @@ for ``similarity``, an embedder (extra ``[semantic]``, or your own callable).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from pathlib import Path
@@ -293,16 +294,23 @@ class recorded:
                     continue
                 try:
                     row = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise ValueError(f"{p}:{n}: not valid JSON") from None
                 if not (
                     isinstance(row, dict)
                     and isinstance(row.get("case"), str)
                     and isinstance(row.get("output"), str)
+                    and isinstance(row.get("model", ""), str)
                 ):
-                    raise ValueError(f"{p}:{n}: a row needs 'case' and 'output' strings")
-                model = str(row.get("model", "recorded"))
-                by_model.setdefault(model, {})[row["case"]] = row
+                    raise ValueError(
+                        f"{p}:{n}: a row needs 'case' and 'output' strings (and 'model' a string)"
+                    )
+                model = row.get("model") or "recorded"
+                rows = by_model.setdefault(model, {})
+                if row["case"] in rows:
+                    # which of the two would be scored? neither silently
+                    raise ValueError(f"{p}:{n}: a second output of case {row['case']!r} on {model}")
+                rows[row["case"]] = row
         if not by_model:
             raise ValueError(f"{p}: no recorded outputs")
         return [cls(policy, m, rows) for m, rows in sorted(by_model.items())]
@@ -315,7 +323,9 @@ class recorded:
 
         def num(key: str) -> Any:
             v = row.get(key)
-            return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                return None
+            return v if math.isfinite(v) and v >= 0 else None  # NaN is not JSON
 
         return Completion(
             text=result.text,

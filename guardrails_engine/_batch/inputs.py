@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +67,27 @@ def _files(paths: Sequence[str]) -> list[str]:
     out: list[str] = []
     for p in paths:
         if os.path.isdir(p):
-            out.extend(str(c) for c in sorted(Path(p).iterdir()) if c.suffix.lower() in _SUFFIXES)
+            # hidden and _-prefixed files are metadata (a scan's _summary.json, Spark's
+            # _SUCCESS), as for Spark, pyarrow and Dask reading a folder as a dataset
+            out.extend(
+                str(c)
+                for c in sorted(Path(p).iterdir())
+                if c.suffix.lower() in _SUFFIXES and not c.name.startswith((".", "_"))
+            )
         else:
             out.append(p)
     if not out:
         raise BatchInputError("no input files")
-    return out
+    # A file named twice (a folder and a file in it, a symlink and its target) is
+    # read once: every input row comes out exactly once.
+    seen: set[str] = set()
+    unique = []
+    for f in out:
+        real = os.path.realpath(f)
+        if real not in seen:
+            seen.add(real)
+            unique.append(f)
+    return unique
 
 
 def plan(
@@ -84,6 +100,9 @@ def plan(
     for path in _files(paths):
         kind = _kind(path)
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                # a FIFO, a device or a socket would block the reader or never end
+                raise BatchInputError(f"{path}: not a regular file")
             if kind == "jsonl":
                 size = os.path.getsize(path)
                 for start in range(0, max(size, 1), partition_bytes):

@@ -21,7 +21,7 @@ from .inputs import (
     read,
 )
 from .outputs import Format, write_part
-from .rows import ERROR, ScanRow, ScanSummary, row_of
+from .rows import ERROR, ScanRow, ScanSummary, check_fields, row_of
 from .runners import Runner, make_runner
 
 __all__ = ["ScanOptions", "scan_files", "scan_partition"]
@@ -33,6 +33,9 @@ class ScanOptions:
     id_field: str | None = "id"
     write_text: bool = False
     fmt: Format = "jsonl"
+
+    def __post_init__(self) -> None:
+        check_fields(self.field, self.id_field)
 
 
 def scan_partition(policy: Any, out_dir: str, options: ScanOptions, part: Partition) -> ScanSummary:
@@ -58,8 +61,17 @@ def scan_partition(policy: Any, out_dir: str, options: ScanOptions, part: Partit
     return summary
 
 
-def _prepare(out_dir: str, overwrite: bool) -> None:
+def _prepare(out_dir: str, overwrite: bool, parts: Sequence[Partition]) -> None:
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BatchInputError(f"{out_dir}: not a folder")
+    where = out.resolve()
+    for path in sorted({p.path for p in parts}):
+        if Path(path).resolve().parent == where:
+            # its part files would be read as inputs next time, or deleted by overwrite
+            raise BatchInputError(
+                f"{out_dir}: holds the input {path}; write the results to another folder"
+            )
     out.mkdir(parents=True, exist_ok=True)
     old = [p for p in out.iterdir() if p.name.startswith("part-") or p.name == "_summary.json"]
     if old and not overwrite:
@@ -67,8 +79,14 @@ def _prepare(out_dir: str, overwrite: bool) -> None:
             f"{out_dir}: holds the output of an earlier scan ({len(old)} files); "
             "choose another folder or pass overwrite"
         )
-    for p in old:
+    for p in old + _leftovers(out):
         p.unlink()
+
+
+def _leftovers(out: Path) -> list[Path]:
+    """Part files half written by a worker that was killed (hidden, but as large as
+    a partition's rows)."""
+    return [p for p in out.glob(".part-*.tmp") if p.is_file()]
 
 
 def scan_files(
@@ -87,7 +105,7 @@ def scan_files(
     if options.fmt == "parquet":
         pyarrow_parquet()  # say now, not in every worker, that pyarrow is missing
     parts = plan(paths, partition_bytes=partition_bytes)
-    _prepare(out_dir, overwrite)
+    _prepare(out_dir, overwrite, parts)
     own = runner is None
     runner = runner or make_runner()
     started = time.perf_counter()
@@ -102,6 +120,8 @@ def scan_files(
         if own:
             runner.close()
     total.seconds = time.perf_counter() - started
+    for p in _leftovers(Path(out_dir)):
+        p.unlink(missing_ok=True)
     (Path(out_dir) / "_summary.json").write_text(
         json.dumps(total.to_dict(), indent=2) + "\n", encoding="utf-8"
     )

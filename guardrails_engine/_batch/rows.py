@@ -8,14 +8,16 @@ repaired it.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._core.model import Finding
+from .inputs import BatchInputError
 
-__all__ = ["ERROR", "ScanRow", "ScanSummary", "row_of", "scan_records"]
+__all__ = ["ERROR", "ScanRow", "ScanSummary", "check_fields", "row_of", "scan_records"]
 
 #: The decision of a row that could not be checked (not text, no such field, bad JSON).
 ERROR = "error"
@@ -69,6 +71,38 @@ def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def check_fields(field: str, id_field: str | None) -> None:
+    """Refuse an id field that is the text field: the text would be written as the id."""
+    if not isinstance(field, str) or not field:
+        raise TypeError(f"field must be a non-empty string, not {field!r}")
+    if id_field is not None and not isinstance(id_field, str):
+        raise TypeError(f"id_field must be a string or None, not {type(id_field).__name__}")
+    if id_field == field:
+        raise BatchInputError(f"id_field and field are both {field!r}: the text would be the id")
+
+
+def _unicode(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (JSON's escapes allow lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bad_id(value: object) -> str | None:
+    """Why ``value`` cannot be a row's id, or None: an id is a scalar (a string, a
+    number, a Parquet date), never a list, an object or bytes (which could carry
+    anything of the record), nor NaN (not JSON)."""
+    if isinstance(value, str):
+        return None if _unicode(value) else "an id that is not valid Unicode"
+    if isinstance(value, Mapping | list | tuple | set | bytes | bytearray):
+        return f"an id that is {_type_name(value)}, not a string or a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "an id that is not a finite number"
+    return None
+
+
 def row_of(
     policy: Any,
     record: object,
@@ -86,6 +120,9 @@ def row_of(
         text: object = record
     elif isinstance(record, Mapping):
         if id_field is not None and record.get(id_field) is not None:
+            why = _bad_id(record[id_field])
+            if why is not None:
+                return ScanRow(row_id, ERROR, error=why, source=source)
             row_id = record[id_field]
         if field not in record:
             return ScanRow(row_id, ERROR, error=f"no field {field!r}", source=source)
@@ -101,6 +138,8 @@ def row_of(
             error=f"field {field!r} is {_type_name(text)}, not a string",
             source=source,
         )
+    if not _unicode(text):
+        return ScanRow(row_id, ERROR, error="a text that is not valid Unicode", source=source)
     result = policy.validate_sync(text)
     return ScanRow(
         row_id,
@@ -127,6 +166,7 @@ def scan_records(
     checked gives a row with decision ``error``; a check that fails is decided by
     the policy's ``on_error`` like any other run.
     """
+    check_fields(field, id_field)
     for i, record in enumerate(records):
         yield row_of(
             policy, record, field=field, id_field=id_field, default_id=i, write_text=write_text

@@ -9,6 +9,8 @@ A policy travels to a worker as its source and is compiled there once per proces
 from __future__ import annotations
 
 import multiprocessing
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -61,30 +63,47 @@ class ProcessPool:
         pending = dict(enumerate(items))
         attempts = dict.fromkeys(pending, 0)
         context = multiprocessing.get_context("spawn")
-        while pending:
-            with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
-                futures: dict[Future[R], int] = {
-                    pool.submit(fn, item): i for i, item in pending.items()
-                }
-                todo = set(futures)
-                while todo:
-                    done, todo = wait(todo, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        i = futures[fut]
-                        try:
-                            result = fut.result()
-                        except BrokenProcessPool:
-                            attempts[i] += 1
-                            if attempts[i] >= MAX_ATTEMPTS:
-                                raise BatchError(
-                                    f"item {i} stopped its worker process {MAX_ATTEMPTS} times"
-                                ) from None
-                            continue
-                        del pending[i]
-                        yield i, result
+        with tempfile.TemporaryDirectory(prefix="ge-batch-") as marks:
+            while pending:
+                broken: list[int] = []
+                with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+                    futures: dict[Future[R], int] = {
+                        pool.submit(_marked, fn, os.path.join(marks, str(i)), item): i
+                        for i, item in pending.items()
+                    }
+                    todo = set(futures)
+                    while todo:
+                        done, todo = wait(todo, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            i = futures[fut]
+                            try:
+                                result = fut.result()
+                            except BrokenProcessPool:
+                                broken.append(i)
+                                continue
+                            del pending[i]
+                            yield i, result
+                # Only the items that had started when the pool broke are charged
+                # (an item still queued did nothing wrong), all of them if none had.
+                started = [i for i in broken if os.path.exists(os.path.join(marks, str(i)))]
+                for i in started:
+                    os.remove(os.path.join(marks, str(i)))
+                for i in sorted(started or broken):
+                    attempts[i] += 1
+                    if attempts[i] >= MAX_ATTEMPTS:
+                        raise BatchError(
+                            f"item {i} stopped its worker process {MAX_ATTEMPTS} times"
+                        )
 
     def close(self) -> None:
         pass
+
+
+def _marked(fn: Callable[[T], R], marker: str, item: T) -> R:
+    """``fn(item)`` in a worker, leaving ``marker`` to say the item started."""
+    with open(marker, "wb"):
+        pass
+    return fn(item)
 
 
 class DaskRunner:

@@ -206,6 +206,9 @@ def _system(value: str, folder: Path) -> str:
     )
     if not looks_like_path:
         return value
+    if any(ch.isspace() for ch in value) and not (folder / value).exists():
+        # "Reply in the style of notes.md" is a prompt, not a file that is missing
+        return value
     text = _read(folder / value, folder)
     if text is None:
         raise ValueError(f"system: cannot read {value!r} inside the case file's folder")
@@ -229,9 +232,10 @@ def _builder(folder: Path) -> Any:
             # the same shape as a pydantic error, so the line is found the same way
             from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+            field, _, message = str(exc).partition(": ")
             detail: InitErrorDetails = {
-                "type": PydanticCustomError("value_error", str(exc)),
-                "loc": (str(exc).split(":", 1)[0],),
+                "type": PydanticCustomError("value_error", message or field),
+                "loc": (field,),
                 "input": None,
             }
             raise ValidationError.from_exception_data("ModelCase", [detail]) from None

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr as _quoteattr
 
 import anyio
 
@@ -250,6 +252,18 @@ class ModelReport:
         return "\n".join(out) + "\n"
 
 
+#: Characters XML 1.0 cannot hold at all (escaped or not).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def escape(text: str) -> str:
+    return _escape(_NOT_XML.sub("\ufffd", text))
+
+
+def quoteattr(text: str) -> str:
+    return _quoteattr(_NOT_XML.sub("\ufffd", text))
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.0f} ms"
 
@@ -316,6 +330,11 @@ async def run_models(
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise ValueError(f"two targets have the same name: {names}")
+    ids = [c.id for c in cases]
+    if len(set(ids)) != len(ids):
+        # outcomes, recorded outputs and baselines are found by case id
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"two cases have the same id: {twice}")
     limiter = anyio.CapacityLimiter(concurrency)
     outcomes: dict[tuple[int, int], Outcome] = {}
     total = len(cases) * len(targets)
@@ -353,4 +372,12 @@ def load_baseline(text: str) -> dict[str, Any]:
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("outcomes"), list):
         raise ValueError("not a model evaluation report (no outcomes)")
+    for n, o in enumerate(data["outcomes"]):
+        if not (
+            isinstance(o, dict)
+            and all(isinstance(o.get(k), str) for k in ("case", "model", "status"))
+        ):
+            raise ValueError(
+                f"not a model evaluation report (outcome {n} needs case, model and status)"
+            )
     return data

@@ -10,7 +10,6 @@ abandoned and counts as a timeout: ``on_error`` decides.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 from typing import Any

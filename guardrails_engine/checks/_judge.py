@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -70,7 +71,18 @@ JUDGE_SYSTEM = (
 )
 
 
+_TAGS = re.compile(r"<(\s*/?\s*)(question|reference|response)\b", re.IGNORECASE)
+
+
+def _data(text: str) -> str:
+    """Text to put inside a tag: a tag of ours in it is defused (``&lt;``), so a
+    response cannot close its tag and write a rubric of its own after it."""
+    return _TAGS.sub(r"&lt;\1\2", text)
+
+
 def judge_prompt(rubric: str, question: str, expected: str | None, output: str) -> str:
+    question, output = _data(question), _data(output)
+    expected = None if expected is None else _data(expected)
     asked = f"<question>\n{question}\n</question>\n\n" if question else ""
     reference = f"<reference>\n{expected}\n</reference>\n\n" if expected is not None else ""
     return f"RUBRIC: {rubric}\n\n{asked}{reference}<response>\n{output}\n</response>"
@@ -89,25 +101,47 @@ class _Malformed(Exception):
     pass
 
 
-def parse_verdict(text: str) -> tuple[float, str]:
-    """The judge's ``{"score": x, "reason": "..."}``: the whole answer, or the first
-    JSON object in it (a judge that adds words around it).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-    :raises _Malformed: no such object, a score that is not a number in [0, 1].
+#: A verdict is a short JSON object: a longer answer is malformed (and is never
+#: searched for objects, which takes time quadratic in its length).
+MAX_ANSWER_CHARS = 20_000
+#: A judge's reason is cut to this many characters (cached and reported).
+MAX_REASON_CHARS = 500
+
+
+def parse_verdict(text: str) -> tuple[float, str]:
+    """The judge's ``{"score": x, "reason": "..."}``: the whole answer, or the one
+    JSON object with a score in it (a judge that adds words around it).
+
+    :raises _Malformed: no such object or more than one (a response that plants a
+        verdict of its own, quoted by the judge), a score that is not a number in
+        [0, 1], an answer too long or nested too deeply.
     """
+    if len(text) > MAX_ANSWER_CHARS:
+        raise _Malformed(f"an answer longer than {MAX_ANSWER_CHARS} characters")
     s = _strip_fence(text)
     data: Any = None
     try:
         data = json.loads(s)
     except ValueError:
+        found = []
         decoder = json.JSONDecoder()
-        for i, ch in enumerate(s):
-            if ch == "{":
-                try:
-                    data, _ = decoder.raw_decode(s, i)
-                    break
-                except ValueError:
-                    continue
+        i = s.find("{")
+        while i != -1:
+            try:
+                obj, end = decoder.raw_decode(s, i)
+            except (ValueError, RecursionError):
+                i = s.find("{", i + 1)
+                continue
+            if isinstance(obj, dict) and "score" in obj:
+                found.append(obj)
+            i = s.find("{", end)
+        if len(found) > 1:
+            raise _Malformed("more than one JSON object with a score") from None
+        data = found[0] if found else None
+    except RecursionError:
+        raise _Malformed("an answer nested too deeply") from None
     if not isinstance(data, dict) or "score" not in data:
         raise _Malformed("no JSON object with a score")
     score = data["score"]
@@ -116,7 +150,13 @@ def parse_verdict(text: str) -> tuple[float, str]:
     if not 0 <= score <= 1:
         raise _Malformed("the score is not between 0 and 1")
     reason = data.get("reason", "")
-    return float(score), reason if isinstance(reason, str) else json.dumps(reason)[:500]
+    if not isinstance(reason, str):
+        try:
+            reason = json.dumps(reason)
+        except (ValueError, RecursionError):
+            reason = ""
+    # control characters (NUL, ESC...) would break a JUnit report or a terminal
+    return float(score), _CONTROL.sub(" ", reason[:MAX_REASON_CHARS])
 
 
 class Judge:
@@ -166,7 +206,10 @@ class Judge:
             except Exception as exc:  # the client's own error: an error, never a pass
                 why = f"the judge failed ({type(exc).__name__})"
                 continue
-            tokens += used
+            tokens += used if isinstance(used, int) and not isinstance(used, bool) else 0
+            if not isinstance(text, str):  # an ask of your own that returned no text
+                why = f"the judge's verdict is malformed (not text: {type(text).__name__})"
+                continue
             try:
                 score, reason = parse_verdict(text)
             except _Malformed as exc:
@@ -179,10 +222,10 @@ class Judge:
         self, rubric: str, question: str, expected: str | None, output: str, threshold: float
     ) -> Verdict:
         key = self._key(rubric, question, expected, output)
-        cached = self.cache.get(key)
+        cached = _cached(self.cache.get(key))
         if cached is not None:
-            s = float(cached["score"])
-            return Verdict(s >= threshold, s, str(cached["reason"]), 0)
+            s, why = cached
+            return Verdict(s >= threshold, s, why, 0)
         prompt = judge_prompt(rubric, question, expected, output)
         score, reason, tokens = await self._once(prompt)
         if score is None:
@@ -207,6 +250,19 @@ class Judge:
             reason = f"{reason} ({len(passing)} of 3 verdicts pass)"
         self.cache[key] = {"score": score, "reason": reason}
         return Verdict(score >= threshold, score, reason, tokens)
+
+
+def _cached(entry: object) -> tuple[float, str] | None:
+    """A cached verdict, or None when the entry is not one (a cache file edited or
+    damaged): a score that is not a number in [0, 1] is asked again, never trusted."""
+    if not isinstance(entry, dict):
+        return None
+    score, reason = entry.get("score"), entry.get("reason", "")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        return None
+    if not (math.isfinite(score) and 0 <= score <= 1):
+        return None
+    return float(score), str(reason)[:MAX_REASON_CHARS]
 
 
 class ProviderAsk:
