@@ -23,6 +23,16 @@ from ._runtime.drive import (
     SyncPush,
     SyncStream,
 )
+from ._runtime.fallback import (
+    Attempt,
+    Breaker,
+    Fallback,
+    FallbackEvent,
+    FallbackResult,
+    Interrupted,
+    Refusal,
+)
+from ._runtime.fallback_drive import FallbackStream, SyncFallbackStream
 from ._runtime.trace import Trace
 from ._spec.config import policy_json_schema
 
@@ -31,7 +41,9 @@ _logging.getLogger("guardrails_engine").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Action",
+    "Attempt",
     "Blocked",
+    "Breaker",
     "CallAttempt",
     "CallRecorder",
     "CallTrace",
@@ -40,17 +52,24 @@ __all__ = [
     "Decision",
     "Ended",
     "EvalReport",
+    "Fallback",
+    "FallbackEvent",
+    "FallbackResult",
+    "FallbackStream",
     "Finding",
     "GuardrailsError",
+    "Interrupted",
     "Policy",
     "PolicyError",
     "Push",
+    "Refusal",
     "Released",
     "Result",
     "RunRecord",
     "Stream",
     "StreamEvent",
     "StreamStateError",
+    "SyncFallbackStream",
     "SyncPush",
     "SyncStream",
     "ToolPolicy",

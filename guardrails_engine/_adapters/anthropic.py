@@ -72,7 +72,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 try:
     import anthropic as _sdk
@@ -104,8 +104,9 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 
 import anyio
 
-from .. import Blocked, Policy
+from .. import Blocked, Breaker, Policy
 from .._observe.calls import CallRecorder, TraceSink
+from .._runtime.fallback import breaker_of, fallbacks_of, uses_fallback
 from ._guard import Guard, Refusals, Runs, ToolGuard, refusals_guarded
 from ._stream import (
     GuardedStream,
@@ -120,6 +121,9 @@ from ._stream import (
 )
 from ._trace import recorder
 from ._trace import traced_args as _traced
+
+if TYPE_CHECKING:
+    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
 
 __all__ = [
     "GuardedStream",
@@ -676,13 +680,21 @@ def guard(
     request_model: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     started: float | None = None,
-) -> GuardedStream[Event]:
+    fallbacks: Any = None,
+    breaker: Breaker | None = None,
+) -> GuardedStream[Event] | FallbackGuardedStream:
     """Guard an async Anthropic stream: ``await client.messages.create(..., stream=True)``
     of ``AsyncAnthropic``, its ``messages.stream(...)`` helper (the manager, which the
     guard enters and leaves, or the stream it gives), or any async iterable of raw
     events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
-    stop early.  ``refusals`` and the call's trace as in the OpenAI adapter.
+    stop early.  ``refusals``, the call's trace and ``fallbacks`` as in the OpenAI
+    adapter (a stream with fallbacks is not traced yet).
     """
+    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
+        return cast(
+            "FallbackGuardedStream",
+            _fallback(policy, stream, refusals, fallbacks, breaker, sync=False),
+        )
     traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     runs = _runs(policy, stream, refusals, traced, sync=False)
     return GuardedStream(stream, AnthropicTranslator(runs), _open_async)
@@ -699,9 +711,34 @@ def guard_sync(
     request_model: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     started: float | None = None,
-) -> SyncGuardedStream[Event]:
+    fallbacks: Any = None,
+    breaker: Breaker | None = None,
+) -> SyncGuardedStream[Event] | SyncFallbackGuardedStream:
     """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
     its ``messages.stream(...)`` helper, or any iterable of raw events)."""
+    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
+        return cast(
+            "SyncFallbackGuardedStream",
+            _fallback(policy, stream, refusals, fallbacks, breaker, sync=True),
+        )
     traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     runs = _runs(policy, stream, refusals, traced, sync=True)
     return SyncGuardedStream(stream, AnthropicTranslator(runs), _open_sync)
+
+
+def _fallback(
+    policy: Policy, stream: Any, refusals: str, fallbacks: Any, breaker: Any, *, sync: bool
+) -> Any:
+    from .anthropic_fallback import AnthropicApi
+    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
+
+    name = "guard_sync" if sync else "guard"
+    _check_policy(policy, name)
+    kind = SyncFallbackGuardedStream if sync else FallbackGuardedStream
+    return kind(
+        policy,
+        stream,
+        AnthropicApi(policy, refusals),
+        fallbacks_of(fallbacks, name),
+        breaker_of(breaker, name),
+    )

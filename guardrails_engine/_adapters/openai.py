@@ -18,7 +18,7 @@ stream itself is :mod:`._stream`'s, the same for every provider.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 
@@ -32,13 +32,17 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
         "guardrails_engine.openai needs the OpenAI SDK: pip install 'guardrails-engine[openai]'"
     ) from exc
 
-from .. import Policy
+from .. import Breaker, Policy
 from .._observe.calls import CallRecorder, TraceSink
+from .._runtime.fallback import breaker_of, fallbacks_of, uses_fallback
 from . import chat, responses
 from ._guard import Refusals, Runs, refusals_guarded
 from ._stream import GuardedStream, Step, SyncGuardedStream, Translator, drive_sync
 from ._trace import recorder
 from ._trace import traced_args as _traced
+
+if TYPE_CHECKING:
+    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
 
 __all__ = [
     "GuardedStream",
@@ -79,12 +83,19 @@ class _Pick(Translator[Any]):
 
 
 def _make(
-    policy: Policy, stream: object, refusals: str, traced: dict[str, Any], *, sync: bool
+    policy: Policy,
+    stream: object,
+    refusals: str,
+    traced: dict[str, Any] | None = None,
+    *,
+    sync: bool,
 ) -> Translator[Any]:
+    """The translator of a guarded stream; ``traced``: the call's tracing arguments
+    (``None``: not traced, as each source of a stream with fallbacks is, for now)."""
     if not isinstance(policy, Policy):
         raise TypeError(f"guard() takes a Policy first, got {type(policy).__name__}")
     guarded = refusals_guarded(refusals)
-    rec = recorder(policy, "openai", streamed=True, **traced)
+    rec = None if traced is None else recorder(policy, "openai", streamed=True, **traced)
     runs = Runs(policy, sync=sync, rec=rec)
     cast_to = getattr(stream, "_cast_to", None)  # what the SDK stream says it yields
     if cast_to is None:
@@ -103,13 +114,23 @@ def guard(
     request_model: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     started: float | None = None,
-) -> GuardedStream[Chunk]:
+    fallbacks: Any = None,
+    breaker: Breaker | None = None,
+) -> GuardedStream[Chunk] | FallbackGuardedStream:
     """Guard an async SDK stream (``AsyncStream[ChatCompletionChunk]`` or Responses events).
 
     Iterate the result as the SDK stream; ``async with`` or ``aclose()`` to stop early.
-    The call's trace (``stream.trace_id``; ``stream.record`` once it ended) goes to
-    ``on_trace`` and the policy's sink (docs/tracing.md).
+    ``fallbacks``: callables that take a :class:`~guardrails_engine.Fallback` and return
+    the next source (docs/fallback.md); ``stream`` may then be the coroutine of the
+    request, so that its failure (a 500) falls back too.  The call's trace
+    (``stream.trace_id``; ``stream.record`` once it ended) goes to ``on_trace`` and
+    the policy's sink (docs/tracing.md); a stream with fallbacks is not traced yet.
     """
+    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
+        return cast(
+            "FallbackGuardedStream",
+            _fallback(policy, stream, refusals, fallbacks, breaker, sync=False),
+        )
     if isinstance(stream, _SyncStream) or not isinstance(stream, AsyncIterable):
         raise TypeError(
             f"guard() takes an async SDK stream, got {type(stream).__name__}: "
@@ -130,9 +151,17 @@ def guard_sync(
     request_model: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     started: float | None = None,
-) -> SyncGuardedStream[Chunk]:
+    fallbacks: Any = None,
+    breaker: Breaker | None = None,
+) -> SyncGuardedStream[Chunk] | SyncFallbackGuardedStream:
     """Guard a sync SDK stream (``Stream[ChatCompletionChunk]`` or Responses events);
-    traced as :func:`guard`."""
+    traced as :func:`guard`; ``fallbacks`` as in :func:`guard` (``stream`` may then be a
+    function making the request)."""
+    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
+        return cast(
+            "SyncFallbackGuardedStream",
+            _fallback(policy, stream, refusals, fallbacks, breaker, sync=True),
+        )
     if isinstance(stream, _AsyncStream) or not isinstance(stream, Iterable):
         raise TypeError(
             f"guard_sync() takes a sync SDK stream, got {type(stream).__name__}: "
@@ -140,6 +169,26 @@ def guard_sync(
         )
     traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     return SyncGuardedStream(stream, _make(policy, stream, refusals, traced, sync=True))
+
+
+def _fallback(
+    policy: Policy, stream: Any, refusals: str, fallbacks: Any, breaker: Any, *, sync: bool
+) -> Any:
+    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
+    from .openai_fallback import OpenAIApi
+
+    name = "guard_sync" if sync else "guard"
+    if not isinstance(policy, Policy):
+        raise TypeError(f"{name}() takes a Policy first, got {type(policy).__name__}")
+    refusals_guarded(refusals)
+    kind = SyncFallbackGuardedStream if sync else FallbackGuardedStream
+    return kind(
+        policy,
+        stream,
+        OpenAIApi(policy, refusals),
+        fallbacks_of(fallbacks, name),
+        breaker_of(breaker, name),
+    )
 
 
 def _reply(

@@ -33,6 +33,8 @@ from .tools import tool_rule
 
 if TYPE_CHECKING:
     from .._runtime.drive import Blocked, Push, Stream, SyncPush, SyncStream
+    from .._runtime.fallback import Breaker, FallbackSource
+    from .._runtime.fallback_drive import FallbackStream, SyncFallbackStream
     from ..checks._base import Check
 
 __all__ = ["Policy", "ToolPolicy", "load_policy"]
@@ -267,7 +269,9 @@ class Policy:
         trace_id: str | None = None,
         on_trace: TraceCallback | None = None,
         blocking_source: bool | None = None,
-    ) -> Stream:
+        fallback: FallbackSource | Sequence[FallbackSource] | None = None,
+        breaker: Breaker | None = None,
+    ) -> Stream | FallbackStream:
         """Wrap a token stream: iterate the result to get released text.
 
         ``source`` may be an async or a sync iterable of ``str``.  A sync source
@@ -276,10 +280,29 @@ class Policy:
         sequence (a list, a tuple) or an iterator over one;
         ``blocking_source=False`` promises that it never blocks (pulled inline,
         cheaper per chunk), ``True`` that it may.
+
+        ``fallback``: a callable (or several, tried in order) that takes a
+        :class:`Fallback` and returns the next source, used while nothing has been
+        released (see docs/fallback.md); ``breaker``: a :class:`Breaker` shared across
+        calls.  With either, or a policy with ``fallback:`` or
+        ``stream.first_chunk_timeout_ms``, the stream is a :class:`FallbackStream`.
         """
         check_source(source, "stream")
+        from .._runtime import fallback as fb
         from .._runtime.drive import Stream
 
+        if fb.uses_fallback(self, fallback, breaker):
+            from .._runtime.fallback_drive import FallbackStream
+
+            return FallbackStream(
+                self,
+                source,
+                fb.fallbacks_of(fallback, "stream"),
+                breaker=fb.breaker_of(breaker, "stream"),
+                trace_id=trace_id,
+                on_trace=on_trace,
+                blocking_source=blocking_source,
+            )
         return Stream(
             self, source, trace_id=trace_id, on_trace=on_trace, blocking_source=blocking_source
         )
@@ -306,11 +329,25 @@ class Policy:
         *,
         trace_id: str | None = None,
         on_trace: TraceCallback | None = None,
-    ) -> SyncStream:
-        """The synchronous twin of :meth:`stream`."""
+        fallback: FallbackSource | Sequence[FallbackSource] | None = None,
+        breaker: Breaker | None = None,
+    ) -> SyncStream | SyncFallbackStream:
+        """The synchronous twin of :meth:`stream` (a fallback returns a sync source)."""
         check_source(source, "stream_sync")
+        from .._runtime import fallback as fb
         from .._runtime.drive import SyncStream
 
+        if fb.uses_fallback(self, fallback, breaker):
+            from .._runtime.fallback_drive import SyncFallbackStream
+
+            return SyncFallbackStream(
+                self,
+                source,
+                fb.fallbacks_of(fallback, "stream_sync"),
+                breaker=fb.breaker_of(breaker, "stream_sync"),
+                trace_id=trace_id,
+                on_trace=on_trace,
+            )
         return SyncStream(self, source, trace_id=trace_id, on_trace=on_trace)
 
 

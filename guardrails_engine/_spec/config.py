@@ -15,6 +15,7 @@ import regex
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._scanning.redos import backtracking
+from .fallback import FallbackSpec
 
 __all__ = [
     "BUILT_IN_TYPES",
@@ -95,6 +96,13 @@ class StreamSpec(_Spec):
         le=86_400_000,
         description="The most time a stream or push run may wait for the next chunk from "
         "its source; past it, it ends blocked (ending: idle). Default: none.",
+    )
+    first_chunk_timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=86_400_000,
+        description="The most time a stream waits for its source's first chunk; past it, "
+        "the source is abandoned (a `timeout`: see `fallback`). Default: none.",
     )
 
 
@@ -515,6 +523,9 @@ class PolicySpec(_Spec):
         "check",
         description="A call of a tool not listed in `tools`: check its argument strings with "
         "the policy's pii and content checks (default), pass it through, or block.",
+    )
+    fallback: FallbackSpec | None = Field(
+        None, description="When a stream's source is replaced by the next one (streams only)."
     )
 
 

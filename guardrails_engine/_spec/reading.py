@@ -122,6 +122,18 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        # A key written `on` (`fallback: {on: [...]}`) is the word, not YAML 1.1's true.
+        node: yaml.MappingNode = super().compose_mapping_node(anchor)
+        for key, _ in node.value:
+            if key.tag == _BOOL_TAG and isinstance(key, yaml.ScalarNode) and key.style is None:
+                key.tag = _STR_TAG
+        return node
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_STR_TAG = "tag:yaml.org,2002:str"
+
 
 def _expansion(root: yaml.Node) -> None:
     """Refuse a document whose aliases expand it past the bounds (an alias bomb)
