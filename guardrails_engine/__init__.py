@@ -16,11 +16,9 @@ from ._policy.policy import Policy, ToolPolicy, load_policy
 from ._runtime.drive import (
     Blocked,
     Ended,
-    Push,
     Released,
     Stream,
     StreamEvent,
-    SyncPush,
     SyncStream,
 )
 from ._runtime.fallback import (
@@ -33,6 +31,7 @@ from ._runtime.fallback import (
     Refusal,
 )
 from ._runtime.fallback_drive import FallbackStream, SyncFallbackStream
+from ._runtime.push import Push, SyncPush
 from ._runtime.trace import Trace
 from ._spec.config import policy_json_schema
 

@@ -32,9 +32,10 @@ from .registry import Site, build_check
 from .tools import tool_rule
 
 if TYPE_CHECKING:
-    from .._runtime.drive import Blocked, Push, Stream, SyncPush, SyncStream
+    from .._runtime.drive import Blocked, Stream, SyncStream
     from .._runtime.fallback import Breaker, FallbackSource
     from .._runtime.fallback_drive import FallbackStream, SyncFallbackStream
+    from .._runtime.push import Push, SyncPush
     from ..checks._base import Check
 
 __all__ = ["Policy", "ToolPolicy", "load_policy"]
@@ -311,7 +312,7 @@ class Policy:
         """One run that you feed yourself: ``await p.feed(text)`` returns the text that
         became safe, ``await p.finish()`` the rest; ``p.blocked``, ``p.result``.  For
         adapters that read a stream of their own (an SDK's events)."""
-        from .._runtime.drive import Push
+        from .._runtime.push import Push
 
         return Push(self, trace_id, on_trace)
 
@@ -319,7 +320,7 @@ class Policy:
         self, *, trace_id: str | None = None, on_trace: TraceCallback | None = None
     ) -> SyncPush:
         """The sync twin of :meth:`push`."""
-        from .._runtime.drive import SyncPush
+        from .._runtime.push import SyncPush
 
         return SyncPush(self, trace_id, on_trace)
 
