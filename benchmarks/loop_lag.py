@@ -313,7 +313,7 @@ async def hostile(args: argparse.Namespace) -> int:
 
 
 def _worker_threads() -> Any:
-    from guardrails_engine._core.threads import WORKER_THREADS
+    from guardrails_engine._common.threads import WORKER_THREADS
 
     return WORKER_THREADS
 

@@ -9,9 +9,9 @@
 import logging as _logging
 from typing import Any as _Any
 
-from ._core.errors import GuardrailsError, PolicyError, StreamStateError
-from ._core.model import Action, Decision, Finding, Result
-from ._core.public import report_as as _report_as
+from ._common.errors import GuardrailsError, PolicyError, StreamStateError
+from ._common.model import Action, Decision, Finding, Result
+from ._common.public import report_as as _report_as
 from ._policy.policy import Policy, ToolPolicy, load_policy
 from ._runtime.drive import (
     Blocked,

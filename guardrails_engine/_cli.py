@@ -21,8 +21,8 @@ import yaml
 from . import __version__
 from ._batch.inputs import BatchInputError
 from ._batch.runners import BatchError
-from ._core.errors import PolicyError
-from ._core.model import Decision, Result
+from ._common.errors import PolicyError
+from ._common.model import Decision, Result
 from ._evals.eval import CaseError, evaluate, load_cases
 from ._observe.report import parse_since, render_csv, render_text, report
 from ._observe.store import TraceStoreError

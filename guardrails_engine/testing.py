@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._core.model import Action, Decision, Finding, Result
-from ._core.syncrun import run_sync
+from ._common.model import Action, Decision, Finding, Result
+from ._common.syncrun import run_sync
 from ._policy.policy import Policy
 
 if TYPE_CHECKING:

@@ -71,8 +71,18 @@ _DEVANAGARI = str.maketrans(
     "0123456789", "\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f"
 )
 _FULLWIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10)))
-_INVISIBLE = ["\u034f", "\ufe0f", "\ufe00", "\U000e0100", "\u180b", "\u17b4", "\u3164", "\u2800",
-              "\u115f", "\u200b"]
+_INVISIBLE = [
+    "\u034f",
+    "\ufe0f",
+    "\ufe00",
+    "\U000e0100",
+    "\u180b",
+    "\u17b4",
+    "\u3164",
+    "\u2800",
+    "\u115f",
+    "\u200b",
+]
 _WORDS = "zero one two three four five six seven eight nine".split()
 
 
@@ -81,44 +91,94 @@ def _entity_value_transforms() -> list[tuple[str, str, Callable[[str], str], str
     out: list[tuple[str, str, Callable[[str], str], str]] = []
     for entity in ("CREDIT_CARD", "US_SSN", "PHONE_NUMBER"):
         for sep, how in [
-            (".", "dots"), ("/", "slashes"), ("_", "underscores"), ("\t", "tabs"),
-            ("\n", "line breaks"), ("  ", "double spaces"), (" - ", "spaced dashes"),
+            (".", "dots"),
+            ("/", "slashes"),
+            ("_", "underscores"),
+            ("\t", "tabs"),
+            ("\n", "line breaks"),
+            ("  ", "double spaces"),
+            (" - ", "spaced dashes"),
         ]:
             out.append(("separators", entity, lambda v, s=sep: s.join(_groups(v)), how))
-        out.append(("separators", entity, lambda v: "".join(f"({g})" for g in _groups(v)),
-                    "parenthesised groups"))
-        for table, how in [(_ARABIC, "Arabic-Indic"), (_DEVANAGARI, "Devanagari"),
-                           (_FULLWIDTH, "full-width")]:
+        out.append(
+            (
+                "separators",
+                entity,
+                lambda v: "".join(f"({g})" for g in _groups(v)),
+                "parenthesised groups",
+            )
+        )
+        for table, how in [
+            (_ARABIC, "Arabic-Indic"),
+            (_DEVANAGARI, "Devanagari"),
+            (_FULLWIDTH, "full-width"),
+        ]:
             out.append(("unicode-digits", entity, lambda v, t=table: v.translate(t), how))
-        for dash, how in [("\u2013", "en dash"), ("\u2212", "minus sign"), ("\u2014", "em dash"),
-                          ("\u2011", "non-breaking hyphen"), ("\ufe63", "small hyphen")]:
+        for dash, how in [
+            ("\u2013", "en dash"),
+            ("\u2212", "minus sign"),
+            ("\u2014", "em dash"),
+            ("\u2011", "non-breaking hyphen"),
+            ("\ufe63", "small hyphen"),
+        ]:
             out.append(("dashes", entity, lambda v, d=dash: d.join(_groups(v)), how))
         out.append(("markup", entity, lambda v: "**".join(_groups(v)), "bold between groups"))
-        out.append(("markup", entity, lambda v: " ".join(f"`{g}`" for g in _groups(v)),
-                    "code spans"))
+        out.append(
+            ("markup", entity, lambda v: " ".join(f"`{g}`" for g in _groups(v)), "code spans")
+        )
         out.append(("markup", entity, lambda v: "**-**".join(_groups(v)), "bold dashes"))
         out.append(("markup", entity, lambda v: "<br>".join(_groups(v)), "HTML line breaks"))
-        out.append(("markup", entity, lambda v: "".join(f"[{g}]" for g in _groups(v)),
-                    "bracketed groups"))
+        out.append(
+            ("markup", entity, lambda v: "".join(f"[{g}]" for g in _groups(v)), "bracketed groups")
+        )
         out.append(("separators", entity, lambda v: " \u2022 ".join(_groups(v)), "bullets"))
         out.append(("separators", entity, lambda v: "%20".join(_groups(v)), "%20"))
         out.append(("separators", entity, lambda v: "       ".join(_groups(v)), "many spaces"))
-        out.append(("encodings", entity, lambda v: "".join(f"&#{ord(c)};" for c in v),
-                    "every character an entity"))
-        out.append(("encodings", entity, lambda v: "".join(f"&#x{ord(c):x};" for c in v),
-                    "hex entities"))
-        out.append(("marks", entity, lambda v: "".join(c + "\u0332" for c in v),
-                    "combining mark on every character"))
+        out.append(
+            (
+                "encodings",
+                entity,
+                lambda v: "".join(f"&#{ord(c)};" for c in v),
+                "every character an entity",
+            )
+        )
+        out.append(
+            ("encodings", entity, lambda v: "".join(f"&#x{ord(c):x};" for c in v), "hex entities")
+        )
+        out.append(
+            (
+                "marks",
+                entity,
+                lambda v: "".join(c + "\u0332" for c in v),
+                "combining mark on every character",
+            )
+        )
         out.append(("marks", entity, lambda v: "\u202e" + v + "\u202c", "bidi controls"))
-        out.append(("marks", entity,
-                    lambda v: "".join(c + "\ufe0f\u20e3" if c.isdigit() else c for c in v),
-                    "keycaps"))
+        out.append(
+            (
+                "marks",
+                entity,
+                lambda v: "".join(c + "\ufe0f\u20e3" if c.isdigit() else c for c in v),
+                "keycaps",
+            )
+        )
         for mark in _INVISIBLE:
-            out.append(("invisible", entity,
-                        lambda v, m=mark: "".join(c + m if c.isdigit() else c for c in v)[:-1],
-                        f"U+{ord(mark):04X} between digits"))
-        out.append(("glued", entity, lambda v: v.replace(" ", "").replace("-", ""),
-                    "glued to letters, no separators"))
+            out.append(
+                (
+                    "invisible",
+                    entity,
+                    lambda v, m=mark: "".join(c + m if c.isdigit() else c for c in v)[:-1],
+                    f"U+{ord(mark):04X} between digits",
+                )
+            )
+        out.append(
+            (
+                "glued",
+                entity,
+                lambda v: v.replace(" ", "").replace("-", ""),
+                "glued to letters, no separators",
+            )
+        )
         out.append(("glued", entity, lambda v: v.replace(" ", "-"), "glued to a letter"))
     return out
 
@@ -158,8 +218,11 @@ def _email_transforms() -> list[tuple[str, Callable[[str], str], str]]:
         ("words", lambda v: v.replace("@", "[@]").replace(".", "[.]"), "[@] [.]"),
         ("words", lambda v: " ".join(v), "spaced letters"),
         ("marks", lambda v: "".join(c + "\u0301" for c in v), "combining marks"),
-        ("marks", lambda v: _in_tld(v, "oeac", "\u043e\u0435\u0430\u0441"),
-         "Cyrillic letter in the top-level domain"),
+        (
+            "marks",
+            lambda v: _in_tld(v, "oeac", "\u043e\u0435\u0430\u0441"),
+            "Cyrillic letter in the top-level domain",
+        ),
         (
             "marks",
             lambda v: _in_tld(v, "oe", "\u03bf\u03b5"),
@@ -167,8 +230,11 @@ def _email_transforms() -> list[tuple[str, Callable[[str], str], str]]:
         ),
         ("marks", lambda v: "\u202e" + v + "\u202c", "bidi controls"),
         ("invisible", lambda v: v.replace("@", "\u034f@\u034f"), "U+034F around @"),
-        ("invisible", lambda v: v.replace("@", "\ufe0f@").replace(".", ".\u2800"),
-         "variation selector, braille blank"),
+        (
+            "invisible",
+            lambda v: v.replace("@", "\ufe0f@").replace(".", ".\u2800"),
+            "variation selector, braille blank",
+        ),
         ("invisible", lambda v: v.replace(".", "\u3164."), "Hangul filler"),
         ("glued", lambda v: v, "glued to a word"),
     ]
@@ -211,8 +277,11 @@ def corpus(*, stretch: bool = False) -> list[Case]:
     # Contiguous SSNs where the context says SSN.
     for value in SSNS:
         digits = value.replace("-", "")
-        for template in ["SSN: {}", "social security number (no dashes) {} on file",
-                         "Her SSN, as she gave it to us on the phone, is {}."]:
+        for template in [
+            "SSN: {}",
+            "social security number (no dashes) {} on file",
+            "Her SSN, as she gave it to us on the phone, is {}.",
+        ]:
             text, spans = _place(template, digits)
             out.append(Case("separators", "US_SSN", text, spans, "contiguous, SSN context"))
     if stretch:
@@ -224,10 +293,7 @@ def value_positions(case: Case) -> list[int]:
     """The letters and digits of the value (not of a tag around it)."""
     tags = {i for m in _TAG.finditer(case.text) for i in range(m.start(), m.end())}
     return [
-        i
-        for s, e in case.spans
-        for i in range(s, e)
-        if case.text[i].isalnum() and i not in tags
+        i for s, e in case.spans for i in range(s, e) if case.text[i].isalnum() and i not in tags
     ]
 
 

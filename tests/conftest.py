@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import guardrails_engine as ge
-from guardrails_engine._core.trust import TRUST_ENV
+from guardrails_engine._common.trust import TRUST_ENV
 
 POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
 

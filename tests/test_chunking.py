@@ -223,8 +223,6 @@ def test_corpus_agreement(support_chat: ge.Policy, chunking: str) -> None:
     assert disagreements == []
 
 
-
-
 def test_plain_recall_and_no_leaks(support_chat: ge.Policy) -> None:
     """Recall of the six pattern entities on plain text >= 0.97; no value leaks from a stream."""
     found = total = 0

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guardrails_engine._core.model import Action
+from guardrails_engine._common.model import Action
 from guardrails_engine._runtime.repairs import dedup as _dedup
 from guardrails_engine.checks._base import Hit
 
@@ -45,7 +45,5 @@ def naive(hits: list[Hit]) -> set[int]:
 
 @given(st.lists(spans, max_size=30))
 def test_dedup_keeps_what_nothing_contains(raw: list[tuple[str, str, int, int, float]]) -> None:
-    hits = [
-        Hit(CHECKS[c], s, s + n, e, entity=e, score=score) for c, e, s, n, score in raw
-    ]
+    hits = [Hit(CHECKS[c], s, s + n, e, entity=e, score=score) for c, e, s, n, score in raw]
     assert {id(h) for h in _dedup(hits)} == naive(hits)

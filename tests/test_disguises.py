@@ -80,9 +80,9 @@ _ESCAPES = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);|%[0
 def test_no_repair_cuts_an_escape_or_a_markup_token_in_half(support_policy: ge.Policy) -> None:
     for case in CASES:
         result = support_policy.validate_sync(case.text)
-        inside = [
-            (m.start(), m.end()) for m in _ESCAPES.finditer(case.text)
-        ] + [(m.start(), m.end()) for m in re.finditer(r"\*\*|`", case.text)]
+        inside = [(m.start(), m.end()) for m in _ESCAPES.finditer(case.text)] + [
+            (m.start(), m.end()) for m in re.finditer(r"\*\*|`", case.text)
+        ]
         for f in result.findings:
             for s, e in inside:
                 assert not s < f.start < e, (case.how, case.text, f.reason)
@@ -176,6 +176,7 @@ def test_ordinary_text_with_numbers_and_markup_has_no_pii_finding(
 
 # -- the canonical view --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "text, view",
     [
@@ -212,6 +213,7 @@ def test_the_canonical_view_does_not_depend_on_chunking(text: str, rnd: random.R
 
 
 # -- past the hold-back cap ------------------------------------------------------------------
+
 
 def _released_values(policy: ge.Policy, text: str, parts: list[str]) -> list[tuple[str, int]]:
     """Characters of a value that ``validate`` repairs or blocks that the stream released."""

@@ -39,9 +39,7 @@ def chunked(text: str, rng: random.Random, lo: int = 1, hi: int = 8) -> list[str
 
 @pytest.fixture(scope="module")
 def patterns() -> ge.Policy:
-    return make(
-        "  - id: pii\n    type: pii\n    entities: [" + ", ".join(PATTERN_ENTITIES) + "]\n"
-    )
+    return make("  - id: pii\n    type: pii\n    entities: [" + ", ".join(PATTERN_ENTITIES) + "]\n")
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +337,11 @@ def test_pattern_only_policy_never_loads_ner() -> None:
     )
     root = Path(__file__).parent.parent
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert out.stdout.strip() == "0"

@@ -112,7 +112,7 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any], list[str]]] = [
         "tuple items and additionalItems",
         ("4", "6", "7", "2019-09"),
         {"items": [{"type": "string"}, {"type": "integer"}], "additionalItems": False},
-        ['["a", 1]', '["a"]', '[1, 1]', '["a", 1, 2]'],
+        ['["a", 1]', '["a"]', "[1, 1]", '["a", 1, 2]'],
     ),
     (
         "prefixItems and items",
@@ -429,7 +429,6 @@ DUPLICATE_PARAMS = [
     for name, drafts, body, docs in DUPLICATES
     for draft in drafts
 ]
-
 
 
 def _schema(draft: str, body: dict[str, Any]) -> dict[str, Any]:

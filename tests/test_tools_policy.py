@@ -155,7 +155,5 @@ def test_a_bad_tools_entry_names_its_field(tools: str, field: str, message: str)
     with pytest.raises(ge.PolicyError) as info:
         ge.Policy.from_yaml(text, source="p.yaml")
     problems = info.value.problems or (info.value,)
-    assert any(p.field == field and message in str(p) for p in problems), [
-        str(p) for p in problems
-    ]
+    assert any(p.field == field and message in str(p) for p in problems), [str(p) for p in problems]
     assert all(p.line is not None for p in problems)

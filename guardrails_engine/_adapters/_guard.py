@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .. import Action, Blocked, Finding, Policy, Push, Result, SyncPush, Trace
-from .._core.closing import AsyncClosing, Closing
+from .._common.closing import AsyncClosing, Closing
 from ._trace import adapter_block
 
 if TYPE_CHECKING:

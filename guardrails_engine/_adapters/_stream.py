@@ -52,8 +52,8 @@ from typing import Any, Generic, TypeAlias, TypeVar
 import anyio
 
 from .. import Blocked, StreamStateError
-from .._core.closing import AsyncClosing, Closing, event_loop, schedule_close
-from .._core.syncrun import run_inline
+from .._common.closing import AsyncClosing, Closing, event_loop, schedule_close
+from .._common.syncrun import run_inline
 from .._observe.calls import CallTrace
 from ._guard import Guard, Runs, ToolGuard
 from ._trace import ended

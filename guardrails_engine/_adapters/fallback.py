@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import anyio
 
 from .. import Interrupted, Policy, Refusal, StreamStateError
-from .._core.closing import AsyncClosing, Closing
+from .._common.closing import AsyncClosing, Closing
 from .._runtime.fallback import Attempt, Breaker, FallbackSource, Reason, Rule, describe
 
 __all__ = ["Api", "FallbackGuardedStream", "SyncFallbackGuardedStream"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .._core.errors import GuardrailsError
+from .._common.errors import GuardrailsError
 
 __all__ = ["BadRecord", "BatchInputError", "Partition", "plan", "pyarrow_parquet", "read"]
 

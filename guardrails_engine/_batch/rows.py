@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._core.model import Finding
+from .._common.model import Finding
 from .inputs import BatchInputError
 
 __all__ = ["ERROR", "ScanRow", "ScanSummary", "check_fields", "row_of", "scan_records"]

@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
-from .._core.errors import GuardrailsError
+from .._common.errors import GuardrailsError
 
 __all__ = ["BatchError", "DaskRunner", "InProcess", "ProcessPool", "Runner"]
 

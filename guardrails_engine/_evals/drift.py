@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .._core.errors import GuardrailsError
+from .._common.errors import GuardrailsError
 from .eval import CaseError, load_cases
 
 if TYPE_CHECKING:

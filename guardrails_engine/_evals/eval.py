@@ -22,8 +22,8 @@ from typing import Any, Literal, Protocol, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .._core.errors import GuardrailsError
-from .._core.model import Action, Decision, Result
+from .._common.errors import GuardrailsError
+from .._common.model import Action, Decision, Result
 from .._runtime.stats import Holdbacks
 from .._spec.reading import YamlRefused, load_yaml, repeated_key
 

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._core.files import FileRefused as SchemaLoadError
-from .._core.files import read_confined_text
+from .._common.files import FileRefused as SchemaLoadError
+from .._common.files import read_confined_text
 from .eval import read_cases
 
 __all__ = ["Criterion", "Message", "ModelCase", "load_model_cases"]

@@ -33,7 +33,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Final
 
-from .._core.errors import GuardrailsError
+from .._common.errors import GuardrailsError
 from .._runtime.trace import Trace, logger
 from .calls import CallTrace, RunRecord
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .._core.errors import PolicyError
-from .._core.model import Action
-from .._core.trust import UntrustedModule, import_trusted
+from .._common.errors import PolicyError
+from .._common.model import Action
+from .._common.trust import UntrustedModule, import_trusted
 from .._spec.config import ENTRY_POINT_GROUP, CustomSpec, PolicySpec
 from .._spec.located import Located
 from .._spec.plugins import installed_checks

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import anyio
 import anyio.to_thread
 
-from .._core.errors import PolicyError, check_source, check_text
-from .._core.files import FileRefused, read_confined_text
-from .._core.model import Result
-from .._core.threads import thread_limiter
-from .._core.trust import TRUST_ENV
+from .._common.errors import PolicyError, check_source, check_text
+from .._common.files import FileRefused, read_confined_text
+from .._common.model import Result
+from .._common.threads import thread_limiter
+from .._common.trust import TRUST_ENV
 from .._runtime.jobs import settle, settle_sync
 from .._runtime.run import Run
 from .._runtime.trace import TraceCallback, record

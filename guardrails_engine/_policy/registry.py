@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._core.errors import PolicyError
+from .._common.errors import PolicyError
 from .._spec.config import (
     CHECK_SPECS,
     ContentSpec,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._core.model import Action, Finding
+from .._common.model import Action, Finding
 from .._runtime.drive import Blocked
 from .._scanning.canon import canonical
 from .._spec.config import PolicySpec, SchemaSpec

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .._core.files import FileRefused as SchemaLoadError
-from .._core.files import read_confined_text
-from .._core.model import Action
-from .._core.trust import UntrustedModule, import_trusted
+from .._common.files import FileRefused as SchemaLoadError
+from .._common.files import read_confined_text
+from .._common.model import Action
+from .._common.trust import UntrustedModule, import_trusted
 from .._spec.config import Example, PolicySpec, TopicName, TopicSpec
 from .._spec.located import Located
 from .._spec.reading import load_yaml, repeated_key

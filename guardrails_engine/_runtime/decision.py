@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from .._core.model import Action, Decision, Finding, Result
+from .._common.model import Action, Decision, Finding, Result
 from ..checks._base import Check, Hit, RunContext, Session
 from .repairs import Repairs, dedup, joined, unshadowed
 

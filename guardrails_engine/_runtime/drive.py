@@ -26,10 +26,10 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._core.closing import AsyncClosing, Closing, EventLoop, event_loop, schedule_close
-from .._core.errors import StreamStateError
-from .._core.model import Blocked, Result
-from .._core.threads import source_limiter, thread_limiter
+from .._common.closing import AsyncClosing, Closing, EventLoop, event_loop, schedule_close
+from .._common.errors import StreamStateError
+from .._common.model import Blocked, Result
+from .._common.threads import source_limiter, thread_limiter
 from .jobs import settle, settle_sync
 from .run import Ending, Run
 from .trace import TraceCallback, record

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .._core.model import Decision, Finding, Result
+from .._common.model import Decision, Finding, Result
 from .._spec.fallback import FallbackSpec
 from .decision import Ending
 from .drive import Blocked, Ended, Released

@@ -22,10 +22,10 @@ from typing import Any, cast
 import anyio
 import anyio.to_thread
 
-from .._core.closing import AsyncClosing, Closing
-from .._core.errors import StreamStateError, check_source
-from .._core.model import Finding
-from .._core.threads import source_limiter
+from .._common.closing import AsyncClosing, Closing
+from .._common.errors import StreamStateError, check_source
+from .._common.model import Finding
+from .._common.threads import source_limiter
 from .decision import Ending
 from .drive import _IN_MEMORY, Blocked, Ended, Released, Stream, SyncStream, _close_sync
 from .fallback import (

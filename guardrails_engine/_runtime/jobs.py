@@ -18,8 +18,8 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from .._core.syncrun import run_sync
-from .._core.threads import CheckThreads, source_limiter
+from .._common.syncrun import run_sync
+from .._common.threads import CheckThreads, source_limiter
 from ..checks._unit import MalformedFinding, stand_in
 from .run import Run
 
@@ -116,7 +116,7 @@ async def _in_daemon_thread(call: Callable[[], Any], threads: CheckThreads) -> A
 
 
 def settle_sync(run: Run) -> str:
-    """:func:`settle` from sync code (:func:`~.._core.syncrun.run_sync`: on an event loop
+    """:func:`settle` from sync code (:func:`~.._common.syncrun.run_sync`: on an event loop
     of its own, in a thread of its own if this thread already runs one)."""
     if not run.deferred:
         return ""

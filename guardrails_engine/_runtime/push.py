@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
-from .._core.closing import AsyncClosing, Closing
-from .._core.model import Blocked
-from .._core.threads import thread_limiter
+from .._common.closing import AsyncClosing, Closing
+from .._common.model import Blocked
+from .._common.threads import thread_limiter
 from .drive import _Driver
 from .jobs import settle, settle_sync
 from .run import Ending

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from .._core.pieces import BLOCK, join_tail
+from .._common.pieces import BLOCK, join_tail
 from .repairs import Repairs
 from .stats import RunStats
 
@@ -24,11 +24,11 @@ class Release:
     def __init__(self, stats: RunStats) -> None:
         self._stats = stats
         self.pending: list[str] = []  # unreleased original text, from `start`
-        self._limit = BLOCK  # (see _core/pieces.py)
+        self._limit = BLOCK  # (see _common/pieces.py)
         self.start = 0
         self.released = 0  # original offset released so far
         self.out: list[str] = []  # released pieces
-        self._out_limit = BLOCK  # (see _core/pieces.py)
+        self._out_limit = BLOCK  # (see _common/pieces.py)
 
     def receive(self, chunk: str) -> None:
         pending = self.pending

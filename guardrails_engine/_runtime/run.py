@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._core.deadline import Deadline
-from .._core.model import Finding, Result
+from .._common.deadline import Deadline
+from .._common.model import Finding, Result
 from .._scanning.canon import OffsetMap, has_escape
 from .._scanning.scan import ScanView, SharedScan
 from ..checks._base import Check, Hit, PartialFailure, PatternCheck, PatternSession, Session

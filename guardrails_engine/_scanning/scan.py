@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import regex
 
-from .._core.deadline import Deadline
+from .._common.deadline import Deadline
 from .analysis import Facts, facts
 from .compose import SCOPABLE, ascii_gate, classes, probe, streamable
 from .terms import OVERLAPPING

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .._core.errors import PolicyError
+from .._common.errors import PolicyError
 from .config import PolicySpec
 from .located import Located
 from .plugins import installed_types

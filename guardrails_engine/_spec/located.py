@@ -8,7 +8,7 @@ from typing import Any
 import regex
 import yaml
 
-from .._core.errors import PolicyError
+from .._common.errors import PolicyError
 from .config import CHECK_SPECS
 
 __all__ = ["Located", "check_lists", "format_path"]

@@ -12,7 +12,7 @@ from typing import Any
 import regex
 from pydantic import BaseModel
 
-from .._core.errors import PolicyError
+from .._common.errors import PolicyError
 from .config import CHECK_SPECS, PiiSpec, PolicySpec
 from .located import Located, check_lists, format_path
 from .plugins import installed_checks

@@ -9,7 +9,7 @@ from typing import Any
 import regex
 import yaml
 
-from .._core.errors import PolicyError
+from .._common.errors import PolicyError
 
 __all__ = [
     "MAX_ALIASES",

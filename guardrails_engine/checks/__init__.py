@@ -16,7 +16,7 @@ entry-point group ``guardrails_engine.checks``.  :mod:`guardrails_engine.testing
 property-tests a policy with your check the way the built-in ones are tested.
 """
 
-from .._core.public import report_as
+from .._common.public import report_as
 from ._base import Check, CheckConfig, Hit, RunContext, Session
 from ._unit import Found, MalformedFinding, UnitCheck, unit_check
 

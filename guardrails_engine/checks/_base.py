@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from .._core.deadline import Deadline
-from .._core.model import Action
+from .._common.deadline import Deadline
+from .._common.model import Action
 from .._scanning.cap import Undecided
 from .._scanning.scan import PatternSet, ScanMatch, ScanState, ScanView
 

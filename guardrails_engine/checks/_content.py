@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import regex
 
-from .._core.deadline import Deadline
-from .._core.model import Action
+from .._common.deadline import Deadline
+from .._common.model import Action
 from .._scanning.scan import PatternSet, ScanMatch, ScanView
 from .._scanning.terms import Overlaps, TermSet, term_pattern
 from .._spec.config import ContentPatternSpec, ContentSpec

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import regex
 
-from .._core.model import Action, done
+from .._common.model import Action, done
 from .._spec.config import LengthSpec
 from ._base import Check, Hit, RunContext, Session
 

@@ -23,9 +23,9 @@ from typing import Any, Literal, overload
 import regex
 from pydantic import BaseModel
 
-from .._core.deadline import Deadline
-from .._core.model import Action
-from .._core.threads import CheckThreads
+from .._common.deadline import Deadline
+from .._common.model import Action
+from .._common.threads import CheckThreads
 from ._base import Check, CheckConfig, Hit, PartialFailure, Session
 
 __all__ = [

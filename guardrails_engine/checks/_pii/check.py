@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import regex
 
-from ..._core.deadline import Deadline
-from ..._core.model import Action, done
+from ..._common.deadline import Deadline
+from ..._common.model import Action, done
 from ..._scanning.scan import PatternSet, ScanMatch, ScanView
 from ..._scanning.terms import term_pattern
 from ..._spec.config import DEFAULT_MIN_SCORE, AllowRegexSpec, PiiSpec

@@ -6,7 +6,7 @@ from typing import Any
 
 import regex
 
-from ..._core.errors import PolicyError
+from ..._common.errors import PolicyError
 from ..._spec.located import Located, check_lists
 from ..._spec.problems import did_you_mean
 from .presidio import NER_ENTITIES, catalog

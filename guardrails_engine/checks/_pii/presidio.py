@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 if TYPE_CHECKING:
-    from ..._core.deadline import Deadline
+    from ..._common.deadline import Deadline
     from ..._scanning.scan import ScanMatch
 
 __all__ = [

@@ -25,12 +25,12 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012, specification_with
 
-from ..._core.files import MAX_FILE_BYTES as MAX_SCHEMA_FILE_BYTES
-from ..._core.files import FileRefused as SchemaLoadError
-from ..._core.files import read_confined_text
-from ..._core.model import Action, done
-from ..._core.pieces import BLOCK, join_tail
-from ..._core.trust import TRUST_ENV, UntrustedModule, import_trusted
+from ..._common.files import MAX_FILE_BYTES as MAX_SCHEMA_FILE_BYTES
+from ..._common.files import FileRefused as SchemaLoadError
+from ..._common.files import read_confined_text
+from ..._common.model import Action, done
+from ..._common.pieces import BLOCK, join_tail
+from ..._common.trust import TRUST_ENV, UntrustedModule, import_trusted
 from ..._spec.config import SchemaSpec
 from .._base import Applied, Check, Hit, RunContext, Session
 from .dialect import check_schema, extended, unreadable_pattern_keys
@@ -524,7 +524,7 @@ class _SchemaSession(Session):
         self._extracting = check.action is Action.REPAIR and check.extract
         self._doc: tuple[int, int, str] | None = None  # the document as judged: start, end, text
         self._parts: list[str] = []  # the output so far
-        self._limit = BLOCK  # (see _core/pieces.py)
+        self._limit = BLOCK  # (see _common/pieces.py)
         self._end = 0
         self._done = False  # a violation was found: nothing more to check
         self.hold = 0

@@ -33,7 +33,7 @@ from typing import Any
 
 import regex
 
-from ..._core.pieces import BLOCK, join_tail
+from ..._common.pieces import BLOCK, join_tail
 from .keywords import SchemaFollower
 from .paths import PATH_ENDS, Violation, path_step, render_path, show
 
