@@ -29,12 +29,13 @@ for ``similarity``, an embedder (extra ``[semantic]``, or your own callable).
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 
@@ -124,10 +125,13 @@ class _Guarded:
         )
 
 
-class openai_target:
-    """A model behind the OpenAI Chat Completions API (or any compatible server:
-    ``base_url``), streamed through the policy.  ``params`` go to the request
-    (``temperature``, ``max_tokens``, ...)."""
+class _SDKTarget:
+    """A model behind a provider's SDK: the client (made on first use, or yours) and
+    the request's parameters; the subclass streams one case through the policy."""
+
+    provider = ""
+    #: Parameters every request gets unless the target sets them.
+    defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
         self,
@@ -144,8 +148,8 @@ class openai_target:
             raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
         self.policy = policy
         self.model = model
-        self.name = name or f"openai:{model}"
-        self.params = params
+        self.name = name or f"{self.provider}:{model}"
+        self.params = {**self.defaults, **params}
         self._client = client
         self._owned = client is None
         self._base_url = base_url
@@ -160,13 +164,23 @@ class openai_target:
     def client(self) -> Any:
         if self._client is None:
             try:
-                import openai
+                sdk = importlib.import_module(self.provider)
             except ImportError:
                 raise ImportError(
-                    "needs the OpenAI SDK: pip install 'guardrails-engine[openai]'"
+                    f"needs the {self.provider} SDK: "
+                    f"pip install 'guardrails-engine[{self.provider}]'"
                 ) from None
-            self._client = openai.AsyncOpenAI(base_url=self._base_url, api_key=self._api_key)
+            make = sdk.AsyncOpenAI if self.provider == "openai" else sdk.AsyncAnthropic
+            self._client = make(base_url=self._base_url, api_key=self._api_key)
         return self._client
+
+
+class openai_target(_SDKTarget):
+    """A model behind the OpenAI Chat Completions API (or any compatible server:
+    ``base_url``), streamed through the policy.  ``params`` go to the request
+    (``temperature``, ``max_tokens``, ...)."""
+
+    provider = "openai"
 
     async def __call__(self, case: ModelCase) -> Completion:
         g = _Guarded(self.policy)
@@ -200,47 +214,11 @@ class openai_target:
         )
 
 
-class anthropic_target:
+class anthropic_target(_SDKTarget):
     """A model behind the Anthropic Messages API, streamed through the policy."""
 
-    def __init__(
-        self,
-        policy: Policy,
-        model: str,
-        *,
-        client: Any = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        name: str | None = None,
-        **params: Any,
-    ) -> None:
-        if not isinstance(policy, Policy):
-            raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
-        self.policy = policy
-        self.model = model
-        self.name = name or f"anthropic:{model}"
-        self.params = {"max_tokens": ANTHROPIC_MAX_TOKENS, **params}
-        self._client = client
-        self._owned = client is None
-        self._base_url = base_url
-        self._api_key = api_key
-
-    async def aclose(self) -> None:
-        """Close the client this target made (a client you passed is yours)."""
-        if self._owned and self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
-
-    def client(self) -> Any:
-        if self._client is None:
-            try:
-                import anthropic
-            except ImportError:
-                raise ImportError(
-                    "needs the Anthropic SDK: pip install 'guardrails-engine[anthropic]'"
-                ) from None
-            self._client = anthropic.AsyncAnthropic(base_url=self._base_url, api_key=self._api_key)
-        return self._client
+    provider = "anthropic"
+    defaults: ClassVar[Mapping[str, Any]] = {"max_tokens": ANTHROPIC_MAX_TOKENS}  # required
 
     async def __call__(self, case: ModelCase) -> Completion:
         g = _Guarded(self.policy)
