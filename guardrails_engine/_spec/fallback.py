@@ -20,7 +20,7 @@ DEFAULT_TRIGGERS: tuple[Trigger, ...] = ("error", "timeout", "refusal")
 class FallbackSpec(BaseModel):
     """When a stream's source is replaced by the next one (see docs/fallback.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     on: list[Trigger] = Field(
         default_factory=lambda: list(DEFAULT_TRIGGERS),
