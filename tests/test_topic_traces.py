@@ -4,7 +4,9 @@ nothing of the kind (issue 23)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import sqlite3
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 pytest.importorskip("sklearn", reason="the topic check needs the `semantic` extra")
 
 import guardrails_engine as ge
+from guardrails_engine._observe.store import connect
 
 DIM = 64
 EMAIL = "jdoe@example.com"
@@ -132,7 +135,7 @@ def test_a_policy_without_a_topic_check_records_no_topic_scores() -> None:
 def test_a_stream_records_the_scores_validate_records(flagging: ge.Policy, cuts: list[int]) -> None:
     text = f"{PASSING} {TOPIC} Acme charges 20 dollars per seat. Bye"
     bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
-    chunks = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    chunks = [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
     got: list[ge.Trace] = []
     list(flagging.stream_sync(chunks, on_trace=got.append))
     (streamed,) = got
@@ -142,7 +145,8 @@ def test_a_stream_records_the_scores_validate_records(flagging: ge.Policy, cuts:
 def test_a_blocked_stream_records_the_scores_so_far() -> None:
     policy = _policy()
     got: list[ge.Trace] = []
-    stream = policy.stream_sync([f"{PASSING} ", f"{TOPIC} ", "More text here. " * 5], on_trace=got.append)
+    chunks = [f"{PASSING} ", f"{TOPIC} ", "More text here. " * 5]
+    stream = policy.stream_sync(chunks, on_trace=got.append)
     list(stream)
     (trace,) = got
     assert trace.decision == "block"
@@ -167,3 +171,39 @@ def test_the_span_has_the_scores_as_numbers_and_no_text(
     )
     for word in (EMAIL, "jdoe", "ibuprofen"):
         assert word not in seen
+
+
+def test_a_trace_store_keeps_the_scores_in_their_own_table(
+    flagging: ge.Policy, tmp_path: Any
+) -> None:
+    db = tmp_path / "traces.db"
+    with ge.TraceStore(db) as store:
+        flagging.validate_sync(f"Mail {EMAIL}. {TOPIC}", on_trace=store)
+        _policy(topic=False).validate_sync(TOPIC, on_trace=store)
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT check_id, topic, score FROM topic_scores ORDER BY topic").fetchall()
+    assert [(c, t) for c, t, _ in rows] == [("topics", "dosage"), ("topics", "pricing")]
+    assert rows[0][2] >= 0.75 > rows[1][2]
+    dump = "\n".join(conn.iterdump())
+    for word in (EMAIL, "jdoe", "ibuprofen"):
+        assert word not in dump
+    conn.close()
+
+
+def test_a_schema_1_store_is_read_as_it_is_and_upgraded_when_written(
+    flagging: ge.Policy, tmp_path: Any
+) -> None:
+    db = tmp_path / "old.db"
+    ge.TraceStore(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE topic_scores")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    connect(db, create=False).close()  # a reader takes it as it is
+    with ge.TraceStore(db) as store:
+        flagging.validate_sync(TOPIC, on_trace=store)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("SELECT COUNT(*) FROM topic_scores").fetchone()[0] == 2
+    conn.close()

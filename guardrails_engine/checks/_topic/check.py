@@ -98,6 +98,5 @@ class TopicSession(UnitSession):
         """Each topic's highest score over the units scored in this run (0.0 when no
         unit was scored)."""
         return {
-            t: round(float(s), 4)
-            for t, s in zip(self.topic.model.topics, self.best, strict=True)
+            t: round(float(s), 4) for t, s in zip(self.topic.model.topics, self.best, strict=True)
         }
