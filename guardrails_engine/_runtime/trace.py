@@ -80,7 +80,7 @@ class Trace:
     topic_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "trace_id": self.trace_id,
             "kind": self.kind,
             "policy": self.policy,
