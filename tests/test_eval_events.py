@@ -16,20 +16,20 @@ from _fake_models import FakeModels, Scripted, prompt_of, say
 from _otel import memory_exporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from test_otel_genai import Receiver, _attrs
 
 import guardrails_engine as ge
 from guardrails_engine import modeleval as me
 
 EMAIL = "jdoe.secret@example.com"
-POLICY = ge.Policy.from_yaml(
-    """
+POLICY_FULL = """
 version: 1
 name: eval-events
 checks:
   - {id: pii, type: pii, entities: [EMAIL_ADDRESS], action: repair}
   - {id: words, type: content, terms: [forbidden], action: block}
 """
-)
+POLICY = ge.Policy.from_yaml(POLICY_FULL)
 ANSWERS = {
     "email": f"Write to {EMAIL} for refunds within 30 days.",
     "block": "This is forbidden territory.",
@@ -211,3 +211,63 @@ POLICY_TEXT = (
     "version: 1\nname: p\nchecks:\n"
     "  - {id: pii, type: pii, entities: [EMAIL_ADDRESS], action: repair}\n"
 )
+
+
+OTLP_CHILD = """
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+import guardrails_engine as ge
+from guardrails_engine import modeleval as me
+
+tracing = TracerProvider()
+tracing.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint={url!r} + "/v1/traces")))
+trace.set_tracer_provider(tracing)
+policy = ge.Policy.from_yaml({policy!r})
+report = me.evaluate_models(
+    policy, me.load_model_cases({cases!r}), me.recorded.targets(policy, {rec!r})
+)
+print(sorted(o.status for o in report.outcomes))
+tracing.force_flush()
+tracing.shutdown()
+"""
+
+
+def test_a_real_otlp_receiver_sees_the_evaluation_events(tmp_path: Path) -> None:
+    """Recorded outputs (offline), exported by the OTLP/HTTP exporter in a child process."""
+    rec = tmp_path / "rec.jsonl"
+    rec.write_text(
+        "".join(
+            json.dumps({"case": case, "model": "m", "output": out}) + "\n"
+            for case, out in ANSWERS.items()
+        )
+    )
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CASES.replace(', {judge: "gives a contact"}', ""))
+    with Receiver() as receiver:
+        code = OTLP_CHILD.format(
+            url=receiver.url, policy=POLICY_FULL, cases=str(cases), rec=str(rec)
+        )
+        assert run_limited(code, seconds=120).split("\n")[0] == "['fail', 'pass', 'pass']"
+        spans = {
+            _attrs(s.attributes)["guardrails_engine.case"]: s
+            for s in receiver.spans
+            if s.name.startswith("evaluate ")
+        }
+        raw = b"".join(receiver.raw)
+    assert set(spans) == {"email", "block", "exact"}
+    assert {s.name for s in spans.values()} == {"evaluate m"}
+    events = {
+        _attrs(e.attributes)["gen_ai.evaluation.name"]: _attrs(e.attributes)
+        for e in spans["email"].events
+    }
+    assert {e.name for e in spans["email"].events} == {"gen_ai.evaluation.result"}
+    assert set(events) == {"decision", "contains", "regex"}
+    assert events["regex"]["gen_ai.evaluation.score.value"] == 1.0
+    assert events["regex"]["gen_ai.evaluation.score.label"] == "pass"
+    assert events["decision"]["gen_ai.evaluation.explanation"] == (
+        "guardrail decision repair, expected repair"
+    )
+    for text in (EMAIL, "jdoe", "Write to", "forbidden"):
+        assert text.encode() not in raw, text
