@@ -42,6 +42,7 @@ import anyio
 from ._evals.model_cases import Criterion, Message, ModelCase, load_model_cases
 from ._evals.model_run import Completion, ModelReport, Outcome, Target, load_baseline, run_models
 from ._evals.scoring import Ask, Embed, Judge, Score
+from ._observe.evaluation import export_outcomes
 from ._policy.policy import Policy
 from .checks._judge import ProviderAsk
 
@@ -389,7 +390,7 @@ async def aevaluate_models(
     if embed is None and any(c.kind == "similarity" for case in items for c in case.criteria):
         embed = await anyio.to_thread.run_sync(default_embedder)
     try:
-        return await run_models(
+        report = await run_models(
             items,
             targets,
             judge=judge,
@@ -398,6 +399,9 @@ async def aevaluate_models(
             call_timeout=call_timeout,
             progress=progress,
         )
+        # (nothing is built when OpenTelemetry is not installed or not set up)
+        export_outcomes(report.outcomes, {c.id: c.decision for c in items})
+        return report
     finally:
         # clients made for this evaluation are closed in its event loop
         for t in targets:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Final
 
-from .._runtime.trace import configured, logger
+from .._runtime.trace import configured, logger, topic_attributes
 
 if TYPE_CHECKING:
     from .calls import CallTrace
@@ -202,6 +202,7 @@ def guardrail_events(record: CallTrace) -> list[dict[str, Any]]:
         }
         if run.name is not None:
             where["guardrails_engine.tool"] = run.name
+        where.update(topic_attributes(run.trace))
         if not run.trace.findings:
             events.append(
                 {**base, **where, "gen_ai.guardrail.result": run.trace.decision or run.trace.ending}

@@ -15,7 +15,9 @@ written (the disk is full, the file is not a database) is dropped and counted in
 Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; a file written by a newer
 version is refused): ``calls`` (one row per record: a guarded model call, or a
 validate or stream run on its own), ``runs`` (one per run of the policy in it),
-``findings`` (one per finding: check, action, entity type, reason; never a value).
+``findings`` (one per finding: check, action, entity type, reason; never a value),
+``topic_scores`` (schema 2: per run of a ``type: topic`` check, each topic's best
+score; a schema 1 file is upgraded when opened for writing, and read as it is).
 Retention: ``max_age_s`` and ``max_rows`` (calls) are applied after each batch.
 """
 
@@ -39,7 +41,10 @@ from .calls import CallTrace, RunRecord
 
 __all__ = ["SCHEMA_VERSION", "TraceStore", "TraceStoreError", "connect"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+#: The oldest schema a reader reads (version 2 added ``topic_scores``; a version 1
+#: file is upgraded when it is opened for writing).
+OLDEST_READ: Final = 1
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -99,6 +104,15 @@ CREATE TABLE IF NOT EXISTS findings (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS findings_call ON findings (call_id);
+CREATE TABLE IF NOT EXISTS topic_scores (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    call_id INTEGER NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+    check_id TEXT NOT NULL,
+    topic TEXT NOT NULL,           -- a topic the policy names
+    score REAL NOT NULL            -- the topic's best score in the run
+);
+CREATE INDEX IF NOT EXISTS topic_scores_call ON topic_scores (call_id);
 """
 
 
@@ -149,7 +163,7 @@ def _check_version(path: str | Path, version: int, create: bool) -> None:
             f"{path}: trace schema version {version} is newer than this "
             f"guardrails-engine reads ({SCHEMA_VERSION})"
         )
-    if version < SCHEMA_VERSION and not create:
+    if version < OLDEST_READ and not create:
         raise TraceStoreError(f"{path}: not a trace database (no trace schema)")
 
 
@@ -466,5 +480,13 @@ def _insert(conn: sqlite3.Connection, record_id: str, received: float, record: A
                     f["reason"],
                 )
                 for f in t.findings
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO topic_scores VALUES (NULL, ?, ?, ?, ?, ?)",
+            [
+                (run_id, call_id, check_id, topic, score)
+                for check_id, scores in t.topic_scores.items()
+                for topic, score in scores.items()
             ],
         )

@@ -386,6 +386,11 @@ class Run:
         self._decisions.add([hit])
         self._conclude(ending, [h for h in self._decisions.hits if h.start < at] + [hit])
 
+    def trace_numbers(self) -> dict[str, dict[str, float]]:
+        """What the sessions that keep numbers for the trace kept, by check id (read
+        once, when the trace is built: nothing per chunk)."""
+        return {c.id: s.trace_numbers() for c, s in self._sessions if s.traces_numbers}
+
     def findings_so_far(self) -> list[Finding]:
         return self._decisions.findings(self._decisions.hits)
 

@@ -76,9 +76,11 @@ class Trace:
     first_out_ms: float | None
     error: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: Per ``type: topic`` check (by id): each topic's highest score in the run.
+    topic_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "trace_id": self.trace_id,
             "kind": self.kind,
             "policy": self.policy,
@@ -97,6 +99,9 @@ class Trace:
             "first_out_ms": self.first_out_ms,
             "error": self.error,
         }
+        if self.topic_scores:
+            out["topic_scores"] = self.topic_scores
+        return out
 
 
 class RunHook:
@@ -201,6 +206,7 @@ def _build(
         holdback_median=holdbacks.median(),
         first_out_ms=round(first_out, 4) if first_out is not None else None,
         error=type(error).__name__ if error is not None else None,
+        topic_scores=run.trace_numbers(),
     )
 
 
@@ -238,6 +244,22 @@ def configured(provider: object) -> bool:
     )
 
 
+def topic_attributes(trace: Trace) -> dict[str, float | str]:
+    """A run's topic scores as OpenTelemetry attributes (numbers, and topic names the
+    policy gave): ``guardrails_engine.topic.{check}.{topic}`` per topic, and
+    ``guardrails_engine.topic.{check}.best_score``/``best_topic``."""
+    out: dict[str, float | str] = {}
+    for check_id, scores in trace.topic_scores.items():
+        prefix = f"guardrails_engine.topic.{check_id}"
+        for topic, score in scores.items():
+            out[f"{prefix}.{topic}"] = score
+        if scores:
+            best = max(scores, key=lambda t: scores[t])
+            out[f"{prefix}.best_score"] = scores[best]
+            out[f"{prefix}.best_topic"] = best
+    return out
+
+
 def _export(tracer: Any, trace: Trace, run: Run) -> None:
     start_ns = time.time_ns() - int(trace.duration_ms * 1_000_000)
     attributes: dict[str, Any] = {
@@ -260,6 +282,7 @@ def _export(tracer: Any, trace: Trace, run: Run) -> None:
         attributes["guardrails_engine.first_out_ms"] = trace.first_out_ms
     for check_id, ms in trace.check_ms.items():
         attributes[f"guardrails_engine.check_ms.{check_id}"] = ms
+    attributes.update(topic_attributes(trace))
     try:
         span = tracer.start_span(
             f"guardrails_engine.{trace.kind}", start_time=start_ns, attributes=attributes

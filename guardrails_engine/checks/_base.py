@@ -197,11 +197,18 @@ class Session:
     #: With ``reads_back``: the first canonical offset the session may still read.
     needed: int
 
+    #: Whether the session keeps numbers for the run's trace: :meth:`trace_numbers`.
+    traces_numbers: bool = False
+
     #: With ``defers``: the calls waiting for the driver (each has ``error``, ``result``).
     jobs: list[Any]
 
     def collect(self) -> Sequence[Hit]:
         """With ``defers``: the hits of the jobs the driver ran (a failed one raises)."""
+        raise NotImplementedError
+
+    def trace_numbers(self) -> dict[str, float]:
+        """With ``traces_numbers``: numbers of this run for its trace (never text)."""
         raise NotImplementedError
 
     def judge_repaired(self, applied: Sequence[Applied]) -> Sequence[Hit]:

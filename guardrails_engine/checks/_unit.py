@@ -443,12 +443,16 @@ class UnitSession(Session):
             # Between units the deadline holds: a slow function is not called on
             # every unit of a long text (validate) when a stream would stop after one.
             self.deadline.check()
-            found = self.check.hits(self.check.call(text), text, offset)
+            found = self.check.hits(self.call(text), text, offset)
             self._count(found)
             hits += found
         except Exception as exc:
             self.hold = max(self.hold, offset)
             raise PartialFailure(exc, hits) from exc
+
+    def call(self, text: str) -> Any:
+        """Call the check on one unit (a session may keep numbers of the call)."""
+        return self.check.call(text)
 
     def _count(self, found: Sequence[Hit]) -> None:
         """Findings of one run are bounded in number and in the text they hold (the

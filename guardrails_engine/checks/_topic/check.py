@@ -4,14 +4,20 @@ It is a unit check (``_unit.py``): the engine holds the open sentence, cuts
 units by a rule that reads only the text, and scores each complete unit once, so
 a stream and ``validate`` score the same units and find the same topics.  A
 finding names the topic and the score, never the text.
+
+Each run keeps, per topic, the highest score of its units (numbers only): the
+run's trace carries them (``Trace.topic_scores``), below the threshold too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from .._base import CheckConfig
-from .._unit import Compiled, Found, Unit, UnitCheck
+import numpy as np
+
+from .._base import CheckConfig, Session
+from .._unit import Compiled, Found, Unit, UnitCheck, UnitSession
 from .model import TopicModel
 
 __all__ = ["TopicCheck"]
@@ -34,13 +40,19 @@ class TopicCheck(Compiled):
         declared = UnitCheck(self._find, unit=unit)
         super().__init__(config, declared, unit=unit, max_unit_chars=max_unit_chars)
 
+    def session(self) -> Session:
+        return TopicSession(self)
+
     def scores(self, text: str) -> dict[str, float]:
         """The score of ``text`` (one unit) for each topic."""
         row = self.model.scores([text])[0]
         return {t: float(s) for t, s in zip(self.model.topics, row, strict=True)}
 
     def _find(self, text: str) -> list[Found]:
-        row = self.model.scores([text])[0]
+        return self.found(self.model.scores([text])[0])
+
+    def found(self, row: Any) -> list[Found]:
+        """The finding of a unit whose topic scores are ``row`` (none under threshold)."""
         over = [(float(s), i) for i, s in enumerate(row) if s >= self.thresholds[i]]
         if not over:
             return []
@@ -63,3 +75,28 @@ class TopicCheck(Compiled):
             return dict.fromkeys(self.model.topics, 0.0)
         best = self.model.scores(units).max(axis=0)
         return {t: float(s) for t, s in zip(self.model.topics, best, strict=True)}
+
+
+class TopicSession(UnitSession):
+    """A run of a topic check: its units, and each topic's best score so far."""
+
+    traces_numbers = True
+
+    def __init__(self, check: TopicCheck) -> None:
+        super().__init__(check)
+        self.topic = check
+        self.best = np.zeros(len(check.model.topics))
+        self.units = 0
+
+    def call(self, text: str) -> Any:
+        row = self.topic.model.scores([text])[0]
+        np.maximum(self.best, row, out=self.best)
+        self.units += 1
+        return self.topic.found(row)
+
+    def trace_numbers(self) -> dict[str, float]:
+        """Each topic's highest score over the units scored in this run (0.0 when no
+        unit was scored)."""
+        return {
+            t: round(float(s), 4) for t, s in zip(self.topic.model.topics, self.best, strict=True)
+        }
