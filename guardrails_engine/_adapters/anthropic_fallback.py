@@ -16,6 +16,7 @@ from anthropic.types import RawMessageStreamEvent
 from pydantic import TypeAdapter
 
 from .. import Policy
+from .._observe.calls import CallRecorder
 from ._guard import Runs, refusals_guarded
 from ._stream import GuardedStream, SyncGuardedStream
 from .anthropic import AnthropicTranslator, _open_async, _open_sync
@@ -38,6 +39,8 @@ class AnthropicApi:
 
     __slots__ = ("_n", "_policy", "_refusals")
 
+    provider = "anthropic"
+
     def __init__(self, policy: Policy, refusals: str) -> None:
         refusals_guarded(refusals)
         self._policy = policy
@@ -45,22 +48,28 @@ class AnthropicApi:
         self._n = 0
 
     def guarded(
-        self, source: Any, wrap: Callable[[Any, Any], tuple[Any, Any]], *, sync: bool
+        self,
+        source: Any,
+        wrap: Callable[[Any, Any], tuple[Any, Any]],
+        *,
+        sync: bool,
+        rec: CallRecorder | None = None,
     ) -> Any:
-        translator = AnthropicTranslator(Runs(self._policy, sync=sync))
+        runs = Runs(self._policy, sync=sync, rec=rec, part="content_block")
+        translator = AnthropicTranslator(runs)
         if sync:
 
             def opener_sync(src: Any) -> tuple[Any, Any]:
                 it, shut = _open_sync(src)
                 return wrap(it, shut)
 
-            return SyncGuardedStream(source, translator, opener_sync)
+            return SyncGuardedStream(source, translator, opener_sync, finishes=False)
 
         async def opener(src: Any) -> tuple[Any, Any]:
             it, shut = await _open_async(src)
             return wrap(it, shut)
 
-        return GuardedStream(source, translator, opener)
+        return GuardedStream(source, translator, opener, finishes=False)
 
     def is_stream(self, value: Any) -> bool:
         return isinstance(value, _STREAMS)

@@ -10,6 +10,7 @@ from openai import AsyncStream, Stream
 from openai.types.chat import ChatCompletionChunk
 
 from .. import Policy
+from .._observe.calls import CallRecorder
 from ._stream import GuardedStream, SyncGuardedStream, open_async, open_sync
 from .openai import _make
 
@@ -30,6 +31,8 @@ class OpenAIApi:
 
     __slots__ = ("_model", "_n", "_policy", "_refusals", "responses")
 
+    provider = "openai"
+
     def __init__(self, policy: Policy, refusals: str) -> None:
         self._policy = policy
         self._refusals = refusals
@@ -38,22 +41,27 @@ class OpenAIApi:
         self._model = "fallback"
 
     def guarded(
-        self, source: Any, wrap: Callable[[Any, Any], tuple[Any, Any]], *, sync: bool
+        self,
+        source: Any,
+        wrap: Callable[[Any, Any], tuple[Any, Any]],
+        *,
+        sync: bool,
+        rec: CallRecorder | None = None,
     ) -> Any:
-        translator = _make(self._policy, source, self._refusals, sync=sync)
+        translator = _make(self._policy, source, self._refusals, sync=sync, rec=rec)
         if sync:
 
             def opener_sync(src: Any) -> tuple[Any, Any]:
                 it, shut = open_sync(src)
                 return wrap(it, shut)
 
-            return SyncGuardedStream(source, translator, opener_sync)
+            return SyncGuardedStream(source, translator, opener_sync, finishes=False)
 
         async def opener(src: Any) -> tuple[Any, Any]:
             it, shut = await open_async(src)
             return wrap(it, shut)
 
-        return GuardedStream(source, translator, opener)
+        return GuardedStream(source, translator, opener, finishes=False)
 
     def is_stream(self, value: Any) -> bool:
         return isinstance(value, AsyncStream | Stream)
