@@ -1,0 +1,172 @@
+"""Gaps of the adapters' fallbacks, against fake servers speaking the real wire formats,
+driven by the real SDK clients: a stream with fallbacks is traced (one record, an
+attempt per source), and a text fallback of a Responses primary is written as
+Responses events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from _fake_anthropic import FakeAnthropic, Text, sse_events
+from _fake_openai import FakeOpenAI, chat_chunks, response_events
+from anthropic.types import RawContentBlockDeltaEvent
+from openai.types.chat import ChatCompletionChunk
+
+import guardrails_engine as ge
+from guardrails_engine import anthropic as ge_anthropic
+from guardrails_engine import openai as ge_openai
+
+POLICY = ge.Policy.from_yaml(
+    """
+version: 1
+name: fallback-gaps
+block_message: "[blocked]"
+stream: {first_chunk_timeout_ms: 1000}
+fallback: {on: [error, timeout, refusal, block]}
+checks:
+  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
+  - {id: words, type: content, terms: [forbidden], action: block}
+"""
+)
+SECOND = ["Second model: ", "mail ann@", "example.com ", "today."]
+SECOND_OUT = "Second model: mail <EMAIL_ADDRESS> today."
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def oai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def ant() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic().start()
+    yield server
+    server.stop()
+
+
+def _chat(pieces: list[str]) -> list[dict[str, Any]]:
+    return chat_chunks([(0, {"content": p}) for p in pieces])
+
+
+def _oai_text(chunks: list[ChatCompletionChunk]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def _ant_text(events: list[Any]) -> str:
+    return "".join(
+        e.delta.text
+        for e in events
+        if isinstance(e, RawContentBlockDeltaEvent) and e.delta.type == "text_delta"
+    )
+
+
+# -- tracing -------------------------------------------------------------------------------
+@pytest.mark.anyio
+@pytest.mark.parametrize("trigger", ["500", "block"])
+async def test_openai_stream_with_fallbacks_is_one_record(oai: FakeOpenAI, trigger: str) -> None:
+    if trigger == "block":
+        oai.add("chat", _chat(["Mail jdoe@example.com: forbidden. "]))
+    records: list[Any] = []
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+
+        def ask(model: str) -> Any:
+            messages = [{"role": "user", "content": "hi"}]
+            return client.chat.completions.create(
+                model=model, messages=messages, stream=True, temperature=0.5
+            )
+
+        def second(why: ge.Fallback) -> Any:
+            oai.add("chat", _chat(SECOND))
+            return ask("b")
+
+        stream = ge_openai.guard(
+            POLICY, ask("a"), fallbacks=[second], trace_id="t-1", on_trace=records.append
+        )
+        assert stream.trace_id == "t-1" and stream.record is None
+        async with stream:
+            chunks = [c async for c in stream]
+    assert _oai_text(chunks) == SECOND_OUT
+    (record,) = records  # one record for the whole call, sent once
+    assert record is stream.record and record.trace_id == "t-1"
+    assert record.ending == "completed" and record.decision == "repair"
+    first, last = record.attempts
+    assert last.request_model == "b" and last.error is None
+    assert last.runs and last.chunks > 0
+    assert record.parameters == {"temperature": 0.5}
+    if trigger == "500":
+        assert first.error == "InternalServerError" and not first.runs
+    else:
+        assert first.request_model == "a" and first.chunks > 0
+        assert [r.trace.decision for r in first.runs] == ["block"]
+        assert "jdoe" not in str(record.to_dict())  # no value, in any attempt
+
+
+def test_anthropic_sync_stream_with_fallbacks_is_traced(ant: FakeAnthropic) -> None:
+    ant.stream(sse_events([], stop_reason="refusal"))
+    records: list[Any] = []
+    with anthropic.Anthropic(base_url=ant.url, api_key="x", max_retries=0) as client:
+        primary = client.messages.create(
+            model="a", max_tokens=10, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        stream = ge_anthropic.guard_sync(
+            POLICY, primary, fallbacks=[lambda why: SECOND], on_trace=records.append
+        )
+        with stream:
+            events = list(stream)
+    assert _ant_text(events) == SECOND_OUT
+    (record,) = records
+    assert stream.trace_id == record.trace_id and record.ending == "completed"
+    first, last = record.attempts
+    assert (first.provider, first.request_model, first.error) == ("anthropic", "a", "Refusal")
+    assert last.request_model == "a"  # (a text fallback made no request of its own)
+    assert [r.part for r in last.runs] == ["content_block"]
+
+
+@pytest.mark.anyio
+async def test_a_fallback_stream_closed_early_is_recorded_closed(ant: FakeAnthropic) -> None:
+    records: list[Any] = []
+    async with anthropic.AsyncAnthropic(base_url=ant.url, api_key="x", max_retries=0) as client:
+        primary = client.messages.create(
+            model="a", max_tokens=10, messages=[{"role": "user", "content": "hi"}], stream=True
+        )  # unscripted: a 500
+        stream = ge_anthropic.guard(
+            POLICY, primary, fallbacks=[lambda why: SECOND], on_trace=records.append
+        )
+        async with stream:
+            async for _event in stream:
+                break
+    (record,) = records
+    assert record.ending == "closed" and len(record.attempts) == 2
+    assert record.attempts[0].error == "InternalServerError"
+
+
+@pytest.mark.anyio
+async def test_every_source_failing_is_one_record_with_the_error(oai: FakeOpenAI) -> None:
+    records: list[Any] = []
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+
+        def ask() -> Any:
+            messages = [{"role": "user", "content": "hi"}]
+            return client.chat.completions.create(model="a", messages=messages, stream=True)
+
+        stream = ge_openai.guard(
+            POLICY, ask(), fallbacks=[lambda why: ask()], on_trace=records.append
+        )
+        with pytest.raises(openai.InternalServerError):
+            async with stream:
+                _ = [c async for c in stream]
+    (record,) = records
+    assert record.ending == "error" and record.error == "InternalServerError"
+    assert [a.error for a in record.attempts] == ["InternalServerError"] * 2
