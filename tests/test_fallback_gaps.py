@@ -32,6 +32,18 @@ checks:
   - {id: words, type: content, terms: [forbidden], action: block}
 """
 )
+#: (A sync SDK client may take over a second for its first event from the fake server.)
+SLOW = ge.Policy.from_yaml(
+    """
+version: 1
+name: fallback-gaps-sync
+block_message: "[blocked]"
+fallback: {on: [error, refusal, block]}
+checks:
+  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
+  - {id: words, type: content, terms: [forbidden], action: block}
+"""
+)
 SECOND = ["Second model: ", "mail ann@", "example.com ", "today."]
 SECOND_OUT = "Second model: mail <EMAIL_ADDRESS> today."
 
@@ -121,7 +133,7 @@ def test_anthropic_sync_stream_with_fallbacks_is_traced(ant: FakeAnthropic) -> N
             model="a", max_tokens=10, messages=[{"role": "user", "content": "hi"}], stream=True
         )
         stream = ge_anthropic.guard_sync(
-            POLICY, primary, fallbacks=[lambda why: SECOND], on_trace=records.append
+            SLOW, primary, fallbacks=[lambda why: SECOND], on_trace=records.append
         )
         with stream:
             events = list(stream)
@@ -170,3 +182,64 @@ async def test_every_source_failing_is_one_record_with_the_error(oai: FakeOpenAI
     (record,) = records
     assert record.ending == "error" and record.error == "InternalServerError"
     assert [a.error for a in record.attempts] == ["InternalServerError"] * 2
+
+
+# -- a text fallback of a Responses primary ------------------------------------------------
+@pytest.mark.anyio
+@pytest.mark.parametrize("trigger", ["refuse", "block"])
+async def test_responses_text_fallback_is_written_as_responses_events(
+    oai: FakeOpenAI, trigger: str
+) -> None:
+    first = ["I can't ", "do that."] if trigger == "refuse" else ["All forbidden. "]
+    oai.add("responses", response_events([("refusal" if trigger == "refuse" else "text", first)]))
+    records: list[Any] = []
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.responses.create(model="m", input="hi", stream=True)
+        stream = ge_openai.guard(
+            POLICY, primary, fallbacks=[lambda why: iter(SECOND)], on_trace=records.append
+        )
+        async with stream:
+            events = [e async for e in stream]
+    assert all(type(e).__module__.startswith("openai.types.responses") for e in events)
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == SECOND_OUT
+    # The ending says the text as released (repaired), never the value.
+    assert events[-4].text == SECOND_OUT
+    assert events[-1].response.output[0].content[0].text == SECOND_OUT
+    assert "ann@" not in str([e.model_dump() for e in events])
+    numbers = [e.sequence_number for e in events]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert [a.ending for a in stream.attempts] == [
+        "refusal" if trigger == "refuse" else "block",
+        "completed",
+    ]
+    assert records[0].attempts[-1].runs  # the written text went through the policy
+
+
+def test_sync_responses_text_fallback_after_a_block(oai: FakeOpenAI) -> None:
+    oai.add("responses", response_events([("text", ["All forbidden. "])]))
+    with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.responses.create(model="m", input="hi", stream=True)
+        stream = ge_openai.guard_sync(SLOW, primary, fallbacks=[lambda why: "Plain text."])
+        with stream:
+            events = list(stream)
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert sum(k == "response.created" for k in kinds) == 1  # nothing of the primary
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert deltas == ["Plain text."]
+    assert "forbidden" not in str([e.model_dump() for e in events])
+    assert [a.ending for a in stream.attempts] == ["block", "completed"]

@@ -8,6 +8,8 @@ from typing import Any
 
 from openai import AsyncStream, Stream
 from openai.types.chat import ChatCompletionChunk
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from .. import Policy
 from .._observe.calls import CallRecorder
@@ -15,6 +17,8 @@ from ._stream import GuardedStream, SyncGuardedStream, open_async, open_sync
 from .openai import _make
 
 __all__ = ["OpenAIApi"]
+
+_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
 _TEXT_DELTAS = frozenset(
     {
@@ -29,7 +33,7 @@ _TEXT_DELTAS = frozenset(
 class OpenAIApi:
     """Chat Completions and Responses (which one: the first source's stream or events)."""
 
-    __slots__ = ("_model", "_n", "_policy", "_refusals", "responses")
+    __slots__ = ("_model", "_n", "_policy", "_refusals", "_seq", "_texts", "responses")
 
     provider = "openai"
 
@@ -39,6 +43,8 @@ class OpenAIApi:
         self.responses: bool | None = None  # the primary is a Responses stream
         self._n = 0
         self._model = "fallback"
+        self._seq = 0  # the sequence number of the next Responses event written
+        self._texts: list[str] = []  # the text written so far (a Responses ending repeats it)
 
     def guarded(
         self,
@@ -48,6 +54,8 @@ class OpenAIApi:
         sync: bool,
         rec: CallRecorder | None = None,
     ) -> Any:
+        if self.responses is None and getattr(source, "_cast_to", None) is not None:
+            self.responses = source._cast_to is not ChatCompletionChunk
         translator = _make(self._policy, source, self._refusals, sync=sync, rec=rec)
         if sync:
 
@@ -93,21 +101,68 @@ class OpenAIApi:
         response = getattr(event, "response", None)
         return getattr(response, "model", None)
 
-    def _check(self) -> None:
-        if self.responses:
-            raise TypeError("a text fallback of a Responses stream: return a Responses stream")
-
+    # Plain text is written as the primary's API: Chat chunks, or (a Responses primary)
+    # the events of a streamed response with one message of one output_text part.
     def opening(self, model: str | None) -> list[Any]:
-        self._check()
         self._n += 1
         self._model = model or "fallback"
-        return [self._chunk({"role": "assistant", "content": ""}, None)]
+        if not self.responses:
+            return [self._chunk({"role": "assistant", "content": ""}, None)]
+        self._seq = 0
+        self._texts = []
+        return [
+            self._event("response.created", response=self._response([], "in_progress")),
+            self._event("response.in_progress", response=self._response([], "in_progress")),
+            self._event("response.output_item.added", output_index=0, item=self._item([], False)),
+            self._event("response.content_part.added", **self._at(), part=_part("")),
+        ]
 
     def piece(self, text: str) -> Any:
-        return self._chunk({"content": text}, None)
+        if not self.responses:
+            return self._chunk({"content": text}, None)
+        self._texts.append(text)
+        return self._event("response.output_text.delta", **self._at(), delta=text, logprobs=[])
 
     def closing(self) -> list[Any]:
-        return [self._chunk({}, "stop")]
+        if not self.responses:
+            return [self._chunk({}, "stop")]
+        text = "".join(self._texts)
+        item = self._item([_part(text)], True)
+        return [
+            self._event("response.output_text.done", **self._at(), text=text, logprobs=[]),
+            self._event("response.content_part.done", **self._at(), part=_part(text)),
+            self._event("response.output_item.done", output_index=0, item=item),
+            self._event("response.completed", response=self._response([item], "completed")),
+        ]
+
+    def _event(self, kind: str, **fields: Any) -> Any:
+        self._seq += 1
+        return _EVENT.validate_python({"type": kind, "sequence_number": self._seq - 1, **fields})
+
+    def _at(self) -> dict[str, Any]:
+        return {"item_id": f"msg_fallback_{self._n}", "output_index": 0, "content_index": 0}
+
+    def _item(self, content: list[dict[str, Any]], done: bool) -> dict[str, Any]:
+        return {
+            "id": f"msg_fallback_{self._n}",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed" if done else "in_progress",
+            "content": content,
+        }
+
+    def _response(self, output: list[dict[str, Any]], status: str) -> dict[str, Any]:
+        return {
+            "id": f"resp_fallback_{self._n}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": self._model,
+            "status": status,
+            "output": output,
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+        }
 
     def _chunk(self, delta: dict[str, Any], finish: str | None) -> Any:
         return ChatCompletionChunk.model_validate(
@@ -119,3 +174,7 @@ class OpenAIApi:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
         )
+
+
+def _part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
