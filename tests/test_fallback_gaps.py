@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from _fake_anthropic import FakeAnthropic, Text, sse_events
@@ -240,6 +241,84 @@ def test_sync_responses_text_fallback_after_a_block(oai: FakeOpenAI) -> None:
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert sum(k == "response.created" for k in kinds) == 1  # nothing of the primary
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
-    assert deltas == ["Plain text."]
+    assert "".join(deltas) == "Plain text."
     assert "forbidden" not in str([e.model_dump() for e in events])
     assert [a.ending for a in stream.attempts] == ["block", "completed"]
+
+
+# -- a closing message after released text --------------------------------------------------
+CLOSING = ge.Policy.from_yaml(
+    """
+version: 1
+name: closing
+stream: {idle_timeout_ms: 300}
+fallback: {on: [error, timeout], closing_message: "[answer interrupted]"}
+checks:
+  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
+"""
+)
+
+
+@pytest.mark.anyio
+async def test_chat_cut_off_after_release_ends_with_the_closing_message(oai: FakeOpenAI) -> None:
+    oai.add("chat", [*_chat(["Hello there. "])[1:2], *_chat(["More. "])[1:]], delay=2)
+    records: list[Any] = []
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        stream = ge_openai.guard(CLOSING, primary, fallbacks=[], on_trace=records.append)
+        chunks = [c async for c in stream]  # no exception: the provider's own ending
+    assert _oai_text(chunks) == "Hello there. [answer interrupted]"
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert len({c.id for c in chunks}) == 1  # (the closing belongs to the same reply)
+    assert stream.interrupted is not None and stream.interrupted.reason == "timeout"
+    assert stream.interrupted.message == "[answer interrupted]"
+    (record,) = records
+    assert record.ending == "error" and record.error == "TimeoutError"
+    assert oai.last(timeout=10).left
+
+
+def _cut_anthropic(events: list[Any], error: BaseException, *, tool: bool = False) -> Any:
+    from anthropic.types import RawMessageStreamEvent
+    from pydantic import TypeAdapter
+
+    adapter: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+
+    async def breaks() -> Any:
+        for _, data in events:
+            if data["type"] != "ping":
+                yield adapter.validate_python(data)
+        raise error
+
+    return breaks()
+
+
+@pytest.mark.anyio
+async def test_anthropic_cut_off_after_release_ends_natively() -> None:
+    good = sse_events([Text(["Hello ", "there, ", "all is well. "])])
+    cut = [e for e in good if e[1]["type"] not in ("content_block_stop", "message_delta")][:-1]
+    error = anthropic.APIConnectionError(request=httpx.Request("POST", "http://x"))
+    stream = ge_anthropic.guard(CLOSING, _cut_anthropic(cut, error), fallbacks=[])
+    events = [e async for e in stream]  # no exception
+    assert _ant_text(events) == "Hello there, all is well. [answer interrupted]"
+    kinds = [e.type for e in events]
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert kinds.count("content_block_start") == 1  # written into the open text block
+    assert events[-2].delta.stop_reason == "end_turn"
+    assert stream.interrupted is not None and stream.interrupted.reason == "error"
+
+
+@pytest.mark.anyio
+async def test_without_a_closing_message_a_cut_off_still_raises() -> None:
+    good = sse_events([Text(["Hello ", "there. "])])
+    cut = [e for e in good if e[1]["type"] not in ("content_block_stop", "message_delta")][:-1]
+    error = anthropic.APIConnectionError(request=httpx.Request("POST", "http://x"))
+    stream = ge_anthropic.guard(POLICY, _cut_anthropic(cut, error), fallbacks=[])
+    events: list[Any] = []
+    with pytest.raises(anthropic.APIConnectionError):
+        async for event in stream:
+            events.append(event)
+    assert _ant_text(events) == "Hello there. "
+    assert stream.interrupted is not None and stream.interrupted.reason == "error"

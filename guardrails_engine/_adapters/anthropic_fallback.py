@@ -37,7 +37,7 @@ _EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 class AnthropicApi:
     """Messages: raw events, the ``messages.stream()`` helper, or any iterable of events."""
 
-    __slots__ = ("_n", "_policy", "_refusals")
+    __slots__ = ("_blocks", "_n", "_next", "_policy", "_refusals", "_stopped")
 
     provider = "anthropic"
 
@@ -46,6 +46,9 @@ class AnthropicApi:
         self._policy = policy
         self._refusals = refusals
         self._n = 0
+        self._blocks: dict[int, str] = {}  # the content blocks started and not stopped: type
+        self._next = 0  # the index of the next content block
+        self._stopped = False  # message_delta or message_stop went out
 
     def guarded(
         self,
@@ -95,6 +98,40 @@ class AnthropicApi:
         if getattr(event, "type", None) == "message_start":
             return str(event.message.model)
         return None
+
+    def note(self, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "content_block_start":
+            self._blocks[event.index] = getattr(event.content_block, "type", "")
+            self._next = max(self._next, event.index + 1)
+        elif kind == "content_block_stop":
+            self._blocks.pop(event.index, None)
+        elif kind in ("message_delta", "message_stop"):
+            self._stopped = True
+
+    def interrupt(self, message: str) -> list[Any] | None:
+        """The message as text (in the open text block, else a block of its own), every
+        open block stopped, then ``end_turn`` and ``message_stop``."""
+        if self._stopped:
+            return None
+        out: list[Any] = []
+        texts = [i for i, kind in self._blocks.items() if kind == "text"]
+        at = texts[-1] if texts else self._next
+        if not texts:
+            block = {"type": "content_block_start", "index": at}
+            out.append(
+                _EVENT.validate_python({**block, "content_block": {"type": "text", "text": ""}})
+            )
+            self._blocks[at] = "text"
+        delta = {"type": "text_delta", "text": message}
+        out.append(
+            _EVENT.validate_python({"type": "content_block_delta", "index": at, "delta": delta})
+        )
+        for index in sorted(self._blocks):
+            out.append(_EVENT.validate_python({"type": "content_block_stop", "index": index}))
+        self._blocks.clear()
+        self._stopped = True
+        return out + self.closing()[1:]
 
     def opening(self, model: str | None) -> list[Any]:
         self._n += 1

@@ -10,10 +10,12 @@ closes the upstream (its HTTP response) and raises, and the next source starts.
 
 Events that show nothing yet (a role chunk, ``message_start``) are held until the first
 event that shows text: a source abandoned before that has shown nothing, so its events
-are dropped and the next source's replace them.  After that, a failure ends the stream
-the provider's way (the SDK's error is raised; a time limit raises ``TimeoutError``), and
-a block ends it as the guarded stream does (the block message, the native ending);
-``interrupted`` and ``attempts`` say what happened.
+are dropped and the next source's replace them.  After that, a block ends the stream as
+the guarded stream does (the block message, the native ending); a failure ends it with the
+policy's ``fallback.closing_message`` as the provider's text and its native ending (Chat,
+Anthropic), else by raising (the SDK's error; a time limit: ``TimeoutError``);
+``interrupted`` and ``attempts`` say what happened.  One call recorder (when given)
+records the whole call: an attempt per source, finished by the stream, not its sources.
 
 A provider gives an :class:`Api`: how to guard a source of its API, which upstream
 events carry text or a refusal, which output events show something, and how to write
@@ -79,6 +81,13 @@ class Api(Protocol):
 
     def model(self, event: Any) -> str | None:
         """The model an upstream event names, if any."""
+
+    def note(self, event: Any) -> None:
+        """An output event went out once something was shown (what a closing ends)."""
+
+    def interrupt(self, message: str) -> list[Any] | None:
+        """The events that end a reply cut off after text was shown: ``message`` as the
+        provider's text, then its native ending (``None``: this API raises instead)."""
 
 
 class _Stalled(Exception):
@@ -332,6 +341,7 @@ class _Base:
         """An output event of the current source; True when it falls back on a block."""
         rule = self._rule
         if rule.released:
+            self._api.note(event)
             self._out.append(event)
             return False
         blocked = self._current.blocked
@@ -340,8 +350,11 @@ class _Base:
         if blocked is not None or self._api.shows(event):
             rule.took(1)
             self._state.refuse = False
+            for held in self._held:
+                self._api.note(held)
             self._out.extend(self._held)
             self._held.clear()
+            self._api.note(event)
             self._out.append(event)
         else:
             self._held.append(event)
@@ -364,14 +377,21 @@ class _Base:
             return
         self._ended = True
         self.attempts = rule.attempts
-        self.interrupted = Interrupted(reason, "", detail)
         self._out.extend(self._held)
         self._held.clear()
-        # A failure is raised the provider's way: the SDK's error as it came, a time
-        # limit as TimeoutError.
+        # A failure is raised (the SDK's error as it came, a time limit as TimeoutError),
         timed_out = exc is None or isinstance(exc, _Stalled)
         self._error = TimeoutError(detail) if timed_out else exc
         self._trace_end(error=self._error)
+        # unless text was shown and the policy sets a closing message: then the stream
+        # ends the provider's way, that message as its text (``interrupted`` says why).
+        spec = self._policy.spec.fallback
+        message = (None if spec is None else spec.closing_message) or ""
+        closing = self._api.interrupt(message) if message and rule.released else None
+        if closing is not None:
+            self._out.extend(closing)
+            self._error = None
+        self.interrupted = Interrupted(reason, message if closing else "", detail)
 
     def _finished(self) -> None:
         self._out.extend(self._held)

@@ -33,7 +33,17 @@ _TEXT_DELTAS = frozenset(
 class OpenAIApi:
     """Chat Completions and Responses (which one: the first source's stream or events)."""
 
-    __slots__ = ("_model", "_n", "_policy", "_refusals", "_seq", "_texts", "responses")
+    __slots__ = (
+        "_last",
+        "_model",
+        "_n",
+        "_open",
+        "_policy",
+        "_refusals",
+        "_seq",
+        "_texts",
+        "responses",
+    )
 
     provider = "openai"
 
@@ -45,6 +55,8 @@ class OpenAIApi:
         self._model = "fallback"
         self._seq = 0  # the sequence number of the next Responses event written
         self._texts: list[str] = []  # the text written so far (a Responses ending repeats it)
+        self._last: ChatCompletionChunk | None = None  # the last chunk shown
+        self._open: set[int] = set()  # the choices shown and not finished
 
     def guarded(
         self,
@@ -100,6 +112,29 @@ class OpenAIApi:
             return event.model
         response = getattr(event, "response", None)
         return getattr(response, "model", None)
+
+    def note(self, event: Any) -> None:
+        if isinstance(event, ChatCompletionChunk):
+            self._last = event
+            for choice in event.choices:
+                if choice.finish_reason is None:
+                    self._open.add(choice.index)
+                else:
+                    self._open.discard(choice.index)
+
+    def interrupt(self, message: str) -> list[Any] | None:
+        """Chat: the message on the first open choice, then ``stop`` on every open one
+        (Responses raises: its items and parts are not ended here)."""
+        last = self._last
+        if last is None or not self._open:
+            return None
+        first = min(self._open)
+        out = [
+            _like(last, [{"index": first, "delta": {"content": message}, "finish_reason": None}])
+        ]
+        ends = [{"index": i, "delta": {}, "finish_reason": "stop"} for i in sorted(self._open)]
+        self._open.clear()
+        return [*out, _like(last, ends)]
 
     # Plain text is written as the primary's API: Chat chunks, or (a Responses primary)
     # the events of a streamed response with one message of one output_text part.
@@ -178,3 +213,16 @@ class OpenAIApi:
 
 def _part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _like(last: ChatCompletionChunk, choices: list[dict[str, Any]]) -> ChatCompletionChunk:
+    """A chunk of the reply ``last`` belongs to (its id, model and time)."""
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": last.id,
+            "object": "chat.completion.chunk",
+            "created": last.created,
+            "model": last.model,
+            "choices": choices,
+        }
+    )
