@@ -181,8 +181,8 @@ class _Base(Generic[E]):
     __slots__ = (
         "_closed",
         "_early",
-        "_finishes",
         "_ended",
+        "_finishes",
         "_it",
         "_look",
         "_out",
