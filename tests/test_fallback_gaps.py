@@ -322,3 +322,28 @@ async def test_without_a_closing_message_a_cut_off_still_raises() -> None:
             events.append(event)
     assert _ant_text(events) == "Hello there. "
     assert stream.interrupted is not None and stream.interrupted.reason == "error"
+
+
+@pytest.mark.anyio
+async def test_responses_cut_off_after_release_ends_failed() -> None:
+    from openai._models import construct_type  # (how the SDK reads its events)
+    from openai.types.responses import ResponseStreamEvent
+
+    good = response_events([("text", ["Hello ", "there. "])])
+    cut = good[: next(i for i, e in enumerate(good) if e["type"] == "response.output_text.done")]
+
+    async def breaks() -> Any:
+        for data in cut:
+            yield construct_type(type_=ResponseStreamEvent, value=data)
+        raise ConnectionError("reset")
+
+    stream = ge_openai.guard(CLOSING, breaks(), fallbacks=[])
+    events = [e async for e in stream]  # no exception
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == "Hello there. [answer interrupted]"
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.status == "failed"
+    assert events[-1].response.error.code == "server_error"
+    numbers = [e.sequence_number for e in events]
+    assert len(set(numbers)) == len(numbers)
+    assert stream.interrupted is not None and stream.interrupted.reason == "error"

@@ -8,7 +8,12 @@ from typing import Any
 
 from openai import AsyncStream, Stream
 from openai.types.chat import ChatCompletionChunk
-from openai.types.responses import ResponseStreamEvent
+from openai.types.responses import (
+    ResponseError,
+    ResponseFailedEvent,
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+)
 from pydantic import TypeAdapter
 
 from .. import Policy
@@ -34,7 +39,10 @@ class OpenAIApi:
     """Chat Completions and Responses (which one: the first source's stream or events)."""
 
     __slots__ = (
+        "_at_text",
+        "_created",
         "_last",
+        "_last_seq",
         "_model",
         "_n",
         "_open",
@@ -57,6 +65,11 @@ class OpenAIApi:
         self._texts: list[str] = []  # the text written so far (a Responses ending repeats it)
         self._last: ChatCompletionChunk | None = None  # the last chunk shown
         self._open: set[int] = set()  # the choices shown and not finished
+        # Responses: the reply's response (as created), where its open text part is, and
+        # the last sequence number shown.
+        self._created: Any = None
+        self._at_text: dict[str, Any] | None = None
+        self._last_seq = -1
 
     def guarded(
         self,
@@ -121,10 +134,28 @@ class OpenAIApi:
                     self._open.add(choice.index)
                 else:
                     self._open.discard(choice.index)
+            return
+        kind = getattr(event, "type", "")
+        self._last_seq = max(self._last_seq, getattr(event, "sequence_number", -1))
+        if kind in ("response.created", "response.in_progress"):
+            self._created = event.response
+        elif kind == "response.output_text.delta":
+            self._at_text = {
+                "item_id": event.item_id,
+                "output_index": event.output_index,
+                "content_index": event.content_index,
+            }
+        elif kind in ("response.output_text.done", "response.content_part.done"):
+            self._at_text = None
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            self._created = None
 
     def interrupt(self, message: str) -> list[Any] | None:
-        """Chat: the message on the first open choice, then ``stop`` on every open one
-        (Responses raises: its items and parts are not ended here)."""
+        """Chat: the message on the first open choice, then ``stop`` on every open one.
+        Responses: the message as a delta of the open text part, then ``response.failed``
+        (``server_error``); with no text part open, nothing: the failure is raised."""
+        if self.responses:
+            return self._failed(message)
         last = self._last
         if last is None or not self._open:
             return None
@@ -135,6 +166,25 @@ class OpenAIApi:
         ends = [{"index": i, "delta": {}, "finish_reason": "stop"} for i in sorted(self._open)]
         self._open.clear()
         return [*out, _like(last, ends)]
+
+    def _failed(self, message: str) -> list[Any] | None:
+        created, at = self._created, self._at_text
+        if created is None or at is None:
+            return None
+        self._created = self._at_text = None
+        seq = self._last_seq + 1
+        # (Constructed, not validated: the response is the SDK's, as it came.)
+        delta = ResponseTextDeltaEvent.model_construct(
+            type="response.output_text.delta", sequence_number=seq, delta=message, logprobs=[], **at
+        )
+        error = ResponseError.model_construct(
+            code="server_error", message="the stream was interrupted"
+        )
+        response = created.model_copy(update={"status": "failed", "error": error})
+        failed = ResponseFailedEvent.model_construct(
+            type="response.failed", sequence_number=seq + 1, response=response
+        )
+        return [delta, failed]
 
     # Plain text is written as the primary's API: Chat chunks, or (a Responses primary)
     # the events of a streamed response with one message of one output_text part.
