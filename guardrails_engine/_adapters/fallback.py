@@ -13,9 +13,10 @@ event that shows text: a source abandoned before that has shown nothing, so its 
 are dropped and the next source's replace them.  After that, a block ends the stream as
 the guarded stream does (the block message, the native ending); a failure ends it with the
 policy's ``fallback.closing_message`` as the provider's text and its native ending (a
-Responses stream: ``response.failed``), else by raising (the SDK's error; a time limit: ``TimeoutError``);
-``interrupted`` and ``attempts`` say what happened.  One call recorder (when given)
-records the whole call: an attempt per source, finished by the stream, not its sources.
+Responses stream: ``response.failed``), else by raising (the SDK's error; a time limit:
+``TimeoutError``); ``interrupted`` and ``attempts`` say what happened.  One call
+recorder records the whole call: an attempt per source, finished by this stream, not by
+its sources.
 
 A provider gives an :class:`Api`: how to guard a source of its API, which upstream
 events carry text or a refusal, which output events show something, and how to write
