@@ -335,3 +335,19 @@ async def test_responses_cut_off_after_release_ends_failed() -> None:
     numbers = [e.sequence_number for e in events]
     assert len(set(numbers)) == len(numbers)
     assert stream.interrupted is not None and stream.interrupted.reason == "error"
+
+
+def test_sync_chat_cut_off_after_release_ends_with_the_closing_message() -> None:
+    chunks = [ChatCompletionChunk.model_validate(c) for c in _chat(["Hello ", "there. "])]
+
+    def breaks() -> Iterator[ChatCompletionChunk]:
+        yield from (c for c in chunks if not (c.choices and c.choices[0].finish_reason))
+        raise ConnectionError("reset")
+
+    records: list[Any] = []
+    stream = ge_openai.guard_sync(CLOSING, breaks(), fallbacks=[], on_trace=records.append)
+    out = list(stream)  # no exception
+    assert _oai_text(out) == "Hello there. [answer interrupted]"
+    assert [c.choices[0].finish_reason for c in out if c.choices][-1] == "stop"
+    assert stream.interrupted is not None and stream.interrupted.reason == "error"
+    assert records[0].error == "ConnectionError"
