@@ -182,6 +182,7 @@ class _Base(Generic[E]):
         "_closed",
         "_early",
         "_ended",
+        "_finishes",
         "_it",
         "_look",
         "_out",
@@ -192,8 +193,11 @@ class _Base(Generic[E]):
         "_wait",
     )
 
-    def __init__(self, source: Any, translator: Translator[E]) -> None:
+    def __init__(self, source: Any, translator: Translator[E], finishes: bool = True) -> None:
         self._upstream = source
+        # Whether this stream finishes the call's record (not one source of several:
+        # a stream with fallbacks finishes it once its last source ended).
+        self._finishes = finishes
         self._tr = translator
         # The call's recorder (its runs'), and whether what goes out is still looked at
         # (until the first piece, or all along when content is captured).
@@ -241,6 +245,8 @@ class _Base(Generic[E]):
         if rec is None:
             return
         ended(rec, self._tr.runs.policy, self._tr.blocked, self._it)
+        if not self._finishes:
+            return
         if error is not None:
             rec.finish(error=error)
         else:
@@ -268,9 +274,14 @@ class GuardedStream(_Base[E], AsyncClosing):
     __slots__ = ("_loop", "_opener")
 
     def __init__(
-        self, source: Any, translator: Translator[E], opener: AsyncOpener = open_async
+        self,
+        source: Any,
+        translator: Translator[E],
+        opener: AsyncOpener = open_async,
+        *,
+        finishes: bool = True,
     ) -> None:
-        super().__init__(source, translator)
+        super().__init__(source, translator, finishes)
         self._opener = opener
         self._loop = event_loop()  # where to close it if it is dropped unclosed
 
@@ -353,9 +364,14 @@ class SyncGuardedStream(_Base[E], Closing):
     __slots__ = ("_opener",)
 
     def __init__(
-        self, source: Any, translator: Translator[E], opener: SyncOpener = open_sync
+        self,
+        source: Any,
+        translator: Translator[E],
+        opener: SyncOpener = open_sync,
+        *,
+        finishes: bool = True,
     ) -> None:
-        super().__init__(source, translator)
+        super().__init__(source, translator, finishes)
         self._opener = opener
 
     def __iter__(self) -> SyncGuardedStream[E]:

@@ -688,14 +688,14 @@ def guard(
     guard enters and leaves, or the stream it gives), or any async iterable of raw
     events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
     stop early.  ``refusals``, the call's trace and ``fallbacks`` as in the OpenAI
-    adapter (a stream with fallbacks is not traced yet).
+    adapter (with fallbacks, one record for the whole call, an attempt per source).
     """
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
         return cast(
             "FallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, sync=False),
+            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=False),
         )
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     runs = _runs(policy, stream, refusals, traced, sync=False)
     return GuardedStream(stream, AnthropicTranslator(runs), _open_async)
 
@@ -716,18 +716,25 @@ def guard_sync(
 ) -> SyncGuardedStream[Event] | SyncFallbackGuardedStream:
     """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
     its ``messages.stream(...)`` helper, or any iterable of raw events)."""
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
         return cast(
             "SyncFallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, sync=True),
+            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=True),
         )
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     runs = _runs(policy, stream, refusals, traced, sync=True)
     return SyncGuardedStream(stream, AnthropicTranslator(runs), _open_sync)
 
 
 def _fallback(
-    policy: Policy, stream: Any, refusals: str, fallbacks: Any, breaker: Any, *, sync: bool
+    policy: Policy,
+    stream: Any,
+    refusals: str,
+    fallbacks: Any,
+    breaker: Any,
+    traced: dict[str, Any],
+    *,
+    sync: bool,
 ) -> Any:
     from .anthropic_fallback import AnthropicApi
     from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
@@ -741,4 +748,5 @@ def _fallback(
         AnthropicApi(policy, refusals),
         fallbacks_of(fallbacks, name),
         breaker_of(breaker, name),
+        recorder(policy, "anthropic", streamed=True, **traced),
     )

@@ -16,6 +16,7 @@ from anthropic.types import RawMessageStreamEvent
 from pydantic import TypeAdapter
 
 from .. import Policy
+from .._observe.calls import CallRecorder
 from ._guard import Runs, refusals_guarded
 from ._stream import GuardedStream, SyncGuardedStream
 from .anthropic import AnthropicTranslator, _open_async, _open_sync
@@ -36,31 +37,42 @@ _EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 class AnthropicApi:
     """Messages: raw events, the ``messages.stream()`` helper, or any iterable of events."""
 
-    __slots__ = ("_n", "_policy", "_refusals")
+    __slots__ = ("_blocks", "_n", "_next", "_policy", "_refusals", "_stopped")
+
+    provider = "anthropic"
 
     def __init__(self, policy: Policy, refusals: str) -> None:
         refusals_guarded(refusals)
         self._policy = policy
         self._refusals = refusals
         self._n = 0
+        self._blocks: dict[int, str] = {}  # the content blocks started and not stopped: type
+        self._next = 0  # the index of the next content block
+        self._stopped = False  # message_delta or message_stop went out
 
     def guarded(
-        self, source: Any, wrap: Callable[[Any, Any], tuple[Any, Any]], *, sync: bool
+        self,
+        source: Any,
+        wrap: Callable[[Any, Any], tuple[Any, Any]],
+        *,
+        sync: bool,
+        rec: CallRecorder | None = None,
     ) -> Any:
-        translator = AnthropicTranslator(Runs(self._policy, sync=sync))
+        runs = Runs(self._policy, sync=sync, rec=rec, part="content_block")
+        translator = AnthropicTranslator(runs)
         if sync:
 
             def opener_sync(src: Any) -> tuple[Any, Any]:
                 it, shut = _open_sync(src)
                 return wrap(it, shut)
 
-            return SyncGuardedStream(source, translator, opener_sync)
+            return SyncGuardedStream(source, translator, opener_sync, finishes=False)
 
         async def opener(src: Any) -> tuple[Any, Any]:
             it, shut = await _open_async(src)
             return wrap(it, shut)
 
-        return GuardedStream(source, translator, opener)
+        return GuardedStream(source, translator, opener, finishes=False)
 
     def is_stream(self, value: Any) -> bool:
         return isinstance(value, _STREAMS)
@@ -86,6 +98,40 @@ class AnthropicApi:
         if getattr(event, "type", None) == "message_start":
             return str(event.message.model)
         return None
+
+    def note(self, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "content_block_start":
+            self._blocks[event.index] = getattr(event.content_block, "type", "")
+            self._next = max(self._next, event.index + 1)
+        elif kind == "content_block_stop":
+            self._blocks.pop(event.index, None)
+        elif kind in ("message_delta", "message_stop"):
+            self._stopped = True
+
+    def interrupt(self, message: str) -> list[Any] | None:
+        """The message as text (in the open text block, else a block of its own), every
+        open block stopped, then ``end_turn`` and ``message_stop``."""
+        if self._stopped:
+            return None
+        out: list[Any] = []
+        texts = [i for i, kind in self._blocks.items() if kind == "text"]
+        at = texts[-1] if texts else self._next
+        if not texts:
+            block = {"type": "content_block_start", "index": at}
+            out.append(
+                _EVENT.validate_python({**block, "content_block": {"type": "text", "text": ""}})
+            )
+            self._blocks[at] = "text"
+        delta = {"type": "text_delta", "text": message}
+        out.append(
+            _EVENT.validate_python({"type": "content_block_delta", "index": at, "delta": delta})
+        )
+        for index in sorted(self._blocks):
+            out.append(_EVENT.validate_python({"type": "content_block_stop", "index": index}))
+        self._blocks.clear()
+        self._stopped = True
+        return out + self.closing()[1:]
 
     def opening(self, model: str | None) -> list[Any]:
         self._n += 1

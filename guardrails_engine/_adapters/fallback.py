@@ -10,10 +10,13 @@ closes the upstream (its HTTP response) and raises, and the next source starts.
 
 Events that show nothing yet (a role chunk, ``message_start``) are held until the first
 event that shows text: a source abandoned before that has shown nothing, so its events
-are dropped and the next source's replace them.  After that, a failure ends the stream
-the provider's way (the SDK's error is raised; a time limit raises ``TimeoutError``), and
-a block ends it as the guarded stream does (the block message, the native ending);
-``interrupted`` and ``attempts`` say what happened.
+are dropped and the next source's replace them.  After that, a block ends the stream as
+the guarded stream does (the block message, the native ending); a failure ends it with the
+policy's ``fallback.closing_message`` as the provider's text and its native ending (a
+Responses stream: ``response.failed``), else by raising (the SDK's error; a time limit:
+``TimeoutError``); ``interrupted`` and ``attempts`` say what happened.  One call
+recorder records the whole call: an attempt per source, finished by this stream, not by
+its sources.
 
 A provider gives an :class:`Api`: how to guard a source of its API, which upstream
 events carry text or a refusal, which output events show something, and how to write
@@ -32,7 +35,9 @@ import anyio
 
 from .. import Interrupted, Policy, Refusal, StreamStateError
 from .._common.closing import AsyncClosing, Closing
+from .._observe.calls import CallRecorder, CallTrace
 from .._runtime.fallback import Attempt, Breaker, FallbackSource, Reason, Rule, describe
+from ._trace import read_request, request_of
 
 __all__ = ["Api", "FallbackGuardedStream", "SyncFallbackGuardedStream"]
 
@@ -40,11 +45,19 @@ __all__ = ["Api", "FallbackGuardedStream", "SyncFallbackGuardedStream"]
 class Api(Protocol):
     """What the fallback needs of one provider API."""
 
+    provider: str
+
     def guarded(
-        self, source: Any, wrap: Callable[[Any, Any], tuple[Any, Any]], *, sync: bool
+        self,
+        source: Any,
+        wrap: Callable[[Any, Any], tuple[Any, Any]],
+        *,
+        sync: bool,
+        rec: CallRecorder | None = None,
     ) -> Any:
         """A guarded stream of ``source`` (an SDK stream, or its events), whose opened
-        upstream (its iterator and how to close it) is passed through ``wrap``."""
+        upstream (its iterator and how to close it) is passed through ``wrap``; its runs
+        feed ``rec`` (the call's recorder), which it does not finish."""
 
     def token(self, event: Any) -> bool:
         """An upstream event that carries text (the first token has come)."""
@@ -69,6 +82,13 @@ class Api(Protocol):
 
     def model(self, event: Any) -> str | None:
         """The model an upstream event names, if any."""
+
+    def note(self, event: Any) -> None:
+        """An output event went out once something was shown (what a closing ends)."""
+
+    def interrupt(self, message: str) -> list[Any] | None:
+        """The events that end a reply cut off after text was shown: ``message`` as the
+        provider's text, then its native ending (``None``: this API raises instead)."""
 
 
 class _Stalled(Exception):
@@ -241,6 +261,7 @@ class _Base:
         "_out",
         "_policy",
         "_primary",
+        "_rec",
         "_rule",
         "_started",
         "_state",
@@ -256,8 +277,10 @@ class _Base:
         api: Api,
         fallbacks: tuple[FallbackSource, ...],
         breaker: Breaker | None,
+        rec: CallRecorder | None = None,
     ) -> None:
         self._policy = policy
+        self._rec = rec  # the call's recorder: one record, an attempt per source
         self._primary = primary
         self._api = api
         self._rule = Rule(policy, fallbacks, breaker)
@@ -274,6 +297,31 @@ class _Base:
         self.interrupted: Interrupted | None = None
         #: Every source tried, once the stream ended.
         self.attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def trace_id(self) -> str | None:
+        """The id of the call's trace (``None`` if the call is not traced)."""
+        return None if self._rec is None else self._rec.trace_id
+
+    @property
+    def record(self) -> CallTrace | None:
+        """The call's trace (every source an attempt) once the stream has ended."""
+        return None if self._rec is None else self._rec.record
+
+    def _source(self, source: Any) -> None:
+        """A source is known: what its request says (a fallback's model is its attempt's)."""
+        rec = self._rec
+        body = request_of(source) if rec is not None else None
+        if rec is None or body is None:
+            return
+        read_request(rec, body)
+        model = body.get("model")
+        if self._why is not None and isinstance(model, str):
+            rec.request(model=model, replace=True)
+
+    def _trace_end(self, ending: str | None = None, error: BaseException | None = None) -> None:
+        if self._rec is not None:
+            self._rec.finish(ending=ending, error=error)
 
     @property
     def blocked(self) -> Any:
@@ -294,6 +342,7 @@ class _Base:
         """An output event of the current source; True when it falls back on a block."""
         rule = self._rule
         if rule.released:
+            self._api.note(event)
             self._out.append(event)
             return False
         blocked = self._current.blocked
@@ -302,8 +351,11 @@ class _Base:
         if blocked is not None or self._api.shows(event):
             rule.took(1)
             self._state.refuse = False
+            for held in self._held:
+                self._api.note(held)
             self._out.extend(self._held)
             self._held.clear()
+            self._api.note(event)
             self._out.append(event)
         else:
             self._held.append(event)
@@ -319,16 +371,28 @@ class _Base:
         if fallback:
             self._held.clear()
             self._why = rule.why(reason, findings, detail)
+            if self._rec is not None:
+                timed_out = isinstance(exc, _Stalled)
+                error = TimeoutError(detail) if timed_out else exc
+                self._rec.attempt(provider=self._api.provider, error=error)
             return
         self._ended = True
         self.attempts = rule.attempts
-        self.interrupted = Interrupted(reason, "", detail)
         self._out.extend(self._held)
         self._held.clear()
-        # A failure is raised the provider's way: the SDK's error as it came, a time
-        # limit as TimeoutError.
+        # A failure is raised (the SDK's error as it came, a time limit as TimeoutError),
         timed_out = exc is None or isinstance(exc, _Stalled)
         self._error = TimeoutError(detail) if timed_out else exc
+        self._trace_end(error=self._error)
+        # unless text was shown and the policy sets a closing message: then the stream
+        # ends the provider's way, that message as its text (``interrupted`` says why).
+        spec = self._policy.spec.fallback
+        message = (None if spec is None else spec.closing_message) or ""
+        closing = self._api.interrupt(message) if message and rule.released else None
+        if closing is not None:
+            self._out.extend(closing)
+            self._error = None
+        self.interrupted = Interrupted(reason, message if closing else "", detail)
 
     def _finished(self) -> None:
         self._out.extend(self._held)
@@ -336,6 +400,7 @@ class _Base:
         self._ended = True
         blocked = self._current is not None and self._current.blocked is not None
         self.attempts = self._rule.closed("blocked" if blocked else "completed")
+        self._trace_end()
 
     def _over(self) -> None:
         if self._early:
@@ -371,6 +436,7 @@ class FallbackGuardedStream(_Base, AsyncClosing):
             except anyio.get_cancelled_exc_class():
                 await current.aclose()
                 self._ended = self._early = True
+                self._trace_end("cancelled")
                 raise
             except Exception as exc:
                 await current.aclose()
@@ -401,15 +467,17 @@ class FallbackGuardedStream(_Base, AsyncClosing):
                 source = [factory] if isinstance(factory, str) else factory(self._why)
             if isinstance(source, Awaitable) and not isinstance(source, AsyncIterable):
                 source = await self._timed(source)
+            self._source(source)
             source = await self._events(source)
         except anyio.get_cancelled_exc_class():
             self._ended = self._early = True
+            self._trace_end("cancelled")
             raise
         except Exception as exc:
             self._failed(_reason(exc), _detail(exc), (), exc)
             return
         self._arm()
-        self._current = self._api.guarded(source, self._wrap, sync=False)
+        self._current = self._api.guarded(source, self._wrap, sync=False, rec=self._rec)
 
     async def _events(self, source: Any) -> Any:
         """A source of this API's events: an SDK stream as it is, text written as events."""
@@ -443,10 +511,13 @@ class FallbackGuardedStream(_Base, AsyncClosing):
 
     async def aclose(self) -> None:
         """Stop: close the upstream running (idempotent)."""
-        if not self._ended:
+        early = not self._ended
+        if early:
             self._ended = self._early = True
         if self._current is not None:
             await self._current.aclose()
+        if early:
+            self._trace_end("closed")
 
 
 async def _aiter(events: Iterable[Any]) -> AsyncIterator[Any]:
@@ -564,16 +635,20 @@ class SyncFallbackGuardedStream(_Base, Closing):
                 source = (source,)
             if not isinstance(source, Iterable) or isinstance(source, AsyncIterable):
                 raise TypeError(f"a fallback returned {type(source).__name__}, not a stream")
+            self._source(source)
             if not self._api.is_stream(source):
                 source = _events_sync(self._api, self._state.model, source)
         except Exception as exc:
             self._failed(_reason(exc), _detail(exc), (), exc)
             return
         self._arm()
-        self._current = self._api.guarded(source, self._wrap, sync=True)
+        self._current = self._api.guarded(source, self._wrap, sync=True, rec=self._rec)
 
     def close(self) -> None:
-        if not self._ended:
+        early = not self._ended
+        if early:
             self._ended = self._early = True
         if self._current is not None:
             self._current.close()
+        if early:
+            self._trace_end("closed")

@@ -89,13 +89,15 @@ def _make(
     traced: dict[str, Any] | None = None,
     *,
     sync: bool,
+    rec: CallRecorder | None = None,
 ) -> Translator[Any]:
     """The translator of a guarded stream; ``traced``: the call's tracing arguments
-    (``None``: not traced, as each source of a stream with fallbacks is, for now)."""
+    (``None``: the recorder ``rec`` is the call's, made by a stream with fallbacks)."""
     if not isinstance(policy, Policy):
         raise TypeError(f"guard() takes a Policy first, got {type(policy).__name__}")
     guarded = refusals_guarded(refusals)
-    rec = None if traced is None else recorder(policy, "openai", streamed=True, **traced)
+    if traced is not None:
+        rec = recorder(policy, "openai", streamed=True, **traced)
     runs = Runs(policy, sync=sync, rec=rec)
     cast_to = getattr(stream, "_cast_to", None)  # what the SDK stream says it yields
     if cast_to is None:
@@ -124,19 +126,20 @@ def guard(
     the next source (docs/fallback.md); ``stream`` may then be the coroutine of the
     request, so that its failure (a 500) falls back too.  The call's trace
     (``stream.trace_id``; ``stream.record`` once it ended) goes to ``on_trace`` and
-    the policy's sink (docs/tracing.md); a stream with fallbacks is not traced yet.
+    the policy's sink (docs/tracing.md); with fallbacks, one record for the whole
+    call, an attempt per source (docs/fallback.md).
     """
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
         return cast(
             "FallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, sync=False),
+            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=False),
         )
     if isinstance(stream, _SyncStream) or not isinstance(stream, AsyncIterable):
         raise TypeError(
             f"guard() takes an async SDK stream, got {type(stream).__name__}: "
             "use guard_sync() for the sync client"
         )
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     return GuardedStream(stream, _make(policy, stream, refusals, traced, sync=False))
 
 
@@ -157,22 +160,29 @@ def guard_sync(
     """Guard a sync SDK stream (``Stream[ChatCompletionChunk]`` or Responses events);
     traced as :func:`guard`; ``fallbacks`` as in :func:`guard` (``stream`` may then be a
     function making the request)."""
+    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
         return cast(
             "SyncFallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, sync=True),
+            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=True),
         )
     if isinstance(stream, _AsyncStream) or not isinstance(stream, Iterable):
         raise TypeError(
             f"guard_sync() takes a sync SDK stream, got {type(stream).__name__}: "
             "use guard() for the async client"
         )
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
     return SyncGuardedStream(stream, _make(policy, stream, refusals, traced, sync=True))
 
 
 def _fallback(
-    policy: Policy, stream: Any, refusals: str, fallbacks: Any, breaker: Any, *, sync: bool
+    policy: Policy,
+    stream: Any,
+    refusals: str,
+    fallbacks: Any,
+    breaker: Any,
+    traced: dict[str, Any],
+    *,
+    sync: bool,
 ) -> Any:
     from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
     from .openai_fallback import OpenAIApi
@@ -188,6 +198,7 @@ def _fallback(
         OpenAIApi(policy, refusals),
         fallbacks_of(fallbacks, name),
         breaker_of(breaker, name),
+        recorder(policy, "openai", streamed=True, **traced),
     )
 
 

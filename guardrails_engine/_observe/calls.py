@@ -412,11 +412,13 @@ class CallRecorder:
         model: str | None = None,
         parameters: Mapping[str, Any] | None = None,
         prompt: str | None = None,
+        replace: bool = False,
     ) -> None:
         """The request's model, parameters and prompt (kept only when capturing), read
         after the recorder was made (an adapter reads the request): they fill in what
-        was not given."""
-        if model is not None and self._attempt.request_model is None:
+        was not given (``replace``: the model replaces the current attempt's, as the
+        request of a fallback's source says it)."""
+        if model is not None and (replace or self._attempt.request_model is None):
             self._attempt.request_model = _name(str(model))
         if parameters:
             self._parameters = {**_parameters(parameters), **self._parameters}
