@@ -38,7 +38,6 @@ from ..checks._pii.check import PiiCheck
 from ..checks._pii.ner import ModelMissing, default_model_name, load_model
 from ..checks._pii.presidio import NER_ENTITIES, catalog
 from .custom import compile_custom
-from .topic import compile_topic
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import SchemaError
@@ -159,6 +158,8 @@ def _build_custom(c: Any, site: Site) -> Check:
 
 #: The factory of every check type, by its ``type:`` name.
 def build_topic(c: TopicSpec, site: Site) -> Check:
+    from .topic import compile_topic  # (here: only a policy with a topic check needs it)
+
     return compile_topic(c, site.policy, site.located, site.base_dir, site.trusted, site.where)
 
 
