@@ -447,3 +447,32 @@ class SyncGuardedStream(_Base[E], Closing):
                 self.close()
             except Exception:  # pragma: no cover - nothing to report it to
                 pass
+
+
+def source_stream(
+    source: Any,
+    translator: Translator[Any],
+    wrap: Callable[[Any, Any], tuple[Any, Any]],
+    *,
+    sync: bool,
+    open_sync: Callable[[Any], tuple[Iterator[Any], Callable[[], None]]] = open_sync,
+    open_async: Callable[
+        [Any], Awaitable[tuple[AsyncIterator[Any], Callable[[], Awaitable[None]]]]
+    ] = open_async,
+) -> Any:
+    """One source of a stream with fallbacks, guarded: opened by the provider's opener,
+    its events and its closing passed through ``wrap`` (the fallback stream watches
+    them), and not finishing the call's record (the fallback stream does)."""
+    if sync:
+
+        def opener_sync(src: Any) -> tuple[Any, Any]:
+            it, shut = open_sync(src)
+            return wrap(it, shut)
+
+        return SyncGuardedStream(source, translator, opener_sync, finishes=False)
+
+    async def opener(src: Any) -> tuple[Any, Any]:
+        it, shut = await open_async(src)
+        return wrap(it, shut)
+
+    return GuardedStream(source, translator, opener, finishes=False)

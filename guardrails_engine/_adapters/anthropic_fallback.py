@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 from .. import Policy
 from .._observe.calls import CallRecorder
 from ._guard import Runs, refusals_guarded
-from ._stream import GuardedStream, SyncGuardedStream
+from ._stream import source_stream
 from .anthropic import AnthropicTranslator, _open_async, _open_sync
 
 __all__ = ["AnthropicApi"]
@@ -59,20 +59,14 @@ class AnthropicApi:
         rec: CallRecorder | None = None,
     ) -> Any:
         runs = Runs(self._policy, sync=sync, rec=rec, part="content_block")
-        translator = AnthropicTranslator(runs)
-        if sync:
-
-            def opener_sync(src: Any) -> tuple[Any, Any]:
-                it, shut = _open_sync(src)
-                return wrap(it, shut)
-
-            return SyncGuardedStream(source, translator, opener_sync, finishes=False)
-
-        async def opener(src: Any) -> tuple[Any, Any]:
-            it, shut = await _open_async(src)
-            return wrap(it, shut)
-
-        return GuardedStream(source, translator, opener, finishes=False)
+        return source_stream(
+            source,
+            AnthropicTranslator(runs),
+            wrap,
+            sync=sync,
+            open_sync=_open_sync,
+            open_async=_open_async,
+        )
 
     def is_stream(self, value: Any) -> bool:
         return isinstance(value, _STREAMS)

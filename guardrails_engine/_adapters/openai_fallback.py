@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 
 from .. import Policy
 from .._observe.calls import CallRecorder
-from ._stream import GuardedStream, SyncGuardedStream, open_async, open_sync
+from ._stream import source_stream
 from .openai import _make
 
 __all__ = ["OpenAIApi"]
@@ -82,19 +82,7 @@ class OpenAIApi:
         if self.responses is None and getattr(source, "_cast_to", None) is not None:
             self.responses = source._cast_to is not ChatCompletionChunk
         translator = _make(self._policy, source, self._refusals, sync=sync, rec=rec)
-        if sync:
-
-            def opener_sync(src: Any) -> tuple[Any, Any]:
-                it, shut = open_sync(src)
-                return wrap(it, shut)
-
-            return SyncGuardedStream(source, translator, opener_sync, finishes=False)
-
-        async def opener(src: Any) -> tuple[Any, Any]:
-            it, shut = await open_async(src)
-            return wrap(it, shut)
-
-        return GuardedStream(source, translator, opener, finishes=False)
+        return source_stream(source, translator, wrap, sync=sync)
 
     def is_stream(self, value: Any) -> bool:
         return isinstance(value, AsyncStream | Stream)
