@@ -59,6 +59,7 @@ class Policy:
         "_scan",
         "_source",
         "_spec",
+        "_threaded",
         "_tool_cache",
         "_tools",
     )
@@ -80,6 +81,8 @@ class Policy:
         self._origin = origin
         self._checks = checks
         self._defers = any(isinstance(c, Compiled) and c.deferred for c in checks)
+        # An async validate runs in a worker thread when a check blocks or is costly.
+        self._threaded = any(c.blocking or c.costly for c in checks)
         self._scan = _shared_patterns(checks)
         self._source = source
         self._hash = digest
@@ -234,13 +237,13 @@ class Policy:
     ) -> Result:
         """Check a whole text without blocking the event loop.
 
-        Long texts, and any text when the policy uses NER, are checked in a
-        worker thread (at most four at a time per event loop).
+        Long texts, and any text when the policy uses NER or a topic check, are
+        checked in a worker thread (at most four at a time per event loop).
         """
         check_text(text, "validate")
         if self._defers:
             return await self._validate_deferring(text, trace_id, on_trace)
-        if len(text) < THREAD_THRESHOLD and not self.blocking:
+        if len(text) < THREAD_THRESHOLD and not self._threaded:
             return self.validate_sync(text, trace_id=trace_id, on_trace=on_trace)
         check = functools.partial(self.validate_sync, trace_id=trace_id, on_trace=on_trace)
         return await anyio.to_thread.run_sync(check, text, limiter=thread_limiter())
@@ -251,7 +254,7 @@ class Policy:
         """validate with checks that defer calls: those are awaited on this event loop."""
         run = Run(self)
         try:
-            if len(text) < THREAD_THRESHOLD and not self.blocking:
+            if len(text) < THREAD_THRESHOLD and not self._threaded:
                 run.check(text)
             else:
                 await anyio.to_thread.run_sync(run.check, text, limiter=thread_limiter())

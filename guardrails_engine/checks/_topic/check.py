@@ -26,6 +26,10 @@ __all__ = ["TopicCheck"]
 class TopicCheck(Compiled):
     """Denied topics, as a policy configured them (shared by every run)."""
 
+    #: An embedding and two classifiers per sentence: an async validate of any length
+    #: runs in a worker thread, never on the event loop.
+    costly = True
+
     def __init__(
         self,
         config: CheckConfig,
