@@ -309,3 +309,66 @@ def test_cli_drift_reads_a_trace_database(
     ge.TraceStore(empty).close()
     assert main(["drift", str(empty)]) == 2
     assert "no run" in capsys.readouterr().err
+
+
+def test_a_guarded_model_call_records_the_drift_of_its_output(
+    policy: ge.Policy, tmp_path: Path
+) -> None:
+    openai = pytest.importorskip("openai")
+    from _fake_openai import MODEL, FakeOpenAI, chat_chunks
+
+    from guardrails_engine import openai as ge_openai
+
+    db = tmp_path / "calls.db"
+    server = FakeOpenAI()
+    server.start()
+    try:
+        pieces = [UNCOVERED[i : i + 4] for i in range(0, len(UNCOVERED), 4)]
+        server.add("chat", chat_chunks([(0, {"content": p}) for p in pieces]))
+        with (
+            ge.TraceStore(db) as store,
+            openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
+        ):
+            stream = client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            guarded = ge_openai.guard_sync(policy, stream, on_trace=store)
+            content = "".join(c.delta.content or "" for chunk in guarded for c in chunk.choices)
+        assert content == UNCOVERED
+    finally:
+        server.stop()
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT c.kind, d.uncovered FROM drift d JOIN calls c ON c.id = d.call_id"
+    ).fetchall()
+    conn.close()
+    assert rows == [("call", 1)]
+
+
+def broken_at_run_time(texts: list[str]) -> Any:
+    """The bag-of-words embedder, failing (with a message quoting its input) on one word."""
+    from test_drift import hashed
+
+    if any("boom" in t for t in texts):
+        raise RuntimeError(f"cannot embed {texts!r}")
+    return hashed(texts)
+
+
+def test_a_failing_embedder_records_nothing_and_logs_only_its_type(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_policy(
+        tmp_path, {"reference": "ref.jsonl", "embedder": "test_drift_policy:broken_at_run_time"}
+    )
+    policy = ge.load_policy(path, trusted_modules=TRUST)
+    with caplog.at_level("WARNING", logger="guardrails_engine"):
+        trace = one(policy, "boom goes the secret word")
+    assert trace.drift == {} and trace.decision == "pass"  # tracing never changes a result
+    assert "RuntimeError" in caplog.text and "secret" not in caplog.text
+
+
+def test_a_policy_with_drift_pickles_and_measures_the_same(policy: ge.Policy) -> None:
+    import pickle
+
+    again = pickle.loads(pickle.dumps(policy))
+    assert one(again, COVERED).drift == one(policy, COVERED).drift
