@@ -372,3 +372,16 @@ def test_a_policy_with_drift_pickles_and_measures_the_same(policy: ge.Policy) ->
 
     again = pickle.loads(pickle.dumps(policy))
     assert one(again, COVERED).drift == one(policy, COVERED).drift
+
+
+@pytest.mark.parametrize("name", ["ref.yaml", "ref.cases.jsonl"])
+def test_an_eval_case_file_is_a_reference(tmp_path: Path, name: str) -> None:
+    cases = [{"input": t, "expect": {"decision": "pass"}} for t in REFERENCE]
+    if name.endswith(".yaml"):
+        (tmp_path / name).write_text(json.dumps({"cases": cases}), encoding="utf-8")
+    else:
+        (tmp_path / name).write_text("".join(json.dumps(c) + "\n" for c in cases), "utf-8")
+    path = write_policy(tmp_path, {"reference": name, "embedder": "test_drift:hashed"})
+    policy = ge.load_policy(path, trusted_modules=TRUST)
+    assert one(policy, COVERED).drift["uncovered"] is False
+    assert one(policy, UNCOVERED).drift["uncovered"] is True

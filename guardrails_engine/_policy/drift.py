@@ -54,7 +54,7 @@ class DriftMonitor:
 def compile_drift(
     d: DriftSpec, located: Located, base_dir: Path, trusted: tuple[str, ...]
 ) -> DriftMonitor:
-    from ..checks._topic import ClassifierMissing, EmbedderError
+    from ..checks._topic import EmbedderError
     from ..checks._topic.coverage import Coverage, reference_id
     from .topic import embedder_of
 
@@ -71,8 +71,6 @@ def compile_drift(
         coverage = Coverage(texts, embedder, d.quantile)
     except EmbedderError as exc:
         raise located.error(field, f"the embedder broke its contract: {exc}") from None
-    except ClassifierMissing as exc:
-        raise located.error(where, str(exc)) from None
     except ValueError as exc:  # too few texts (a message of ours: no text)
         raise located.error([*where, "reference"], f"{d.reference}: {exc}") from None
     except Exception as exc:  # the embedder's own failure: its type only, never its message
