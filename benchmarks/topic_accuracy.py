@@ -63,8 +63,9 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "data" / "topics.jsonl"
 POLICY = HERE / "policies" / "topics.yaml"
 EXAMPLES = HERE / "policies" / "topics.examples.yaml"
-#: The check's default threshold.
-THRESHOLD = 0.3
+#: The check's default threshold (the lowest of two decimals at which the dev half's
+#: false-positive rate is at most 5 %).
+THRESHOLD = 0.26
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -313,9 +314,15 @@ def variants(rows: list[dict[str, Any]], deny: dict[str, list[str]], allow: list
         a, b = (p[:, :k] / (p[:, :k] + p[:, k:]) if pair else p[:, :k] for p in parts)
         return (weight * a + (1 - weight) * b) if mean else a**weight * b ** (1 - weight)
 
-    print("scorer variants (threshold 0.3; 0.4 for pair, whose scores run higher):")
+    print(f"scorer variants (threshold {THRESHOLD}; the shipped check, then with fewer")
+    print("test-time variants; then the first design, without them, at 0.3, and changes to it")
+    print("at 0.3, or 0.4 for pair, whose scores run higher):")
+    for name, n in (("shipped", m.SCORE_VARIANTS), ("3 test-time variants", 3)):
+        print(f"  {name}:")
+        model = TopicModel(embedder, deny, allow, score_variants=n)
+        split(model.scores(texts), topics, rows, THRESHOLD)
     for name, kwargs in (
-        ("shipped", {}),
+        ("first design (no test-time variants)", {}),
         ("pair", {"pair": True}),
         ("char n-grams", {"chars": True}),
         ("arithmetic mean", {"mean": True}),
@@ -327,7 +334,7 @@ def variants(rows: list[dict[str, Any]], deny: dict[str, list[str]], allow: list
         ("6 word-drops", {"drop": 6}),
     ):
         print(f"  {name}:")
-        split(build(**kwargs), topics, rows, 0.4 if kwargs.get("pair") else THRESHOLD)
+        split(build(**kwargs), topics, rows, 0.4 if kwargs.get("pair") else 0.3)
 
 
 def main() -> None:

@@ -418,7 +418,7 @@ class TopicSpec(_CheckBase):
         "policy's folder.",
     )
     threshold: Score | dict[str, Score] = Field(
-        0.3,
+        0.26,
         description="A unit scoring at least this for a topic is a finding: a number, or per "
         "topic with an optional `default`.",
     )
