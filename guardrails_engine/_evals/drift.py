@@ -14,7 +14,8 @@ Reports hold numbers only; the uncovered texts leave only through
 :meth:`DriftReport.export_cases`, grouped by similarity, as candidate eval cases.
 
 Where texts come from: :data:`READERS`, by file suffix (JSON lines, YAML case
-files); a reader of the call-trace database plugs in there.
+files).  A trace database holds no text: :func:`check_traces` reads the numbers a
+policy's ``drift:`` recorded per run (best similarity, uncovered) instead.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def _read_cases(path: Path, field: str) -> list[str]:
         raise DriftError(str(exc)) from None
 
 
-#: How texts are read, by file suffix.  A reader of the call-trace database (when
-#: traces are stored) registers here: ``READERS[".db"] = read_trace_db``.
+#: How texts are read, by file suffix (a trace database is not one: see
+#: :func:`check_traces`).
 READERS: dict[str, Callable[[Path, str], list[str]]] = {
     ".jsonl": _read_jsonl,
     ".yaml": _read_cases,
