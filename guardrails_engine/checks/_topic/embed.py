@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Embedder", "EmbedderError", "EmbedderMissing", "default_embedder", "embed"]
+__all__ = [
+    "Embedder",
+    "EmbedderError",
+    "EmbedderMissing",
+    "WordLlamaEmbedder",
+    "default_embedder",
+    "embed",
+]
 
 #: Texts in, one row per text out (any array-like of numbers).
 Embedder = Callable[[list[str]], Any]
@@ -61,7 +68,7 @@ def embed(embedder: Embedder, texts: Sequence[str], dim: int | None = None) -> M
     return matrix
 
 
-class _WordLlama:
+class WordLlamaEmbedder:
     """WordLlama as an :data:`Embedder`: the mean of a text's token vectors, what its
     ``embed`` computes, but one text at a time: its batch path wakes the tokenizer's
     thread pool, which on a busy machine costs milliseconds at the tail (p99 9.6 ms
@@ -157,4 +164,4 @@ def _load_wordllama() -> Embedder:
     folder = Path(wordllama.__file__).parent
     # Weights and tokenizer from the package itself; never a download.
     model = wordllama.WordLlama.load(cache_dir=folder, disable_download=True)
-    return _WordLlama(model)
+    return WordLlamaEmbedder(model)

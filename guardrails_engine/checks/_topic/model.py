@@ -37,7 +37,7 @@ import numpy.typing as npt
 import regex
 
 from ._background import BACKGROUND
-from .embed import Embedder, Matrix, embed
+from .embed import Embedder, Matrix, WordLlamaEmbedder, embed
 
 __all__ = ["ClassifierMissing", "TopicModel"]
 
@@ -244,13 +244,12 @@ class TopicModel:
     ) -> dict[str, Matrix]:
         """Each part's probabilities (rows: texts, columns: topics).  With ``units``,
         ``texts`` are the units each followed by its variants (as :meth:`scores` makes
-        them): an embedder with a ``left_out`` method embeds those from one reading of
-        each unit."""
+        them): the default embedder embeds those from one reading of each unit."""
         out: dict[str, Matrix] = {}
         k = len(self.topics)
         if self._meaning is not None:
-            left_out = getattr(self.embedder, "left_out", None)
-            if units is not None and left_out is not None:
+            if units is not None and isinstance(self.embedder, WordLlamaEmbedder):
+                left_out = self.embedder.left_out
                 rows = [left_out(u, left_out_words(u, self.score_variants)) for u in units]
                 assert self.mean is not None
                 raw = embed(lambda _: np.concatenate(rows), texts, self.dim)
