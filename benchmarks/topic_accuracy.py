@@ -16,7 +16,9 @@ its best topic's):
             compile time (topics' examples against allow + packaged ordinary text);
   words     TF-IDF (words and word pairs) + logistic regression, trained the same;
   ours      the geometric mean of meaning and words, each trained with word-dropout
-            variants of the examples: the shipped check.
+            variants of the examples, over the sentence and up to eight copies of it
+            that each leave one word out: the shipped check.
+(meaning and words are scored over the copies too.)
 
 Figures: AUC (topic sentences against all negatives), and for the trained ones at
 the default threshold: recall (flagged with the right topic), precision,
