@@ -16,7 +16,9 @@ its best topic's):
             compile time (topics' examples against allow + packaged ordinary text);
   words     TF-IDF (words and word pairs) + logistic regression, trained the same;
   ours      the geometric mean of meaning and words, each trained with word-dropout
-            variants of the examples: the shipped check.
+            variants of the examples, over the sentence and up to eight copies of it
+            that each leave one word out: the shipped check.
+(meaning and words are scored over the copies too.)
 
 Figures: AUC (topic sentences against all negatives), and for the trained ones at
 the default threshold: recall (flagged with the right topic), precision,
@@ -30,7 +32,15 @@ length (what the machine adds at the tail), and the cost of a 4-character stream
 Targets (from the issue), printed PASS/FAIL: AUC >= 0.95; recall >= 0.85 with
 FPR <= 5 % at the default threshold; p99 <= 5 ms per sentence.
 
-Run:  .venv/bin/python benchmarks/topic_accuracy.py [--quick] [--errors]
+Honesty: the policy's examples are disjoint from the corpus (checked at start), and
+``--split`` reports the figures on two fixed halves of the corpus (by a CRC32 of each
+sentence: ``dev`` even, ``test`` odd).  ``--variants`` scores other designs of the
+scorer on both halves: a change is only worth shipping if it wins on ``dev`` and holds
+on ``test`` (the shipped design was chosen before this split existed, on the whole
+corpus).
+
+Run:  .venv/bin/python benchmarks/topic_accuracy.py [--quick] [--errors] [--split]
+      [--variants] [--curve]
 (``--errors`` lists the misclassified sentences of the corpus: they are ours.)
 """
 
@@ -41,6 +51,7 @@ import gc
 import json
 import statistics
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +65,9 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "data" / "topics.jsonl"
 POLICY = HERE / "policies" / "topics.yaml"
 EXAMPLES = HERE / "policies" / "topics.examples.yaml"
-#: The check's default threshold.
-THRESHOLD = 0.3
+#: The check's default threshold (the lowest of two decimals at which the dev half's
+#: false-positive rate is at most 5 %).
+THRESHOLD = 0.26
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -222,13 +234,122 @@ def curve(rows: list[dict[str, Any]], deny: dict[str, list[str]], allow: list[st
         )
 
 
+def half(text: str) -> str:
+    """The fixed half of the corpus a sentence is in: ``dev`` or ``test``."""
+    return "test" if zlib.crc32(text.encode("utf-8")) % 2 else "dev"
+
+
+def operating(scores: np.ndarray, topics: list[str], rows: list[dict[str, Any]], thr: float) -> str:
+    """AUC, recall and FPR at ``thr``, and the best recall at FPR <= 5 % (any threshold)."""
+    best, which = scores.max(axis=1), scores.argmax(axis=1)
+    pos = np.array([r["topic"] is not None for r in rows])
+    right = np.array([r["topic"] == topics[w] for r, w in zip(rows, which, strict=True)])
+    flagged = best >= thr
+    negs = np.sort(best[~pos])[::-1]
+    at5 = negs[int(0.05 * len(negs))] + 1e-9  # the lowest threshold with FPR <= 5 %
+    area = auc(list(best[pos]), list(best[~pos]))
+    recall = (flagged & pos & right).sum() / pos.sum()
+    recall5 = ((best >= at5) & pos & right).sum() / pos.sum()
+    return (
+        f"AUC {area:.3f}  recall {recall:.3f}  FPR {flagged[~pos].mean():.3f}  "
+        f"(best recall at FPR <= 5 %: {recall5:.3f})"
+    )
+
+
+def split(scores: np.ndarray, topics: list[str], rows: list[dict[str, Any]], thr: float) -> None:
+    for name in ("dev", "test"):
+        idx = [i for i, r in enumerate(rows) if half(r["text"]) == name]
+        figures = operating(scores[idx], topics, [rows[i] for i in idx], thr)
+        print(f"    {name:<5} ({len(idx)}): {figures}")
+
+
+def variants(rows: list[dict[str, Any]], deny: dict[str, list[str]], allow: list[str]) -> None:
+    """Other designs of the scorer, each on both halves (see the module docstring)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from guardrails_engine.checks._topic import model as m
+
+    embedder = default_embedder()
+    topics = list(deny)
+    texts = [r["text"] for r in rows]
+
+    def build(
+        *,
+        pair: bool = False,
+        chars: bool = False,
+        c_meaning: float = m.C_EMBEDDING,
+        c_words: float = m.C_WORDS,
+        weight: float = 0.5,
+        drop: int = m.VARIANTS,
+        mean: bool = False,
+    ) -> np.ndarray:
+        saved, m.VARIANTS = m.VARIANTS, drop
+        try:
+            grown = {t: m._with_variants(deny[t]) for t in topics}
+        finally:
+            m.VARIANTS = saved
+        examples = [e for t in topics for e in grown[t]]
+        ordinary = [*allow, *BACKGROUND]
+        labels = [i for i, t in enumerate(topics) for _ in grown[t]] + [len(topics)] * len(ordinary)
+        k = len(topics)
+        raw = m.embed(embedder, [*examples, *ordinary])
+        centre = raw[len(examples) :].mean(axis=0)
+        meaning = m._Linear(m._normalised(raw - centre), labels, k + 1, c_meaning)
+        vec = (
+            TfidfVectorizer(
+                ngram_range=(1, 2),
+                sublinear_tf=True,
+                token_pattern=None,
+                tokenizer=m._words,
+                lowercase=False,
+            )
+            if not chars
+            else TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True)
+        )
+        vec.fit([*examples, *ordinary])
+        words = m._Linear(vec.transform([*examples, *ordinary]), labels, k + 1, c_words)
+        parts = [
+            meaning.proba(m._normalised(m.embed(embedder, texts) - centre)),
+            words.proba(vec.transform(texts)),
+        ]
+        # pair: a topic against ordinary text only (P(t) / (P(t) + P(ordinary))).
+        a, b = (p[:, :k] / (p[:, :k] + p[:, k:]) if pair else p[:, :k] for p in parts)
+        return (weight * a + (1 - weight) * b) if mean else a**weight * b ** (1 - weight)
+
+    print(f"scorer variants (threshold {THRESHOLD}; the shipped check, then with fewer")
+    print("test-time variants; then the first design, without them, at 0.3, and changes to it")
+    print("at 0.3, or 0.4 for pair, whose scores run higher):")
+    for name, n in (("shipped", m.SCORE_VARIANTS), ("3 test-time variants", 3)):
+        print(f"  {name}:")
+        model = TopicModel(embedder, deny, allow, score_variants=n)
+        split(model.scores(texts), topics, rows, THRESHOLD)
+    for name, kwargs in (
+        ("first design (no test-time variants)", {}),
+        ("pair", {"pair": True}),
+        ("char n-grams", {"chars": True}),
+        ("arithmetic mean", {"mean": True}),
+        ("meaning weight 0.6", {"weight": 0.6}),
+        ("meaning weight 0.4", {"weight": 0.4}),
+        ("C meaning 10", {"c_meaning": 10.0}),
+        ("C words 30", {"c_words": 30.0}),
+        ("no word-drop", {"drop": 0}),
+        ("6 word-drops", {"drop": 6}),
+    ):
+        print(f"  {name}:")
+        split(build(**kwargs), topics, rows, 0.4 if kwargs.get("pair") else 0.3)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="one timing pass")
     ap.add_argument("--errors", action="store_true", help="list misclassified sentences")
     ap.add_argument("--curve", action="store_true", help="also the learning curve (~1 min)")
+    ap.add_argument("--split", action="store_true", help="also the figures on dev and test halves")
+    ap.add_argument("--variants", action="store_true", help="also other scorers, per half")
     args = ap.parse_args()
     rows, deny, allow = load()
+    seen = {e for v in deny.values() for e in v} | set(allow)
+    assert not seen & {r["text"] for r in rows}, "a policy example is in the corpus"
     texts = [r["text"] for r in rows]
     print(
         f"corpus: {len(rows)} held-out sentences ({sum(r['topic'] is not None for r in rows)} "
@@ -266,6 +387,9 @@ def main() -> None:
             f"    ours at {thr:.2f}: recall {(flagged & pos & right).sum() / pos.sum():.3f}, "
             f"FPR {flagged[~pos].mean():.3f}"
         )
+    if args.split:
+        print("  ours on the two halves of the corpus:")
+        split(ours, topics, rows, THRESHOLD)
     print("per topic (ours):")
     per_topic(ours, topics, rows)
     print("targets:")
@@ -283,6 +407,8 @@ def main() -> None:
             )
             if wrong:
                 print(f"    {s:.2f} {topics[w]:<18} [{r['kind']} {r['topic']}] {r['text']}")
+    if args.variants:
+        variants(rows, deny, allow)
     if args.curve:
         curve(rows, deny, allow)
     print("speed (the shipped check):")

@@ -142,8 +142,17 @@ def _parser() -> argparse.ArgumentParser:
         help="how much current traffic no reference text covers, per window (docs/semantic.md)",
         description="Exit 0 when no window alerts, 1 when one does, 2 for bad input.",
     )
-    dr.add_argument("--reference", required=True, help="eval case file, or JSON lines of texts")
-    dr.add_argument("current", nargs="+", help="JSON lines of current texts (or case files)")
+    dr.add_argument(
+        "--reference",
+        help="eval case file, or JSON lines of texts (with a trace database: the policy's "
+        "drift reference, to pick its runs)",
+    )
+    dr.add_argument(
+        "current",
+        nargs="+",
+        help="JSON lines of current texts (or case files), or trace databases of a policy "
+        "with drift: (their recorded numbers)",
+    )
     dr.add_argument("--field", default="text", help="the text's key in JSON lines (default text)")
     dr.add_argument("--window", type=_positive, default=100, help="texts per window (100)")
     dr.add_argument("--q", type=float, default=0.05, help="coverage percentile (0.05)")
@@ -498,14 +507,24 @@ def _scan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _drift(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ._evals.drift import DriftError, DriftReference, read_texts
+    from ._evals.drift import DriftError, DriftReference, check_traces, is_trace_db, read_texts
 
     try:
         if not 0 < args.q < 0.5:
             raise DriftError(f"--q must be between 0 and 0.5, got {args.q}")
-        reference = read_texts(args.reference, args.field)
-        current = [t for path in args.current for t in read_texts(path, args.field)]
-        report = DriftReference(reference, q=args.q).check(current, window=args.window)
+        dbs = [is_trace_db(path) for path in args.current]
+        if any(dbs):
+            if not all(dbs):
+                raise DriftError("give trace databases or text files as CURRENT, not both")
+            if args.export_cases:
+                raise DriftError("--export-cases needs texts: a trace database holds none")
+            report = check_traces(args.current, reference=args.reference, window=args.window)
+        else:
+            if args.reference is None:
+                raise DriftError("--reference is needed with texts as CURRENT")
+            reference = read_texts(args.reference, args.field)
+            current = [t for path in args.current for t in read_texts(path, args.field)]
+            report = DriftReference(reference, q=args.q).check(current, window=args.window)
     except (DriftError, ImportError) as exc:
         err.write(f"guardrails-engine: {exc}\n")
         return EXIT_USAGE

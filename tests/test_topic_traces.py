@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 pytest.importorskip("sklearn", reason="the topic check needs the `semantic` extra")
 
 import guardrails_engine as ge
-from guardrails_engine._observe.store import connect
+from guardrails_engine._observe.store import SCHEMA_VERSION, connect
 
 DIM = 64
 EMAIL = "jdoe@example.com"
@@ -204,6 +204,6 @@ def test_a_schema_1_store_is_read_as_it_is_and_upgraded_when_written(
     with ge.TraceStore(db) as store:
         flagging.validate_sync(TOPIC, on_trace=store)
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT COUNT(*) FROM topic_scores").fetchone()[0] == 2
     conn.close()

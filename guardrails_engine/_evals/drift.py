@@ -14,7 +14,8 @@ Reports hold numbers only; the uncovered texts leave only through
 :meth:`DriftReport.export_cases`, grouped by similarity, as candidate eval cases.
 
 Where texts come from: :data:`READERS`, by file suffix (JSON lines, YAML case
-files); a reader of the call-trace database plugs in there.
+files).  A trace database holds no text: :func:`check_traces` reads the numbers a
+policy's ``drift:`` recorded per run (best similarity, uncovered) instead.
 """
 
 from __future__ import annotations
@@ -31,15 +32,22 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .._common.errors import GuardrailsError
+from ..checks._topic.coverage import MIN_REFERENCE, Coverage, _normalised, reference_id
 from .eval import CaseError, load_cases
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
-
     from ..checks._topic import Embedder
 
-__all__ = ["DriftError", "DriftReference", "DriftReport", "Window", "read_texts"]
+__all__ = [
+    "DriftError",
+    "DriftReference",
+    "DriftReport",
+    "Window",
+    "check_traces",
+    "is_trace_db",
+    "read_texts",
+    "windows",
+]
 
 #: Default percentile of the reference's nearest-neighbour similarities.
 DEFAULT_Q = 0.05
@@ -89,8 +97,8 @@ def _read_cases(path: Path, field: str) -> list[str]:
         raise DriftError(str(exc)) from None
 
 
-#: How texts are read, by file suffix.  A reader of the call-trace database (when
-#: traces are stored) registers here: ``READERS[".db"] = read_trace_db``.
+#: How texts are read, by file suffix (a trace database is not one: see
+#: :func:`check_traces`).
 READERS: dict[str, Callable[[Path, str], list[str]]] = {
     ".jsonl": _read_jsonl,
     ".yaml": _read_cases,
@@ -145,12 +153,17 @@ class Window:
     texts: int
     uncovered: int
     p_value: float
-    centroid_distance: float
+    #: None when the texts are not at hand (read from a trace database).
+    centroid_distance: float | None
     alert: bool
 
     @property
     def share(self) -> float:
         return self.uncovered / self.texts if self.texts else 0.0
+
+
+def _centroid(distance: float | None) -> str:
+    return "-" if distance is None else f"{distance:.4f}"
 
 
 @dataclass
@@ -210,7 +223,7 @@ class DriftReport:
                     w.uncovered,
                     f"{w.share:.4f}",
                     f"{w.p_value:.3g}",
-                    f"{w.centroid_distance:.4f}",
+                    "" if w.centroid_distance is None else f"{w.centroid_distance:.4f}",
                     int(w.alert),
                 ]
             )
@@ -232,7 +245,7 @@ class DriftReport:
             bar = "".join("#" if i < n else ("|" if i == line else " ") for i in range(width + 1))
             lines.append(
                 f"{w.index:>6} {w.texts:>6} {w.uncovered:>6} {w.share:>6.1%} {w.p_value:>8.2g} "
-                f"{w.centroid_distance:>8.4f}  {bar}{'  ALERT' if w.alert else ''}"
+                f"{_centroid(w.centroid_distance):>8}  {bar}{'  ALERT' if w.alert else ''}"
             )
         total = sum(w.texts for w in self.windows)
         lines.append(
@@ -275,17 +288,8 @@ class DriftReport:
         return "\n".join(out) + "\n"
 
 
-def _normalised(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    import numpy as np
-
-    out: npt.NDArray[np.float32] = (
-        x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    ).astype(np.float32)
-    return out
-
-
-class DriftReference:
-    """A reference set of texts, embedded once."""
+class DriftReference(Coverage):
+    """A reference set of texts, embedded once (the default embedder: WordLlama)."""
 
     def __init__(
         self,
@@ -294,48 +298,13 @@ class DriftReference:
         embedder: Embedder | None = None,
         q: float = DEFAULT_Q,
     ) -> None:
-        import numpy as np
-
-        from ..checks._topic import default_embedder, embed
+        from ..checks._topic import default_embedder
 
         if not 0 < q < 0.5:
             raise TypeError(f"q must be between 0 and 0.5, got {q!r}")
-        if len(texts) < 20:
-            raise DriftError(f"a reference needs at least 20 texts, got {len(texts)}")
-        self._embed = embed
-        self.embedder = embedder if embedder is not None else default_embedder()
-        self.q = q
-        raw = embed(self.embedder, list(texts))
-        self.dim = raw.shape[1]
-        self.mean = raw.mean(axis=0)
-        self.vectors = self._unit(raw)
-        # The centroid is taken before centring (centred, the reference's is about 0).
-        self.centroid = _normalised(raw).mean(axis=0)
-        nearest = self._best(self.vectors, leave_out_self=True)
-        self.threshold = float(np.quantile(nearest, q))
-        self.size = len(texts)
-
-    def _unit(self, raw: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        return _normalised(raw - self.mean)
-
-    def _best(self, v: npt.NDArray[np.float32], *, leave_out_self: bool = False) -> Any:
-        import numpy as np
-
-        out = np.empty(len(v), dtype=np.float32)
-        for lo in range(0, len(v), 1024):  # blocks: memory stays small for big sets
-            sims = v[lo : lo + 1024] @ self.vectors.T
-            if leave_out_self:
-                rows = np.arange(sims.shape[0])
-                sims[rows, lo + rows] = -np.inf
-            out[lo : lo + 1024] = sims.max(axis=1)
-        return out
-
-    def similarity(self, texts: Sequence[str]) -> tuple[Any, Any]:
-        """Each text's best similarity to the reference, and whether it is uncovered
-        (numbers a trace may record; never text or vectors)."""
-        v = self._unit(self._embed(self.embedder, list(texts), self.dim))
-        best = self._best(v)
-        return best, best < self.threshold
+        if len(texts) < MIN_REFERENCE:
+            raise DriftError(f"a reference needs at least {MIN_REFERENCE} texts, got {len(texts)}")
+        super().__init__(texts, embedder if embedder is not None else default_embedder(), q)
 
     def check(self, texts: Sequence[str], *, window: int = DEFAULT_WINDOW) -> DriftReport:
         """The uncovered share of ``texts`` per window (a last window shorter than half
@@ -346,31 +315,103 @@ class DriftReference:
             raise TypeError(f"window must be a positive number of texts, got {window!r}")
         if not texts:
             raise DriftError("no current texts")
-        raw = self._embed(self.embedder, list(texts), self.dim)
-        v = self._unit(raw)
-        plain = _normalised(raw)
-        best = self._best(v)
+        raw, best = self.embedded(texts)
         uncovered = best < self.threshold
-        bounds = list(range(0, len(texts), window))
-        if len(bounds) > 1 and len(texts) - bounds[-1] < window / 2:
-            bounds.pop()
-        windows = []
-        for i, lo in enumerate(bounds):
-            hi = bounds[i + 1] if i + 1 < len(bounds) else len(texts)
-            n, k = hi - lo, int(uncovered[lo:hi].sum())
-            p = binomial_tail(k, n, self.q)
+        plain = _normalised(raw)
+
+        def centroid(lo: int, hi: int) -> float:
             c = plain[lo:hi].mean(axis=0)
             cos = float(c @ self.centroid) / max(
                 float(np.linalg.norm(c) * np.linalg.norm(self.centroid)), 1e-12
             )
-            windows.append(Window(i + 1, lo, n, k, p, 1.0 - cos, k / n > 2 * self.q or p < ALERT_P))
+            return 1.0 - cos
+
         idx = np.flatnonzero(uncovered)
         return DriftReport(
             self.size,
             self.q,
             self.threshold,
             window,
-            windows,
+            windows(uncovered, self.q, window, centroid),
             [(texts[int(i)], float(best[i])) for i in idx],
-            v[idx],
+            self._unit(raw)[idx],
         )
+
+
+def windows(
+    uncovered: Sequence[bool] | Any,
+    q: float,
+    window: int,
+    centroid: Callable[[int, int], float | None] = lambda lo, hi: None,
+) -> list[Window]:
+    """The windows of a sequence of uncovered flags, with the alert rule (a last
+    window shorter than half of ``window`` joins the one before)."""
+    flags = [bool(u) for u in uncovered]
+    bounds = list(range(0, len(flags), window))
+    if len(bounds) > 1 and len(flags) - bounds[-1] < window / 2:
+        bounds.pop()
+    out = []
+    for i, lo in enumerate(bounds):
+        hi = bounds[i + 1] if i + 1 < len(bounds) else len(flags)
+        n, k = hi - lo, sum(flags[lo:hi])
+        p = binomial_tail(k, n, q)
+        out.append(Window(i + 1, lo, n, k, p, centroid(lo, hi), k / n > 2 * q or p < ALERT_P))
+    return out
+
+
+# -- a trace database as current traffic -------------------------------------------------
+
+
+def is_trace_db(path: str | Path) -> bool:
+    """Whether ``path`` is an SQLite file (a trace database), by its header."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def check_traces(
+    paths: Sequence[str | Path], *, reference: str | Path | None, window: int = DEFAULT_WINDOW
+) -> DriftReport:
+    """The uncovered share per window of the runs recorded in trace databases, as the
+    policy's ``drift:`` measured them (the flags and similarities are read, not
+    computed: a trace holds no text).  ``reference`` (the reference file) picks the
+    runs measured against it; without it, the databases must hold one reference.
+
+    :raises DriftError: for an unreadable database, no such run, or several references.
+    """
+    import sqlite3
+
+    rows: list[tuple[float, int, str, float, float, float, int, int]] = []
+    for path in paths:
+        # Read only (mode=ro): a report never writes or upgrades the database.
+        conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            rows += conn.execute(
+                "SELECT c.started_at, d.id, d.reference, d.quantile, d.threshold, "
+                "d.similarity, d.uncovered, d.reference_texts FROM drift d "
+                "JOIN calls c ON c.id = d.call_id ORDER BY c.started_at, d.id"
+            ).fetchall()
+        except sqlite3.DatabaseError:  # a schema before 3 (no drift table), or not a store
+            raise DriftError(f"{path}: not a trace database with drift numbers") from None
+        finally:
+            conn.close()
+    rows.sort(key=lambda r: (r[0], r[1]))
+    if reference is not None:
+        try:
+            wanted = reference_id(Path(reference).read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DriftError(f"{reference}: cannot read: {type(exc).__name__}") from None
+        rows = [r for r in rows if r[2] == wanted]
+        if not rows:
+            raise DriftError(f"no run in the trace database was measured against {reference}")
+    refs = {r[2] for r in rows}
+    if not rows:
+        raise DriftError("no run in the trace database was measured against a reference")
+    if len(refs) > 1:
+        raise DriftError(
+            f"the runs were measured against {len(refs)} references: name one with --reference"
+        )
+    q, threshold, size = rows[-1][3], rows[-1][4], rows[-1][7]
+    return DriftReport(size, q, threshold, window, windows([r[6] for r in rows], q, window))

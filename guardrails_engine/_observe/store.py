@@ -17,7 +17,9 @@ version is refused): ``calls`` (one row per record: a guarded model call, or a
 validate or stream run on its own), ``runs`` (one per run of the policy in it),
 ``findings`` (one per finding: check, action, entity type, reason; never a value),
 ``topic_scores`` (schema 2: per run of a ``type: topic`` check, each topic's best
-score; a schema 1 file is upgraded when opened for writing, and read as it is).
+score), ``drift`` (schema 3: per run of a policy with ``drift:``, its best similarity
+to the reference and whether it is uncovered); an older file is upgraded when opened
+for writing, and read as it is.
 Retention: ``max_age_s`` and ``max_rows`` (calls) are applied after each batch.
 """
 
@@ -41,9 +43,9 @@ from .calls import CallTrace, RunRecord
 
 __all__ = ["SCHEMA_VERSION", "TraceStore", "TraceStoreError", "connect"]
 
-SCHEMA_VERSION: Final = 2
-#: The oldest schema a reader reads (version 2 added ``topic_scores``; a version 1
-#: file is upgraded when it is opened for writing).
+SCHEMA_VERSION: Final = 3
+#: The oldest schema a reader reads (version 2 added ``topic_scores``, version 3
+#: ``drift``; an older file is upgraded when it is opened for writing).
 OLDEST_READ: Final = 1
 
 SCHEMA: Final = """
@@ -113,6 +115,18 @@ CREATE TABLE IF NOT EXISTS topic_scores (
     score REAL NOT NULL            -- the topic's best score in the run
 );
 CREATE INDEX IF NOT EXISTS topic_scores_call ON topic_scores (call_id);
+CREATE TABLE IF NOT EXISTS drift (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    call_id INTEGER NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+    reference TEXT NOT NULL,       -- a hash of the reference file's text
+    reference_texts INTEGER NOT NULL,
+    quantile REAL NOT NULL,
+    threshold REAL NOT NULL,       -- the reference's own quantile of similarity
+    similarity REAL NOT NULL,      -- the run's best similarity to the reference
+    uncovered INTEGER NOT NULL     -- 1 when below the threshold
+);
+CREATE INDEX IF NOT EXISTS drift_call ON drift (call_id);
 """
 
 
@@ -490,3 +504,18 @@ def _insert(conn: sqlite3.Connection, record_id: str, received: float, record: A
                 for topic, score in scores.items()
             ],
         )
+        if t.drift:
+            d = t.drift
+            conn.execute(
+                "INSERT INTO drift VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    call_id,
+                    d["reference"],
+                    d["reference_texts"],
+                    d["quantile"],
+                    d["threshold"],
+                    d["similarity"],
+                    int(d["uncovered"]),
+                ),
+            )

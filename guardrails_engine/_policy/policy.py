@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .._runtime.fallback_drive import FallbackStream, SyncFallbackStream
     from .._runtime.push import Push, SyncPush
     from ..checks._base import Check
+    from .drift import DriftMonitor
 
 __all__ = ["Policy", "ToolPolicy", "load_policy"]
 
@@ -53,12 +54,14 @@ class Policy:
     __slots__ = (
         "_checks",
         "_defers",
+        "_drift",
         "_hash",
         "_on_trace",
         "_origin",
         "_scan",
         "_source",
         "_spec",
+        "_threaded",
         "_tool_cache",
         "_tools",
     )
@@ -73,13 +76,17 @@ class Policy:
         on_trace: TraceCallback | None = None,
         origin: _Origin | None = None,
         tools: dict[str, ToolPolicy] | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self._tools = tools or {}
+        self._drift = drift
         self._tool_cache: dict[str, ToolPolicy | None] = {}  # (tools.py: unlisted tools)
         self._spec = spec
         self._origin = origin
         self._checks = checks
         self._defers = any(isinstance(c, Compiled) and c.deferred for c in checks)
+        # An async validate runs in a worker thread when a check blocks or is costly.
+        self._threaded = drift is not None or any(c.blocking or c.costly for c in checks)
         self._scan = _shared_patterns(checks)
         self._source = source
         self._hash = digest
@@ -114,7 +121,7 @@ class Policy:
 
     @classmethod
     def from_origin(cls, origin: _Origin, on_trace: TraceCallback | None = None) -> Policy:
-        spec, checks, digest, tools = _build(origin)
+        spec, checks, digest, tools, drift = _build(origin)
         return cls(
             spec,
             checks,
@@ -123,6 +130,7 @@ class Policy:
             on_trace=on_trace,
             origin=origin,
             tools=tools,
+            drift=drift,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -203,6 +211,11 @@ class Policy:
         return any(c.blocking for c in self._checks)
 
     @property
+    def drift(self) -> DriftMonitor | None:
+        """(Internal) the policy's drift reference, embedded; each run is measured by it."""
+        return self._drift
+
+    @property
     def max_holdback_chars(self) -> int:
         return self._spec.stream.max_holdback_chars
 
@@ -234,13 +247,13 @@ class Policy:
     ) -> Result:
         """Check a whole text without blocking the event loop.
 
-        Long texts, and any text when the policy uses NER, are checked in a
-        worker thread (at most four at a time per event loop).
+        Long texts, and any text when the policy uses NER or a topic check, are
+        checked in a worker thread (at most four at a time per event loop).
         """
         check_text(text, "validate")
         if self._defers:
             return await self._validate_deferring(text, trace_id, on_trace)
-        if len(text) < THREAD_THRESHOLD and not self.blocking:
+        if len(text) < THREAD_THRESHOLD and not self._threaded:
             return self.validate_sync(text, trace_id=trace_id, on_trace=on_trace)
         check = functools.partial(self.validate_sync, trace_id=trace_id, on_trace=on_trace)
         return await anyio.to_thread.run_sync(check, text, limiter=thread_limiter())
@@ -251,7 +264,7 @@ class Policy:
         """validate with checks that defer calls: those are awaited on this event loop."""
         run = Run(self)
         try:
-            if len(text) < THREAD_THRESHOLD and not self.blocking:
+            if len(text) < THREAD_THRESHOLD and not self._threaded:
                 run.check(text)
             else:
                 await anyio.to_thread.run_sync(run.check, text, limiter=thread_limiter())
@@ -407,7 +420,9 @@ class ToolPolicy(NamedTuple):
     release: str
 
 
-_Built = tuple[PolicySpec, tuple["Check", ...], str, dict[str, ToolPolicy]]
+_Built = tuple[
+    PolicySpec, tuple["Check", ...], str, dict[str, ToolPolicy], "DriftMonitor | None"
+]
 
 
 def _build(origin: _Origin) -> _Built:
@@ -419,7 +434,12 @@ def _build(origin: _Origin) -> _Built:
         name: _compile_tool(name, tool, spec, located, origin, digest)
         for name, tool in spec.tools.items()
     }
-    return spec, checks, digest, tools
+    drift = None
+    if spec.drift is not None:
+        from .drift import compile_drift  # (here: numpy loads only for a policy with drift)
+
+        drift = compile_drift(spec.drift, located, folder, origin.trusted_modules)
+    return spec, checks, digest, tools, drift
 
 
 #: How deep ``tools: {x: {policy: file}}`` may nest (a file naming itself).
@@ -474,7 +494,7 @@ def _unpickle(origin: _Origin, on_trace: TraceCallback | None) -> Policy:
                 _COMPILED.popitem(last=False)
         else:
             _COMPILED.move_to_end(origin)
-    spec, checks, digest, tools = built
+    spec, checks, digest, tools, drift = built
     return Policy(
         spec,
         checks,
@@ -483,6 +503,7 @@ def _unpickle(origin: _Origin, on_trace: TraceCallback | None) -> Policy:
         on_trace=on_trace,
         origin=origin,
         tools=tools,
+        drift=drift,
     )
 
 

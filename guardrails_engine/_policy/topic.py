@@ -21,7 +21,7 @@ from ..checks._base import CheckConfig
 if TYPE_CHECKING:
     from ..checks._topic import Embedder, TopicCheck
 
-__all__ = ["compile_topic"]
+__all__ = ["compile_topic", "embedder_of"]
 
 
 class _ExamplesFile(BaseModel):
@@ -55,7 +55,7 @@ def compile_topic(
     if not deny:
         raise located.error([*where, "examples_file"], "no denied topic")
     thresholds = _thresholds(c, deny, located, where)
-    embedder = _embedder(c, located, where, trusted)
+    embedder = embedder_of(c, located, where, trusted)
     field = [*where, "embedder"] if c.embedder else [*where, "deny"]
     try:
         model = TopicModel(embedder, deny, allow)
@@ -120,20 +120,25 @@ def _thresholds(
     return {t: c.threshold.get(t, default) for t in deny}
 
 
-def _embedder(
-    c: TopicSpec, located: Located, where: list[Any], trusted: tuple[str, ...]
+def embedder_of(
+    c: TopicSpec,
+    located: Located,
+    where: list[Any],
+    trusted: tuple[str, ...],
+    missing: list[Any] | None = None,
 ) -> Embedder:
+    """The embedder a spec names (default WordLlama); a problem is a policy error at
+    ``where`` (the default's missing extra: at ``missing``, else at its ``type``)."""
     from ..checks._topic import EmbedderMissing, default_embedder
 
     if c.embedder is None:
         try:
             return default_embedder()
         except EmbedderMissing as exc:
-            raise located.error([*where, "type"], str(exc)) from None
+            raise located.error(missing or [*where, "type"], str(exc)) from None
         except (OSError, ValueError) as exc:
-            raise located.error(
-                [*where, "type"], f"cannot load the default embedder: {type(exc).__name__}"
-            ) from None
+            what = f"cannot load the default embedder: {type(exc).__name__}"
+            raise located.error(missing or [*where, "type"], what) from None
     field = [*where, "embedder"]
     try:
         obj = import_trusted(c.embedder, trusted)

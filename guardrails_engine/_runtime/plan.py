@@ -41,3 +41,8 @@ class Plan(Protocol):
 
     @property
     def on_trace(self) -> Callable[[Any], object] | None: ...
+
+    @property
+    def drift(self) -> Any:
+        """A drift reference with ``max_chars`` and ``measure(text) -> numbers``, or None."""
+        ...

@@ -98,6 +98,8 @@ class Run:
         "_cap",
         "_decisions",
         "_deferring",
+        "_drift_room",
+        "_drift_text",
         "_end",
         "_ending",
         "_failed",
@@ -121,6 +123,10 @@ class Run:
 
     def __init__(self, policy: Plan) -> None:
         self._policy = policy
+        # The first characters of the text, for the policy's drift reference (if any).
+        drift = policy.drift
+        self._drift_text: list[str] = []
+        self._drift_room = drift.max_chars if drift is not None else 0
         # The time each check may spend on this run; past it, on_error decides.
         self._budget_ms = _budgets(policy)
         self._budget = [ms / 1000 for ms in self._budget_ms]
@@ -279,6 +285,9 @@ class Run:
         stats.chunks_in += 1
         self._out.receive(chunk)
         self._end += len(chunk)
+        if self._drift_room > 0:
+            self._drift_text.append(chunk[: self._drift_room])
+            self._drift_room -= len(self._drift_text[-1])
         if self._scanning:
             self._buf += self._map.add(chunk)
             if self._map.pending > self._cap:
@@ -390,6 +399,10 @@ class Run:
         """What the sessions that keep numbers for the trace kept, by check id (read
         once, when the trace is built: nothing per chunk)."""
         return {c.id: s.trace_numbers() for c, s in self._sessions if s.traces_numbers}
+
+    def drift_text(self) -> str:
+        """The first characters of the text (as many as the drift reference embeds)."""
+        return "".join(self._drift_text)
 
     def findings_so_far(self) -> list[Finding]:
         return self._decisions.findings(self._decisions.hits)

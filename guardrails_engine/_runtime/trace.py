@@ -78,6 +78,10 @@ class Trace:
     attributes: dict[str, Any] = field(default_factory=dict)
     #: Per ``type: topic`` check (by id): each topic's highest score in the run.
     topic_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: With the policy's ``drift:``: the run against its reference (numbers, and the
+    #: reference file's hash): ``similarity``, ``threshold``, ``uncovered``, ``quantile``,
+    #: ``reference``, ``reference_texts``.
+    drift: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -101,6 +105,8 @@ class Trace:
         }
         if self.topic_scores:
             out["topic_scores"] = self.topic_scores
+        if self.drift:
+            out["drift"] = self.drift
         return out
 
 
@@ -207,7 +213,22 @@ def _build(
         first_out_ms=round(first_out, 4) if first_out is not None else None,
         error=type(error).__name__ if error is not None else None,
         topic_scores=run.trace_numbers(),
+        drift=_drift(policy, run),
     )
+
+
+def _drift(policy: Plan, run: Run) -> dict[str, Any]:
+    """The run measured against the policy's drift reference ({} without one, or when
+    the embedder fails: its type is logged, never its message)."""
+    monitor = policy.drift
+    if monitor is None:
+        return {}
+    try:
+        numbers: dict[str, Any] = monitor.measure(run.drift_text())
+    except Exception as exc:
+        logger.warning("guardrails_engine: drift measure raised %s", type(exc).__name__)
+        return {}
+    return numbers
 
 
 _FINAL = frozenset({"completed", "blocked", "truncated", "timed_out", "idle"})
@@ -244,11 +265,16 @@ def configured(provider: object) -> bool:
     )
 
 
-def topic_attributes(trace: Trace) -> dict[str, float | str]:
+def topic_attributes(trace: Trace) -> dict[str, float | str | bool]:
     """A run's topic scores as OpenTelemetry attributes (numbers, and topic names the
     policy gave): ``guardrails_engine.topic.{check}.{topic}`` per topic, and
-    ``guardrails_engine.topic.{check}.best_score``/``best_topic``."""
-    out: dict[str, float | str] = {}
+    ``guardrails_engine.topic.{check}.best_score``/``best_topic``; and its drift
+    numbers: ``guardrails_engine.drift.similarity``, ``.threshold``, ``.uncovered``,
+    ``.reference`` (the reference file's hash)."""
+    out: dict[str, float | str | bool] = {}
+    if trace.drift:
+        for key in ("similarity", "threshold", "uncovered", "reference"):
+            out[f"guardrails_engine.drift.{key}"] = trace.drift[key]
     for check_id, scores in trace.topic_scores.items():
         prefix = f"guardrails_engine.topic.{check_id}"
         for topic, score in scores.items():

@@ -418,7 +418,7 @@ class TopicSpec(_CheckBase):
         "policy's folder.",
     )
     threshold: Score | dict[str, Score] = Field(
-        0.3,
+        0.26,
         description="A unit scoring at least this for a topic is a finding: a number, or per "
         "topic with an optional `default`.",
     )
@@ -496,6 +496,36 @@ class ToolSpec(_Spec):
         return self
 
 
+class DriftSpec(_Spec):
+    """A reference the runs of the policy are measured against (docs/semantic.md)."""
+
+    reference: str = Field(
+        min_length=1,
+        description="An eval case file (.yaml, .yml, .cases.jsonl) or JSON lines of texts, "
+        "inside the policy's folder; embedded once, when the policy is compiled.",
+    )
+    field: str = Field("text", min_length=1, description="The text's key in JSON lines objects.")
+    quantile: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="A run is uncovered below this percentile of the reference's own "
+        "nearest-neighbour similarities.",
+    )
+    max_chars: int = Field(
+        4_000,
+        ge=1,
+        le=1_000_000,
+        description="The characters of a run (and of a reference "
+        "text) that are embedded: the first so many.",
+    )
+    embedder: str | None = Field(
+        None,
+        pattern=_IMPORT_PATH,
+        description="As a topic check's `embedder`; default: WordLlama (extra `semantic`).",
+    )
+
+
 class PolicySpec(_Spec):
     """A guardrails policy, version 1."""
 
@@ -526,6 +556,11 @@ class PolicySpec(_Spec):
     )
     fallback: FallbackSpec | None = Field(
         None, description="When a stream's source is replaced by the next one (streams only)."
+    )
+    drift: DriftSpec | None = Field(
+        None,
+        description="A reference of texts: each run's trace records its best similarity to "
+        "it and whether it is uncovered (numbers only).",
     )
 
 

@@ -265,6 +265,10 @@ class Check:
     on_error: str
     #: Whether the session does blocking work (NER) that belongs in a worker thread.
     blocking: bool = False
+    #: Whether the check's work per unit is costly (a model call per sentence): an
+    #: async ``validate`` then runs in a worker thread whatever the text's length.  A
+    #: stream still feeds it on the event loop, in slices sized by their measured cost.
+    costly: bool = False
     #: Whether the check reads the output as JSON (a schema check).  If one does,
     #: the run writes every other check's replacement JSON-escaped, and blocks a
     #: truncation (cut JSON is not JSON); this check's own replacements are JSON.

@@ -11,6 +11,8 @@ run's trace carries them (``Trace.topic_scores``), below the threshold too.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +27,10 @@ __all__ = ["TopicCheck"]
 
 class TopicCheck(Compiled):
     """Denied topics, as a policy configured them (shared by every run)."""
+
+    #: An embedding and two classifiers per sentence: an async validate of any length
+    #: runs in a worker thread, never on the event loop.
+    costly = True
 
     def __init__(
         self,
@@ -77,6 +83,9 @@ class TopicCheck(Compiled):
         return {t: float(s) for t, s in zip(self.model.topics, best, strict=True)}
 
 
+_MAIN = threading.main_thread()
+
+
 class TopicSession(UnitSession):
     """A run of a topic check: its units, and each topic's best score so far."""
 
@@ -89,6 +98,12 @@ class TopicSession(UnitSession):
         self.units = 0
 
     def call(self, text: str) -> Any:
+        if threading.current_thread() is not _MAIN:
+            # In a worker thread (an async validate): let the event loop's thread take the
+            # interpreter between two units, rather than wait for the switch interval
+            # behind every busy worker (loop lag p99 31 ms against 8-11 ms, see
+            # benchmarks/loop_lag.py --topic).
+            time.sleep(0)
         row = self.topic.model.scores([text])[0]
         np.maximum(self.best, row, out=self.best)
         self.units += 1

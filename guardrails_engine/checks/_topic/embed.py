@@ -8,6 +8,7 @@ as the cache and downloads disabled, so it never reaches the network.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,12 +17,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Embedder", "EmbedderError", "EmbedderMissing", "default_embedder", "embed"]
+__all__ = [
+    "Embedder",
+    "EmbedderError",
+    "EmbedderMissing",
+    "WordLlamaEmbedder",
+    "default_embedder",
+    "embed",
+]
 
 #: Texts in, one row per text out (any array-like of numbers).
 Embedder = Callable[[list[str]], Any]
 
 Matrix = npt.NDArray[np.float32]
+
+#: Words as ``str.split`` cuts them (runs of anything but whitespace).
+_WORDS = re.compile(r"\S+")
 
 
 class EmbedderMissing(ImportError):
@@ -57,7 +68,7 @@ def embed(embedder: Embedder, texts: Sequence[str], dim: int | None = None) -> M
     return matrix
 
 
-class _WordLlama:
+class WordLlamaEmbedder:
     """WordLlama as an :data:`Embedder`: the mean of a text's token vectors, what its
     ``embed`` computes, but one text at a time: its batch path wakes the tokenizer's
     thread pool, which on a busy machine costs milliseconds at the tail (p99 9.6 ms
@@ -80,6 +91,41 @@ class _WordLlama:
             ids = [min(max(t, 0), last) for t, keep in pairs if keep]
             if ids:
                 out[i] = table[ids].mean(axis=0)
+        return out
+
+    def left_out(self, text: str, words: tuple[list[str], list[int]]) -> Matrix:
+        """Rows for ``text`` and for each of its variants that leave out one of ``words``
+        (its words and which are left out: ``model.left_out_words``), from one reading of
+        the text: a variant is the mean of the text's token vectors without those of the
+        left-out word (what embedding the variant's text gives, up to how the tokens at
+        its edges are cut)."""
+        enc = self._tokenizer.encode(text, add_special_tokens=False)
+        last = self._table.shape[0] - 1
+        kept = [
+            (min(max(t, 0), last), end)
+            for t, keep, (_, end) in zip(enc.ids, enc.attention_mask, enc.offsets, strict=True)
+            if keep
+        ]
+        _, which = words
+        out = np.zeros((1 + len(which), self._table.shape[1]), dtype=np.float32)
+        if not kept:
+            return out
+        vectors = self._table[[t for t, _ in kept]]
+        total = vectors.sum(axis=0)
+        out[0] = total / len(kept)
+        if which:
+            # Each token belongs to the word its last character is in.
+            starts = np.array([m.start() for m in _WORDS.finditer(text)])
+            ends = np.array([end - 1 for _, end in kept])
+            owner = np.searchsorted(starts, ends, side="right") - 1
+            inside = np.flatnonzero(owner >= 0)  # (a token of leading spaces is no word's)
+            member = np.zeros((len(starts), len(kept)), dtype=np.float32)
+            member[owner[inside], inside] = 1.0  # (np.add.at is slower)
+            sums = member @ vectors
+            counts = member.sum(axis=1).astype(np.int64)
+            left = len(kept) - counts[which]
+            rows = (total - sums[which]) / np.maximum(left, 1)[:, None]
+            out[1:] = np.where(left[:, None] > 0, rows, 0.0)
         return out
 
     def __repr__(self) -> str:
@@ -118,4 +164,4 @@ def _load_wordllama() -> Embedder:
     folder = Path(wordllama.__file__).parent
     # Weights and tokenizer from the package itself; never a download.
     model = wordllama.WordLlama.load(cache_dir=folder, disable_download=True)
-    return _WordLlama(model)
+    return WordLlamaEmbedder(model)

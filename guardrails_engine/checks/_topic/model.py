@@ -15,8 +15,11 @@ sentences (:mod:`._background`).
   dosage of the API rate limit").
 
 Each example is also learned with one word left out (three variants), so that
-no single word carries a topic.  A unit's score for a topic is the geometric mean
-of the two probabilities: both views must agree.
+no single word carries a topic; and a unit is scored the same way: with up to
+:data:`SCORE_VARIANTS` copies of it that each leave one word out.  A unit's score
+for a topic is the geometric mean of the two probabilities (both views must agree),
+over the unit and its variants (a score that rests on one word falls when that
+word is left out).
 ``benchmarks/topic_accuracy.py`` compares each part, and plain nearest-example
 cosine, on held-out sentences; ``docs/semantic.md`` says why this combination.
 """
@@ -34,7 +37,7 @@ import numpy.typing as npt
 import regex
 
 from ._background import BACKGROUND
-from .embed import Embedder, Matrix, embed
+from .embed import Embedder, Matrix, WordLlamaEmbedder, embed
 
 __all__ = ["ClassifierMissing", "TopicModel"]
 
@@ -54,6 +57,28 @@ def _words(text: str) -> list[str]:
 
 #: Variants of an example made by leaving one word out (examples of four words or more).
 VARIANTS = 3
+#: Variants of a unit scored with it, each leaving one word out (units of four words
+#: or more; chosen by a generator seeded with the unit, so a unit always scores the same).
+SCORE_VARIANTS = 8
+
+
+def left_out_words(text: str, n: int) -> tuple[list[str], list[int]]:
+    """The words of ``text`` (split at whitespace) and which of them (up to ``n``; none
+    for a text of fewer than four words) its variants leave out, chosen by a generator
+    seeded with the text."""
+    words = text.split()
+    if len(words) < 4 or n < 1:
+        return words, []
+    which = list(range(len(words)))
+    if n < len(words):
+        which = random.Random(zlib.crc32(text.encode("utf-8"))).sample(which, n)
+    return words, which
+
+
+def _left_out(text: str, n: int) -> list[str]:
+    """Up to ``n`` copies of ``text`` that each leave a different word out."""
+    words, which = left_out_words(text, n)
+    return [" ".join(words[:i] + words[i + 1 :]) for i in which]
 
 
 def _with_variants(examples: Sequence[str]) -> list[str]:
@@ -133,6 +158,7 @@ class TopicModel:
         *,
         background: Sequence[str] = BACKGROUND,
         parts: tuple[str, ...] = ("meaning", "words"),
+        score_variants: int = SCORE_VARIANTS,
     ) -> None:
         if not deny:
             raise ValueError("no denied topic")
@@ -141,6 +167,7 @@ class TopicModel:
         self.embedder = embedder
         self.topics: tuple[str, ...] = tuple(deny)
         self.parts = parts
+        self.score_variants = score_variants
         grown = {t: _with_variants(deny[t]) for t in self.topics}
         examples = [e for t in self.topics for e in grown[t]]
         ordinary = [*allow, *background]
@@ -182,40 +209,75 @@ class TopicModel:
         assert self.mean is not None
         return _normalised(embed(self.embedder, texts, self.dim) - self.mean)
 
-    def _tfidf(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
-        """TF-IDF rows as scikit-learn's vectorizer makes them (sublinear tf, l2)."""
-        vocabulary, idf = self._vocabulary, self._idf
-        out = np.zeros((len(texts), len(idf)))
+    def _words_logits(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        """The words part's logits: TF-IDF rows as scikit-learn's vectorizer makes them
+        (sublinear tf, l2), each multiplied by the weights of its own terms only."""
+        assert self._words_model is not None
+        vocabulary = self._vocabulary
+        rows: list[int] = []
+        terms: list[int] = []
+        counts: list[int] = []
         for row, text in enumerate(texts):
-            counts: dict[int, int] = {}
+            seen: dict[int, int] = {}
             tokens = _words(text)
             for gram in (*tokens, *(f"{a} {b}" for a, b in itertools.pairwise(tokens))):
                 j = vocabulary.get(gram)
                 if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            if counts:
-                idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
-                tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64))
-                vals = tf * idf[idx]
-                out[row, idx] = vals / np.linalg.norm(vals)
+                    seen[j] = seen.get(j, 0) + 1
+            rows.extend([row] * len(seen))
+            terms.extend(seen)
+            counts.extend(seen.values())
+        out = np.tile(self._words_model.bias, (len(texts), 1))
+        if terms:
+            at = np.array(rows)
+            idx = np.array(terms)
+            vals = (1.0 + np.log(np.array(counts, dtype=np.float64))) * self._idf[idx]
+            norms = np.sqrt(np.bincount(at, weights=vals * vals, minlength=len(texts)))
+            vals /= norms[at]
+            member = np.zeros((len(texts), len(idx)))
+            member[at, np.arange(len(idx))] = vals  # (np.add.at is slower)
+            out += member @ self._words_model.weights[idx]
         return out
 
-    def part_scores(self, texts: Sequence[str]) -> dict[str, Matrix]:
-        """Each part's probabilities (rows: texts, columns: topics)."""
+    def part_scores(
+        self, texts: Sequence[str], units: Sequence[str] | None = None
+    ) -> dict[str, Matrix]:
+        """Each part's probabilities (rows: texts, columns: topics).  With ``units``,
+        ``texts`` are the units each followed by its variants (as :meth:`scores` makes
+        them): the default embedder embeds those from one reading of each unit."""
         out: dict[str, Matrix] = {}
         k = len(self.topics)
         if self._meaning is not None:
-            out["meaning"] = self._meaning.proba(self.vectors(texts))[:, :k]
+            if units is not None and isinstance(self.embedder, WordLlamaEmbedder):
+                left_out = self.embedder.left_out
+                rows = [left_out(u, left_out_words(u, self.score_variants)) for u in units]
+                assert self.mean is not None
+                raw = embed(lambda _: np.concatenate(rows), texts, self.dim)
+                vectors = _normalised(raw - self.mean)
+            else:
+                vectors = self.vectors(texts)
+            out["meaning"] = self._meaning.proba(vectors)[:, :k]
         if self._words_model is not None:
-            out["words"] = self._words_model.proba(self._tfidf(texts))[:, :k]
+            out["words"] = _softmax(self._words_logits(texts))[:, :k]
         return out
 
     def scores(self, texts: Sequence[str]) -> Matrix:
         """Each text's score for each topic, in 0-1 (rows: texts, columns: :attr:`topics`):
-        the geometric mean of the parts' probabilities (both must agree)."""
-        parts = list(self.part_scores(texts).values())
-        product = parts[0].astype(np.float64)
-        for part in parts[1:]:
-            product = product * part
-        out: Matrix = (product ** (1.0 / len(parts))).astype(np.float32)
+        the geometric mean of the parts' probabilities (both must agree), over the text
+        and its one-word-left-out variants."""
+        batch: list[str] = []
+        rows: list[int] = []  # the row of each text in the batch, then the end
+        for text in texts:
+            rows.append(len(batch))
+            batch.append(text)
+            batch.extend(_left_out(text, self.score_variants))
+        rows.append(len(batch))
+        parts = list(self.part_scores(batch, texts).values())
+        logs = np.zeros(parts[0].shape, dtype=np.float64)
+        for part in parts:
+            logs += np.log(np.maximum(part.astype(np.float64), 1e-12))
+        logs /= len(parts)
+        out: Matrix = np.exp(
+            np.stack([logs[a:b].mean(axis=0) for a, b in itertools.pairwise(rows)])
+        ).astype(np.float32)
         return out
