@@ -41,6 +41,7 @@ def _number_forms() -> list[tuple[str, Callable[[str], str], str]]:
     out: list[tuple[str, Callable[[str], str], str]] = [
         ("html-attributes", lambda v: '<span class="n">'.join(_groups(v)), "span with a class"),
         ("html-attributes", lambda v: "<font color=red>".join(_groups(v)), "font with a color"),
+        ("html-attributes", lambda v: "<i title='a>b'>".join(_groups(v)), "> in an attribute"),
         ("html-comments", lambda v: "<!-- -->".join(_groups(v)), "empty comments"),
         ("html-comments", lambda v: "<!-- x -->".join(_groups(v)), "comments"),
         ("markdown-escapes", lambda v: "\\-".join(_groups(v)), "escaped dashes"),
@@ -63,6 +64,11 @@ def _email_forms() -> list[tuple[str, Callable[[str], str], str]]:
     out: list[tuple[str, Callable[[str], str], str]] = [
         ("html-attributes", lambda v: v.replace("@", '<span class="x">@</span>'), "span"),
         ("html-attributes", lambda v: v.replace("@", "<a href='#'>@</a>"), "link"),
+        (
+            "html-attributes",
+            lambda v: v.replace("@", '<span title="a>b">@</span>'),
+            "> in an attribute",
+        ),
         ("html-comments", lambda v: v.replace("@", "<!-- -->@<!---->"), "comments"),
         ("markdown-escapes", lambda v: v.replace("@", "\\@").replace(".", "\\."), "\\@ \\."),
         ("emphasis-in-word", lambda v: v[:-6] + "**" + v[-6:-4] + "**" + v[-4:], "bold"),

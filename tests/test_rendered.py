@@ -48,6 +48,10 @@ LEAKS = [
     ("latex", "$4111\\,1111\\,1111\\,1111$", "CREDIT_CARD"),
     ("latex", "$4111\\;1111\\quad 1111\\:1111$", "CREDIT_CARD"),
     ("latex", "$4111\\!1111\\!1111\\!1111$", "CREDIT_CARD"),
+    ("latex phone after $", "$415\\,555\\,0132$", "PHONE_NUMBER"),
+    ("latex phone after $", "$(415)\\;555\\!-\\!0132$", "PHONE_NUMBER"),
+    ("> in a quoted attribute", 'jdoe<span title="a>b">@</span>example.com', "EMAIL_ADDRESS"),
+    ("> in a quoted attribute", "4111<i data-x='>'>1111</i>1111 1111", "CREDIT_CARD"),
     ("@ then a space", "jdoe@ example.com", "EMAIL_ADDRESS"),
     ("a space then @", "jdoe @example.com", "EMAIL_ADDRESS"),
     ("@ then a line break", "jdoe@\nexample.com", "EMAIL_ADDRESS"),
@@ -140,6 +144,11 @@ PIECES = [
     "%",
     "<wbr>",
     "<a href='1234'>",
+    "$",
+    "$4",
+    '"',
+    ' title="a>b">',
+    "'>'",
 ]
 
 
@@ -181,7 +190,11 @@ def test_the_rendered_view_does_not_depend_on_chunking(text: str, sizes: list[in
         ("exam**ple** and **bold** 2 * 3", "example** and **bold** 2 * 3"),
         ("\u202ecba\u202c", "abc\ncba"),
         ("<bdo dir='rtl'>cba</bdo>", "abc\ncba"),
-        ("$1\\,2\\;3\\quad4\\!5$", "$1 2 3 45$"),
+        # The "$" that opens math around a spaced number is a space (not an amount).
+        ("$1\\,2\\;3\\quad4\\!5$", " 1 2 3 45$"),
+        ("$5 and $6\\,000", "$5 and  6 000"),
+        # A quoted attribute may hold a ">".
+        ('a<span title="x>y" lang=en>b</span>c', "abc"),
         ("a\\thinspace b\\tc", "a  b\tc"),
         # What the attributes may hide stays in the view (so it is scanned as written).
         ('<span title="4111 1111 1111 1111">x</span>', '<span title="4111 1111 1111 1111">x'),

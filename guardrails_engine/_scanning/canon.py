@@ -121,15 +121,24 @@ _BDO_OPEN = (
     r"<(?i:bdo)[ \t\n]{1,3}(?i:dir)[ \t]{0,3}=[ \t]{0,3}(?P<q>[\"']?)(?i:rtl)(?P=q)[ \t]{0,3}>"
 )
 _COMMENT_CHAR = r"(?:(?!-->|<!--)[\s\S])"
+# Attributes: a quoted value may hold a ">" (``title="a>b"``); each unit is atomic, so
+# the match is linear.  A tag longer than ``_MAX_TAG`` is not read (it stays as written).
+_ATTRS = rf"""(?>[^<>"']|"[^"<]{{0,{_SPAN}}}"|'[^'<]{{0,{_SPAN}}}'){{0,{_SPAN}}}"""
+_MAX_TAG = _SPAN + 64
+# A ``$`` that opens LaTeX math around a number written with spacing commands
+# (``$415\,555\,0132$``): a space, so the number starts a word (a ``$`` before digits
+# otherwise reads as an amount).
+_MATH_OPEN = rf"\$(?=[0-9+().\-]{{1,8}}\\(?:[,;:! ]|{'|'.join(_LATEX)}))"
 _ESCAPE = re.compile(
-    rf"(?P<latex>\\(?:{'|'.join(_LATEX)}))"
+    rf"(?P<math>{_MATH_OPEN})"
+    rf"|(?P<latex>\\(?:{'|'.join(_LATEX)}))"
     r'|(?P<json>\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt]))'
     r"|(?P<md>\\[!-/:-@\[-`{-~ ])"
     r"|(?P<entity>&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};))"
     r"|(?P<percent>%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E]))"
     rf"|(?P<comment><!--{_COMMENT_CHAR}{{0,{_SPAN}}}-->)"
     rf"|(?P<bdo>{_BDO_OPEN}(?P<bdo_text>[^<\n]{{0,{_SPAN}}})</(?i:bdo)[ \t]{{0,3}}>)"
-    rf"|(?P<tag></?[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n][^<>]{{0,{_SPAN}}})?/?>)"
+    rf"|(?P<tag></?[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS})?/?>)"
     rf"|(?P<rlo>\u202e(?P<rlo_text>[^\u202c\u202e\n]{{0,{_SPAN}}})(?:\u202c|(?=\n)|\Z))"
     r"|(?P<emphasis>\*{1,3}|~~|`{1,2})"
 )
@@ -150,7 +159,8 @@ _OPEN_ESCAPE = re.compile(
     r"|%[2-7]?"
     rf"|<!(?:-(?:-{_COMMENT_CHAR}{{0,{_SPAN}}}-{{0,2}})?)?"
     rf"|{_BDO_OPEN}[^<\n]{{0,{_SPAN}}}(?:<(?:/(?:[bB](?:[dD](?:[oO][ \t]{{0,3}})?)?)?)?)?"
-    rf"|</?(?:[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n][^<>]{{0,{_SPAN}}})?/?)?"
+    rf"""|</?(?:[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS}(?:"[^"<]{{0,{_SPAN}}}|'[^'<]{{0,{_SPAN}}})?)?/?)?"""
+    rf"|\$[0-9+().\-]{{0,8}}(?:\\(?:{'|'.join(_prefixes(w) for w in _LATEX)}))?"
     rf"|\u202e[^\u202c\u202e\n]{{0,{_SPAN}}}"
     r"|\*{1,3}|~{1,2}|`{1,2}"
     r")\Z"
@@ -206,7 +216,9 @@ def _decoded(m: re.Match[str], prev: str, after: str) -> str | None:
             return None
         return ""
     if kind == "tag":
-        return _tag(token)
+        return _tag(token) if len(token) <= _MAX_TAG else None
+    if kind == "math":
+        return " "
     if kind == "comment":
         return ""
     if kind in ("bdo", "rlo"):
@@ -259,12 +271,12 @@ def _plain_ascii(text: str) -> bool:
     return text.isascii() and _ASCII_CONTROL.search(text) is None
 
 
-_TOKEN_CHARS = frozenset("\\&%<*~`\u202e")
+_TOKEN_CHARS = frozenset("\\&%<*~`\u202e$")
 
 
 def has_escape(text: str) -> bool:
-    """Whether ``text`` may hold a token a renderer undoes (an escape, a tag, markdown, LaTeX,
-    a bidi override)."""
+    """Whether ``text`` may hold a token a renderer undoes (an escape, a tag, markdown, LaTeX
+    and its math ``$``, a bidi override)."""
     if len(text) < 64:  # (a chunk: one pass)
         return not _TOKEN_CHARS.isdisjoint(text)
     return (
@@ -276,6 +288,7 @@ def has_escape(text: str) -> bool:
         or "~" in text
         or "`" in text
         or "\u202e" in text
+        or "$" in text
     )
 
 
