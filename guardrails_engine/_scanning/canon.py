@@ -124,6 +124,7 @@ _COMMENT_CHAR = r"(?:(?!-->|<!--)[\s\S])"
 # Attributes: a quoted value may hold a ">" (``title="a>b"``); each unit is atomic, so
 # the match is linear.  A tag longer than ``_MAX_TAG`` is not read (it stays as written).
 _ATTRS = rf"""(?>[^<>"']|"[^"<]{{0,{_SPAN}}}"|'[^'<]{{0,{_SPAN}}}'){{0,{_SPAN}}}"""
+_OPEN_QUOTE = rf"""(?:"[^"<]{{0,{_SPAN}}}|'[^'<]{{0,{_SPAN}}})"""  # (a value not yet closed)
 _MAX_TAG = _SPAN + 64
 # A ``$`` that opens LaTeX math around a number written with spacing commands
 # (``$415\,555\,0132$``): a space, so the number starts a word (a ``$`` before digits
@@ -159,7 +160,7 @@ _OPEN_ESCAPE = re.compile(
     r"|%[2-7]?"
     rf"|<!(?:-(?:-{_COMMENT_CHAR}{{0,{_SPAN}}}-{{0,2}})?)?"
     rf"|{_BDO_OPEN}[^<\n]{{0,{_SPAN}}}(?:<(?:/(?:[bB](?:[dD](?:[oO][ \t]{{0,3}})?)?)?)?)?"
-    rf"""|</?(?:[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS}(?:"[^"<]{{0,{_SPAN}}}|'[^'<]{{0,{_SPAN}}})?)?/?)?"""
+    rf"|</?(?:[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS}{_OPEN_QUOTE}?)?/?)?"
     rf"|\$[0-9+().\-]{{0,8}}(?:\\(?:{'|'.join(_prefixes(w) for w in _LATEX)}))?"
     rf"|\u202e[^\u202c\u202e\n]{{0,{_SPAN}}}"
     r"|\*{1,3}|~{1,2}|`{1,2}"
