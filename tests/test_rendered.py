@@ -52,6 +52,16 @@ LEAKS = [
     ("latex phone after $", "$(415)\\;555\\!-\\!0132$", "PHONE_NUMBER"),
     ("> in a quoted attribute", 'jdoe<span title="a>b">@</span>example.com', "EMAIL_ADDRESS"),
     ("> in a quoted attribute", "4111<i data-x='>'>1111</i>1111 1111", "CREDIT_CARD"),
+    ("CSS-hidden text", 'jdoe<span style="display:none">xyz</span>@example.com', "EMAIL_ADDRESS"),
+    (
+        "CSS-hidden text",
+        '4111 11<span style="visibility: hidden">9</span>11 1111 1111',
+        "CREDIT_CARD",
+    ),
+    ("hidden attribute", "536-<b hidden>0</b>90-4399", "US_SSN"),
+    ("zero font size", "jdoe@exa<i style='font-size:0'>!! </i>mple.com", "EMAIL_ADDRESS"),
+    ("a value-like attribute", 'jdoe<span title="1234">@</span>example.com', "EMAIL_ADDRESS"),
+    ("a value-like attribute", "4111 <a href='a@b'>1111</a> 1111 1111", "CREDIT_CARD"),
     ("@ then a space", "jdoe@ example.com", "EMAIL_ADDRESS"),
     ("a space then @", "jdoe @example.com", "EMAIL_ADDRESS"),
     ("@ then a line break", "jdoe@\nexample.com", "EMAIL_ADDRESS"),
@@ -149,6 +159,12 @@ PIECES = [
     '"',
     ' title="a>b">',
     "'>'",
+    '<i style="display:none">',
+    "</i>",
+    "<b hidden>",
+    "</b>",
+    ' title="12345">',
+    "<i",
 ]
 
 
@@ -196,9 +212,20 @@ def test_the_rendered_view_does_not_depend_on_chunking(text: str, sizes: list[in
         # A quoted attribute may hold a ">".
         ('a<span title="x>y" lang=en>b</span>c', "abc"),
         ("a\\thinspace b\\tc", "a  b\tc"),
-        # What the attributes may hide stays in the view (so it is scanned as written).
-        ('<span title="4111 1111 1111 1111">x</span>', '<span title="4111 1111 1111 1111">x'),
-        ('<a href="mailto:jdoe@example.com">x</a>', '<a href="mailto:jdoe@example.com">x'),
+        # A tag whose attributes may hide a value is read as shown, then (on the next line)
+        # as written, each followed by a window of what comes after it.
+        (
+            '<span title="4111 1111 1111 1111">x</span>',
+            'x\n<span title="4111 1111 1111 1111">x',
+        ),
+        ('<a href="mailto:jdoe@example.com">x</a> y', 'x y\n<a href="mailto:jdoe@example.com">x y'),
+        ('a<i title="1234">b</i>c\nd', 'abc\n<i title="1234">bc\nd'),
+        # A hidden element: shown as nothing, then what it holds as written.
+        ('a<span style="display: none">x</span>b', "ab\nxb"),
+        ("a<b hidden>x</b>b c", "ab c\nxb c"),
+        ("a<b style='font-size:0'>x</b>b", "ab\nxb"),
+        ("a<b style='font-size:0.5em'>x</b>b", "axb"),
+        ("a<b class=hidden-x>x</b>b", "axb"),
         ("x < 3 > 2 and <unknown> tags", "x < 3 > 2 and <unknown> tags"),
     ],
 )
@@ -210,6 +237,8 @@ def test_a_value_hidden_in_an_attribute_is_still_found(policy: ge.Policy) -> Non
     for text in (
         '<span title="4111 1111 1111 1111">see</span>',
         '<a href="mailto:jdoe@example.com">write</a>',
+        '<span style="display:none">jdoe@example.com</span> see',
+        "<b hidden>4111 1111 1111 1111</b>",
     ):
         result = policy.validate_sync(text)
         assert result.decision is ge.Decision.REPAIR

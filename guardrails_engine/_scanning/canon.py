@@ -29,6 +29,7 @@ import html.entities
 import re
 import unicodedata
 from bisect import bisect_right
+from typing import NamedTuple
 
 __all__ = ["OffsetMap", "canonical", "has_escape"]
 
@@ -105,7 +106,7 @@ _TABLE = _Table()
 # markers inside a word.  Every token is bounded (``_SPAN``), so what the view keeps back at
 # the end of a chunk is too (``_TAIL``).
 _SPAN = 128
-_TAIL = 2 * _SPAN
+_TAIL = 3 * _SPAN
 # LaTeX spacing commands (before the JSON escapes: ``\thinspace`` is not a tab).
 _LATEX = (
     "qquad",
@@ -126,6 +127,22 @@ _COMMENT_CHAR = r"(?:(?!-->|<!--)[\s\S])"
 _ATTRS = rf"""(?>[^<>"']|"[^"<]{{0,{_SPAN}}}"|'[^'<]{{0,{_SPAN}}}'){{0,{_SPAN}}}"""
 _OPEN_QUOTE = rf"""(?:"[^"<]{{0,{_SPAN}}}|'[^'<]{{0,{_SPAN}}})"""  # (a value not yet closed)
 _MAX_TAG = _SPAN + 64
+# An element that CSS or the ``hidden`` attribute hides, holding up to ``_HIDDEN`` characters
+# of text and no tag: ``jdoe<span style="display:none">xyz</span>@example.com``.
+_HIDDEN = 64
+_HIDES = (
+    r"(?i:(?:display[ \t]{0,3}:[ \t]{0,3}none|visibility[ \t]{0,3}:[ \t]{0,3}hidden"
+    r"|font-size[ \t]{0,3}:[ \t]{0,3}0(?![0-9.]*[1-9])|(?<=[ \t\n])hidden(?=[ \t\n/>=])))"
+)
+_HIDDEN_OPEN = (
+    rf"<(?P<h_name>[A-Za-z][A-Za-z0-9\-]{{0,30}})(?=[ \t\n][^<>]{{0,{_SPAN}}}?{_HIDES})"
+    rf"[ \t\n]{_ATTRS}>"
+)
+# A token read two ways (a hidden element, a tag whose attributes may hold a value) is
+# followed by a window of what comes after it: up to ``_WINDOW`` characters that are not
+# markup, at most ``_MAX_WINDOW`` in all, not past a line break.
+_WINDOW = 32
+_MAX_WINDOW = 2 * _SPAN
 # A ``$`` that opens LaTeX math around a number written with spacing commands
 # (``$415\,555\,0132$``): a space, so the number starts a word (a ``$`` before digits
 # otherwise reads as an amount).
@@ -139,6 +156,7 @@ _ESCAPE = re.compile(
     r"|(?P<percent>%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E]))"
     rf"|(?P<comment><!--{_COMMENT_CHAR}{{0,{_SPAN}}}-->)"
     rf"|(?P<bdo>{_BDO_OPEN}(?P<bdo_text>[^<\n]{{0,{_SPAN}}})</(?i:bdo)[ \t]{{0,3}}>)"
+    rf"|(?P<hidden>{_HIDDEN_OPEN}(?P<h_text>[^<\n]{{0,{_HIDDEN}}})</(?P=h_name)[ \t]{{0,3}}>)"
     rf"|(?P<tag></?[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS})?/?>)"
     rf"|(?P<rlo>\u202e(?P<rlo_text>[^\u202c\u202e\n]{{0,{_SPAN}}})(?:\u202c|(?=\n)|\Z))"
     r"|(?P<emphasis>\*{1,3}|~~|`{1,2})"
@@ -163,6 +181,8 @@ _OPEN_ESCAPE = re.compile(
     rf"|</?(?:[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS}{_OPEN_QUOTE}?)?/?)?"
     rf"|\$[0-9+().\-]{{0,8}}(?:\\(?:{'|'.join(_prefixes(w) for w in _LATEX)}))?"
     rf"|\u202e[^\u202c\u202e\n]{{0,{_SPAN}}}"
+    rf"|{_HIDDEN_OPEN.replace('?P<h_name>', '')}[^<\n]{{0,{_HIDDEN}}}"
+    r"(?:<(?:/(?:[A-Za-z0-9\-]{0,31}[ \t]{0,3})?)?)?"
     r"|\*{1,3}|~{1,2}|`{1,2}"
     r")\Z"
 )
@@ -188,23 +208,66 @@ _MD_SPACING = {",": " ", ";": " ", ":": " ", " ": " ", "!": ""}
 _MARKERS = frozenset("*~`")
 
 
-def _tag(token: str) -> str | None:
+class _Dual(NamedTuple):
+    """A token read two ways: as shown (then the window after it), and, on the next line,
+    as written (then the window again, which what follows continues)."""
+
+    shown: str
+    written: str
+
+
+def _tag(token: str) -> str | _Dual | None:
     """The view of an HTML tag: nothing (inline), a space (block), or None (not read: an
-    unknown element, or attributes that may hold a value, so they stay in the view)."""
+    unknown element).  A tag whose attributes may hold a value is read both ways: as shown,
+    and as written (so the value in ``<a href="mailto:...">`` is still found)."""
     name, _, attrs = token.strip("<>").lstrip("/").partition(" ")
     if not attrs:
         name, _, attrs = name.partition("\t") if "\t" in name else name.partition("\n")
     name = name.rstrip("/").lower()
+    if name in _INLINE_TAGS or "-" in name:
+        shown = ""
+    elif name in _BLOCK_TAGS:
+        shown = " "
+    else:
+        return None
     if attrs and (
         "@" in attrs or any(c in attrs for c in "&%\\") or sum(c.isdigit() for c in attrs) > 3
     ):
-        return None
-    if name in _INLINE_TAGS or "-" in name:
-        return ""
-    return " " if name in _BLOCK_TAGS else None
+        return _Dual(shown, "<" + canonical(token[1:]))
+    return shown
 
 
-def _decoded(m: re.Match[str], prev: str, after: str) -> str | None:
+def _window(chunk: str, start: int, limit: int, last: bool) -> int | None:
+    """The end of the window after a token read two ways (``start``: the token's end), or
+    None if the text up to ``limit`` (what may be read) does not settle it yet."""
+    q, seen = start, 0
+    while q < limit:
+        if chunk[q] == "\n" or seen >= _WINDOW or q - start >= _MAX_WINDOW:
+            return q
+        m = _ESCAPE.match(chunk, q)
+        if m is not None and m.end() > q:  # markup (or what may be): whole, not counted
+            if m.end() > limit:
+                return None
+            q = m.end()
+            continue
+        q += 1
+        seen += 1
+    return q if last else None
+
+
+def _two_ways(dual: _Dual, window: str, end: int) -> tuple[str, list[int]]:
+    """The view of a token read two ways followed by ``window`` (the token ends at ``end``,
+    from its start), and the end of what each character of it stands for."""
+    sub = OffsetMap()
+    after = sub.add(window, last=True)
+    after_ends = [end + sub.span(i, i + 1)[1] for i in range(len(after))]
+    shown = [end] * len(dual.shown)
+    view = f"{dual.shown}{after}\n{dual.written}{after}"
+    ends = [*shown, *after_ends, end, *([end] * len(dual.written)), *after_ends]
+    return view, ends
+
+
+def _decoded(m: re.Match[str], prev: str, after: str) -> str | _Dual | None:
     """The canonical view of one token, or None if it stands for nothing (an unknown
     entity name, a percent escape of a space, markers that do not mark emphasis).
     ``prev`` and ``after``: the characters around it ("" at the ends of the text)."""
@@ -218,6 +281,9 @@ def _decoded(m: re.Match[str], prev: str, after: str) -> str | None:
         return ""
     if kind == "tag":
         return _tag(token) if len(token) <= _MAX_TAG else None
+    if kind == "hidden":
+        # Shown: nothing.  Written: what it holds (a program that drops tags reads it).
+        return _Dual("", canonical(m.group("h_text")))
     if kind == "math":
         return " "
     if kind == "comment":
@@ -352,6 +418,14 @@ class OffsetMap:
                 break
             s, e = m.span()
             rep = _decoded(m, chunk[s - 1] if s else self._prev, chunk[e : e + 1])
+            ends: list[int] | None = None
+            if isinstance(rep, _Dual):
+                stop = _window(chunk, e, n if last else hold, last)
+                if stop is None:  # what follows is not settled yet: keep the token back
+                    hold = s
+                    break
+                rep, ends = _two_ways(rep, chunk[e:stop], e - s)
+                e = stop
             if rep is None:
                 # Not a token after all: plain text (a token may start inside; not in a
                 # run of markers, whose every later start follows a marker).
@@ -364,7 +438,7 @@ class OffsetMap:
                 self._break(c + j, o)
             self._break(c + k, o + (e - s))
             for j in range(k):
-                self._ends[c + j] = o + (e - s)
+                self._ends[c + j] = o + (e - s if ends is None else ends[j])
             self.canon_end, self.orig_end = c + k, o + (e - s)
             out.append(rep)
             pos = at = e
