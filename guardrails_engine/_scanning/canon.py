@@ -155,10 +155,10 @@ _ESCAPE = re.compile(
     r"|(?P<entity>&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};))"
     r"|(?P<percent>%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E]))"
     rf"|(?P<comment><!--{_COMMENT_CHAR}{{0,{_SPAN}}}-->)"
-    rf"|(?P<bdo>{_BDO_OPEN}(?P<bdo_text>[^<\n]{{0,{_SPAN}}})</(?i:bdo)[ \t]{{0,3}}>)"
+    rf"|(?P<bdo>{_BDO_OPEN})"
     rf"|(?P<hidden>{_HIDDEN_OPEN}(?P<h_text>[^<\n]{{0,{_HIDDEN}}})</(?P=h_name)[ \t]{{0,3}}>)"
     rf"|(?P<tag></?[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS})?/?>)"
-    rf"|(?P<rlo>\u202e(?P<rlo_text>[^\u202c\u202e\n]{{0,{_SPAN}}})(?:\u202c|(?=\n)|\Z))"
+    r"|(?P<rlo>\u202e)"
     r"|(?P<emphasis>\*{1,3}|~~|`{1,2})"
 )
 
@@ -237,6 +237,82 @@ def _tag(token: str) -> str | _Dual | None:
     return shown
 
 
+# What opens and closes a level inside a bidi run: ``<bdo dir=rtl|ltr>``, ``</bdo>``, the
+# overrides U+202E (right to left) and U+202D (left to right), and U+202C.
+_BIDI_MARK = re.compile(
+    r"<(?i:bdo)[ \t\n]{1,3}(?i:dir)[ \t]{0,3}=[ \t]{0,3}([\"']?)(?i:(?P<dir>rtl|ltr))\1[ \t]{0,3}>"
+    r"|(?P<close></(?i:bdo)[ \t]{0,3}>|\u202c)|(?P<rlo>\u202e)|(?P<lro>\u202d)"
+)
+_MAX_RUN = 2 * _SPAN
+
+
+def _bidi_run(chunk: str, s: int, e: int, limit: int, last: bool) -> tuple[int, str] | None:
+    """A bidi run opened at ``s`` (its opener ends at ``e``): its end and its view (in the
+    order it is shown, then, on a line of its own, in the order it is written); ``(e, "")``
+    if it is not one (no end within ``_MAX_RUN``), None if the text up to ``limit`` does
+    not settle it yet.
+
+    Levels nest as the bidi algorithm's do: an override inside a right-to-left run (another
+    ``<bdo>``, U+202E, U+202D) opens the next odd (right to left) or even level, its close
+    (``</bdo>``, U+202C) the level it opened; a line break or the end of the text ends
+    every level of an override (U+202E), and a ``<bdo>`` must be closed.
+    """
+    html = chunk[s] == "<"
+    levels = [1]
+    pieces: list[tuple[str, int]] = []
+    q = at = e
+    while True:
+        if q - e > _MAX_RUN:
+            return e, ""
+        if q >= limit:
+            if not last:
+                return None
+            if html:
+                return e, ""
+            end = q
+            break
+        if chunk[q] == "\n":
+            if html:
+                return e, ""
+            end = q
+            break
+        m = _BIDI_MARK.match(chunk, q)
+        if m is None:
+            q += 1
+            continue
+        if m.end() > limit:
+            return None
+        pieces.append((chunk[at:q], levels[-1]))
+        q = at = m.end()
+        if m.group("close") is not None:
+            levels.pop()
+            if not levels:
+                end = q
+                break
+        else:
+            rtl = m.group("rlo") is not None or (m.group("dir") or "").lower() == "rtl"
+            top = levels[-1]
+            levels.append(top + 1 if (top % 2 == 0) == rtl else top + 2)
+    pieces.append((chunk[at:end], levels[-1] if levels else 1))
+    chars: list[tuple[str, int]] = []
+    for text, level in pieces:
+        chars.extend((ch, level) for ch in canonical(text))
+    written = "".join(ch for ch, _ in chars)
+    for level in range(max((lv for _, lv in chars), default=0), 0, -1):
+        k = 0
+        while k < len(chars):  # reverse every run at this level or higher
+            if chars[k][1] < level:
+                k += 1
+                continue
+            j = k
+            while j < len(chars) and chars[j][1] >= level:
+                j += 1
+            chars[k:j] = chars[k:j][::-1]
+            k = j
+    shown = "".join(ch for ch, _ in chars)
+    return end, (written if shown == written else f"{shown}\n{written}")
+
+
 def _window(chunk: str, start: int, limit: int, last: bool) -> int | None:
     """The end of the window after a token read two ways (``start``: the token's end), or
     None if the text up to ``limit`` (what may be read) does not settle it yet."""
@@ -289,11 +365,7 @@ def _decoded(m: re.Match[str], prev: str, after: str) -> str | _Dual | None:
     if kind == "comment":
         return ""
     if kind in ("bdo", "rlo"):
-        # Read in the order it is shown, then (on a line of its own) in the order it is
-        # written, which is what a program reading the raw text sees.
-        text = canonical(m.group(f"{kind}_text"))
-        shown = text[::-1]
-        return text if shown == text else f"{shown}\n{text}"
+        return ""  # an opener without its run (see _bidi_run): a tag, a format character
     if kind == "latex":
         return "" if token == "\\negthinspace" else " "
     if kind == "md":
@@ -419,7 +491,14 @@ class OffsetMap:
             s, e = m.span()
             rep = _decoded(m, chunk[s - 1] if s else self._prev, chunk[e : e + 1])
             ends: list[int] | None = None
-            if isinstance(rep, _Dual):
+            if m.lastgroup in ("bdo", "rlo"):
+                run = _bidi_run(chunk, s, e, n if last else hold, last)
+                if run is None:  # not closed yet: keep the opener back
+                    hold = s
+                    break
+                if run[0] > e:
+                    e, rep = run
+            elif isinstance(rep, _Dual):
                 stop = _window(chunk, e, n if last else hold, last)
                 if stop is None:  # what follows is not settled yet: keep the token back
                     hold = s
