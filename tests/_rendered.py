@@ -57,6 +57,17 @@ def _number_forms() -> list[tuple[str, Callable[[str], str], str]]:
         ("emphasis-in-word", lambda v: "~~".join(_groups(v)), "strikethrough markers"),
         ("bidi-display", lambda v: "\u202e" + v[::-1] + "\u202c", "reversed in an override"),
         ("bdo", lambda v: "<bdo dir=rtl>" + v[::-1] + "</bdo>", "reversed in <bdo>"),
+        (
+            "bdo",
+            lambda v: (
+                "\u202e"
+                + v[len(v) // 2 :][::-1]
+                + "<bdo dir=ltr><b>"
+                + v[: len(v) // 2]
+                + "</b></bdo>\u202c"
+            ),
+            "an ltr <bdo> holding a tag in an override",
+        ),
         ("latex", lambda v: "$" + "\\,".join(_groups(v)) + "$", "thin spaces"),
         ("latex", lambda v: "$" + "\\;".join(_groups(v)) + "$", "thick spaces"),
         ("latex", lambda v: "$" + "\\!".join(_groups(v)) + "$", "negative spaces"),
@@ -94,6 +105,17 @@ def _email_forms() -> list[tuple[str, Callable[[str], str], str]]:
         ("emphasis-in-word", lambda v: v[:2] + "*" + v[2:4] + "*" + v[4:], "italic"),
         ("bidi-display", lambda v: "\u202e" + v[::-1] + "\u202c", "reversed in an override"),
         ("bdo", lambda v: '<bdo dir="rtl">' + v[::-1] + "</bdo>", "reversed in <bdo>"),
+        (
+            "bdo",
+            lambda v: (
+                "<bdo dir=rtl>"
+                + ("@" + v.split("@")[1])[::-1]
+                + "<bdo dir=ltr>"
+                + v.split("@")[0]
+                + "</bdo></bdo>"
+            ),
+            "nested <bdo>",
+        ),
         ("at-spacing", lambda v: v.replace("@", "@ "), "@ then a space"),
         ("at-spacing", lambda v: v.replace("@", " @"), "a space then @"),
         ("at-spacing", lambda v: v.replace("@", "@\n"), "@ then a line break"),
