@@ -129,6 +129,11 @@ def _encoded_forms() -> list[tuple[str, Callable[[str], str], str]]:
     return [
         ("base64", lambda v: base64.b64encode(v.encode()).decode(), "base64"),
         ("base64", lambda v: base64.urlsafe_b64encode(v.encode()).decode().rstrip("="), "url"),
+        (
+            "base64",
+            lambda v: base64.b64encode(f"{'x' * 1000} {v} ".encode()).decode(),
+            "a run of 1,360 characters (decoded in windows)",
+        ),
         ("hex", lambda v: v.encode().hex(), "hex"),
         ("hex", lambda v: v.encode().hex().upper(), "upper-case hex"),
         (
