@@ -88,9 +88,14 @@ def test_encodings_are_opt_in() -> None:
 def test_an_encoded_value_streams_as_it_validates(
     encodings: ge.Policy, i: int, rnd: random.Random
 ) -> None:
-    text = TEMPLATE.format(ENCODED[i][1])
-    whole = encodings.validate_sync(text)
-    stream = encodings.stream_sync(chunks(rnd, text, rnd.choice([1, 3, 8, 40])))
+    _streams_as_it_validates(encodings, TEMPLATE.format(ENCODED[i][1]), rnd, [1, 3, 8, 40])
+
+
+def _streams_as_it_validates(
+    policy: ge.Policy, text: str, rnd: random.Random, tops: list[int]
+) -> None:
+    whole = policy.validate_sync(text)
+    stream = policy.stream_sync(chunks(rnd, text, rnd.choice(tops)))
     out = "".join(stream)
     assert stream.result is not None
     assert stream.result.findings == whole.findings
@@ -165,15 +170,8 @@ def test_a_long_run_without_a_value_has_no_finding() -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 3000), st.randoms(use_true_random=False))
 def test_a_long_encoded_run_streams_as_it_validates(before: int, rnd: random.Random) -> None:
-    policy = ge.Policy.from_yaml(LONG)
     run = _b64("x" * before + " 536-90-4399 " + "y" * 1500)
-    text = f"SSN {run} ok"
-    whole = policy.validate_sync(text)
-    stream = policy.stream_sync(chunks(rnd, text, rnd.choice([7, 64, 700])))
-    out = "".join(stream)
-    assert stream.result is not None
-    assert stream.result.findings == whole.findings
-    assert out == whole.text
+    _streams_as_it_validates(ge.Policy.from_yaml(LONG), f"SSN {run} ok", rnd, [7, 64, 700])
 
 
 def test_hostile_encoded_runs_cost_linear_time() -> None:

@@ -498,7 +498,7 @@ class OffsetMap:
                     break
                 if run[0] > e:
                     e, rep = run
-            elif isinstance(rep, _Dual):
+            if isinstance(rep, _Dual):
                 stop = _window(chunk, e, n if last else hold, last)
                 if stop is None:  # what follows is not settled yet: keep the token back
                     hold = s
