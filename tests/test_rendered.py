@@ -253,10 +253,29 @@ def test_a_value_hidden_in_an_attribute_is_still_found(policy: ge.Policy) -> Non
         '<a href="mailto:jdoe@example.com">write</a>',
         '<span style="display:none">jdoe@example.com</span> see',
         "<b hidden>4111 1111 1111 1111</b>",
+        # (in the window of another hidden element, and of a tag with a value-like attribute)
+        "<b hidden>x</b><b hidden>jdoe@example.com</b> ok",
+        "<i title=1234>a</i><b hidden>4111 1111 1111 1111</b>",
     ):
         result = policy.validate_sync(text)
         assert result.decision is ge.Decision.REPAIR
         assert "4111 1111" not in result.text and "jdoe@" not in result.text
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "<b hidden>x</b>",
+        "<i title=1234>",
+        "<i title=1234>abcdefg ",
+        "<b hidden>x</b>\u202eabc\u202c",
+    ],
+)
+def test_tokens_read_two_ways_keep_the_view_linear(unit: str) -> None:
+    # A window holds the next tokens read one way only: windows never nest (they did, and
+    # 12 hidden elements in a row made a view of 8,190 characters).
+    for n in (12, 3000):
+        assert len(canonical(unit * n)) <= 2 * len(unit) * n
 
 
 def test_what_the_view_keeps_back_is_bounded() -> None:

@@ -246,11 +246,13 @@ _BIDI_MARK = re.compile(
 _MAX_RUN = 2 * _SPAN
 
 
-def _bidi_run(chunk: str, s: int, e: int, limit: int, last: bool) -> tuple[int, str] | None:
+def _bidi_run(
+    chunk: str, s: int, e: int, limit: int, last: bool, only: str = ""
+) -> tuple[int, str] | None:
     """A bidi run opened at ``s`` (its opener ends at ``e``): its end and its view (in the
     order it is shown, then, on a line of its own, in the order it is written); ``(e, "")``
     if it is not one (no end within ``_MAX_RUN``), None if the text up to ``limit`` does
-    not settle it yet.
+    not settle it yet.  ``only``: "shown" or "written" for that reading alone.
 
     Levels nest as the bidi algorithm's do: an override inside a right-to-left run (another
     ``<bdo>``, U+202E, U+202D) opens the next odd (right to left) or even level, its close
@@ -310,6 +312,8 @@ def _bidi_run(chunk: str, s: int, e: int, limit: int, last: bool) -> tuple[int, 
             chars[k:j] = chars[k:j][::-1]
             k = j
     shown = "".join(ch for ch, _ in chars)
+    if only:
+        return end, (shown if only == "shown" else written)
     return end, (written if shown == written else f"{shown}\n{written}")
 
 
@@ -321,10 +325,11 @@ def _window(chunk: str, start: int, limit: int, last: bool) -> int | None:
         if chunk[q] == "\n" or seen >= _WINDOW or q - start >= _MAX_WINDOW:
             return q
         m = _ESCAPE.match(chunk, q)
-        if m is not None and m.end() > q:  # markup (or what may be): whole, not counted
+        if m is not None and m.end() > q:  # markup (or what may be): whole, one unit
             if m.end() > limit:
                 return None
             q = m.end()
+            seen += 1
             continue
         q += 1
         seen += 1
@@ -334,13 +339,14 @@ def _window(chunk: str, start: int, limit: int, last: bool) -> int | None:
 def _two_ways(dual: _Dual, window: str, end: int) -> tuple[str, list[int]]:
     """The view of a token read two ways followed by ``window`` (the token ends at ``end``,
     from its start), and the end of what each character of it stands for."""
-    sub = OffsetMap()
-    after = sub.add(window, last=True)
-    after_ends = [end + sub.span(i, i + 1)[1] for i in range(len(after))]
-    shown = [end] * len(dual.shown)
-    view = f"{dual.shown}{after}\n{dual.written}{after}"
-    ends = [*shown, *after_ends, end, *([end] * len(dual.written)), *after_ends]
-    return view, ends
+    views: list[str] = []
+    ends: list[int] = []
+    for reading, first in (("shown", dual.shown), ("written", dual.written)):
+        sub = OffsetMap(flat=reading)
+        after = sub.add(window, last=True)
+        views.append(first + after)
+        ends += [end] * len(first) + [end + sub.span(i, i + 1)[1] for i in range(len(after))]
+    return "\n".join(views), [*ends[: len(views[0])], end, *ends[len(views[0]) :]]
 
 
 def _decoded(m: re.Match[str], prev: str, after: str) -> str | _Dual | None:
@@ -449,9 +455,13 @@ class OffsetMap:
     undisguised text has none and maps by identity.
     """
 
-    __slots__ = ("_canon", "_ends", "_held", "_orig", "_prev", "canon_end", "orig_end")
+    __slots__ = ("_canon", "_ends", "_flat", "_held", "_orig", "_prev", "canon_end", "orig_end")
 
-    def __init__(self) -> None:
+    def __init__(self, *, flat: str = "") -> None:
+        # Flat, "shown" or "written" (the view of a window): a token read two ways, and a
+        # bidi run, are read that one way, so that windows never nest and the view of a text
+        # stays linear in its length.
+        self._flat = flat
         self._canon: list[int] = [0]
         self._orig: list[int] = [0]
         self.canon_end = 0
@@ -491,8 +501,10 @@ class OffsetMap:
             s, e = m.span()
             rep = _decoded(m, chunk[s - 1] if s else self._prev, chunk[e : e + 1])
             ends: list[int] | None = None
-            if m.lastgroup in ("bdo", "rlo"):
-                run = _bidi_run(chunk, s, e, n if last else hold, last)
+            if self._flat and isinstance(rep, _Dual):
+                rep = rep.shown if self._flat == "shown" else rep.written
+            elif m.lastgroup in ("bdo", "rlo"):
+                run = _bidi_run(chunk, s, e, n if last else hold, last, self._flat)
                 if run is None:  # not closed yet: keep the opener back
                     hold = s
                     break
