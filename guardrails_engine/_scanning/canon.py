@@ -317,23 +317,28 @@ def _bidi_run(
     return end, (written if shown == written else f"{shown}\n{written}")
 
 
-def _window(chunk: str, start: int, limit: int, last: bool) -> int | None:
+def _window(chunk: str, start: int, limit: int, last: bool) -> tuple[int | None, int]:
     """The end of the window after a token read two ways (``start``: the token's end), or
-    None if the text up to ``limit`` (what may be read) does not settle it yet."""
-    q, seen = start, 0
-    while q < limit:
-        if chunk[q] == "\n" or seen >= _WINDOW or q - start >= _MAX_WINDOW:
-            return q
-        m = _ESCAPE.match(chunk, q)
-        if m is not None and m.end() > q:  # markup (or what may be): whole, one unit
-            if m.end() > limit:
-                return None
-            q = m.end()
-            seen += 1
-            continue
-        q += 1
-        seen += 1
-    return q if last else None
+    None if the text up to ``limit`` (what may be read) does not settle it yet, and then how
+    many characters at least must come before it may (short of a line break)."""
+    q, seen, bound = start, 0, start + _MAX_WINDOW
+    while True:
+        m = _ESCAPE.search(chunk, q)  # the next markup (or what may be): whole, one unit
+        token = limit if m is None or m.start() >= limit else m.start()
+        # Text up to it, a character a unit, to a line break or a bound.
+        to = min(token, bound, q + _WINDOW - seen)
+        line = chunk.find("\n", q, to)
+        if line >= 0:
+            return line, 0
+        seen, q = seen + to - q, to
+        if q >= bound or seen >= _WINDOW:
+            return q, 0
+        if q >= limit:
+            return (q, 0) if last else (None, min(_WINDOW - seen, bound - q))
+        assert m is not None
+        if m.end() > limit:
+            return None, 1
+        q, seen = m.end(), seen + 1
 
 
 def _two_ways(dual: _Dual, window: str, end: int) -> tuple[str, list[int]]:
@@ -345,7 +350,7 @@ def _two_ways(dual: _Dual, window: str, end: int) -> tuple[str, list[int]]:
         sub = OffsetMap(flat=reading)
         after = sub.add(window, last=True)
         views.append(first + after)
-        ends += [end] * len(first) + [end + sub.span(i, i + 1)[1] for i in range(len(after))]
+        ends += [end] * len(first) + [end + e for e in sub.char_ends()]
     return "\n".join(views), [*ends[: len(views[0])], end, *ends[len(views[0]) :]]
 
 
@@ -455,7 +460,18 @@ class OffsetMap:
     undisguised text has none and maps by identity.
     """
 
-    __slots__ = ("_canon", "_ends", "_flat", "_held", "_orig", "_prev", "canon_end", "orig_end")
+    __slots__ = (
+        "_canon",
+        "_ends",
+        "_flat",
+        "_held",
+        "_orig",
+        "_prev",
+        "_wait",
+        "_wake",
+        "canon_end",
+        "orig_end",
+    )
 
     def __init__(self, *, flat: str = "") -> None:
         # Flat, "shown" or "written" (the view of a window): a token read two ways, and a
@@ -469,6 +485,10 @@ class OffsetMap:
         # The original end of each canonical character that an escape became.
         self._ends: dict[int, int] = {}
         self._held = ""  # the end of the last chunk, if it may start an escape
+        # A token kept back until more text settles it is not read again before what is
+        # kept back is ``_wait`` long, unless a chunk brings one of ``_wake``.
+        self._wait = 0
+        self._wake = ""
         self._prev = ""  # the original character before what is kept back
 
     @property
@@ -483,8 +503,16 @@ class OffsetMap:
         :meth:`flush`) says what it is; with ``last`` nothing more comes.
         """
         if self._held:
+            if (
+                len(self._held) + len(chunk) < self._wait
+                and not last
+                and not any(c in chunk for c in self._wake)
+            ):
+                self._held += chunk
+                return ""
             chunk = self._held + chunk
             self._held = ""
+        self._wait = 0
         if not chunk:
             return ""
         if not has_escape(chunk):
@@ -506,13 +534,18 @@ class OffsetMap:
             elif m.lastgroup in ("bdo", "rlo"):
                 run = _bidi_run(chunk, s, e, n if last else hold, last, self._flat)
                 if run is None:  # not closed yet: keep the opener back
+                    if hold == n:
+                        self._wait, self._wake = e - s + _MAX_RUN + 2, "\n<\u202c\u202d\u202e"
                     hold = s
                     break
                 if run[0] > e:
                     e, rep = run
             if isinstance(rep, _Dual):
-                stop = _window(chunk, e, n if last else hold, last)
+                stop, more = _window(chunk, e, n if last else hold, last)
                 if stop is None:  # what follows is not settled yet: keep the token back
+                    if hold == n:  # (at least 48 more: a window is read a few times at most)
+                        more = min(max(48, more), _MAX_WINDOW + 1 - (n - e))
+                        self._wait, self._wake = n - s + max(1, more), "\n"
                     hold = s
                     break
                 rep, ends = _two_ways(rep, chunk[e:stop], e - s)
@@ -601,6 +634,15 @@ class OffsetMap:
             return s, s
         last = self._ends.get(end - 1) if self._ends else None
         return self.to_orig(start), (self.to_orig(end - 1) + 1 if last is None else last)
+
+    def char_ends(self) -> list[int]:
+        """The original end of each canonical character (``span(c, c + 1)[1]``, in one pass)."""
+        out: list[int] = []
+        bounds = [*self._canon[1:], self.canon_end]
+        for k, stop in enumerate(bounds):
+            base = self._orig[k] - self._canon[k] + 1
+            out.extend(self._ends.get(c, base + c) for c in range(self._canon[k], stop))
+        return out
 
     def forget_before(self, c: int) -> None:
         """Drop breaks no longer needed for offsets at or after ``c``."""
