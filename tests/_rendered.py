@@ -17,6 +17,7 @@ from _disguised import _TEMPLATES, _VALUES, Case, _groups, _place
 RENDERED = (
     "html-attributes",
     "html-comments",
+    "css-hidden",
     "inline-tags",
     "markdown-escapes",
     "emphasis-in-word",
@@ -41,6 +42,14 @@ def _number_forms() -> list[tuple[str, Callable[[str], str], str]]:
     out: list[tuple[str, Callable[[str], str], str]] = [
         ("html-attributes", lambda v: '<span class="n">'.join(_groups(v)), "span with a class"),
         ("html-attributes", lambda v: "<font color=red>".join(_groups(v)), "font with a color"),
+        ("html-attributes", lambda v: "<i title='a>b'>".join(_groups(v)), "> in an attribute"),
+        ("html-attributes", lambda v: "<i title='2024'>".join(_groups(v)), "digits in a title"),
+        (
+            "css-hidden",
+            lambda v: '<span style="display:none">0</span>'.join(_groups(v)),
+            "a hidden digit between groups",
+        ),
+        ("css-hidden", lambda v: "<b hidden>99</b>".join(_groups(v)), "hidden attribute"),
         ("html-comments", lambda v: "<!-- -->".join(_groups(v)), "empty comments"),
         ("html-comments", lambda v: "<!-- x -->".join(_groups(v)), "comments"),
         ("markdown-escapes", lambda v: "\\-".join(_groups(v)), "escaped dashes"),
@@ -48,6 +57,17 @@ def _number_forms() -> list[tuple[str, Callable[[str], str], str]]:
         ("emphasis-in-word", lambda v: "~~".join(_groups(v)), "strikethrough markers"),
         ("bidi-display", lambda v: "\u202e" + v[::-1] + "\u202c", "reversed in an override"),
         ("bdo", lambda v: "<bdo dir=rtl>" + v[::-1] + "</bdo>", "reversed in <bdo>"),
+        (
+            "bdo",
+            lambda v: (
+                "\u202e"
+                + v[len(v) // 2 :][::-1]
+                + "<bdo dir=ltr><b>"
+                + v[: len(v) // 2]
+                + "</b></bdo>\u202c"
+            ),
+            "an ltr <bdo> holding a tag in an override",
+        ),
         ("latex", lambda v: "$" + "\\,".join(_groups(v)) + "$", "thin spaces"),
         ("latex", lambda v: "$" + "\\;".join(_groups(v)) + "$", "thick spaces"),
         ("latex", lambda v: "$" + "\\!".join(_groups(v)) + "$", "negative spaces"),
@@ -63,12 +83,39 @@ def _email_forms() -> list[tuple[str, Callable[[str], str], str]]:
     out: list[tuple[str, Callable[[str], str], str]] = [
         ("html-attributes", lambda v: v.replace("@", '<span class="x">@</span>'), "span"),
         ("html-attributes", lambda v: v.replace("@", "<a href='#'>@</a>"), "link"),
+        (
+            "html-attributes",
+            lambda v: v.replace("@", '<span title="a>b">@</span>'),
+            "> in an attribute",
+        ),
+        ("html-attributes", lambda v: v.replace("@", "<a href='x@y'>@</a>"), "@ in an href"),
+        (
+            "css-hidden",
+            lambda v: v.replace("@", '<span style="display:none">xyz</span>@'),
+            "hidden letters before the @",
+        ),
+        (
+            "css-hidden",
+            lambda v: v.replace(".", "<i style='visibility:hidden'>!! </i>.", 1),
+            "hidden text and a space in the name",
+        ),
         ("html-comments", lambda v: v.replace("@", "<!-- -->@<!---->"), "comments"),
         ("markdown-escapes", lambda v: v.replace("@", "\\@").replace(".", "\\."), "\\@ \\."),
         ("emphasis-in-word", lambda v: v[:-6] + "**" + v[-6:-4] + "**" + v[-4:], "bold"),
         ("emphasis-in-word", lambda v: v[:2] + "*" + v[2:4] + "*" + v[4:], "italic"),
         ("bidi-display", lambda v: "\u202e" + v[::-1] + "\u202c", "reversed in an override"),
         ("bdo", lambda v: '<bdo dir="rtl">' + v[::-1] + "</bdo>", "reversed in <bdo>"),
+        (
+            "bdo",
+            lambda v: (
+                "<bdo dir=rtl>"
+                + ("@" + v.split("@")[1])[::-1]
+                + "<bdo dir=ltr>"
+                + v.split("@")[0]
+                + "</bdo></bdo>"
+            ),
+            "nested <bdo>",
+        ),
         ("at-spacing", lambda v: v.replace("@", "@ "), "@ then a space"),
         ("at-spacing", lambda v: v.replace("@", " @"), "a space then @"),
         ("at-spacing", lambda v: v.replace("@", "@\n"), "@ then a line break"),
@@ -82,6 +129,11 @@ def _encoded_forms() -> list[tuple[str, Callable[[str], str], str]]:
     return [
         ("base64", lambda v: base64.b64encode(v.encode()).decode(), "base64"),
         ("base64", lambda v: base64.urlsafe_b64encode(v.encode()).decode().rstrip("="), "url"),
+        (
+            "base64",
+            lambda v: base64.b64encode(f"{'x' * 1000} {v} ".encode()).decode(),
+            "a run of 1,360 characters (decoded in windows)",
+        ),
         ("hex", lambda v: v.encode().hex(), "hex"),
         ("hex", lambda v: v.encode().hex().upper(), "upper-case hex"),
         (

@@ -88,9 +88,14 @@ def test_encodings_are_opt_in() -> None:
 def test_an_encoded_value_streams_as_it_validates(
     encodings: ge.Policy, i: int, rnd: random.Random
 ) -> None:
-    text = TEMPLATE.format(ENCODED[i][1])
-    whole = encodings.validate_sync(text)
-    stream = encodings.stream_sync(chunks(rnd, text, rnd.choice([1, 3, 8, 40])))
+    _streams_as_it_validates(encodings, TEMPLATE.format(ENCODED[i][1]), rnd, [1, 3, 8, 40])
+
+
+def _streams_as_it_validates(
+    policy: ge.Policy, text: str, rnd: random.Random, tops: list[int]
+) -> None:
+    whole = policy.validate_sync(text)
+    stream = policy.stream_sync(chunks(rnd, text, rnd.choice(tops)))
     out = "".join(stream)
     assert stream.result is not None
     assert stream.result.findings == whole.findings
@@ -129,18 +134,49 @@ def test_pii_free_prose_has_no_finding_with_encodings_on(encodings: ge.Policy) -
     assert found == {}
 
 
-def test_a_run_longer_than_the_bound_is_not_decoded(encodings: ge.Policy) -> None:
-    # The bound: 1,024 characters a run.  A longer run is read as it stands.
-    inside = _b64("jdoe@example.com " + "x" * 800)
-    assert len(inside) > 1024 - 8
-    short = _b64("jdoe@example.com " + "x" * 700)
-    assert len(short) <= 1024
-    assert encodings.validate_sync(f"a {short} b").decision is ge.Decision.REPAIR
-    assert encodings.validate_sync(f"a {inside} b").findings == ()
+#: A pii check alone, with a cap above the long runs below (a stream holds a run until it
+#: ends, up to the cap).
+LONG = (
+    "version: 1\nname: t\nchecks:\n  - id: pii\n    type: pii\n"
+    "    entities: [EMAIL_ADDRESS, CREDIT_CARD, US_SSN, PHONE_NUMBER]\n"
+    f"    action: repair\n    repair: mask\n    {ON}\n"
+    "stream:\n  max_holdback_chars: 16384\n"
+)
+
+
+@pytest.mark.parametrize("before", [0, 300, 372, 380, 760, 1500, 4000])
+def test_a_run_longer_than_the_window_is_decoded_in_windows(before: int) -> None:
+    # Windows of 1,024 characters every 512: a value is read wherever it lies in the run,
+    # across a window's edge too (760 bytes before it: its encoding crosses 1,024).
+    policy = ge.Policy.from_yaml(LONG)
+    value = "jdoe@example.com"
+    run = _b64("x" * before + f" {value} " + "y" * 2500)
+    assert len(run) > 3 * 1024
+    result = policy.validate_sync(f"a {run} b")
+    assert result.text == "a <EMAIL_ADDRESS> b"
+    assert [(f.start, f.end) for f in result.findings] == [(2, 2 + len(run))]
+    hexed = ("z" * before + " 4111 1111 1111 1111 " + "z" * 900).encode().hex()
+    assert policy.validate_sync(f"a {hexed} b").text == "a <CREDIT_CARD> b"
+
+
+def test_a_long_run_without_a_value_has_no_finding() -> None:
+    policy = ge.Policy.from_yaml(LONG)
+    noise = base64.b64encode(bytes(range(256)) * 40).decode()
+    prose = _b64("Nothing to see in this long encoded paragraph of plain words. " * 100)
+    for run in (noise, prose, "ab" * 3000, "Ab9+" * 2000):
+        assert policy.validate_sync(f"a {run} b").findings == ()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 3000), st.randoms(use_true_random=False))
+def test_a_long_encoded_run_streams_as_it_validates(before: int, rnd: random.Random) -> None:
+    run = _b64("x" * before + " 536-90-4399 " + "y" * 1500)
+    _streams_as_it_validates(ge.Policy.from_yaml(LONG), f"SSN {run} ok", rnd, [7, 64, 700])
 
 
 def test_hostile_encoded_runs_cost_linear_time() -> None:
-    # 200k characters of each run family, validated and streamed in a child with limits.
+    # 200k characters of each run family, validated and streamed in a child with limits
+    # (a long run is decoded in windows: each character twice).
     out = run_limited(
         """
         import base64, time
@@ -152,6 +188,7 @@ def test_hostile_encoded_runs_cost_linear_time() -> None:
             "base64 alphabet": "Ab9+" * 50_000,
             "hex": "4a" * 100_000,
             "short base64 runs": (base64.b64encode(b"x" * 600).decode() + " ") * 250,
+            "one long base64 run of words": base64.b64encode(b"plain words " * 15_000).decode(),
             "percent": "%2541" * 40_000,
         }
         for name, run in runs.items():

@@ -45,9 +45,28 @@ LEAKS = [
     ("bidi override", "\u202e1111 1111 1111 1114\u202c", "CREDIT_CARD"),
     ("bdo", "<bdo dir=rtl>moc.elpmaxe@eodj</bdo>", "EMAIL_ADDRESS"),
     ("bdo", '<bdo dir="rtl">1111 1111 1111 1114</bdo>', "CREDIT_CARD"),
+    ("bdo holding tags", "<bdo dir=rtl>moc.<b>elpmaxe</b>@eodj</bdo>", "EMAIL_ADDRESS"),
+    ("nested bdo", "<bdo dir=rtl>moc.<bdo dir=ltr>example</bdo>@eodj</bdo>", "EMAIL_ADDRESS"),
+    ("nested bdo", "<bdo dir=rtl>moc.<bdo dir=rtl>elpmaxe</bdo>@eodj</bdo>", "EMAIL_ADDRESS"),
+    ("bdo in an override", "\u202emoc.<bdo dir=rtl>elpmaxe</bdo>@eodj\u202c", "EMAIL_ADDRESS"),
+    ("override in an override", "\u202e1111 \u202d1111\u202c 1111 1114\u202c", "CREDIT_CARD"),
     ("latex", "$4111\\,1111\\,1111\\,1111$", "CREDIT_CARD"),
     ("latex", "$4111\\;1111\\quad 1111\\:1111$", "CREDIT_CARD"),
     ("latex", "$4111\\!1111\\!1111\\!1111$", "CREDIT_CARD"),
+    ("latex phone after $", "$415\\,555\\,0132$", "PHONE_NUMBER"),
+    ("latex phone after $", "$(415)\\;555\\!-\\!0132$", "PHONE_NUMBER"),
+    ("> in a quoted attribute", 'jdoe<span title="a>b">@</span>example.com', "EMAIL_ADDRESS"),
+    ("> in a quoted attribute", "4111<i data-x='>'>1111</i>1111 1111", "CREDIT_CARD"),
+    ("CSS-hidden text", 'jdoe<span style="display:none">xyz</span>@example.com', "EMAIL_ADDRESS"),
+    (
+        "CSS-hidden text",
+        '4111 11<span style="visibility: hidden">9</span>11 1111 1111',
+        "CREDIT_CARD",
+    ),
+    ("hidden attribute", "536-<b hidden>0</b>90-4399", "US_SSN"),
+    ("zero font size", "jdoe@exa<i style='font-size:0'>!! </i>mple.com", "EMAIL_ADDRESS"),
+    ("a value-like attribute", 'jdoe<span title="1234">@</span>example.com', "EMAIL_ADDRESS"),
+    ("a value-like attribute", "4111 <a href='a@b'>1111</a> 1111 1111", "CREDIT_CARD"),
     ("@ then a space", "jdoe@ example.com", "EMAIL_ADDRESS"),
     ("a space then @", "jdoe @example.com", "EMAIL_ADDRESS"),
     ("@ then a line break", "jdoe@\nexample.com", "EMAIL_ADDRESS"),
@@ -132,6 +151,8 @@ PIECES = [
     "</bdo>",
     "\u202e",
     "\u202c",
+    "\u202d",
+    "<bdo dir=ltr>",
     "&#64;",
     "&",
     "#64",
@@ -140,6 +161,17 @@ PIECES = [
     "%",
     "<wbr>",
     "<a href='1234'>",
+    "$",
+    "$4",
+    '"',
+    ' title="a>b">',
+    "'>'",
+    '<i style="display:none">',
+    "</i>",
+    "<b hidden>",
+    "</b>",
+    ' title="12345">',
+    "<i",
 ]
 
 
@@ -181,11 +213,33 @@ def test_the_rendered_view_does_not_depend_on_chunking(text: str, sizes: list[in
         ("exam**ple** and **bold** 2 * 3", "example** and **bold** 2 * 3"),
         ("\u202ecba\u202c", "abc\ncba"),
         ("<bdo dir='rtl'>cba</bdo>", "abc\ncba"),
-        ("$1\\,2\\;3\\quad4\\!5$", "$1 2 3 45$"),
+        # Nested levels: an inner right-to-left run is shown reversed within the outer one
+        # (three reversals), an inner left-to-right run as written.
+        ("<bdo dir=rtl>ab<bdo dir=ltr>cd</bdo>ef</bdo>", "fecdba\nabcdef"),
+        ("<bdo dir=rtl>ab<bdo dir=rtl>cd</bdo>ef</bdo>", "fedcba\nabcdef"),
+        ("\u202eab<bdo dir=ltr>cd</bdo>ef\u202c", "fecdba\nabcdef"),
+        ("<bdo dir=rtl>a<i>b</i>c</bdo>", "cba\nabc"),
+        ("<bdo dir=rtl>abc", "abc"),
+        # The "$" that opens math around a spaced number is a space (not an amount).
+        ("$1\\,2\\;3\\quad4\\!5$", " 1 2 3 45$"),
+        ("$5 and $6\\,000", "$5 and  6 000"),
+        # A quoted attribute may hold a ">".
+        ('a<span title="x>y" lang=en>b</span>c', "abc"),
         ("a\\thinspace b\\tc", "a  b\tc"),
-        # What the attributes may hide stays in the view (so it is scanned as written).
-        ('<span title="4111 1111 1111 1111">x</span>', '<span title="4111 1111 1111 1111">x'),
-        ('<a href="mailto:jdoe@example.com">x</a>', '<a href="mailto:jdoe@example.com">x'),
+        # A tag whose attributes may hide a value is read as shown, then (on the next line)
+        # as written, each followed by a window of what comes after it.
+        (
+            '<span title="4111 1111 1111 1111">x</span>',
+            'x\n<span title="4111 1111 1111 1111">x',
+        ),
+        ('<a href="mailto:jdoe@example.com">x</a> y', 'x y\n<a href="mailto:jdoe@example.com">x y'),
+        ('a<i title="1234">b</i>c\nd', 'abc\n<i title="1234">bc\nd'),
+        # A hidden element: shown as nothing, then what it holds as written.
+        ('a<span style="display: none">x</span>b', "ab\nxb"),
+        ("a<b hidden>x</b>b c", "ab c\nxb c"),
+        ("a<b style='font-size:0'>x</b>b", "ab\nxb"),
+        ("a<b style='font-size:0.5em'>x</b>b", "axb"),
+        ("a<b class=hidden-x>x</b>b", "axb"),
         ("x < 3 > 2 and <unknown> tags", "x < 3 > 2 and <unknown> tags"),
     ],
 )
@@ -197,10 +251,31 @@ def test_a_value_hidden_in_an_attribute_is_still_found(policy: ge.Policy) -> Non
     for text in (
         '<span title="4111 1111 1111 1111">see</span>',
         '<a href="mailto:jdoe@example.com">write</a>',
+        '<span style="display:none">jdoe@example.com</span> see',
+        "<b hidden>4111 1111 1111 1111</b>",
+        # (in the window of another hidden element, and of a tag with a value-like attribute)
+        "<b hidden>x</b><b hidden>jdoe@example.com</b> ok",
+        "<i title=1234>a</i><b hidden>4111 1111 1111 1111</b>",
     ):
         result = policy.validate_sync(text)
         assert result.decision is ge.Decision.REPAIR
         assert "4111 1111" not in result.text and "jdoe@" not in result.text
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "<b hidden>x</b>",
+        "<i title=1234>",
+        "<i title=1234>abcdefg ",
+        "<b hidden>x</b>\u202eabc\u202c",
+    ],
+)
+def test_tokens_read_two_ways_keep_the_view_linear(unit: str) -> None:
+    # A window holds the next tokens read one way only: windows never nest (they did, and
+    # 12 hidden elements in a row made a view of 8,190 characters).
+    for n in (12, 3000):
+        assert len(canonical(unit * n)) <= 2 * len(unit) * n
 
 
 def test_what_the_view_keeps_back_is_bounded() -> None:

@@ -29,6 +29,7 @@ import html.entities
 import re
 import unicodedata
 from bisect import bisect_right
+from typing import NamedTuple
 
 __all__ = ["OffsetMap", "canonical", "has_escape"]
 
@@ -105,7 +106,7 @@ _TABLE = _Table()
 # markers inside a word.  Every token is bounded (``_SPAN``), so what the view keeps back at
 # the end of a chunk is too (``_TAIL``).
 _SPAN = 128
-_TAIL = 2 * _SPAN
+_TAIL = 3 * _SPAN
 # LaTeX spacing commands (before the JSON escapes: ``\thinspace`` is not a tab).
 _LATEX = (
     "qquad",
@@ -121,16 +122,43 @@ _BDO_OPEN = (
     r"<(?i:bdo)[ \t\n]{1,3}(?i:dir)[ \t]{0,3}=[ \t]{0,3}(?P<q>[\"']?)(?i:rtl)(?P=q)[ \t]{0,3}>"
 )
 _COMMENT_CHAR = r"(?:(?!-->|<!--)[\s\S])"
+# Attributes: a quoted value may hold a ">" (``title="a>b"``); each unit is atomic, so
+# the match is linear.  A tag longer than ``_MAX_TAG`` is not read (it stays as written).
+_ATTRS = rf"""(?>[^<>"']|"[^"<]{{0,{_SPAN}}}"|'[^'<]{{0,{_SPAN}}}'){{0,{_SPAN}}}"""
+_OPEN_QUOTE = rf"""(?:"[^"<]{{0,{_SPAN}}}|'[^'<]{{0,{_SPAN}}})"""  # (a value not yet closed)
+_MAX_TAG = _SPAN + 64
+# An element that CSS or the ``hidden`` attribute hides, holding up to ``_HIDDEN`` characters
+# of text and no tag: ``jdoe<span style="display:none">xyz</span>@example.com``.
+_HIDDEN = 64
+_HIDES = (
+    r"(?i:(?:display[ \t]{0,3}:[ \t]{0,3}none|visibility[ \t]{0,3}:[ \t]{0,3}hidden"
+    r"|font-size[ \t]{0,3}:[ \t]{0,3}0(?![0-9.]*[1-9])|(?<=[ \t\n])hidden(?=[ \t\n/>=])))"
+)
+_HIDDEN_OPEN = (
+    rf"<(?P<h_name>[A-Za-z][A-Za-z0-9\-]{{0,30}})(?=[ \t\n][^<>]{{0,{_SPAN}}}?{_HIDES})"
+    rf"[ \t\n]{_ATTRS}>"
+)
+# A token read two ways (a hidden element, a tag whose attributes may hold a value) is
+# followed by a window of what comes after it: up to ``_WINDOW`` characters that are not
+# markup, at most ``_MAX_WINDOW`` in all, not past a line break.
+_WINDOW = 32
+_MAX_WINDOW = 2 * _SPAN
+# A ``$`` that opens LaTeX math around a number written with spacing commands
+# (``$415\,555\,0132$``): a space, so the number starts a word (a ``$`` before digits
+# otherwise reads as an amount).
+_MATH_OPEN = rf"\$(?=[0-9+().\-]{{1,8}}\\(?:[,;:! ]|{'|'.join(_LATEX)}))"
 _ESCAPE = re.compile(
-    rf"(?P<latex>\\(?:{'|'.join(_LATEX)}))"
+    rf"(?P<math>{_MATH_OPEN})"
+    rf"|(?P<latex>\\(?:{'|'.join(_LATEX)}))"
     r'|(?P<json>\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt]))'
     r"|(?P<md>\\[!-/:-@\[-`{-~ ])"
     r"|(?P<entity>&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};))"
     r"|(?P<percent>%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E]))"
     rf"|(?P<comment><!--{_COMMENT_CHAR}{{0,{_SPAN}}}-->)"
-    rf"|(?P<bdo>{_BDO_OPEN}(?P<bdo_text>[^<\n]{{0,{_SPAN}}})</(?i:bdo)[ \t]{{0,3}}>)"
-    rf"|(?P<tag></?[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n][^<>]{{0,{_SPAN}}})?/?>)"
-    rf"|(?P<rlo>\u202e(?P<rlo_text>[^\u202c\u202e\n]{{0,{_SPAN}}})(?:\u202c|(?=\n)|\Z))"
+    rf"|(?P<bdo>{_BDO_OPEN})"
+    rf"|(?P<hidden>{_HIDDEN_OPEN}(?P<h_text>[^<\n]{{0,{_HIDDEN}}})</(?P=h_name)[ \t]{{0,3}}>)"
+    rf"|(?P<tag></?[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS})?/?>)"
+    r"|(?P<rlo>\u202e)"
     r"|(?P<emphasis>\*{1,3}|~~|`{1,2})"
 )
 
@@ -150,8 +178,11 @@ _OPEN_ESCAPE = re.compile(
     r"|%[2-7]?"
     rf"|<!(?:-(?:-{_COMMENT_CHAR}{{0,{_SPAN}}}-{{0,2}})?)?"
     rf"|{_BDO_OPEN}[^<\n]{{0,{_SPAN}}}(?:<(?:/(?:[bB](?:[dD](?:[oO][ \t]{{0,3}})?)?)?)?)?"
-    rf"|</?(?:[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n][^<>]{{0,{_SPAN}}})?/?)?"
+    rf"|</?(?:[A-Za-z][A-Za-z0-9\-]{{0,30}}(?:[ \t\n]{_ATTRS}{_OPEN_QUOTE}?)?/?)?"
+    rf"|\$[0-9+().\-]{{0,8}}(?:\\(?:{'|'.join(_prefixes(w) for w in _LATEX)}))?"
     rf"|\u202e[^\u202c\u202e\n]{{0,{_SPAN}}}"
+    rf"|{_HIDDEN_OPEN.replace('?P<h_name>', '')}[^<\n]{{0,{_HIDDEN}}}"
+    r"(?:<(?:/(?:[A-Za-z0-9\-]{0,31}[ \t]{0,3})?)?)?"
     r"|\*{1,3}|~{1,2}|`{1,2}"
     r")\Z"
 )
@@ -177,23 +208,153 @@ _MD_SPACING = {",": " ", ";": " ", ":": " ", " ": " ", "!": ""}
 _MARKERS = frozenset("*~`")
 
 
-def _tag(token: str) -> str | None:
+class _Dual(NamedTuple):
+    """A token read two ways: as shown (then the window after it), and, on the next line,
+    as written (then the window again, which what follows continues)."""
+
+    shown: str
+    written: str
+
+
+def _tag(token: str) -> str | _Dual | None:
     """The view of an HTML tag: nothing (inline), a space (block), or None (not read: an
-    unknown element, or attributes that may hold a value, so they stay in the view)."""
+    unknown element).  A tag whose attributes may hold a value is read both ways: as shown,
+    and as written (so the value in ``<a href="mailto:...">`` is still found)."""
     name, _, attrs = token.strip("<>").lstrip("/").partition(" ")
     if not attrs:
         name, _, attrs = name.partition("\t") if "\t" in name else name.partition("\n")
     name = name.rstrip("/").lower()
+    if name in _INLINE_TAGS or "-" in name:
+        shown = ""
+    elif name in _BLOCK_TAGS:
+        shown = " "
+    else:
+        return None
     if attrs and (
         "@" in attrs or any(c in attrs for c in "&%\\") or sum(c.isdigit() for c in attrs) > 3
     ):
-        return None
-    if name in _INLINE_TAGS or "-" in name:
-        return ""
-    return " " if name in _BLOCK_TAGS else None
+        return _Dual(shown, "<" + canonical(token[1:]))
+    return shown
 
 
-def _decoded(m: re.Match[str], prev: str, after: str) -> str | None:
+# What opens and closes a level inside a bidi run: ``<bdo dir=rtl|ltr>``, ``</bdo>``, the
+# overrides U+202E (right to left) and U+202D (left to right), and U+202C.
+_BIDI_MARK = re.compile(
+    r"<(?i:bdo)[ \t\n]{1,3}(?i:dir)[ \t]{0,3}=[ \t]{0,3}([\"']?)(?i:(?P<dir>rtl|ltr))\1[ \t]{0,3}>"
+    r"|(?P<close></(?i:bdo)[ \t]{0,3}>|\u202c)|(?P<rlo>\u202e)|(?P<lro>\u202d)"
+)
+_MAX_RUN = 2 * _SPAN
+
+
+def _bidi_run(
+    chunk: str, s: int, e: int, limit: int, last: bool, only: str = ""
+) -> tuple[int, str] | None:
+    """A bidi run opened at ``s`` (its opener ends at ``e``): its end and its view (in the
+    order it is shown, then, on a line of its own, in the order it is written); ``(e, "")``
+    if it is not one (no end within ``_MAX_RUN``), None if the text up to ``limit`` does
+    not settle it yet.  ``only``: "shown" or "written" for that reading alone.
+
+    Levels nest as the bidi algorithm's do: an override inside a right-to-left run (another
+    ``<bdo>``, U+202E, U+202D) opens the next odd (right to left) or even level, its close
+    (``</bdo>``, U+202C) the level it opened; a line break or the end of the text ends
+    every level of an override (U+202E), and a ``<bdo>`` must be closed.
+    """
+    html = chunk[s] == "<"
+    levels = [1]
+    pieces: list[tuple[str, int]] = []
+    q = at = e
+    while True:
+        if q - e > _MAX_RUN:
+            return e, ""
+        if q >= limit:
+            if not last:
+                return None
+            if html:
+                return e, ""
+            end = q
+            break
+        if chunk[q] == "\n":
+            if html:
+                return e, ""
+            end = q
+            break
+        m = _BIDI_MARK.match(chunk, q)
+        if m is None:
+            q += 1
+            continue
+        if m.end() > limit:
+            return None
+        pieces.append((chunk[at:q], levels[-1]))
+        q = at = m.end()
+        if m.group("close") is not None:
+            levels.pop()
+            if not levels:
+                end = q
+                break
+        else:
+            rtl = m.group("rlo") is not None or (m.group("dir") or "").lower() == "rtl"
+            top = levels[-1]
+            levels.append(top + 1 if (top % 2 == 0) == rtl else top + 2)
+    pieces.append((chunk[at:end], levels[-1] if levels else 1))
+    chars: list[tuple[str, int]] = []
+    for text, level in pieces:
+        chars.extend((ch, level) for ch in canonical(text))
+    written = "".join(ch for ch, _ in chars)
+    for level in range(max((lv for _, lv in chars), default=0), 0, -1):
+        k = 0
+        while k < len(chars):  # reverse every run at this level or higher
+            if chars[k][1] < level:
+                k += 1
+                continue
+            j = k
+            while j < len(chars) and chars[j][1] >= level:
+                j += 1
+            chars[k:j] = chars[k:j][::-1]
+            k = j
+    shown = "".join(ch for ch, _ in chars)
+    if only:
+        return end, (shown if only == "shown" else written)
+    return end, (written if shown == written else f"{shown}\n{written}")
+
+
+def _window(chunk: str, start: int, limit: int, last: bool) -> tuple[int | None, int]:
+    """The end of the window after a token read two ways (``start``: the token's end), or
+    None if the text up to ``limit`` (what may be read) does not settle it yet, and then how
+    many characters at least must come before it may (short of a line break)."""
+    q, seen, bound = start, 0, start + _MAX_WINDOW
+    while True:
+        m = _ESCAPE.search(chunk, q)  # the next markup (or what may be): whole, one unit
+        token = limit if m is None or m.start() >= limit else m.start()
+        # Text up to it, a character a unit, to a line break or a bound.
+        to = min(token, bound, q + _WINDOW - seen)
+        line = chunk.find("\n", q, to)
+        if line >= 0:
+            return line, 0
+        seen, q = seen + to - q, to
+        if q >= bound or seen >= _WINDOW:
+            return q, 0
+        if q >= limit:
+            return (q, 0) if last else (None, min(_WINDOW - seen, bound - q))
+        assert m is not None
+        if m.end() > limit:
+            return None, 1
+        q, seen = m.end(), seen + 1
+
+
+def _two_ways(dual: _Dual, window: str, end: int) -> tuple[str, list[int]]:
+    """The view of a token read two ways followed by ``window`` (the token ends at ``end``,
+    from its start), and the end of what each character of it stands for."""
+    views: list[str] = []
+    ends: list[int] = []
+    for reading, first in (("shown", dual.shown), ("written", dual.written)):
+        sub = OffsetMap(flat=reading)
+        after = sub.add(window, last=True)
+        views.append(first + after)
+        ends += [end] * len(first) + [end + e for e in sub.char_ends()]
+    return "\n".join(views), [*ends[: len(views[0])], end, *ends[len(views[0]) :]]
+
+
+def _decoded(m: re.Match[str], prev: str, after: str) -> str | _Dual | None:
     """The canonical view of one token, or None if it stands for nothing (an unknown
     entity name, a percent escape of a space, markers that do not mark emphasis).
     ``prev`` and ``after``: the characters around it ("" at the ends of the text)."""
@@ -206,15 +367,16 @@ def _decoded(m: re.Match[str], prev: str, after: str) -> str | None:
             return None
         return ""
     if kind == "tag":
-        return _tag(token)
+        return _tag(token) if len(token) <= _MAX_TAG else None
+    if kind == "hidden":
+        # Shown: nothing.  Written: what it holds (a program that drops tags reads it).
+        return _Dual("", canonical(m.group("h_text")))
+    if kind == "math":
+        return " "
     if kind == "comment":
         return ""
     if kind in ("bdo", "rlo"):
-        # Read in the order it is shown, then (on a line of its own) in the order it is
-        # written, which is what a program reading the raw text sees.
-        text = canonical(m.group(f"{kind}_text"))
-        shown = text[::-1]
-        return text if shown == text else f"{shown}\n{text}"
+        return ""  # an opener without its run (see _bidi_run): a tag, a format character
     if kind == "latex":
         return "" if token == "\\negthinspace" else " "
     if kind == "md":
@@ -259,12 +421,12 @@ def _plain_ascii(text: str) -> bool:
     return text.isascii() and _ASCII_CONTROL.search(text) is None
 
 
-_TOKEN_CHARS = frozenset("\\&%<*~`\u202e")
+_TOKEN_CHARS = frozenset("\\&%<*~`\u202e$")
 
 
 def has_escape(text: str) -> bool:
-    """Whether ``text`` may hold a token a renderer undoes (an escape, a tag, markdown, LaTeX,
-    a bidi override)."""
+    """Whether ``text`` may hold a token a renderer undoes (an escape, a tag, markdown, LaTeX
+    and its math ``$``, a bidi override)."""
     if len(text) < 64:  # (a chunk: one pass)
         return not _TOKEN_CHARS.isdisjoint(text)
     return (
@@ -276,6 +438,7 @@ def has_escape(text: str) -> bool:
         or "~" in text
         or "`" in text
         or "\u202e" in text
+        or "$" in text
     )
 
 
@@ -297,9 +460,24 @@ class OffsetMap:
     undisguised text has none and maps by identity.
     """
 
-    __slots__ = ("_canon", "_ends", "_held", "_orig", "_prev", "canon_end", "orig_end")
+    __slots__ = (
+        "_canon",
+        "_ends",
+        "_flat",
+        "_held",
+        "_orig",
+        "_prev",
+        "_wait",
+        "_wake",
+        "canon_end",
+        "orig_end",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, flat: str = "") -> None:
+        # Flat, "shown" or "written" (the view of a window): a token read two ways, and a
+        # bidi run, are read that one way, so that windows never nest and the view of a text
+        # stays linear in its length.
+        self._flat = flat
         self._canon: list[int] = [0]
         self._orig: list[int] = [0]
         self.canon_end = 0
@@ -307,6 +485,10 @@ class OffsetMap:
         # The original end of each canonical character that an escape became.
         self._ends: dict[int, int] = {}
         self._held = ""  # the end of the last chunk, if it may start an escape
+        # A token kept back until more text settles it is not read again before what is
+        # kept back is ``_wait`` long, unless a chunk brings one of ``_wake``.
+        self._wait = 0
+        self._wake = ""
         self._prev = ""  # the original character before what is kept back
 
     @property
@@ -321,8 +503,16 @@ class OffsetMap:
         :meth:`flush`) says what it is; with ``last`` nothing more comes.
         """
         if self._held:
+            if (
+                len(self._held) + len(chunk) < self._wait
+                and not last
+                and not any(c in chunk for c in self._wake)
+            ):
+                self._held += chunk
+                return ""
             chunk = self._held + chunk
             self._held = ""
+        self._wait = 0
         if not chunk:
             return ""
         if not has_escape(chunk):
@@ -338,6 +528,28 @@ class OffsetMap:
                 break
             s, e = m.span()
             rep = _decoded(m, chunk[s - 1] if s else self._prev, chunk[e : e + 1])
+            ends: list[int] | None = None
+            if self._flat and isinstance(rep, _Dual):
+                rep = rep.shown if self._flat == "shown" else rep.written
+            elif m.lastgroup in ("bdo", "rlo"):
+                run = _bidi_run(chunk, s, e, n if last else hold, last, self._flat)
+                if run is None:  # not closed yet: keep the opener back
+                    if hold == n:
+                        self._wait, self._wake = e - s + _MAX_RUN + 2, "\n<\u202c\u202d\u202e"
+                    hold = s
+                    break
+                if run[0] > e:
+                    e, rep = run
+            if isinstance(rep, _Dual):
+                stop, more = _window(chunk, e, n if last else hold, last)
+                if stop is None:  # what follows is not settled yet: keep the token back
+                    if hold == n:  # (at least 48 more: a window is read a few times at most)
+                        more = min(max(48, more), _MAX_WINDOW + 1 - (n - e))
+                        self._wait, self._wake = n - s + max(1, more), "\n"
+                    hold = s
+                    break
+                rep, ends = _two_ways(rep, chunk[e:stop], e - s)
+                e = stop
             if rep is None:
                 # Not a token after all: plain text (a token may start inside; not in a
                 # run of markers, whose every later start follows a marker).
@@ -350,7 +562,7 @@ class OffsetMap:
                 self._break(c + j, o)
             self._break(c + k, o + (e - s))
             for j in range(k):
-                self._ends[c + j] = o + (e - s)
+                self._ends[c + j] = o + (e - s if ends is None else ends[j])
             self.canon_end, self.orig_end = c + k, o + (e - s)
             out.append(rep)
             pos = at = e
@@ -422,6 +634,15 @@ class OffsetMap:
             return s, s
         last = self._ends.get(end - 1) if self._ends else None
         return self.to_orig(start), (self.to_orig(end - 1) + 1 if last is None else last)
+
+    def char_ends(self) -> list[int]:
+        """The original end of each canonical character (``span(c, c + 1)[1]``, in one pass)."""
+        out: list[int] = []
+        bounds = [*self._canon[1:], self.canon_end]
+        for k, stop in enumerate(bounds):
+            base = self._orig[k] - self._canon[k] + 1
+            out.extend(self._ends.get(c, base + c) for c in range(self._canon[k], stop))
+        return out
 
     def forget_before(self, c: int) -> None:
         """Drop breaks no longer needed for offsets at or after ``c``."""

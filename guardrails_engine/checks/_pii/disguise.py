@@ -38,7 +38,7 @@ import base64
 import binascii
 import functools
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import regex
@@ -131,19 +131,30 @@ _PROSE = frozenset(
 )
 
 
-# Encoded runs (see ``encodings``): 12 to 1,024 characters, not part of a longer run.
+# Encoded runs (see ``encodings``): base64 and hex runs of 12 (hex: 16) characters or more,
+# whole; a run longer than ``_MAX_ENCODED`` is decoded in windows of that size (see
+# ``_windows``); percent-encoded runs up to ``_MAX_ENCODED`` characters.
 _MAX_ENCODED = 1024
-_BASE64 = regex.compile(
-    rf"(?<![A-Za-z0-9+/\-_=])[A-Za-z0-9+/\-_]{{12,{_MAX_ENCODED}}}={{0,2}}(?![A-Za-z0-9+/\-_=])"
-)
-_HEX = regex.compile(
-    rf"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{{2}}){{8,{_MAX_ENCODED // 2}}}(?![0-9A-Fa-f])"
-)
+_BASE64 = regex.compile(r"(?<![A-Za-z0-9+/\-_=])[A-Za-z0-9+/\-_]{12,}={0,2}(?![A-Za-z0-9+/\-_=])")
+_HEX = regex.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Fa-f])")
 # Percent escapes left in the view (a double encoding, decoded once by the view).
 _PERCENT = regex.compile(
     r"(?<![\w.\-+~@%])(?=[\w.\-+~@%]{0,64}%[0-9A-Fa-f]{2})"
     rf"(?:[\w.\-+~@]|%[0-9A-Fa-f]{{2}}){{3,{_MAX_ENCODED}}}(?![\w.\-+~@%])"
 )
+
+
+def _windows(run: str) -> Iterator[str]:
+    """The run, or, if it is longer than ``_MAX_ENCODED``, windows of that size starting at
+    every multiple of half of it (a multiple of 4, so each decodes on its own): a value
+    whose encoding is up to half a window long lies whole in one of them.  Each character
+    is decoded twice; the work is linear in the run."""
+    if len(run) <= _MAX_ENCODED:
+        yield run
+        return
+    half = _MAX_ENCODED // 2
+    for start in range(0, len(run) - half, half):
+        yield run[start : start + _MAX_ENCODED]
 
 
 def _printable(data: bytes) -> str | None:
@@ -279,15 +290,18 @@ class _Families:
         the separators family); a value in it makes the whole run one."""
 
         def interpret(m: ScanMatch) -> list[tuple[int, int, float]]:
-            decoded = decode(m.match.group())
-            if decoded is None:
-                return []
             inner = self._catalog.detectors(entity) + self.detectors(entity, "separators")
             best = 0.0
-            for d in inner:
-                for found in d.pattern.finditer(decoded):
-                    for _, _, score in d.interpret(ScanMatch(0, found, 0)):
-                        best = max(best, score)
+            for window in _windows(m.match.group()):
+                decoded = decode(window)
+                if decoded is None:
+                    continue
+                for d in inner:
+                    for found in d.pattern.finditer(decoded):
+                        for _, _, score in d.interpret(ScanMatch(0, found, 0)):
+                            best = max(best, score)
+                if best >= 1.0:
+                    break
             return [(m.start, m.end, best)] if best > 0 else []
 
         return interpret
