@@ -72,7 +72,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 try:
     import anthropic as _sdk
@@ -169,15 +169,17 @@ def _refusal_details() -> dict[str, Any]:
     return {"stop_details": RefusalStopDetails(type="refusal")}
 
 
-def _refusal_end(usage: Any) -> list[Any]:
-    """``message_delta`` (``stop_reason: "refusal"``) and ``message_stop``."""
+def _message_end(usage: Any, reason: Literal["refusal", "max_tokens"]) -> list[Any]:
+    """``message_delta`` (``stop_reason``: ``"refusal"`` for a block, ``"max_tokens"``
+    for a length cut) and ``message_stop``."""
     counts: dict[str, Any] = {"output_tokens": 0}
     if usage is not None:
         for name in MessageDeltaUsage.model_fields:
             value = getattr(usage, name, None)
             if value is not None:
                 counts[name] = value
-    delta = Delta(stop_reason="refusal", stop_sequence=None, **_refusal_details())
+    details = _refusal_details() if reason == "refusal" else {}
+    delta = Delta(stop_reason=reason, stop_sequence=None, **details)
     return [
         RawMessageDeltaEvent(type="message_delta", delta=delta, usage=MessageDeltaUsage(**counts)),
         RawMessageStopEvent(type="message_stop"),
@@ -198,13 +200,15 @@ class _Open:
 class AnthropicTranslator(Translator[Event]):
     """Events in, guarded events out: one run per text block and tool call."""
 
-    __slots__ = ("_open", "_top", "_usage")
+    __slots__ = ("_begun", "_ended", "_open", "_top", "_usage")
 
     def __init__(self, runs: Runs) -> None:
         super().__init__(runs)
         self._open: dict[int, _Open] = {}
         self._top = -1  # the highest block index seen
         self._usage: Any = None
+        self._begun = False  # message_start went out
+        self._ended = False  # message_delta (the stop reason) went out
 
     async def process(self, event: Any) -> list[Any]:
         kind = event.type
@@ -215,6 +219,7 @@ class AnthropicTranslator(Translator[Event]):
         if kind == "content_block_stop":
             return await self._block_stop(event)
         if kind == "message_start":
+            self._begun = True
             message = event.message
             self._usage = getattr(message, "usage", None)
             if self.runs.rec is not None:
@@ -223,8 +228,10 @@ class AnthropicTranslator(Translator[Event]):
                 event = event.model_copy(
                     update={"message": message.model_copy(update={"content": []})}
                 )
-        elif kind == "message_delta" and self.runs.rec is not None:
-            _note_delta(self.runs.rec, event)
+        elif kind == "message_delta":
+            self._ended = True
+            if self.runs.rec is not None:
+                _note_delta(self.runs.rec, event)
         elif kind == "message_stop" and type(event) is not RawMessageStopEvent:
             # A helper's stop event (a subclass): it carries the unguarded snapshot.
             return [RawMessageStopEvent(type="message_stop")]
@@ -276,8 +283,8 @@ class AnthropicTranslator(Translator[Event]):
         piece = await guard.push(block.text)
         if piece:
             out.append(_text_delta(index, piece))
-        if guard.blocked is not None:
-            out += self._block(guard.blocked, index)
+        if guard.done:  # blocked, or cut by a length check
+            out += self._cut() if guard.blocked is None else self._block(guard.blocked, index)
         return out
 
     async def _start_tool(self, event: Any, tool: ToolGuard) -> list[Any]:
@@ -320,8 +327,8 @@ class AnthropicTranslator(Translator[Event]):
                 out.append(
                     event.model_copy(update={"delta": delta.model_copy(update={"text": piece})})
                 )
-            if guard.blocked is not None:
-                out += self._block(guard.blocked, index)
+            if guard.done:  # blocked, or cut by a length check
+                out += self._cut() if guard.blocked is None else self._block(guard.blocked, index)
             return out
         # citations_delta: its quoted text is checked on its own (dropped if blocked).
         checked = await _cited(self.runs, delta.citation, index)
@@ -372,6 +379,26 @@ class AnthropicTranslator(Translator[Event]):
         out.append(event if type(event) is RawContentBlockStopEvent else _stop(index))
         return out
 
+    def _cut(self) -> list[Any]:
+        """A length check cut a text block: every open block stops, and the message ends
+        the API's way for a length cut (``stop_reason: "max_tokens"``); the stream stops
+        reading."""
+        self.cut = True
+        out: list[Any] = [_stop(i) for i, block in sorted(self._open.items()) if block.shown]
+        self._open.clear()
+        return out + _message_end(self._usage, "max_tokens")
+
+    def expired(self, blocked: Blocked) -> list[Any] | None:
+        """As a block: the message in the last open text block (or a new one), every
+        open block stops, ``stop_reason: "refusal"``."""
+        self.blocked = blocked
+        if not self._begun:
+            return None
+        if self._ended:
+            return []
+        texts = [i for i, block in self._open.items() if block.text is not None]
+        return self._block(blocked, max(texts, default=-1))
+
     def _block(self, blocked: Blocked, at: int) -> list[Any]:
         """The native end of a blocked reply; the run at ``at`` blocked."""
         self.blocked = blocked
@@ -398,7 +425,7 @@ class AnthropicTranslator(Translator[Event]):
             )
             out.append(_text_delta(index, message))
             out.append(_stop(index))
-        return out + _refusal_end(self._usage)
+        return out + _message_end(self._usage, "refusal")
 
 
 def _note_start(rec: CallRecorder, message: Any) -> None:

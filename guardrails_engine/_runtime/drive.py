@@ -102,12 +102,20 @@ class _Driver:
         "_traced",
     )
 
-    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
+    def __init__(
+        self,
+        policy: Plan,
+        trace_id: str | None,
+        on_trace: TraceCallback | None,
+        limits: Limits | None = None,
+    ) -> None:
         self._policy = policy
         self._done = False  # (first: a finalizer reads it if Run() raises)
         self._run = Run(policy)
-        stream = policy.spec.stream
-        self._limits = Limits(stream.deadline_ms, stream.idle_timeout_ms)
+        if limits is None:  # (else the clock of a call this run is one of)
+            stream = policy.spec.stream
+            limits = Limits(stream.deadline_ms, stream.idle_timeout_ms)
+        self._limits = limits
         self._pieces: deque[str] = deque()
         self._message = False  # the block message is the last piece
         self._closed_early = False  # closed by the consumer before it ended

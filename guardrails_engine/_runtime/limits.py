@@ -20,13 +20,15 @@ class Limits:
     """A stream's own time limits: ``stream.deadline_ms`` (from its first pull) and
     ``stream.idle_timeout_ms`` (the longest wait for the next chunk)."""
 
-    __slots__ = ("_at", "_deadline", "_idle", "_last")
+    __slots__ = ("_at", "_deadline", "_idle", "_last", "hit")
 
     def __init__(self, deadline_ms: int | None, idle_timeout_ms: int | None) -> None:
         self._deadline = None if deadline_ms is None else deadline_ms / 1000
         self._idle = None if idle_timeout_ms is None else idle_timeout_ms / 1000
         self._at: float | None = None  # when the deadline passes
         self._last: float | None = None  # when the last chunk came (or the run started)
+        #: The limit that passed (``Ending.TIMED_OUT`` or ``Ending.IDLE``), once one did.
+        self.hit: Ending | None = None
 
     @property
     def active(self) -> bool:
@@ -54,6 +56,16 @@ class Limits:
             left = idle if left is None or idle < left else left
         return None if left is None else max(0.0, left)
 
+    def waiting(self) -> float | None:
+        """A wait for the source starts now (the idle limit counts from here, not from
+        the work since the last chunk): how long it may take (seconds; ``None``: no
+        limit; ``0.0``: the deadline has passed)."""
+        self.start()
+        self._last = now = time.perf_counter()
+        left = None if self._at is None else max(0.0, self._at - now)
+        idle = self._idle
+        return idle if idle is not None and (left is None or idle < left) else left
+
     def due(self) -> tuple[Ending, str]:
         """The limit a wait of :meth:`wait` ran into."""
         passed = self.passed(waiting=True, slack=0.001)
@@ -62,6 +74,7 @@ class Limits:
         return self._reason(Ending.TIMED_OUT if self._idle is None else Ending.IDLE)
 
     def _reason(self, ending: Ending) -> tuple[Ending, str]:
+        self.hit = ending
         if ending is Ending.TIMED_OUT:
             return ending, f"deadline of {round((self._deadline or 0) * 1000):,} ms passed"
         return ending, f"no text from the source for {round((self._idle or 0) * 1000):,} ms"

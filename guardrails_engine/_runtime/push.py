@@ -16,6 +16,7 @@ from .._common.model import Blocked
 from .._common.threads import thread_limiter
 from .drive import _Driver
 from .jobs import settle, settle_sync
+from .limits import Limits
 from .run import Ending
 from .trace import TraceCallback
 
@@ -32,8 +33,15 @@ class _Push(_Driver):
 
     __slots__ = ()
 
-    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
-        super().__init__(policy, trace_id, on_trace)
+    def __init__(
+        self,
+        policy: Plan,
+        trace_id: str | None,
+        on_trace: TraceCallback | None,
+        limits: Limits | None = None,
+    ) -> None:
+        # ``limits``: the clock of the guarded call this run is one of (an adapter's).
+        super().__init__(policy, trace_id, on_trace, limits)
         self._limits.start()  # (a push run's limits run from its creation)
 
     @property
@@ -156,8 +164,14 @@ class Push(_Push, AsyncClosing):
 
     __slots__ = ("_blocking",)
 
-    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
-        super().__init__(policy, trace_id, on_trace)
+    def __init__(
+        self,
+        policy: Plan,
+        trace_id: str | None,
+        on_trace: TraceCallback | None,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(policy, trace_id, on_trace, limits)
         self._blocking = policy.blocking
 
     async def feed(self, text: str) -> str:
