@@ -57,6 +57,7 @@ def anyio_backend() -> str:
 # -- time limits, in a child process per provider ------------------------------------------
 
 
+@pytest.mark.slow  # (a child process each, about 15 s)
 @pytest.mark.parametrize("provider", ["chat", "responses", "anthropic"])
 def test_time_limits_end_a_guarded_stream_the_provider_s_way(provider: str) -> None:
     out = run_limited(
