@@ -79,15 +79,11 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
         "pip install 'guardrails-engine[anthropic]'"
     ) from exc
 
-import anyio
-
 from .. import Breaker, Policy
 from .._observe.calls import TraceSink
-from .._runtime.fallback import breaker_of, fallbacks_of, uses_fallback
-from ._guard import Refusals, Runs, refusals_guarded
-from ._stream import GuardedStream, Step, SyncGuardedStream, drive_sync
-from ._trace import recorder
-from ._trace import traced_args as _traced
+from ._calls import Call, reply_async, reply_sync
+from ._guard import Refusals, Runs
+from ._stream import GuardedStream, Step, SyncGuardedStream
 from .messages import (
     AnthropicTranslator,
     Event,
@@ -112,45 +108,22 @@ __all__ = [
 
 
 def _reply_of(
-    policy: object,
-    message: object,
-    refusals: str,
-    name: str,
-    traced: dict[str, Any],
-    *,
-    sync: bool,
+    policy: object, message: object, call: Call, *, sync: bool
 ) -> tuple[Runs, Step[Message]]:
-    _check_policy(policy, name)
-    refusals_guarded(refusals)
+    checked = call.policy(policy)
     if not isinstance(message, Message):
         raise TypeError(
-            f"{name}() takes an Anthropic Message, got {type(message).__name__}"
+            f"{call.name}() takes an Anthropic Message, got {type(message).__name__}"
             + (
                 ": use guard() or guard_sync() for a stream"
                 if hasattr(message, "__iter__") or hasattr(message, "__aiter__")
                 else ""
             )
         )
-    assert isinstance(policy, Policy)
-    rec = recorder(policy, "anthropic", streamed=False, **traced)
+    rec = call.recorder(checked, streamed=False)
     note_start(rec, message)
-    runs = Runs(policy, sync=sync, rec=rec, part="content_block")
+    runs = Runs(checked, sync=sync, rec=rec, part="content_block")
     return runs, reply(runs, message)
-
-
-def _replied(runs: Runs, out: Message | None, error: BaseException | None = None) -> None:
-    """The trace of a guarded reply, once its runs are closed."""
-    rec = runs.rec
-    assert rec is not None
-    if error is not None:
-        if isinstance(error, anyio.get_cancelled_exc_class()):
-            rec.finish(ending="cancelled")
-        else:
-            rec.finish(error=error)
-        return
-    assert out is not None
-    rec.released(reply_text(out))
-    rec.finish()
 
 
 def guard_reply_sync(
@@ -167,17 +140,12 @@ def guard_reply_sync(
 ) -> Message:
     """A new ``Message`` with its text and tool arguments guarded (see the module doc);
     traced as the OpenAI adapter's calls are."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    runs, step = _reply_of(policy, message, refusals, "guard_reply_sync", traced, sync=True)
-    try:
-        out = drive_sync(step)
-    except BaseException as exc:
-        runs.close()
-        _replied(runs, None, exc)
-        raise
-    runs.close()
-    _replied(runs, out)
-    return out
+    call = Call.of(
+        "anthropic", "guard_reply_sync", refusals, trace_id, on_trace, capture_content,
+        request_model, parameters, started,
+    )  # fmt: skip
+    runs, step = _reply_of(policy, message, call, sync=True)
+    return reply_sync(runs, step, reply_text)
 
 
 async def guard_reply(
@@ -193,17 +161,12 @@ async def guard_reply(
     started: float | None = None,
 ) -> Message:
     """:func:`guard_reply_sync`, async (long texts and NER run in worker threads)."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    runs, step = _reply_of(policy, message, refusals, "guard_reply", traced, sync=False)
-    try:
-        out = await step
-    except BaseException as exc:
-        runs.close()
-        _replied(runs, None, exc)
-        raise
-    runs.close()
-    _replied(runs, out)
-    return out
+    call = Call.of(
+        "anthropic", "guard_reply", refusals, trace_id, on_trace, capture_content,
+        request_model, parameters, started,
+    )  # fmt: skip
+    runs, step = _reply_of(policy, message, call, sync=False)
+    return await reply_async(runs, step, reply_text)
 
 
 # -- the entry points ---------------------------------------------------------------------
@@ -219,32 +182,35 @@ _SYNC_KINDS = (_sdk.Stream, MessageStream, MessageStreamManager)
 _ASYNC_KINDS = (_sdk.AsyncStream, AsyncMessageStream, AsyncMessageStreamManager)
 
 
-def _check_policy(policy: object, name: str) -> None:
-    if not isinstance(policy, Policy):
-        raise TypeError(f"{name}() takes a Policy first, got {type(policy).__name__}")
+def _api(policy: Policy, refusals: str) -> Any:
+    from .anthropic_fallback import AnthropicApi
+
+    return AnthropicApi(policy, refusals)
 
 
-def _runs(
-    policy: object, stream: object, refusals: str, traced: dict[str, Any], *, sync: bool
-) -> Runs:
-    """The runs of a guarded stream, once its arguments are checked."""
-    name, kind, other, reply = (
-        ("guard_sync", "a sync", "guard() for the async", "guard_reply_sync()")
+def _stream(policy: object, stream: object, call: Call, *, sync: bool) -> Any:
+    """The guarded stream of one call (with fallbacks when it asks for them)."""
+    fallback = call.with_fallbacks(policy, stream, _api, sync=sync)
+    if fallback is not None:
+        return fallback
+    kind, other, answer = (
+        ("a sync", "guard() for the async", "guard_reply_sync()")
         if sync
-        else ("guard", "an async", "guard_sync() for the sync", "guard_reply()")
+        else ("an async", "guard_sync() for the sync", "guard_reply()")
     )
-    _check_policy(policy, name)
-    refusals_guarded(refusals)
+    checked = call.policy(policy)
     mine, theirs = (_SYNC_KINDS, _ASYNC_KINDS) if sync else (_ASYNC_KINDS, _SYNC_KINDS)
     protocol = "__iter__" if sync else "__aiter__"
     if isinstance(stream, theirs) or not (isinstance(stream, mine) or hasattr(stream, protocol)):
         raise TypeError(
-            f"{name}() takes {kind} Anthropic stream, got {type(stream).__name__}: "
-            f"use {other} client, {reply} for a Message"
+            f"{call.name}() takes {kind} Anthropic stream, got {type(stream).__name__}: "
+            f"use {other} client, {answer} for a Message"
         )
-    assert isinstance(policy, Policy)
-    rec = recorder(policy, "anthropic", streamed=True, **traced)
-    return Runs(policy, sync=sync, rec=rec, part="content_block")
+    rec = call.recorder(checked, streamed=True)
+    translator = AnthropicTranslator(Runs(checked, sync=sync, rec=rec, part="content_block"))
+    if sync:
+        return SyncGuardedStream(stream, translator, open_sync)
+    return GuardedStream(stream, translator, open_async)
 
 
 def guard(
@@ -265,17 +231,15 @@ def guard(
     of ``AsyncAnthropic``, its ``messages.stream(...)`` helper (the manager, which the
     guard enters and leaves, or the stream it gives), or any async iterable of raw
     events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
-    stop early.  ``refusals``, the call's trace and ``fallbacks`` as in the OpenAI
-    adapter (with fallbacks, one record for the whole call, an attempt per source).
+    stop early.  ``refusals``, the call's trace, ``fallbacks`` and the policy's time
+    limits as in the OpenAI adapter (with fallbacks, one record for the whole call, an
+    attempt per source).
     """
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
-        return cast(
-            "FallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=False),
-        )
-    runs = _runs(policy, stream, refusals, traced, sync=False)
-    return GuardedStream(stream, AnthropicTranslator(runs), open_async)
+    call = Call.of(
+        "anthropic", "guard", refusals, trace_id, on_trace, capture_content, request_model,
+        parameters, started, fallbacks, breaker,
+    )  # fmt: skip
+    return cast("GuardedStream[Event]", _stream(policy, stream, call, sync=False))
 
 
 def guard_sync(
@@ -294,37 +258,8 @@ def guard_sync(
 ) -> SyncGuardedStream[Event] | SyncFallbackGuardedStream:
     """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
     its ``messages.stream(...)`` helper, or any iterable of raw events)."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
-        return cast(
-            "SyncFallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=True),
-        )
-    runs = _runs(policy, stream, refusals, traced, sync=True)
-    return SyncGuardedStream(stream, AnthropicTranslator(runs), open_sync)
-
-
-def _fallback(
-    policy: Policy,
-    stream: Any,
-    refusals: str,
-    fallbacks: Any,
-    breaker: Any,
-    traced: dict[str, Any],
-    *,
-    sync: bool,
-) -> Any:
-    from .anthropic_fallback import AnthropicApi
-    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
-
-    name = "guard_sync" if sync else "guard"
-    _check_policy(policy, name)
-    kind = SyncFallbackGuardedStream if sync else FallbackGuardedStream
-    return kind(
-        policy,
-        stream,
-        AnthropicApi(policy, refusals),
-        fallbacks_of(fallbacks, name),
-        breaker_of(breaker, name),
-        recorder(policy, "anthropic", streamed=True, **traced),
-    )
+    call = Call.of(
+        "anthropic", "guard_sync", refusals, trace_id, on_trace, capture_content,
+        request_model, parameters, started, fallbacks, breaker,
+    )  # fmt: skip
+    return cast("SyncGuardedStream[Event]", _stream(policy, stream, call, sync=True))
