@@ -23,7 +23,7 @@ from .._observe.calls import CallRecorder
 from .._runtime.fallback import breaker_of, fallbacks_of, uses_fallback
 from ._guard import Runs, refusals_guarded
 from ._stream import Step, drive_sync
-from ._trace import recorder, traced_args
+from ._trace import recorder
 
 if TYPE_CHECKING:
     from .fallback import Api
@@ -60,9 +60,14 @@ class Call:
         breaker: object = None,
     ) -> Call:
         """An entry point's keywords, in the order of its signature."""
-        traced = traced_args(
-            trace_id, on_trace, capture_content, request_model, parameters, started
-        )
+        traced = {
+            "trace_id": trace_id,
+            "on_trace": on_trace,
+            "capture_content": capture_content,
+            "request_model": request_model,
+            "parameters": parameters,
+            "started": started,
+        }
         return cls(provider, name, refusals, traced, fallbacks, breaker)
 
     def policy(self, policy: object) -> Policy:

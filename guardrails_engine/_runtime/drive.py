@@ -155,13 +155,7 @@ class _Driver:
         if not isinstance(chunk, str):
             self._failed(Ending.SOURCE_ERROR)
             raise TypeError(f"a stream source must yield str, got {type(chunk).__name__}")
-        piece = self._run.feed(chunk)
-        if piece:
-            self._pieces.append(piece)
-        if self._run.decided:
-            self._end()
-            return True
-        return False
+        return self._resumed(self._run.feed(chunk))
 
     def _exhausted(self) -> None:
         piece = self._run.finish()
@@ -171,7 +165,8 @@ class _Driver:
             self._end()
 
     def _resumed(self, piece: str) -> bool:
-        """The deferred calls ran and gave ``piece``: True when the source should be closed."""
+        """The run gave ``piece`` (from a chunk, or from the deferred calls once they
+        ran): True when the source should be closed."""
         if piece:
             self._pieces.append(piece)
         if self._run.decided:
