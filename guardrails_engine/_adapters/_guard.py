@@ -232,6 +232,14 @@ class TextGuard(_TextRun, AsyncClosing):
             return _EMPTY
         return push.finish() if text is None else push.feed(text)  # type: ignore[no-any-return]
 
+    def pushed(self, text: str) -> str | Awaitable[str]:
+        """``push(text)``, for the path of every delta: the awaitable (here), or the
+        released text itself (the sync twin: nothing to await, which costs)."""
+        push = self._push
+        if self._closed or push.done:
+            return ""
+        return push.feed(text)  # type: ignore[no-any-return]
+
     async def aclose(self) -> None:
         """Stop (the run's decision is block unless it had ended); idempotent."""
         self.close()
@@ -266,6 +274,14 @@ class SyncTextGuard(_TextRun, Closing):
         if self._closed or push.done:
             return _EMPTY
         return _Ready(push.finish() if text is None else push.feed(text))
+
+    def pushed(self, text: str) -> str | Awaitable[str]:
+        """``push(text)``, done: the released text (see :meth:`TextGuard.pushed`)."""
+        push = self._push
+        if self._closed or push.done:
+            return ""
+        released: str = push.feed(text)
+        return released
 
 
 class _ToolRun:

@@ -129,7 +129,9 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 and delta.function_call is None
             ):
                 guard = state.text
-                released = await guard.push(content)
+                released = guard.pushed(content)
+                if not isinstance(released, str):
+                    released = await released
                 if guard.done:  # the run ended: blocked, or cut by a length check
                     if guard.blocked is not None:
                         return self._block(_Stop(choice.index, released, guard.blocked))

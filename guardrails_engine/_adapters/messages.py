@@ -239,13 +239,14 @@ class AnthropicTranslator(Translator[Event]):
             return []  # arguments, thinking... in a text block: not shown unchecked
         if delta.type == "text_delta":
             guard = block.text
-            piece = await guard.push(delta.text)
+            pushed = guard.pushed(delta.text)
+            text = pushed if isinstance(pushed, str) else await pushed
             out: list[Any] = []
-            if piece == delta.text:
+            if text == delta.text:
                 out.append(event)  # released as it came (the common case): the same event
-            elif piece:
+            elif text:
                 out.append(
-                    event.model_copy(update={"delta": delta.model_copy(update={"text": piece})})
+                    event.model_copy(update={"delta": delta.model_copy(update={"text": text})})
                 )
             if guard.done:  # blocked, or cut by a length check
                 out += self._cut() if guard.blocked is None else self._block(guard.blocked, index)

@@ -113,7 +113,9 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             if part is not None and part.guard is not None:
                 delta = event.delta
                 guard = part.guard
-                released = await guard.push(delta)
+                released = guard.pushed(delta)
+                if not isinstance(released, str):
+                    released = await released
                 if guard.done:  # the run ended: blocked, or cut by a length check
                     if guard.blocked is not None:
                         return self._block(_Stop(0, released, guard.blocked, part=True))

@@ -20,19 +20,17 @@ class Limits:
     """A stream's own time limits: ``stream.deadline_ms`` (from its first pull) and
     ``stream.idle_timeout_ms`` (the longest wait for the next chunk)."""
 
-    __slots__ = ("_at", "_deadline", "_idle", "_last", "hit")
+    __slots__ = ("_at", "_deadline", "_idle", "_last", "active", "hit")
 
     def __init__(self, deadline_ms: int | None, idle_timeout_ms: int | None) -> None:
         self._deadline = None if deadline_ms is None else deadline_ms / 1000
         self._idle = None if idle_timeout_ms is None else idle_timeout_ms / 1000
+        #: Whether there is any limit (an attribute: it is read on every chunk).
+        self.active = self._deadline is not None or self._idle is not None
         self._at: float | None = None  # when the deadline passes
         self._last: float | None = None  # when the last chunk came (or the run started)
         #: The limit that passed (``Ending.TIMED_OUT`` or ``Ending.IDLE``), once one did.
         self.hit: Ending | None = None
-
-    @property
-    def active(self) -> bool:
-        return self._deadline is not None or self._idle is not None
 
     def start(self) -> None:
         """The run starts now (a no-op after the first call)."""
