@@ -71,7 +71,12 @@ class TimedReader:
         it = self._it
         while True:
             asked.acquire()
-            if self._stop:
+            if self._stop:  # closed: a read asked for and not begun is not made
+                with self._lock:
+                    self._reading = False
+                    pending, self._pending = self._pending, False
+                if pending:
+                    self._close_now()
                 return
             try:
                 got: tuple[Any, BaseException | None] = (next(it, _END), None)
