@@ -15,6 +15,10 @@ sides: with the limit as shipped, the stream stops reading at the cut (about 500
 4,000 chunks), and so, since the adapters stop at a length cut too, does the adapter.
 The last line says how many chunks each side read with the shipped policy.
 
+``--calls``: on a loaded machine, where a fraction of a microsecond is lost in the noise,
+also count the Python function calls the adapter adds per chunk (``sys.setprofile``, one
+run each after a warm-up): a count that does not depend on load.
+
 Run:  .venv/bin/python benchmarks/adapters.py [--chunks N] [--repeat R]
 """
 
@@ -144,10 +148,27 @@ def pulled(policy: ge.Policy, pieces: list[str]) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+def calls(fn: Callable[[], Any], n: int) -> float:
+    """Python function calls per chunk while ``fn`` runs."""
+    count = [0]
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            count[0] += 1
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count[0] / n
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--calls", action="store_true", help="also count calls per chunk")
     args = parser.parse_args()
     shipped = ROOT / "policies" / "support-chat.yaml"
     text = shipped.read_text(encoding="utf-8")
@@ -187,16 +208,21 @@ def main() -> int:
             if out_b != expected or out_a != expected:
                 failures.append(f"{label}/{mode}: output differs from validate()")
             diff = (adapt_t - bare_t) / n * 1e6
-            rows.append((label, mode, bare_t / n * 1e6, adapt_t / n * 1e6, diff))
+            more = ""
+            if args.calls:
+                fresh()
+                more = f"{calls(adapted, n) - calls(bare, n):>+8.2f}"
+            rows.append((label, mode, bare_t / n * 1e6, adapt_t / n * 1e6, diff, more))
     loop.close()
     version = sys.version.split()[0]
     print(f"guardrails-engine {ge.__version__}, Python {version}, {n} chunks of 4 chars")
-    print(
+    head = (
         f"{'API':<10} {'mode':<6} {'bare us/chunk':>14} {'adapter us/chunk':>17} {'+us/chunk':>10}"
     )
-    for label, mode, b, a, d in rows:
+    print(head + ("  +calls/chunk" if args.calls else ""))
+    for label, mode, b, a, d, more in rows:
         mark = "" if mode == "sync" else ("  ok" if d <= TARGET_US else f"  > {TARGET_US}")
-        print(f"{label:<10} {mode:<6} {b:>14.2f} {a:>17.2f} {d:>+10.2f}{mark}")
+        print(f"{label:<10} {mode:<6} {b:>14.2f} {a:>17.2f} {d:>+10.2f}{more}{mark}")
     bare_n, adapter_n = pulled(ge.load_policy(shipped), pieces)
     print(f"with the shipped length limit, chunks read: bare {bare_n:,}, adapter {adapter_n:,}")
     for f in failures:
