@@ -29,7 +29,9 @@ import pytest
 from _adapter_limits import MESSAGE, _ending_of, _text_of
 from _child import run_limited
 from _fake_anthropic import FakeAnthropic, Text, sse_events
+from _fake_anthropic import serving as anthropic_serving
 from _fake_openai import FakeOpenAI, chat_chunks, response_events
+from _fake_openai import serving as openai_serving
 
 import guardrails_engine as ge
 from guardrails_engine import anthropic as ge_anthropic
@@ -150,21 +152,12 @@ WORDS = [f"word{i} " for i in range(300)]
 
 @pytest.fixture(scope="module")
 def fake_openai() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from openai_serving()
 
 
 @pytest.fixture(scope="module")
 def fake_anthropic() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from anthropic_serving()
 
 
 def _open_sync(provider: str, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic) -> Any:
