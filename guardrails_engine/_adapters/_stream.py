@@ -7,9 +7,10 @@ guard.push(None)`` for the end of the text).  The translator decides what an eve
 contributes (text deltas per run, tool-call argument deltas, fields passed through)
 and how the provider ends a stream natively: on a block it sets
 :attr:`Translator.blocked` and returns the events of the native ending (the block
-message, then the provider's own "stopped by a filter" end).  A run that ends early
-without a block (a length check's truncation) releases nothing more: its choice, part
-or block shows no more text and the stream goes on.
+message, then the provider's own "stopped by a filter" end).  A run of text that ends
+early without a block (a length check's truncation) ends the reply the provider's way
+for a length cut, and the translator sets :attr:`Translator.cut` once nothing more can
+be shown: the stream stops reading there.
 
 :class:`GuardedStream` (async) and :class:`SyncGuardedStream` own everything else,
 the same for every provider and differing only in I/O:
@@ -24,6 +25,11 @@ the same for every provider and differing only in I/O:
   (before the ending goes out), at its end, on an early stop (``aclose()``/``close()``,
   ``async with``/``with``), when the consumer is cancelled or anything raises, and
   when the guarded stream is dropped unclosed;
+- the policy's ``stream.deadline_ms`` and ``stream.idle_timeout_ms`` are the call's:
+  one :class:`~.._runtime.limits.Limits` clock shared by its runs, each read bounded by
+  it (async: a cancel scope; sync: a :class:`~._reader.TimedReader`); past it, the open
+  runs end blocked and the translator ends the reply (:meth:`Translator.expired`), or,
+  before any event, iterating raises ``TimeoutError``;
 - after an early stop, iterating raises :class:`~guardrails_engine.StreamStateError`
   (as a ``policy.stream`` does: a reader must not take a cut reply for a whole one);
   after a block or the end, iteration just ends.
