@@ -41,6 +41,11 @@ with the ids, model and usage of the reply.
   ``stop_reason: "refusal"`` (usage: the last the upstream reported, in its
   ``message_start``), ``message_stop``.  The upstream SDK stream is closed at once,
   before those events are handed out (its HTTP response closes).
+- A length check's truncation ends the message there: every open block stops, then
+  ``message_delta`` with ``stop_reason: "max_tokens"`` and ``message_stop``; the upstream
+  is closed (not read to its end).  The policy's ``stream.deadline_ms`` and
+  ``stream.idle_timeout_ms`` bound the call as in the OpenAI adapter: past either, the
+  stream ends as on a block (``TimeoutError`` if no event had come).
 - The upstream is also closed when the consumer stops early (``close()``/``aclose()``,
   ``with``/``async with``), when it is cancelled, and when anything raises.  Iterating
   a guarded stream after closing it early raises :class:`guardrails_engine.StreamStateError`.
