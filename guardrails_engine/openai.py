@@ -78,8 +78,16 @@ Semantics
 - The SDK stream is also closed at the end, on ``aclose()``/``close()`` (early stop),
   and when the consumer is cancelled or raises.  Responses events are numbered again
   (``sequence_number``), since some are held, dropped or added.
-- A run that ends early without a block (a length check's truncation) shows nothing
-  more for that choice or part; the stream goes on (tool calls, finish, usage).
+- A length check's truncation ends the reply there, the API's way for a length cut:
+  Chat: ``finish_reason="length"`` on that choice (its later deltas are not shown; the
+  stream ends once every choice has ended); Responses: the part and its item end
+  (``incomplete``), then ``response.incomplete`` with ``incomplete_details.reason ==
+  "max_output_tokens"``.  The SDK stream is closed there: it is not read to its end.
+- ``stream.deadline_ms`` / ``stream.idle_timeout_ms`` of the policy bound the call (one
+  clock for all its runs): past either, the SDK stream is closed and the stream ends as
+  on a block, the finding naming the limit; if no event had come, iterating raises
+  ``TimeoutError``.  The sync stream then reads the SDK stream in a worker thread
+  (docs/adapters.md).
 - The deprecated ``function_call`` (``functions=``) is treated as a tool call.
 - A reply opens at most ``MAX_RUNS`` (1,024) runs (choices, parts, calls with a rule):
   past that it is blocked, finding ``runs`` (the same in the Anthropic adapter).

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "Thinking",
     "Tool",
     "message_json",
+    "serving",
     "sse_events",
 ]
 
@@ -359,3 +360,12 @@ class FakeAnthropic:
         except TimeoutError:
             return False
         return bool(message["type"] == "http.disconnect")
+
+
+def serving() -> Iterator[FakeAnthropic]:
+    """A started fake, stopped when the generator is closed (``yield from`` in a fixture)."""
+    server = FakeAnthropic().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +148,16 @@ class FakeOpenAI:
         if self._thread is not None:
             self._thread.join(10)
             assert not self._thread.is_alive(), "the fake OpenAI server did not stop"
+
+
+def serving() -> Iterator[FakeOpenAI]:
+    """A started fake, stopped when the generator is closed (``yield from`` in a fixture)."""
+    server = FakeOpenAI()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def _json(send: Any, status: int, body: Any) -> None:

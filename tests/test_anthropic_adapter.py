@@ -592,7 +592,7 @@ def test_a_helper_without_a_raw_stream_is_read_through_its_own_events(
     policy: ge.Policy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import guardrails_engine._adapters.anthropic as adapter
+    import guardrails_engine._adapters.messages as adapter
 
     monkeypatch.setattr(adapter, "_raw_of", lambda helper: None)  # an SDK without one
     fake.stream(sse_events([Text(PII_CHUNKS), Tool("search", ['{"q": 1}'])]))
@@ -846,7 +846,9 @@ def test_import_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     for name in list(sys.modules):
         if name == "anthropic" or name.startswith(("anthropic.", "guardrails_engine.anthropic")):
             monkeypatch.delitem(sys.modules, name)
-        if name.startswith("guardrails_engine._adapters.anthropic"):
+        if name.startswith(
+            ("guardrails_engine._adapters.anthropic", "guardrails_engine._adapters.messages")
+        ):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "anthropic", None)  # type: ignore[arg-type]
     with pytest.raises(ImportError, match=r"pip install 'guardrails-engine\[anthropic\]'"):

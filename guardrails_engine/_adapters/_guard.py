@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .. import Action, Blocked, Finding, Policy, Push, Result, SyncPush, Trace
 from .._common.closing import AsyncClosing, Closing
+from .._runtime.limits import Limits
 from ._trace import adapter_block
 
 if TYPE_CHECKING:
@@ -160,14 +161,14 @@ class _TextRun:
         runs: RunCount | None = None,
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._closed = False
         if runs is not None and not runs.take():
             self._push = _Refused(too_many_runs(policy))
-        elif self._sync:
-            self._push = policy.push_sync(trace_id=trace_id, on_trace=on_trace)
-        else:
-            self._push = policy.push(trace_id=trace_id, on_trace=on_trace)
+        else:  # (``limits``: the call's clock, shared by its runs; else the run's own)
+            make = SyncPush if self._sync else Push
+            self._push = make(policy, trace_id, on_trace, limits)
 
     @property
     def blocked(self) -> Blocked | None:
@@ -191,6 +192,12 @@ class _TextRun:
         if not self._closed:
             self._closed = True
             self._push.close()
+
+    def expire(self) -> None:
+        """The call's time limit passed: a run still open ends blocked (its finding
+        says which limit: the call's clock, shared by its runs)."""
+        if not self.done:
+            self._push.expire()
 
     def __repr__(self) -> str:
         state = "blocked" if self.blocked else "done" if self.done else "open"
@@ -224,6 +231,14 @@ class TextGuard(_TextRun, AsyncClosing):
         if self._closed or push.done:
             return _EMPTY
         return push.finish() if text is None else push.feed(text)  # type: ignore[no-any-return]
+
+    def pushed(self, text: str) -> str | Awaitable[str]:
+        """``push(text)``, for the path of every delta: the awaitable (here), or the
+        released text itself (the sync twin: nothing to await, which costs)."""
+        push = self._push
+        if self._closed or push.done:
+            return ""
+        return push.feed(text)  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Stop (the run's decision is block unless it had ended); idempotent."""
@@ -260,6 +275,14 @@ class SyncTextGuard(_TextRun, Closing):
             return _EMPTY
         return _Ready(push.finish() if text is None else push.feed(text))
 
+    def pushed(self, text: str) -> str | Awaitable[str]:
+        """``push(text)``, done: the released text (see :meth:`TextGuard.pushed`)."""
+        push = self._push
+        if self._closed or push.done:
+            return ""
+        released: str = push.feed(text)
+        return released
+
 
 class _ToolRun:
     """What both tool-argument guards are: the rule's mode, and its text run if any.
@@ -282,6 +305,7 @@ class _ToolRun:
         trace_id: str | None = None,
         on_trace: _TraceCallback | None = None,
         json: bool = True,
+        limits: Limits | None = None,
     ) -> None:
         tool = policy.tool_rule(name, json=json)
         self._text = None
@@ -298,7 +322,7 @@ class _ToolRun:
         else:
             self.mode = tool.release
             make = SyncTextGuard if self._sync else TextGuard
-            self._text = make(tool.policy, trace_id=trace_id, on_trace=on_trace)
+            self._text = make(tool.policy, trace_id=trace_id, on_trace=on_trace, limits=limits)
 
     @property
     def done(self) -> bool:
@@ -337,6 +361,12 @@ class _ToolRun:
         self._held = ""
         if self._text is not None:
             self._text.close()
+
+    def expire(self) -> None:
+        """The call's time limit passed (see :meth:`_TextRun.expire`)."""
+        if self._text is not None:
+            self._text.expire()
+            self._note()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.mode}>"
@@ -408,7 +438,7 @@ class Runs:
     with the ``index`` the translator gives (the choice, output item or block).
     """
 
-    __slots__ = ("_count", "_made", "part", "policy", "rec", "sync")
+    __slots__ = ("_count", "_made", "limits", "part", "policy", "rec", "sync")
 
     def __init__(
         self, policy: Policy, *, sync: bool, rec: CallRecorder | None = None, part: str = "choice"
@@ -419,6 +449,9 @@ class Runs:
         self.part = part
         self._count = RunCount()
         self._made: list[Guard | ToolGuard] = []
+        #: The call's clock (``stream.deadline_ms``, ``idle_timeout_ms``), shared by every
+        #: run made from now on; ``None``: each run keeps its own (a reply, a fallback's source).
+        self.limits: Limits | None = None
 
     def _traced(self, part: str, index: int, name: str | None = None) -> dict[str, Any]:
         rec = self.rec
@@ -438,7 +471,9 @@ class Runs:
         make = SyncTextGuard if self.sync else TextGuard
         runs = self._count if counted else None
         traced = self._traced(part or self.part, index)
-        guard = make(self.policy if policy is None else policy, runs=runs, **traced)
+        guard = make(
+            self.policy if policy is None else policy, runs=runs, limits=self.limits, **traced
+        )
         if guard.blocked is not None:  # refused: one run too many
             self._refused(guard.blocked)
         if counted:  # (one not counted is fed whole at once: it is not kept, nor closed here)
@@ -450,11 +485,19 @@ class Runs:
         they are JSON, not a custom tool's free text); ``index``: its place in the trace."""
         make = SyncToolArgsGuard if self.sync else ToolArgsGuard
         traced = self._traced("tool_call", index, name)
-        guard = make(self.policy, name, runs=self._count, json=json, **traced)
+        guard = make(self.policy, name, runs=self._count, json=json, limits=self.limits, **traced)
         if guard.blocked is not None:  # a tool blocked by name, or one run too many
             self._refused(guard.blocked)
         self._made.append(guard)
         return guard
+
+    def limit_passed(self, what: str) -> Blocked:
+        """The block of a call whose time limit passed (``what``: which) while none of
+        its runs was open; in the trace as a run of the adapter's."""
+        reason = f"stream: {what}, blocked"
+        blocked = Blocked(self.policy.block_message, (_finding("stream", "stream", reason),))
+        self._refused(blocked)
+        return blocked
 
     def _refused(self, blocked: Blocked) -> None:
         if self.rec is not None:
@@ -464,6 +507,18 @@ class Runs:
         """Close every run of the call that is still open (idempotent)."""
         for guard in self._made:
             guard.close()
+
+    def expire(self) -> Blocked | None:
+        """The call's time limit passed: every run still open ends blocked; the block of
+        the first of them (``None``: none was open)."""
+        first: Blocked | None = None
+        for guard in self._made:
+            if guard.done:
+                continue
+            guard.expire()
+            if first is None:
+                first = guard.blocked
+        return first
 
 
 def refusals_guarded(refusals: object) -> bool:

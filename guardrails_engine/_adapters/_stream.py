@@ -7,9 +7,10 @@ guard.push(None)`` for the end of the text).  The translator decides what an eve
 contributes (text deltas per run, tool-call argument deltas, fields passed through)
 and how the provider ends a stream natively: on a block it sets
 :attr:`Translator.blocked` and returns the events of the native ending (the block
-message, then the provider's own "stopped by a filter" end).  A run that ends early
-without a block (a length check's truncation) releases nothing more: its choice, part
-or block shows no more text and the stream goes on.
+message, then the provider's own "stopped by a filter" end).  A run of text that ends
+early without a block (a length check's truncation) ends the reply the provider's way
+for a length cut, and the translator sets :attr:`Translator.cut` once nothing more can
+be shown: the stream stops reading there.
 
 :class:`GuardedStream` (async) and :class:`SyncGuardedStream` own everything else,
 the same for every provider and differing only in I/O:
@@ -24,6 +25,11 @@ the same for every provider and differing only in I/O:
   (before the ending goes out), at its end, on an early stop (``aclose()``/``close()``,
   ``async with``/``with``), when the consumer is cancelled or anything raises, and
   when the guarded stream is dropped unclosed;
+- the policy's ``stream.deadline_ms`` and ``stream.idle_timeout_ms`` are the call's:
+  one :class:`~.._runtime.limits.Limits` clock shared by its runs, each read bounded by
+  it (async: a cancel scope; sync: a :class:`~._reader.TimedReader`); past it, the open
+  runs end blocked and the translator ends the reply (:meth:`Translator.expired`), or,
+  before any event, iterating raises ``TimeoutError``;
 - after an early stop, iterating raises :class:`~guardrails_engine.StreamStateError`
   (as a ``policy.stream`` does: a reader must not take a cut reply for a whole one);
   after a block or the end, iteration just ends.
@@ -55,7 +61,9 @@ from .. import Blocked, StreamStateError
 from .._common.closing import AsyncClosing, Closing, event_loop, schedule_close
 from .._common.syncrun import run_inline
 from .._observe.calls import CallTrace
+from .._runtime.limits import Limits
 from ._guard import Guard, Runs, ToolGuard
+from ._reader import LATE, TimedReader
 from ._trace import ended
 
 __all__ = [
@@ -89,12 +97,15 @@ class Translator(Generic[E]):
     Every run it pushes text into is made by the call's :class:`~._guard.Runs`.
     """
 
-    __slots__ = ("blocked", "runs")
+    __slots__ = ("blocked", "cut", "runs")
 
     def __init__(self, runs: Runs) -> None:
         self.runs = runs
         #: Set once a run of the reply is blocked: the events just returned end it natively.
         self.blocked: Blocked | None = None
+        #: Set once a truncation (a length check) has ended the reply: the events just
+        #: returned end it natively, and nothing the upstream sends next could be shown.
+        self.cut = False
 
     def first(self, event: Any) -> Translator[E]:
         """The translator for a stream that starts with ``event`` (by default, this one)."""
@@ -107,6 +118,12 @@ class Translator(Generic[E]):
     async def finish(self) -> list[E]:
         """The upstream ended: the rest (the tails of the runs that did not end)."""
         raise NotImplementedError
+
+    def expired(self, blocked: Blocked) -> list[E] | None:
+        """The call's time limit passed (its open runs ended ``blocked``): set
+        :attr:`blocked` and return the events of the native ending after what was
+        shown, or ``None`` when no reply has begun (no event came: the stream raises)."""
+        return None
 
     def close(self) -> None:
         """Close every run still open (idempotent)."""
@@ -176,7 +193,7 @@ def open_sync(source: Any) -> tuple[Iterator[Any], Callable[[], None]]:
 
 
 class _Base(Generic[E]):
-    """What the twins share: state, ``blocked``, the repr."""
+    """What the twins share: state, ``blocked``, the call's limits and trace, the repr."""
 
     __slots__ = (
         "_closed",
@@ -184,6 +201,7 @@ class _Base(Generic[E]):
         "_ended",
         "_finishes",
         "_it",
+        "_limits",
         "_look",
         "_out",
         "_rec",
@@ -210,6 +228,13 @@ class _Base(Generic[E]):
         self._ended = False
         self._early = False  # stopped before the end: iterating raises
         self._closed = False
+        # The call's time limits (``stream.deadline_ms``, ``stream.idle_timeout_ms``):
+        # one clock for the call, shared by its runs.  (A fallback's source has none of
+        # its own: the stream with fallbacks bounds its reads.)
+        limits = Limits.of(translator.runs.policy.spec.stream) if finishes else None
+        if limits is not None:
+            translator.runs.limits = limits
+        self._limits = limits
 
     @property
     def blocked(self) -> Blocked | None:
@@ -239,18 +264,38 @@ class _Base(Generic[E]):
             rec.released(text)
             self._look = rec.capturing
 
+    def _expired(self) -> list[E]:
+        """The call's time limit passed while it waited for the upstream: its open runs
+        end blocked, and the translator ends the reply natively; ``TimeoutError`` when
+        no event had come (there is no reply to end)."""
+        limits: Any = self._limits
+        tr = self._tr
+        _ending, what = limits.due()
+        blocked = tr.runs.expire() or tr.runs.limit_passed(what)
+        events = tr.expired(blocked)
+        tr.blocked = blocked
+        if events is None:
+            raise TimeoutError(f"guarded stream: {what}, before the upstream sent anything")
+        if self._look:
+            self._seen(events)
+        return events
+
     def _finish(self, ending: str | None, error: BaseException | None) -> None:
         """The call's trace, once its guards are closed."""
         rec = self._rec
         if rec is None:
             return
-        ended(rec, self._tr.runs.policy, self._tr.blocked, self._it)
+        tr = self._tr
+        ended(rec, tr.runs.policy, tr.blocked, self._it)
         if not self._finishes:
             return
-        if error is not None:
-            rec.finish(error=error)
-        else:
-            rec.finish(ending=ending or ("blocked" if self._tr.blocked else "completed"))
+        if ending is None:
+            hit = None if self._limits is None else self._limits.hit
+            if hit is not None:  # (a run, or a wait for the upstream, passed the call's limit)
+                ending = hit.value
+            elif error is None:
+                ending = "blocked" if tr.blocked else "truncated" if tr.cut else "completed"
+        rec.finish(ending=ending, error=error)
 
     def _first(self, event: Any) -> Translator[E]:
         """The translator for the first upstream event (:meth:`Translator.first`)."""
@@ -301,7 +346,14 @@ class GuardedStream(_Base[E], AsyncClosing):
                     it, self._shut = await self._opener(self._upstream)
                     self._it = it
                 try:
-                    event = await it.__anext__()
+                    if self._limits is None:
+                        event = await it.__anext__()
+                    else:
+                        event = await self._timed(it)
+                        if event is LATE:
+                            out.extend(self._expired())
+                            await self._end()
+                            continue
                 except StopAsyncIteration:
                     out.extend(await self._tr.finish())
                     if self._look:
@@ -315,7 +367,8 @@ class GuardedStream(_Base[E], AsyncClosing):
                 shown = await self._tr.process(event)
                 if self._look:
                     self._seen(shown)
-                if self._tr.blocked is not None:
+                tr = self._tr
+                if tr.blocked is not None or tr.cut:  # the outcome is final: stop pulling
                     await self._end()  # (the upstream is closed before the ending goes out)
             except BaseException as exc:
                 await self._end(error=exc)
@@ -324,6 +377,18 @@ class GuardedStream(_Base[E], AsyncClosing):
                 return shown[0]  # (the common case: no queue)
             out.extend(shown)
         return out.popleft()
+
+    async def _timed(self, it: AsyncIterator[Any]) -> Any:
+        """The next upstream event within the call's limits, or :data:`LATE`."""
+        limits: Any = self._limits
+        wait = limits.waiting()
+        if wait is not None and wait <= 0.0:
+            return LATE
+        with anyio.move_on_after(wait):
+            event = await it.__anext__()
+            limits.chunk()
+            return event
+        return LATE
 
     async def _end(self, ending: str | None = None, error: BaseException | None = None) -> None:
         self._ended = True
@@ -358,10 +423,12 @@ class SyncGuardedStream(_Base[E], Closing):
 
     ``with`` it, or call :meth:`close` to stop early: the SDK stream is closed then, at a
     block and at the end.  The policy runs inline (sync push runs: no event loop, so it
-    also works in a thread whose event loop is running).
+    also works in a thread whose event loop is running).  With the policy's time limits,
+    the upstream is read by a worker thread of the stream's, each wait bounded
+    (:mod:`._reader`); without, inline.
     """
 
-    __slots__ = ("_opener",)
+    __slots__ = ("_opener", "_reader")
 
     def __init__(
         self,
@@ -373,6 +440,7 @@ class SyncGuardedStream(_Base[E], Closing):
     ) -> None:
         super().__init__(source, translator, finishes)
         self._opener = opener
+        self._reader: TimedReader | None = None
 
     def __iter__(self) -> SyncGuardedStream[E]:
         return self
@@ -388,8 +456,18 @@ class SyncGuardedStream(_Base[E], Closing):
                 if it is None:
                     it, self._shut = self._opener(self._upstream)
                     self._it = it
+                    if self._limits is not None:
+                        self._reader = TimedReader(it, self._shut)
+                        self._shut = self._reader.close
                 try:
-                    event = next(it)
+                    if self._reader is None:
+                        event = next(it)
+                    else:
+                        event = self._timed(self._reader)
+                        if event is LATE:
+                            out.extend(self._expired())
+                            self._end()
+                            continue
                 except StopIteration:
                     out.extend(drive_sync(self._tr.finish()))
                     if self._look:
@@ -410,7 +488,8 @@ class SyncGuardedStream(_Base[E], Closing):
                     raise RuntimeError("a step of a sync guarded stream waited")
                 if self._look:
                     self._seen(shown)
-                if self._tr.blocked is not None:
+                tr = self._tr
+                if tr.blocked is not None or tr.cut:  # the outcome is final: stop pulling
                     self._end()  # (the upstream is closed before the ending goes out)
             except BaseException as exc:
                 self._end(error=exc)
@@ -419,6 +498,17 @@ class SyncGuardedStream(_Base[E], Closing):
                 return shown[0]
             out.extend(shown)
         return out.popleft()
+
+    def _timed(self, reader: TimedReader) -> Any:
+        """The next upstream event within the call's limits, or :data:`LATE`."""
+        limits: Any = self._limits
+        wait = limits.waiting()
+        if wait is not None and wait <= 0.0:
+            return LATE
+        event = reader.take(wait)
+        if event is not LATE:
+            limits.chunk()
+        return event
 
     def _end(self, ending: str | None = None, error: BaseException | None = None) -> None:
         self._ended = True

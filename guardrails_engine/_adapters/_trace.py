@@ -28,7 +28,6 @@ __all__ = [
     "read_request",
     "recorder",
     "request_of",
-    "traced_args",
 ]
 
 #: The request parameters a call's trace keeps (a fixed list: a request's other fields,
@@ -57,25 +56,6 @@ PARAMETERS: Final = frozenset(
 )
 #: A request body longer than this is not read (its model and parameters are not known).
 MAX_REQUEST_BYTES: Final = 1 << 20
-
-
-def traced_args(
-    trace_id: object,
-    on_trace: object,
-    capture_content: object,
-    request_model: object,
-    parameters: object,
-    started: object,
-) -> dict[str, Any]:
-    """An entry point's tracing arguments, for :func:`recorder`."""
-    return {
-        "trace_id": trace_id,
-        "on_trace": on_trace,
-        "capture_content": capture_content,
-        "request_model": request_model,
-        "parameters": parameters,
-        "started": started,
-    }
 
 
 def recorder(

@@ -41,13 +41,19 @@ with the ids, model and usage of the reply.
   ``stop_reason: "refusal"`` (usage: the last the upstream reported, in its
   ``message_start``), ``message_stop``.  The upstream SDK stream is closed at once,
   before those events are handed out (its HTTP response closes).
+- A length check's truncation ends the message there: every open block stops, then
+  ``message_delta`` with ``stop_reason: "max_tokens"`` and ``message_stop``; the upstream
+  is closed (not read to its end).  The policy's ``stream.deadline_ms`` and
+  ``stream.idle_timeout_ms`` bound the call as in the OpenAI adapter: past either, the
+  stream ends as on a block (``TimeoutError`` if no event had come).
 - The upstream is also closed when the consumer stops early (``close()``/``aclose()``,
   ``with``/``async with``), when it is cancelled, and when anything raises.  Iterating
   a guarded stream after closing it early raises :class:`guardrails_engine.StreamStateError`.
 - The sync stream runs the policy inline (sync push runs): no event loop is needed,
   so it also works in a thread whose event loop is running.
-- This module only translates events (:class:`AnthropicTranslator`); the stream, its
-  endings and closing are :mod:`._stream`'s, the same as OpenAI's.
+- This module holds the entry points; :mod:`.messages` only translates events
+  (:class:`~.messages.AnthropicTranslator`); the stream, its endings and closing are
+  :mod:`._stream`'s, the same as OpenAI's.
 - The ``messages.stream()`` helper: the guard reads the helper's raw event stream, so
   the helper's own ``text_stream``, ``get_final_message()`` and snapshots (which
   would hold the unguarded reply) are not filled: use the guarded events.
@@ -60,18 +66,7 @@ with the ids, model and usage of the reply.
 
 from __future__ import annotations
 
-import json
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-)
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 try:
@@ -82,45 +77,27 @@ try:
         MessageStream,
         MessageStreamManager,
     )
-    from anthropic.types import (
-        InputJSONDelta,
-        Message,
-        MessageDeltaUsage,
-        RawContentBlockDeltaEvent,
-        RawContentBlockStartEvent,
-        RawContentBlockStopEvent,
-        RawMessageDeltaEvent,
-        RawMessageStopEvent,
-        RawMessageStreamEvent,
-        TextBlock,
-        TextDelta,
-    )
-    from anthropic.types.raw_message_delta_event import Delta
+    from anthropic.types import Message, RawMessageStreamEvent
 except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
     raise ImportError(
         "guardrails_engine.anthropic needs the Anthropic SDK: "
         "pip install 'guardrails-engine[anthropic]'"
     ) from exc
 
-import anyio
-
-from .. import Blocked, Breaker, Policy
-from .._observe.calls import CallRecorder, TraceSink
-from .._runtime.fallback import breaker_of, fallbacks_of, uses_fallback
-from ._guard import Guard, Refusals, Runs, ToolGuard, refusals_guarded
-from ._stream import (
-    GuardedStream,
-    Step,
-    SyncGuardedStream,
-    Translator,
-    aclose_upstream,
-    close_upstream,
-    drive_sync,
-    tool_text,
-    whole,
+from .. import Breaker, Policy
+from .._observe.calls import TraceSink
+from ._calls import Call, reply_async, reply_sync
+from ._guard import Refusals, Runs
+from ._stream import GuardedStream, Step, SyncGuardedStream
+from .messages import (
+    AnthropicTranslator,
+    Event,
+    note_start,
+    open_async,
+    open_sync,
+    reply,
+    reply_text,
 )
-from ._trace import recorder
-from ._trace import traced_args as _traced
 
 if TYPE_CHECKING:
     from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
@@ -134,445 +111,24 @@ __all__ = [
     "guard_sync",
 ]
 
-Event: TypeAlias = RawMessageStreamEvent
-
-#: Events the ``messages.stream()`` helper adds to the raw ones (dropped when it is
-#: iterated as a generic source; the guard reads its raw stream when it can).
-_HELPER_EVENTS = frozenset({"text", "input_json", "citation", "thinking", "signature"})
-
-
-# -- building events of the SDK's types --------------------------------------------------
-def _text_delta(index: int, text: str) -> RawContentBlockDeltaEvent:
-    return RawContentBlockDeltaEvent(
-        type="content_block_delta", index=index, delta=TextDelta(type="text_delta", text=text)
-    )
-
-
-def _json_delta(index: int, partial_json: str) -> RawContentBlockDeltaEvent:
-    return RawContentBlockDeltaEvent(
-        type="content_block_delta",
-        index=index,
-        delta=InputJSONDelta(type="input_json_delta", partial_json=partial_json),
-    )
-
-
-def _stop(index: int) -> RawContentBlockStopEvent:
-    return RawContentBlockStopEvent(type="content_block_stop", index=index)
-
-
-def _refusal_details() -> dict[str, Any]:
-    """``stop_details`` of a refusal, where this SDK has the field."""
-    if "stop_details" not in Delta.model_fields:  # pragma: no cover - older SDKs
-        return {}
-    from anthropic.types import RefusalStopDetails
-
-    return {"stop_details": RefusalStopDetails(type="refusal")}
-
-
-def _refusal_end(usage: Any) -> list[Any]:
-    """``message_delta`` (``stop_reason: "refusal"``) and ``message_stop``."""
-    counts: dict[str, Any] = {"output_tokens": 0}
-    if usage is not None:
-        for name in MessageDeltaUsage.model_fields:
-            value = getattr(usage, name, None)
-            if value is not None:
-                counts[name] = value
-    delta = Delta(stop_reason="refusal", stop_sequence=None, **_refusal_details())
-    return [
-        RawMessageDeltaEvent(type="message_delta", delta=delta, usage=MessageDeltaUsage(**counts)),
-        RawMessageStopEvent(type="message_stop"),
-    ]
-
-
-# -- the translator (sans-IO: its runs are the stream's, sync or async) --------------------
-@dataclass(slots=True)
-class _Open:
-    """A content block that started and has not stopped."""
-
-    index: int
-    text: Guard | None = None  # a text block
-    tool: ToolGuard | None = None  # a tool_use block with a rule
-    shown: bool = True  # its content_block_start went out
-
-
-class AnthropicTranslator(Translator[Event]):
-    """Events in, guarded events out: one run per text block and tool call."""
-
-    __slots__ = ("_open", "_top", "_usage")
-
-    def __init__(self, runs: Runs) -> None:
-        super().__init__(runs)
-        self._open: dict[int, _Open] = {}
-        self._top = -1  # the highest block index seen
-        self._usage: Any = None
-
-    async def process(self, event: Any) -> list[Any]:
-        kind = event.type
-        if kind == "content_block_delta":
-            return await self._delta(event)
-        if kind == "content_block_start":
-            return await self._start(event)
-        if kind == "content_block_stop":
-            return await self._block_stop(event)
-        if kind == "message_start":
-            message = event.message
-            self._usage = getattr(message, "usage", None)
-            if self.runs.rec is not None:
-                _note_start(self.runs.rec, message)
-            if getattr(message, "content", None):  # content comes as blocks, checked
-                event = event.model_copy(
-                    update={"message": message.model_copy(update={"content": []})}
-                )
-        elif kind == "message_delta" and self.runs.rec is not None:
-            _note_delta(self.runs.rec, event)
-        elif kind == "message_stop" and type(event) is not RawMessageStopEvent:
-            # A helper's stop event (a subclass): it carries the unguarded snapshot.
-            return [RawMessageStopEvent(type="message_stop")]
-        elif kind in _HELPER_EVENTS:
-            return []  # a helper's own events (its iteration was read): not raw events
-        return [event]  # message_start, message_delta, message_stop, anything new
-
-    async def finish(self) -> list[Any]:
-        return []  # (the upstream ended without its stop events: nothing more is shown)
-
-    async def _start(self, event: Any) -> list[Any]:
-        index: int = event.index
-        block = event.content_block
-        if block.type == "tool_use":
-            tool = self.runs.tool(block.name, index)
-            if tool.mode == "block" and tool.blocked is not None:
-                # The call never starts: the block message takes its place.
-                self._open[index] = _Open(index, shown=False)
-                return self._block(tool.blocked, index)
-            self._top = max(self._top, index)
-            return await self._start_tool(event, tool)
-        self._top = max(self._top, index)  # the highest index handed out
-        if block.type == "text":
-            return await self._start_text(event)
-        self._open[index] = _Open(index)
-        return [event]
-
-    async def _start_text(self, event: Any) -> list[Any]:
-        index: int = event.index
-        block = event.content_block
-        guard = self.runs.text(index=index)
-        self._open[index] = _Open(index, text=guard)
-        citations = getattr(block, "citations", None)
-        if citations:  # quoted text is text too: each citation is checked on its own
-            kept = []
-            for citation in citations:
-                checked = await _cited(self.runs, citation, index)
-                if checked is not None:
-                    kept.append(checked)
-            if kept != citations:
-                block = block.model_copy(update={"citations": kept or None})
-                event = event.model_copy(update={"content_block": block})
-        if not block.text:
-            return [event]
-        # Text in the start event itself: guarded like a delta.
-        out: list[Any] = [
-            event.model_copy(update={"content_block": block.model_copy(update={"text": ""})})
-        ]
-        piece = await guard.push(block.text)
-        if piece:
-            out.append(_text_delta(index, piece))
-        if guard.blocked is not None:
-            out += self._block(guard.blocked, index)
-        return out
-
-    async def _start_tool(self, event: Any, tool: ToolGuard) -> list[Any]:
-        index: int = event.index
-        block = event.content_block
-        if tool.mode == "pass":
-            self._open[index] = _Open(index)
-            return [event]
-        self._open[index] = _Open(index, tool=tool)
-        if not block.input:  # the API starts a call with {}: arguments come as deltas
-            return [event]
-        out: list[Any] = [
-            event.model_copy(update={"content_block": block.model_copy(update={"input": {}})})
-        ]
-        piece = await tool.push(json.dumps(block.input, ensure_ascii=False))
-        return out + self._tool_piece(tool, index, piece)
-
-    async def _delta(self, event: Any) -> list[Any]:
-        index: int = event.index
-        block = self._open.get(index)
-        delta = event.delta
-        if block is not None and block.tool is not None and delta.type == "input_json_delta":
-            piece = await block.tool.push(delta.partial_json)
-            return self._tool_piece(block.tool, index, piece)
-        if block is None or (block.tool is not None):
-            # A delta outside any open block, or one that is not arguments in a checked
-            # tool call (the SDK ignores it too), is not shown unchecked.
-            return []
-        if block.text is None:
-            return [] if delta.type == "text_delta" else [event]
-        if delta.type not in ("text_delta", "citations_delta"):
-            return []  # arguments, thinking... in a text block: not shown unchecked
-        if delta.type == "text_delta":
-            guard = block.text
-            piece = await guard.push(delta.text)
-            out: list[Any] = []
-            if piece == delta.text:
-                out.append(event)  # released as it came (the common case): the same event
-            elif piece:
-                out.append(
-                    event.model_copy(update={"delta": delta.model_copy(update={"text": piece})})
-                )
-            if guard.blocked is not None:
-                out += self._block(guard.blocked, index)
-            return out
-        # citations_delta: its quoted text is checked on its own (dropped if blocked).
-        checked = await _cited(self.runs, delta.citation, index)
-        if checked is None:
-            return []
-        if checked is delta.citation:
-            return [event]
-        return [event.model_copy(update={"delta": delta.model_copy(update={"citation": checked})})]
-
-    def shown(self, events: list[Any]) -> str | None:
-        got: str | None = None
-        for event in events:
-            if event.type == "content_block_delta":
-                delta = event.delta
-                if delta.type == "text_delta":
-                    got = (got or "") + delta.text
-                elif delta.type == "input_json_delta":
-                    got = got or ""
-        return got
-
-    def _tool_piece(self, tool: ToolGuard, index: int, piece: str) -> list[Any]:
-        out: list[Any] = [_json_delta(index, piece)] if piece else []
-        if tool.blocked is not None:
-            out += self._block(tool.blocked, index)
-        return out
-
-    async def _block_stop(self, event: Any) -> list[Any]:
-        index: int = event.index
-        block = self._open.get(index)
-        if block is None:
-            return [event if type(event) is RawContentBlockStopEvent else _stop(index)]
-        out: list[Any] = []
-        if block.text is not None:
-            guard = block.text
-            piece = await guard.push(None)
-            if piece:
-                out.append(_text_delta(index, piece))
-            if guard.blocked is not None:
-                return out + self._block(guard.blocked, index)
-        elif block.tool is not None:
-            tool = block.tool
-            piece = await tool.push(None)
-            if tool.blocked is not None:
-                return out + self._block(tool.blocked, index)
-            if piece:
-                out.append(_json_delta(index, piece))
-        del self._open[index]
-        out.append(event if type(event) is RawContentBlockStopEvent else _stop(index))
-        return out
-
-    def _block(self, blocked: Blocked, at: int) -> list[Any]:
-        """The native end of a blocked reply; the run at ``at`` blocked."""
-        self.blocked = blocked
-        message = blocked.message
-        out: list[Any] = []
-        placed = False
-        for index in sorted(self._open):
-            block = self._open[index]
-            if not block.shown:
-                continue
-            if index == at and block.text is not None and message:
-                out.append(_text_delta(index, message))
-                placed = True
-            out.append(_stop(index))
-        if message and not placed:
-            index = self._top + 1
-            self._top = index
-            out.append(
-                RawContentBlockStartEvent(
-                    type="content_block_start",
-                    index=index,
-                    content_block=TextBlock(type="text", text=""),
-                )
-            )
-            out.append(_text_delta(index, message))
-            out.append(_stop(index))
-        return out + _refusal_end(self._usage)
-
-
-def _note_start(rec: CallRecorder, message: Any) -> None:
-    rec.response(id=getattr(message, "id", None) or None, model=getattr(message, "model", None))
-    usage = getattr(message, "usage", None)
-    if usage is not None:
-        rec.usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-    rec.finish_reason(getattr(message, "stop_reason", None))
-
-
-def _note_delta(rec: CallRecorder, event: Any) -> None:
-    usage = event.usage
-    if usage is not None:
-        rec.usage(
-            input_tokens=getattr(usage, "input_tokens", None), output_tokens=usage.output_tokens
-        )
-    rec.finish_reason(event.delta.stop_reason)
-
-
-def _reply_text(message: Message) -> str:
-    return "".join(block.text for block in message.content if block.type == "text")
-
-
-# -- reading the SDK's stream objects -----------------------------------------------------
-def _raw_of(helper: object) -> object | None:
-    """The raw event stream of a ``messages.stream()`` helper stream.
-
-    Read directly: the helper's own iteration keeps a snapshot of the unguarded reply
-    and raises, on arguments that are not JSON, an error that quotes them.
-    """
-    raw = getattr(helper, "_raw_stream", None)
-    if isinstance(raw, _sdk.Stream | _sdk.AsyncStream):
-        return raw
-    return None
-
-
-async def _cited(runs: Runs, citation: Any, index: int) -> Any:
-    """``citation`` with its ``cited_text`` checked by the policy (a run of its own, not
-    counted; part ``"citation"`` of block ``index`` in the trace): repaired, or ``None``
-    if it is blocked."""
-    text = getattr(citation, "cited_text", None)
-    if not isinstance(text, str) or not text:
-        return citation
-    guard = runs.text(counted=False, index=index, part="citation")
-    shown = await whole(guard, text)
-    if guard.blocked is not None:
-        return None
-    return citation if shown == text else citation.model_copy(update={"cited_text": shown})
-
-
-async def _open_async(source: Any) -> tuple[AsyncIterator[Any], Callable[[], Awaitable[None]]]:
-    """The events of an async source: a helper's raw stream where it has one (a manager
-    is entered here, and left when the stream is closed)."""
-    manager = None
-    if isinstance(source, AsyncMessageStreamManager):
-        manager = source
-        source = await source.__aenter__()
-    raw = _raw_of(source) if isinstance(source, AsyncMessageStream) else None
-    target: Any = raw if raw is not None else source
-    it = target if hasattr(target, "__anext__") else aiter(target)
-    if manager is None:
-        return it, partial(aclose_upstream, source)
-
-    async def leave() -> None:
-        with anyio.CancelScope(shield=True):
-            await manager.__aexit__(None, None, None)
-
-    return it, leave
-
-
-def _open_sync(source: Any) -> tuple[Iterator[Any], Callable[[], None]]:
-    """:func:`_open_async` for a sync source."""
-    manager = None
-    if isinstance(source, MessageStreamManager):
-        manager = source
-        source = source.__enter__()
-    raw = _raw_of(source) if isinstance(source, MessageStream) else None
-    target: Any = raw if raw is not None else source
-    it = target if hasattr(target, "__next__") else iter(target)
-    if manager is None:
-        return it, partial(close_upstream, source)
-    return it, partial(manager.__exit__, None, None, None)
-
-
-# -- non-streamed replies ----------------------------------------------------------------
-async def _reply(runs: Runs, message: Message) -> Message:
-    """A copy of ``message`` with its text blocks, their citations and each
-    ``tool_use.input`` (as ``json.dumps(input)``, parsed back) checked through runs of
-    the call; a block keeps the blocks before it and ends with the block message."""
-    content = list(message.content)
-    for position, block in enumerate(message.content):
-        if block.type == "text":
-            guard = runs.text(index=position)
-            text = await whole(guard, block.text)
-            if guard.blocked is not None:
-                return _refused(message, content[:position], guard.blocked.message)
-            update: dict[str, Any] = {"text": text}
-            if text != block.text and "parsed_output" in type(block).model_fields:
-                update["parsed_output"] = None  # messages.parse(): parsed from the unguarded text
-            if block.citations:  # quoted text is text too: each is checked on its own
-                kept = []
-                for citation in block.citations:
-                    checked = await _cited(runs, citation, position)
-                    if checked is not None:
-                        kept.append(checked)
-                update["citations"] = kept or None
-            content[position] = block.model_copy(update=update)
-        elif block.type == "tool_use":
-            args = json.dumps(block.input, ensure_ascii=False)
-            shown = await tool_text(runs, block.name, args, position)
-            if isinstance(shown, Blocked):
-                return _refused(message, content[:position], shown.message)
-            if shown == args:
-                continue
-            try:
-                value = json.loads(shown)
-            except ValueError:
-                value = None
-            if not isinstance(value, dict):  # repaired into something else: fail closed
-                return _refused(message, content[:position], runs.policy.block_message)
-            content[position] = block.model_copy(update={"input": value})
-    return message.model_copy(update={"content": content})
-
-
-def _refused(message: Message, kept: list[Any], text: str) -> Message:
-    """``message`` cut at a block: the blocks before it, the block message, ``refusal``."""
-    if text:
-        kept.append(TextBlock(type="text", text=text))
-    update: dict[str, Any] = {"content": kept, "stop_reason": "refusal", "stop_sequence": None}
-    if "stop_details" in type(message).model_fields:
-        update.update(_refusal_details())
-    return message.model_copy(update=update)
-
 
 def _reply_of(
-    policy: object,
-    message: object,
-    refusals: str,
-    name: str,
-    traced: dict[str, Any],
-    *,
-    sync: bool,
+    policy: object, message: object, call: Call, *, sync: bool
 ) -> tuple[Runs, Step[Message]]:
-    _check_policy(policy, name)
-    refusals_guarded(refusals)
+    checked = call.policy(policy)
     if not isinstance(message, Message):
         raise TypeError(
-            f"{name}() takes an Anthropic Message, got {type(message).__name__}"
+            f"{call.name}() takes an Anthropic Message, got {type(message).__name__}"
             + (
                 ": use guard() or guard_sync() for a stream"
                 if hasattr(message, "__iter__") or hasattr(message, "__aiter__")
                 else ""
             )
         )
-    assert isinstance(policy, Policy)
-    rec = recorder(policy, "anthropic", streamed=False, **traced)
-    _note_start(rec, message)
-    runs = Runs(policy, sync=sync, rec=rec, part="content_block")
-    return runs, _reply(runs, message)
-
-
-def _replied(runs: Runs, out: Message | None, error: BaseException | None = None) -> None:
-    """The trace of a guarded reply, once its runs are closed."""
-    rec = runs.rec
-    assert rec is not None
-    if error is not None:
-        if isinstance(error, anyio.get_cancelled_exc_class()):
-            rec.finish(ending="cancelled")
-        else:
-            rec.finish(error=error)
-        return
-    assert out is not None
-    rec.released(_reply_text(out))
-    rec.finish()
+    rec = call.recorder(checked, streamed=False)
+    note_start(rec, message)
+    runs = Runs(checked, sync=sync, rec=rec, part="content_block")
+    return runs, reply(runs, message)
 
 
 def guard_reply_sync(
@@ -589,17 +145,12 @@ def guard_reply_sync(
 ) -> Message:
     """A new ``Message`` with its text and tool arguments guarded (see the module doc);
     traced as the OpenAI adapter's calls are."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    runs, step = _reply_of(policy, message, refusals, "guard_reply_sync", traced, sync=True)
-    try:
-        out = drive_sync(step)
-    except BaseException as exc:
-        runs.close()
-        _replied(runs, None, exc)
-        raise
-    runs.close()
-    _replied(runs, out)
-    return out
+    call = Call.of(
+        "anthropic", "guard_reply_sync", refusals, trace_id, on_trace, capture_content,
+        request_model, parameters, started,
+    )  # fmt: skip
+    runs, step = _reply_of(policy, message, call, sync=True)
+    return reply_sync(runs, step, reply_text)
 
 
 async def guard_reply(
@@ -615,17 +166,12 @@ async def guard_reply(
     started: float | None = None,
 ) -> Message:
     """:func:`guard_reply_sync`, async (long texts and NER run in worker threads)."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    runs, step = _reply_of(policy, message, refusals, "guard_reply", traced, sync=False)
-    try:
-        out = await step
-    except BaseException as exc:
-        runs.close()
-        _replied(runs, None, exc)
-        raise
-    runs.close()
-    _replied(runs, out)
-    return out
+    call = Call.of(
+        "anthropic", "guard_reply", refusals, trace_id, on_trace, capture_content,
+        request_model, parameters, started,
+    )  # fmt: skip
+    runs, step = _reply_of(policy, message, call, sync=False)
+    return await reply_async(runs, step, reply_text)
 
 
 # -- the entry points ---------------------------------------------------------------------
@@ -641,32 +187,35 @@ _SYNC_KINDS = (_sdk.Stream, MessageStream, MessageStreamManager)
 _ASYNC_KINDS = (_sdk.AsyncStream, AsyncMessageStream, AsyncMessageStreamManager)
 
 
-def _check_policy(policy: object, name: str) -> None:
-    if not isinstance(policy, Policy):
-        raise TypeError(f"{name}() takes a Policy first, got {type(policy).__name__}")
+def _api(policy: Policy, refusals: str) -> Any:
+    from .anthropic_fallback import AnthropicApi
+
+    return AnthropicApi(policy, refusals)
 
 
-def _runs(
-    policy: object, stream: object, refusals: str, traced: dict[str, Any], *, sync: bool
-) -> Runs:
-    """The runs of a guarded stream, once its arguments are checked."""
-    name, kind, other, reply = (
-        ("guard_sync", "a sync", "guard() for the async", "guard_reply_sync()")
+def _stream(policy: object, stream: object, call: Call, *, sync: bool) -> Any:
+    """The guarded stream of one call (with fallbacks when it asks for them)."""
+    fallback = call.with_fallbacks(policy, stream, _api, sync=sync)
+    if fallback is not None:
+        return fallback
+    kind, other, answer = (
+        ("a sync", "guard() for the async", "guard_reply_sync()")
         if sync
-        else ("guard", "an async", "guard_sync() for the sync", "guard_reply()")
+        else ("an async", "guard_sync() for the sync", "guard_reply()")
     )
-    _check_policy(policy, name)
-    refusals_guarded(refusals)
+    checked = call.policy(policy)
     mine, theirs = (_SYNC_KINDS, _ASYNC_KINDS) if sync else (_ASYNC_KINDS, _SYNC_KINDS)
     protocol = "__iter__" if sync else "__aiter__"
     if isinstance(stream, theirs) or not (isinstance(stream, mine) or hasattr(stream, protocol)):
         raise TypeError(
-            f"{name}() takes {kind} Anthropic stream, got {type(stream).__name__}: "
-            f"use {other} client, {reply} for a Message"
+            f"{call.name}() takes {kind} Anthropic stream, got {type(stream).__name__}: "
+            f"use {other} client, {answer} for a Message"
         )
-    assert isinstance(policy, Policy)
-    rec = recorder(policy, "anthropic", streamed=True, **traced)
-    return Runs(policy, sync=sync, rec=rec, part="content_block")
+    rec = call.recorder(checked, streamed=True)
+    translator = AnthropicTranslator(Runs(checked, sync=sync, rec=rec, part="content_block"))
+    if sync:
+        return SyncGuardedStream(stream, translator, open_sync)
+    return GuardedStream(stream, translator, open_async)
 
 
 def guard(
@@ -687,17 +236,15 @@ def guard(
     of ``AsyncAnthropic``, its ``messages.stream(...)`` helper (the manager, which the
     guard enters and leaves, or the stream it gives), or any async iterable of raw
     events.  Iterate the result with ``async for``; ``async with`` or ``aclose()`` to
-    stop early.  ``refusals``, the call's trace and ``fallbacks`` as in the OpenAI
-    adapter (with fallbacks, one record for the whole call, an attempt per source).
+    stop early.  ``refusals``, the call's trace, ``fallbacks`` and the policy's time
+    limits as in the OpenAI adapter (with fallbacks, one record for the whole call, an
+    attempt per source).
     """
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
-        return cast(
-            "FallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=False),
-        )
-    runs = _runs(policy, stream, refusals, traced, sync=False)
-    return GuardedStream(stream, AnthropicTranslator(runs), _open_async)
+    call = Call.of(
+        "anthropic", "guard", refusals, trace_id, on_trace, capture_content, request_model,
+        parameters, started, fallbacks, breaker,
+    )  # fmt: skip
+    return cast("GuardedStream[Event]", _stream(policy, stream, call, sync=False))
 
 
 def guard_sync(
@@ -716,37 +263,8 @@ def guard_sync(
 ) -> SyncGuardedStream[Event] | SyncFallbackGuardedStream:
     """Guard a sync Anthropic stream (``Anthropic``'s ``messages.create(..., stream=True)``,
     its ``messages.stream(...)`` helper, or any iterable of raw events)."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
-        return cast(
-            "SyncFallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=True),
-        )
-    runs = _runs(policy, stream, refusals, traced, sync=True)
-    return SyncGuardedStream(stream, AnthropicTranslator(runs), _open_sync)
-
-
-def _fallback(
-    policy: Policy,
-    stream: Any,
-    refusals: str,
-    fallbacks: Any,
-    breaker: Any,
-    traced: dict[str, Any],
-    *,
-    sync: bool,
-) -> Any:
-    from .anthropic_fallback import AnthropicApi
-    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
-
-    name = "guard_sync" if sync else "guard"
-    _check_policy(policy, name)
-    kind = SyncFallbackGuardedStream if sync else FallbackGuardedStream
-    return kind(
-        policy,
-        stream,
-        AnthropicApi(policy, refusals),
-        fallbacks_of(fallbacks, name),
-        breaker_of(breaker, name),
-        recorder(policy, "anthropic", streamed=True, **traced),
-    )
+    call = Call.of(
+        "anthropic", "guard_sync", refusals, trace_id, on_trace, capture_content,
+        request_model, parameters, started, fallbacks, breaker,
+    )  # fmt: skip
+    return cast("SyncGuardedStream[Event]", _stream(policy, stream, call, sync=True))

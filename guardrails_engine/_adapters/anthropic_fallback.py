@@ -19,7 +19,7 @@ from .. import Policy
 from .._observe.calls import CallRecorder
 from ._guard import Runs, refusals_guarded
 from ._stream import source_stream
-from .anthropic import AnthropicTranslator, _open_async, _open_sync
+from .messages import AnthropicTranslator, open_async, open_sync
 
 __all__ = ["AnthropicApi"]
 
@@ -64,8 +64,8 @@ class AnthropicApi:
             AnthropicTranslator(runs),
             wrap,
             sync=sync,
-            open_sync=_open_sync,
-            open_async=_open_async,
+            open_sync=open_sync,
+            open_async=open_async,
         )
 
     def is_stream(self, value: Any) -> bool:

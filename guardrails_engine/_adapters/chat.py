@@ -67,7 +67,7 @@ class _FunctionCall:
 
 
 class _ChatChoice:
-    __slots__ = ("calls", "finished", "function", "logprobs", "refusal", "text")
+    __slots__ = ("calls", "cut", "finished", "function", "logprobs", "refusal", "text")
 
     def __init__(self) -> None:
         self.function: _FunctionCall | None = None
@@ -76,6 +76,7 @@ class _ChatChoice:
         self.refusal: Guard | None = None
         self.calls: dict[int, _Call] = {}
         self.finished = False
+        self.cut = False  # ended by a length check (``finish_reason: "length"``)
 
 
 def _is_empty(choice: ChunkChoice) -> bool:
@@ -95,13 +96,14 @@ def _is_empty(choice: ChunkChoice) -> bool:
 class ChatTranslator(Translator[ChatCompletionChunk]):
     """Turns upstream chunks into guarded chunks (one policy run per choice)."""
 
-    __slots__ = ("_choices", "_last", "_refusals")
+    __slots__ = ("_choices", "_last", "_refusals", "_truncated")
 
     def __init__(self, runs: Runs, refusals: bool) -> None:
         super().__init__(runs)
         self._refusals = refusals
         self._choices: dict[int, _ChatChoice] = {}
         self._last: ChatCompletionChunk | None = None
+        self._truncated = False  # a choice was ended by a length check
 
     async def process(self, chunk: ChatCompletionChunk) -> list[ChatCompletionChunk]:
         choices = chunk.choices
@@ -127,9 +129,17 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 and delta.function_call is None
             ):
                 guard = state.text
-                released = await guard.push(content)
-                if guard.blocked is not None:
-                    return self._block(_Stop(choice.index, released, guard.blocked))
+                released = guard.pushed(content)
+                if not isinstance(released, str):
+                    released = await released
+                if guard.done:  # the run ended: blocked, or cut by a length check
+                    if guard.blocked is not None:
+                        return self._block(_Stop(choice.index, released, guard.blocked))
+                    if state.finished:
+                        return []  # (the upstream goes on with a choice that ended)
+                    delta.content = released
+                    self._end_cut(state, choice)
+                    return [chunk]
                 if released or delta.role is not None or delta.audio is not None:
                     # (content came with the chunk: it is in the model's fields set
                     # already; writing the field's value skips pydantic's __setattr__)
@@ -151,12 +161,16 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 state = self._choices.get(choice.index)
                 if state is None:
                     state = self._choices[choice.index] = _ChatChoice()
+                elif state.cut:
+                    continue  # (the upstream goes on with a choice that ended)
                 await self._choice(state, choice)
                 if not _is_empty(choice):
                     kept.append(choice)
         except _Stop as stop:  # (the choices before the blocked one in this chunk are shown)
             head = [chunk.model_copy(update={"choices": kept, "usage": None})] if kept else []
             return head + self._block(stop)
+        if self._truncated:  # the reply is over once every choice has ended
+            self.cut = all(state.finished for state in self._choices.values())
         if len(kept) != len(choices):
             if not kept:
                 return [] if chunk.usage is None else [chunk.model_copy(update={"choices": []})]
@@ -176,6 +190,9 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
             if choice.logprobs is not None or state.logprobs is not None:
                 self._logprobs(state, choice, content, released)
             delta.content = released
+            if guard.done and not state.finished:  # cut by a length check: it ends here
+                self._end_cut(state, choice)
+                return
         refusal = delta.refusal
         if refusal and self._refusals:
             guard = state.refusal
@@ -213,6 +230,19 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
         except _Stop as stop:  # the text this chunk released comes before the message
             stop.released = (delta.content or "") + stop.released
             raise
+
+    def _end_cut(self, state: _ChatChoice, choice: ChunkChoice) -> None:
+        """A length check cut the choice's text: it ends here the API's way for a
+        length cut (``finish_reason: "length"``); what else it held is not shown, and
+        the stream stops reading once every choice has ended."""
+        state.cut = state.finished = True
+        self._truncated = True
+        delta = choice.delta
+        delta.refusal = None
+        delta.tool_calls = None
+        delta.function_call = None
+        choice.finish_reason = "length"
+        self.cut = all(other.finished for other in self._choices.values())
 
     @staticmethod
     def _logprobs(state: _ChatChoice, choice: ChunkChoice, written: str, shown: str) -> None:
@@ -401,6 +431,14 @@ class ChatTranslator(Translator[ChatCompletionChunk]):
                 elif d.tool_calls or d.function_call is not None:
                     got = got or ""
         return got
+
+    def expired(self, blocked: Blocked) -> list[ChatCompletionChunk] | None:
+        """The block message on the first open choice, then content_filter on each."""
+        self.blocked = blocked
+        if self._last is None:
+            return None
+        open_ = [index for index, state in sorted(self._choices.items()) if not state.finished]
+        return self._block(_Stop(open_[0], "", blocked)) if open_ else []
 
     def _block(self, stop: _Stop) -> list[ChatCompletionChunk]:
         """The block message on the blocked choice, then content_filter on every open one."""

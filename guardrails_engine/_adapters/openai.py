@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import anyio
-
 try:
     from openai import AsyncStream as _AsyncStream
     from openai import Stream as _SyncStream
@@ -34,12 +32,11 @@ except ImportError as exc:  # pragma: no cover - tested with the SDK hidden
 
 from .. import Breaker, Policy
 from .._observe.calls import CallRecorder, TraceSink
-from .._runtime.fallback import breaker_of, fallbacks_of, uses_fallback
 from . import chat, responses
+from ._calls import Call, reply_async, reply_sync
 from ._guard import Refusals, Runs, refusals_guarded
-from ._stream import GuardedStream, Step, SyncGuardedStream, Translator, drive_sync
+from ._stream import GuardedStream, Step, SyncGuardedStream, Translator
 from ._trace import recorder
-from ._trace import traced_args as _traced
 
 if TYPE_CHECKING:
     from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
@@ -85,7 +82,7 @@ class _Pick(Translator[Any]):
 def _make(
     policy: Policy,
     stream: object,
-    refusals: str,
+    refusals: object,
     traced: dict[str, Any] | None = None,
     *,
     sync: bool,
@@ -103,6 +100,31 @@ def _make(
     if cast_to is None:
         return _Pick(runs, guarded)
     return _translator(runs, cast_to is ChatCompletionChunk, guarded)
+
+
+def _api(policy: Policy, refusals: str) -> Any:
+    from .openai_fallback import OpenAIApi
+
+    return OpenAIApi(policy, refusals)
+
+
+def _stream(policy: Policy, stream: Any, call: Call, *, sync: bool) -> Any:
+    """The guarded stream of one call (with fallbacks when it asks for them)."""
+    fallback = call.with_fallbacks(policy, stream, _api, sync=sync)
+    if fallback is not None:
+        return fallback
+    if sync and (isinstance(stream, _AsyncStream) or not isinstance(stream, Iterable)):
+        raise TypeError(
+            f"guard_sync() takes a sync SDK stream, got {type(stream).__name__}: "
+            "use guard() for the async client"
+        )
+    if not sync and (isinstance(stream, _SyncStream) or not isinstance(stream, AsyncIterable)):
+        raise TypeError(
+            f"guard() takes an async SDK stream, got {type(stream).__name__}: "
+            "use guard_sync() for the sync client"
+        )
+    translator = _make(policy, stream, call.refusals, call.traced, sync=sync)
+    return SyncGuardedStream(stream, translator) if sync else GuardedStream(stream, translator)
 
 
 def guard(
@@ -127,20 +149,15 @@ def guard(
     request, so that its failure (a 500) falls back too.  The call's trace
     (``stream.trace_id``; ``stream.record`` once it ended) goes to ``on_trace`` and
     the policy's sink (docs/tracing.md); with fallbacks, one record for the whole
-    call, an attempt per source (docs/fallback.md).
+    call, an attempt per source (docs/fallback.md).  The policy's
+    ``stream.deadline_ms`` and ``stream.idle_timeout_ms`` bound the call
+    (docs/adapters.md).
     """
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
-        return cast(
-            "FallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=False),
-        )
-    if isinstance(stream, _SyncStream) or not isinstance(stream, AsyncIterable):
-        raise TypeError(
-            f"guard() takes an async SDK stream, got {type(stream).__name__}: "
-            "use guard_sync() for the sync client"
-        )
-    return GuardedStream(stream, _make(policy, stream, refusals, traced, sync=False))
+    call = Call.of(
+        "openai", "guard", refusals, trace_id, on_trace, capture_content, request_model,
+        parameters, started, fallbacks, breaker,
+    )  # fmt: skip
+    return cast("GuardedStream[Chunk]", _stream(policy, stream, call, sync=False))
 
 
 def guard_sync(
@@ -160,61 +177,23 @@ def guard_sync(
     """Guard a sync SDK stream (``Stream[ChatCompletionChunk]`` or Responses events);
     traced as :func:`guard`; ``fallbacks`` as in :func:`guard` (``stream`` may then be a
     function making the request)."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    if isinstance(policy, Policy) and uses_fallback(policy, fallbacks, breaker):
-        return cast(
-            "SyncFallbackGuardedStream",
-            _fallback(policy, stream, refusals, fallbacks, breaker, traced, sync=True),
-        )
-    if isinstance(stream, _AsyncStream) or not isinstance(stream, Iterable):
-        raise TypeError(
-            f"guard_sync() takes a sync SDK stream, got {type(stream).__name__}: "
-            "use guard() for the async client"
-        )
-    return SyncGuardedStream(stream, _make(policy, stream, refusals, traced, sync=True))
+    call = Call.of(
+        "openai", "guard_sync", refusals, trace_id, on_trace, capture_content, request_model,
+        parameters, started, fallbacks, breaker,
+    )  # fmt: skip
+    return cast("SyncGuardedStream[Chunk]", _stream(policy, stream, call, sync=True))
 
 
-def _fallback(
-    policy: Policy,
-    stream: Any,
-    refusals: str,
-    fallbacks: Any,
-    breaker: Any,
-    traced: dict[str, Any],
-    *,
-    sync: bool,
-) -> Any:
-    from .fallback import FallbackGuardedStream, SyncFallbackGuardedStream
-    from .openai_fallback import OpenAIApi
-
-    name = "guard_sync" if sync else "guard"
-    if not isinstance(policy, Policy):
-        raise TypeError(f"{name}() takes a Policy first, got {type(policy).__name__}")
-    refusals_guarded(refusals)
-    kind = SyncFallbackGuardedStream if sync else FallbackGuardedStream
-    return kind(
-        policy,
-        stream,
-        OpenAIApi(policy, refusals),
-        fallbacks_of(fallbacks, name),
-        breaker_of(breaker, name),
-        recorder(policy, "openai", streamed=True, **traced),
-    )
-
-
-def _reply(
-    policy: Policy, reply: Any, refusals: str, traced: dict[str, Any], *, sync: bool
-) -> tuple[Runs, Step[Any]]:
-    if not isinstance(policy, Policy):
-        raise TypeError(f"guard_reply() takes a Policy first, got {type(policy).__name__}")
-    guarded = refusals_guarded(refusals)
+def _reply(policy: Policy, reply: Any, call: Call, *, sync: bool) -> tuple[Runs, Step[Any]]:
+    policy = call.policy(policy)
+    guarded = call.guarded_refusals
     if isinstance(reply, ChatCompletion):
-        rec = recorder(policy, "openai", streamed=False, **traced)
+        rec = call.recorder(policy, streamed=False)
         chat.note_reply(rec, reply)
         runs = Runs(policy, sync=sync, rec=rec)
         return runs, chat.reply(runs, reply, guarded)
     if isinstance(reply, Response):
-        rec = recorder(policy, "openai", streamed=False, **traced)
+        rec = call.recorder(policy, streamed=False)
         responses.note_reply(rec, reply)
         runs = Runs(policy, sync=sync, rec=rec, part="output_item")
         return runs, responses.reply(runs, reply, guarded)
@@ -223,18 +202,8 @@ def _reply(
     )
 
 
-def _replied(runs: Runs, out: Any, error: BaseException | None = None) -> None:
-    """The trace of a guarded reply, once its runs are closed."""
-    rec: CallRecorder | None = runs.rec
-    if rec is None:
-        return
-    if error is not None:
-        cancelled = isinstance(error, anyio.get_cancelled_exc_class())
-        rec.finish(ending="cancelled") if cancelled else rec.finish(error=error)
-        return
-    text = chat.reply_text(out) if isinstance(out, ChatCompletion) else responses.reply_text(out)
-    rec.released(text)
-    rec.finish()  # (blocked when a run of the reply blocked)
+def _reply_text(out: Any) -> str:
+    return chat.reply_text(out) if isinstance(out, ChatCompletion) else responses.reply_text(out)
 
 
 async def guard_reply(
@@ -251,16 +220,12 @@ async def guard_reply(
 ) -> Reply:
     """A new ``ChatCompletion`` / ``Response`` with every text checked (async: long texts
     and NER run in worker threads); traced as :func:`guard`."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    runs, step = _reply(policy, reply, refusals, traced, sync=False)
-    try:
-        out: Reply = await step
-    except BaseException as exc:
-        runs.close()
-        _replied(runs, None, exc)
-        raise
-    runs.close()
-    _replied(runs, out)
+    call = Call.of(
+        "openai", "guard_reply", refusals, trace_id, on_trace, capture_content, request_model,
+        parameters, started,
+    )  # fmt: skip
+    runs, step = _reply(policy, reply, call, sync=False)
+    out: Reply = await reply_async(runs, step, _reply_text)
     return out
 
 
@@ -277,14 +242,10 @@ def guard_reply_sync(
     started: float | None = None,
 ) -> Reply:
     """:func:`guard_reply` for sync callers (no event loop)."""
-    traced = _traced(trace_id, on_trace, capture_content, request_model, parameters, started)
-    runs, step = _reply(policy, reply, refusals, traced, sync=True)
-    try:
-        out: Reply = drive_sync(step)
-    except BaseException as exc:
-        runs.close()
-        _replied(runs, None, exc)
-        raise
-    runs.close()
-    _replied(runs, out)
+    call = Call.of(
+        "openai", "guard_reply", refusals, trace_id, on_trace, capture_content, request_model,
+        parameters, started,
+    )  # fmt: skip
+    runs, step = _reply(policy, reply, call, sync=True)
+    out: Reply = reply_sync(runs, step, _reply_text)
     return out

@@ -90,7 +90,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
     are numbered again (``sequence_number``) since some are dropped or added.
     """
 
-    __slots__ = ("_calls", "_items", "_parts", "_refusals", "_seq", "_snapshot")
+    __slots__ = ("_calls", "_ended", "_items", "_parts", "_refusals", "_seq", "_snapshot")
 
     def __init__(self, runs: Runs, refusals: bool) -> None:
         super().__init__(runs)
@@ -99,6 +99,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
         self._calls: dict[int, _RCall] = {}
         self._items: dict[int, Any] = {}  # done output items, as shown
         self._snapshot: Response | None = None
+        self._ended = False  # the response's last event went out
         self._seq = 0
 
     def _num(self, event: Any) -> Any:
@@ -112,9 +113,13 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             if part is not None and part.guard is not None:
                 delta = event.delta
                 guard = part.guard
-                released = await guard.push(delta)
-                if guard.blocked is not None:
-                    return self._block(_Stop(0, released, guard.blocked, part=True))
+                released = guard.pushed(delta)
+                if not isinstance(released, str):
+                    released = await released
+                if guard.done:  # the run ended: blocked, or cut by a length check
+                    if guard.blocked is not None:
+                        return self._block(_Stop(0, released, guard.blocked, part=True))
+                    return self._cut(part, (event.output_index, event.content_index), released)
                 part.logprobs.add(delta, event.logprobs)
                 if not released:
                     return []
@@ -140,6 +145,8 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             released = await part.guard.push(delta)
             if part.guard.blocked is not None:
                 raise _Stop(0, released, part.guard.blocked, part=True)
+            if part.guard.done:  # cut by a length check: the response ends here
+                return self._cut(part, (event.output_index, event.content_index), released)
             part.text += released
             if kind == "response.output_text.delta":
                 part.logprobs.add(delta, event.logprobs)
@@ -253,6 +260,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             self._snapshot = response
             return [self._num(event)]
         if kind in ("response.completed", "response.incomplete", "response.failed"):
+            self._ended = True
             response = event.response
             if self.runs.rec is not None:
                 note_reply(self.runs.rec, response)
@@ -366,21 +374,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
                 for k, p in self._parts.items()
                 if p.guard is not None and p.guard.blocked is not None
             )
-            part.text += message
-            if message:
-                out.append(self._num(_new_delta(part, key, message)))
-            out.extend(self._num(e) for e in _part_end(part, key))
-            index = key[0]
-            contents = [_content(p) for (oi, _ci), p in sorted(self._parts.items()) if oi == index]
-            item = ResponseOutputMessage.model_construct(
-                id=part.item_id,
-                content=contents,
-                role="assistant",
-                status="incomplete",
-                type="message",
-            )
-            out.append(self._num(_item_done(index, item)))
-            shown[index] = item
+            out += self._end_part(part, key, message, shown)
         else:  # a tool call: a message item after it carries the block message
             call = self._calls.get(stop.key)
             if call is not None and call.guard.mode != "complete" and call.guard.mode != "block":
@@ -393,17 +387,65 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             item = _message_item(f"{base}_blocked", message)
             out.extend(self._num(e) for e in _message_events(index, item, message))
             shown[index] = item
-        response = self._incomplete_response(list(shown.values()))
-        out.append(
-            self._num(
-                ResponseIncompleteEvent.model_construct(
-                    response=response, sequence_number=0, type="response.incomplete"
-                )
-            )
+        return out + self._incomplete_end(shown, "content_filter")
+
+    def _cut(self, part: _Part, key: tuple[int, int], released: str) -> list[Any]:
+        """A length check cut a part's text: the part, its item and the response end
+        here, the API's way for a length cut (``response.incomplete``, reason
+        ``max_output_tokens``), and the stream stops reading."""
+        self.cut = True
+        shown = dict(sorted(self._items.items()))
+        return self._end_part(part, key, released, shown) + self._incomplete_end(
+            shown, "max_output_tokens"
         )
+
+    def expired(self, blocked: Blocked) -> list[ResponseStreamEvent] | None:
+        """The block message in the open text part (or in a new message item), then
+        ``response.incomplete`` (``content_filter``), as for a block."""
+        self.blocked = blocked
+        if self._snapshot is None:
+            return None
+        if self._ended:
+            return []
+        blocked_part = any(p.guard is not None and p.guard.blocked for p in self._parts.values())
+        if blocked_part:
+            return self._block(_Stop(0, "", blocked, part=True))
+        calls = [i for i, call in self._calls.items() if call.guard.blocked is not None]
+        return self._block(_Stop(calls[0] if calls else -1, "", blocked))
+
+    def _end_part(
+        self, part: _Part, key: tuple[int, int], text: str, shown: dict[int, Any]
+    ) -> list[Any]:
+        """The events that end a part with ``text`` (its last piece) and its message
+        item (``incomplete``), which goes into ``shown``."""
+        out: list[Any] = []
+        part.text += text
+        if text:
+            out.append(self._num(_new_delta(part, key, text)))
+        out.extend(self._num(e) for e in _part_end(part, key))
+        index = key[0]
+        contents = [_content(p) for (oi, _ci), p in sorted(self._parts.items()) if oi == index]
+        item = ResponseOutputMessage.model_construct(
+            id=part.item_id,
+            content=contents,
+            role="assistant",
+            status="incomplete",
+            type="message",
+        )
+        out.append(self._num(_item_done(index, item)))
+        shown[index] = item
         return out
 
-    def _incomplete_response(self, output: list[Any]) -> Response:
+    def _incomplete_end(self, shown: dict[int, Any], reason: str) -> list[Any]:
+        """``response.incomplete`` with the items shown, ``reason`` its ``incomplete_details``."""
+        response = self._incomplete_response(list(shown.values()), reason)
+        self._ended = True
+        event = ResponseIncompleteEvent.model_construct(
+            response=response, sequence_number=0, type="response.incomplete"
+        )
+        return [self._num(event)]
+
+    def _incomplete_response(self, output: list[Any], reason: str) -> Response:
         snap = self._snapshot
         if snap is None:
             response = Response.model_construct(
@@ -418,7 +460,7 @@ class ResponsesTranslator(Translator[ResponseStreamEvent]):
             )
         else:
             response = snap.model_copy(update={"output": output})
-        _incomplete(response)
+        _incomplete(response, reason)
         return response
 
 
@@ -567,10 +609,11 @@ def _message_item(item_id: str, text: str) -> ResponseOutputMessage:
     )
 
 
-def _incomplete(response: Response) -> None:
-    """Mark a response as ended by the content filter (the API's own incomplete ending)."""
+def _incomplete(response: Response, reason: str = "content_filter") -> None:
+    """Mark a response as ended by the content filter, or (``max_output_tokens``) cut at
+    its length (the API's own incomplete endings)."""
     response.status = "incomplete"
-    response.incomplete_details = IncompleteDetails.model_construct(reason="content_filter")
+    response.incomplete_details = IncompleteDetails.model_construct(reason=reason)
 
 
 def note_reply(rec: CallRecorder, response: Response) -> None:

@@ -2,7 +2,8 @@
 
 Both drivers share :class:`_Driver`; they differ only in how they pull from
 and close the source.  The source is closed as soon as the outcome is
-decided, when the consumer stops early, and when it raises.
+decided, when the consumer stops early, and when it raises.  A stream's own time
+limits are :mod:`.limits`'s; its typed events (``events()``) are :mod:`.events`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
@@ -30,7 +30,9 @@ from .._common.closing import AsyncClosing, Closing, EventLoop, event_loop, sche
 from .._common.errors import StreamStateError
 from .._common.model import Blocked, Result
 from .._common.threads import source_limiter, thread_limiter
+from .events import AsyncEvents, Ended, Released, StreamEvent, SyncEvents
 from .jobs import settle, settle_sync
+from .limits import Limits
 from .run import Ending, Run
 from .trace import TraceCallback, record
 
@@ -86,86 +88,6 @@ def _pull_mode(source: object, it: Iterator[str], declared: bool | None) -> int:
     return _PROBE
 
 
-@dataclass(frozen=True, slots=True)
-class Released:
-    """Text that became safe to show (already repaired)."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Ended:
-    """The stream ended: the last event.  ``result`` is ``Stream.result``."""
-
-    result: Result | None
-
-
-#: What :meth:`Stream.events` and :meth:`SyncStream.events` yield.
-StreamEvent = Released | Blocked | Ended
-
-
-class _Limits:
-    """A stream's own time limits: ``stream.deadline_ms`` (from its first pull) and
-    ``stream.idle_timeout_ms`` (the longest wait for the next chunk)."""
-
-    __slots__ = ("_at", "_deadline", "_idle", "_last")
-
-    def __init__(self, deadline_ms: int | None, idle_timeout_ms: int | None) -> None:
-        self._deadline = None if deadline_ms is None else deadline_ms / 1000
-        self._idle = None if idle_timeout_ms is None else idle_timeout_ms / 1000
-        self._at: float | None = None  # when the deadline passes
-        self._last: float | None = None  # when the last chunk came (or the run started)
-
-    @property
-    def active(self) -> bool:
-        return self._deadline is not None or self._idle is not None
-
-    def start(self) -> None:
-        """The run starts now (a no-op after the first call)."""
-        if self._last is None:
-            now = time.perf_counter()
-            self._last = now
-            if self._deadline is not None:
-                self._at = now + self._deadline
-
-    def chunk(self) -> None:
-        """A chunk came from the source now."""
-        self._last = time.perf_counter()
-
-    def wait(self) -> float | None:
-        """How long the next wait for the source may take (seconds; None: no limit)."""
-        self.start()
-        now = time.perf_counter()
-        left = None if self._at is None else self._at - now
-        if self._idle is not None and self._last is not None:
-            idle = self._last + self._idle - now
-            left = idle if left is None or idle < left else left
-        return None if left is None else max(0.0, left)
-
-    def due(self) -> tuple[Ending, str]:
-        """The limit a wait of :meth:`wait` ran into."""
-        passed = self.passed(waiting=True, slack=0.001)
-        if passed is not None:
-            return passed
-        return self._reason(Ending.TIMED_OUT if self._idle is None else Ending.IDLE)
-
-    def _reason(self, ending: Ending) -> tuple[Ending, str]:
-        if ending is Ending.TIMED_OUT:
-            return ending, f"deadline of {round((self._deadline or 0) * 1000):,} ms passed"
-        return ending, f"no text from the source for {round((self._idle or 0) * 1000):,} ms"
-
-    def passed(self, *, waiting: bool, slack: float = 0.0) -> tuple[Ending, str] | None:
-        """The limit that has passed, if any, with the finding's reason; ``waiting``:
-        the run was waiting for the source (else working: the idle limit waits)."""
-        now = time.perf_counter() + slack
-        if self._at is not None and now >= self._at:
-            return self._reason(Ending.TIMED_OUT)
-        idle = self._idle
-        if waiting and idle is not None and self._last is not None and now >= self._last + idle:
-            return self._reason(Ending.IDLE)
-        return None
-
-
 class _Driver:
     __slots__ = (
         "_closed_early",
@@ -180,12 +102,20 @@ class _Driver:
         "_traced",
     )
 
-    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
+    def __init__(
+        self,
+        policy: Plan,
+        trace_id: str | None,
+        on_trace: TraceCallback | None,
+        limits: Limits | None = None,
+    ) -> None:
         self._policy = policy
         self._done = False  # (first: a finalizer reads it if Run() raises)
         self._run = Run(policy)
-        stream = policy.spec.stream
-        self._limits = _Limits(stream.deadline_ms, stream.idle_timeout_ms)
+        if limits is None:  # (else the clock of a call this run is one of)
+            stream = policy.spec.stream
+            limits = Limits(stream.deadline_ms, stream.idle_timeout_ms)
+        self._limits = limits
         self._pieces: deque[str] = deque()
         self._message = False  # the block message is the last piece
         self._closed_early = False  # closed by the consumer before it ended
@@ -225,13 +155,7 @@ class _Driver:
         if not isinstance(chunk, str):
             self._failed(Ending.SOURCE_ERROR)
             raise TypeError(f"a stream source must yield str, got {type(chunk).__name__}")
-        piece = self._run.feed(chunk)
-        if piece:
-            self._pieces.append(piece)
-        if self._run.decided:
-            self._end()
-            return True
-        return False
+        return self._resumed(self._run.feed(chunk))
 
     def _exhausted(self) -> None:
         piece = self._run.finish()
@@ -241,7 +165,8 @@ class _Driver:
             self._end()
 
     def _resumed(self, piece: str) -> bool:
-        """The deferred calls ran and gave ``piece``: True when the source should be closed."""
+        """The run gave ``piece`` (from a chunk, or from the deferred calls once they
+        ran): True when the source should be closed."""
         if piece:
             self._pieces.append(piece)
         if self._run.decided:
@@ -355,14 +280,14 @@ class Stream(_Driver, AsyncClosing):
             await self._pull()
         return self._pieces.popleft()
 
-    def events(self) -> _AsyncEvents:
+    def events(self) -> AsyncEvents:
         """The stream as typed events: :class:`Released` text, then :class:`Blocked`
         if the run was blocked, then :class:`Ended` with the result.
 
         The same text as iterating the stream (pieces are not repeated: use one or
         the other); a source error or a close raises as iteration does.
         """
-        return _AsyncEvents(self)
+        return AsyncEvents(self)
 
     async def _pull(self) -> None:
         it = self._iter
@@ -571,9 +496,9 @@ class SyncStream(_Driver, Closing):
             self._pull()
         return self._pieces.popleft()
 
-    def events(self) -> _SyncEvents:
+    def events(self) -> SyncEvents:
         """The stream as typed events; see :meth:`Stream.events`."""
-        return _SyncEvents(self)
+        return SyncEvents(self)
 
     def _pull(self) -> None:
         if self._iter is None:
@@ -653,66 +578,6 @@ class SyncStream(_Driver, Closing):
             self._failed(Ending.CANCELLED)
             self._closed_early = True
         self._close_source()
-
-
-class _AsyncEvents:
-    """The events of a :class:`Stream` (see :meth:`Stream.events`)."""
-
-    __slots__ = ("_last", "_stream")
-
-    def __init__(self, stream: Stream) -> None:
-        self._stream = stream
-        self._last: list[StreamEvent] | None = None
-
-    def __aiter__(self) -> _AsyncEvents:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        stream = self._stream
-        if self._last is None:
-            try:
-                piece = await stream.__anext__()
-            except StopAsyncIteration:
-                self._last = stream._last_events()
-            else:
-                return stream._event(piece)
-        if not self._last:
-            raise StopAsyncIteration
-        return self._last.pop(0)
-
-    async def aclose(self) -> None:
-        """Stop: close the stream (and its source)."""
-        await self._stream.aclose()
-
-
-class _SyncEvents:
-    """The events of a :class:`SyncStream` (see :meth:`SyncStream.events`)."""
-
-    __slots__ = ("_last", "_stream")
-
-    def __init__(self, stream: SyncStream) -> None:
-        self._stream = stream
-        self._last: list[StreamEvent] | None = None
-
-    def __iter__(self) -> _SyncEvents:
-        return self
-
-    def __next__(self) -> StreamEvent:
-        stream = self._stream
-        if self._last is None:
-            try:
-                piece = next(stream)
-            except StopIteration:
-                self._last = stream._last_events()
-            else:
-                return stream._event(piece)
-        if not self._last:
-            raise StopIteration
-        return self._last.pop(0)
-
-    def close(self) -> None:
-        """Stop: close the stream (and its source)."""
-        self._stream.close()
 
 
 def _close_sync(it: object) -> None:

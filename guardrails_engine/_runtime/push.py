@@ -16,6 +16,7 @@ from .._common.model import Blocked
 from .._common.threads import thread_limiter
 from .drive import _Driver
 from .jobs import settle, settle_sync
+from .limits import Limits
 from .run import Ending
 from .trace import TraceCallback
 
@@ -30,11 +31,19 @@ _log = logging.getLogger("guardrails_engine")
 class _Push(_Driver):
     """Shared by :class:`Push` and :class:`SyncPush`."""
 
-    __slots__ = ()
+    __slots__ = ("_blocking",)
 
-    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
-        super().__init__(policy, trace_id, on_trace)
+    def __init__(
+        self,
+        policy: Plan,
+        trace_id: str | None,
+        on_trace: TraceCallback | None,
+        limits: Limits | None = None,
+    ) -> None:
+        # ``limits``: the clock of the guarded call this run is one of (an adapter's).
+        super().__init__(policy, trace_id, on_trace, limits)
         self._limits.start()  # (a push run's limits run from its creation)
+        self._blocking = policy.blocking  # (NER: the async twin runs it in worker threads)
 
     @property
     def done(self) -> bool:
@@ -154,11 +163,7 @@ class Push(_Push, AsyncClosing):
     that defer calls are awaited, on the running event loop.  ``async with
     policy.push() as run:`` closes it at the end (:meth:`aclose`)."""
 
-    __slots__ = ("_blocking",)
-
-    def __init__(self, policy: Plan, trace_id: str | None, on_trace: TraceCallback | None) -> None:
-        super().__init__(policy, trace_id, on_trace)
-        self._blocking = policy.blocking
+    __slots__ = ()
 
     async def feed(self, text: str) -> str:
         if self._done:

@@ -87,15 +87,17 @@ class StreamSpec(_Spec):
         None,
         ge=1,
         le=86_400_000,
-        description="The most time a stream or push run may take, from its first pull (or "
-        "its creation); past it, it ends blocked (ending: timed_out). Default: none.",
+        description="The most time a stream, push run or guarded SDK stream (the adapters) "
+        "may take, from its first pull (or its creation); past it, it ends blocked (ending: "
+        "timed_out). Default: none.",
     )
     idle_timeout_ms: int | None = Field(
         None,
         ge=1,
         le=86_400_000,
-        description="The most time a stream or push run may wait for the next chunk from "
-        "its source; past it, it ends blocked (ending: idle). Default: none.",
+        description="The most time a stream, push run or guarded SDK stream may wait for "
+        "the next chunk (event) from its source; past it, it ends blocked (ending: idle). "
+        "Default: none.",
     )
     first_chunk_timeout_ms: int | None = Field(
         None,
