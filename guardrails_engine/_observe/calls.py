@@ -123,7 +123,9 @@ class CallTrace:
 
     ``decision`` is the call's outcome over all its runs: ``block`` if any run blocked,
     else ``repair`` if any repaired, else ``pass`` (``None`` if a run did not end);
-    ``ending`` is ``completed``, ``blocked``, ``closed`` (stopped early by the reader),
+    ``ending`` is ``completed``, ``blocked``, ``truncated`` (cut at the policy's length
+    limit), ``timed_out`` (``stream.deadline_ms`` passed), ``idle`` (no event from the
+    upstream for ``stream.idle_timeout_ms``), ``closed`` (stopped early by the reader),
     ``cancelled`` or ``error``.  ``first_out_ms`` is the time to the first released piece,
     from the start of the call.  ``prompt`` and ``output`` are ``None`` unless content
     capture was asked for (and then hold what the policy's pii and content checks let
@@ -469,8 +471,9 @@ class CallRecorder:
     def finish(self, *, ending: str | None = None, error: BaseException | None = None) -> CallTrace:
         """The call ended: build its record and send it (once; later calls return it).
 
-        ``ending`` is ``"closed"`` when the reader stopped early, ``"cancelled"``, or
-        left out (``completed``, or ``blocked`` when a run blocked); ``error`` is the
+        ``ending`` is ``"closed"`` when the reader stopped early, ``"cancelled"``,
+        ``"truncated"``, ``"timed_out"``, ``"idle"``, or left out (``completed``, or
+        ``blocked`` when a run blocked); ``error`` is the
         exception that ended the call, if any (only its type is kept).
         """
         with self._lock:
