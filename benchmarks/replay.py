@@ -209,7 +209,7 @@ def main() -> int:
             loads = []
             for rnd in range(args.rounds + 1):  # round 0 warms up
                 for e in engines:
-                    dt, out = timed(lambda e=e: [e.stream(s) for s in streams])  # type: ignore[misc]
+                    dt, out = timed(lambda e=e, ss=streams: [e.stream(s) for s in ss])  # type: ignore[misc]
                     if rnd:
                         times[e.name].append(dt)
                     outs[e.name] = out
@@ -226,7 +226,9 @@ def main() -> int:
             )
             for e in engines:
                 per = [t / n_chunks * 1e6 for t in times[e.name]]
-                over = [(t - f) / n_chunks * 1e6 for t, f in zip(times[e.name], floors, strict=True)]
+                over = [
+                    (t - f) / n_chunks * 1e6 for t, f in zip(times[e.name], floors, strict=True)
+                ]
                 want = [e.whole(t) if e.entities is not None else t for t in texts]
                 same = sum(1 for a, b in zip(outs[e.name], want, strict=True) if a == b)
                 if isinstance(e, Ours) and same != len(texts):
@@ -249,7 +251,7 @@ def main() -> int:
         vt: dict[str, list[float]] = {e.name: [] for e in ours}
         for rnd in range(args.rounds + 1):
             for e in ours:
-                dt, _ = timed(lambda e=e: [e.whole(t) for t in texts])  # type: ignore[misc]
+                dt, _ = timed(lambda e=e, tt=texts: [e.whole(t) for t in tt])  # type: ignore[misc]
                 if rnd:
                     vt[e.name].append(dt)
         print(
