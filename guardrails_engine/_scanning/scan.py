@@ -48,6 +48,7 @@ import regex
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
 from .compose import SCOPABLE, ascii_gate, classes, probe, streamable
+from .hints import hint
 from .terms import OVERLAPPING
 
 __all__ = [
@@ -102,7 +103,7 @@ class ScanMatch:
 class _Finder:
     """Finds where a match of some patterns may be in progress."""
 
-    __slots__ = ("ascii_first", "first", "probe", "probes")
+    __slots__ = ("ascii_first", "first", "probe", "probes", "spoilers", "sure")
 
     def __init__(
         self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
@@ -122,6 +123,18 @@ class _Finder:
         self.ascii_first = frozenset(
             chr(c) for c in range(128) if probes == 0 and first and first.match(chr(c))
         )
+        # Where candidates are asked about, what their authors know (hints.py):
+        # a candidate before a spoiler of every pattern is not in progress, one
+        # from which a sure hint matches in full is.  The answer is the probe's.
+        known_hints = [hint(p) for p in patterns]
+        spoilers = [h.spoiler if h is not None else None for h in known_hints]
+        self.spoilers = tuple(s for s in spoilers if s is not None)
+        if probes == 0 or len(self.spoilers) < len(spoilers):
+            self.spoilers = ()
+        sure = [h.sure.pattern for h in known_hints if h is not None and h.sure is not None]
+        self.sure = (
+            regex.compile("|".join(f"(?:{s})" for s in sure)) if probes > 0 and sure else None
+        )
 
     def find(self, buf: str, p: int, stop: int, deadline: Deadline) -> int:
         """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
@@ -136,11 +149,24 @@ class _Finder:
             pm = self.probe.search(buf, p, partial=True, timeout=left)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
+        if self.spoilers:
+            # Each spoiler's last occurrence rules out every candidate up to it.
+            last = stop
+            for spoiler in self.spoilers:
+                sm = spoiler.search(buf, p)
+                if sm is None:
+                    last = -1
+                    break
+                last = min(last, sm.start())
+            p = max(p, last + 1)
+        sure = self.sure
         m = first.search(buf, p)
         while m is not None:
             c = m.start()
             if c >= stop:
                 break
+            if sure is not None and sure.fullmatch(buf, c) is not None:
+                return c
             if budget == 0:
                 if self.probes == 0:
                     return c
@@ -180,6 +206,7 @@ class _Group:
         "finder",
         "gates",
         "indices",
+        "needles",
         "overlapping",
         "patterns",
         "reach",
@@ -205,6 +232,12 @@ class _Group:
         self.reach = None if None in reaches else max(r for r in reaches if r is not None)
         # Every match consumes one of these: without one, nothing matches.
         self.trigger = classes(patterns, [f.required for f in known], lead=False)
+        # Per pattern, what every match contains (hints.py), if its author said.
+        self.needles = tuple(None if h is None else h.needle for h in map(hint, patterns))
+        if None not in self.needles:
+            self.trigger = regex.compile(
+                "|".join(f"(?:{n.pattern})" for n in self.needles if n is not None)
+            )
         # The same per pattern, for text that is all ASCII: the ASCII characters
         # of which every match of the pattern there holds one.
         gates = [ascii_gate(p, f.required) for p, f in zip(patterns, known, strict=True)]
@@ -285,6 +318,14 @@ class PatternSet:
         groups += [_Group([i], [self.patterns[i]], [known[i]]) for i in alone]
         self._groups = tuple(groups)
         self._trigger = classes(self.patterns, [f.required for f in known], lead=False)
+        if any(n is not None for g in groups for n in g.needles):
+            # (Some groups search for their needles instead.)
+            triggers = [g.trigger for g in groups]
+            self._trigger = (
+                None
+                if None in triggers
+                else regex.compile("|".join(f"(?:{t.pattern})" for t in triggers if t))
+            )
 
     def state(self, deadline: Deadline | None = None) -> ScanState:
         """A scanning state for one run; ``deadline`` stops its long calls."""
@@ -438,6 +479,9 @@ class _GroupState:
         for j in range(len(patterns)) if which is None else which:
             pattern = patterns[j]
             p = max(self.pos[j], start)
+            needle = group.needles[j]
+            if needle is not None and p < limit and needle.search(buf, p - base) is None:
+                p = limit  # (a match from p on would contain one)
             index = group.indices[j]
             overlapping = group.overlapping[j]
             while p < limit:
@@ -482,6 +526,9 @@ class _GroupState:
             pattern = patterns[j]
             index = group.indices[j]
             q = max(self.pos[j], start) - base
+            needle = group.needles[j]
+            if needle is not None and needle.search(buf, q) is None:
+                q = lim
             for c in found:
                 if c < q:
                     continue

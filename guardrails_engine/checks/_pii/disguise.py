@@ -43,6 +43,7 @@ from typing import Any
 
 import regex
 
+from ..._scanning.hints import declare
 from ..._scanning.scan import ScanMatch
 from .presidio import Detector, catalog, is_ipv4
 
@@ -108,6 +109,18 @@ _EMAIL_SPACED = regex.compile(
     r"(?:[\w\-][ \t]{1,3}){0,62}[\w\-]"
     r"(?:[ \t]*\.[ \t]*(?:[\w\-][ \t]{1,3}){0,62}[\w\-]){1,4}(?![\w\-])"
 )
+# What the scanner cannot read from these two patterns (``_scanning/hints.py``; checked
+# by tests/test_scan_hints.py).  Every match holds an "@", or "at" between brackets.
+# Whitespace in a words match always touches a bracket, a mark or an "@", never a
+# letter or digit on both sides; a spaced match never has two word characters side by
+# side.  A word with the spaces after it may be the name of a words match in progress.
+declare(
+    _EMAIL_WORDS,
+    needle=rf"(?-i:@)|(?i:{_OPEN}[ \t]?at[ \t]?{_CLOSE})",
+    spoiler=r"[^\W_][ \t\r\n]+[^\W_]|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~]",
+    sure=r"(?<![\w.+\-@])[A-Za-z0-9]{1,64}[ \t]*",
+)
+declare(_EMAIL_SPACED, needle="@", spoiler=r"[\w+\-]{2}|[^\w+\-.@ \t]")
 # How an "@" and a dot are written, read back.
 _AT_AS_WRITTEN = regex.compile(
     rf"\s*{_OPEN}\s*(?:at|@)\s*{_CLOSE}\s*|[ \t]+at[ \t]+|[*_`~]*@@?[*_`~]*|\s+@@?\s*",
