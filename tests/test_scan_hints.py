@@ -19,6 +19,7 @@ from guardrails_engine._scanning.compose import probe
 from guardrails_engine._scanning.hints import Hint, declared
 from guardrails_engine._scanning.scan import PatternSet
 from guardrails_engine.checks._pii import disguise
+from guardrails_engine.checks._pii.presidio import catalog
 
 # Pieces of disguised addresses, of prose, and of what sits between them.
 PIECES = [
@@ -26,9 +27,11 @@ PIECES = [
     " ", "  ", "\t", "\n", "\r\n", " \n ", "@", "@@", ".", "[at]", "(at)", "{dot}", "<at>",
     "[", "]", "(", ")", "'", '"', "-", "_", "+", "*", "**", "`", "~", ",", ";", "!", "/", ":",
     "\u00ab", "\u00bb", "é", "ß", "\u00a0", "_at_", "-at-", " [ at ] ", " @ ", "j d o e",
+    "#", "%", "&", "=", "?", "^", "{", "|", "}", "example.com", "x@y.co",
 ]  # fmt: skip
 texts = st.lists(st.sampled_from(PIECES), max_size=14).map("".join)
 
+catalog().detectors("EMAIL_ADDRESS")  # (declares the hint of presidio's e-mail pattern)
 HINTS = declared()
 # The two e-mail patterns of the words family declare hints; nothing else needs to.
 assert {disguise._EMAIL_WORDS.pattern, disguise._EMAIL_SPACED.pattern} <= {
