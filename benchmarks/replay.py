@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import re
 import statistics
 import sys
@@ -46,24 +45,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import _common as c
+from floors import LENGTH_ONLY as FLOOR
+from floors import SIX, load_average, pii_policy
 
 import guardrails_engine as ge
-
-SIX = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "IBAN_CODE"]
-
-
-def pii_policy(name: str, entities: list[str]) -> ge.Policy:
-    return ge.Policy.from_yaml(
-        f"version: 1\nname: {name}\ncheck_timeout_ms: 3600000\nchecks:\n"
-        f"  - {{id: pii, type: pii, entities: [{', '.join(entities)}], action: repair, "
-        "repair: mask}\n"
-    )
-
-
-FLOOR = ge.Policy.from_yaml(
-    "version: 1\nname: pipeline-floor\nchecks:\n"
-    "  - {id: l, type: length, max_chars: 100000000, action: block}\n"
-)
 
 _TOKEN = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+")
 
@@ -72,13 +57,6 @@ def word_tokens(text: str) -> list[str]:
     out = _TOKEN.findall(text)
     assert "".join(out) == text
     return out
-
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 class Engine:
