@@ -27,11 +27,12 @@ part of the text is a match in the whole); ``sure`` may look behind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import regex
 
-__all__ = ["Hint", "declare", "declared", "hint"]
+__all__ = ["Hint", "Known", "declare", "declared", "either", "hint", "unspoiled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,8 @@ def declare(
     spoiler: str | None = None,
     sure: str | None = None,
 ) -> None:
-    """Declare what is known of ``pattern`` (its text and flags)."""
+    """Declare what is known of ``pattern`` (its text and flags); the hints are
+    compiled without flags (scope them inline: ``(?i:at)``)."""
     _HINTS[(pattern.pattern, pattern.flags)] = Hint(
         None if needle is None else regex.compile(needle),
         None if spoiler is None else regex.compile(spoiler, regex.REVERSE),
@@ -69,3 +71,42 @@ def hint(pattern: regex.Pattern[str]) -> Hint | None:
 def declared() -> list[tuple[str, int, Hint]]:
     """Every declaration (for the tests that check them)."""
     return [(text, flags, h) for (text, flags), h in _HINTS.items()]
+
+
+class Known:
+    """The hints of the patterns a scanner looks for together."""
+
+    __slots__ = ("needles", "spoilers", "sure")
+
+    def __init__(self, patterns: Sequence[regex.Pattern[str]]) -> None:
+        hints = [hint(p) for p in patterns]
+        #: Per pattern, its needle (None: none declared).
+        self.needles = tuple(None if h is None else h.needle for h in hints)
+        # Spoilers only if every pattern has one: a candidate is ruled out when it
+        # is ruled out for each.
+        spoilers = tuple(h.spoiler for h in hints if h is not None and h.spoiler is not None)
+        self.spoilers = spoilers if len(spoilers) == len(hints) else ()
+        #: One of the sure hints matches in full: one of the patterns is in progress.
+        self.sure = either([h.sure for h in hints if h is not None and h.sure is not None])
+
+
+def either(patterns: Sequence[regex.Pattern[str] | None]) -> regex.Pattern[str] | None:
+    """One pattern matching where any of ``patterns`` (without global flags) does; None
+    if one of them is None, or if there are none."""
+    if not patterns or any(p is None for p in patterns):
+        return None
+    return regex.compile("|".join(f"(?:{p.pattern})" for p in patterns if p is not None))
+
+
+def unspoiled(spoilers: Sequence[regex.Pattern[str]], buf: str, p: int) -> int:
+    """The first position from ``p`` on that no spoiler rules out: each spoiler's last
+    occurrence in ``buf[p:]`` rules out every start up to it, for its pattern."""
+    if not spoilers:
+        return p
+    last = len(buf)
+    for spoiler in spoilers:
+        m = spoiler.search(buf, p)
+        if m is None:
+            return p
+        last = min(last, m.start())
+    return max(p, last + 1)

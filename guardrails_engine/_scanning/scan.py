@@ -26,6 +26,8 @@ Keeping the cost low.  What is known of each pattern before any text
   match, in the word before);
 - a match must consume one of its *required* characters (``@`` for an e-mail
   address): without one in the unsettled text, its pattern is not searched;
+- what a pattern's author declares (``hints.py``: what every match contains, what
+  none does, what is surely a match in progress) saves searches and probes;
 - over long stretches a probe can cost milliseconds (presidio's URL patterns):
   a whitespace-free stretch longer than 256 characters is held from its first
   candidate, unasked, and a match in progress over more than 256 characters is
@@ -48,7 +50,7 @@ import regex
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
 from .compose import SCOPABLE, ascii_gate, classes, probe, streamable
-from .hints import hint
+from .hints import Known, either, unspoiled
 from .terms import OVERLAPPING
 
 __all__ = [
@@ -103,7 +105,7 @@ class ScanMatch:
 class _Finder:
     """Finds where a match of some patterns may be in progress."""
 
-    __slots__ = ("ascii_first", "first", "probe", "probes", "spoilers", "sure")
+    __slots__ = ("ascii_first", "first", "known", "probe", "probes")
 
     def __init__(
         self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
@@ -123,18 +125,8 @@ class _Finder:
         self.ascii_first = frozenset(
             chr(c) for c in range(128) if probes == 0 and first and first.match(chr(c))
         )
-        # Where candidates are asked about, what their authors know (hints.py):
-        # a candidate before a spoiler of every pattern is not in progress, one
-        # from which a sure hint matches in full is.  The answer is the probe's.
-        known_hints = [hint(p) for p in patterns]
-        spoilers = [h.spoiler if h is not None else None for h in known_hints]
-        self.spoilers = tuple(s for s in spoilers if s is not None)
-        if probes == 0 or len(self.spoilers) < len(spoilers):
-            self.spoilers = ()
-        sure = [h.sure.pattern for h in known_hints if h is not None and h.sure is not None]
-        self.sure = (
-            regex.compile("|".join(f"(?:{s})" for s in sure)) if probes > 0 and sure else None
-        )
+        # Where candidates are asked about, what the patterns' authors know (hints.py).
+        self.known = Known(patterns) if probes > 0 else None
 
     def find(self, buf: str, p: int, stop: int, deadline: Deadline) -> int:
         """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
@@ -149,17 +141,11 @@ class _Finder:
             pm = self.probe.search(buf, p, partial=True, timeout=left)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
-        if self.spoilers:
-            # Each spoiler's last occurrence rules out every candidate up to it.
-            last = stop
-            for spoiler in self.spoilers:
-                sm = spoiler.search(buf, p)
-                if sm is None:
-                    last = -1
-                    break
-                last = min(last, sm.start())
-            p = max(p, last + 1)
-        sure = self.sure
+        known = self.known
+        sure = None
+        if known is not None:
+            p = unspoiled(known.spoilers, buf, p)
+            sure = known.sure
         m = first.search(buf, p)
         while m is not None:
             c = m.start()
@@ -233,11 +219,9 @@ class _Group:
         # Every match consumes one of these: without one, nothing matches.
         self.trigger = classes(patterns, [f.required for f in known], lead=False)
         # Per pattern, what every match contains (hints.py), if its author said.
-        self.needles = tuple(None if h is None else h.needle for h in map(hint, patterns))
+        self.needles = Known(patterns).needles
         if None not in self.needles:
-            self.trigger = regex.compile(
-                "|".join(f"(?:{n.pattern})" for n in self.needles if n is not None)
-            )
+            self.trigger = either(self.needles)
         # The same per pattern, for text that is all ASCII: the ASCII characters
         # of which every match of the pattern there holds one.
         gates = [ascii_gate(p, f.required) for p, f in zip(patterns, known, strict=True)]
@@ -319,13 +303,7 @@ class PatternSet:
         self._groups = tuple(groups)
         self._trigger = classes(self.patterns, [f.required for f in known], lead=False)
         if any(n is not None for g in groups for n in g.needles):
-            # (Some groups search for their needles instead.)
-            triggers = [g.trigger for g in groups]
-            self._trigger = (
-                None
-                if None in triggers
-                else regex.compile("|".join(f"(?:{t.pattern})" for t in triggers if t))
-            )
+            self._trigger = either([g.trigger for g in groups])  # (some search for needles)
 
     def state(self, deadline: Deadline | None = None) -> ScanState:
         """A scanning state for one run; ``deadline`` stops its long calls."""
@@ -405,6 +383,10 @@ class _GroupState:
                 if stop - h > _LONG_WORD:
                     self.long_at = h + base
                     self.long_until = end + (stop - h) // 4
+                elif h < stop and buf[stop - 1] in " \t\n\r":
+                    # In progress up to a space at the end ("jdoe " may go on as
+                    # "jdoe [at] ..."): the next character, space or not, may settle it.
+                    self.eager = True
         else:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...
