@@ -84,8 +84,10 @@ class Known:
         self.needles = tuple(None if h is None else h.needle for h in hints)
         # Spoilers only if every pattern has one: a candidate is ruled out when it
         # is ruled out for each.
-        spoilers = tuple(h.spoiler for h in hints if h is not None and h.spoiler is not None)
-        self.spoilers = spoilers if len(spoilers) == len(hints) else ()
+        spoilers = [h.spoiler for h in hints if h is not None and h.spoiler is not None]
+        # (One search for patterns that declare the same spoiler.)
+        unique = {s.pattern: s for s in spoilers}
+        self.spoilers = tuple(unique.values()) if len(spoilers) == len(hints) else ()
         #: One of the sure hints matches in full: one of the patterns is in progress.
         self.sure = either([h.sure for h in hints if h is not None and h.sure is not None])
 

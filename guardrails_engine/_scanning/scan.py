@@ -175,6 +175,9 @@ class _Finder:
         an address may be in progress from its first character anyway: there
         the first candidate holds (``p`` if candidates are not known), unasked."""
         if stop - p <= _LONG_WORD:
+            sure = None if self.known is None or p >= stop else self.known.sure
+            if sure is not None and sure.fullmatch(buf, p) is not None:
+                return p  # (the trailing word, surely in progress: no search for it)
             return self.find(buf, p, stop, deadline)
         if self.first is None:
             return p
