@@ -115,3 +115,27 @@ def test_a_stream_over_hinted_patterns_finds_what_the_whole_text_holds(
         assert set(got) <= set(expected)
     got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
     assert sorted(got) == expected
+
+
+def test_an_escaped_parenthesis_is_no_conditional_but_a_conditional_stays_alone() -> None:
+    # The separators family's card pattern opens with ``\(?(?:``: it is scanned with the
+    # other patterns that may span words; a real conditional is scanned on its own (an
+    # alternation would renumber its group).
+    card = regex.compile(r"(?<!\d)\(?(?:4\d{3})(?:[ \-]?\d{4}){3}(?!\d)")
+    phone = regex.compile(r"(?<![\w+])\d{3}[ \-]\d{4}(?!\d)")
+    conditional = regex.compile(r"(\()?\d{2}(?(1)\)|-)\d")
+    patterns = [card, phone, conditional]
+    scan = PatternSet(patterns)
+    assert sorted(len(g.indices) for g in scan._groups) == [1, 2]
+    text = "card (4111 1111 1111 1111), call 555-0134, (12)3 and 12-3 or (12-3 "
+    expected = whole_text_matches(patterns, text)
+    assert {i for i, _, _ in expected} == {0, 1, 2}
+    for sizes in ([1], [3, 5], [len(text)]):
+        state = scan.state()
+        got: list[tuple[int, int, int]] = []
+        seen = ""
+        for chunk in cut(text, sizes):
+            seen += chunk
+            got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
+        got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
+        assert sorted(got) == expected

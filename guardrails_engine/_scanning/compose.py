@@ -20,7 +20,7 @@ import regex
 
 from .analysis import share, union
 
-__all__ = ["SCOPABLE", "ascii_gate", "classes", "probe", "streamable"]
+__all__ = ["SCOPABLE", "ascii_gate", "classes", "probe", "streamable", "syntax"]
 
 # Zero-width assertions that the ``regex`` package evaluates at the end of the
 # buffer without reporting a partial match, spelled with lookarounds, which it
@@ -157,6 +157,11 @@ def _syntax(pattern: str) -> Iterator[tuple[int, str, int]]:
         if c == "(":
             depth += 1
         i += 1
+
+
+def syntax(pattern: str) -> str:
+    """The characters of ``pattern`` outside classes and escapes."""
+    return "".join(c for _, c, _ in _syntax(pattern))
 
 
 def _top_level(pattern: str) -> str:

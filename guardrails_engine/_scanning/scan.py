@@ -49,7 +49,7 @@ import regex
 
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
-from .compose import SCOPABLE, ascii_gate, classes, probe, streamable
+from .compose import SCOPABLE, ascii_gate, classes, probe, streamable, syntax
 from .hints import Known, either, unspoiled
 from .terms import OVERLAPPING
 
@@ -74,7 +74,9 @@ _GUARD_FROM = 24
 
 # Back-references and conditionals refer to group numbers, which an
 # alternation renumbers; inline global flags would leak into the other patterns.
-_UNCOMBINABLE = regex.compile(r"\\[1-9]|\\g<|\(\?P=|\(\?\(|\(\?[a-zA-Z]+\)")
+# (Group syntax counts outside classes and escapes only: ``\(?(?:`` is none.)
+_UNCOMBINABLE = regex.compile(r"\\[1-9]|\\g<")
+_UNCOMBINABLE_SYNTAX = regex.compile(r"\(\?P=|\(\?\(|\(\?[a-zA-Z]+\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +290,11 @@ class PatternSet:
         by_key: dict[tuple[bool, bool], list[int]] = {}
         alone: list[int] = []
         for i, p in enumerate(self.patterns):
-            if _UNCOMBINABLE.search(p.pattern) or p.flags & ~SCOPABLE:
+            if (
+                _UNCOMBINABLE.search(p.pattern)
+                or _UNCOMBINABLE_SYNTAX.search(syntax(p.pattern))
+                or p.flags & ~SCOPABLE
+            ):
                 alone.append(i)
                 continue
             # Patterns whose matches never contain whitespace are in progress
