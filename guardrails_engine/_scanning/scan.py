@@ -49,7 +49,7 @@ import regex
 
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
-from .compose import SCOPABLE, ascii_gate, classes, probe, streamable, syntax
+from .compose import ascii_gate, classes, combinable, probe, streamable
 from .hints import Known, either, unspoiled
 from .terms import OVERLAPPING
 
@@ -70,13 +70,6 @@ __all__ = [
 # through it is stopped after such a call (most calls on prose are shorter:
 # guarding every one would add 2-3 us per 4-character chunk).
 _GUARD_FROM = 24
-
-
-# Back-references and conditionals refer to group numbers, which an
-# alternation renumbers; inline global flags would leak into the other patterns.
-# (Group syntax counts outside classes and escapes only: ``\(?(?:`` is none.)
-_UNCOMBINABLE = regex.compile(r"\\[1-9]|\\g<")
-_UNCOMBINABLE_SYNTAX = regex.compile(r"\(\?P=|\(\?\(|\(\?[a-zA-Z]+\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +136,9 @@ class _Finder:
             pm = self.probe.search(buf, p, partial=True, timeout=left)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
-        known = self.known
-        sure = None
-        if known is not None:
-            p = unspoiled(known.spoilers, buf, p)
-            sure = known.sure
+        sure = None if self.known is None else self.known.sure
+        if self.known is not None:
+            p = unspoiled(self.known.spoilers, buf, p)
         m = first.search(buf, p)
         while m is not None:
             c = m.start()
@@ -290,11 +281,7 @@ class PatternSet:
         by_key: dict[tuple[bool, bool], list[int]] = {}
         alone: list[int] = []
         for i, p in enumerate(self.patterns):
-            if (
-                _UNCOMBINABLE.search(p.pattern)
-                or _UNCOMBINABLE_SYNTAX.search(syntax(p.pattern))
-                or p.flags & ~SCOPABLE
-            ):
+            if not combinable(p):
                 alone.append(i)
                 continue
             # Patterns whose matches never contain whitespace are in progress
