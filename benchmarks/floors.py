@@ -15,13 +15,23 @@ scans at word ends (prose), the push parser with its schema checks (JSON).
    jsonschema validation).  Budget = 3x - final jsonschema pass - pipeline floor,
    against the push parser alone with an empty schema (private ``JsonScan``).
 
-    .venv/bin/python benchmarks/floors.py [--quick]
+3. The pii policies of issue 25 beside the floor, in one run: one pii check of
+   EMAIL_ADDRESS (the e-mail policy) and one of the six pattern entities, default
+   disguise families, on PII-free prose in 4-character chunks: us per chunk, the same
+   minus the floor of the same round, the ratio to the floor, and validate_sync in us
+   per character; the median of ``--rounds`` interleaved rounds, with the load average.
+
+    .venv/bin/python benchmarks/floors.py [--quick] [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
+import statistics
+import time
 
 import _common as c
 import json_stream
@@ -118,14 +128,84 @@ def structured(size: int, repeat: int) -> None:
     )
 
 
+SIX = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "IBAN_CODE"]
+
+
+def pii_policy(name: str, entities: list[str]) -> ge.Policy:
+    """One pii check (repair: mask, default disguise families)."""
+    return ge.Policy.from_yaml(
+        f"version: 1\nname: {name}\ncheck_timeout_ms: 3600000\nchecks:\n"
+        f"  - {{id: pii, type: pii, entities: [{', '.join(entities)}], action: repair, "
+        "repair: mask}\n"
+    )
+
+
+def load_average() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def beside_floor(size: int, rounds: int) -> None:
+    """Issue 25's figures: the e-mail and six-entity pii policies beside the floor."""
+    print(
+        f"\n## 3. the pii policies beside the floor: {size:,} chars of PII-free prose in "
+        f"4-char chunks, median of {rounds} interleaved rounds"
+    )
+    text = c.clean_text(size)
+    chunks = c.chunks(text, 4)
+    policies = {
+        "e-mail": pii_policy("email", ["EMAIL_ADDRESS"]),
+        "six entities": pii_policy("six", SIX),
+    }
+    jobs = {"floor": lambda: stream(LENGTH_ONLY, chunks)}
+    for name, policy in policies.items():
+        jobs[name] = lambda policy=policy: stream(policy, chunks)  # type: ignore[misc]
+        jobs[f"validate {name}"] = lambda policy=policy: policy.validate_sync(text).text  # type: ignore[misc]
+    times: dict[str, list[float]] = {k: [] for k in jobs}
+    loads = []
+    for rnd in range(rounds + 1):  # round 0 warms up
+        for name, job in jobs.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            out = job()
+            dt = time.perf_counter() - t0
+            assert out == text, name  # (PII-free: nothing to repair)
+            if rnd:
+                times[name].append(dt)
+        loads.append(load_average())
+    n = len(chunks)
+    floor = [t / n * 1e6 for t in times["floor"]]
+    print(f"  load average after each round: {'; '.join(loads[1:])}")
+    print(
+        f"  {'stream, length-only policy (the floor)':44s} {statistics.median(floor):6.2f} us/chunk"
+    )
+    for name in policies:
+        per = [t / n * 1e6 for t in times[name]]
+        over = [a - b for a, b in zip(per, floor, strict=True)]
+        ratio = [a / b for a, b in zip(per, floor, strict=True)]
+        print(
+            f"  {'stream, pii ' + name:44s} {statistics.median(per):6.2f} us/chunk  "
+            f"{statistics.median(over):6.2f} over the floor  "
+            f"{statistics.median(ratio):5.2f}x the floor"
+        )
+    for name in policies:
+        per_char = statistics.median(times[f"validate {name}"]) / len(text) * 1e6
+        print(f"  {'validate_sync, pii ' + name:44s} {per_char:6.3f} us/char")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of section 3 (3)")
     args = parser.parse_args()
     repeat = 1 if args.quick else 3
     c.header("floors: what the stream pays before it checks anything")
+    print(f"# load average {load_average()}")
     prose(repeat)
     structured(200_000 if args.quick else 1_000_000, repeat)
+    beside_floor(8_000 if args.quick else 32_000, max(3, args.rounds))
 
 
 if __name__ == "__main__":

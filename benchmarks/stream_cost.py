@@ -33,6 +33,7 @@ from typing import Any
 
 import _common as c
 import anyio
+from floors import beside_floor
 
 import guardrails_engine as ge
 
@@ -274,6 +275,8 @@ def main() -> int:
     for row in summary:
         print(row)
     print(f"\n(f) overall: {'OK' if not mismatches else 'MISMATCH in ' + ', '.join(mismatches)}")
+    # (g) issue 25: the pii policies beside the pipeline floor, median of rounds
+    beside_floor(args.size, max(3, args.repeat))
     print(f"# wall time {time.perf_counter() - t0:.1f} s")
     return 1 if mismatches else 0
 

@@ -20,7 +20,7 @@ import regex
 
 from .analysis import share, union
 
-__all__ = ["SCOPABLE", "ascii_gate", "classes", "probe", "streamable"]
+__all__ = ["SCOPABLE", "ascii_gate", "classes", "combinable", "probe", "streamable"]
 
 # Zero-width assertions that the ``regex`` package evaluates at the end of the
 # buffer without reporting a partial match, spelled with lookarounds, which it
@@ -157,6 +157,21 @@ def _syntax(pattern: str) -> Iterator[tuple[int, str, int]]:
         if c == "(":
             depth += 1
         i += 1
+
+
+# Back-references and conditionals refer to group numbers, which an alternation
+# renumbers; inline global flags would leak into the other patterns.  (Group syntax
+# counts outside classes and escapes only: ``\(?(?:`` is none.)
+_NUMBERED = regex.compile(r"\\[1-9]|\\g<")
+_NUMBERED_SYNTAX = regex.compile(r"\(\?P=|\(\?\(|\(\?[a-zA-Z]+\)")
+
+
+def combinable(pattern: regex.Pattern[str]) -> bool:
+    """Whether ``pattern`` keeps its meaning inside an alternation with others."""
+    if _NUMBERED.search(pattern.pattern) or pattern.flags & ~SCOPABLE:
+        return False
+    bare = "".join(c for _, c, _ in _syntax(pattern.pattern))  # (outside classes, escapes)
+    return _NUMBERED_SYNTAX.search(bare) is None
 
 
 def _top_level(pattern: str) -> str:

@@ -26,6 +26,8 @@ Keeping the cost low.  What is known of each pattern before any text
   match, in the word before);
 - a match must consume one of its *required* characters (``@`` for an e-mail
   address): without one in the unsettled text, its pattern is not searched;
+- what a pattern's author declares (``hints.py``: what every match contains, what
+  none does, what is surely a match in progress) saves searches and probes;
 - over long stretches a probe can cost milliseconds (presidio's URL patterns):
   a whitespace-free stretch longer than 256 characters is held from its first
   candidate, unasked, and a match in progress over more than 256 characters is
@@ -47,7 +49,8 @@ import regex
 
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
-from .compose import SCOPABLE, ascii_gate, classes, probe, streamable
+from .compose import ascii_gate, classes, combinable, probe, streamable
+from .hints import Known, either, unspoiled
 from .terms import OVERLAPPING
 
 __all__ = [
@@ -67,11 +70,6 @@ __all__ = [
 # through it is stopped after such a call (most calls on prose are shorter:
 # guarding every one would add 2-3 us per 4-character chunk).
 _GUARD_FROM = 24
-
-
-# Back-references and conditionals refer to group numbers, which an
-# alternation renumbers; inline global flags would leak into the other patterns.
-_UNCOMBINABLE = regex.compile(r"\\[1-9]|\\g<|\(\?P=|\(\?\(|\(\?[a-zA-Z]+\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +100,7 @@ class ScanMatch:
 class _Finder:
     """Finds where a match of some patterns may be in progress."""
 
-    __slots__ = ("ascii_first", "first", "probe", "probes")
+    __slots__ = ("ascii_first", "first", "known", "probe", "probes")
 
     def __init__(
         self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
@@ -122,6 +120,8 @@ class _Finder:
         self.ascii_first = frozenset(
             chr(c) for c in range(128) if probes == 0 and first and first.match(chr(c))
         )
+        # Where candidates are asked about, what the patterns' authors know (hints.py).
+        self.known = Known(patterns) if probes > 0 else None
 
     def find(self, buf: str, p: int, stop: int, deadline: Deadline) -> int:
         """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
@@ -136,11 +136,16 @@ class _Finder:
             pm = self.probe.search(buf, p, partial=True, timeout=left)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
+        sure = None if self.known is None else self.known.sure
+        if self.known is not None:
+            p = unspoiled(self.known.spoilers, buf, p)
         m = first.search(buf, p)
         while m is not None:
             c = m.start()
             if c >= stop:
                 break
+            if sure is not None and sure.fullmatch(buf, c) is not None:
+                return c
             if budget == 0:
                 if self.probes == 0:
                     return c
@@ -163,6 +168,9 @@ class _Finder:
         an address may be in progress from its first character anyway: there
         the first candidate holds (``p`` if candidates are not known), unasked."""
         if stop - p <= _LONG_WORD:
+            sure = None if self.known is None or p >= stop else self.known.sure
+            if sure is not None and sure.fullmatch(buf, p) is not None:
+                return p  # (the trailing word, surely in progress: no search for it)
             return self.find(buf, p, stop, deadline)
         if self.first is None:
             return p
@@ -180,6 +188,7 @@ class _Group:
         "finder",
         "gates",
         "indices",
+        "needles",
         "overlapping",
         "patterns",
         "reach",
@@ -205,6 +214,10 @@ class _Group:
         self.reach = None if None in reaches else max(r for r in reaches if r is not None)
         # Every match consumes one of these: without one, nothing matches.
         self.trigger = classes(patterns, [f.required for f in known], lead=False)
+        # Per pattern, what every match contains (hints.py), if its author said.
+        self.needles = Known(patterns).needles
+        if None not in self.needles:
+            self.trigger = either(self.needles)
         # The same per pattern, for text that is all ASCII: the ASCII characters
         # of which every match of the pattern there holds one.
         gates = [ascii_gate(p, f.required) for p, f in zip(patterns, known, strict=True)]
@@ -268,7 +281,7 @@ class PatternSet:
         by_key: dict[tuple[bool, bool], list[int]] = {}
         alone: list[int] = []
         for i, p in enumerate(self.patterns):
-            if _UNCOMBINABLE.search(p.pattern) or p.flags & ~SCOPABLE:
+            if not combinable(p):
                 alone.append(i)
                 continue
             # Patterns whose matches never contain whitespace are in progress
@@ -285,6 +298,8 @@ class PatternSet:
         groups += [_Group([i], [self.patterns[i]], [known[i]]) for i in alone]
         self._groups = tuple(groups)
         self._trigger = classes(self.patterns, [f.required for f in known], lead=False)
+        if any(n is not None for g in groups for n in g.needles):
+            self._trigger = either([g.trigger for g in groups])  # (some search for needles)
 
     def state(self, deadline: Deadline | None = None) -> ScanState:
         """A scanning state for one run; ``deadline`` stops its long calls."""
@@ -364,6 +379,10 @@ class _GroupState:
                 if stop - h > _LONG_WORD:
                     self.long_at = h + base
                     self.long_until = end + (stop - h) // 4
+                elif h < stop and buf[stop - 1] in " \t\n\r":
+                    # In progress up to a space at the end ("jdoe " may go on as
+                    # "jdoe [at] ..."): the next character, space or not, may settle it.
+                    self.eager = True
         else:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...
@@ -438,6 +457,9 @@ class _GroupState:
         for j in range(len(patterns)) if which is None else which:
             pattern = patterns[j]
             p = max(self.pos[j], start)
+            needle = group.needles[j]
+            if needle is not None and p < limit and needle.search(buf, p - base) is None:
+                p = limit  # (a match from p on would contain one)
             index = group.indices[j]
             overlapping = group.overlapping[j]
             while p < limit:
@@ -482,6 +504,9 @@ class _GroupState:
             pattern = patterns[j]
             index = group.indices[j]
             q = max(self.pos[j], start) - base
+            needle = group.needles[j]
+            if needle is not None and needle.search(buf, q) is None:
+                q = lim
             for c in found:
                 if c < q:
                     continue

@@ -43,6 +43,7 @@ from typing import Any
 
 import regex
 
+from ..._scanning.hints import declare
 from ..._scanning.scan import ScanMatch
 from .presidio import Detector, catalog, is_ipv4
 
@@ -108,6 +109,24 @@ _EMAIL_SPACED = regex.compile(
     r"(?:[\w\-][ \t]{1,3}){0,62}[\w\-]"
     r"(?:[ \t]*\.[ \t]*(?:[\w\-][ \t]{1,3}){0,62}[\w\-]){1,4}(?![\w\-])"
 )
+# What the scanner cannot read from these two patterns (``_scanning/hints.py``; checked
+# by tests/test_scan_hints.py).  Every match holds an "@", or "at" between brackets.
+# Whitespace in a words match always touches a bracket, a mark or an "@", never a
+# letter or digit on both sides; a spaced match never has two word characters side by
+# side; so neither holds two words of prose ("ur o", "r or"), nor a character neither
+# may hold.  (One spoiler for both: the scanner asks once for the two.)  A word with
+# the spaces after it may be the name of a words match in progress.
+_NOT_AN_ADDRESS = (
+    r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}"
+    r"|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~]"
+)
+declare(
+    _EMAIL_WORDS,
+    needle=rf"(?-i:@)|(?i:{_OPEN}[ \t]?at[ \t]?{_CLOSE})",
+    spoiler=_NOT_AN_ADDRESS,
+    sure=r"(?<![\w.+\-@])[A-Za-z0-9]{1,64}[ \t]*",
+)
+declare(_EMAIL_SPACED, needle="@", spoiler=_NOT_AN_ADDRESS)
 # How an "@" and a dot are written, read back.
 _AT_AS_WRITTEN = regex.compile(
     rf"\s*{_OPEN}\s*(?:at|@)\s*{_CLOSE}\s*|[ \t]+at[ \t]+|[*_`~]*@@?[*_`~]*|\s+@@?\s*",

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
+from ..._scanning.hints import declare
+
 if TYPE_CHECKING:
     from ..._common.deadline import Deadline
     from ..._scanning.scan import ScanMatch
@@ -90,6 +92,11 @@ _QUOTED = regex.compile(r"""(?s)(?:\(\?[a-zA-Z]+\))?\[["\\']+\].*\[["\\']+\]""")
 # What phonenumbers may read as a digit: digits, and letters ("1-800-FLOWERS").
 _DIALABLE = regex.compile(r"\w")
 
+# presidio's e-mail pattern (2.2), for which the scanner has a hint.
+_PRESIDIO_EMAIL = (
+    r"\b((([!#$%&'*+\-/=?^_`{|}~\w])|([!#$%&'*+\-/=?^_`{|}~\w][!#$%&'*+\-/=?^_`{|}~\.\w]{0,}"
+    r"[!#$%&'*+\-/=?^_`{|}~\w]))[@]\w+(?:-+\w+)*(?:\.\w+(?:-+\w+)*)+)\b"
+)
 _DOTTED_QUAD = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 Interpret = Callable[["ScanMatch"], list[tuple[int, int, float]]]
@@ -173,6 +180,10 @@ class Catalog:
             flags = int(recognizer.global_regex_flags)
             for pat in recognizer.patterns:
                 compiled = regex.compile(pat.regex, flags)
+                if pat.regex == _PRESIDIO_EMAIL:
+                    # A word of letters and digits may be the name of an address in
+                    # progress (``_scanning/hints.py``; tests/test_scan_hints.py).
+                    declare(compiled, sure=r"(?<!\w)[A-Za-z0-9]{1,256}")
                 context = tuple(w.casefold() for w in recognizer.context or ())
                 out.append(
                     Detector(

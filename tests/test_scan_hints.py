@@ -1,0 +1,141 @@
+"""Every declared scanner hint (``_scanning/hints.py``) is sound against the engine.
+
+A wrong needle or spoiler would lose matches (a stream would release a value); a
+wrong sure hint would hold text no match needs.  Each is checked against what the
+``regex`` engine says of the pattern itself, on texts made of the pieces that
+disguised addresses and prose are made of.
+"""
+
+from __future__ import annotations
+
+import pytest
+import regex
+from _chunks import cut
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_scan import whole_text_matches
+
+from guardrails_engine._scanning.compose import probe
+from guardrails_engine._scanning.hints import Hint, declared
+from guardrails_engine._scanning.scan import PatternSet
+from guardrails_engine.checks._pii import disguise
+from guardrails_engine.checks._pii.presidio import catalog
+
+# Pieces of disguised addresses, of prose, and of what sits between them.
+PIECES = [
+    "jdoe", "j", "d", "o", "e", "x", "at", "AT", "dot", "com", "example", "Your", "order", "7",
+    " ", "  ", "\t", "\n", "\r\n", " \n ", "@", "@@", ".", "[at]", "(at)", "{dot}", "<at>",
+    "[", "]", "(", ")", "'", '"', "-", "_", "+", "*", "**", "`", "~", ",", ";", "!", "/", ":",
+    "\u00ab", "\u00bb", "é", "ß", "\u00a0", "_at_", "-at-", " [ at ] ", " @ ", "j d o e",
+    "#", "%", "&", "=", "?", "^", "{", "|", "}", "example.com", "x@y.co",
+]  # fmt: skip
+texts = st.lists(st.sampled_from(PIECES), max_size=14).map("".join)
+
+catalog().detectors("EMAIL_ADDRESS")  # (declares the hint of presidio's e-mail pattern)
+HINTS = declared()
+# The two e-mail patterns of the words family declare hints; nothing else needs to.
+assert {disguise._EMAIL_WORDS.pattern, disguise._EMAIL_SPACED.pattern} <= {
+    text for text, _, _ in HINTS
+}
+
+
+def _hinted(i: int) -> tuple[regex.Pattern[str], Hint]:
+    text, flags, hint = HINTS[i]
+    return regex.compile(text, flags), hint
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, len(HINTS) - 1), texts)
+def test_every_match_holds_its_needle(i: int, text: str) -> None:
+    pattern, hint = _hinted(i)
+    if hint.needle is None:
+        return
+    for m in pattern.finditer(text):
+        assert hint.needle.search(m.group()) is not None, (text, m.span())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, len(HINTS) - 1), texts)
+def test_a_spoiled_start_is_no_match_in_progress(i: int, text: str) -> None:
+    pattern, hint = _hinted(i)
+    if hint.spoiler is None:
+        return
+    asked = probe([pattern])
+    for c in range(len(text)):
+        if hint.spoiler.search(text, c) is not None:
+            assert asked.match(text, c, partial=True) is None, (text, c)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, len(HINTS) - 1), texts)
+def test_a_sure_start_is_a_match_in_progress(i: int, text: str) -> None:
+    pattern, hint = _hinted(i)
+    if hint.sure is None:
+        return
+    asked = probe([pattern])
+    for c in range(len(text)):
+        if hint.sure.fullmatch(text, c) is not None:
+            assert asked.match(text, c, partial=True) is not None, (text, c)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Your order ", "jdoe [at] example [dot] com", "j d o e @ e x . c o m", "a, b; c! "],
+)
+def test_the_hints_decide_what_they_are_meant_to(text: str) -> None:
+    words = next(h for t, _, h in HINTS if t == disguise._EMAIL_WORDS.pattern)
+    assert words.spoiler is not None and words.sure is not None and words.needle is not None
+    if text == "Your order ":
+        # "Your" is followed by a space and a letter: not the name of an address;
+        # "order " may be ("order [at] ...").
+        assert words.spoiler.search(text, 0) is not None
+        assert words.spoiler.search(text, 5) is None
+        assert words.sure.fullmatch(text, 5) is not None
+    elif text == "a, b; c! ":
+        assert words.needle.search(text) is None
+    else:
+        assert words.needle.search(text) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.lists(st.integers(1, 6), max_size=20))
+def test_a_stream_over_hinted_patterns_finds_what_the_whole_text_holds(
+    text: str, sizes: list[int]
+) -> None:
+    compiled = [disguise._EMAIL_WORDS, disguise._EMAIL_SPACED, disguise._EMAIL_BARE]
+    expected = whole_text_matches(compiled, text)
+    state = PatternSet(compiled).state()
+    got: list[tuple[int, int, int]] = []
+    seen = ""
+    for chunk in cut(text, sizes):
+        seen += chunk
+        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
+        pending = set(expected) - set(got)
+        assert all(start >= state.hold for _, start, _ in pending)
+        assert set(got) <= set(expected)
+    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
+    assert sorted(got) == expected
+
+
+def test_an_escaped_parenthesis_is_no_conditional_but_a_conditional_stays_alone() -> None:
+    # The separators family's card pattern opens with ``\(?(?:``: it is scanned with the
+    # other patterns that may span words; a real conditional is scanned on its own (an
+    # alternation would renumber its group).
+    card = regex.compile(r"(?<!\d)\(?(?:4\d{3})(?:[ \-]?\d{4}){3}(?!\d)")
+    phone = regex.compile(r"(?<![\w+])\d{3}[ \-]\d{4}(?!\d)")
+    conditional = regex.compile(r"(\()?\d{2}(?(1)\)|-)\d")
+    patterns = [card, phone, conditional]
+    scan = PatternSet(patterns)
+    assert sorted(len(g.indices) for g in scan._groups) == [1, 2]
+    text = "card (4111 1111 1111 1111), call 555-0134, (12)3 and 12-3 or (12-3 "
+    expected = whole_text_matches(patterns, text)
+    assert {i for i, _, _ in expected} == {0, 1, 2}
+    for sizes in ([1], [3, 5], [len(text)]):
+        state = scan.state()
+        got: list[tuple[int, int, int]] = []
+        seen = ""
+        for chunk in cut(text, sizes):
+            seen += chunk
+            got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
+        got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
+        assert sorted(got) == expected
