@@ -303,6 +303,7 @@ class Stream(_Driver, AsyncClosing):
         "_async",
         "_blocking",
         "_busy",
+        "_cap",
         "_close_pending",
         "_closed",
         "_cost",
@@ -333,6 +334,7 @@ class Stream(_Driver, AsyncClosing):
         self._async = False  # the source is an async iterable
         self._yielded = 0.0  # when other tasks last ran (by this stream's doing)
         self._slice = _FIRST_SLICE  # the size of the next slice of a long chunk
+        self._cap = self._run.cap  # a longer chunk is fed whole, in a thread
         self._cost = 0.0  # seconds per character of the recent slices (the most)
         self._source = source
         # A sync source that may block is pulled in a worker thread (see _pull_mode).
@@ -444,6 +446,13 @@ class Stream(_Driver, AsyncClosing):
         """
         clock = time.perf_counter
         size = self._slice
+        if type(chunk) is str and len(chunk) > self._cap and not self._run.defers:
+            # Longer than the hold-back cap: the run reads it whole, as validate
+            # reads a text (the same answer if the source ends after it), in a
+            # worker thread, so that the loop runs meanwhile.
+            decided = await anyio.to_thread.run_sync(self._take, chunk, limiter=thread_limiter())
+            self._yielded = clock()
+            return decided or (self._limits.active and self._expired(waiting=False))
         if type(chunk) is not str or len(chunk) <= size or self._run.defers:
             pieces: Sequence[object] = (chunk,)
         else:
