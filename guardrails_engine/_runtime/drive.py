@@ -390,7 +390,11 @@ class Stream(_Driver, AsyncClosing):
             else:
                 chunk = await self._next(it)
             if chunk is _END:
-                await self._work(self._exhausted)
+                if self._blocking or self._run.forcing(0):
+                    # (Much held text: deciding it may take long, in a worker thread.)
+                    await anyio.to_thread.run_sync(self._exhausted, limiter=thread_limiter())
+                else:
+                    self._exhausted()
                 if self._run.deferred:
                     self._resumed(await settle(self._run))
                 return
@@ -459,8 +463,12 @@ class Stream(_Driver, AsyncClosing):
             pieces = [chunk[at : at + size] for at in range(0, len(chunk), size)]
         for piece in pieces:
             began = clock()
-            if self._blocking:
-                decided = await self._work(self._take, piece)
+            if self._blocking or (type(piece) is str and self._run.forcing(len(piece))):
+                # (Deciding held text at the cap costs up to its whole length at
+                # once: hundreds of ms on hostile text; a worker thread does it.)
+                decided = await anyio.to_thread.run_sync(
+                    self._take, piece, limiter=thread_limiter()
+                )
             else:
                 decided = self._take(piece)  # no blocking work: inline
             if not decided and self._run.deferred:

@@ -185,6 +185,14 @@ class Run:
         """The policy's ``max_holdback_chars``: a longer chunk is read whole."""
         return self._cap
 
+    def forcing(self, n: int) -> bool:
+        """Whether feeding ``n`` more characters may decide held text at the cap
+        (``n == 0``: whether more than a quarter of the cap is held), which costs
+        up to the cap's worth of work at once (a driver on an event loop does it
+        in a worker thread)."""
+        held = self._end - self._hold_seen
+        return held + n > self._cap if n else held > self._cap // 4
+
     @property
     def received(self) -> int:
         return self._end

@@ -65,7 +65,10 @@ __all__ = [
 # about 2 us a call); shorter ones are not: a pattern that passed the
 # load-time analysis runs in bounded time on them, and one that slipped
 # through it is stopped after such a call (most calls on prose are shorter:
-# guarding every one would add 2-3 us per 4-character chunk).
+# guarding every one would add 2-3 us per 4-character chunk).  Those calls also
+# let other threads run meanwhile (``concurrent=``): a long call in a worker
+# thread (async validate) would otherwise hold the interpreter, and stall the
+# event loop, for as long as it takes.
 _GUARD_FROM = 24
 
 
@@ -133,7 +136,7 @@ class _Finder:
         far = len(buf) - p > _GUARD_FROM
         if first is None:
             left = deadline.left() if far else None
-            pm = self.probe.search(buf, p, partial=True, timeout=left)
+            pm = self.probe.search(buf, p, partial=True, timeout=left, concurrent=far)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
         m = first.search(buf, p)
@@ -145,11 +148,13 @@ class _Finder:
                 if self.probes == 0:
                     return c
                 left = deadline.left() if far else None
-                pm = self.probe.search(buf, c, partial=True, timeout=left)
+                pm = self.probe.search(buf, c, partial=True, timeout=left, concurrent=far)
                 return stop if pm is None else min(pm.start(), stop)
             budget -= 1
             if far and len(buf) - c > _GUARD_FROM:
-                pm = self.probe.match(buf, c, partial=True, timeout=deadline.left())
+                pm = self.probe.match(
+                    buf, c, partial=True, timeout=deadline.left(), concurrent=True
+                )
             else:
                 pm = self.probe.match(buf, c, partial=True)
             if pm is not None:
@@ -442,7 +447,7 @@ class _GroupState:
             overlapping = group.overlapping[j]
             while p < limit:
                 if p < far:
-                    m = pattern.search(buf, p - base, timeout=deadline.left())
+                    m = pattern.search(buf, p - base, timeout=deadline.left(), concurrent=True)
                 else:
                     m = pattern.search(buf, p - base)
                 if m is None or m.start() + base >= limit:
@@ -486,7 +491,7 @@ class _GroupState:
                 if c < q:
                     continue
                 # (Far from the end, by design.)
-                mm = pattern.match(buf, c, timeout=deadline.left())
+                mm = pattern.match(buf, c, timeout=deadline.left(), concurrent=True)
                 if mm is not None and mm.end() > c:
                     out.append(ScanMatch(index, mm, base, deadline))
                     q = c + 1 if group.overlapping[j] else mm.end()
