@@ -21,21 +21,45 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import regex
+
 if TYPE_CHECKING:
     from ..._common.deadline import Deadline
 
 __all__ = ["numbers"]
 
+# What phonenumbers may read as a digit: digits, and letters ("1-800-FLOWERS").
+_DIALABLE = regex.compile(r"\w")
+
 
 def numbers(
-    pn: Any, text: str, region: str, leniency: int, deadline: Deadline | None
+    pn: Any,
+    text: str,
+    region: str,
+    leniency: int,
+    deadline: Deadline | None,
+    fewest: int = 0,
 ) -> Iterator[Any]:
     """The ``PhoneNumberMatch`` es of ``text`` in ``region``, as ``PhoneNumberMatcher``
     finds them (without its limit on tries).
 
+    ``fewest``: the fewest letters and digits a valid number has there (``presidio.py``:
+    ``_fewest_digits``): a piece of a candidate with fewer is not parsed (on a run of
+    dotted or spaced digits the matcher parses every group on its own: 8 in 9 of
+    its parses).
+
     :raises TimeoutError: if ``deadline`` passes (looked at between candidates).
     """
     matcher = pn.PhoneNumberMatcher(text, region, leniency=leniency, max_tries=sys.maxsize)
+    verify = getattr(matcher, "_parse_and_verify", None)
+    if fewest > 1 and verify is not None:
+
+        def parse_and_verify(candidate: str, offset: int) -> Any:
+            if len(_DIALABLE.findall(candidate)) < fewest:
+                return None  # (too short to be valid: what parsing it would find)
+            return verify(candidate, offset)
+
+        matcher._parse_and_verify = parse_and_verify
     module = sys.modules[type(matcher).__module__]
     pattern = getattr(module, "_PATTERN", None)
     second = getattr(module, "_SECOND_NUMBER_START_PATTERN", None)

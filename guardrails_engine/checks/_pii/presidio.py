@@ -277,7 +277,8 @@ class Catalog:
         for region in self._phone_regions:
             if digits < fewest.get(region, 0):
                 continue  # too short to be valid there (the common case: "17 days")
-            for found in numbers(pn, text, region, self._phone_leniency, deadline):
+            least = fewest.get(region, 0)
+            for found in numbers(pn, text, region, self._phone_leniency, deadline, least):
                 spans[(found.start, found.end)] = self.phone_score
         if not spans and digits >= 10 and _PHONE_SHAPED.search(text):
             # (Each region reads its own international prefix: 00 in Europe, 011 here.)
