@@ -10,6 +10,7 @@ own.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -20,6 +21,19 @@ __all__ = ["Deadline"]
 PAUSE_AFTER = 0.0005
 _PAUSE = 0.00002
 _MAIN = threading.main_thread()
+
+# The share of a CPU the process got while it worked, lately (see Deadline.cpu_left).
+_share = 1.0
+
+
+def _loaded_share() -> float:
+    """The share of a CPU a busy process gets, by the load average of the last minute."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on this platform
+        return 1.0
+    cpus = os.cpu_count() or 1
+    return max(0.2, min(1.0, cpus / load)) if load > 0 else 1.0
 
 
 class Deadline:
@@ -32,11 +46,12 @@ class Deadline:
     loop waiting 10-60 ms at a time.
     """
 
-    __slots__ = ("_paused", "at")
+    __slots__ = ("_paused", "_stamp", "at")
 
     def __init__(self, at: float | None = None) -> None:
         self.at = at
         self._paused = 0.0
+        self._stamp = (0.0, 0.0)  # (wall, process CPU) at the last cpu_left
 
     def left(self) -> float | None:
         """Seconds left (``None``: no deadline).
@@ -50,6 +65,30 @@ class Deadline:
         if left <= 0:
             raise TimeoutError("check deadline passed")
         return left
+
+    def cpu_left(self) -> float | None:
+        """What to pass as the ``timeout=`` of a call into the ``regex`` engine, which
+        counts the process's CPU time, not the time on the clock: on a machine whose
+        CPUs are shared, a call given 10 s ran for 30 s.  The time left, scaled by
+        the share of a CPU the process got while it worked lately (at most 1, at
+        least 0.2).
+
+        :raises TimeoutError: if the deadline has passed.
+        """
+        global _share
+        left = self.left()
+        if left is None:
+            return None
+        wall, cpu = time.perf_counter(), time.process_time()
+        then, used = self._stamp
+        took = wall - then
+        if 0.002 < took < 0.5:  # (busy since the last call: a fair sample)
+            _share = min(1.0, max(0.2, 0.5 * _share + 0.5 * (cpu - used) / took))
+        elif not then:
+            # The first call of a run's check: what the load average says, if less.
+            _share = min(_share, _loaded_share())
+        self._stamp = (wall, cpu)
+        return left * _share
 
     def check(self) -> None:
         """:raises TimeoutError: if the deadline has passed."""

@@ -135,7 +135,7 @@ class _Finder:
         first = self.first
         far = len(buf) - p > _GUARD_FROM
         if first is None:
-            left = deadline.left() if far else None
+            left = deadline.cpu_left() if far else None
             pm = self.probe.search(buf, p, partial=True, timeout=left, concurrent=far)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
@@ -147,13 +147,13 @@ class _Finder:
             if budget == 0:
                 if self.probes == 0:
                     return c
-                left = deadline.left() if far else None
+                left = deadline.cpu_left() if far else None
                 pm = self.probe.search(buf, c, partial=True, timeout=left, concurrent=far)
                 return stop if pm is None else min(pm.start(), stop)
             budget -= 1
             if far and len(buf) - c > _GUARD_FROM:
                 pm = self.probe.match(
-                    buf, c, partial=True, timeout=deadline.left(), concurrent=True
+                    buf, c, partial=True, timeout=deadline.cpu_left(), concurrent=True
                 )
             else:
                 pm = self.probe.match(buf, c, partial=True)
@@ -447,7 +447,7 @@ class _GroupState:
             overlapping = group.overlapping[j]
             while p < limit:
                 if p < far:
-                    m = pattern.search(buf, p - base, timeout=deadline.left(), concurrent=True)
+                    m = pattern.search(buf, p - base, timeout=deadline.cpu_left(), concurrent=True)
                 else:
                     m = pattern.search(buf, p - base)
                 if m is None or m.start() + base >= limit:
@@ -491,7 +491,7 @@ class _GroupState:
                 if c < q:
                     continue
                 # (Far from the end, by design.)
-                mm = pattern.match(buf, c, timeout=deadline.left(), concurrent=True)
+                mm = pattern.match(buf, c, timeout=deadline.cpu_left(), concurrent=True)
                 if mm is not None and mm.end() > c:
                     out.append(ScanMatch(index, mm, base, deadline))
                     q = c + 1 if group.overlapping[j] else mm.end()
