@@ -9,11 +9,13 @@ import inspect
 import json
 import typing
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pydantic
 import pytest
+from _policies import PATTERN_ENTITIES, make_policy
 
 import guardrails_engine as ge
 from guardrails_engine import checks as ge_checks
@@ -452,3 +454,29 @@ def test_the_adapter_module_names() -> None:
     for module in (ge_openai, ge_anthropic):
         for name in module.__all__:
             assert getattr(module, name) is not None
+
+
+@pytest.mark.anyio
+async def test_async_validate_of_a_short_hostile_text_leaves_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Hostile text costs up to ~0.2 ms a character: from THREAD_THRESHOLD characters
+    # on, async validate runs in a worker thread; shorter texts are checked inline.
+    import anyio.to_thread
+
+    real = anyio.to_thread.run_sync
+    hops: list[int] = []
+
+    async def spy(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(len(args[0]) if args and isinstance(args[0], str) else -1)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", spy)
+    short = ("12 " * 100)[: _policy.THREAD_THRESHOLD - 1]
+    long = ("12 " * 100)[: _policy.THREAD_THRESHOLD]
+    policy = make_policy([{"id": "pii", "type": "pii", "entities": list(PATTERN_ENTITIES)}])
+    assert await policy.validate(short) == policy.validate_sync(short)
+    assert hops == []
+    assert await policy.validate(long) == policy.validate_sync(long)
+    assert hops == [len(long)]
+    assert _policy.THREAD_THRESHOLD <= 128

@@ -41,10 +41,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Policy", "ToolPolicy", "load_policy"]
 
-#: Texts at least this long are validated in a worker thread by the async API
-#: (hostile text can cost a millisecond a character: 10,000 of them inline
-#: stalled the event loop for seconds).
-THREAD_THRESHOLD = 1024
+#: Texts at least this long are validated in a worker thread by the async API.
+#: Hostile text costs up to about 0.2 ms a character (spaced digits under
+#: phonenumbers), so a shorter text holds the loop for at most about 25 ms;
+#: at 1,024, 200 concurrent validates of 100 to 1,000 hostile characters
+#: stalled it for 8 s (``benchmarks/loop_lag.py --hostile short``).  The hop
+#: to a thread costs about 0.2 ms.
+THREAD_THRESHOLD = 128
 
 
 class Policy:
