@@ -53,7 +53,7 @@ from collections.abc import (
     Iterator,
 )
 from functools import partial
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar
 
 import anyio
 
@@ -203,6 +203,7 @@ class _Base(Generic[E]):
         "_it",
         "_limits",
         "_look",
+        "_opener",
         "_out",
         "_rec",
         "_shut",
@@ -211,8 +212,19 @@ class _Base(Generic[E]):
         "_wait",
     )
 
-    def __init__(self, source: Any, translator: Translator[E], finishes: bool = True) -> None:
+    #: Opens the upstream on the first read (the twin's own, unless one is given).
+    _OPENS: ClassVar[Any]
+
+    def __init__(
+        self,
+        source: Any,
+        translator: Translator[E],
+        opener: Any = None,
+        *,
+        finishes: bool = True,
+    ) -> None:
         self._upstream = source
+        self._opener = self._OPENS if opener is None else opener
         # Whether this stream finishes the call's record (not one source of several:
         # a stream with fallbacks finishes it once its last source ended).
         self._finishes = finishes
@@ -241,10 +253,12 @@ class _Base(Generic[E]):
         """The block (message and findings) once the reply was blocked, else ``None``."""
         return self._tr.blocked
 
-    def _over(self) -> None:
-        """Iteration is over: raise if it was stopped early (else the caller ends it)."""
+    def _over(self, stop: type[Exception]) -> NoReturn:
+        """Iteration is over: ``stop`` (``StopIteration`` or ``StopAsyncIteration``), or
+        :class:`StreamStateError` if the stream was stopped before it ended."""
         if self._early:
             raise StreamStateError("the guarded stream was closed before it ended")
+        raise stop
 
     @property
     def trace_id(self) -> str | None:
@@ -316,18 +330,13 @@ class GuardedStream(_Base[E], AsyncClosing):
     response) is closed then, at a block, at the end, and when the consumer is cancelled.
     """
 
-    __slots__ = ("_loop", "_opener")
+    __slots__ = ("_loop",)
+    _opener: AsyncOpener
 
-    def __init__(
-        self,
-        source: Any,
-        translator: Translator[E],
-        opener: AsyncOpener = open_async,
-        *,
-        finishes: bool = True,
-    ) -> None:
-        super().__init__(source, translator, finishes)
-        self._opener = opener
+    _OPENS = staticmethod(open_async)
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self._loop = event_loop()  # where to close it if it is dropped unclosed
 
     def __aiter__(self) -> GuardedStream[E]:
@@ -337,8 +346,7 @@ class GuardedStream(_Base[E], AsyncClosing):
         out = self._out
         while not out:
             if self._ended:
-                self._over()
-                raise StopAsyncIteration
+                self._over(StopAsyncIteration)
             try:
                 # Read one upstream event (the one place a call's events are seen).
                 it = self._it
@@ -428,18 +436,13 @@ class SyncGuardedStream(_Base[E], Closing):
     (:mod:`._reader`); without, inline.
     """
 
-    __slots__ = ("_opener", "_reader")
+    __slots__ = ("_reader",)
+    _opener: SyncOpener
 
-    def __init__(
-        self,
-        source: Any,
-        translator: Translator[E],
-        opener: SyncOpener = open_sync,
-        *,
-        finishes: bool = True,
-    ) -> None:
-        super().__init__(source, translator, finishes)
-        self._opener = opener
+    _OPENS = staticmethod(open_sync)
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self._reader: TimedReader | None = None
 
     def __iter__(self) -> SyncGuardedStream[E]:
@@ -449,8 +452,7 @@ class SyncGuardedStream(_Base[E], Closing):
         out = self._out
         while not out:
             if self._ended:
-                self._over()
-                raise StopIteration
+                self._over(StopIteration)
             try:
                 it = self._it
                 if it is None:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import anyio
 
@@ -402,12 +402,15 @@ class _Base:
         self.attempts = self._rule.closed("blocked" if blocked else "completed")
         self._trace_end()
 
-    def _over(self) -> None:
+    def _over(self, stop: type[Exception]) -> NoReturn:
+        """Iteration is over: the error that ended the last source, ``stop``, or
+        :class:`StreamStateError` if the stream was stopped before it ended."""
         if self._early:
             raise StreamStateError("the guarded stream was closed before it ended")
         error, self._error = self._error, None
         if error is not None:
             raise error
+        raise stop
 
 
 class FallbackGuardedStream(_Base, AsyncClosing):
@@ -422,8 +425,7 @@ class FallbackGuardedStream(_Base, AsyncClosing):
         out = self._out
         while not out:
             if self._ended:
-                self._over()
-                raise StopAsyncIteration
+                self._over(StopAsyncIteration)
             current = self._current
             if current is None:
                 await self._open()
@@ -593,8 +595,7 @@ class SyncFallbackGuardedStream(_Base, Closing):
         out = self._out
         while not out:
             if self._ended:
-                self._over()
-                raise StopIteration
+                self._over(StopIteration)
             current = self._current
             if current is None:
                 self._open()
