@@ -10,18 +10,48 @@ own.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 __all__ = ["Deadline"]
 
+#: Work in a worker thread lets other threads run (the event loop) once it has
+#: held the interpreter this long (seconds), at the next :meth:`Deadline.check`.
+PAUSE_AFTER = 0.0005
+_PAUSE = 0.00002
+_MAIN = threading.main_thread()
+
+# The share of a CPU the process got while it worked, lately (see Deadline.cpu_left).
+_share = 1.0
+
+
+def _loaded_share() -> float:
+    """The share of a CPU a busy process gets, by the load average of the last minute."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on this platform
+        return 1.0
+    cpus = os.cpu_count() or 1
+    return max(0.2, min(1.0, cpus / load)) if load > 0 else 1.0
+
 
 class Deadline:
-    """A point in ``time.perf_counter`` time (``at``), or none (``None``)."""
+    """A point in ``time.perf_counter`` time (``at``), or none (``None``).
 
-    __slots__ = ("at",)
+    :meth:`check`, which long loops call between pieces of work, also hands the
+    interpreter to other threads every :data:`PAUSE_AFTER` of work when it runs
+    in a worker thread: Python switches threads only every 5 ms, so an async
+    validate of hostile text in a worker thread (two of them) kept the event
+    loop waiting 10-60 ms at a time.
+    """
+
+    __slots__ = ("_paused", "_stamp", "at")
 
     def __init__(self, at: float | None = None) -> None:
         self.at = at
+        self._paused = 0.0
+        self._stamp = (0.0, 0.0)  # (wall, process CPU) at the last cpu_left
 
     def left(self) -> float | None:
         """Seconds left (``None``: no deadline).
@@ -36,11 +66,40 @@ class Deadline:
             raise TimeoutError("check deadline passed")
         return left
 
+    def cpu_left(self) -> float | None:
+        """What to pass as the ``timeout=`` of a call into the ``regex`` engine, which
+        counts the process's CPU time, not the time on the clock: on a machine whose
+        CPUs are shared, a call given 10 s ran for 30 s.  The time left, scaled by
+        the share of a CPU the process got while it worked lately (at most 1, at
+        least 0.2).
+
+        :raises TimeoutError: if the deadline has passed.
+        """
+        global _share
+        left = self.left()
+        if left is None:
+            return None
+        wall, cpu = time.perf_counter(), time.process_time()
+        then, used = self._stamp
+        took = wall - then
+        if 0.002 < took < 0.5:  # (busy since the last call: a fair sample)
+            _share = min(1.0, max(0.2, 0.5 * _share + 0.5 * (cpu - used) / took))
+        elif not then:
+            # The first call of a run's check: what the load average says, if less.
+            _share = min(_share, _loaded_share())
+        self._stamp = (wall, cpu)
+        return left * _share
+
     def check(self) -> None:
         """:raises TimeoutError: if the deadline has passed."""
         at = self.at
-        if at is not None and time.perf_counter() >= at:
+        now = time.perf_counter()
+        if at is not None and now >= at:
             raise TimeoutError("check deadline passed")
+        if now - self._paused >= PAUSE_AFTER:
+            if self._paused and threading.current_thread() is not _MAIN:
+                time.sleep(_PAUSE)  # (sleep(0) would take the interpreter straight back)
+            self._paused = time.perf_counter()
 
     def __repr__(self) -> str:
         return f"Deadline({self.at!r})"

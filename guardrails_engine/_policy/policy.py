@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Policy", "ToolPolicy", "load_policy"]
 
-#: Texts at least this long are validated in a worker thread by the async API.
-THREAD_THRESHOLD = 16_384
+#: Texts at least this long are validated in a worker thread by the async API
+#: (hostile text can cost a millisecond a character: 10,000 of them inline
+#: stalled the event loop for seconds).
+THREAD_THRESHOLD = 1024
 
 
 class Policy:

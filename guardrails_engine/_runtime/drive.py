@@ -228,6 +228,7 @@ class Stream(_Driver, AsyncClosing):
         "_async",
         "_blocking",
         "_busy",
+        "_cap",
         "_close_pending",
         "_closed",
         "_cost",
@@ -258,6 +259,7 @@ class Stream(_Driver, AsyncClosing):
         self._async = False  # the source is an async iterable
         self._yielded = 0.0  # when other tasks last ran (by this stream's doing)
         self._slice = _FIRST_SLICE  # the size of the next slice of a long chunk
+        self._cap = self._run.cap  # a longer chunk is fed whole, in a thread
         self._cost = 0.0  # seconds per character of the recent slices (the most)
         self._source = source
         # A sync source that may block is pulled in a worker thread (see _pull_mode).
@@ -313,7 +315,11 @@ class Stream(_Driver, AsyncClosing):
             else:
                 chunk = await self._next(it)
             if chunk is _END:
-                await self._work(self._exhausted)
+                if self._blocking or self._run.forcing(0):
+                    # (Much held text: deciding it may take long, in a worker thread.)
+                    await anyio.to_thread.run_sync(self._exhausted, limiter=thread_limiter())
+                else:
+                    self._exhausted()
                 if self._run.deferred:
                     self._resumed(await settle(self._run))
                 return
@@ -369,14 +375,25 @@ class Stream(_Driver, AsyncClosing):
         """
         clock = time.perf_counter
         size = self._slice
+        if type(chunk) is str and len(chunk) > self._cap and not self._run.defers:
+            # Longer than the hold-back cap: the run reads it whole, as validate
+            # reads a text (the same answer if the source ends after it), in a
+            # worker thread, so that the loop runs meanwhile.
+            decided = await anyio.to_thread.run_sync(self._take, chunk, limiter=thread_limiter())
+            self._yielded = clock()
+            return decided or (self._limits.active and self._expired(waiting=False))
         if type(chunk) is not str or len(chunk) <= size or self._run.defers:
             pieces: Sequence[object] = (chunk,)
         else:
             pieces = [chunk[at : at + size] for at in range(0, len(chunk), size)]
         for piece in pieces:
             began = clock()
-            if self._blocking:
-                decided = await self._work(self._take, piece)
+            if self._blocking or (type(piece) is str and self._run.forcing(len(piece))):
+                # (Deciding held text at the cap costs up to its whole length at
+                # once: hundreds of ms on hostile text; a worker thread does it.)
+                decided = await anyio.to_thread.run_sync(
+                    self._take, piece, limiter=thread_limiter()
+                )
             else:
                 decided = self._take(piece)  # no blocking work: inline
             if not decided and self._run.deferred:

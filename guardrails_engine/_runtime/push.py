@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 import anyio.to_thread
@@ -182,8 +182,11 @@ class Push(_Push, AsyncClosing):
 
     async def _step(self, work: Callable[..., object], *args: object) -> str:
         """Run ``work`` (NER in a worker thread), then the calls it deferred."""
+        # A text longer than the hold-back cap is read whole (as validate reads it):
+        # in a worker thread too, so that the loop runs meanwhile.
+        long = bool(args) and len(cast(str, args[0])) > self._run.cap and not self._run.defers
         try:
-            if self._blocking:
+            if self._blocking or long:
                 await anyio.to_thread.run_sync(work, *args, limiter=thread_limiter())
             else:
                 work(*args)

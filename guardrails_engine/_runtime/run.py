@@ -33,11 +33,9 @@ from .release import Release
 from .repairs import Repairs
 from .stats import Holdbacks, RunStats
 
-__all__ = ["SLICE", "Ending", "Run"]
+__all__ = ["Ending", "Run"]
 
 _NEVER = 1 << 62
-#: A chunk longer than this is taken in slices of this size (see :meth:`Run.feed`).
-SLICE = 16_384
 _TRIM_AT = 1024
 _MARGIN = 256
 
@@ -96,6 +94,7 @@ class Run:
         "_budget_ms",
         "_buf",
         "_cap",
+        "_chunk_at",
         "_decisions",
         "_deferring",
         "_drift_room",
@@ -168,6 +167,7 @@ class Run:
         self._buf = ""  # canonical scan buffer, from canonical offset _base
         self._base = 0
         self._end = 0  # original characters received
+        self._chunk_at = 0  # where the last chunk received starts (original offsets)
         self._failed: set[int] = set()
         self._found = [0] * len(self._sessions)  # hits per check so far
         self._ending: Ending | None = None
@@ -185,6 +185,19 @@ class Run:
     @property
     def ending(self) -> Ending | None:
         return self._ending
+
+    @property
+    def cap(self) -> int:
+        """The policy's ``max_holdback_chars``: a longer chunk is read whole."""
+        return self._cap
+
+    def forcing(self, n: int) -> bool:
+        """Whether feeding ``n`` more characters may decide held text at the cap
+        (``n == 0``: whether more than a quarter of the cap is held), which costs
+        up to the cap's worth of work at once (a driver on an event loop does it
+        in a worker thread)."""
+        held = self._end - self._hold_seen
+        return held + n > self._cap if n else held > self._cap // 4
 
     @property
     def received(self) -> int:
@@ -237,22 +250,30 @@ class Run:
     def feed(self, chunk: str) -> str:
         """Take the next chunk; return the text that became safe (possibly "").
 
-        A chunk longer than :data:`SLICE` is taken in slices, as if it had come
-        in pieces (every chunking gives the same answer): the work between two
-        looks at the deadlines and at the outcome is bounded, and a length limit
-        or a block stops it early.
+        Held text is decided as it stands at the hold-back cap only once a
+        later chunk came (:meth:`_force`): the source may end after this one.
+        A chunk longer than the cap is read as ``validate`` reads a text
+        (:meth:`_feed_long`), so a source that gives the whole text as one
+        chunk (an SDK reading a full socket) gets what ``validate`` gives, and
+        a length limit or a block stops the work early.
         """
         if self._ending is not None or not chunk:
             return ""
-        if len(chunk) <= SLICE or self._deferring:
-            # (Calls deferred to the driver are run between chunks, not slices.)
-            return self._feed(chunk)
-        pieces = []
-        for at in range(0, len(chunk), SLICE):
-            pieces.append(self._feed(chunk[at : at + SLICE]))
-            if self._ending is not None:
-                break
-        return "".join(pieces)
+        self._chunk_at = self._end
+        if len(chunk) > self._cap and not self._deferring:
+            # (Calls deferred to the driver are run between chunks.)
+            return self._feed_long(chunk)
+        return self._feed(chunk)
+
+    def _feed_long(self, chunk: str) -> str:
+        """:meth:`feed` of a chunk longer than the hold-back cap: the checks that
+        do not scan read it first, then, unless they decided the outcome early
+        (:meth:`_decided_early`), the scanning ones, once."""
+        self._receive(chunk)
+        self._feed_sessions(self._buf, chunk, scans=False)
+        if not self._decided_early():
+            self._feed_sessions(self._buf, chunk, scans=True)
+        return self._advance(final=False)
 
     def _feed(self, chunk: str) -> str:
         self._receive(chunk)
@@ -346,26 +367,27 @@ class Run:
             return False
         at = min(decided)
         self._buf += self._map.flush()
-        full = self._buf
+        full, base = self._buf, self._base
+        end = base + len(full)
         # Every hit that starts at or before ``at`` must be known: the
         # canonical offsets before ``upto`` are those of the text up to ``at``.
         upto = self._canonical(at + 1)
-        size = upto + 256
-        if size >= len(full):
+        size = upto + 256  # (canonical offsets, from the start of the text)
+        if size >= end:
             return False
         while True:
-            prefix = full[:size]
+            prefix = full[: size - base]
             self._feed_sessions(prefix, "", scans=True)
             hold = min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER)
-            if hold < upto and self._base + size - hold > self._cap and len(full) > 4 * size:
+            if hold < upto and size - hold > self._cap and end > 4 * size:
                 # (Only when the rest is long: on a short one scanning it all costs less.)
                 self._force(prefix)
                 hold = min((s.hold for _, _, s, _ in self._live if s.scans), default=_NEVER)
             if hold >= upto:
                 return True  # every hit that starts up to the decision is known
-            if size >= len(full):
+            if size >= end:
                 return False  # a match in progress runs to the end: scan it all
-            size = min(2 * size, len(full))
+            size = min(2 * size, end)
 
     def finish(self) -> str:
         """The text is complete; return the rest of the safe text."""
@@ -588,7 +610,9 @@ class Run:
         """
         buf = self._buf if prefix is None else prefix
         if prefix is None:
-            upto_orig = self._end - self._cap
+            # (Not in the last chunk received: the source may end after it, and
+            # a source that gives the whole text at once gets validate's answer.)
+            upto_orig = min(self._end - self._cap, self._chunk_at)
             upto = self._canonical(upto_orig)
         else:
             upto = self._base + len(prefix) - self._cap

@@ -68,7 +68,10 @@ __all__ = [
 # about 2 us a call); shorter ones are not: a pattern that passed the
 # load-time analysis runs in bounded time on them, and one that slipped
 # through it is stopped after such a call (most calls on prose are shorter:
-# guarding every one would add 2-3 us per 4-character chunk).
+# guarding every one would add 2-3 us per 4-character chunk).  Those calls also
+# let other threads run meanwhile (``concurrent=``): a long call in a worker
+# thread (async validate) would otherwise hold the interpreter, and stall the
+# event loop, for as long as it takes.
 _GUARD_FROM = 24
 
 
@@ -132,8 +135,8 @@ class _Finder:
         first = self.first
         far = len(buf) - p > _GUARD_FROM
         if first is None:
-            left = deadline.left() if far else None
-            pm = self.probe.search(buf, p, partial=True, timeout=left)
+            left = deadline.cpu_left() if far else None
+            pm = self.probe.search(buf, p, partial=True, timeout=left, concurrent=far)
             return stop if pm is None else min(pm.start(), stop)
         budget = self.probes
         sure = None if self.known is None else self.known.sure
@@ -149,12 +152,14 @@ class _Finder:
             if budget == 0:
                 if self.probes == 0:
                     return c
-                left = deadline.left() if far else None
-                pm = self.probe.search(buf, c, partial=True, timeout=left)
+                left = deadline.cpu_left() if far else None
+                pm = self.probe.search(buf, c, partial=True, timeout=left, concurrent=far)
                 return stop if pm is None else min(pm.start(), stop)
             budget -= 1
             if far and len(buf) - c > _GUARD_FROM:
-                pm = self.probe.match(buf, c, partial=True, timeout=deadline.left())
+                pm = self.probe.match(
+                    buf, c, partial=True, timeout=deadline.cpu_left(), concurrent=True
+                )
             else:
                 pm = self.probe.match(buf, c, partial=True)
             if pm is not None:
@@ -464,7 +469,7 @@ class _GroupState:
             overlapping = group.overlapping[j]
             while p < limit:
                 if p < far:
-                    m = pattern.search(buf, p - base, timeout=deadline.left())
+                    m = pattern.search(buf, p - base, timeout=deadline.cpu_left(), concurrent=True)
                 else:
                     m = pattern.search(buf, p - base)
                 if m is None or m.start() + base >= limit:
@@ -511,7 +516,7 @@ class _GroupState:
                 if c < q:
                     continue
                 # (Far from the end, by design.)
-                mm = pattern.match(buf, c, timeout=deadline.left())
+                mm = pattern.match(buf, c, timeout=deadline.cpu_left(), concurrent=True)
                 if mm is not None and mm.end() > c:
                     out.append(ScanMatch(index, mm, base, deadline))
                     q = c + 1 if group.overlapping[j] else mm.end()

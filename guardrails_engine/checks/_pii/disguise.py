@@ -68,9 +68,11 @@ _SSN = regex.compile(rf"(?<!\d)\d{{3}}{_SEP}\d{{2}}{_SEP}\d{{4}}(?!\d)")
 _SSN_CONTEXT = regex.compile(
     r"(?<=(?i:\bssn|\bss\#|\bsocial\s+security)[^\d\n]{0,60})(?<!\d)\d{9}(?!\d)"
 )
+# (What is between two groups, brackets included, is one atomic group: read in
+# every way it can be, ``+(1) +(1) ...`` cost 1.5 ms a character to probe.)
 _PHONE = regex.compile(
-    r"(?:(?<![\w+$\u00a3\u20ac:.\-/])|(?<=(?<!\w)[a-z]{1,8}))(?:\+[ *`_~]{0,3})?[(\[]?\d{1,4}[)\]]?"
-    rf"(?:{_SEP}[(\[]?\d{{1,5}}[)\]]?){{1,6}}(?![\w:]|[\-./]\w)"
+    r"(?:(?<![\w+$\u00a3\u20ac:.\-/])|(?<=(?<!\w)[a-z]{1,8}))(?:\+[ *`_~]{0,3})?[(\[]?\d{1,4}"
+    rf"(?:(?>[)\]]?{_SEP}[(\[]?)\d{{1,5}}){{1,6}}[)\]]?(?![\w:]|[\-./]\w)"
 )
 # A number glued to the end of a short lowercase word ("ref4155550132", not the
 # digits at the end of a hash or an upper-case id).

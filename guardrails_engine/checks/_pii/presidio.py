@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 from ..._scanning.hints import declare
+from .phones import numbers
+from .prefilter import prefiltered
 
 if TYPE_CHECKING:
     from ..._common.deadline import Deadline
@@ -179,7 +181,7 @@ class Catalog:
         for recognizer in self._recognizers[entity]:
             flags = int(recognizer.global_regex_flags)
             for pat in recognizer.patterns:
-                compiled = regex.compile(pat.regex, flags)
+                compiled = regex.compile(prefiltered(pat.regex), flags)
                 if pat.regex == _PRESIDIO_EMAIL:
                     # A word of letters and digits may be the name of an address in
                     # progress (``_scanning/hints.py``; tests/test_scan_hints.py).
@@ -271,7 +273,7 @@ class Catalog:
     ) -> list[tuple[int, int, float]]:
         """Where python-phonenumbers finds a number in ``text``, in any of presidio's
         regions (with presidio's leniency), with its score.  On a long run of digits this
-        may take seconds: ``deadline`` is looked at between numbers.
+        may take seconds: ``deadline`` is looked at between candidates (``phones.py``).
 
         Where it finds none, a phone-shaped number (a country code, or groups) of
         the North American plan (ten digits, with ``+1`` or not) that it finds
@@ -285,14 +287,13 @@ class Catalog:
         for region in self._phone_regions:
             if digits < fewest.get(region, 0):
                 continue  # too short to be valid there (the common case: "17 days")
-            for found in pn.PhoneNumberMatcher(text, region, leniency=self._phone_leniency):
+            least = fewest.get(region, 0)
+            for found in numbers(pn, text, region, self._phone_leniency, deadline, least):
                 spans[(found.start, found.end)] = self.phone_score
-                if deadline is not None:
-                    deadline.check()
         if not spans and digits >= 10 and _PHONE_SHAPED.search(text):
             # (Each region reads its own international prefix: 00 in Europe, 011 here.)
             for region in self._phone_regions:
-                for found in pn.PhoneNumberMatcher(text, region, leniency=0):
+                for found in numbers(pn, text, region, 0, deadline):
                     number = found.number
                     if (
                         number.country_code == 1
@@ -300,8 +301,6 @@ class Catalog:
                         and _NANP_SHAPED.fullmatch(found.raw_string) is not None
                     ):
                         spans.setdefault((found.start, found.end), POSSIBLE_PHONE_SCORE)
-                    if deadline is not None:
-                        deadline.check()
         return [(s, e, score) for (s, e), score in spans.items()]
 
 
