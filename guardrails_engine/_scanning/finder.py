@@ -42,7 +42,7 @@ LONG_WORD = 256
 class Finder:
     """Finds where a match of some patterns may be in progress."""
 
-    __slots__ = ("ascii_first", "first", "known", "probe", "probes")
+    __slots__ = ("ascii_first", "first", "known", "probe", "probes", "rare", "seek")
 
     def __init__(
         self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
@@ -64,6 +64,23 @@ class Finder:
         )
         # Where candidates are asked about, what the patterns' authors know (hints.py).
         self.known = Known(patterns) if probes > 0 else None
+        # Where they are asked about and no match starts with a lowercase "e"
+        # (not at every word of prose): the ASCII characters a match may start
+        # with, so that ASCII text without one needs no search.
+        self.rare: frozenset[str] | None = None
+        if probes > 0 and first is not None:
+            loose = classes(patterns, [f.first for f in known], lead=False)
+            chars = frozenset(chr(c) for c in range(128) if loose and loose.match(chr(c)))
+            self.rare = None if "e" in chars else chars
+        # With a sure hint, one search finds the next candidate and tells whether
+        # the text from it on is surely in progress (group 1: the sure prefix
+        # matches up to the end), instead of a search and a match.
+        sure = None if self.known is None else self.known.sure
+        self.seek = (
+            None
+            if sure is None or first is None
+            else regex.compile(f"(?=(?:{first.pattern}))(?:({sure.pattern})\\Z)?")
+        )
 
     def find(self, buf: str, p: int, stop: int, deadline: Deadline) -> int:
         """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
@@ -77,17 +94,25 @@ class Finder:
             left = deadline.cpu_left() if far else None
             pm = self.probe.search(buf, p, partial=True, timeout=left, concurrent=far)
             return stop if pm is None else min(pm.start(), stop)
+        rare = self.rare
+        if rare is not None and _none_of(rare, buf, p, stop):
+            return stop  # (no candidate: no search)
         budget = self.probes
-        sure = None if self.known is None else self.known.sure
-        if self.known is not None:
-            p = unspoiled(self.known.spoilers, buf, p)
+        if self.known is not None and self.known.spoilers:
+            q = unspoiled(self.known.spoilers, buf, p)
+            if q > p and rare is not None and _none_of(rare, buf, q, stop):
+                return stop  # (candidates only before a spoiler: ruled out)
+            p = q
+        seek = self.seek
+        if seek is not None:
+            first = seek
         m = first.search(buf, p)
         while m is not None:
             c = m.start()
             if c >= stop:
                 break
-            if sure is not None and sure.fullmatch(buf, c) is not None:
-                return c
+            if seek is not None and m.start(1) >= 0:
+                return c  # (surely in progress from c)
             if budget == 0:
                 if self.probes == 0:
                     return c
@@ -120,3 +145,9 @@ class Finder:
             return p
         m = self.first.search(buf, p, stop)
         return stop if m is None else m.start()
+
+
+def _none_of(chars: frozenset[str], buf: str, p: int, stop: int) -> bool:
+    """Whether ``buf[p:stop]`` is ASCII and holds none of ``chars``."""
+    region = buf[p:stop]
+    return region.isascii() and chars.isdisjoint(region)

@@ -45,7 +45,7 @@ import regex
 
 from ..._scanning.hints import declare
 from ..._scanning.scan import ScanMatch
-from .presidio import Detector, catalog, is_ipv4
+from .presidio import NUMBER_SPOILER, Detector, catalog, is_ipv4
 
 __all__ = ["FAMILIES", "detectors"]
 
@@ -74,6 +74,9 @@ _PHONE = regex.compile(
     r"(?:(?<![\w+$\u00a3\u20ac:.\-/])|(?<=(?<!\w)[a-z]{1,8}))(?:\+[ *`_~]{0,3})?[(\[]?\d{1,4}"
     rf"(?:(?>[)\]]?{_SEP}[(\[]?)\d{{1,5}}){{1,6}}[)\]]?(?![\w:]|[\-./]\w)"
 )
+# (None of them holds a letter: hints.py, tests/test_scan_hints.py.)
+for _number in (_CARD, _SSN, _PHONE):
+    declare(_number, spoiler=NUMBER_SPOILER)
 # A number glued to the end of a short lowercase word ("ref4155550132", not the
 # digits at the end of a hash or an upper-case id).
 _PHONE_GLUED = regex.compile(r"(?<=(?<!\w)[a-z]{2,8})\+?\d{7,15}(?![\w:])")
