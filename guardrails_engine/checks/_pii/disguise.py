@@ -118,11 +118,12 @@ _EMAIL_SPACED = regex.compile(
 # by tests/test_scan_hints.py).  Every match holds an "@", or "at" between brackets.
 # Whitespace in a words match always touches a bracket, a mark or an "@", never a
 # letter or digit on both sides; a spaced match never has two word characters side by
-# side; so neither holds two words of prose ("ur o", "r or"), nor a character neither
-# may hold.  (One spoiler for both: the scanner asks once for the two.)  A word with
-# the spaces after it may be the name of a words match in progress.
+# side; so neither holds two words of prose ("ur o", "r or"), nor the end of a sentence
+# ("ut. ": in a words match, a dot after a letter is followed by a mark or a letter), nor
+# a character neither may hold.  (One spoiler for both: the scanner asks once for the
+# two.)  A word with the spaces after it may be the name of a words match in progress.
 _NOT_AN_ADDRESS = (
-    r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}"
+    r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}|[^\W_]{2}\.[ \t\r\n]"
     r"|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~]"
 )
 declare(
