@@ -20,7 +20,7 @@ from .analysis import Facts
 from .compose import classes, probe
 from .hints import Known, unspoiled
 
-__all__ = ["GUARD_FROM", "LONG_WORD", "Finder"]
+__all__ = ["GUARD_FROM", "LONG_WORD", "Finder", "none_of"]
 
 
 # A call into the engine with a user's pattern that may read more than this
@@ -95,12 +95,12 @@ class Finder:
             pm = self.probe.search(buf, p, partial=True, timeout=left, concurrent=far)
             return stop if pm is None else min(pm.start(), stop)
         rare = self.rare
-        if rare is not None and _none_of(rare, buf, p, stop):
+        if rare is not None and none_of(rare, buf, p, stop):
             return stop  # (no candidate: no search)
         budget = self.probes
         if self.known is not None and self.known.spoilers:
             q = unspoiled(self.known.spoilers, buf, p)
-            if q > p and rare is not None and _none_of(rare, buf, q, stop):
+            if q > p and rare is not None and none_of(rare, buf, q, stop):
                 return stop  # (candidates only before a spoiler: ruled out)
             p = q
         seek = self.seek
@@ -147,7 +147,7 @@ class Finder:
         return stop if m is None else m.start()
 
 
-def _none_of(chars: frozenset[str], buf: str, p: int, stop: int) -> bool:
+def none_of(chars: frozenset[str], buf: str, p: int, stop: int) -> bool:
     """Whether ``buf[p:stop]`` is ASCII and holds none of ``chars``."""
     region = buf[p:stop]
     return region.isascii() and chars.isdisjoint(region)

@@ -50,7 +50,7 @@ import regex
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
 from .compose import ascii_gate, classes, combinable, streamable
-from .finder import GUARD_FROM, LONG_WORD, Finder
+from .finder import GUARD_FROM, LONG_WORD, Finder, none_of
 from .hints import Known, either
 from .terms import OVERLAPPING
 
@@ -279,6 +279,11 @@ class _GroupState:
         lo = x - base
         stop = end - base
         self.eager = False
+        rare = group.finder.rare
+        if rare is not None and group.reach is None and none_of(rare, buf, lo, stop):
+            # No match starts in what arrived: none in progress, none to collect.
+            self.dead = self.hold = end
+            return
         if group.reach is None:
             if x == self.long_at and end < self.long_until:
                 h = lo  # still in progress there, as far as it is worth asking
