@@ -98,8 +98,13 @@ class Finder:
         if rare is not None and none_of(rare, buf, p, stop):
             return stop  # (no candidate: no search)
         budget = self.probes
-        if self.known is not None and self.known.spoilers:
-            q = unspoiled(self.known.spoilers, buf, p)
+        spoilers = () if self.known is None else self.known.spoilers
+        if spoilers:
+            if len(spoilers) == 1:  # (unspoiled(), without the call)
+                sm = spoilers[0].search(buf, p)
+                q = p if sm is None else max(p, sm.start() + 1)
+            else:
+                q = unspoiled(spoilers, buf, p)
             if q > p and rare is not None and none_of(rare, buf, q, stop):
                 return stop  # (candidates only before a spoiler: ruled out)
             p = q
