@@ -29,14 +29,33 @@ PIECES = [
     "\u00ab", "\u00bb", "é", "ß", "\u00a0", "_at_", "-at-", " [ at ] ", " @ ", "j d o e",
     "#", "%", "&", "=", "?", "^", "{", "|", "}", "example.com", "x@y.co",
 ]  # fmt: skip
-texts = st.lists(st.sampled_from(PIECES), max_size=14).map("".join)
+# Pieces of numbers (cards, IBANs, phone numbers with extensions, SSNs) and of prose.
+NUMBER_PIECES = [
+    "4111", "1111", "4242", "5555", "2221", "3782", "0000", "123", "078", "05", "1120", "9",
+    "DE", "89", "3704", "0044", "0532", "0130", "00", "GB", "82", "WEST", "1234", "AB", "X",
+    "The", "Th", "It", "I", "A", "e", "x", "t", "n", "ext", "ext.", "extension", "Ext", "a",
+    "card", "is", " ", "  ", "\t", "\n", "-", ".", "(", ")", "[", "]", "+", "+1", "/", "*",
+    "_", "%20", ":", "'", '"', "=", "#", "ß", "\u00a0", "\u0663",
+]  # fmt: skip
+texts = st.one_of(
+    st.lists(st.sampled_from(PIECES), max_size=14).map("".join),
+    st.lists(st.sampled_from(NUMBER_PIECES), max_size=14).map("".join),
+)
 
 catalog().detectors("EMAIL_ADDRESS")  # (declares the hint of presidio's e-mail pattern)
+for _entity in ("PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE"):
+    catalog().detectors(_entity)  # (declares the spoiler of the patterns of numbers)
 HINTS = declared()
-# The two e-mail patterns of the words family declare hints; nothing else needs to.
-assert {disguise._EMAIL_WORDS.pattern, disguise._EMAIL_SPACED.pattern} <= {
-    text for text, _, _ in HINTS
-}
+# The two e-mail patterns of the words family declare hints, and the patterns of
+# numbers that may span words (presidio's and the separators family's) a spoiler.
+NUMBERS = [
+    d.pattern
+    for entity in ("PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE")
+    for d in catalog().detectors(entity)
+] + [disguise._CARD, disguise._SSN, disguise._PHONE]
+assert {disguise._EMAIL_WORDS.pattern, disguise._EMAIL_SPACED.pattern} | {
+    p.pattern for p in NUMBERS
+} <= {text for text, _, _ in HINTS}
 
 
 def _hinted(i: int) -> tuple[regex.Pattern[str], Hint]:
@@ -139,3 +158,48 @@ def test_an_escaped_parenthesis_is_no_conditional_but_a_conditional_stays_alone(
             got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
         got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
         assert sorted(got) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(NUMBER_PIECES), max_size=16).map("".join),
+    st.lists(st.integers(1, 6), max_size=20),
+)
+def test_a_stream_over_the_patterns_of_numbers_finds_what_the_whole_text_holds(
+    text: str, sizes: list[int]
+) -> None:
+    _stream_finds_the_whole_texts_matches(NUMBERS, text, sizes)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pay DE89 3704 0044 0532 0130 00 now. The IBAN GB82 WEST 1234 5698 7654 32 is old",
+        "Call 555-0134 ext. 12 or (415) 555 0132 x 7. Card 4111 1111 1111 1111, SSN 078-05-1120",
+        "The The Th GB82WEST12345698765432 It ext extension 4242",
+    ],
+)
+def test_numbers_after_capitalised_words_are_found_on_every_chunking(text: str) -> None:
+    # A capitalised word followed by a lowercase letter is ruled out by the spoiler; an
+    # IBAN's capitals, and the numbers after such words, are not.
+    expected = whole_text_matches(NUMBERS, text)
+    assert expected
+    for size in range(1, 9):
+        _stream_finds_the_whole_texts_matches(NUMBERS, text, [size] * len(text))
+
+
+def _stream_finds_the_whole_texts_matches(
+    compiled: list[regex.Pattern[str]], text: str, sizes: list[int]
+) -> None:
+    expected = whole_text_matches(compiled, text)
+    state = PatternSet(compiled).state()
+    got: list[tuple[int, int, int]] = []
+    seen = ""
+    for chunk in cut(text, sizes):
+        seen += chunk
+        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
+        pending = set(expected) - set(got)
+        assert all(start >= state.hold for _, start, _ in pending)
+        assert set(got) <= set(expected)
+    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
+    assert sorted(got) == expected

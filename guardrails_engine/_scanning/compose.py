@@ -235,6 +235,32 @@ def classes(
 _ESCAPED = regex.compile(r"\\U[0-9a-f]{8}")
 
 
+def any_required(
+    patterns: Sequence[regex.Pattern[str]], parts: Sequence[tuple[str, ...] | None]
+) -> regex.Pattern[str] | None:
+    """A search that finds a text holding one of ``parts`` (required classes or strings,
+    per pattern), or finds more: a string is read as its rarest character and a class
+    under IGNORECASE, so that the classes merge into one (the engine searches one class
+    quickly, an alternation of classes and strings under two flags slowly).  None if a
+    part is unknown."""
+    if any(part is None for part in parts):
+        return None
+    items: list[tuple[str, bool]] = []
+    for p, part in zip(patterns, parts, strict=True):
+        assert part is not None
+        ignorecase = bool(p.flags & regex.IGNORECASE)
+        for item in part:
+            if item.startswith("[^"):
+                items.append((item, ignorecase))  # (under IGNORECASE it would match less)
+            elif item.startswith("["):
+                items.append((item, True))
+            else:
+                chars = _ESCAPED.findall(item)
+                rare = min(chars, key=lambda c: share(int(c[2:], 16))) if chars else None
+                items.append(("[" + rare + "]" if rare else item, bool(rare) or ignorecase))
+    return regex.compile(union(items))
+
+
 def ascii_gate(
     pattern: regex.Pattern[str], required: tuple[str, ...] | None
 ) -> frozenset[str] | None:

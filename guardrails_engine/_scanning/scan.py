@@ -20,7 +20,7 @@ Keeping the cost low.  What is known of each pattern before any text
 - a match can only start at a *candidate*: its leading assertion holds and its
   first character is one it can start with; the candidates of a group are
   found with one class search, and only they are probed (or, for a large group,
-  the first one simply holds);
+  the first one simply holds; ``finder.py``);
 - a pattern whose matches never contain whitespace can only be in progress in
   the trailing word (or, if it reads further than one character past its
   match, in the word before);
@@ -49,8 +49,9 @@ import regex
 
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
-from .compose import ascii_gate, classes, combinable, probe, streamable
-from .hints import Known, either, unspoiled
+from .compose import any_required, ascii_gate, classes, combinable, streamable
+from .finder import GUARD_FROM, LONG_WORD, Finder, none_of
+from .hints import Known, either
 from .terms import OVERLAPPING
 
 __all__ = [
@@ -61,18 +62,6 @@ __all__ = [
     "SharedScan",
     "streamable",
 ]
-
-
-# A call into the engine with a user's pattern that may read more than this
-# many characters is given the time left before the run's deadline for the check (``timeout=``,
-# about 2 us a call); shorter ones are not: a pattern that passed the
-# load-time analysis runs in bounded time on them, and one that slipped
-# through it is stopped after such a call (most calls on prose are shorter:
-# guarding every one would add 2-3 us per 4-character chunk).  Those calls also
-# let other threads run meanwhile (``concurrent=``): a long call in a worker
-# thread (async validate) would otherwise hold the interpreter, and stall the
-# event loop, for as long as it takes.
-_GUARD_FROM = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,89 +87,6 @@ class ScanMatch:
         if s < 0:
             return s, e
         return s + self.base, e + self.base
-
-
-class _Finder:
-    """Finds where a match of some patterns may be in progress."""
-
-    __slots__ = ("ascii_first", "first", "known", "probe", "probes")
-
-    def __init__(
-        self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
-    ) -> None:
-        # Where a match, complete or in progress, may start: its first
-        # character is one it can start with (and, when candidates are probed
-        # one by one, its leading assertion holds: fewer of them).
-        self.first = classes(patterns, [f.first for f in known], lead=probes > 0)
-        self.probe = probe(patterns)
-        # How many candidates to ask the probe about, one by one, before one
-        # search for all the rest.  0: do not ask, the first candidate holds
-        # (a probe of a large alternation costs microseconds).
-        self.probes = probes
-        # Without probes the first candidate holds: the ASCII characters of
-        # the class, to answer the common case without a search.
-        first = self.first
-        self.ascii_first = frozenset(
-            chr(c) for c in range(128) if probes == 0 and first and first.match(chr(c))
-        )
-        # Where candidates are asked about, what the patterns' authors know (hints.py).
-        self.known = Known(patterns) if probes > 0 else None
-
-    def find(self, buf: str, p: int, stop: int, deadline: Deadline) -> int:
-        """The first index in ``[p, stop)`` where a match may be in progress, or ``stop``."""
-        if p >= stop:
-            return stop
-        if buf[p] in self.ascii_first:
-            return p
-        first = self.first
-        far = len(buf) - p > _GUARD_FROM
-        if first is None:
-            left = deadline.cpu_left() if far else None
-            pm = self.probe.search(buf, p, partial=True, timeout=left, concurrent=far)
-            return stop if pm is None else min(pm.start(), stop)
-        budget = self.probes
-        sure = None if self.known is None else self.known.sure
-        if self.known is not None:
-            p = unspoiled(self.known.spoilers, buf, p)
-        m = first.search(buf, p)
-        while m is not None:
-            c = m.start()
-            if c >= stop:
-                break
-            if sure is not None and sure.fullmatch(buf, c) is not None:
-                return c
-            if budget == 0:
-                if self.probes == 0:
-                    return c
-                left = deadline.cpu_left() if far else None
-                pm = self.probe.search(buf, c, partial=True, timeout=left, concurrent=far)
-                return stop if pm is None else min(pm.start(), stop)
-            budget -= 1
-            if far and len(buf) - c > _GUARD_FROM:
-                pm = self.probe.match(
-                    buf, c, partial=True, timeout=deadline.cpu_left(), concurrent=True
-                )
-            else:
-                pm = self.probe.match(buf, c, partial=True)
-            if pm is not None:
-                return c
-            m = first.search(buf, c + 1)
-        return stop
-
-    def find_in_word(self, buf: str, p: int, stop: int, deadline: Deadline) -> int:
-        """:meth:`find` in a whitespace-free stretch ``[p, stop)``.  In a long
-        one (an unbroken token) a probe can cost milliseconds a candidate, and
-        an address may be in progress from its first character anyway: there
-        the first candidate holds (``p`` if candidates are not known), unasked."""
-        if stop - p <= _LONG_WORD:
-            sure = None if self.known is None or p >= stop else self.known.sure
-            if sure is not None and sure.fullmatch(buf, p) is not None:
-                return p  # (the trailing word, surely in progress: no search for it)
-            return self.find(buf, p, stop, deadline)
-        if self.first is None:
-            return p
-        m = self.first.search(buf, p, stop)
-        return stop if m is None else m.start()
 
 
 class _Group:
@@ -218,7 +124,7 @@ class _Group:
         reaches = [f.reach for f in known]
         self.reach = None if None in reaches else max(r for r in reaches if r is not None)
         # Every match consumes one of these: without one, nothing matches.
-        self.trigger = classes(patterns, [f.required for f in known], lead=False)
+        self.trigger = any_required(patterns, [f.required for f in known])
         # Per pattern, what every match contains (hints.py), if its author said.
         self.needles = Known(patterns).needles
         if None not in self.needles:
@@ -229,7 +135,7 @@ class _Group:
         self.gates = tuple((j, g) for j, g in enumerate(gates) if g is not None)
         self.ungated = [j for j, g in enumerate(gates) if g is None]
         small = 4 if self.reach is None or len(patterns) <= 2 else 0
-        self.finder = _Finder(patterns, known, small)
+        self.finder = Finder(patterns, known, small)
         # Every position where a non-empty match can start (None if unknown).
         finder = self.finder
         self.starts = (
@@ -241,12 +147,12 @@ class _Group:
         # match (``(?!\.\d)``): in the word before the trailing one, only they
         # may still be in progress.
         far = [i for i, f in enumerate(known) if f.reach is not None and f.reach > 1]
-        self.far: _Finder | None = None
+        self.far: Finder | None = None
         self.far_reach = 0
         # The ASCII characters one of which such a match holds (None: unknown).
         self.far_gate: frozenset[str] | None = None
         if self.reach is not None and far:
-            self.far = _Finder(
+            self.far = Finder(
                 [patterns[i] for i in far], [known[i] for i in far], 4 if len(far) <= 2 else 0
             )
             self.far_reach = max(known[i].reach or 0 for i in far)
@@ -302,9 +208,13 @@ class PatternSet:
         ]
         groups += [_Group([i], [self.patterns[i]], [known[i]]) for i in alone]
         self._groups = tuple(groups)
-        self._trigger = classes(self.patterns, [f.required for f in known], lead=False)
+        # One search for every group's required characters, unless a group searches
+        # for needles (an alternation, which the engine tries at every character: with
+        # them, 2.6 us on ten characters of prose): then each group searches for its
+        # own, only where it has text to settle.
+        self._trigger = any_required(self.patterns, [f.required for f in known])
         if any(n is not None for g in groups for n in g.needles):
-            self._trigger = either([g.trigger for g in groups])  # (some search for needles)
+            self._trigger = None
 
     def state(self, deadline: Deadline | None = None) -> ScanState:
         """A scanning state for one run; ``deadline`` stops its long calls."""
@@ -314,9 +224,6 @@ class PatternSet:
 # How far before the end of the buffer a stretch to collect must end for
 # matching at candidate starts to beat one search per pattern.
 _FAR = 128
-
-# A whitespace-free stretch longer than this is held from its first candidate.
-_LONG_WORD = 256
 
 _LAST_SPACE = regex.compile(r"[ \n\t\r]", regex.REVERSE)
 
@@ -376,12 +283,17 @@ class _GroupState:
         lo = x - base
         stop = end - base
         self.eager = False
+        rare = group.finder.rare
+        if rare is not None and group.reach is None and none_of(rare, buf, lo, stop):
+            # No match starts in what arrived: none in progress, none to collect.
+            self.dead = self.hold = end
+            return
         if group.reach is None:
             if x == self.long_at and end < self.long_until:
                 h = lo  # still in progress there, as far as it is worth asking
             else:
                 h = group.finder.find(buf, lo, stop, self.deadline)
-                if stop - h > _LONG_WORD:
+                if stop - h > LONG_WORD:
                     self.long_at = h + base
                     self.long_until = end + (stop - h) // 4
                 elif h < stop and buf[stop - 1] in " \t\n\r":
@@ -392,7 +304,11 @@ class _GroupState:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...
             run = self._run_start(buf, base, lo, stop)
-            h = group.finder.find_in_word(buf, run, stop, self.deadline)
+            finder = group.finder
+            if run < stop and buf[run] in finder.ascii_first and stop - run <= LONG_WORD:
+                h = run  # (what find_in_word says, without asking it)
+            else:
+                h = finder.find_in_word(buf, run, stop, self.deadline)
             far = group.far
             if far is not None:
                 # ... or, for a pattern that reads further than one character
@@ -457,7 +373,7 @@ class _GroupState:
             # candidate starts before the limit instead.
             self._collect_at_starts(buf, base, start, limit, out, which)
             return
-        far = len(buf) + base - _GUARD_FROM
+        far = len(buf) + base - GUARD_FROM
         deadline = self.deadline
         for j in range(len(patterns)) if which is None else which:
             pattern = patterns[j]

@@ -45,7 +45,7 @@ import regex
 
 from ..._scanning.hints import declare
 from ..._scanning.scan import ScanMatch
-from .presidio import Detector, catalog, is_ipv4
+from .presidio import NUMBER_SPOILER, Detector, catalog, is_ipv4
 
 __all__ = ["FAMILIES", "detectors"]
 
@@ -74,6 +74,9 @@ _PHONE = regex.compile(
     r"(?:(?<![\w+$\u00a3\u20ac:.\-/])|(?<=(?<!\w)[a-z]{1,8}))(?:\+[ *`_~]{0,3})?[(\[]?\d{1,4}"
     rf"(?:(?>[)\]]?{_SEP}[(\[]?)\d{{1,5}}){{1,6}}[)\]]?(?![\w:]|[\-./]\w)"
 )
+# (None of them holds a letter: hints.py, tests/test_scan_hints.py.)
+for _number in (_CARD, _SSN, _PHONE):
+    declare(_number, spoiler=NUMBER_SPOILER)
 # A number glued to the end of a short lowercase word ("ref4155550132", not the
 # digits at the end of a hash or an upper-case id).
 _PHONE_GLUED = regex.compile(r"(?<=(?<!\w)[a-z]{2,8})\+?\d{7,15}(?![\w:])")
@@ -115,11 +118,12 @@ _EMAIL_SPACED = regex.compile(
 # by tests/test_scan_hints.py).  Every match holds an "@", or "at" between brackets.
 # Whitespace in a words match always touches a bracket, a mark or an "@", never a
 # letter or digit on both sides; a spaced match never has two word characters side by
-# side; so neither holds two words of prose ("ur o", "r or"), nor a character neither
-# may hold.  (One spoiler for both: the scanner asks once for the two.)  A word with
-# the spaces after it may be the name of a words match in progress.
+# side; so neither holds two words of prose ("ur o", "r or"), nor the end of a sentence
+# ("ut. ": in a words match, a dot after a letter is followed by a mark or a letter), nor
+# a character neither may hold.  (One spoiler for both: the scanner asks once for the
+# two.)  A word with the spaces after it may be the name of a words match in progress.
 _NOT_AN_ADDRESS = (
-    r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}"
+    r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}|[^\W_]{2}\.[ \t\r\n]"
     r"|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~]"
 )
 declare(

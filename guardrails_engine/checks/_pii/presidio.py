@@ -68,6 +68,28 @@ _CARD_2_SERIES = (
     r"(?:[- ]?\d{4}){3}(?![\w-])"
 )
 
+#: A spoiler (``_scanning/hints.py``) of the patterns of numbers: a capital letter
+#: before a lowercase one, or a lowercase letter of none of "ext", "x", "extension".
+#: An IBAN's letters are capitals, a phone number's extension is lowercase, the others
+#: hold no letter; so in prose a capitalised word (which may start an IBAN) is no
+#: number in progress, and is not asked about (tests/test_scan_hints.py).
+NUMBER_SPOILER = r"[A-Z][a-z]|[a-df-hj-mp-ru-wyz]"
+# presidio's (2.2) patterns of numbers that hold no other letters: CREDIT_CARD,
+# US_SSN, IBAN_CODE (a pattern of another version declares nothing).
+_NUMBERS = frozenset(
+    {
+        r"\b(?!1\d{12}(?!\d))((4\d{3})|(5[0-5]\d{2})|(6\d{3})|(1\d{3})|(3\d{3}))[- ]?"
+        r"(\d{3,4})[- ]?(\d{3,4})[- ]?(\d{3,5})\b",
+        r"\b([0-9]{5})-([0-9]{4})\b",
+        r"\b([0-9]{3})-([0-9]{6})\b",
+        r"\b(([0-9]{3})-([0-9]{2})-([0-9]{4}))\b",
+        r"\b[0-9]{9}\b",
+        r"\b([0-9]{3})[- .]([0-9]{2})[- .]([0-9]{4})\b",
+        r"(?<![A-Z0-9])([A-Z]{2}[0-9]{2}(?:[ -]?[A-Z0-9]{4}){2,6})((?:[ -]?[A-Z0-9]{4})?)"
+        r"((?:[ -]?[A-Z0-9]{1,3})?)(?![A-Z0-9])",
+    }
+)
+
 # A candidate worth a second look: a country code or groups (a bare run of digits, an
 # order number, is a phone number only if phonenumbers finds it valid).
 _PHONE_SHAPED = regex.compile(r"^\+|\d[\s\-.()/]+\d|^\(")
@@ -168,11 +190,13 @@ class Catalog:
         :raises KeyError: if presidio has no pattern recognizer for it.
         """
         if entity == "PHONE_NUMBER":
+            phone = regex.compile(_PHONE_CANDIDATE)
+            declare(phone, spoiler=NUMBER_SPOILER)
             return (
                 Detector(
                     entity,
                     "phone candidate",
-                    regex.compile(_PHONE_CANDIDATE),
+                    phone,
                     self._interpret_phone,
                     self.phone_context,
                 ),
@@ -186,6 +210,8 @@ class Catalog:
                     # A word of letters and digits may be the name of an address in
                     # progress (``_scanning/hints.py``; tests/test_scan_hints.py).
                     declare(compiled, sure=r"(?<!\w)[A-Za-z0-9]{1,256}")
+                elif pat.regex in _NUMBERS:
+                    declare(compiled, spoiler=NUMBER_SPOILER)
                 context = tuple(w.casefold() for w in recognizer.context or ())
                 out.append(
                     Detector(
@@ -200,11 +226,13 @@ class Catalog:
                 )
         if entity == "CREDIT_CARD":
             card = self._card
+            two = regex.compile(_CARD_2_SERIES)
+            declare(two, spoiler=NUMBER_SPOILER)
             out.append(
                 Detector(
                     entity,
                     "Mastercard 2-series",
-                    regex.compile(_CARD_2_SERIES),
+                    two,
                     self._interpreter(card, card.patterns[0].score),
                     tuple(w.casefold() for w in card.context or ()),
                 )
