@@ -425,9 +425,7 @@ class ToolPolicy(NamedTuple):
     release: str
 
 
-_Built = tuple[
-    PolicySpec, tuple["Check", ...], str, dict[str, ToolPolicy], "DriftMonitor | None"
-]
+_Built = tuple[PolicySpec, tuple["Check", ...], str, dict[str, ToolPolicy], "DriftMonitor | None"]
 
 
 def _build(origin: _Origin) -> _Built:
