@@ -209,3 +209,35 @@ checks:
         "fast: check timed out after 200 ms, skipped (on_error: pass)",
         "slow: check timed out after 200 ms, blocked",
     ]
+
+
+def test_the_cpu_share_is_sampled_over_windows_longer_than_a_time_slice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Inside one scheduler time slice a process that runs at all gets the whole CPU:
+    # calls 3 ms apart, each with 3 ms of CPU, must not raise the share the regex
+    # engine's CPU timeout is scaled by (that let a 2 s check time run 2.6 s).
+    from guardrails_engine._common import deadline as dl
+
+    clock = {"wall": 100.0, "cpu": 10.0}
+    monkeypatch.setattr(dl.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(dl.time, "process_time", lambda: clock["cpu"])
+    monkeypatch.setattr(dl, "_share", 0.5)
+    monkeypatch.setattr(dl, "_loaded_share", lambda: 1.0)
+    d = dl.Deadline(at=clock["wall"] + 100.0)
+
+    def step(wall: float, cpu: float) -> float:
+        clock["wall"] += wall
+        clock["cpu"] += cpu
+        left = d.cpu_left()
+        assert left is not None
+        return left / (d.at - clock["wall"])  # type: ignore[operator]
+
+    assert step(0.0, 0.0) == pytest.approx(0.5)  # the first call: no sample yet
+    for _ in range(5):  # 3 ms windows at full CPU: inside a slice, not a share
+        assert step(0.003, 0.003) == pytest.approx(0.5)
+    # 15 ms of those, then 15 ms more at a third of a CPU: one 30 ms window, 20 ms of CPU.
+    assert step(0.015, 0.005) == pytest.approx(0.5 * 0.5 + 0.5 * (0.020 / 0.030))
+    # A long window at a full CPU raises it.
+    before = step(0.0, 0.0)
+    assert step(0.1, 0.1) == pytest.approx(0.5 * before + 0.5)
