@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from .. import Blocked, Policy, Trace
 from .._observe.calls import CallRecorder, TraceSink
+from .._runtime.trace import finding_record
 
 __all__ = [
     "PARAMETERS",
@@ -127,18 +128,7 @@ def adapter_block(rec: CallRecorder, policy: Policy, blocked: Blocked | None) ->
     many runs), which no run of the policy saw, as a run ``"adapter"`` of the record."""
     if blocked is None:
         return
-    findings = tuple(
-        {
-            "check_id": f.check_id,
-            "check_type": f.check_type,
-            "action": f.action.value,
-            "entity_type": f.entity_type,
-            "start": f.start,
-            "end": f.end,
-            "reason": f.reason,
-        }
-        for f in blocked.findings
-    )
+    findings = tuple(finding_record(f) for f in blocked.findings)
     trace = Trace(
         trace_id=rec.trace_id,
         kind="adapter",

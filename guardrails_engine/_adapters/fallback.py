@@ -36,7 +36,16 @@ import anyio
 from .. import Interrupted, Policy, Refusal, StreamStateError
 from .._common.closing import AsyncClosing, Closing
 from .._observe.calls import CallRecorder, CallTrace
-from .._runtime.fallback import Attempt, Breaker, FallbackSource, Reason, Rule, describe
+from .._runtime.fallback import (
+    Attempt,
+    Breaker,
+    FallbackSource,
+    Reason,
+    Rule,
+    Stalled,
+    failure_detail,
+    failure_reason,
+)
 from ._trace import read_request, request_of
 
 __all__ = ["Api", "FallbackGuardedStream", "SyncFallbackGuardedStream"]
@@ -89,10 +98,6 @@ class Api(Protocol):
     def interrupt(self, message: str) -> list[Any] | None:
         """The events that end a reply cut off after text was shown: ``message`` as the
         provider's text, then its native ending (``None``: this API raises instead)."""
-
-
-class _Stalled(Exception):
-    pass
 
 
 class _State:
@@ -186,7 +191,7 @@ class _Upstream:
         with anyio.move_on_after(wait) as scope:
             event = await self._it.__anext__()
         if scope.cancelled_caught:
-            raise _Stalled(what)
+            raise Stalled(what)
         return self._seen(event)
 
     def __iter__(self) -> _Upstream:
@@ -198,7 +203,7 @@ class _Upstream:
             event = next(self._it)
             wait, what = self._wait()
             if wait is not None and wait <= 0.0:
-                raise _Stalled(what)
+                raise Stalled(what)
             return self._seen(event)
         at = self._at
         # Until the first token, each read is made in a thread that the limit abandons
@@ -225,7 +230,7 @@ class _Upstream:
 
         threading.Thread(target=read, name="guardrails-engine first token", daemon=True).start()
         if not done.wait(max(0.0, at - time.perf_counter())):
-            raise _Stalled(_stalled(self._state.limit))
+            raise Stalled(_stalled(self._state.limit))
         event, error = box[0]
         if error is not None:
             raise error
@@ -236,18 +241,6 @@ class _Upstream:
 
 def _stalled(limit: float | None) -> str:
     return f"no first token within {round((limit or 0) * 1000):,} ms"
-
-
-def _reason(exc: BaseException) -> Reason:
-    if isinstance(exc, Refusal):
-        return "refusal"
-    if isinstance(exc, _Stalled):
-        return "timeout"
-    return "error"
-
-
-def _detail(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, _Stalled) else describe(exc)
 
 
 class _Base:
@@ -372,7 +365,7 @@ class _Base:
             self._held.clear()
             self._why = rule.why(reason, findings, detail)
             if self._rec is not None:
-                timed_out = isinstance(exc, _Stalled)
+                timed_out = isinstance(exc, Stalled)
                 error = TimeoutError(detail) if timed_out else exc
                 self._rec.attempt(provider=self._api.provider, error=error)
             return
@@ -381,7 +374,7 @@ class _Base:
         self._out.extend(self._held)
         self._held.clear()
         # A failure is raised (the SDK's error as it came, a time limit as TimeoutError),
-        timed_out = exc is None or isinstance(exc, _Stalled)
+        timed_out = exc is None or isinstance(exc, Stalled)
         self._error = TimeoutError(detail) if timed_out else exc
         self._trace_end(error=self._error)
         # unless text was shown and the policy sets a closing message: then the stream
@@ -442,7 +435,7 @@ class FallbackGuardedStream(_Base, AsyncClosing):
                 raise
             except Exception as exc:
                 await current.aclose()
-                self._failed(_reason(exc), _detail(exc), (), exc)
+                self._failed(failure_reason(exc), failure_detail(exc), (), exc)
                 continue
             if self._take(event):
                 findings = current.blocked.findings
@@ -476,7 +469,7 @@ class FallbackGuardedStream(_Base, AsyncClosing):
             self._trace_end("cancelled")
             raise
         except Exception as exc:
-            self._failed(_reason(exc), _detail(exc), (), exc)
+            self._failed(failure_reason(exc), failure_detail(exc), (), exc)
             return
         self._arm()
         self._current = self._api.guarded(source, self._wrap, sync=False, rec=self._rec)
@@ -509,7 +502,7 @@ class FallbackGuardedStream(_Base, AsyncClosing):
         with anyio.move_on_after(limit) as scope:
             return await awaitable
         assert scope.cancelled_caught
-        raise _Stalled(_stalled(limit))
+        raise Stalled(_stalled(limit))
 
     async def aclose(self) -> None:
         """Stop: close the upstream running (idempotent)."""
@@ -607,7 +600,7 @@ class SyncFallbackGuardedStream(_Base, Closing):
                 continue
             except Exception as exc:
                 current.close()
-                self._failed(_reason(exc), _detail(exc), (), exc)
+                self._failed(failure_reason(exc), failure_detail(exc), (), exc)
                 continue
             if self._take(event):
                 findings = current.blocked.findings
@@ -640,7 +633,7 @@ class SyncFallbackGuardedStream(_Base, Closing):
             if not self._api.is_stream(source):
                 source = _events_sync(self._api, self._state.model, source)
         except Exception as exc:
-            self._failed(_reason(exc), _detail(exc), (), exc)
+            self._failed(failure_reason(exc), failure_detail(exc), (), exc)
             return
         self._arm()
         self._current = self._api.guarded(source, self._wrap, sync=True, rec=self._rec)

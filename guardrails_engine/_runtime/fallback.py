@@ -414,6 +414,26 @@ def describe(exc: BaseException) -> str:
     return f"the source raised {type(exc).__name__}"
 
 
+class Stalled(Exception):
+    """A source gave no first chunk within ``stream.first_chunk_timeout_ms`` (its
+    message, which quotes only the limit, is the attempt's detail)."""
+
+
+def failure_reason(exc: BaseException) -> Reason:
+    """The trigger an exception of a source stands for."""
+    if isinstance(exc, Refusal):
+        return "refusal"
+    if isinstance(exc, Stalled):
+        return "timeout"
+    return "error"
+
+
+def failure_detail(exc: BaseException) -> str:
+    """What an attempt records of an exception of its source (never its message,
+    unless it is a :class:`Stalled` of ours)."""
+    return str(exc) if isinstance(exc, Stalled) else describe(exc)
+
+
 def fixed(text: str) -> tuple[str, ...]:
     """The source of a fixed fallback text."""
     return (text,) if text else ()

@@ -35,9 +35,10 @@ from .fallback import (
     FallbackResult,
     FallbackSource,
     Reason,
-    Refusal,
     Rule,
-    describe,
+    Stalled,
+    failure_detail,
+    failure_reason,
     fixed,
     is_awaitable,
 )
@@ -54,22 +55,6 @@ _LIMITS = {
 }
 _NONE: Any = object()  # no first chunk held
 _END: Any = object()  # the source is exhausted
-
-
-class _Stalled(Exception):
-    """A source gave no first chunk within ``stream.first_chunk_timeout_ms``."""
-
-
-def _reason(exc: BaseException) -> Reason:
-    if isinstance(exc, Refusal):
-        return "refusal"
-    if isinstance(exc, _Stalled):
-        return "timeout"
-    return "error"
-
-
-def _detail(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, _Stalled) else describe(exc)
 
 
 def _in_memory(source: object) -> bool:
@@ -273,8 +258,8 @@ async def _aclose(it: object) -> None:
             _close_sync(it)
 
 
-def _stalled(seconds: float) -> _Stalled:
-    return _Stalled(f"no first chunk within {round(seconds * 1000):,} ms")
+def _stalled(seconds: float) -> Stalled:
+    return Stalled(f"no first chunk within {round(seconds * 1000):,} ms")
 
 
 class FallbackStream(_Driver, AsyncClosing):
@@ -327,7 +312,9 @@ class FallbackStream(_Driver, AsyncClosing):
             except Exception as exc:
                 self._current = None
                 await current.aclose()
-                self._failed(_reason(exc), _detail(exc), current.run.findings_so_far())
+                self._failed(
+                    failure_reason(exc), failure_detail(exc), current.run.findings_so_far()
+                )
         while True:
             text = self._text(await self._next_event())
             if text:
@@ -364,7 +351,7 @@ class FallbackStream(_Driver, AsyncClosing):
             self._current = None
             findings = current.run.findings_so_far()
             await current.aclose()
-            self._failed(_reason(exc), _detail(exc), findings)
+            self._failed(failure_reason(exc), failure_detail(exc), findings)
             return
         if self._take(event, current.run.ending):
             self._current = None
@@ -391,7 +378,7 @@ class FallbackStream(_Driver, AsyncClosing):
             self._stopped()
             raise
         except Exception as exc:
-            self._failed(_reason(exc), _detail(exc), ())
+            self._failed(failure_reason(exc), failure_detail(exc), ())
             return
         self._current = Stream(
             self._policy,
@@ -485,7 +472,9 @@ class SyncFallbackStream(_Driver, Closing):
             except Exception as exc:
                 self._current = None
                 current.close()
-                self._failed(_reason(exc), _detail(exc), current.run.findings_so_far())
+                self._failed(
+                    failure_reason(exc), failure_detail(exc), current.run.findings_so_far()
+                )
             except BaseException:
                 self._current = None
                 self._stopped()
@@ -521,7 +510,7 @@ class SyncFallbackStream(_Driver, Closing):
             self._current = None
             findings = current.run.findings_so_far()
             current.close()
-            self._failed(_reason(exc), _detail(exc), findings)
+            self._failed(failure_reason(exc), failure_detail(exc), findings)
             return
         except BaseException:
             self._current = None
@@ -552,7 +541,7 @@ class SyncFallbackStream(_Driver, Closing):
                 check_source(source, "a fallback's answer: stream_sync")
             source = self._first_chunk(source)
         except Exception as exc:
-            self._failed(_reason(exc), _detail(exc), ())
+            self._failed(failure_reason(exc), failure_detail(exc), ())
             return
         self._current = SyncStream(
             self._policy, source, trace_id=self._trace_id, on_trace=self._on_trace

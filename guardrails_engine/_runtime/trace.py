@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .._common.model import Finding
     from .plan import Plan
     from .run import Run
 
@@ -41,6 +42,7 @@ __all__ = [
     "TraceCallback",
     "configured",
     "deliver",
+    "finding_record",
     "logger",
     "new_trace_id",
 ]
@@ -165,6 +167,20 @@ def record(
     return trace
 
 
+def finding_record(f: Finding) -> dict[str, Any]:
+    """A finding as a trace holds it: where, which check, what was done, the reason
+    (which never quotes the value)."""
+    return {
+        "check_id": f.check_id,
+        "check_type": f.check_type,
+        "action": f.action.value,
+        "entity_type": f.entity_type,
+        "start": f.start,
+        "end": f.end,
+        "reason": f.reason,
+    }
+
+
 def _build(
     policy: Plan, run: Run, *, kind: str, trace_id: str | None, error: BaseException | None
 ) -> Trace:
@@ -173,15 +189,7 @@ def _build(
         ending = "error"
     result = run.result() if run.ending in _FINAL else None
     findings = tuple(
-        {
-            "check_id": f.check_id,
-            "check_type": f.check_type,
-            "action": f.action.value,
-            "entity_type": f.entity_type,
-            "start": f.start,
-            "end": f.end,
-            "reason": f.reason,
-        }
+        finding_record(f)
         for f in (result.findings if result is not None else run.findings_so_far())
     )
     holdbacks = run.stats.holdbacks
