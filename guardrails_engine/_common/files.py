@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["MAX_FILE_BYTES", "FileRefused", "read_confined_text"]
+__all__ = ["MAX_FILE_BYTES", "FileRefused", "read_confined_text", "why_unreadable"]
 
 #: The largest file a policy may name.
 MAX_FILE_BYTES = 1 << 20
@@ -15,6 +15,14 @@ MAX_FILE_BYTES = 1 << 20
 
 class FileRefused(ValueError):
     """A file a policy names cannot be had: the message names paths, never content."""
+
+
+def why_unreadable(exc: FileRefused | OSError) -> str:
+    """Why a file a policy names could not be read: the path and the error, never
+    what the file holds."""
+    if isinstance(exc, OSError):
+        return f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
+    return str(exc)
 
 
 def read_confined_text(path: Path, folder: Path) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .._common.files import FileRefused, read_confined_text
+from .._common.files import FileRefused, read_confined_text, why_unreadable
 from .._spec.config import DriftSpec, TopicSpec
 from .._spec.located import Located
 from .._spec.reading import load_yaml
@@ -81,11 +81,8 @@ def compile_drift(
 def _read(name: str, folder: Path, located: Located, field: list[Any]) -> str:
     try:
         return read_confined_text(folder / name, folder.resolve())
-    except FileRefused as exc:
-        raise located.error(field, f"cannot read the reference: {exc}") from None
-    except OSError as exc:
-        what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
-        raise located.error(field, f"cannot read the reference: {what}") from None
+    except (FileRefused, OSError) as exc:
+        raise located.error(field, f"cannot read the reference: {why_unreadable(exc)}") from None
 
 
 def _texts(d: DriftSpec, text: str, located: Located, field: list[Any]) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._common.errors import PolicyError
+from .._common.files import why_unreadable
 from .._spec.config import (
     CHECK_SPECS,
     ContentSpec,
@@ -137,12 +138,8 @@ def build_schema(c: SchemaSpec, site: Site) -> Check:
         raise site.error(
             field, f"not a valid JSON Schema at {path}: {_schema_error(c, exc)}"
         ) from None
-    except SchemaLoadError as exc:
-        raise site.error(field, f"cannot read the schema: {exc}") from None
-    except OSError as exc:
-        # The path and the error, never what the file holds.
-        what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
-        raise site.error(field, f"cannot read the schema: {what}") from None
+    except (SchemaLoadError, OSError) as exc:
+        raise site.error(field, f"cannot read the schema: {why_unreadable(exc)}") from None
     except (ValueError, ImportError, AttributeError, TypeError) as exc:
         raise site.error(field, f"cannot read the schema: {exc}") from exc
     return SchemaCheck(c, site.policy.on_error, loaded, stop=_json_stop(site.policy))

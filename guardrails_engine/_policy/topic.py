@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .._common.files import FileRefused as SchemaLoadError
-from .._common.files import read_confined_text
+from .._common.files import FileRefused, read_confined_text, why_unreadable
 from .._common.model import Action
 from .._common.trust import UntrustedModule, import_trusted
 from .._spec.config import Example, PolicySpec, TopicName, TopicSpec
@@ -82,11 +81,8 @@ def _read_examples(name: str, folder: Path, located: Located, field: list[Any]) 
     path = folder / name
     try:
         text = read_confined_text(path, folder.resolve())
-    except SchemaLoadError as exc:
-        raise located.error(field, f"cannot read the examples: {exc}") from None
-    except OSError as exc:
-        what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
-        raise located.error(field, f"cannot read the examples: {what}") from None
+    except (FileRefused, OSError) as exc:
+        raise located.error(field, f"cannot read the examples: {why_unreadable(exc)}") from None
     try:
         root, data = load_yaml(text)
     except yaml.YAMLError as exc:
