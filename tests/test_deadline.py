@@ -28,6 +28,9 @@ def run(code: str, *, seconds: float = 60) -> Any:
     return json.loads(run_limited(code, seconds=seconds).strip().splitlines()[-1])
 
 
+# (A pattern whose every match consumes an "a": the texts hold one, so the scanner
+# must search; with a "b" at the end, as it was written, a text without a "b" is not
+# searched at all.)
 HOSTILE = """
 version: 1
 name: hostile
@@ -35,7 +38,7 @@ block_message: "[blocked]"
 checks:
   - id: secrets
     type: content
-    patterns: ['(?:a|aa)+b']
+    patterns: ['(?:a|aa)+$']
     timeout_ms: 200
 {extra}
 """
@@ -119,6 +122,35 @@ print(json.dumps(anyio.run(main)))
     assert out == [["secrets: check timed out after 200 ms, blocked"]] * 2
 
 
+def test_a_match_in_progress_past_the_cap_is_probed_within_the_deadline() -> None:
+    """Past the hold-back cap the held text is decided as it stands, and where a
+    match may still be in progress there is asked of the engine: that probe of a
+    pattern that slipped through the analysis ran without a time limit (4-7 s for a
+    check given 300 ms; with a second pattern, which made it the first search to
+    run, it never ended)."""
+    out = run(
+        SLIP_THROUGH
+        + r"""
+import json, guardrails_engine as ge
+P = ge.Policy.from_yaml('''
+version: 1
+name: x
+checks:
+  - id: secrets
+    type: content
+    patterns: ['(\w+\s?)+$']
+    timeout_ms: 300
+''')
+text = "a" * 100_000 + "!"
+s = P.stream_sync(iter([text[i:i + 4] for i in range(0, len(text), 4)]))
+list(s)
+print(json.dumps([list(P.validate_sync(text).reasons), list(s.result.reasons)]))
+""",
+        seconds=60,
+    )
+    assert out == [["secrets: check timed out after 300 ms, blocked"]] * 2
+
+
 def _outcomes(policy: str, *texts: str) -> list[Any]:
     """[decision, reasons] of validating each text, in a child process, with a
     policy whose patterns slip through the load-time analysis."""
@@ -140,14 +172,14 @@ check_timeout_ms: 300
 checks:
   - id: slow
     type: content
-    patterns: ['(?:a|aa)+b']
+    patterns: ['(?:a|aa)+$']
   - id: slower
     type: content
-    patterns: ['(?:c|cc)+d']
+    patterns: ['(?:c|cc)+$']
     timeout_ms: 150
     on_error: pass
 """
-    assert _outcomes(policy, "a" * 3000, "c" * 3000) == [
+    assert _outcomes(policy, "a" * 3000 + "!", "c" * 3000 + "!") == [
         ["block", ["slow: check timed out after 300 ms, blocked"]],
         ["pass", ["slower: check timed out after 150 ms, skipped (on_error: pass)"]],
     ]
@@ -201,9 +233,9 @@ checks:
     on_error: pass
   - id: slow
     type: content
-    patterns: ['(?:c|cc)+d']
+    patterns: ['(?:c|cc)+$']
 """
-    [(decision, reasons)] = _outcomes(policy, "hello " + "c" * 3000)
+    [(decision, reasons)] = _outcomes(policy, "hello " + "c" * 3000 + "!")
     assert decision == "block"
     assert sorted(reasons) == [
         "fast: check timed out after 200 ms, skipped (on_error: pass)",

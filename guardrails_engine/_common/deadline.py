@@ -31,14 +31,27 @@ _share = 1.0
 _WINDOW = 0.02
 
 
+# The CPUs of the machine (``os.cpu_count`` reads a file: 2 us a call).
+_CPUS = os.cpu_count() or 1
+# The load average is read at most this often (seconds; the kernel updates it every 5 s).
+_LOAD_EVERY = 1.0
+_load: tuple[float, float] = (-_LOAD_EVERY, 1.0)  # (when read, the share it gave)
+
+
 def _loaded_share() -> float:
     """The share of a CPU a busy process gets, by the load average of the last minute."""
+    global _load
+    now = time.monotonic()
+    when, share = _load
+    if now - when < _LOAD_EVERY:
+        return share
     try:
         load = os.getloadavg()[0]
     except OSError:  # pragma: no cover - not on this platform
-        return 1.0
-    cpus = os.cpu_count() or 1
-    return max(0.2, min(1.0, cpus / load)) if load > 0 else 1.0
+        load = 0.0
+    share = max(0.2, min(1.0, _CPUS / load)) if load > 0 else 1.0
+    _load = (now, share)
+    return share
 
 
 class Deadline:
@@ -81,17 +94,21 @@ class Deadline:
         :raises TimeoutError: if the deadline has passed.
         """
         global _share
-        left = self.left()
-        if left is None:
+        at = self.at
+        if at is None:
             return None
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall = time.perf_counter()
+        left = at - wall
+        if left <= 0:
+            raise TimeoutError("check deadline passed")
         then, used = self._stamp
         took = wall - then
+        if then and took < _WINDOW:
+            return left * _share  # (too short a window: a time slice, not a share)
+        cpu = time.process_time()  # (a system call: only once a window)
         if not then:
             # The first call of a run's check: what the load average says, if less.
             _share = min(_share, _loaded_share())
-        elif took < _WINDOW:
-            return left * _share  # (too short a window: a time slice, not a share)
         elif took < 0.5:  # (busy since the window began: a fair sample)
             _share = min(1.0, max(0.2, 0.5 * _share + 0.5 * (cpu - used) / took))
         self._stamp = (wall, cpu)

@@ -37,6 +37,7 @@ from typing import Any
 
 import regex
 
+from .._common.deadline import Deadline
 from .analysis import char, facts, parse_tree
 from .compose import classes, probe
 
@@ -203,6 +204,7 @@ class Undecided:
         hold: int,
         upto: int,
         seen: dict[int, int] | None = None,
+        deadline: Deadline | None = None,
     ) -> tuple[int, Undecided] | None:
         """A match of one of ``patterns`` may be in progress from ``hold`` on
         past ``upto`` (the cap): where the undecided stretch starts, and the
@@ -212,7 +214,9 @@ class Undecided:
         offset where a match may still be in progress: the text only grows, so
         no match can start before it later either.  A stream past the cap asks
         at every chunk; without it each question would read the held text again
-        (the cost per character would grow with the cap)."""
+        (the cost per character would grow with the cap).  ``deadline`` stops the
+        probe (a pattern that slipped through the load-time analysis may take
+        exponential time on the held text)."""
         cap = base + len(buf) - upto
         lo0, hi = max(hold, base) - base, upto - base
         best: tuple[int, int] | None = None
@@ -238,7 +242,8 @@ class Undecided:
                 lo = m.start()
             # Where a match may really be in progress (once per stretch: the
             # probe reads to the end of the text).
-            pm = f.probe.search(buf, lo, partial=True)
+            left = None if deadline is None else deadline.cpu_left()
+            pm = f.probe.search(buf, lo, partial=True, timeout=left, concurrent=True)
             if seen is not None:
                 seen[j] = base + (len(buf) if pm is None else pm.start())
             if pm is None or pm.start() >= hi:

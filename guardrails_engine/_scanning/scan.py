@@ -338,16 +338,7 @@ class _GroupState:
             # character that every match consumes there is nothing to find.
             trigger = group.trigger
             if trigger is None or trigger.search(buf, lo) is not None:
-                region = buf[lo:stop]
-                if region.isascii():
-                    # Only the patterns whose own required characters are there.
-                    present = set(region)
-                    todo = [j for j, gate in group.gates if not present.isdisjoint(gate)]
-                    if group.ungated:
-                        todo += group.ungated
-                    self._collect(buf, base, x, h, out, todo)
-                else:
-                    self._collect(buf, base, x, h, out)
+                self._collect(buf, base, x, h, out)
         self.dead = h
         self.hold = h
 
@@ -367,6 +358,15 @@ class _GroupState:
         """
         group = self.group
         patterns = group.patterns
+        if which is None and group.gates:
+            region = buf[start - base :]
+            if region.isascii():
+                # Only the patterns whose own required characters are there (a
+                # match that starts in the region ends in it).
+                present = set(region)
+                which = [j for j, gate in group.gates if not present.isdisjoint(gate)]
+                if group.ungated:
+                    which += group.ungated
         if group.starts is not None and len(buf) - (limit - base) > _FAR:
             # Far from the end (the hold-back cap forced a decision): a search
             # would read on to the end of the buffer, every chunk.  Try the

@@ -382,7 +382,7 @@ class PatternSession(Session):
         hits += self.interpret(state.force(buf, base, upto))
         if self._open is None and before < upto:
             begun = Undecided.begin(
-                self._check.patterns.patterns, buf, base, before, upto, self._seen
+                self._check.patterns.patterns, buf, base, before, upto, self._seen, self.deadline
             )
             if begun is not None:
                 start, self._open = begun
