@@ -97,6 +97,48 @@ def test_a_sure_start_is_a_match_in_progress(i: int, text: str) -> None:
             assert asked.match(text, c, partial=True) is not None, (text, c)
 
 
+SETTLING = [i for i, (_, _, h) in enumerate(HINTS) if h.settle or h.clear]
+assert len(SETTLING) == 2  # (the words family's two patterns)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(SETTLING), texts, st.sampled_from(["", " ", "  ", "\t"]))
+def test_a_settled_text_has_no_match_in_progress_before_and_one_from_it(
+    i: int, text: str, end: str
+) -> None:
+    pattern, hint = _hinted(i)
+    found = hint.settle or hint.clear
+    assert found is not None
+    text += end  # (it settles texts that end in a word and the spaces after it)
+    asked = probe([pattern])
+    m = found.search(text)
+    if m is None:
+        return
+    for c in range(m.start()):
+        assert asked.match(text, c, partial=True) is None, (text, c)
+    if hint.settle is not None:
+        assert asked.match(text, m.start(), partial=True) is not None, (text, m.start())
+
+
+def test_a_group_settles_only_if_every_pattern_declares_the_same_ending() -> None:
+    from guardrails_engine._scanning.hints import Known
+
+    words, spaced, bare = disguise._EMAIL_WORDS, disguise._EMAIL_SPACED, disguise._EMAIL_BARE
+    assert Known([words, spaced]).settle is not None
+    assert Known([words]).settle is not None
+    # Only clear: nothing says a match is in progress where it matches.
+    assert Known([spaced]).settle is None
+    # A pattern that declares nothing may be in progress anywhere.
+    assert Known([words, bare]).settle is None
+    settle = Known([words, spaced]).settle
+    assert settle is not None
+    text = "Your order was sent to the team "
+    m = settle.search(text)
+    assert m is not None and text[m.start() :] == "team "
+    # After one word, or a word that is not a name, it says nothing.
+    assert settle.search("team ") is None and settle.search("the team. ") is None
+
+
 @pytest.mark.parametrize(
     "text",
     ["Your order ", "jdoe [at] example [dot] com", "j d o e @ e x . c o m", "a, b; c! "],

@@ -42,7 +42,7 @@ LONG_WORD = 256
 class Finder:
     """Finds where a match of some patterns may be in progress."""
 
-    __slots__ = ("ascii_first", "first", "known", "probe", "probes", "rare", "seek")
+    __slots__ = ("ascii_first", "first", "known", "probe", "probes", "rare", "seek", "settle")
 
     def __init__(
         self, patterns: Sequence[regex.Pattern[str]], known: Sequence[Facts], probes: int
@@ -76,6 +76,9 @@ class Finder:
         # the text from it on is surely in progress (group 1: the sure prefix
         # matches up to the end), instead of a search and a match.
         sure = None if self.known is None else self.known.sure
+        # Where the patterns' authors declared it, one search backwards from the end
+        # answers where a match is in progress, in the common case.
+        self.settle = None if self.known is None else self.known.settle
         self.seek = (
             None
             if sure is None or first is None
@@ -97,6 +100,11 @@ class Finder:
         rare = self.rare
         if rare is not None and none_of(rare, buf, p, stop):
             return stop  # (no candidate: no search)
+        settle = self.settle
+        if settle is not None and stop == len(buf):
+            sm = settle.search(buf, p)
+            if sm is not None:
+                return sm.start()  # (in progress there, and nowhere before)
         budget = self.probes
         spoilers = () if self.known is None else self.known.spoilers
         if spoilers:

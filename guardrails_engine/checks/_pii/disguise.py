@@ -126,13 +126,20 @@ _NOT_AN_ADDRESS = (
     r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}|[^\W_]{2}\.[ \t\r\n]"
     r"|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~]"
 )
+# Prose ends in a word (and the spaces after it), after two words and the space
+# between them: that space is a spoiler, the word may be the name of an address.
+_TRAILING_WORD = (
+    r"(?:(?<=[^\W_]{2}[ \t\r\n]+)|(?<=[^\W_][ \t\r\n]+)(?=[^\W_]{2}))"
+    r"(?<![\w.+\-@])[A-Za-z0-9]{1,64}[ \t]*\Z"
+)
 declare(
     _EMAIL_WORDS,
     needle=rf"(?-i:@)|(?i:{_OPEN}[ \t]?at[ \t]?{_CLOSE})",
     spoiler=_NOT_AN_ADDRESS,
     sure=r"(?<![\w.+\-@])[A-Za-z0-9]{1,64}[ \t]*",
+    settle=_TRAILING_WORD,
 )
-declare(_EMAIL_SPACED, needle="@", spoiler=_NOT_AN_ADDRESS)
+declare(_EMAIL_SPACED, needle="@", spoiler=_NOT_AN_ADDRESS, clear=_TRAILING_WORD)
 # How an "@" and a dot are written, read back.
 _AT_AS_WRITTEN = regex.compile(
     rf"\s*{_OPEN}\s*(?:at|@)\s*{_CLOSE}\s*|[ \t]+at[ \t]+|[*_`~]*@@?[*_`~]*|\s+@@?\s*",
