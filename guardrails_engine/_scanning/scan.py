@@ -105,6 +105,7 @@ class _Group:
         "reach",
         "starts",
         "trigger",
+        "trigger_gate",
         "ungated",
     )
 
@@ -134,6 +135,11 @@ class _Group:
         gates = [ascii_gate(p, f.required) for p, f in zip(patterns, known, strict=True)]
         self.gates = tuple((j, g) for j, g in enumerate(gates) if g is not None)
         self.ungated = [j for j, g in enumerate(gates) if g is None]
+        # The trigger's answer for ASCII text without a search (a set test is
+        # cheaper): every pattern's gate, unless the trigger is the needles'.
+        self.trigger_gate: frozenset[str] | None = None
+        if None not in gates and None in self.needles:
+            self.trigger_gate = frozenset().union(*(g for g in gates if g is not None))
         small = 4 if self.reach is None or len(patterns) <= 2 else 0
         self.finder = Finder(patterns, known, small)
         # Every position where a non-empty match can start (None if unknown).
@@ -300,6 +306,10 @@ class _GroupState:
                     # In progress up to a space at the end ("jdoe " may go on as
                     # "jdoe [at] ..."): the next character, space or not, may settle it.
                     self.eager = True
+        elif group.far is None and buf[stop - 1] in " \t\n\r":
+            # A match in progress consumes no whitespace, nor reads two characters
+            # past its end: none is in progress after a text that ends in one.
+            h = stop
         else:
             # A match in progress consumes no whitespace: it starts in the
             # trailing word ...
@@ -336,8 +346,11 @@ class _GroupState:
             # Each pattern searches on its own, with the regex engine's literal
             # prefilters, which a shared alternation would lose.  Without a
             # character that every match consumes there is nothing to find.
-            trigger = group.trigger
-            if trigger is None or trigger.search(buf, lo) is not None:
+            gate = group.trigger_gate
+            if gate is not None and (region := buf[lo:]).isascii():
+                if not gate.isdisjoint(region):
+                    self._collect(buf, base, x, h, out)
+            elif group.trigger is None or group.trigger.search(buf, lo) is not None:
                 self._collect(buf, base, x, h, out)
         self.dead = h
         self.hold = h
