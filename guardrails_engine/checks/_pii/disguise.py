@@ -126,11 +126,17 @@ _NOT_AN_ADDRESS = (
     r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}|[^\W_]{2}\.[ \t\r\n]"
     r"|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~]"
 )
-# Prose ends in a word (and the spaces after it), after two words and the space
-# between them: that space is a spoiler, the word may be the name of an address.
+# Prose ends in a word (and the spaces after it), after a spoiler (two words and the
+# space between them, the end of a sentence, a comma) and the spaces after it: the word
+# may be the name of an address, nothing before it may be one.  Or it ends in such a
+# spoiler and spaces: nothing may be in progress.
+_SPOILT = (
+    r"[^\W_]{2}[ \t\r\n]+|[^\W_][ \t\r\n]+(?=[^\W_]{2})|[^\W_]{2}\.[ \t\r\n]+"
+    r"|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~][ \t\r\n]*"
+)
 _TRAILING_WORD = (
-    r"(?:(?<=[^\W_]{2}[ \t\r\n]+)|(?<=[^\W_][ \t\r\n]+)(?=[^\W_]{2}))"
-    r"(?<![\w.+\-@])[A-Za-z0-9]{1,64}[ \t]*\Z"
+    rf"(?<={_SPOILT})(?<![\w.+\-@])[A-Za-z0-9]{{1,64}}[ \t]*\Z"
+    r"|(?<=[^\W_]{2}\.[ \t\r\n]+|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~][ \t\r\n]*)\Z"
 )
 declare(
     _EMAIL_WORDS,
