@@ -133,7 +133,11 @@ class _Group:
         # The same per pattern, for text that is all ASCII: the ASCII characters
         # of which every match of the pattern there holds one.
         gates = [ascii_gate(p, f.required) for p, f in zip(patterns, known, strict=True)]
-        self.gates = tuple((j, g) for j, g in enumerate(gates) if g is not None)
+        # And the ASCII characters a non-empty match starts with (it holds one of
+        # them too): a pattern of digits and a hyphen is not searched for a hyphen
+        # between words.
+        starts = [_ascii_first(p, f) for p, f in zip(patterns, known, strict=True)]
+        self.gates = tuple((j, g, starts[j]) for j, g in enumerate(gates) if g is not None)
         self.ungated = [j for j, g in enumerate(gates) if g is None]
         # The trigger's answer for ASCII text without a search (a set test is
         # cheaper): every pattern's gate, unless the trigger is the needles'.
@@ -185,6 +189,15 @@ def _wordy(pattern: regex.Pattern[str], known: Facts) -> bool:
     """Whether a match may start with a lowercase letter (at any word of prose)."""
     first = classes([pattern], [known.first], lead=False)
     return first is None or first.match("e") is not None
+
+
+def _ascii_first(pattern: regex.Pattern[str], known: Facts) -> frozenset[str] | None:
+    """The ASCII characters a match of ``pattern`` may start with (None: unknown, or
+    it may match the empty string)."""
+    first = classes([pattern], [known.first], lead=False)
+    if first is None:
+        return None
+    return frozenset(chr(c) for c in range(128) if first.match(chr(c)))
 
 
 class PatternSet:
@@ -377,7 +390,12 @@ class _GroupState:
                 # Only the patterns whose own required characters are there (a
                 # match that starts in the region ends in it).
                 present = set(region)
-                which = [j for j, gate in group.gates if not present.isdisjoint(gate)]
+                which = [
+                    j
+                    for j, gate, first in group.gates
+                    if not present.isdisjoint(gate)
+                    and (first is None or not present.isdisjoint(first))
+                ]
                 if group.ungated:
                     which += group.ungated
         if group.starts is not None and len(buf) - (limit - base) > _FAR:
