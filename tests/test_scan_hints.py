@@ -37,15 +37,25 @@ NUMBER_PIECES = [
     "card", "is", " ", "  ", "\t", "\n", "-", ".", "(", ")", "[", "]", "+", "+1", "/", "*",
     "_", "%20", ":", "'", '"', "=", "#", "ß", "\u00a0", "\u0663",
 ]  # fmt: skip
+# Pieces of IP addresses (IPv6 and its IPv4 forms) and of prose with colons.
+IP_PIECES = [
+    "::", ":", "fe80", "2001", "db8", "0", "1", "a", "ffff", "192.168.0.1", "10", ".",
+    "%eth0", "/64", "Note", " ", "e", "the", "10:30", "A", "F", "g", "x", "\n", "-",
+]  # fmt: skip
 texts = st.one_of(
     st.lists(st.sampled_from(PIECES), max_size=14).map("".join),
     st.lists(st.sampled_from(NUMBER_PIECES), max_size=14).map("".join),
+    st.lists(st.sampled_from(IP_PIECES), max_size=14).map("".join),
 )
 
 catalog().detectors("EMAIL_ADDRESS")  # (declares the hint of presidio's e-mail pattern)
 for _entity in ("PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE"):
     catalog().detectors(_entity)  # (declares the spoiler of the patterns of numbers)
+IPV6 = [
+    d.pattern for d in catalog().detectors("IP_ADDRESS") if "IPv6" in d.name or "IPv4_" in d.name
+]
 HINTS = declared()
+assert len(IPV6) == 4 and all(p.pattern in {t for t, _, _ in HINTS} for p in IPV6)
 # The two e-mail patterns of the words family declare hints, and the patterns of
 # numbers that may span words (presidio's and the separators family's) a spoiler.
 NUMBERS = [
@@ -71,6 +81,15 @@ def test_every_match_holds_its_needle(i: int, text: str) -> None:
         return
     for m in pattern.finditer(text):
         assert hint.needle.search(m.group()) is not None, (text, m.span())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(IPV6), st.lists(st.sampled_from(IP_PIECES), max_size=16).map("".join))
+def test_every_ipv6_address_holds_its_needle(pattern: regex.Pattern[str], text: str) -> None:
+    needle = next(h.needle for t, _, h in HINTS if t == pattern.pattern)
+    assert needle is not None
+    for m in pattern.finditer(text):
+        assert needle.search(m.group()) is not None, (text, m.span())
 
 
 @settings(max_examples=400, deadline=None)

@@ -90,6 +90,12 @@ _NUMBERS = frozenset(
     }
 )
 
+# Every IPv6 address (presidio's four patterns of them) holds "::" or a colon between
+# two hexadecimal digits: a colon of prose ("Note: ...") does not get them searched
+# (``_scanning/hints.py``; tests/test_scan_hints.py).
+_IPV6 = frozenset({"IPv4_mapped", "IPv4_embedded", "IPv6", "IPv6_unspecified"})
+_IPV6_NEEDLE = r"::|[0-9A-Fa-f]:[0-9A-Fa-f]"
+
 # A candidate worth a second look: a country code or groups (a bare run of digits, an
 # order number, is a phone number only if phonenumbers finds it valid).
 _PHONE_SHAPED = regex.compile(r"^\+|\d[\s\-.()/]+\d|^\(")
@@ -212,6 +218,8 @@ class Catalog:
                     declare(compiled, sure=r"(?<!\w)[A-Za-z0-9]{1,256}")
                 elif pat.regex in _NUMBERS:
                     declare(compiled, spoiler=NUMBER_SPOILER)
+                elif entity == "IP_ADDRESS" and pat.name in _IPV6:
+                    declare(compiled, needle=_IPV6_NEEDLE)
                 context = tuple(w.casefold() for w in recognizer.context or ())
                 out.append(
                     Detector(
