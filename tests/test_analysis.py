@@ -188,3 +188,46 @@ def test_shipped_policies_load() -> None:
     for path in files:
         if not path.name.endswith((".cases.yaml", ".examples.yaml")):  # (not policies)
             ge.load_policy(path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "digits"),
+    [
+        (r"\b\d{3}-\d{4}\b", 7),
+        (r"(?:4\d{3}|5[0-5]\d{2})[- ]?\d{4}", 8),
+        (r"\d{2,}", 2),
+        (r"(?!\d{5})\d", 1),  # a lookahead consumes nothing
+        (r"(?<=\d{4})x", 0),
+        (r"(?:\d|x)\d", 1),  # the fewer of the two branches
+        (r"[0-9a-f]{4}", 0),  # hexadecimal: letters too
+        (r"[^a-z]{3}", 0),
+        (r"\d*", 0),
+        (r"(\d)\1", 1),  # a back-reference counts nothing
+    ],
+)
+def test_digits_every_match_holds(pattern: str, digits: int) -> None:
+    assert facts(pattern, 0).digits == digits
+
+
+_NUMBERISH = st.lists(
+    st.sampled_from(["4111", "1", "12", "555", "0134", "-", " ", ".", "(", ")", "x", "a", "+"]),
+    max_size=12,
+).map("".join)
+
+
+@given(
+    st.sampled_from(
+        [
+            r"\b(?!1\d{12}(?!\d))((4\d{3})|(5[0-5]\d{2})|(6\d{3}))[- ]?(\d{3,4})[- ]?(\d{3,5})\b",
+            r"(?<![\w+])(?:\+\s?|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(+]))*\d",
+            r"\b(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.(?:25[0-5]|[01]?[0-9][0-9]?)\b",
+            r"(?:\(\d{3}\)|\d{3})[ -]?\d{3}-\d{4}(?:\s*x\d{1,4})?",
+            r"(?:a|\d\d)(?:\d{2}|x{3})+",
+        ]
+    ),
+    _NUMBERISH,
+)
+def test_every_match_holds_as_many_digits_as_the_analysis_says(pattern: str, text: str) -> None:
+    least = facts(pattern, 0).digits
+    for m in regex.finditer(pattern, text):
+        assert sum(ch.isdigit() for ch in m.group()) >= least, (pattern, text, m.span())

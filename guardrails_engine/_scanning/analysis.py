@@ -91,6 +91,9 @@ class Facts:
     required: tuple[str, ...] | None
     #: Estimated share of prose characters in ``required``.
     rarity: float
+    #: How many ASCII digits every match consumes at least, in ASCII text (0: none,
+    #: or unknown).
+    digits: int = 0
 
 
 def _char(code: int) -> str:
@@ -229,6 +232,43 @@ class _Tree:
             else:
                 raise _Unknown
         return out, True
+
+    # -- digits ----------------------------------------------------------------
+    def is_digit(self, op: Any, av: Any) -> bool:
+        """Whether a one-character item matches only digits (only ASCII ones, in
+        ASCII text)."""
+        c = self.c
+        if op is c.LITERAL:
+            return 0x30 <= av <= 0x39
+        if op is not c.IN or not av or av[0][0] is c.NEGATE:
+            return False
+        for iop, iav in av:
+            if iop is c.LITERAL and 0x30 <= iav <= 0x39:
+                continue
+            if iop is c.RANGE and 0x30 <= iav[0] <= iav[1] <= 0x39:
+                continue
+            if iop is c.CATEGORY and iav is c.CATEGORY_DIGIT:
+                continue
+            return False
+        return True
+
+    def digits(self, seq: Any) -> int:
+        """The fewest digits a match of ``seq`` consumes (counting only items that
+        match nothing else; anything unknown counts none)."""
+        c = self.c
+        n = 0
+        for op, av in seq:
+            if self.is_digit(op, av):
+                n += 1
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+                n += av[0] * self.digits(av[2])
+            elif op is c.SUBPATTERN:
+                n += self.digits(av[-1])
+            elif op is c.ATOMIC_GROUP:
+                n += self.digits(av)
+            elif op is c.BRANCH:
+                n += min((self.digits(b) for b in av[1]), default=0)
+        return n
 
     # -- required characters ---------------------------------------------------
     def required(self, seq: Any) -> tuple[list[str], float] | None:
@@ -457,9 +497,13 @@ def facts(pattern: str, flags: int) -> Facts:
         req = walker.required(tree)
     except Exception:
         req = None
+    try:
+        digits = walker.digits(tree)
+    except Exception:
+        digits = 0
     if req is None or len(req[0]) > _MOST_REQUIRED:
-        return Facts(reach, first, None, 1.0)  # (many strings: a trie of terms)
-    return Facts(reach, first, tuple(req[0]), req[1])
+        return Facts(reach, first, None, 1.0, digits)  # (many strings: a trie of terms)
+    return Facts(reach, first, tuple(req[0]), req[1], digits)
 
 
 def union(classes: Iterable[tuple[str, bool]]) -> str:

@@ -93,6 +93,7 @@ class _Group:
     """Patterns scanned together (same flags, no back-references)."""
 
     __slots__ = (
+        "digits",
         "far",
         "far_gate",
         "far_reach",
@@ -137,7 +138,12 @@ class _Group:
         # them too): a pattern of digits and a hyphen is not searched for a hyphen
         # between words.
         starts = [_ascii_first(p, f) for p, f in zip(patterns, known, strict=True)]
-        self.gates = tuple((j, g, starts[j]) for j, g in enumerate(gates) if g is not None)
+        # And how many digits a match holds at least (a card number, 13): "in 2026"
+        # gets the patterns of short numbers searched, not those of long ones.
+        self.gates = tuple(
+            (j, g, starts[j], known[j].digits) for j, g in enumerate(gates) if g is not None
+        )
+        self.digits = any(f.digits for f in known)
         self.ungated = [j for j, g in enumerate(gates) if g is None]
         # The trigger's answer for ASCII text without a search (a set test is
         # cheaper): every pattern's gate, unless the trigger is the needles'.
@@ -189,6 +195,9 @@ def _wordy(pattern: regex.Pattern[str], known: Facts) -> bool:
     """Whether a match may start with a lowercase letter (at any word of prose)."""
     first = classes([pattern], [known.first], lead=False)
     return first is None or first.match("e") is not None
+
+
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
 def _ascii_first(pattern: regex.Pattern[str], known: Facts) -> frozenset[str] | None:
@@ -390,11 +399,13 @@ class _GroupState:
                 # Only the patterns whose own required characters are there (a
                 # match that starts in the region ends in it).
                 present = set(region)
+                n = len(region) - len(region.translate(_NO_DIGITS)) if group.digits else 0
                 which = [
                     j
-                    for j, gate, first in group.gates
+                    for j, gate, first, digits in group.gates
                     if not present.isdisjoint(gate)
                     and (first is None or not present.isdisjoint(first))
+                    and n >= digits
                 ]
                 if group.ungated:
                     which += group.ungated
