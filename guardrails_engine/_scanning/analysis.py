@@ -239,7 +239,7 @@ class _Tree:
         ASCII text)."""
         c = self.c
         if op is c.LITERAL:
-            return 0x30 <= av <= 0x39
+            return bool(0x30 <= av <= 0x39)
         if op is not c.IN or not av or av[0][0] is c.NEGATE:
             return False
         for iop, iav in av:
