@@ -150,7 +150,14 @@ def test_two_models_compared_side_by_side(fake: FakeModels, cases_file: Path) ->
         assert s["input_tokens"] == 33 and s["output_tokens"] == 21  # usage of 3 calls
         assert s["decisions"] == {"pass": 2, "repair": 1}
         assert s["first_chunk_s"]["p50"] is not None and s["first_release_s"]["p50"] is not None
-        assert s["criteria"]["judge"]["passed"] == 1 and s["judge_tokens"] > 0
+        assert s["criteria"]["judge"]["passed"] == 1
+    # The two good models give the same answer: the judge is asked once, its verdict
+    # cached; which model's row pays the tokens depends on which was judged first.
+    assert (
+        report.summary("openai:good")["judge_tokens"]
+        + report.summary("anthropic:claude-good")["judge_tokens"]
+        > 0
+    )
     assert [st[c, "openai:bad"] for c in ("refund", "email", "json")] == ["fail"] * 3
     bad = {o.case: o for o in report.of("openai:bad")}
     assert "guardrail decision block, expected repair" in bad["email"].problems

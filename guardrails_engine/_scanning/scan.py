@@ -50,7 +50,7 @@ import regex
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
 from .compose import any_required, ascii_gate, classes, combinable, streamable
-from .finder import GUARD_FROM, LONG_WORD, Finder, none_of
+from .finder import GUARD_FROM, LONG_WORD, Finder
 from .hints import Known, either
 from .terms import OVERLAPPING
 
@@ -272,12 +272,16 @@ class _GroupState:
         "long_at",
         "long_until",
         "pos",
+        "rare",
         "space_at",
         "space_upto",
     )
 
     def __init__(self, group: _Group, deadline: Deadline) -> None:
         self.group = group
+        # The ASCII characters a match of a group that may span words starts with,
+        # if few (the group's finder's).
+        self.rare = group.finder.rare if group.reach is None else None
         self.deadline = deadline
         self.pos = [0] * len(group.patterns)
         self.dead = 0
@@ -311,8 +315,8 @@ class _GroupState:
         lo = x - base
         stop = end - base
         self.eager = False
-        rare = group.finder.rare
-        if rare is not None and group.reach is None and none_of(rare, buf, lo, stop):
+        rare = self.rare
+        if rare is not None and (region := buf[lo:stop]).isascii() and rare.isdisjoint(region):
             # No match starts in what arrived: none in progress, none to collect.
             self.dead = self.hold = end
             return
