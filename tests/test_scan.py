@@ -370,3 +370,37 @@ def test_ten_thousand_terms_load_as_one_pattern() -> None:
         "c: terms[42] at 3-13, flagged",
         "c: terms[9999] at 18-29, flagged",
     ]
+
+
+# Fuzzy matching (the ``regex`` package's ``{e<=1}``): a match may hold fewer, other or
+# more characters than the pattern says, so nothing read off the pattern (its first or
+# required characters, its fewest digits, whether it spans whitespace) holds for it.
+FUZZY = [
+    regex.compile(r"\b(?:\d{3}){e<=1}\b"),
+    regex.compile(r"(?:abc){e<=1}"),
+    regex.compile(r"(?:cat){s<=1}"),
+    regex.compile(r"(?:jdoe@x\.com){i<=1,d<=1}"),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["12", "3", "xbc", "bat", "jdoe", "@", "x.com", " ", "a", "c", "\n"]),
+        max_size=10,
+    ).map("".join),
+    st.lists(st.integers(1, 5), max_size=12),
+)
+def test_fuzzy_patterns_find_what_the_whole_text_holds(text: str, sizes: list[int]) -> None:
+    expected = whole_text_matches(FUZZY, text)
+    scan = PatternSet(FUZZY)
+    whole = scan.state()
+    assert sorted((m.index, m.start, m.end) for m in whole.finish(text, 0)) == expected
+    state = scan.state()
+    got: list[tuple[int, int, int]] = []
+    seen = ""
+    for chunk in cut(text, sizes):
+        seen += chunk
+        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
+    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
+    assert sorted(got) == expected

@@ -444,8 +444,19 @@ def _parser() -> tuple[Any, Any]:
     return importlib.import_module("re._constants"), importlib.import_module("re._parser")
 
 
+# A fuzzy constraint of the ``regex`` package (``(?:abc){e<=1}``, ``{i<=1,d<=1}``,
+# ``{2i+2d+1s<=4}``): the standard library reads it as literal characters, but a
+# match may then hold fewer, other or more characters than the pattern says (a
+# literal brace that looks like one is read as one too: nothing is lost).
+_FUZZY = regex.compile(r"\{[\d\s<=+,]*[eisd]\s*[<=+,:}]")
+
+
 def _parse(sre: Any, c: Any, pattern: str, flags: int) -> Any:
-    """The parse tree of ``pattern`` under the flags the standard library reads alike."""
+    """The parse tree of ``pattern`` under the flags the standard library reads alike.
+
+    :raises ValueError: for fuzzy matching, which the standard library misreads."""
+    if _FUZZY.search(pattern):
+        raise ValueError("fuzzy matching: the standard library's parser misreads it")
     keep = c.SRE_FLAG_IGNORECASE | c.SRE_FLAG_MULTILINE | c.SRE_FLAG_DOTALL | c.SRE_FLAG_VERBOSE
     return sre.parse(pattern, flags & keep)
 
