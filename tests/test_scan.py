@@ -51,6 +51,10 @@ PATTERNS = [
     r"[a-z]+@[a-z]+",
     r"(?<!\w)do\s+not(?!\w)",
     r"(?<![\w+\u00e9:])(?:\+\s?)?\d(?:[\d.]|[ ](?=\d))*\d",
+    # Patterns that hold a number of digits at least (a text with fewer is not searched).
+    r"\b\d{4}\b",
+    r"(?:1|ab)\d{2}",
+    r"[0-9]{2,}[a-z]",
 ]
 FLAGS = [0, regex.IGNORECASE, regex.MULTILINE | regex.DOTALL, regex.VERBOSE]
 ALPHABET = "abcfoorxz@.1234- \nBt\t:dnsk"
@@ -99,6 +103,9 @@ def test_stream_scan_equals_whole_scan(
         assert set(got) <= set(expected)
     got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
     assert sorted(got) == expected
+    # And the whole text scanned at once, as validate scans it.
+    whole = PatternSet(compiled).state()
+    assert sorted((m.index, m.start, m.end) for m in whole.finish(text, 0)) == expected
 
 
 @given(st.sampled_from(PATTERNS), st.sampled_from(FLAGS), st.text(alphabet=ALPHABET, max_size=30))
@@ -375,6 +382,9 @@ def test_ten_thousand_terms_load_as_one_pattern() -> None:
 # Fuzzy matching (the ``regex`` package's ``{e<=1}``): a match may hold fewer, other or
 # more characters than the pattern says, so nothing read off the pattern (its first or
 # required characters, its fewest digits, whether it spans whitespace) holds for it.
+# (Where a fuzzy search starts changes what it finds: on "xbc\n123" ``\b(?:\d{3}){e<=1}\b``
+# finds "\n123" from 0 to 3 and "123" from 3 on, so a stream finds each match, or one
+# overlapping it, not always with the same span.)
 FUZZY = [
     regex.compile(r"\b(?:\d{3}){e<=1}\b"),
     regex.compile(r"(?:abc){e<=1}"),
@@ -403,4 +413,9 @@ def test_fuzzy_patterns_find_what_the_whole_text_holds(text: str, sizes: list[in
         seen += chunk
         got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
     got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
-    assert sorted(got) == expected
+
+    def overlapped(m: tuple[int, int, int], others: list[tuple[int, int, int]]) -> bool:
+        return any(i == m[0] and s < m[2] and m[1] < e for i, s, e in others)
+
+    assert all(overlapped(m, got) for m in expected)
+    assert all(overlapped(m, expected) for m in got)
