@@ -148,8 +148,16 @@ class _Group:
         # The trigger's answer for ASCII text without a search (a set test is
         # cheaper): every pattern's gate, unless the trigger is the needles'.
         self.trigger_gate: frozenset[str] | None = None
-        if None not in gates and None in self.needles:
-            self.trigger_gate = frozenset().union(*(g for g in gates if g is not None))
+        if None in self.needles:
+            parts = gates
+        else:  # (the needles' own required characters)
+            parts = [
+                ascii_gate(n, facts(n.pattern, n.flags).required)
+                for n in self.needles
+                if n is not None
+            ]
+        if None not in parts:
+            self.trigger_gate = frozenset().union(*(g for g in parts if g is not None))
         small = 4 if self.reach is None or len(patterns) <= 2 else 0
         self.finder = Finder(patterns, known, small)
         # Every position where a non-empty match can start (None if unknown).
@@ -256,10 +264,22 @@ _FAR = 128
 _LAST_SPACE = regex.compile(r"[ \n\t\r]", regex.REVERSE)
 
 
+def _after_space(buf: str, lo: int, hi: int) -> int:
+    """Index after the last space, tab or line break in ``buf[lo:hi]``, or -1."""
+    i = buf.rfind(" ", lo, hi)
+    after = lo if i < 0 else i + 1
+    tail = buf[after:hi]
+    if "\n" in tail or "\t" in tail or "\r" in tail:  # (rare in prose: one search)
+        m = _LAST_SPACE.search(buf, after, hi)
+        assert m is not None
+        return m.end()
+    return -1 if i < 0 else i + 1
+
+
 def _run_start(buf: str, lo: int, hi: int) -> int:
     """Index after the last space, tab or line break in ``buf[lo:hi]``, or ``lo``."""
-    m = _LAST_SPACE.search(buf, lo, hi)
-    return lo if m is None else m.end()
+    at = _after_space(buf, lo, hi)
+    return lo if at < 0 else at
 
 
 class _GroupState:
@@ -302,8 +322,8 @@ class _GroupState:
         """:func:`_run_start` of ``buf[lo:stop]``, reading only what is new since the last call."""
         if stop + base < self.space_upto:  # (a shorter text than last time: no memory)
             self.space_upto, self.space_at = 0, -1
-        m = _LAST_SPACE.search(buf, max(lo, self.space_upto - base), stop)
-        at = self.space_at if m is None else m.end() + base
+        found = _after_space(buf, max(lo, self.space_upto - base), stop)
+        at = self.space_at if found < 0 else found + base
         self.space_upto, self.space_at = stop + base, at
         return max(lo, at - base)
 

@@ -140,7 +140,8 @@ _TRAILING_WORD = (
 )
 declare(
     _EMAIL_WORDS,
-    needle=rf"(?-i:@)|(?i:{_OPEN}[ \t]?at[ \t]?{_CLOSE})",
+    # (No inline flags: the scanner reads the needle's own required characters.)
+    needle=rf"@|{_OPEN}[ \t]?[aA][tT][ \t]?{_CLOSE}",
     spoiler=_NOT_AN_ADDRESS,
     sure=r"(?<![\w.+\-@])[A-Za-z0-9]{1,64}[ \t]*",
     settle=_TRAILING_WORD,
