@@ -257,6 +257,9 @@ class PatternSet:
         return ScanState(self, deadline)
 
 
+# Text longer than this read for the gates only where it is read once (validate).
+_GATE_WITHIN = 256
+
 # How far before the end of the buffer a stretch to collect must end for
 # matching at candidate starts to beat one search per pattern.
 _FAR = 128
@@ -409,15 +412,17 @@ class _GroupState:
         limit: int,
         out: list[ScanMatch],
         which: Sequence[int] | None = None,
+        gated: bool = True,
     ) -> None:
         """Matches that start in ``[start, limit)`` of every pattern (or of those
-        in ``which``), each pattern from where it stopped.
+        in ``which``), each pattern from where it stopped; only of the patterns whose
+        gates the text from ``start`` on passes, if ``gated`` or if that text is short.
 
         The caller knows them to be final (no match in progress starts before ``limit``).
         """
         group = self.group
         patterns = group.patterns
-        if which is None and group.gates:
+        if which is None and group.gates and (gated or len(buf) + base - start <= _GATE_WITHIN):
             region = buf[start - base :]
             if region.isascii():
                 # Only the patterns whose own required characters are there (a
@@ -512,7 +517,9 @@ class _GroupState:
         """Decide every match starting before ``upto`` on the text as it is now."""
         if self.hold >= upto:
             return
-        self._collect(buf, base, self.dead, upto, out)
+        # (Past the cap this runs at every chunk: reading all the held text for the
+        # gates would cost more than the searches it saves, 36 us a chunk of base64.)
+        self._collect(buf, base, self.dead, upto, out, gated=False)
         self.dead = max(self.dead, upto)
         self.feed(buf, base, end, out)
 

@@ -94,7 +94,9 @@ _NUMBERS = frozenset(
 # two hexadecimal digits: a colon of prose ("Note: ...") does not get them searched
 # (``_scanning/hints.py``; tests/test_scan_hints.py).
 _IPV6 = frozenset({"IPv4_mapped", "IPv4_embedded", "IPv6", "IPv6_unspecified"})
-_IPV6_NEEDLE = r"::|[0-9A-Fa-f]:[0-9A-Fa-f]"
+# (Written from its colon: the engine looks for a literal first character quickly; as
+# an alternation it tried every position, 100 us on 2,000 characters of base64.)
+_IPV6_NEEDLE = r":(?::|(?<=[0-9A-Fa-f]:)[0-9A-Fa-f])"
 
 # A candidate worth a second look: a country code or groups (a bare run of digits, an
 # order number, is a phone number only if phonenumbers finds it valid).
