@@ -77,6 +77,28 @@ def whole_text_matches(patterns: list[regex.Pattern[str]], text: str) -> list[tu
     return sorted(out)
 
 
+Spans = list[tuple[int, int, int]]
+
+
+def streamed(
+    state: _scan.ScanState, text: str, sizes: list[int], expected: Spans | None = None
+) -> Spans:
+    """The matches a stream of ``text`` cut into ``sizes`` reports, sorted; with
+    ``expected``, also checked after every chunk: the hold is sound (nothing still to
+    come starts before it) and every match reported is a real one."""
+    got: Spans = []
+    seen = ""
+    for chunk in cut(text, sizes):
+        seen += chunk
+        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
+        if expected is not None:
+            pending = set(expected) - set(got)
+            assert all(start >= state.hold for _, start, _ in pending)
+            assert set(got) <= set(expected)
+    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
+    return sorted(got)
+
+
 @pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(
@@ -90,19 +112,7 @@ def test_stream_scan_equals_whole_scan(
 ) -> None:
     compiled = [regex.compile(p, flags) for p in patterns]
     expected = whole_text_matches(compiled, text)
-    state = PatternSet(compiled).state()
-    got: list[tuple[int, int, int]] = []
-    seen = ""
-    for chunk in cut(text, sizes):
-        seen += chunk
-        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
-        # The hold is sound: nothing still to come starts before it.
-        pending = set(expected) - set(got)
-        assert all(start >= state.hold for _, start, _ in pending)
-        # And every match that was reported is a real one.
-        assert set(got) <= set(expected)
-    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
-    assert sorted(got) == expected
+    assert streamed(PatternSet(compiled).state(), text, sizes, expected) == expected
     # And the whole text scanned at once, as validate scans it.
     whole = PatternSet(compiled).state()
     assert sorted((m.index, m.start, m.end) for m in whole.finish(text, 0)) == expected
@@ -406,13 +416,7 @@ def test_fuzzy_patterns_find_what_the_whole_text_holds(text: str, sizes: list[in
     scan = PatternSet(FUZZY)
     whole = scan.state()
     assert sorted((m.index, m.start, m.end) for m in whole.finish(text, 0)) == expected
-    state = scan.state()
-    got: list[tuple[int, int, int]] = []
-    seen = ""
-    for chunk in cut(text, sizes):
-        seen += chunk
-        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
-    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
+    got = streamed(scan.state(), text, sizes)
 
     def overlapped(m: tuple[int, int, int], others: list[tuple[int, int, int]]) -> bool:
         return any(i == m[0] and s < m[2] and m[1] < e for i, s, e in others)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import pytest
 import regex
-from _chunks import cut
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_scan import whole_text_matches
+from test_scan import streamed, whole_text_matches
 
 from guardrails_engine._scanning.compose import probe
 from guardrails_engine._scanning.hints import Hint, declared
@@ -189,17 +188,7 @@ def test_a_stream_over_hinted_patterns_finds_what_the_whole_text_holds(
 ) -> None:
     compiled = [disguise._EMAIL_WORDS, disguise._EMAIL_SPACED, disguise._EMAIL_BARE]
     expected = whole_text_matches(compiled, text)
-    state = PatternSet(compiled).state()
-    got: list[tuple[int, int, int]] = []
-    seen = ""
-    for chunk in cut(text, sizes):
-        seen += chunk
-        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
-        pending = set(expected) - set(got)
-        assert all(start >= state.hold for _, start, _ in pending)
-        assert set(got) <= set(expected)
-    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
-    assert sorted(got) == expected
+    assert streamed(PatternSet(compiled).state(), text, sizes, expected) == expected
 
 
 def test_an_escaped_parenthesis_is_no_conditional_but_a_conditional_stays_alone() -> None:
@@ -216,14 +205,7 @@ def test_an_escaped_parenthesis_is_no_conditional_but_a_conditional_stays_alone(
     expected = whole_text_matches(patterns, text)
     assert {i for i, _, _ in expected} == {0, 1, 2}
     for sizes in ([1], [3, 5], [len(text)]):
-        state = scan.state()
-        got: list[tuple[int, int, int]] = []
-        seen = ""
-        for chunk in cut(text, sizes):
-            seen += chunk
-            got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
-        got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
-        assert sorted(got) == expected
+        assert streamed(scan.state(), text, sizes) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -258,14 +240,4 @@ def _stream_finds_the_whole_texts_matches(
     compiled: list[regex.Pattern[str]], text: str, sizes: list[int]
 ) -> None:
     expected = whole_text_matches(compiled, text)
-    state = PatternSet(compiled).state()
-    got: list[tuple[int, int, int]] = []
-    seen = ""
-    for chunk in cut(text, sizes):
-        seen += chunk
-        got += [(m.index, m.start, m.end) for m in state.feed(seen, 0)]
-        pending = set(expected) - set(got)
-        assert all(start >= state.hold for _, start, _ in pending)
-        assert set(got) <= set(expected)
-    got += [(m.index, m.start, m.end) for m in state.finish(seen, 0)]
-    assert sorted(got) == expected
+    assert streamed(PatternSet(compiled).state(), text, sizes, expected) == expected
