@@ -20,7 +20,16 @@ import regex
 
 from .analysis import share, union
 
-__all__ = ["SCOPABLE", "ascii_gate", "classes", "combinable", "probe", "streamable"]
+__all__ = [
+    "SCOPABLE",
+    "ascii_chars",
+    "ascii_first",
+    "ascii_gate",
+    "classes",
+    "combinable",
+    "probe",
+    "streamable",
+]
 
 # Zero-width assertions that the ``regex`` package evaluates at the end of the
 # buffer without reporting a partial match, spelled with lookarounds, which it
@@ -275,9 +284,22 @@ def ascii_gate(
             # A string: each of its characters is in every match; take the rarest.
             chars = _ESCAPED.findall(item)
             item = "[" + min(chars, key=lambda c: share(int(c[2:], 16))) + "]"
-        rx = regex.compile(union([(item, bool(ignorecase))]))
-        gate.update(chr(c) for c in range(128) if rx.match(chr(c)))
+        gate.update(ascii_chars(regex.compile(union([(item, bool(ignorecase))]))))
     return frozenset(gate)
+
+
+def ascii_chars(rx: regex.Pattern[str]) -> frozenset[str]:
+    """The ASCII characters at which ``rx`` matches (a class: read one character at a time)."""
+    return frozenset(chr(c) for c in range(128) if rx.match(chr(c)))
+
+
+def ascii_first(
+    patterns: Sequence[regex.Pattern[str]], firsts: Sequence[tuple[str, ...] | None]
+) -> frozenset[str] | None:
+    """The ASCII characters a non-empty match of one of ``patterns`` may start with
+    (``firsts``: their first classes, ``Facts.first``); None if one is unknown."""
+    loose = classes(patterns, firsts, lead=False)
+    return None if loose is None else ascii_chars(loose)
 
 
 def probe(patterns: Sequence[regex.Pattern[str]]) -> regex.Pattern[str]:

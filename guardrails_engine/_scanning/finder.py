@@ -17,7 +17,7 @@ import regex
 
 from .._common.deadline import Deadline
 from .analysis import Facts
-from .compose import classes, probe
+from .compose import ascii_chars, ascii_first, classes, probe
 from .hints import Known, unspoiled
 
 __all__ = ["GUARD_FROM", "LONG_WORD", "Finder", "none_of"]
@@ -59,9 +59,7 @@ class Finder:
         # Without probes the first candidate holds: the ASCII characters of
         # the class, to answer the common case without a search.
         first = self.first
-        self.ascii_first = frozenset(
-            chr(c) for c in range(128) if probes == 0 and first and first.match(chr(c))
-        )
+        self.ascii_first = ascii_chars(first) if probes == 0 and first is not None else frozenset()
         # Where candidates are asked about, what the patterns' authors know (hints.py).
         self.known = Known(patterns) if probes > 0 else None
         # Where they are asked about and no match starts with a lowercase "e"
@@ -69,8 +67,7 @@ class Finder:
         # with, so that ASCII text without one needs no search.
         self.rare: frozenset[str] | None = None
         if probes > 0 and first is not None:
-            loose = classes(patterns, [f.first for f in known], lead=False)
-            chars = frozenset(chr(c) for c in range(128) if loose and loose.match(chr(c)))
+            chars = ascii_first(patterns, [f.first for f in known]) or frozenset()
             self.rare = None if "e" in chars else chars
         # With a sure hint, one search finds the next candidate and tells whether
         # the text from it on is surely in progress (group 1: the sure prefix

@@ -49,8 +49,8 @@ import regex
 
 from .._common.deadline import Deadline
 from .analysis import Facts, facts
-from .compose import any_required, ascii_gate, classes, combinable, streamable
-from .finder import GUARD_FROM, LONG_WORD, Finder
+from .compose import any_required, ascii_first, ascii_gate, classes, combinable, streamable
+from .finder import GUARD_FROM, LONG_WORD, Finder, none_of
 from .hints import Known, either
 from .terms import OVERLAPPING
 
@@ -137,7 +137,7 @@ class _Group:
         # And the ASCII characters a non-empty match starts with (it holds one of
         # them too): a pattern of digits and a hyphen is not searched for a hyphen
         # between words.
-        starts = [_ascii_first(p, f) for p, f in zip(patterns, known, strict=True)]
+        starts = [ascii_first([p], [f.first]) for p, f in zip(patterns, known, strict=True)]
         # And how many digits a match holds at least (a card number, 13): "in 2026"
         # gets the patterns of short numbers searched, not those of long ones.
         self.gates = tuple(
@@ -206,15 +206,6 @@ def _wordy(pattern: regex.Pattern[str], known: Facts) -> bool:
 
 
 _NO_DIGITS = str.maketrans("", "", "0123456789")
-
-
-def _ascii_first(pattern: regex.Pattern[str], known: Facts) -> frozenset[str] | None:
-    """The ASCII characters a match of ``pattern`` may start with (None: unknown, or
-    it may match the empty string)."""
-    first = classes([pattern], [known.first], lead=False)
-    if first is None:
-        return None
-    return frozenset(chr(c) for c in range(128) if first.match(chr(c)))
 
 
 class PatternSet:
@@ -339,7 +330,7 @@ class _GroupState:
         stop = end - base
         self.eager = False
         rare = self.rare
-        if rare is not None and (region := buf[lo:stop]).isascii() and rare.isdisjoint(region):
+        if rare is not None and none_of(rare, buf, lo, stop):
             # No match starts in what arrived: none in progress, none to collect.
             self.dead = self.hold = end
             return

@@ -122,22 +122,20 @@ _EMAIL_SPACED = regex.compile(
 # ("ut. ": in a words match, a dot after a letter is followed by a mark or a letter), nor
 # a character neither may hold.  (One spoiler for both: the scanner asks once for the
 # two.)  A word with the spaces after it may be the name of a words match in progress.
+# A character no address (of either pattern) holds, and the end of a sentence.
+_FOREIGN_TO_AN_ADDRESS = r"[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~]"
+_SENTENCE_END = r"[^\W_]{2}\.[ \t\r\n]"
 _NOT_AN_ADDRESS = (
-    r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}|[^\W_]{2}\.[ \t\r\n]"
-    r"|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~]"
+    r"[^\W_]{2}[ \t\r\n]+[^\W_]|[^\W_][ \t\r\n]+[^\W_]{2}"
+    rf"|{_SENTENCE_END}|{_FOREIGN_TO_AN_ADDRESS}"
 )
 # Prose ends in a word (and the spaces after it), after a spoiler (two words and the
 # space between them, the end of a sentence, a comma) and the spaces after it: the word
 # may be the name of an address, nothing before it may be one.  Or it ends in such a
 # spoiler and spaces: nothing may be in progress.
-_SPOILT = (
-    r"[^\W_]{2}[ \t\r\n]+|[^\W_][ \t\r\n]+(?=[^\W_]{2})|[^\W_]{2}\.[ \t\r\n]+"
-    r"|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~][ \t\r\n]*"
-)
-_TRAILING_WORD = (
-    rf"(?<={_SPOILT})(?<![\w.+\-@])[A-Za-z0-9]{{1,64}}[ \t]*\Z"
-    r"|(?<=[^\W_]{2}\.[ \t\r\n]+|[^\w+\-.@ \t\r\n\[\](){}<>\u00ab\u00bb'\"*`~][ \t\r\n]*)\Z"
-)
+_ENDED = rf"{_SENTENCE_END}[ \t\r\n]*|{_FOREIGN_TO_AN_ADDRESS}[ \t\r\n]*"
+_SPOILT = rf"[^\W_]{{2}}[ \t\r\n]+|[^\W_][ \t\r\n]+(?=[^\W_]{{2}})|{_ENDED}"
+_TRAILING_WORD = rf"(?<={_SPOILT})(?<![\w.+\-@])[A-Za-z0-9]{{1,64}}[ \t]*\Z|(?<={_ENDED})\Z"
 declare(
     _EMAIL_WORDS,
     # (No inline flags: the scanner reads the needle's own required characters.)
