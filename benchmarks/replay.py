@@ -41,10 +41,11 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import _common as c
+import holdback
 from floors import LENGTH_ONLY as FLOOR
 from floors import SIX, load_average, pii_policy
 
@@ -83,19 +84,7 @@ class Ours(Engine):
         return self.policy.validate_sync(text).text
 
     def holdback(self, tokens: list[str]) -> list[int]:
-        samples: list[int] = []
-        holder: list[ge.SyncStream] = []
-
-        def source() -> Iterator[str]:
-            for t in tokens:
-                yield t
-                run = holder[0].run
-                samples.append(run.received - run.released)
-
-        stream = self.policy.stream_sync(source())
-        holder.append(stream)
-        "".join(stream)
-        return samples
+        return holdback.sample(self.policy, tokens)[0]
 
 
 class Presidio(Engine):
