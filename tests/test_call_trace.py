@@ -21,7 +21,8 @@ import guardrails_engine as ge
 EMAIL = "jdoe@example.com"
 CARD = "4111 1111 1111 1111"
 SECRET = "sk-" + "a1B2c3D4e5" * 3
-PLANTED = (EMAIL, CARD, SECRET, "jdoe@", "4111")
+# fragments that a timing (0.4111 ms) cannot contain by chance
+PLANTED = (EMAIL, CARD, SECRET, "jdoe@", "4111 1111", "1111 1111")
 
 
 class Sink:
