@@ -187,11 +187,13 @@ def message_json(
 @dataclass
 class Reply:
     """What the server answers to one request: ``events`` if the request asks for a
-    stream, else ``message``; ``delay`` seconds between events."""
+    stream, else ``message``; ``delay`` seconds between events, from the ``delay_from``-th
+    event sent on (the first ones come at once)."""
 
     events: list[Event] = field(default_factory=list)
     message: dict[str, Any] | None = None
     delay: float = 0.0
+    delay_from: int = 1
 
 
 @dataclass
@@ -232,8 +234,8 @@ class FakeAnthropic:
         with self._lock:
             self._replies.append(reply)
 
-    def stream(self, events: list[Event], delay: float = 0.0) -> None:
-        self.reply(Reply(events=events, delay=delay))
+    def stream(self, events: list[Event], delay: float = 0.0, delay_from: int = 1) -> None:
+        self.reply(Reply(events=events, delay=delay, delay_from=delay_from))
 
     def last(self, timeout: float = 5.0) -> Exchange:
         """The latest request, once the server has finished with it."""
@@ -343,7 +345,8 @@ class FakeAnthropic:
                 {"type": "http.response.body", "body": _frame(name, data), "more_body": True}
             )
             exchange.sent += 1
-            if await self._left(receive, reply.delay):
+            delay = reply.delay if exchange.sent >= reply.delay_from else 0.0
+            if await self._left(receive, delay):
                 exchange.left_after = exchange.sent
                 return
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -5,10 +5,12 @@ connection is closed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
+import anyio
 import httpx
 import openai
 import pytest
@@ -314,6 +316,137 @@ def test_openai_sync_stall_before_the_first_token(oai: FakeOpenAI) -> None:
     assert [a.ending for a in stream.attempts] == ["timeout", "completed"]
     first = oai.last(timeout=10)
     assert first.left and first.sent < first.total
+
+
+IDLE = ge.Policy.from_yaml(
+    """
+version: 1
+name: idle-sync
+stream: {idle_timeout_ms: 300}
+fallback: {on: [error, timeout]}
+checks:
+  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
+"""
+)
+#: The sync clients' own read timeout: a read the guarded stream did not abandon would
+#: end with the SDK's error (the ``error`` trigger) after this long, not ``timeout``.
+CLIENT_TIMEOUT = 1.0
+
+
+def _guard_idle_sync(
+    oai: FakeOpenAI,
+    ant: FakeAnthropic,
+    provider: str,
+    pieces: list[str],
+    second: Any,
+    *,
+    stall: float = 0.0,
+    pause: float = 0.0,
+) -> tuple[Any, list[Any], BaseException | None]:
+    """A sync guarded stream over ``pieces``, the upstream waiting ``stall`` seconds
+    after the first, the reader ``pause`` seconds after each chunk: the stream, what it
+    showed and what it raised."""
+    chunks: list[Any] = []
+    error: BaseException | None = None
+    if provider == "openai":
+        oai.add("chat", _chat(pieces)[1:], delay=stall)  # (no role chunk: text first)
+        client: Any = openai.OpenAI(
+            base_url=oai.base_url, api_key="x", max_retries=0, timeout=CLIENT_TIMEOUT
+        )
+        primary = client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        guard: Any = ge_openai.guard_sync
+    else:
+        # message_start, ping, content_block_start and the first text at once, then the stall
+        ant.stream(sse_events([Text(pieces)]), delay=stall, delay_from=4)
+        client = anthropic.Anthropic(
+            base_url=ant.url, api_key="x", max_retries=0, timeout=CLIENT_TIMEOUT
+        )
+        primary = client.messages.create(
+            model="a", max_tokens=10, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        guard = ge_anthropic.guard_sync
+    with client, guard(IDLE, primary, fallbacks=[second]) as stream:
+        try:
+            for chunk in stream:
+                chunks.append(chunk)
+                time.sleep(pause)
+        except TimeoutError as exc:
+            error = exc
+    if provider == "openai":
+        assert oai.last(timeout=10).left == (stall > 0)
+        return stream, chunks, error
+    assert (ant.last(timeout=10).left_after is not None) == (stall > 0)
+    return stream, chunks, error
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("released_first", [False, True])
+def test_sync_stall_mid_stream_is_abandoned_at_the_idle_limit(
+    oai: FakeOpenAI, ant: FakeAnthropic, provider: str, released_first: bool
+) -> None:
+    # A sync upstream that sends text, then nothing for 5 s: the read in progress is
+    # abandoned at stream.idle_timeout_ms (the trigger is ``timeout``; a read waited
+    # out would end with the client's read timeout, an ``error``), and the connection
+    # is closed when that read returns.  Before a release ("Hello" is held: a value
+    # may go on) the fallback takes over; after one, the stream ends with a timeout.
+    first = "Hello there. " if released_first else "Hello"
+    told: list[ge.Fallback] = []
+
+    def second(why: ge.Fallback) -> list[str]:
+        told.append(why)
+        return SECOND
+
+    stream, chunks, error = _guard_idle_sync(oai, ant, provider, [first, "More. "], second, stall=5)
+    text = _oai_text(chunks) if provider == "openai" else _ant_text(chunks)
+    if released_first:
+        assert text == first and told == []
+        assert isinstance(error, TimeoutError)
+        assert stream.interrupted is not None and stream.interrupted.reason == "timeout"
+        assert [a.ending for a in stream.attempts] == ["timeout"]
+    else:
+        assert text == SECOND_OUT and error is None
+        assert [why.reason for why in told] == ["timeout"]
+        assert [a.ending for a in stream.attempts] == ["timeout", "completed"]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_slow_reader_is_not_an_idle_upstream(
+    oai: FakeOpenAI, ant: FakeAnthropic, provider: str
+) -> None:
+    # The idle limit is the upstream's: a reader that takes longer than it between two
+    # chunks (a slow client of the service) does not make the next read time out.
+    pieces = ["Hello there. ", "All ", "is ", "well. "]
+    told: list[ge.Fallback] = []
+
+    def second(why: ge.Fallback) -> list[str]:
+        told.append(why)
+        return SECOND
+
+    # (0.4 s a chunk: past idle_timeout_ms between two reads)
+    stream, chunks, error = _guard_idle_sync(oai, ant, provider, pieces, second, pause=0.4)
+    text = _oai_text(chunks) if provider == "openai" else _ant_text(chunks)
+    assert text == "".join(pieces) and error is None and told == []
+    assert [a.ending for a in stream.attempts] == ["completed"]
+
+
+@pytest.mark.anyio
+async def test_a_slow_async_reader_is_not_an_idle_upstream(oai: FakeOpenAI) -> None:
+    pieces = ["Hello there. ", "All ", "is ", "well. "]
+    oai.add("chat", _chat(pieces)[1:])
+    told: list[ge.Fallback] = []
+    async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.chat.completions.create(
+            model="a", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        chunks: list[Any] = []
+        async with ge_openai.guard(IDLE, primary, fallbacks=[told.append]) as stream:
+            async for chunk in stream:
+                chunks.append(chunk)
+                await anyio.sleep(0.4)  # past idle_timeout_ms, between two reads
+    assert _oai_text(chunks) == "".join(pieces) and told == []
+    assert [a.ending for a in stream.attempts] == ["completed"]
 
 
 def test_anthropic_sync_block_falls_back_and_tells_no_value(ant: FakeAnthropic) -> None:

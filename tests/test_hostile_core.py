@@ -295,6 +295,39 @@ def test_a_sync_stream_and_a_push_run_keep_their_limits() -> None:
     assert push.result.reasons == ("stream: no text from the source for 100 ms, blocked",)
 
 
+SLOW_READER = ["Hello there. ", "All ", "is ", "well. "]
+
+
+def test_a_slow_sync_reader_is_not_an_idle_source() -> None:
+    # The idle limit is the source's: a consumer that takes longer than it between two
+    # pieces (a slow client of the service) does not end the stream, with fallbacks or not.
+    for fallback in (None, lambda why: ["second"]):
+        stream = _limited(idle=100).stream_sync(iter(SLOW_READER), fallback=fallback)
+        out = []
+        for piece in stream:
+            out.append(piece)
+            time.sleep(0.2)  # past idle_timeout_ms
+        assert "".join(out) == "".join(SLOW_READER)
+        assert stream.result is not None and stream.result.decision is ge.Decision.PASS
+
+
+@pytest.mark.anyio
+async def test_a_slow_async_reader_is_not_an_idle_source() -> None:
+    async def source() -> AsyncIterator[str]:
+        for text in SLOW_READER:
+            await anyio.lowlevel.checkpoint()  # (as a network read has)
+            yield text
+
+    for fallback in (None, lambda why: ["second"]):
+        stream = _limited(idle=100).stream(source(), fallback=fallback)
+        out = []
+        async for piece in stream:
+            out.append(piece)
+            await anyio.sleep(0.2)  # past idle_timeout_ms
+        assert "".join(out) == "".join(SLOW_READER)
+        assert stream.result is not None and stream.result.decision is ge.Decision.PASS
+
+
 @pytest.mark.anyio
 async def test_an_adapter_bounds_its_wait_with_time_left() -> None:
     push = _limited(deadline=150).push()

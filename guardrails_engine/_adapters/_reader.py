@@ -1,5 +1,6 @@
 """Reading a sync upstream with a bound on each wait: the sync guarded stream's reader
-when the policy sets ``stream.deadline_ms`` or ``stream.idle_timeout_ms``.
+when the policy sets ``stream.deadline_ms`` or ``stream.idle_timeout_ms``, and a
+stream with fallbacks' when it sets those or ``stream.first_chunk_timeout_ms``.
 
 A read of a sync SDK stream blocks its thread, and nothing in that thread can interrupt
 it.  So each read is made by a worker thread of the stream's own, one read at a time
@@ -43,9 +44,10 @@ class TimedReader:
         self._pending = False  # close the upstream when that read returns
         self._stop = False  # closed: the worker ends
 
-    def take(self, wait: float) -> Any:
-        """The next item within ``wait`` seconds, or :data:`LATE` (the read goes on
-        in the worker); ``StopIteration`` at the end; what the upstream raised."""
+    def take(self, wait: float | None) -> Any:
+        """The next item within ``wait`` seconds (``None``: however long it takes), or
+        :data:`LATE` (the read goes on in the worker); ``StopIteration`` at the end;
+        what the upstream raised."""
         asked = self._asked
         if asked is None:
             asked = self._asked = threading.Semaphore(0)
@@ -66,6 +68,12 @@ class TimedReader:
         if item is _END:
             raise StopIteration
         return item
+
+    @property
+    def idle(self) -> bool:
+        """No read in progress and nothing read left to take: the iterator may be read
+        in the caller's own thread (the worker waits to be asked)."""
+        return not self._reading and self._box.empty()
 
     def _work(self, asked: threading.Semaphore) -> None:
         it = self._it

@@ -246,6 +246,8 @@ class _Base(Generic[E]):
         limits = Limits.of(translator.runs.policy.spec.stream) if finishes else None
         if limits is not None:
             translator.runs.limits = limits
+        elif not finishes:  # (the runs keep no clock: their reads are bounded for them)
+            translator.runs.limits = Limits(None, None)
         self._limits = limits
 
     @property

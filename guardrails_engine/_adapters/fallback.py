@@ -25,7 +25,6 @@ plain text into its events (a fallback may return any iterable of ``str``).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -46,6 +45,7 @@ from .._runtime.fallback import (
     failure_detail,
     failure_reason,
 )
+from ._reader import LATE, TimedReader
 from ._trace import read_request, request_of
 
 __all__ = ["Api", "FallbackGuardedStream", "SyncFallbackGuardedStream"]
@@ -115,20 +115,14 @@ class _State:
 
 
 class _Upstream:
-    """An upstream iterator read with the first-token time limit and refusals."""
+    """An upstream iterator read within the call's time limits (the first token, the
+    deadline, the idle limit), with refusals turned into :class:`Refusal`.
 
-    __slots__ = (
-        "_api",
-        "_at",
-        "_end",
-        "_it",
-        "_last",
-        "_lock",
-        "_pending",
-        "_reading",
-        "_shut",
-        "_state",
-    )
+    A sync upstream is read by a :class:`~._reader.TimedReader` when a limit applies:
+    a read the limit abandons goes on in its worker, and the upstream is closed when
+    it returns (a sync SDK stream is not closed under a read in progress)."""
+
+    __slots__ = ("_api", "_at", "_end", "_it", "_reader", "_shut", "_state")
 
     def __init__(self, it: Any, shut: Any, api: Api, state: _State, at: float | None) -> None:
         self._it = it
@@ -136,21 +130,15 @@ class _Upstream:
         self._api = api
         self._state = state
         self._at = at  # when the first token is due (None: it came, or no limit)
-        now = time.perf_counter()
-        # When the source's time is up (stream.deadline_ms), and when the last event came.
-        self._end = None if state.deadline is None else now + state.deadline
-        self._last = now
-        self._lock = threading.Lock()
-        self._reading = False  # a sync read abandoned by the limit is still running
-        self._pending = False  # close the upstream when that read returns
+        # When the source's time is up (stream.deadline_ms).
+        self._end = None if state.deadline is None else time.perf_counter() + state.deadline
+        self._reader: TimedReader | None = None  # (sync, made at the first bounded read)
 
     def close(self) -> Any:
-        """Close the upstream: now, or (sync) when a read the limit abandoned returns,
-        since a sync SDK stream is not closed under a read in progress."""
-        with self._lock:
-            if self._reading:
-                self._pending = True
-                return None
+        """Close the upstream: now, or (sync) when a read the limit abandoned returns."""
+        if self._reader is not None:
+            self._reader.close()
+            return None
         return self._shut()
 
     def _wait(self) -> tuple[float | None, str]:
@@ -163,8 +151,10 @@ class _Upstream:
         if self._end is not None:
             limits.append((self._end, f"deadline of {round((state.deadline or 0) * 1000):,} ms"))
         if state.idle is not None:
+            # (from now, as a plain guarded stream's: the time the checks took between
+            # two reads is not the source's)
             idle = f"no event within {round(state.idle * 1000):,} ms"
-            limits.append((self._last + state.idle, idle))
+            limits.append((now + state.idle, idle))
         if not limits:
             return None, ""
         at, what = min(limits)
@@ -172,7 +162,6 @@ class _Upstream:
 
     def _seen(self, event: Any) -> Any:
         api, state = self._api, self._state
-        self._last = time.perf_counter()
         if self._at is not None and api.token(event):
             self._at = None
         if state.model is None:
@@ -198,44 +187,15 @@ class _Upstream:
         return self
 
     def __next__(self) -> Any:
-        if self._at is None:
-            # (The deadline and the idle limit are looked at when a sync read returns.)
-            event = next(self._it)
-            wait, what = self._wait()
-            if wait is not None and wait <= 0.0:
-                raise Stalled(what)
-            return self._seen(event)
-        at = self._at
-        # Until the first token, each read is made in a thread that the limit abandons
-        # (the upstream is closed when that read returns: see close()).
-        box: list[Any] = []
-        done = threading.Event()
-        self._reading = True
-
-        def read() -> None:
-            try:
-                box.append((next(self._it, _END), None))
-            except BaseException as exc:
-                box.append((None, exc))
-            finally:
-                with self._lock:
-                    self._reading = False
-                    pending, self._pending = self._pending, False
-                done.set()
-                if pending:
-                    try:
-                        self._shut()
-                    except Exception:  # nothing to report it to: the stream moved on
-                        pass
-
-        threading.Thread(target=read, name="guardrails-engine first token", daemon=True).start()
-        if not done.wait(max(0.0, at - time.perf_counter())):
-            raise Stalled(_stalled(self._state.limit))
-        event, error = box[0]
-        if error is not None:
-            raise error
-        if event is _END:
-            raise StopIteration
+        wait, what = self._wait()
+        reader = self._reader
+        if wait is None and (reader is None or reader.idle):
+            return self._seen(next(self._it))  # no limit (any more): read inline
+        if reader is None:
+            reader = self._reader = TimedReader(self._it, self._shut)
+        event = reader.take(wait) if wait is None or wait > 0.0 else LATE
+        if event is LATE:
+            raise Stalled(what)
         return self._seen(event)
 
 

@@ -304,7 +304,9 @@ class Stream(_Driver, AsyncClosing):
         limits = self._limits
         try:
             if limits.active:
-                with anyio.move_on_after(limits.wait()) as scope:
+                # (the idle limit counts from here: the consumer's time between two
+                # pulls is not the source's)
+                with anyio.move_on_after(limits.waiting()) as scope:
                     chunk = await self._next(it)
                 if scope.cancelled_caught:
                     self._run.expire(*limits.due())  # the source kept it waiting too long
@@ -522,7 +524,7 @@ class SyncStream(_Driver, Closing):
             self._iter = iter(self._source)
         limits = self._limits
         if limits.active:
-            limits.start()
+            limits.waiting()  # (the idle limit counts from here, as the async pull's)
         try:
             chunk: Any = next(self._iter)
         except StopIteration:
