@@ -449,6 +449,47 @@ async def test_a_slow_async_reader_is_not_an_idle_upstream(oai: FakeOpenAI) -> N
     assert [a.ending for a in stream.attempts] == ["completed"]
 
 
+DEADLINE = ge.Policy.from_yaml(
+    """
+version: 1
+name: deadline
+stream: {deadline_ms: 300}
+fallback: {on: [error, timeout]}
+checks:
+  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
+"""
+)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_endless_upstream_ends_at_the_deadline(oai: FakeOpenAI, mode: str) -> None:
+    # Text every 10 ms without end: past stream.deadline_ms the upstream is no longer
+    # read (a source's runs keep no clock of their own: the reads are bounded for them).
+    oai.add("chat", _chat([f"word{i} " for i in range(2000)])[1:], delay=0.01)
+    chunks: list[Any] = []
+    told: list[ge.Fallback] = []
+    if mode == "sync":
+        with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+            primary = client.chat.completions.create(model="a", messages=[], stream=True)
+            with ge_openai.guard_sync(DEADLINE, primary, fallbacks=[told.append]) as stream:
+                with pytest.raises(TimeoutError):
+                    for chunk in stream:
+                        chunks.append(chunk)
+    else:
+        async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as aclient:
+            aprimary = await aclient.chat.completions.create(model="a", messages=[], stream=True)
+            async with ge_openai.guard(DEADLINE, aprimary, fallbacks=[told.append]) as stream:
+                with pytest.raises(TimeoutError):
+                    async for chunk in stream:
+                        chunks.append(chunk)
+    assert told == [] and _oai_text(chunks).startswith("word0 word1 ")
+    assert stream.interrupted is not None and stream.interrupted.reason == "timeout"
+    assert [a.ending for a in stream.attempts] == ["timeout"]
+    served = oai.last(timeout=10)
+    assert served.left and served.sent < served.total
+
+
 def test_anthropic_sync_block_falls_back_and_tells_no_value(ant: FakeAnthropic) -> None:
     ant.stream(sse_events([Text(["Mail jdoe@example.com, it is forbidden. "])]))
     told: list[ge.Fallback] = []
