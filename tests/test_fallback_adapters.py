@@ -461,21 +461,38 @@ checks:
 )
 
 
+def _read_sync(
+    oai: FakeOpenAI, policy: ge.Policy, told: list[ge.Fallback], chunks: list[Any], pause: float
+) -> Any:
+    """Read a sync guarded Chat stream with fallbacks, ``pause`` seconds a chunk, until
+    it raises ``TimeoutError``."""
+    with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+        primary = client.chat.completions.create(model="a", messages=[], stream=True)
+        with ge_openai.guard_sync(policy, primary, fallbacks=[told.append]) as stream:
+            with pytest.raises(TimeoutError):
+                for chunk in stream:
+                    chunks.append(chunk)
+                    time.sleep(pause)
+    return stream
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_an_endless_upstream_ends_at_the_deadline(oai: FakeOpenAI, mode: str) -> None:
-    # Text every 10 ms without end: past stream.deadline_ms the upstream is no longer
-    # read (a source's runs keep no clock of their own: the reads are bounded for them).
-    oai.add("chat", _chat([f"word{i} " for i in range(2000)])[1:], delay=0.01)
+@pytest.mark.parametrize("pace", ["upstream", "reader"])
+async def test_an_endless_upstream_ends_at_the_deadline(
+    oai: FakeOpenAI, mode: str, pace: str
+) -> None:
+    # Text without end, every 10 ms (``upstream``), or all at once to a reader that
+    # takes 10 ms a chunk (``reader``: every read finds its event buffered and does not
+    # wait): past stream.deadline_ms the upstream is no longer read (a source's runs
+    # keep no clock of their own: the reads are bounded for them).
+    slow = pace == "upstream"
+    words = 2000 if slow else 100  # (100 chunks come in one read of the socket)
+    oai.add("chat", _chat([f"word{i} " for i in range(words)])[1:], delay=0.01 if slow else 0)
     chunks: list[Any] = []
     told: list[ge.Fallback] = []
     if mode == "sync":
-        with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
-            primary = client.chat.completions.create(model="a", messages=[], stream=True)
-            with ge_openai.guard_sync(DEADLINE, primary, fallbacks=[told.append]) as stream:
-                with pytest.raises(TimeoutError):
-                    for chunk in stream:
-                        chunks.append(chunk)
+        stream = _read_sync(oai, DEADLINE, told, chunks, 0 if slow else 0.02)
     else:
         async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as aclient:
             aprimary = await aclient.chat.completions.create(model="a", messages=[], stream=True)
@@ -483,11 +500,13 @@ async def test_an_endless_upstream_ends_at_the_deadline(oai: FakeOpenAI, mode: s
                 with pytest.raises(TimeoutError):
                     async for chunk in stream:
                         chunks.append(chunk)
-    assert told == [] and _oai_text(chunks).startswith("word0 word1 ")
+                        await anyio.sleep(0 if slow else 0.02)
+    text = _oai_text(chunks)
+    assert told == [] and text.startswith("word0 word1 ") and f"word{words - 1}" not in text
     assert stream.interrupted is not None and stream.interrupted.reason == "timeout"
     assert [a.ending for a in stream.attempts] == ["timeout"]
     served = oai.last(timeout=10)
-    assert served.left and served.sent < served.total
+    assert served.left == slow and served.sent <= served.total
 
 
 def test_anthropic_sync_block_falls_back_and_tells_no_value(ant: FakeAnthropic) -> None:

@@ -177,6 +177,8 @@ class _Upstream:
         wait, what = self._wait()
         if wait is None:
             return self._seen(await self._it.__anext__())
+        if wait <= 0.0:  # (an event already buffered would come without a wait)
+            raise Stalled(what)
         with anyio.move_on_after(wait) as scope:
             event = await self._it.__anext__()
         if scope.cancelled_caught:
