@@ -485,6 +485,9 @@ class Run:
         start = min(start, self._end)
         session.hold = _NEVER
         if session.holds_release:
+            # It vouched for nothing past its barrier (a schema check that releases the
+            # document on completion: nothing), whatever its hold.
+            start = min(start, session.barrier)
             session.barrier = _NEVER  # a failed check holds nothing back (on_error decides)
         failure = Failure(check, exc)
         if isinstance(exc, MalformedFinding):  # (its message names offsets and types only)

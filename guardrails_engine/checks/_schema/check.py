@@ -33,9 +33,10 @@ from ..._common.pieces import BLOCK, join_tail
 from ..._common.trust import TRUST_ENV, UntrustedModule, import_trusted
 from ..._spec.config import SchemaSpec
 from .._base import Applied, Check, Hit, RunContext, Session
-from .dialect import check_schema, extended, unreadable_pattern_keys
+from .dialect import backtracking_patterns, check_schema, extended, unreadable_pattern_keys
 from .jsonstream import JsonScan, Violation, render_path, show
 from .keywords import DUPLICATE
+from .state import DEADLINE
 
 __all__ = [
     "MAX_SCHEMA_FILE_BYTES",
@@ -169,6 +170,12 @@ def load_schema(
         raise SchemaLoadError(
             f"patternProperties: the pattern {what} is not supported: Python's re cannot "
             "read it (a Unicode property such as \\p{Letter} is supported in `pattern` only)"
+        )
+    for where, pattern, why in backtracking_patterns(schema):
+        what = repr(pattern) if spec.schema_ is not None else "the pattern"
+        raise SchemaLoadError(
+            f"{json_path(where)}: {what} may backtrack catastrophically ({why}); "
+            "rewrite it without nested or overlapping repeats"
         )
     return _resolve_refs(schema, folder, here)
 
@@ -532,6 +539,13 @@ class _SchemaSession(Session):
         self.barrier = 0
 
     def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
+        token = DEADLINE.set(self.deadline)
+        try:
+            return self._fed(chunk)
+        finally:
+            DEADLINE.reset(token)
+
+    def _fed(self, chunk: str) -> Sequence[Hit]:
         start = self._end
         stop = self._check.stop
         if start + len(chunk) >= stop:
@@ -590,8 +604,18 @@ class _SchemaSession(Session):
         return [self._removal(s, e, what) for s, e, what in fresh]
 
     def finish(self, buf: str, base: int) -> Sequence[Hit]:
-        end = self._end
+        # (Held until the work is done: a check that fails here, or runs out of time,
+        # has vouched for nothing past its barrier.)
+        token = DEADLINE.set(self.deadline)
+        try:
+            found = self._finish()
+        finally:
+            DEADLINE.reset(token)
         self.hold = self.barrier = _NEVER
+        return found
+
+    def _finish(self) -> Sequence[Hit]:
+        end = self._end
         if self._done:
             return ()
         scan = self._scan
@@ -657,7 +681,11 @@ class _SchemaSession(Session):
             pieces.append(a.replacement)
             pos = a.end
         pieces.append(text[pos - start :])
-        return self._check.judge("".join(pieces), self._end)
+        token = DEADLINE.set(self.deadline)
+        try:
+            return self._check.judge("".join(pieces), self._end)
+        finally:
+            DEADLINE.reset(token)
 
 
 __all__ += ["SchemaError", "check_schema"]

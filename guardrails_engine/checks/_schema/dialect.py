@@ -24,9 +24,10 @@ from jsonschema import FormatChecker, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
-from .state import not_multiple, search
+from ..._scanning.redos import backtracking
+from .state import DEADLINE, not_multiple, search
 
-__all__ = ["check_schema", "extended", "unreadable_pattern_keys"]
+__all__ = ["backtracking_patterns", "check_schema", "extended", "unreadable_pattern_keys"]
 
 
 def _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
@@ -41,12 +42,32 @@ def _multiple_of(
         yield ValidationError(f"is not a multiple of {step}")
 
 
+_Keyword = Callable[..., Iterator[ValidationError]]
+
+
+def _timed(keyword: _Keyword) -> _Keyword:
+    """``keyword``, which first looks at the check's deadline (:data:`.state.DEADLINE`):
+    a schema whose ``allOf``/``anyOf``/``$ref``s fan out (each branch read again at
+    every level) stops at the check's time, as the check's other work does."""
+
+    def timed(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        deadline = DEADLINE.get()
+        if deadline is not None:
+            deadline.check()
+        return keyword(validator, value, instance, schema)
+
+    return timed
+
+
 def extended(cls: type[Validator]) -> type[Validator]:
-    """``cls`` with ``pattern`` and ``multipleOf`` read as this module says."""
-    keywords: dict[str, Callable[..., Iterator[ValidationError]]] = {"pattern": _pattern}
+    """``cls`` with ``pattern`` and ``multipleOf`` read as this module says, and every
+    keyword bounded by the check's deadline."""
+    keywords: dict[str, _Keyword] = dict(cls.VALIDATORS)
+    keywords["pattern"] = _pattern
     if "multipleOf" in cls.VALIDATORS:
         keywords["multipleOf"] = _multiple_of
-    return validators.extend(cls, keywords)  # type: ignore[no-any-return,no-untyped-call]
+    timed = {name: _timed(keyword) for name, keyword in keywords.items()}
+    return validators.extend(cls, timed)  # type: ignore[no-any-return,no-untyped-call]
 
 
 def _is_regex(instance: object) -> bool:
@@ -94,3 +115,31 @@ def unreadable_pattern_keys(schema: Any) -> Iterator[tuple[list[str | int], str]
 
 
 __all__ += ["SchemaError"]
+
+
+#: Keywords whose values are data, not schemas: a ``pattern`` key in them is not one.
+_DATA = frozenset({"const", "enum", "default", "examples"})
+
+
+def backtracking_patterns(schema: Any) -> Iterator[tuple[list[str | int], str, str]]:
+    """The ``pattern`` values and ``patternProperties`` keys that may backtrack
+    catastrophically, as the policy's own patterns are refused: (where, pattern, why).
+    (jsonschema matches them with Python's ``re``, which no deadline interrupts.)"""
+    stack: list[tuple[list[str | int], Any]] = [([], schema)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict):
+            pattern = node.get("pattern")
+            if isinstance(pattern, str):
+                why = backtracking(pattern)
+                if why is not None:
+                    yield [*where, "pattern"], pattern, why
+            patterns = node.get("patternProperties")
+            if isinstance(patterns, dict):
+                for key in patterns:
+                    why = backtracking(key) if isinstance(key, str) else None
+                    if why is not None:
+                        yield [*where, "patternProperties"], key, why
+            stack.extend(([*where, k], v) for k, v in node.items() if k not in _DATA)
+        elif isinstance(node, list):
+            stack.extend(([*where, i], v) for i, v in enumerate(node))

@@ -19,6 +19,7 @@ from typing import Any
 
 from .paths import Violation, _NameOf, _Path, _steps, _Where, render_path, show
 from .state import (
+    DEADLINE,
     _Ctx,
     _dependent_required,
     _equal,
@@ -34,6 +35,15 @@ __all__ = ["DUPLICATE", "SchemaFollower"]
 
 #: The reason for a name given twice (after the path of its object).
 DUPLICATE = "a property name is given twice (duplicate_names: reject)"
+#: The most schemas one value is checked against at once ($ref, allOf, every branch of
+#: anyOf/oneOf): a schema whose branches hold branches, level after level, fans out
+#: exponentially (2**25 for 25 levels of two); past this the check fails (on_error).
+MOST_CONTEXTS = 100_000
+
+
+class SchemaFanOut(Exception):
+    """A value would be checked against more than :data:`MOST_CONTEXTS` schemas."""
+
 
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
@@ -104,7 +114,15 @@ class SchemaFollower:
         branched = False
         stack: list[tuple[Any, _Guard | None]] = [(schema, guard)]
         seen: set[tuple[int, int]] = set()  # a $ref cycle adds nothing new
+        steps = 0
         while stack:
+            steps += 1
+            if not steps & 1023:  # (the check's time, and its memory, are bounded)
+                deadline = DEADLINE.get()
+                if deadline is not None:
+                    deadline.check()
+                if len(out) - first > MOST_CONTEXTS:
+                    raise SchemaFanOut(f"a value meets more than {MOST_CONTEXTS:,} schemas")
             s, g = stack.pop()
             if s is True or s is None:
                 continue

@@ -7,12 +7,19 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextvars import ContextVar
 from fractions import Fraction
 from typing import Any
 
 import regex
 
+from ..._common.deadline import Deadline
 from .paths import _Path, _Where
+
+#: The deadline of the schema check's work in this context (its session's, set while
+#: the session works): every jsonschema keyword looks at it (see ``dialect.extended``),
+#: and :func:`search` bounds the ``regex`` engine by it.
+DEADLINE: ContextVar[Deadline | None] = ContextVar("schema_deadline", default=None)
 
 
 class _Group:
@@ -170,13 +177,19 @@ def search(pattern: str, text: str) -> bool:
     jsonschema reads it, and, for a pattern ``re`` cannot read (``\\p{Letter}``,
     ``\\p{Script=Greek}``), with the ``regex`` package.
 
+    A pattern ``re`` reads passed the load-time ReDoS analysis; one only ``regex``
+    reads is not analysed, and its search is bounded by :data:`DEADLINE`.
+
     :raises ValueError: if neither reads it.
+    :raises TimeoutError: past the deadline.
     """
     try:
         return re.search(pattern, text) is not None
     except re.error:
         pass
+    deadline = DEADLINE.get()
+    timeout = None if deadline is None else deadline.cpu_left()
     try:
-        return regex.search(pattern, text) is not None
+        return regex.search(pattern, text, timeout=timeout) is not None
     except regex.error as exc:
         raise ValueError(f"not a regular expression: {exc}") from None

@@ -1,0 +1,140 @@
+"""Hostile policies, round two: what a policy file can make the engine do.
+
+A schema check that runs out of time (or fails) has vouched for nothing past what it
+released: the document it holds is not let out with the block after it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _child import run_limited
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import guardrails_engine as ge
+
+SLOW_SCHEMA = ge.Policy.from_yaml(
+    """
+version: 1
+name: slow-schema
+check_timeout_ms: 1
+block_message: "[blocked]"
+checks:
+  - id: doc
+    type: schema
+    schema:
+      type: object
+      properties: {b: {not: {const: SECRET-VALUE}}}
+"""
+)
+#: A document the check cannot read within 1 ms, its forbidden value at the end.
+BIG = json.dumps({f"k{i}": "v" * 20 for i in range(3000)} | {"b": "SECRET-VALUE"})
+
+
+@settings(max_examples=10, deadline=None)
+@given(size=st.sampled_from([1, 97, 1024, 8192, len(BIG)]))
+def test_a_schema_check_out_of_time_releases_none_of_its_document(size: int) -> None:
+    chunks = [BIG[i : i + size] for i in range(0, len(BIG), size)]
+    stream = SLOW_SCHEMA.stream_sync(chunks)
+    out = "".join(stream)
+    # Blocked (out of time, or the value found): only the block message goes out.
+    assert out == "[blocked]"
+    assert stream.result is not None and stream.result.decision is ge.Decision.BLOCK
+    assert SLOW_SCHEMA.validate_sync(BIG).decision is ge.Decision.BLOCK
+
+
+# -- a schema's patterns and branches are bounded ------------------------------------------
+
+REDOS_SCHEMAS = {
+    "pattern": {"type": "object", "properties": {"x": {"type": "string", "pattern": "^(a+)+$"}}},
+    "patternProperties": {"type": "object", "patternProperties": {"^(a|aa)+$": {}}},
+}
+
+
+@pytest.mark.parametrize("where", sorted(REDOS_SCHEMAS))
+def test_a_schema_pattern_that_backtracks_is_refused_at_load(where: str, tmp_path: Path) -> None:
+    # jsonschema matches with Python's re, which no deadline interrupts: a pattern the
+    # policy's own patterns would be refused for is refused in a schema too.
+    schema = REDOS_SCHEMAS[where]
+    inline = (
+        f"version: 1\nname: r\nchecks:\n  - {{id: j, type: schema, schema: {json.dumps(schema)}}}\n"
+    )
+    with pytest.raises(
+        ge.PolicyError,
+        match=rf":4: .*\$\.(properties\.x\.)?{where}: .*"
+        "may backtrack catastrophically",
+    ):
+        ge.Policy.from_yaml(inline)
+    # From a file: where it is, never the file's text.
+    (tmp_path / "s.json").write_text(json.dumps(schema))
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: r\nchecks:\n  - {id: j, type: schema, schema_file: s.json}\n"
+    )
+    with pytest.raises(ge.PolicyError, match="may backtrack catastrophically") as caught:
+        ge.load_policy(tmp_path / "p.yaml")
+    assert "(a" not in str(caught.value) and str(tmp_path / "p.yaml") in str(caught.value)
+
+
+def _fan(keyword: str, levels: int, leaf: str) -> dict[str, Any]:
+    defs: dict[str, Any] = {
+        f"d{i}": {keyword: [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
+        for i in range(levels)
+    }
+    defs[f"d{levels}"] = {"type": leaf}
+    return {"$defs": defs, "type": "object", "properties": {"a": {"$ref": "#/$defs/d0"}}}
+
+
+CHILD = """
+import json, sys, guardrails_engine as ge
+policy = ge.Policy.from_yaml(sys.argv[1] if len(sys.argv) > 1 else {policy!r})
+chunks = {chunks!r}
+stream = policy.stream_sync(chunks)
+out = "".join(stream)
+result = policy.validate_sync("".join(chunks))
+print(json.dumps([out, stream.result.reasons, result.text, result.reasons]))
+"""
+
+
+#: What stops it: the check's time, or (the streaming check) the count, whichever first.
+CUT_OFF = {"j: check timed out after 300 ms, blocked", "j: check failed (SchemaFanOut), blocked"}
+
+
+@pytest.mark.parametrize(("keyword", "leaf"), [("anyOf", "integer"), ("allOf", "string")])
+def test_a_schema_that_fans_out_is_cut_off(keyword: str, leaf: str) -> None:
+    # Two branches a level, each to the next, 25 levels: 2**25 schemas for one value.
+    # The streaming check follows anyOf branches: it stops past 100,000 (memory) or at
+    # the check's time; allOf it reads once, and jsonschema's reading at the end (which
+    # reads every branch) looks at the check's time at every keyword.  Before, anyOf ran
+    # 50 s to a MemoryError, allOf (20 levels) 40 s, with a timeout of 1 s.
+    schema = _fan(keyword, 25, leaf)
+    policy = (
+        "version: 1\nname: fan\ncheck_timeout_ms: 300\nblock_message: '[blocked]'\n"
+        f"checks:\n  - {{id: j, type: schema, schema: {json.dumps(schema)}}}\n"
+    )
+    out = run_limited(CHILD.format(policy=policy, chunks=['{"a"', ': "xx"}']), seconds=60)
+    streamed, stream_reasons, text, reasons = json.loads(out.splitlines()[-1])
+    assert streamed == text == "[blocked]"
+    assert len(stream_reasons) == len(reasons) == 1
+    assert {*stream_reasons, *reasons} <= CUT_OFF
+
+
+def test_a_pattern_only_regex_reads_is_bounded_by_the_deadline() -> None:
+    # `\p{L}` is read by the regex package only (not analysed at load): its search is
+    # given the check's time.
+    schema = {
+        "type": "object",
+        "properties": {"x": {"type": "string", "pattern": r"^(\p{L}|\p{L}\p{L})+$"}},
+    }
+    policy = (
+        "version: 1\nname: p\ncheck_timeout_ms: 300\nblock_message: '[blocked]'\n"
+        f"checks:\n  - {{id: j, type: schema, schema: {json.dumps(schema)}}}\n"
+    )
+    doc = json.dumps({"x": "a" * 40 + "1"})  # (about a minute without a limit)
+    out = run_limited(CHILD.format(policy=policy, chunks=[doc[:10], doc[10:]]), seconds=60)
+    streamed, stream_reasons, text, reasons = json.loads(out.splitlines()[-1])
+    assert streamed == text == "[blocked]"
+    assert stream_reasons == reasons == ["j: check timed out after 300 ms, blocked"]
