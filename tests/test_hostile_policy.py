@@ -167,3 +167,104 @@ def test_ner_model_is_a_model_package_and_nothing_else_is_imported(name: str) ->
     error, imported = out.splitlines()[-2:]
     assert error.startswith("PolicyError <string>:5: checks[0].ner_model")
     assert imported == "[]"
+
+
+# -- every value error is a PolicyError at its place, quoting nothing of a file ---------
+
+BAD_VALUES = {
+    "a date that does not exist": "description: 2001-02-30",
+    "an integer past Python's digits": "check_timeout_ms: " + "9" * 5000,
+    "!!int of text": "description: !!int abc",
+    "!!bool of text": "description: !!bool maybe",
+    "!!timestamp of text": "description: !!timestamp nope",
+    "!!float of text": "description: !!float nope",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_a_value_yaml_cannot_read_is_a_policy_error_at_its_line(case: str) -> None:
+    checks = "checks:\n  - {id: l, type: length, max_chars: 9}\n"
+    text = f"version: 1\nname: v\n{BAD_VALUES[case]}\n{checks}"
+    with pytest.raises(ge.PolicyError, match=r"^<string>:3: .*cannot be read as") as caught:
+        ge.Policy.from_yaml(text)
+    assert caught.value.line == 3
+    assert not any(v in str(caught.value) for v in ("abc", "maybe", "nope", "99999"))
+
+
+@pytest.mark.parametrize(
+    "schema_text",
+    [
+        "type: string\nmaxLength: !!float TOP-SECRET-hunter2\n",
+        "type: string\nmaxLength: !!bool top-secret\n",
+        '{"$ref": "#/definitions/SECRET-PTR"}',
+        "type: object\nproperties: {a: {$ref: '#/$defs/SECRET-PTR'}}\n",
+    ],
+)
+def test_a_schema_file_s_content_is_never_quoted(schema_text: str, tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(schema_text)
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: f\nchecks:\n  - {id: j, type: schema, schema_file: s.yaml}\n"
+    )
+    with pytest.raises(ge.PolicyError, match=r"p\.yaml:4: checks\[0\]\.schema_file") as caught:
+        ge.load_policy(tmp_path / "p.yaml")
+    assert "secret" not in str(caught.value).lower()
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "message"),
+    [
+        ("{id: c, type: content, patterns: ['a{10000000}']}", "patterns[0]", "more than 1,000"),
+        ("{id: c, type: content, patterns: ['x{2,4294967294}']}", "patterns[0]", "more than 1,000"),
+        (
+            "{id: c, type: content, patterns: ['" + "(" * 5000 + "a" + ")" * 5000 + "']}",
+            "patterns[0]",
+            "nested too deeply",
+        ),
+        (
+            "{id: c, type: pii, entities: [EMAIL_ADDRESS], mask_template: '{entity:>999999999}'}",
+            "mask_template",
+            "only use the placeholder",
+        ),
+        (
+            "{id: c, type: pii, entities: [EMAIL_ADDRESS], mask_template: '{entity.foo}'}",
+            "mask_template",
+            "only use the placeholder",
+        ),
+        (
+            "{id: c, type: pii, entities: [EMAIL_ADDRESS], mask_template: '{entity!r}'}",
+            "mask_template",
+            "only use the placeholder",
+        ),
+    ],
+)
+def test_a_policy_line_that_would_eat_memory_or_stack_is_refused(
+    entry: str, field: str, message: str
+) -> None:
+    # Before: a{10000000} took over 4 GB to compile; `{entity:>999999999}` wrote a
+    # gigabyte for each value masked; `{entity.foo}` raised AttributeError; 5,000
+    # nested groups raised RecursionError.
+    policy = f"version: 1\nname: m\nchecks:\n  - {entry}\n"
+    out = run_limited(
+        f"""
+        import guardrails_engine as ge
+        try:
+            ge.Policy.from_yaml({policy!r})
+        except ge.PolicyError as exc:
+            print(exc)
+        """,
+        seconds=60,
+    )
+    assert out.startswith(f"<string>:4: checks[0].{field} ")
+    assert message in out
+
+
+def test_a_schema_file_nested_hundreds_deep_is_a_policy_error(tmp_path: Path) -> None:
+    # (YAML in the policy stops at 64 levels; a JSON file is read by json, then by
+    # jsonschema's own recursion: a RecursionError, raw, before.)
+    (tmp_path / "s.json").write_text('{"items": ' * 300 + "{}" + "}" * 300)
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\nname: f\nchecks:\n  - {id: j, type: schema, schema_file: s.json}\n"
+    )
+    with pytest.raises(ge.PolicyError, match=r"p\.yaml:4: checks\[0\]\.schema_file .*nested too"):
+        ge.load_policy(tmp_path / "p.yaml")

@@ -140,6 +140,8 @@ def build_schema(c: SchemaSpec, site: Site) -> Check:
         ) from None
     except (SchemaLoadError, OSError) as exc:
         raise site.error(field, f"cannot read the schema: {why_unreadable(exc)}") from None
+    except RecursionError:  # (jsonschema's own reading of a schema nested hundreds deep)
+        raise site.error(field, "cannot read the schema: nested too deeply to read") from None
     except (ValueError, ImportError, AttributeError, TypeError) as exc:
         raise site.error(field, f"cannot read the schema: {exc}") from exc
     return SchemaCheck(c, site.policy.on_error, loaded, stop=_json_stop(site.policy))

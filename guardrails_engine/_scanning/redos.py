@@ -18,6 +18,7 @@ The analysis reads the standard library's parse tree (:mod:`.analysis` says how)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -310,7 +311,9 @@ def backtracking(pattern: str, flags: int = 0) -> str | None:
     unbounded quantifiers), or None if no such construct was found (or the
     pattern uses syntax the standard library's parser does not read)."""
     try:
-        c, sre, tree = parse_with(pattern, flags)
+        with warnings.catch_warnings():  # ("possible nested set": the policy's to hear)
+            warnings.simplefilter("ignore", FutureWarning)
+            c, sre, tree = parse_with(pattern, flags)
     except Exception:
         return None
     ignorecase = bool((flags | tree.state.flags) & c.SRE_FLAG_IGNORECASE)

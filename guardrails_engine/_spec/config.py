@@ -8,6 +8,7 @@ names and JSON Schemas are checked when the policy is compiled.
 
 from __future__ import annotations
 
+import string
 import typing
 from typing import Annotated, Any, Literal
 
@@ -50,14 +51,26 @@ DEFAULT_MIN_SCORE = 0.4
 DEFAULT_CHECK_TIMEOUT_MS = 10_000
 
 
+#: The largest count a policy's pattern may repeat a piece by (`x{n}`, `x{n,m}`): the
+#: regex engine compiles each repetition (`a{10000000}` took over 4 GB to compile).
+MOST_REPEATS = 1_000
+_COUNT = regex.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
+
+
 def _compiles(pattern: str) -> str:
+    for m in _COUNT.finditer(pattern):
+        counts = [c for c in m.groups() if c]
+        if any(len(c) > 7 or int(c) > MOST_REPEATS for c in counts):
+            raise ValueError(f"regular expression repeats a piece more than {MOST_REPEATS:,} times")
     try:
         compiled = regex.compile(pattern)
+        if compiled.search("") is not None:
+            raise ValueError("regular expression matches the empty string")
+        why = backtracking(pattern, compiled.flags)
     except regex.error as exc:
         raise ValueError(f"regular expression does not compile: {exc}") from exc
-    if compiled.search("") is not None:
-        raise ValueError("regular expression matches the empty string")
-    why = backtracking(pattern, compiled.flags)
+    except RecursionError:
+        raise ValueError("regular expression nested too deeply to read") from None
     if why is not None:
         raise ValueError(f"regular expression {pattern!r} may backtrack catastrophically: {why}")
     return pattern
@@ -215,10 +228,15 @@ class PiiSpec(_CheckBase):
     @field_validator("mask_template")
     @classmethod
     def _template(cls, v: str) -> str:
+        # `{entity}` only: no attribute, index, conversion or format spec
+        # (`{entity:>999999999}` wrote a gigabyte for each value masked).
         try:
-            v.format(entity="X")
-        except (KeyError, IndexError, ValueError) as exc:
+            fields = list(string.Formatter().parse(v))
+        except ValueError as exc:
             raise ValueError("mask_template may only use the placeholder {entity}") from exc
+        for _text, name, spec, conversion in fields:
+            if name is not None and (name != "entity" or spec or conversion):
+                raise ValueError("mask_template may only use the placeholder {entity}")
         return v
 
     @field_validator("min_score", "repair")

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_CHARS",
     "MAX_DEPTH",
     "MAX_NODES",
+    "ReadValues",
     "YamlRefused",
     "load_yaml",
     "repeated_key",
@@ -83,7 +84,27 @@ class YamlRefused(yaml.MarkedYAMLError):
         super().__init__(problem=problem, problem_mark=mark)
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class ReadValues(yaml.SafeLoader):
+    """PyYAML's safe loader, where a value that cannot be read as its type (a date that
+    does not exist, `!!int abc`, `!!bool maybe`, an integer of more digits than Python
+    reads) is a YAML error at its place, naming the type, never the value: PyYAML
+    raised ``ValueError``, ``KeyError`` or ``AttributeError`` quoting the text (of a
+    file a policy points at, too)."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError):
+            what = str(node.tag).rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a value that cannot be read as {what} (quote it for text)",
+                node.start_mark,
+            ) from None
+
+
+class _BoundedLoader(ReadValues):
     """PyYAML's safe loader, refusing deep nesting and too many aliases while
     composing (before PyYAML's own recursion reaches Python's limit)."""
 

@@ -32,6 +32,7 @@ from ..._common.model import Action, done
 from ..._common.pieces import BLOCK, join_tail
 from ..._common.trust import TRUST_ENV, UntrustedModule, import_trusted
 from ..._spec.config import SchemaSpec
+from ..._spec.reading import ReadValues
 from .._base import Applied, Check, Hit, RunContext, Session
 from .dialect import backtracking_patterns, check_schema, extended, unreadable_pattern_keys
 from .jsonstream import JsonScan, Violation, render_path, show
@@ -97,7 +98,7 @@ def _model_schema(name: str, trusted: Sequence[str]) -> Any:
     return obj.model_json_schema()
 
 
-class _NoAliases(yaml.SafeLoader):
+class _NoAliases(ReadValues):
     """YAML without aliases: a schema file cannot make a small file a huge tree."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
@@ -177,10 +178,10 @@ def load_schema(
             f"{json_path(where)}: {what} may backtrack catastrophically ({why}); "
             "rewrite it without nested or overlapping repeats"
         )
-    return _resolve_refs(schema, folder, here)
+    return _resolve_refs(schema, folder, here, inline=spec.schema_ is not None)
 
 
-def _resolve_refs(schema: Any, folder: Path, here: Path) -> LoadedSchema:
+def _resolve_refs(schema: Any, folder: Path, here: Path, *, inline: bool) -> LoadedSchema:
     """Follow every ``$ref`` now: read the local files named, refuse the rest."""
     default = specification_with(
         schema.get("$schema", "") if isinstance(schema, dict) else "", default=DRAFT202012
@@ -219,7 +220,9 @@ def _resolve_refs(schema: Any, folder: Path, here: Path) -> LoadedSchema:
                         raise SchemaLoadError(refused) from None
                     if keyword != "$ref":
                         continue  # a dynamic reference is resolved when validating
-                    raise SchemaLoadError(f"$ref {ref!r} cannot be resolved") from None
+                    # (A file's strings are not repeated.)
+                    what = f"$ref {ref!r}" if inline else "a $ref of the schema's files"
+                    raise SchemaLoadError(f"{what} cannot be resolved") from None
                 if keyword == "$ref":
                     targets[id(contents)] = resolved.contents
                 target = Resource.from_contents(resolved.contents, default_specification=default)
