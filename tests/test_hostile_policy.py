@@ -268,3 +268,45 @@ def test_a_schema_file_nested_hundreds_deep_is_a_policy_error(tmp_path: Path) ->
     )
     with pytest.raises(ge.PolicyError, match=r"p\.yaml:4: checks\[0\]\.schema_file .*nested too"):
         ge.load_policy(tmp_path / "p.yaml")
+
+
+# -- a judge's base_url: this machine, or where the service's owner allows -----------------
+
+JUDGE = """
+version: 1
+name: j
+checks:
+  - id: on-topic
+    type: judge
+    options:
+      rubric: "Answers politely."
+      client: "openai:gpt-4o-mini"
+      base_url: "{url}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "loads"),
+    [
+        ("http://127.0.0.1:8000/v1", "", True),
+        ("http://localhost:8000/v1", "", True),
+        ("https://judge.corp.example/v1", "", False),
+        ("https://judge.corp.example/v1", "https://judge.corp.example", True),
+        ("https://judge.corp.example.evil.io/v1", "https://judge.corp.example", False),
+        ("http://judge.corp.example/v1", "https://judge.corp.example", False),
+        ("https://user:pw@localhost/v1", "", False),
+        ("file:///etc/passwd", "", False),
+    ],
+)
+def test_a_judge_s_base_url_is_this_machine_or_allowed(
+    url: str, allowed: str, loads: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK sends the text, and the API key of its environment, to base_url: a policy
+    # file alone cannot point it at another host.
+    monkeypatch.setenv("GUARDRAILS_JUDGE_BASE_URLS", allowed)
+    text = JUDGE.format(url=url)
+    if loads:
+        ge.Policy.from_yaml(text)
+        return
+    with pytest.raises(ge.PolicyError, match=r"<string>:10: checks\[0\]\.options\.base_url"):
+        ge.Policy.from_yaml(text)

@@ -27,14 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._unit import Found, unit_check
 
@@ -337,6 +339,48 @@ class JudgeOptions(BaseModel):
     base_url: str | None = None
     #: One ask, before it is asked once more; the check's timeout_ms bounds the whole.
     ask_timeout_ms: int = Field(default=15_000, ge=1, le=600_000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _allowed(cls, url: str | None) -> str | None:
+        if url is not None:
+            why = _refused_base_url(url)
+            if why is not None:
+                raise ValueError(why)
+        return url
+
+
+#: Where a judge's ``base_url`` may point beside this machine: URLs (their scheme, host
+#: and port), comma-separated
+#: (a policy file alone cannot send the text, and the SDK's API key, anywhere else).
+JUDGE_URLS_ENV = "GUARDRAILS_JUDGE_BASE_URLS"
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _refused_base_url(url: str) -> str | None:
+    """Why a policy may not point a judge at ``url``, or None."""
+    try:
+        split = urlsplit(url)
+        host = split.hostname or ""
+        has_user = split.username is not None or split.password is not None
+    except ValueError:
+        return "base_url is not a URL"
+    if split.scheme not in ("http", "https") or not host or has_user:
+        return "base_url must be an http(s) URL with a host and no user name or password"
+    if host in _LOOPBACK or host.startswith("127."):
+        return None
+    for allowed in os.environ.get(JUDGE_URLS_ENV, "").split(","):
+        try:
+            other = urlsplit(allowed.strip())
+            if (other.scheme, other.hostname, other.port) == (split.scheme, host, split.port):
+                return None
+        except ValueError:
+            continue
+    return (
+        f"base_url points the judge, with your text and the SDK's API key, at {host!r}: "
+        f"a host other than this machine must be allowed by the service's owner "
+        f"({JUDGE_URLS_ENV}, URLs separated by commas)"
+    )
 
 
 #: Verdicts of the judge check by (client, base_url, rubric, text): a stream and
