@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _chunks import cut
 from _policies import PATTERN_ENTITIES, make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -433,3 +434,21 @@ def test_ner_from_many_threads_gives_the_single_threaded_answer(ner: ge.Policy) 
         assert validated == expected
         assert result == expected
         assert joined == expected.text
+
+
+# -- a candidate that fails its checksum does not hide a card that starts inside it ------
+
+HIDDEN_CARDS = [
+    # the first candidate, "4399 4539 1488 0343", fails Luhn; the card starts inside it
+    ("SSN 536-90-4399 4539 1488 0343 6467 ok", "SSN <US_SSN> <CREDIT_CARD> ok"),
+    ("ref 4000 4539 1488 0343 6467 ok", "ref 4000 <CREDIT_CARD> ok"),
+]
+
+
+@pytest.mark.parametrize(("text", "masked"), HIDDEN_CARDS)
+def test_a_card_inside_a_failed_candidate_is_found(
+    support_policy: ge.Policy, text: str, masked: str
+) -> None:
+    assert support_policy.validate_sync(text).text == masked
+    for sizes in ([1], [3], [4, 1], [len(text)]):
+        assert "".join(support_policy.stream_sync(cut(text, sizes))) == masked

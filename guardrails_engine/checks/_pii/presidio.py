@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 from ..._scanning.hints import declare
+from ..._scanning.terms import OVERLAPPING
 from .phones import numbers
 from .prefilter import prefiltered
 
@@ -94,6 +95,8 @@ _NUMBERS = frozenset(
 # two hexadecimal digits: a colon of prose ("Note: ...") does not get them searched
 # (``_scanning/hints.py``; tests/test_scan_hints.py).
 _IPV6 = frozenset({"IPv4_mapped", "IPv4_embedded", "IPv6", "IPv6_unspecified"})
+#: Entities whose candidates are searched at every start (see ``Catalog.detectors``).
+_OVERLAPPING = frozenset({"CREDIT_CARD"})
 # (Written from its colon: the engine looks for a literal first character quickly; as
 # an alternation it tried every position, 100 us on 2,000 characters of base64.)
 _IPV6_NEEDLE = r":(?::|(?<=[0-9A-Fa-f]:)[0-9A-Fa-f])"
@@ -213,7 +216,14 @@ class Catalog:
         for recognizer in self._recognizers[entity]:
             flags = int(recognizer.global_regex_flags)
             for pat in recognizer.patterns:
-                compiled = regex.compile(prefiltered(pat.regex), flags)
+                source = prefiltered(pat.regex)
+                if entity in _OVERLAPPING:
+                    # A candidate that fails its checksum must not hide one that starts
+                    # inside it: in "536-90-4399 4539 1488 0343 6467" the first candidate
+                    # is "4399 4539 1488 0343" (no Luhn), and the card after it was missed
+                    # (presidio's own search misses it too).  Every start is tried.
+                    source += OVERLAPPING
+                compiled = regex.compile(source, flags)
                 if pat.regex == _PRESIDIO_EMAIL:
                     # A word of letters and digits may be the name of an address in
                     # progress (``_scanning/hints.py``; tests/test_scan_hints.py).
@@ -236,7 +246,7 @@ class Catalog:
                 )
         if entity == "CREDIT_CARD":
             card = self._card
-            two = regex.compile(_CARD_2_SERIES)
+            two = regex.compile(_CARD_2_SERIES + OVERLAPPING)
             declare(two, spoiler=NUMBER_SPOILER)
             out.append(
                 Detector(
