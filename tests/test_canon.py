@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import unicodedata
+from unittest import mock
 
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from guardrails_engine._scanning.canon import OffsetMap, canonical
@@ -95,3 +96,25 @@ def test_map_matches_reference_for_any_chunking(text: str, sizes: list[int]) -> 
             assert m.span(s, e) == (starts[s], ends[e - 1])
     # The end of the canonical text maps to the end of the original.
     assert m.to_orig(len(canon)) == len(text)
+
+
+# -- a flood of overrides costs a few scans of the window each -----------------------------
+
+# (mostly overrides and letters: a window with a line break or a tag takes the walk)
+_BIDI_TEXT = st.one_of(
+    st.text(alphabet="\u202e\u202e\u202e\u202d\u202ca", min_size=200, max_size=700),
+    st.text(alphabet="\u202e\u202d\u202ca \n<", max_size=700),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rest=_BIDI_TEXT, opener=st.sampled_from(["\u202e", "\u202d"]), last=st.booleans())
+def test_the_override_shortcut_answers_as_the_walk_does(rest: str, opener: str, last: bool) -> None:
+    from guardrails_engine._scanning import canon
+
+    chunk = opener + rest
+    event("shortcut" if len(rest) > 257 and canon._overrides_never_close(rest[:257]) else "walk")
+    fast = canon._bidi_run(chunk, 0, 1, len(chunk), last)
+    with mock.patch.object(canon, "_overrides_never_close", lambda window: False):
+        walked = canon._bidi_run(chunk, 0, 1, len(chunk), last)
+    assert fast == walked

@@ -110,6 +110,10 @@ CASES = {
     "dotted digits": (SUPPORT_CHAT, "1.2.", 100_000),
     "phone-like": (PHONE_ONLY, "415-555-0100-", 15_000),
     "PII-dense": (SUPPORT_CHAT, "bob@example.com 4111 1111 1111 1111 10.0.0.1 ", 100_000),
+    # each override opens a run that never closes (7.5 s for 20,000 with a 500 ms timeout,
+    # 61 s for 200,000: the view's walk read every run's 256 characters)
+    "bidi overrides": (SUPPORT_CHAT, "\u202e", 200_000),
+    "bidi overrides, some closed": (SUPPORT_CHAT, "\u202e\u202e\u202c", 100_000),
 }
 
 

@@ -246,6 +246,28 @@ _BIDI_MARK = re.compile(
 _MAX_RUN = 2 * _SPAN
 
 
+def _overrides_never_close(window: str) -> bool:
+    """Whether an override run (U+202E, U+202D) opened just before ``window``, its text
+    up to ``_MAX_RUN``, cannot end in it: no line break, no tag, and no U+202C at which
+    the closes so far outnumber the overrides opened inside it.  Counted with ``str``
+    methods, so a flood of overrides (each the opener of a run that is not one) costs
+    a few scans of the window each, not a pass of the pattern at every character."""
+    if "\n" in window or "<" in window:
+        return False
+    closes = 0
+    at = 0
+    opened = 0
+    p = window.find("\u202c")
+    while p >= 0:
+        opened += window.count("\u202e", at, p) + window.count("\u202d", at, p)
+        closes += 1
+        if closes > opened:
+            return False  # every level it opened is closed here: the run ends
+        at = p + 1
+        p = window.find("\u202c", at)
+    return True
+
+
 def _bidi_run(
     chunk: str, s: int, e: int, limit: int, last: bool, only: str = ""
 ) -> tuple[int, str] | None:
@@ -260,6 +282,8 @@ def _bidi_run(
     every level of an override (U+202E), and a ``<bdo>`` must be closed.
     """
     html = chunk[s] == "<"
+    if not html and e + _MAX_RUN < limit and _overrides_never_close(chunk[e : e + _MAX_RUN + 1]):
+        return e, ""  # (the same answer as the walk below, without its cost per character)
     levels = [1]
     pieces: list[tuple[str, int]] = []
     q = at = e
