@@ -452,3 +452,31 @@ def test_a_card_inside_a_failed_candidate_is_found(
     assert support_policy.validate_sync(text).text == masked
     for sizes in ([1], [3], [4, 1], [len(text)]):
         assert "".join(support_policy.stream_sync(cut(text, sizes))) == masked
+
+
+# -- JSON writes a character past U+FFFF as a surrogate pair: read as that character -------
+
+ESCAPED = (
+    '{"answer": '
+    + json.dumps(
+        "Your card is \U0001d7d2\U0001d7d3\U0001d7d1\U0001d7d7 \U0001d7cf\U0001d7d2"
+        "\U0001d7d6\U0001d7d6 \U0001d7ce\U0001d7d1\U0001d7d2\U0001d7d1 \U0001d7d4"
+        "\U0001d7d2\U0001d7d4\U0001d7d5."
+    )
+    + "}"
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sizes=st.lists(st.integers(1, 13), min_size=1, max_size=8))
+def test_a_card_in_escaped_mathematical_digits_is_masked(
+    support_policy: ge.Policy, sizes: list[int]
+) -> None:
+    # "\\ud835\\udfd2..." (json.dumps of mathematical bold digits): each half alone is no character,
+    # the pair is a digit; a stream may cut between the halves.
+    assert "\\ud835\\udfd2" in ESCAPED
+    whole = support_policy.validate_sync(ESCAPED)
+    assert whole.text == '{"answer": "Your card is <CREDIT_CARD>."}'
+    assert "".join(support_policy.stream_sync(cut(ESCAPED, sizes))) == whole.text

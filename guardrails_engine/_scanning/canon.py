@@ -150,7 +150,8 @@ _MATH_OPEN = rf"\$(?=[0-9+().\-]{{1,8}}\\(?:[,;:! ]|{'|'.join(_LATEX)}))"
 _ESCAPE = re.compile(
     rf"(?P<math>{_MATH_OPEN})"
     rf"|(?P<latex>\\(?:{'|'.join(_LATEX)}))"
-    r'|(?P<json>\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt]))'
+    r"|(?P<json>\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # a pair
+    r'|u[0-9a-fA-F]{4}|["\\/bfnrt]))'
     r"|(?P<md>\\[!-/:-@\[-`{-~ ])"
     r"|(?P<entity>&(?:#[0-9]{1,7};?|#[xX][0-9a-fA-F]{1,6};?|[A-Za-z][A-Za-z0-9]{1,31};))"
     r"|(?P<percent>%(?:[2-6][0-9a-fA-F]|7[0-9a-eA-E]))"
@@ -173,7 +174,8 @@ def _prefixes(word: str) -> str:
 
 # The end of a text that may be the start of a token, or a token that more text may change.
 _OPEN_ESCAPE = re.compile(
-    rf"(?:\\(?:u[0-9a-fA-F]{{0,3}}|{'|'.join(_prefixes(w) for w in _LATEX)})"
+    r"(?:\\u[dD][89abAB][0-9a-fA-F]{2}(?:\\(?:u[0-9a-fA-F]{0,3})?)?"  # half a pair
+    rf"|\\(?:u[0-9a-fA-F]{{0,3}}|{'|'.join(_prefixes(w) for w in _LATEX)})"
     r"|&(?:#[0-9]{0,7}|#[xX][0-9a-fA-F]{0,6}|[A-Za-z][A-Za-z0-9]{0,31})?"
     r"|%[2-7]?"
     rf"|<!(?:-(?:-{_COMMENT_CHAR}{{0,{_SPAN}}}-{{0,2}})?)?"
@@ -420,6 +422,8 @@ def _decoded(m: re.Match[str], prev: str, after: str) -> str | _Dual | None:
             return None if named is None else "".join(_TABLE[ord(c)] for c in named)
     elif token[1] != "u":
         return _TABLE[ord(_SIMPLE[token[1]])]
+    elif len(token) == 12:  # a surrogate pair, as JSON writes a character past U+FFFF
+        code = 0x10000 + ((int(token[2:6], 16) - 0xD800) << 10) + int(token[8:], 16) - 0xDC00
     else:
         code = int(token[2:], 16)
     if 0xD800 <= code <= 0xDFFF:
