@@ -310,3 +310,36 @@ def test_a_judge_s_base_url_is_this_machine_or_allowed(
         return
     with pytest.raises(ge.PolicyError, match=r"<string>:10: checks\[0\]\.options\.base_url"):
         ge.Policy.from_yaml(text)
+
+
+# -- a policy full of mistakes is reported in time linear in its size ----------------------
+
+#: Python expressions of the policies (built in the child: too long for its command line).
+MANY_MISTAKES = {
+    # each reported mistake looked a key up along its mapping: 80 s for 20,000 (here 40,000)
+    "unknown keys": '"version: 1\\nname: k\\n"'
+    ' + "".join(f"unknown_{i}: 1\\n" for i in range(40_000))'
+    ' + "checks:\\n  - {id: l, type: length, max_chars: 9}\\n"',
+    # each type error was compared with every other error: 119 s for 20,000
+    "wrong types": '"version: 1\\nname: t\\nchecks:\\n" + "".join('
+    'f"  - {{id: c{i}, type: length, max_chars: x}}\\n" for i in range(20_000))',
+    # the hint about ': ' in a plain value tried `[ \t]+#` at every character: 8.5 s
+    # for 40,000 spaces
+    "a colon in a long value": '"version: 1\\nname: c\\ndescription: a: " + " " * 150_000 + "x\\n"',
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANY_MISTAKES))
+def test_a_policy_full_of_mistakes_is_reported_in_linear_time(case: str) -> None:
+    out = run_limited(
+        f"""
+        import guardrails_engine as ge
+        try:
+            ge.Policy.from_yaml({MANY_MISTAKES[case]})
+        except ge.PolicyError as exc:
+            print(len(exc.problems), str(exc).splitlines()[0][:120])
+        """,
+        seconds=60,
+    )
+    count, first = out.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) >= 1 and first.startswith("<string>:")

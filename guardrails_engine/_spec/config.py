@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 import typing
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 import regex
@@ -220,7 +221,7 @@ class PiiSpec(_CheckBase):
     @field_validator("entities")
     @classmethod
     def _unique_entities(cls, v: list[str]) -> list[str]:
-        dup = sorted({e for e in v if v.count(e) > 1})
+        dup = sorted(e for e, n in Counter(v).items() if n > 1)
         if dup:
             raise ValueError(f"entity listed twice: {', '.join(dup)}")
         return v

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -48,7 +49,7 @@ class FallbackSpec(BaseModel):
     @field_validator("on")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
-        dup = sorted({t for t in v if v.count(t) > 1})
+        dup = sorted(t for t, n in Counter(v).items() if n > 1)
         if dup:
             raise ValueError(f"trigger listed twice: {', '.join(dup)}")
         return v
