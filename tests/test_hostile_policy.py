@@ -343,3 +343,26 @@ def test_a_policy_full_of_mistakes_is_reported_in_linear_time(case: str) -> None
     )
     count, first = out.strip().splitlines()[-1].split(" ", 1)
     assert int(count) >= 1 and first.startswith("<string>:")
+
+
+def test_tools_naming_one_file_compile_it_once(tmp_path: Path) -> None:
+    # Three levels, 30 tools a level each naming the next file: 27,000 compilations before
+    # (20 tools: 21 s), one per file now; each tool still gets the file's rules.
+    for name, nxt in (("a", "b"), ("b", "c")):
+        tools = "".join(f"  t{i}: {{policy: {nxt}.yaml}}\n" for i in range(30))
+        (tmp_path / f"{name}.yaml").write_text(
+            f"version: 1\nname: {name}\nchecks:\n  - {{id: w, type: content, terms: [foo]}}\n"
+            f"tools:\n{tools}"
+        )
+    (tmp_path / "c.yaml").write_text(
+        "version: 1\nname: c\nchecks:\n  - {id: w, type: content, terms: [bar], action: block}\n"
+    )
+    out = run_limited(
+        f"""
+        import guardrails_engine as ge
+        policy = ge.load_policy({str(tmp_path / "a.yaml")!r})
+        print(len(policy.tools), sorted({{id(t.policy) for t in policy.tools.values()}}).__len__())
+        """,
+        seconds=60,
+    )
+    assert out.split() == ["30", "1"]

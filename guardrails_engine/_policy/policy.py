@@ -433,8 +433,11 @@ def _build(origin: _Origin) -> _Built:
     folder = Path(origin.base_dir)
     checks = tuple(_compile(spec, located, folder, origin.trusted_modules))
     digest = hashlib.sha256(origin.text.encode("utf-8")).hexdigest()[:16]
+    # One policy per file its tools name (N tools naming one file compiled it N times, each
+    # with its own tools: N**3 compilations for three levels of N).
+    files: dict[str, Policy] = {}
     tools = {
-        name: _compile_tool(name, tool, spec, located, origin, digest)
+        name: _compile_tool(name, tool, spec, located, origin, digest, files)
         for name, tool in spec.tools.items()
     }
     drift = None
@@ -450,10 +453,18 @@ _TOOL_DEPTH = 4
 
 
 def _compile_tool(
-    name: str, tool: ToolSpec, spec: PolicySpec, located: Located, origin: _Origin, digest: str
+    name: str,
+    tool: ToolSpec,
+    spec: PolicySpec,
+    located: Located,
+    origin: _Origin,
+    digest: str,
+    files: dict[str, Policy],
 ) -> ToolPolicy:
     where: list[Any] = ["tools", name]
     folder = Path(origin.base_dir)
+    if tool.policy is not None and tool.policy in files:
+        return ToolPolicy(name, files[tool.policy], tool.release)
     if tool.policy is not None:
         depth = origin.source.count(" > ")
         if depth >= _TOOL_DEPTH:
@@ -467,7 +478,7 @@ def _compile_tool(
             what = f"[Errno {exc.errno}] {exc.strerror}: {str(exc.filename)!r}"
             raise located.error([*where, "policy"], f"cannot read the policy: {what}") from None
         sub = _Origin(text, f"{origin.source} > {path}", origin.base_dir, origin.trusted_modules)
-        policy = Policy.from_origin(sub)
+        policy = files[tool.policy] = Policy.from_origin(sub)
         return ToolPolicy(name, policy, tool.release)
     assert tool.checks is not None
     sub_spec = PolicySpec.model_validate(
