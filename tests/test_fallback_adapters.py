@@ -318,16 +318,15 @@ def test_openai_sync_stall_before_the_first_token(oai: FakeOpenAI) -> None:
     assert first.left and first.sent < first.total
 
 
-IDLE = ge.Policy.from_yaml(
-    """
+LIMITED = """
 version: 1
-name: idle-sync
-stream: {idle_timeout_ms: 300}
-fallback: {on: [error, timeout]}
+name: limited
+stream: {{{limit}}}
+fallback: {{on: [error, timeout]}}
 checks:
-  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
+  - {{id: pii, type: pii, entities: [EMAIL_ADDRESS]}}
 """
-)
+IDLE = ge.Policy.from_yaml(LIMITED.format(limit="idle_timeout_ms: 300"))
 #: The sync clients' own read timeout: a read the guarded stream did not abandon would
 #: end with the SDK's error (the ``error`` trigger) after this long, not ``timeout``.
 CLIENT_TIMEOUT = 1.0
@@ -449,16 +448,7 @@ async def test_a_slow_async_reader_is_not_an_idle_upstream(oai: FakeOpenAI) -> N
     assert [a.ending for a in stream.attempts] == ["completed"]
 
 
-DEADLINE = ge.Policy.from_yaml(
-    """
-version: 1
-name: deadline
-stream: {deadline_ms: 300}
-fallback: {on: [error, timeout]}
-checks:
-  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
-"""
-)
+DEADLINE = ge.Policy.from_yaml(LIMITED.format(limit="deadline_ms: 300"))
 
 
 def _read_sync(
@@ -535,16 +525,7 @@ async def test_openai_idle_after_a_release_ends_with_a_timeout(oai: FakeOpenAI) 
     # stream.idle_timeout_ms: text, then the upstream stalls; nothing is replayed, the
     # stream ends the provider's way (an exception after the text) and the connection
     # is closed.
-    policy = ge.Policy.from_yaml(
-        """
-version: 1
-name: idle
-stream: {idle_timeout_ms: 300}
-fallback: {on: [error, timeout]}
-checks:
-  - {id: pii, type: pii, entities: [EMAIL_ADDRESS]}
-"""
-    )
+    policy = IDLE
     oai.add("chat", [*_chat(["Hello there. "])[1:2], *_chat(["More. "])[1:]], delay=2)
     called: list[ge.Fallback] = []
     async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:

@@ -96,50 +96,48 @@ def check_schema(schema: Any) -> None:
     cls.check_schema(schema, format_checker=_schema_checker(cls))  # type: ignore[call-arg]
 
 
-def unreadable_pattern_keys(schema: Any) -> Iterator[tuple[list[str | int], str]]:
-    """The keys of ``patternProperties`` that Python's ``re`` cannot read: (where, key)."""
+#: Keywords whose values are data, not schemas: a ``pattern`` key in them is not one.
+_DATA = frozenset({"const", "enum", "default", "examples"})
+
+
+def _schemas(schema: Any) -> Iterator[tuple[list[str | int], dict[str, Any]]]:
+    """Every mapping of ``schema`` that may be a schema (not inside data): (where, it)."""
     stack: list[tuple[list[str | int], Any]] = [([], schema)]
     while stack:
         where, node = stack.pop()
         if isinstance(node, dict):
-            patterns = node.get("patternProperties")
-            if isinstance(patterns, dict):
-                for key in patterns:
-                    try:
-                        re.compile(key)
-                    except re.error:
-                        yield [*where, "patternProperties"], key
-            stack.extend(([*where, k], v) for k, v in node.items())
+            yield where, node
+            stack.extend(([*where, k], v) for k, v in node.items() if k not in _DATA)
         elif isinstance(node, list):
             stack.extend(([*where, i], v) for i, v in enumerate(node))
 
 
-__all__ += ["SchemaError"]
-
-
-#: Keywords whose values are data, not schemas: a ``pattern`` key in them is not one.
-_DATA = frozenset({"const", "enum", "default", "examples"})
+def unreadable_pattern_keys(schema: Any) -> Iterator[tuple[list[str | int], str]]:
+    """The keys of ``patternProperties`` that Python's ``re`` cannot read: (where, key)."""
+    for where, node in _schemas(schema):
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict):
+            for key in patterns:
+                try:
+                    re.compile(key)
+                except re.error:
+                    yield [*where, "patternProperties"], key
 
 
 def backtracking_patterns(schema: Any) -> Iterator[tuple[list[str | int], str, str]]:
     """The ``pattern`` values and ``patternProperties`` keys that may backtrack
     catastrophically, as the policy's own patterns are refused: (where, pattern, why).
     (jsonschema matches them with Python's ``re``, which no deadline interrupts.)"""
-    stack: list[tuple[list[str | int], Any]] = [([], schema)]
-    while stack:
-        where, node = stack.pop()
-        if isinstance(node, dict):
-            pattern = node.get("pattern")
-            if isinstance(pattern, str):
-                why = backtracking(pattern)
-                if why is not None:
-                    yield [*where, "pattern"], pattern, why
-            patterns = node.get("patternProperties")
-            if isinstance(patterns, dict):
-                for key in patterns:
-                    why = backtracking(key) if isinstance(key, str) else None
-                    if why is not None:
-                        yield [*where, "patternProperties"], key, why
-            stack.extend(([*where, k], v) for k, v in node.items() if k not in _DATA)
-        elif isinstance(node, list):
-            stack.extend(([*where, i], v) for i, v in enumerate(node))
+    for where, node in _schemas(schema):
+        pattern = node.get("pattern")
+        candidates = [("pattern", pattern)] if isinstance(pattern, str) else []
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict):
+            candidates += [("patternProperties", k) for k in patterns if isinstance(k, str)]
+        for keyword, candidate in candidates:
+            why = backtracking(candidate)
+            if why is not None:
+                yield [*where, keyword], candidate, why
+
+
+__all__ += ["SchemaError"]
