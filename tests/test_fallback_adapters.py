@@ -332,6 +332,19 @@ IDLE = ge.Policy.from_yaml(LIMITED.format(limit="idle_timeout_ms: 300"))
 CLIENT_TIMEOUT = 1.0
 
 
+def _drain(stream: Any, pause: float) -> tuple[list[Any], TimeoutError | None]:
+    """Read a sync guarded stream, ``pause`` seconds after each chunk: what it showed,
+    and the ``TimeoutError`` it ended with, if it did."""
+    chunks: list[Any] = []
+    try:
+        for chunk in stream:
+            chunks.append(chunk)
+            time.sleep(pause)
+    except TimeoutError as exc:
+        return chunks, exc
+    return chunks, None
+
+
 def _guard_idle_sync(
     oai: FakeOpenAI,
     ant: FakeAnthropic,
@@ -345,8 +358,6 @@ def _guard_idle_sync(
     """A sync guarded stream over ``pieces``, the upstream waiting ``stall`` seconds
     after the first, the reader ``pause`` seconds after each chunk: the stream, what it
     showed and what it raised."""
-    chunks: list[Any] = []
-    error: BaseException | None = None
     if provider == "openai":
         oai.add("chat", _chat(pieces)[1:], delay=stall)  # (no role chunk: text first)
         client: Any = openai.OpenAI(
@@ -367,12 +378,7 @@ def _guard_idle_sync(
         )
         guard = ge_anthropic.guard_sync
     with client, guard(IDLE, primary, fallbacks=[second]) as stream:
-        try:
-            for chunk in stream:
-                chunks.append(chunk)
-                time.sleep(pause)
-        except TimeoutError as exc:
-            error = exc
+        chunks, error = _drain(stream, pause)
     if provider == "openai":
         assert oai.last(timeout=10).left == (stall > 0)
         return stream, chunks, error
@@ -451,21 +457,6 @@ async def test_a_slow_async_reader_is_not_an_idle_upstream(oai: FakeOpenAI) -> N
 DEADLINE = ge.Policy.from_yaml(LIMITED.format(limit="deadline_ms: 300"))
 
 
-def _read_sync(
-    oai: FakeOpenAI, policy: ge.Policy, told: list[ge.Fallback], chunks: list[Any], pause: float
-) -> Any:
-    """Read a sync guarded Chat stream with fallbacks, ``pause`` seconds a chunk, until
-    it raises ``TimeoutError``."""
-    with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
-        primary = client.chat.completions.create(model="a", messages=[], stream=True)
-        with ge_openai.guard_sync(policy, primary, fallbacks=[told.append]) as stream:
-            with pytest.raises(TimeoutError):
-                for chunk in stream:
-                    chunks.append(chunk)
-                    time.sleep(pause)
-    return stream
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("pace", ["upstream", "reader"])
@@ -482,7 +473,11 @@ async def test_an_endless_upstream_ends_at_the_deadline(
     chunks: list[Any] = []
     told: list[ge.Fallback] = []
     if mode == "sync":
-        stream = _read_sync(oai, DEADLINE, told, chunks, 0 if slow else 0.02)
+        with openai.OpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as client:
+            primary = client.chat.completions.create(model="a", messages=[], stream=True)
+            with ge_openai.guard_sync(DEADLINE, primary, fallbacks=[told.append]) as stream:
+                chunks, error = _drain(stream, 0 if slow else 0.02)
+        assert isinstance(error, TimeoutError)
     else:
         async with openai.AsyncOpenAI(base_url=oai.base_url, api_key="x", max_retries=0) as aclient:
             aprimary = await aclient.chat.completions.create(model="a", messages=[], stream=True)

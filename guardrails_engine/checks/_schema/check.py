@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import jsonschema
@@ -492,6 +492,9 @@ _LEGACY_VALIDATORS = (
 )
 
 
+_R = TypeVar("_R")
+
+
 class _SchemaSession(Session):
     """The document parsed and checked as it arrives; jsonschema at the end."""
 
@@ -541,12 +544,17 @@ class _SchemaSession(Session):
         # What may be released: nothing before the end with `release: on_complete`.
         self.barrier = 0
 
-    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
+    def _bounded(self, work: Callable[..., _R], *args: Any) -> _R:
+        """``work(*args)`` with this session's deadline where jsonschema's keywords and
+        the ``regex`` searches look for it (:data:`.state.DEADLINE`)."""
         token = DEADLINE.set(self.deadline)
         try:
-            return self._fed(chunk)
+            return work(*args)
         finally:
             DEADLINE.reset(token)
+
+    def feed(self, buf: str, base: int, chunk: str) -> Sequence[Hit]:
+        return self._bounded(self._fed, chunk)
 
     def _fed(self, chunk: str) -> Sequence[Hit]:
         start = self._end
@@ -609,11 +617,7 @@ class _SchemaSession(Session):
     def finish(self, buf: str, base: int) -> Sequence[Hit]:
         # (Held until the work is done: a check that fails here, or runs out of time,
         # has vouched for nothing past its barrier.)
-        token = DEADLINE.set(self.deadline)
-        try:
-            found = self._finish()
-        finally:
-            DEADLINE.reset(token)
+        found = self._bounded(self._finish)
         self.hold = self.barrier = _NEVER
         return found
 
@@ -684,11 +688,7 @@ class _SchemaSession(Session):
             pieces.append(a.replacement)
             pos = a.end
         pieces.append(text[pos - start :])
-        token = DEADLINE.set(self.deadline)
-        try:
-            return self._check.judge("".join(pieces), self._end)
-        finally:
-            DEADLINE.reset(token)
+        return self._bounded(self._check.judge, "".join(pieces), self._end)
 
 
 __all__ += ["SchemaError", "check_schema"]
